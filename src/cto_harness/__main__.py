@@ -1,0 +1,3 @@
+from cto_harness.cli import main
+
+raise SystemExit(main())

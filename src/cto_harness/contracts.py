@@ -1,0 +1,322 @@
+"""Typed contracts: the fixture case (case.toml), the task contract given to a provider, and the
+evidence records (report, freshness, events, spans). JSON Schemas in `schemas/` are generated from
+these models (`cto-harness schemas --write`), never written by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CASE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+Verdict = Literal["pass", "fail", "blocked", "error"]
+ChangeKind = Literal["added", "modified", "deleted", "mode_changed", "type_changed"]
+ProvenanceLevel = Literal["builtin", "built", "asserted"]
+
+
+class StrictModel(BaseModel):
+    """Unknown fields are an error everywhere: a typo must never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def check_relative_glob(value: str) -> str:
+    if not value or value.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", value):
+        raise ValueError(f"must be a relative path or glob inside the workspace: {value!r}")
+    if ".." in value.split("/") or "\\" in value:
+        raise ValueError(f"must not climb out of the workspace: {value!r}")
+    return value
+
+
+# --- the fixture case (case.toml) ------------------------------------------------------------
+
+
+class VerificationSpec(StrictModel):
+    command: list[str] = Field(min_length=1, description="argv run in the verification copy")
+    framework: Literal["unittest", "pytest"] = Field(
+        description="how test counts are read from the output"
+    )
+    files: list[str] = Field(
+        min_length=1,
+        description="globs of the fixture's verification files, laid back before verification",
+    )
+    timeout_seconds: int = Field(default=120, gt=0, le=3600)
+
+    @field_validator("files")
+    @classmethod
+    def _relative(cls, values: list[str]) -> list[str]:
+        return [check_relative_glob(v) for v in values]
+
+
+class EvidenceExpectations(StrictModel):
+    changed_paths: list[str] = Field(
+        default_factory=list, description="globs a correct solution is expected to change"
+    )
+    min_tests: int = Field(default=1, ge=1, description="fewer tests than this is a failure")
+
+    @field_validator("changed_paths")
+    @classmethod
+    def _relative(cls, values: list[str]) -> list[str]:
+        return [check_relative_glob(v) for v in values]
+
+
+class FakeSolution(StrictModel):
+    overlay: str = Field(
+        default="fake/solution",
+        description="directory (relative to the case folder) copied over the workspace",
+    )
+    delete: list[str] = Field(default_factory=list, description="workspace paths to delete")
+    script: str | None = Field(
+        default=None,
+        description="optional Python script (relative to the case folder) run in the workspace",
+    )
+
+    @field_validator("overlay", "script")
+    @classmethod
+    def _relative_path(cls, value: str | None) -> str | None:
+        return None if value is None else check_relative_glob(value)
+
+    @field_validator("delete")
+    @classmethod
+    def _relative(cls, values: list[str]) -> list[str]:
+        return [check_relative_glob(v) for v in values]
+
+
+class CaseSpec(StrictModel):
+    """A fixture case: `harness/evals/cases/<id>/case.toml` beside its pristine `repo/`."""
+
+    id: str
+    title: str = Field(min_length=1)
+    task: str = Field(min_length=1, description="the task text given to the provider")
+    allowed_paths: list[str] = Field(min_length=1)
+    forbidden_actions: list[str] = Field(default_factory=list)
+    verification: VerificationSpec
+    evidence: EvidenceExpectations = Field(default_factory=EvidenceExpectations)
+    fake: FakeSolution = Field(default_factory=FakeSolution)
+
+    @field_validator("id")
+    @classmethod
+    def _case_id(cls, value: str) -> str:
+        if not CASE_ID_PATTERN.fullmatch(value):
+            raise ValueError(f"case id must match [a-z0-9][a-z0-9-]*: {value!r}")
+        return value
+
+    @field_validator("allowed_paths")
+    @classmethod
+    def _relative(cls, values: list[str]) -> list[str]:
+        return [check_relative_glob(v) for v in values]
+
+
+# --- what a provider is given ----------------------------------------------------------------
+
+
+class TaskContract(StrictModel):
+    """Only what DESIGN section 5 allows: fixture inputs, allowed paths, forbidden actions, the
+    verification command and the evidence expectations. No path outside the workspace."""
+
+    case_id: str
+    title: str
+    instructions: str
+    allowed_paths: list[str]
+    forbidden_actions: list[str]
+    verification_command: list[str]
+    evidence_expectations: EvidenceExpectations
+
+    @classmethod
+    def from_case(cls, case: CaseSpec) -> TaskContract:
+        return cls(
+            case_id=case.id,
+            title=case.title,
+            instructions=case.task,
+            allowed_paths=list(case.allowed_paths),
+            forbidden_actions=list(case.forbidden_actions),
+            verification_command=list(case.verification.command),
+            evidence_expectations=case.evidence,
+        )
+
+
+# --- evidence ---------------------------------------------------------------------------------
+
+
+class Blocker(StrictModel):
+    code: str
+    message: str
+
+
+class ChangedFile(StrictModel):
+    path: str
+    change: ChangeKind
+    old_mode: str | None = None
+    new_mode: str | None = None
+    symlink: bool = False
+    allowed: bool = True
+
+
+class ProviderInfo(StrictModel):
+    name: str
+    path: str | None = None
+    executed_path: str | None = Field(default=None, description="the hashed copy that ran")
+    sha256: str | None = None
+    source_url: str | None = None
+    pin: str | None = Field(default=None, description="pinned source commit")
+    provenance_level: ProvenanceLevel | None = None
+
+
+class ModelInfo(StrictModel):
+    provider: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    admitted: bool = False
+
+
+class Timing(StrictModel):
+    started_at: str
+    finished_at: str
+    duration_ms: int
+    provider_ms: int | None = None
+    verification_ms: int | None = None
+    baseline_ms: int | None = None
+
+
+class VerificationResult(StrictModel):
+    status: Literal["passed", "failed", "not_run"] = "not_run"
+    command: list[str] = Field(default_factory=list)
+    framework: str | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    tests_ran: int = 0
+    tests_passed: int = 0
+    tests_failed: int = 0
+    restored_files: list[str] = Field(default_factory=list)
+    duration_ms: int | None = None
+    reason: str | None = None
+
+
+class ProcessSummary(StrictModel):
+    exit_code: int | None = None
+    timed_out: bool = False
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    output_truncated: bool = False
+    killed_on_timeout: list[dict[str, Any]] = Field(default_factory=list)
+    leftover_processes: list[dict[str, Any]] = Field(default_factory=list)
+    tree_clean: bool = True
+
+
+class ForbiddenAction(StrictModel):
+    action: str
+    detail: str
+    source: str
+
+
+class BaselineComparison(StrictModel):
+    run_id: str | None = None
+    verdict: Verdict | None = None
+    bundle: str = "baseline"
+    changed_files: list[str] = Field(default_factory=list)
+    case_changed_files: list[str] = Field(default_factory=list)
+    evidence_shape_equal: bool | None = None
+    outcome_equal: bool | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class IsolationInfo(StrictModel):
+    tier: Literal["bwrap", "landlock", "none"] = "none"
+    tool: str | None = None
+    version: str | None = None
+    digest: str | None = None
+    namespaces: list[str] = Field(default_factory=list)
+    hidden_paths: list[str] = Field(default_factory=list)
+    writable_paths: list[str] = Field(default_factory=list)
+    network: Literal["none", "shared"] = "shared"
+    reason: str = ""
+    canary: dict[str, Any] = Field(default_factory=dict)
+
+
+class NoTargetInspection(StrictModel):
+    task_scan: dict[str, Any] = Field(default_factory=dict)
+    hidden_paths: list[str] = Field(default_factory=list)
+    canary: dict[str, Any] = Field(default_factory=dict)
+
+
+class Freshness(StrictModel):
+    run_id: str
+    nonce: str
+    started_at: str
+    finished_at: str
+    fixture_digest: str | None = None
+    workspace_digest_before: str | None = None
+    workspace_digest_after: str | None = None
+    provider_sha256: str | None = None
+    artifacts_manifest_sha256: str | None = Field(
+        default=None, description="digest of artifacts.sha256 (set in freshness.json only)"
+    )
+
+
+class Report(StrictModel):
+    schema_version: str
+    harness_version: str
+    run_id: str
+    nonce: str
+    run_dir: str
+    case_id: str
+    engine: str
+    stage: str
+    verdict: Verdict
+    blockers: list[Blocker] = Field(default_factory=list)
+    source_admission_status: Literal["admitted", "not_admitted"] = "not_admitted"
+    case_process_started: bool = False
+    backend_exit_code: int | None = None
+    allowed_writes_passed: bool = False
+    changed_files: list[ChangedFile] = Field(default_factory=list)
+    bookkeeping_changes: list[ChangedFile] = Field(default_factory=list)
+    command: list[str] = Field(default_factory=list)
+    provider: ProviderInfo
+    model: ModelInfo = Field(default_factory=ModelInfo)
+    timing: Timing
+    process: ProcessSummary = Field(default_factory=ProcessSummary)
+    verification: VerificationResult = Field(default_factory=VerificationResult)
+    forbidden_actions_attempted: list[ForbiddenAction] = Field(default_factory=list)
+    provider_claims: dict[str, Any] = Field(default_factory=dict)
+    baseline: BaselineComparison | None = None
+    isolation: IsolationInfo = Field(default_factory=IsolationInfo)
+    no_target_inspection: NoTargetInspection = Field(default_factory=NoTargetInspection)
+    pass_conditions: dict[str, bool] = Field(default_factory=dict)
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    freshness: Freshness
+
+
+class NormalizedEvent(StrictModel):
+    run_id: str
+    nonce: str
+    seq: int
+    ts: str
+    source: Literal["harness", "provider"]
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Span(StrictModel):
+    """One span in OpenTelemetry's shape (ids as lowercase hex)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None = None
+    name: str
+    start_time: str
+    end_time: str
+    status: Literal["ok", "error", "unset"] = "unset"
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    "report": Report,
+    "freshness": Freshness,
+    "normalized-event": NormalizedEvent,
+    "span": Span,
+    "case": CaseSpec,
+    "task-contract": TaskContract,
+}

@@ -1,0 +1,294 @@
+"""The one process runner every engine and the verification step use.
+
+It records argv, sends stdout/stderr to capped log files, enforces a wall-clock limit and, on
+timeout or after the main process exits, kills the whole process tree. A process-group kill is not
+enough: an agent's shell may start children with `setsid`, which leaves the group and the session.
+So the harness makes itself a *child subreaper* (prctl PR_SET_CHILD_SUBREAPER): every orphaned
+descendant is re-parented to the harness instead of init, and stays findable in /proc.
+
+One launch at a time per harness process: orphans that appear during a launch are attributed to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+PR_SET_CHILD_SUBREAPER = 36
+DEFAULT_MAX_LOG_BYTES = 32 * 1024 * 1024
+_READ_CHUNK = 1 << 16
+
+_subreaper_lock = threading.Lock()
+_subreaper_enabled: bool | None = None
+
+
+def ensure_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); True when it worked."""
+    global _subreaper_enabled
+    with _subreaper_lock:
+        if _subreaper_enabled is None:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                _subreaper_enabled = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+            except (OSError, AttributeError):
+                _subreaper_enabled = False
+        return _subreaper_enabled
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    cmdline: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"pid": self.pid, "cmdline": self.cmdline}
+
+
+@dataclass
+class ProcessResult:
+    argv: list[str]
+    exit_code: int | None
+    timed_out: bool
+    started_at: datetime
+    finished_at: datetime
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    # Processes killed because the time limit ran out.
+    killed_on_timeout: list[ProcessInfo] = field(default_factory=list)
+    # Processes still running after the main process exited (daemons); killed, and recorded.
+    leftover_processes: list[ProcessInfo] = field(default_factory=list)
+    # True when, at the end, no process of this launch was left alive.
+    tree_clean: bool = True
+
+    @property
+    def duration_ms(self) -> int:
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+def _read_stat(pid: int) -> tuple[int, str] | None:
+    """(ppid, state) of `pid`, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = raw.rpartition(")")[2].split()
+    return int(fields[1]), fields[0]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()[:300]
+
+
+def _process_table() -> dict[int, tuple[int, str]]:
+    table: dict[int, tuple[int, str]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = _read_stat(int(name))
+            if stat is not None:
+                table[int(name)] = stat
+    return table
+
+
+def _tree_members(root_pid: int, ignore_children: frozenset[int]) -> tuple[set[int], set[int]]:
+    """(live descendants of this launch, our own zombie children to reap).
+
+    A launch's tree is `root_pid` with its descendants, plus any child of ours that was not
+    there before the launch (an orphan re-parented to us by the subreaper) with its descendants.
+    """
+    me = os.getpid()
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _state) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    roots = {root_pid} | {
+        pid for pid in children.get(me, []) if pid not in ignore_children and pid != root_pid
+    }
+    members: set[int] = set()
+    stack = [pid for pid in roots if pid in table]
+    while stack:
+        pid = stack.pop()
+        if pid in members:
+            continue
+        members.add(pid)
+        stack.extend(children.get(pid, []))
+    live = {pid for pid in members if table[pid][1] != "Z"}
+    zombies = {
+        pid for pid in members if table[pid][1] == "Z" and table[pid][0] == me and pid != root_pid
+    }
+    return live, zombies
+
+
+def _reap(pids: set[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def kill_tree(
+    root_pid: int, ignore_children: frozenset[int], *, rounds: int = 200
+) -> tuple[list[ProcessInfo], bool]:
+    """SIGKILL every live process of the launch until none is left; returns (killed, clean)."""
+    killed: dict[int, ProcessInfo] = {}
+    for _ in range(rounds):
+        live, zombies = _tree_members(root_pid, ignore_children)
+        _reap(zombies)
+        live.discard(os.getpid())
+        if not live:
+            return list(killed.values()), True
+        for pid in live:
+            if pid not in killed:
+                killed[pid] = ProcessInfo(pid, _cmdline(pid))
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+    live, _ = _tree_members(root_pid, ignore_children)
+    return list(killed.values()), not live
+
+
+class _CappedPump(threading.Thread):
+    """Copies a pipe to a file up to `cap` bytes and counts (but drops) the rest."""
+
+    def __init__(self, source: IO[bytes], dest: Path, cap: int) -> None:
+        super().__init__(daemon=True)
+        self.source, self.dest, self.cap = source, dest, cap
+        self.total = 0
+        self.truncated = False
+
+    def run(self) -> None:
+        fd = self.source.fileno()
+        with open(self.dest, "wb") as out:
+            while chunk := os.read(fd, _READ_CHUNK):
+                room = self.cap - self.total
+                if room > 0:
+                    out.write(chunk[:room])
+                if len(chunk) > room:
+                    self.truncated = True
+                self.total += len(chunk)
+            if self.truncated:
+                out.write(f"\n[cto-harness: output cut at {self.cap} bytes]\n".encode())
+        self.source.close()
+
+
+def _limits(file_size_limit: int | None) -> Callable[[], None] | None:
+    if file_size_limit is None:
+        return None
+
+    def apply() -> None:
+        # Makes one runaway file stop at the limit (EFBIG) instead of filling the disk.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    return apply
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    stdout_path: Path,
+    stderr_path: Path,
+    timeout_seconds: float,
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
+    file_size_limit: int | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> ProcessResult:
+    """Run `argv` (never through a shell) and return what happened; never leaves a process behind."""
+    ensure_subreaper()
+    stdout_path.parent.mkdir(parents=True, exist_ok=True)
+    stderr_path.parent.mkdir(parents=True, exist_ok=True)
+    before = frozenset(_children_of_self())
+    started = datetime.now(UTC)
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        close_fds=True,
+        preexec_fn=_limits(file_size_limit),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        _CappedPump(proc.stdout, stdout_path, max_log_bytes),
+        _CappedPump(proc.stderr, stderr_path, max_log_bytes),
+    ]
+    for pump in pumps:
+        pump.start()
+    if on_start is not None:
+        on_start(proc.pid)
+    timed_out = False
+    killed: list[ProcessInfo] = []
+    leftovers: list[ProcessInfo] = []
+    clean = True
+    try:
+        try:
+            proc.wait(timeout=timeout_seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            killed, clean = kill_tree(proc.pid, before)
+            proc.wait()
+        else:
+            # The main process is gone; anything of its tree still alive is a leftover daemon.
+            leftovers, clean = kill_tree(proc.pid, before)
+    except BaseException:
+        # Interrupted (SIGTERM, Ctrl-C) or a fault: the tree must still die before we go on.
+        kill_tree(proc.pid, before)
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=5)
+        raise
+    finally:
+        for pump in pumps:
+            pump.join(timeout=10)
+    finished = datetime.now(UTC)
+    return ProcessResult(
+        argv=list(argv),
+        exit_code=proc.returncode,
+        timed_out=timed_out,
+        started_at=started,
+        finished_at=finished,
+        stdout_bytes=pumps[0].total,
+        stderr_bytes=pumps[1].total,
+        stdout_truncated=pumps[0].truncated,
+        stderr_truncated=pumps[1].truncated,
+        killed_on_timeout=killed,
+        leftover_processes=leftovers,
+        tree_clean=clean,
+    )
+
+
+def _children_of_self() -> list[int]:
+    me = os.getpid()
+    return [pid for pid, (ppid, _state) in _process_table().items() if ppid == me]
+
+
+def run_quiet(
+    argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+    timeout: float = 120, check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """A short trusted helper command (git, sha256sum): argv only, captured text output."""
+    return subprocess.run(
+        list(argv), cwd=cwd, env=None if env is None else dict(env), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout, check=check,
+    )
