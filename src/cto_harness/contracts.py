@@ -73,6 +73,7 @@ class FakeSolution(StrictModel):
         default=None,
         description="optional Python script (relative to the case folder) run in the workspace",
     )
+    commit: bool = Field(default=False, description="commit the solution in the workspace's git")
 
     @field_validator("overlay", "script")
     @classmethod

@@ -290,5 +290,5 @@ def run_quiet(
     """A short trusted helper command (git, sha256sum): argv only, captured text output."""
     return subprocess.run(
         list(argv), cwd=cwd, env=None if env is None else dict(env), stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=timeout, check=check,
+        capture_output=True, text=True, errors="surrogateescape", timeout=timeout, check=check,
     )

@@ -1,0 +1,46 @@
+# Set-up and the two commands of the README. Everything installs into the repository:
+# .venv/ (Python packages) and .tools/bun/ (Bun from the npm registry).
+PYTHON ?= python3
+VENV := .venv
+BUN := .tools/bun/node_modules/.bin/bun
+
+.PHONY: install system-packages demo test lint schemas
+
+install: $(VENV)/.installed $(BUN) system-packages
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(BUN):
+	npm install --silent --no-audit --no-fund --prefix .tools/bun bun@1
+	$(BUN) --version
+
+# bubblewrap gives the strongest isolation tier; installed when we may (root with apt-get).
+system-packages:
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "note: bubblewrap (bwrap) is not installed: runs fall back to a weaker isolation tier"; \
+	  fi; \
+	fi
+
+# The main job: the fake lane on r1-string-slugify, then its readable report.
+demo: install
+	@out=$$(mktemp); status=0; \
+	harness/evals/run-case.sh r1-string-slugify --json > $$out || status=$$?; \
+	cat "$$($(VENV)/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_dir"])' $$out)/report.md"; \
+	rm -f $$out; exit $$status
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/ruff check src tests tools harness benchmarks
+
+lint:
+	$(VENV)/bin/ruff check src tests tools harness benchmarks
+
+schemas:
+	$(VENV)/bin/cto-harness schemas --write --dir schemas

@@ -1,0 +1,3 @@
+from slugkit.text import slugify
+
+__all__ = ["slugify"]

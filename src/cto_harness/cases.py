@@ -1,0 +1,95 @@
+"""Fixture cases: `harness/evals/cases/<case-id>/case.toml` beside a pristine `repo/`."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from cto_harness.contracts import CASE_ID_PATTERN, CaseSpec
+from cto_harness.errors import Blocked, UsageError
+
+
+@dataclass(frozen=True)
+class FixtureCase:
+    spec: CaseSpec
+    directory: Path
+
+    @property
+    def repo(self) -> Path:
+        return self.directory / "repo"
+
+    def overlay_dir(self) -> Path:
+        return self.directory / self.spec.fake.overlay
+
+
+def find_harness_root(start: Path | None = None) -> Path:
+    """The `harness/` folder: $CTO_HARNESS_ROOT, else the nearest `harness/` above `start`."""
+    if os.environ.get("CTO_HARNESS_ROOT"):
+        return Path(os.environ["CTO_HARNESS_ROOT"]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "harness" / "evals" / "cases").is_dir():
+            return folder / "harness"
+        if folder.name == "harness" and (folder / "evals" / "cases").is_dir():
+            return folder
+    raise UsageError(
+        "cannot find the harness folder (harness/evals/cases): run from the repository root, "
+        "pass --harness-root or set CTO_HARNESS_ROOT"
+    )
+
+
+def cases_root(harness_root: Path) -> Path:
+    return harness_root / "evals" / "cases"
+
+
+def list_case_ids(harness_root: Path) -> list[str]:
+    root = cases_root(harness_root)
+    return sorted(
+        p.name for p in root.iterdir() if (p / "case.toml").is_file() and CASE_ID_PATTERN.match(p.name)
+    )
+
+
+def case_directory(harness_root: Path, case_id: str) -> Path:
+    """Check the id's form and that it names an existing case; both are usage errors (exit 64)."""
+    if not CASE_ID_PATTERN.fullmatch(case_id):
+        raise UsageError(f"invalid case id {case_id!r}: case ids match [a-z0-9][a-z0-9-]*")
+    directory = cases_root(harness_root) / case_id
+    if not (directory / "case.toml").is_file():
+        known = ", ".join(list_case_ids(harness_root)) or "none"
+        raise UsageError(f"unknown case id {case_id!r} (known: {known})")
+    return directory
+
+
+def load_case(directory: Path) -> FixtureCase:
+    """Parse and validate a case; a malformed one is blocked `task_contract_invalid`."""
+    source = directory / "case.toml"
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise Blocked("task_contract_invalid", f"{source.name} is not valid TOML: {exc}") from exc
+    try:
+        spec = CaseSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise Blocked("task_contract_invalid", f"{source.name}: {problems}") from exc
+    if spec.id != directory.name:
+        raise Blocked(
+            "task_contract_invalid",
+            f"{source.name}: id {spec.id!r} does not match its folder {directory.name!r}",
+        )
+    case = FixtureCase(spec=spec, directory=directory)
+    if not case.repo.is_dir():
+        raise Blocked("task_contract_invalid", f"case {spec.id} has no repo/ folder")
+    for relative in (spec.fake.overlay, spec.fake.script):
+        if relative is not None:
+            target = (directory / relative).resolve()
+            if directory.resolve() not in target.parents:
+                raise Blocked("task_contract_invalid", f"fake solution path escapes: {relative}")
+    return case

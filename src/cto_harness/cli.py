@@ -1,0 +1,140 @@
+"""`cto-harness`: a thin command line over the package's functions. Exit codes follow DESIGN
+section 2: 0 pass, 1 fail, 2 blocked, 3 harness error, 64 usage error (one line on stderr)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from cto_harness import __version__
+from cto_harness.errors import EXIT_ERROR, EXIT_USAGE, HarnessError, Interrupted, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a bad flag; the contract says 64 with one line."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted("SIGTERM")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cto_harness.cases import case_directory, find_harness_root
+    from cto_harness.run import execute_run
+
+    root = Path(args.harness_root).resolve() if args.harness_root else find_harness_root()
+    case_directory(root, args.case_id)  # a bad id is one usage line, before anything else
+    print(f"cto-harness: running {args.case_id} with the {args.engine} engine…", file=sys.stderr)
+    result = execute_run(args.case_id, args.engine, harness_root=root)
+    report = result.report
+    if args.json:
+        sys.stdout.write((result.run_dir / "report.json").read_text(encoding="utf-8"))
+    blockers = "".join(f"\n  blocker {b.code}: {b.message}" for b in report.blockers)
+    print(
+        f"cto-harness: {report.case_id} [{report.engine}] verdict {report.verdict.upper()}"
+        f" in {report.timing.duration_ms} ms{blockers}\n  bundle: {result.run_dir}\n"
+        f"  readable report: {result.run_dir / 'report.md'}",
+        file=sys.stderr,
+    )
+    return result.exit_code
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from cto_harness.verify import BundleInvalid, verify_bundle
+
+    try:
+        report = verify_bundle(Path(args.run_dir))
+    except BundleInvalid as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(exc)}))
+        print(f"cto-harness verify: FAILED: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"ok": True, "run_id": report.run_id, "verdict": report.verdict}))
+    else:
+        print(f"cto-harness verify: OK: {report.run_id} (verdict {report.verdict}); "
+              f"{len(report.artifacts)} artifacts re-hashed")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from cto_harness.schemas import check_schemas, write_schemas
+
+    target = Path(args.dir)
+    if args.check:
+        stale = check_schemas(target)
+        for name in stale:
+            print(f"stale or missing schema: {target / name}", file=sys.stderr)
+        return 1 if stale else 0
+    for path in write_schemas(target):
+        print(path)
+    return 0
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    from cto_harness.cases import find_harness_root, list_case_ids
+
+    root = Path(args.harness_root).resolve() if args.harness_root else find_harness_root()
+    for case_id in list_case_ids(root):
+        print(case_id)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cto_harness.engines import engine_names
+
+    parser = _Parser(prog="cto-harness", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"cto-harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="one Stage 2 run of a fixture case; writes a bundle")
+    run.add_argument("case_id", help="a case under harness/evals/cases ([a-z0-9][a-z0-9-]*)")
+    run.add_argument("--engine", default="fake", choices=engine_names(),
+                     help="fake (default, offline) or case (needs an admitted provider)")
+    run.add_argument("--json", action="store_true", help="print report.json on stdout")
+    run.add_argument("--harness-root", help="the harness/ folder (default: found from cwd)")
+    run.set_defaults(func=cmd_run)
+
+    verify = sub.add_parser("verify", help="re-check a bundle's digests, ids and freshness")
+    verify.add_argument("run_dir")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_verify)
+
+    schemas = sub.add_parser("schemas", help="write (or --check) the JSON Schemas in schemas/")
+    schemas.add_argument("--dir", default="schemas")
+    mode = schemas.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write the schemas (the default)")
+    mode.add_argument("--check", action="store_true", help="exit 1 if a schema is stale")
+    schemas.set_defaults(func=cmd_schemas)
+
+    cases = sub.add_parser("cases", help="list the fixture cases")
+    cases.add_argument("--harness-root")
+    cases.set_defaults(func=cmd_cases)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"cto-harness: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (Interrupted, KeyboardInterrupt):
+        print("cto-harness: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except HarnessError as exc:
+        print(f"cto-harness: harness error: {exc}", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,174 @@
+"""The evidence bundle (DESIGN section 7): layout, redaction, report.md, manifest and freshness.
+
+Order matters: every artifact first, then report.json (which lists their digests), then
+artifacts.sha256 (which covers report.json too), then freshness.json (which holds the manifest's
+digest), then the signature. Each file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from cto_harness.contracts import Freshness, Report
+from cto_harness.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+
+# Working folders of a run: present in the run directory, never part of the evidence.
+WORK_DIRS = frozenset({"workspace", "private"})
+# Files that cannot list their own digest.
+NOT_IN_REPORT = frozenset({"report.json", "artifacts.sha256", "freshness.json", "evidence.dsse.json"})
+NOT_IN_MANIFEST = frozenset({"artifacts.sha256", "freshness.json", "evidence.dsse.json"})
+REQUIRED_FILES = (
+    "report.json",
+    "report.md",
+    "events.normalized.jsonl",
+    "trace.jsonl",
+    "patch.diff",
+    "test.log",
+    "backend/stdout.log",
+    "backend/stderr.log",
+    "artifacts.sha256",
+    "freshness.json",
+)
+MANIFEST = "artifacts.sha256"
+REDACTED = b"[REDACTED]"
+
+
+def bundle_files(root: Path) -> list[str]:
+    """Every file of the bundle rooted at `root` (and of a nested baseline bundle), sorted."""
+    found: list[str] = []
+
+    def walk(folder: Path, rel_prefix: str, bundle_root: bool) -> None:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if bundle_root and entry.name in WORK_DIRS:
+                    continue
+                if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                    continue
+                rel = f"{rel_prefix}{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    # A nested baseline is a bundle of its own, with its own working folders.
+                    walk(Path(entry.path), rel + "/", bundle_root and entry.name == "baseline")
+                else:
+                    found.append(rel)
+
+    walk(root, "", True)
+    return sorted(found)
+
+
+def redact_files(paths: Iterable[Path], secrets: list[str]) -> list[str]:
+    """Replace every secret value in the given files; returns the files that held one."""
+    hits: list[str] = []
+    encoded = [s.encode() for s in secrets if s]
+    if not encoded:
+        return hits
+    for path in paths:
+        if not path.is_file() or path.is_symlink():
+            continue
+        data = path.read_bytes()
+        cleaned = data
+        for secret in encoded:
+            cleaned = cleaned.replace(secret, REDACTED)
+        if cleaned != data:
+            atomic_write_bytes(path, cleaned)
+            hits.append(path.name)
+    return hits
+
+
+def artifact_digests(root: Path, *, exclude: frozenset[str]) -> dict[str, str]:
+    return {rel: sha256_file(root / rel) for rel in bundle_files(root) if rel not in exclude}
+
+
+def write_manifest(root: Path) -> str:
+    """Write artifacts.sha256 (sha256sum -c compatible); returns its own digest."""
+    digests = artifact_digests(root, exclude=NOT_IN_MANIFEST)
+    text = "".join(f"{digest}  {rel}\n" for rel, digest in sorted(digests.items()))
+    atomic_write_text(root / MANIFEST, text)
+    return sha256_bytes(text.encode())
+
+
+def write_report_and_seal(root: Path, report: Report, *, secrets: Sequence[str] = ()) -> Report:
+    """report.json with the artifacts' digests, then the manifest, then freshness.json."""
+    report.artifacts = artifact_digests(root, exclude=NOT_IN_REPORT)
+    text = report.model_dump_json(indent=2) + "\n"
+    for secret in secrets:
+        text = text.replace(secret, REDACTED.decode())
+    atomic_write_text(root / "report.json", text)
+    manifest_digest = write_manifest(root)
+    freshness = report.freshness.model_copy(update={"artifacts_manifest_sha256": manifest_digest})
+    atomic_write_text(root / "freshness.json", freshness.model_dump_json(indent=2) + "\n")
+    return report
+
+
+def read_freshness(root: Path) -> Freshness:
+    return Freshness.model_validate_json((root / "freshness.json").read_text(encoding="utf-8"))
+
+
+def render_markdown(report: Report) -> str:
+    """report.md: the same facts as report.json, for a person."""
+    lines = [
+        f"# cto-harness run `{report.case_id}` — **{report.verdict.upper()}**",
+        "",
+        f"- run id: `{report.run_id}`  (nonce `{report.nonce}`)",
+        f"- engine: `{report.engine}`, stage {report.stage}",
+        f"- provider: {report.provider.name} `{report.provider.sha256 or 'n/a'}` "
+        f"({report.provider.provenance_level or 'no provenance'}), admission: "
+        f"{report.source_admission_status}",
+        f"- started {report.timing.started_at}, took {report.timing.duration_ms} ms",
+        f"- isolation: {report.isolation.tier}"
+        + (f" ({report.isolation.reason})" if report.isolation.reason else ""),
+        "",
+    ]
+    if report.blockers:
+        lines += ["## Blockers", ""]
+        lines += [f"- `{b.code}`: {b.message}" for b in report.blockers]
+        lines.append("")
+    lines += ["## Pass conditions", ""]
+    if report.pass_conditions:
+        lines += [f"- [{'x' if ok else ' '}] {name}" for name, ok in report.pass_conditions.items()]
+    else:
+        lines.append("- not evaluated (the run did not reach a verdict on its merits)")
+    lines += ["", "## Changed files", ""]
+    if report.changed_files:
+        lines += ["| path | change | allowed |", "|---|---|---|"]
+        lines += [
+            f"| `{c.path}` | {c.change}{' (symlink)' if c.symlink else ''} | "
+            f"{'yes' if c.allowed else '**no**'} |"
+            for c in report.changed_files
+        ]
+    else:
+        lines.append("none")
+    if report.bookkeeping_changes:
+        lines += ["", f"Provider bookkeeping (`.case/`): {len(report.bookkeeping_changes)} files."]
+    v = report.verification
+    lines += [
+        "",
+        "## Verification (run by the harness)",
+        "",
+        f"- status: **{v.status}**" + (f" — {v.reason}" if v.reason else ""),
+        f"- command: `{' '.join(v.command)}`" if v.command else "- command: not run",
+        f"- tests: {v.tests_ran} ran, {v.tests_passed} passed, {v.tests_failed} failed",
+        f"- verification files laid back: {len(v.restored_files)}",
+    ]
+    if report.forbidden_actions_attempted:
+        lines += ["", "## Forbidden actions attempted", ""]
+        lines += [f"- {f.action}: {f.detail}" for f in report.forbidden_actions_attempted]
+    if report.process.leftover_processes:
+        lines += ["", "## Processes left running by the provider (killed)", ""]
+        lines += [f"- pid {p['pid']}: `{p['cmdline'][:120]}`" for p in report.process.leftover_processes]
+    if report.provider_claims:
+        lines += ["", "## Provider claims (recorded, not trusted)", "", "```json",
+                  json.dumps(report.provider_claims, indent=2)[:4000], "```"]
+    if report.baseline is not None:
+        b = report.baseline
+        lines += ["", "## Same-run fake baseline", "",
+                  f"- verdict: {b.verdict}; evidence shape equal: {b.evidence_shape_equal}; "
+                  f"outcome equal: {b.outcome_equal}",
+                  f"- baseline changed: {', '.join(b.changed_files) or 'none'}",
+                  f"- provider changed: {', '.join(b.case_changed_files) or 'none'}"]
+    lines += ["", "## Command", "", f"`{' '.join(report.command) or 'not launched'}`", "",
+              "Every artifact's SHA-256 is in `artifacts.sha256` (`sha256sum -c artifacts.sha256`);",
+              "`cto-harness verify <run-dir>` checks digests, run id, nonce and freshness.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""`cto-harness verify <run-dir>`: check a bundle without trusting anything in it but the math."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from cto_harness.contracts import Freshness, Report
+from cto_harness.evidence import (
+    MANIFEST,
+    NOT_IN_MANIFEST,
+    NOT_IN_REPORT,
+    REQUIRED_FILES,
+    bundle_files,
+)
+from cto_harness.fsutil import sha256_file
+
+# File timestamps come from a coarse kernel clock that may lag the one the run read.
+_CLOCK_SLACK = timedelta(seconds=1)
+
+
+class BundleInvalid(Exception):
+    """The first discrepancy found, named."""
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def verify_bundle(root: Path) -> Report:
+    """Raise BundleInvalid at the first discrepancy; return the report when all holds."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise BundleInvalid(f"not a directory: {root}")
+    for rel in REQUIRED_FILES:
+        if not (root / rel).is_file():
+            raise BundleInvalid(f"missing artifact: {rel}")
+    if not any(p.startswith("task/") for p in bundle_files(root)):
+        raise BundleInvalid("missing artifact: task/ holds no file")
+
+    listed: dict[str, str] = {}
+    for number, line in enumerate((root / MANIFEST).read_text(encoding="utf-8").splitlines(), 1):
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64:
+            raise BundleInvalid(f"{MANIFEST} line {number} is malformed")
+        listed[rel] = digest
+    present = {rel for rel in bundle_files(root) if rel not in NOT_IN_MANIFEST}
+    if unlisted := sorted(present - set(listed)):
+        raise BundleInvalid(f"file not in {MANIFEST}: {unlisted[0]}")
+    for rel, digest in sorted(listed.items()):
+        path = root / rel
+        if not path.is_file():
+            raise BundleInvalid(f"listed in {MANIFEST} but missing: {rel}")
+        if (actual := sha256_file(path)) != digest:
+            raise BundleInvalid(f"digest mismatch: {rel} (listed {digest[:12]}…, is {actual[:12]}…)")
+
+    try:
+        report = Report.model_validate_json((root / "report.json").read_text(encoding="utf-8"))
+        freshness = Freshness.model_validate_json(
+            (root / "freshness.json").read_text(encoding="utf-8")
+        )
+    except (ValidationError, ValueError) as exc:
+        raise BundleInvalid(f"report.json or freshness.json does not parse: {exc}") from exc
+
+    for rel, digest in report.artifacts.items():
+        if listed.get(rel) != digest:
+            raise BundleInvalid(f"report.json artifacts disagree with {MANIFEST}: {rel}")
+    expected_in_report = {rel for rel in listed if rel not in NOT_IN_REPORT}
+    if missing := sorted(expected_in_report - set(report.artifacts)):
+        raise BundleInvalid(f"report.json artifacts omit: {missing[0]}")
+    if freshness.artifacts_manifest_sha256 != sha256_file(root / MANIFEST):
+        raise BundleInvalid("freshness.json does not hold the digest of artifacts.sha256")
+
+    ids = (report.run_id, report.nonce)
+    if (freshness.run_id, freshness.nonce) != ids:
+        raise BundleInvalid("run id or nonce differ between report.json and freshness.json")
+    if (report.freshness.run_id, report.freshness.nonce) != ids:
+        raise BundleInvalid("run id or nonce differ inside report.json")
+    for name, key_run, key_nonce in (
+        ("events.normalized.jsonl", "run_id", "nonce"),
+        ("trace.jsonl", None, None),
+    ):
+        for number, line in enumerate((root / name).read_text(encoding="utf-8").splitlines(), 1):
+            row = json.loads(line)
+            found = (
+                (row.get(key_run), row.get(key_nonce))
+                if key_run
+                else (row.get("attributes", {}).get("cto.run_id"),
+                      row.get("attributes", {}).get("cto.nonce"))
+            )
+            if found != ids:
+                raise BundleInvalid(f"{name} line {number}: run id or nonce differ from the report")
+    started = _parse_time(freshness.started_at) - _CLOCK_SLACK
+    for rel in listed:
+        modified = datetime.fromtimestamp((root / rel).stat().st_mtime, tz=started.tzinfo)
+        if modified < started:
+            raise BundleInvalid(f"artifact predates the run: {rel}")
+
+    if (root / "baseline").is_dir():
+        try:
+            baseline = verify_bundle(root / "baseline")
+        except BundleInvalid as exc:
+            raise BundleInvalid(f"baseline/: {exc}") from exc
+        if baseline.nonce != report.nonce:
+            raise BundleInvalid("baseline/ belongs to another run (nonce differs)")
+    return report
