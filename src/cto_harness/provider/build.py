@@ -60,6 +60,7 @@ _BUILD_PASSTHROUGH = (
     "BUN_CONFIG_REGISTRY",
 )
 _GIT_TIMEOUT = 600
+BuildReport = ProviderReport  # the report `build_provider` returns and writes
 
 
 def is_url(source: str) -> bool:
