@@ -383,3 +383,21 @@ def test_build_that_writes_into_the_checkout_is_refused(seeded_home: Path, tmp_p
     result = build_cli(seeded_home, repo)
     assert target.exists()  # the escape happened: the guard must see it
     assert_blocked(result, "source_mutated", seeded_home, before)
+
+
+def test_explicit_source_url_stands_for_a_checkout_without_origin(
+    seeded_home: Path, tmp_path: Path
+) -> None:
+    # No origin: refused by default, accepted with --source-url (then stopped by the next gate,
+    # which proves the origin gate was passed without paying for a full build).
+    repo = make_standin_repo(
+        tmp_path, origin=None,
+        mutate=lambda r: set_script(r, "build:binary", "bun scripts/gen-assets.ts"),
+    )
+    before = registry_path(settings_for(seeded_home)).read_bytes()
+    refused = build_cli(seeded_home, repo)
+    assert_blocked(refused, "source_origin_mismatch", seeded_home, before)
+    claimed = build_cli(seeded_home, repo, "--source-url", "https://github.com/workos/case")
+    assert_blocked(claimed, "dist_missing", seeded_home, before)
+    wrong = build_cli(seeded_home, repo, "--source-url", "https://github.com/someone/case")
+    assert_blocked(wrong, "source_origin_mismatch", seeded_home, before)

@@ -14,7 +14,6 @@ touched; the registry is written last):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -37,7 +36,12 @@ from cto_harness.provider.identity import (
     probe_binary_identity,
 )
 from cto_harness.provider.policy import ProviderPolicy, check_commit, normalize_source_url
-from cto_harness.provider.registry import AdmissionRecord, record_admission, utc_now
+from cto_harness.provider.registry import (
+    AdmissionRecord,
+    exclusive_lock,
+    record_admission,
+    utc_now,
+)
 from cto_harness.provider.report import (
     ArtifactInfo,
     CheckoutGuard,
@@ -121,7 +125,7 @@ def _node_version(environ: Mapping[str, str]) -> str | None:
     return (_tool_version(path) or None) if path else None
 
 
-def _git(args: list[str], cwd: Path | None = None, *, check: bool = False) -> tuple[int, str]:
+def _git(args: list[str], cwd: Path | None = None) -> tuple[int, str]:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false")
     result = run_quiet(["git", *args], cwd=cwd, env=env, timeout=_GIT_TIMEOUT, check=False)
     out = (result.stdout if result.returncode == 0 else result.stderr).strip()
@@ -161,9 +165,9 @@ def _check_unchanged(before: CheckoutState) -> CheckoutGuard:
     return guard
 
 
-def _build_env(settings: Settings, root: Path, bun: _Tool, environ: Mapping[str, str]) -> dict[
-    str, str
-]:
+def _build_env(
+    settings: Settings, root: Path, bun: _Tool, environ: Mapping[str, str]
+) -> dict[str, str]:
     home, tmp = root / "home", root / "tmp"
     home.mkdir(parents=True, exist_ok=True)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -178,17 +182,6 @@ def _build_env(settings: Settings, root: Path, bun: _Tool, environ: Mapping[str,
         NO_COLOR="1",
     )
     return env
-
-
-@contextlib.contextmanager
-def _build_lock(root: Path) -> Iterator[None]:
-    root.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root.parent / f"{root.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -352,7 +345,7 @@ def build_artifact(
     pin = check_commit_arg(commit or policy.commit)
     info, checkout_before = _resolve_source(source, policy, pin, source_url)
     root = build_root(settings, policy, pin)
-    with _build_lock(root):
+    with exclusive_lock(root.parent / f"{root.name}.lock"):
         with show.step(f"clone {info.location} at {pin[:12]}"):
             remove_tree(root)
             root.mkdir(parents=True)
