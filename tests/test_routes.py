@@ -62,13 +62,13 @@ def test_a_valid_record_has_no_violation(tmp_path: Path) -> None:
     ("edit", "expected"),
     [
         (lambda t: t.replace("owner: tests\n", ""), "r.md:1: front matter lacks 'owner'"),
-        (lambda t: t.replace("not-promoted", "promoted"), "r.md:9: core_promotion_status"),
+        (lambda t: t.replace("not-promoted", "promoted"), "r.md:8: core_promotion_status"),
         (lambda t: t.replace("status: active", "status: shiny"), "r.md:3: status 'shiny'"),
         (lambda t: t.replace("2026-02-03", "2025-12-31"), "r.md:7: last_reviewed is before created"),
         (lambda t: t.replace("2026-02-03", "2027-01-01"), "r.md:7: last_reviewed 2027-01-01 is in"),
         (lambda t: t.replace("2026-01-02", "Jan 2"), "r.md:6: created 'Jan 2' is not a date"),
         (lambda t: t.replace("route: stage2-run", "route: stage2-run\ncolour: blue"),
-         "r.md:11: unknown front matter key 'colour'"),
+         "r.md:10: unknown front matter key 'colour'"),
         (lambda t: t.replace("---\ntitle", "title", 1), "r.md:1: no front matter"),
     ],
 )
@@ -84,8 +84,8 @@ def test_work_item_ids_must_be_well_formed_and_unique(tmp_path: Path) -> None:
                         "\n### CTO-WORK-1: bad id\n- status: open\n")
     _record(tmp_path, FRONT + "\n### CTO-WORK-001: again\n- status: open\n", name="s.md")
     found = _validate(route_dir)
-    assert any("r.md:16: work item id 'CTO-WORK-1' is not CTO-WORK-NNN" in v for v in found), found
-    assert any("s.md:13: work item CTO-WORK-001 also defined at" in v for v in found), found
+    assert any("r.md:17: work item id 'CTO-WORK-1' is not CTO-WORK-NNN" in v for v in found), found
+    assert any("s.md:14: work item CTO-WORK-001 also defined at" in v for v in found), found
 
 
 def test_cto_work_016_done_without_a_bundle_is_rejected(tmp_path: Path) -> None:

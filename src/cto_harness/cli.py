@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     cases = sub.add_parser("cases", help="list the fixture cases")
     cases.add_argument("--harness-root")
     cases.set_defaults(func=cmd_cases)
+
+    from cto_harness.provider.cli import register as register_provider
+
+    register_provider(sub)
     return parser
 
 
@@ -128,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        handler = getattr(args, "func", None) or args.handler
+        return int(handler(args))
     except UsageError as exc:
         print(f"cto-harness: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

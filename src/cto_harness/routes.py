@@ -34,7 +34,7 @@ WORK_STATUSES = {"open", "blocked", "done"}
 WORK_KEYS = {"status", "engine", "expect_verdict", "expect_blocker", "evidence", "report_sha256",
              "public_key", "blocked_by", "summary"}
 _HEADING = re.compile(r"^###\s+(\S+?):\s*(.+)$")
-_ITEM_LINE = re.compile(r"^-\s+([a-z_]+):\s*(.*)$")
+_ITEM_LINE = re.compile(r"^-\s+([a-z][a-z0-9_]*):\s*(.*)$")
 
 
 @dataclass
@@ -84,7 +84,7 @@ def parse_record(path: Path, violations: list[Violation]) -> RouteRecord | None:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         key, sep, value = line.partition(":")
-        if not sep or not re.fullmatch(r"[a-z_]+", key.strip()):
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_]*", key.strip()):
             violations.append(Violation(rel, number, f"front matter line is not 'key: value': {line!r}"))
             continue
         if key.strip() in front:
