@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Adapter validator: `python3 harness/runner/validate-case-provider-adapter.py --harness-root harness --json`.
+"""Adapter validator (DESIGN section 8):
+
+    python3 harness/runner/validate-case-provider-adapter.py --harness-root harness --json
 
 Runs every fail-closed scenario of the Case adapter (DESIGN section 8) with stand-in providers in
 a temporary CTO_HARNESS_HOME; prints {"ok", "checks": [{"name", "passed", "detail", "duration_ms"}]}.
