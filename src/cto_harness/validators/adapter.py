@@ -299,12 +299,17 @@ def _credentials_gate(sc: Scenario) -> str:
     return "missing key blocks with the marker; a present key never reaches the bundle"
 
 
+def _copy_of_admitted(sc: Scenario, folder: str, mode: int) -> Path:
+    copy = sc.workdir / folder / "ca"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(sc.admitted("normal"), copy)
+    copy.chmod(mode)
+    return copy
+
+
 @check("digest_gate_blocks")
 def _digest_gate(sc: Scenario) -> str:
-    tampered = sc.workdir / "tampered" / "ca"
-    tampered.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(sc.admitted("normal"), tampered)
-    tampered.chmod(0o755)
+    tampered = _copy_of_admitted(sc, "tampered", 0o755)
     with tampered.open("a") as handle:
         handle.write("# one more line\n")
     blocked_with(sc.run(CTO_HARNESS_CASE_BIN=str(tampered)), "provider_not_admitted",
@@ -320,6 +325,7 @@ def _identity_gate(sc: Scenario) -> str:
     from cto_harness.provider.registry import AdmissionRecord, list_admissions, record_admission
 
     policy = load_policy(default_policy_path(sc.harness_root))
+    sc.admitted("normal")
     impostor = write_script_standin(sc.workdir / "impostor" / "ca", scenario="no-markers")
     before = [r.sha256 for r in list_admissions(sc.settings)]
     try:
@@ -340,10 +346,7 @@ def _identity_gate(sc: Scenario) -> str:
 
 @check("non_executable_blocks")
 def _non_executable(sc: Scenario) -> str:
-    copy = sc.workdir / "noexec" / "ca"
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(sc.admitted("normal"), copy)
-    copy.chmod(0o644)
+    copy = _copy_of_admitted(sc, "noexec", 0o644)
     blocked_with(sc.run(CTO_HARNESS_CASE_BIN=str(copy)), "not_executable")
     return "a non-executable provider file blocks"
 
