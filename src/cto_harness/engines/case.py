@@ -96,7 +96,8 @@ class CaseEngine(Engine):
         if settings.case_stage != "2":
             raise Blocked(
                 "stage_not_authorized",
-                f"only Stage 2 is authorized (CTO_HARNESS_CASE_STAGE=2), got {settings.case_stage!r}",
+                "only Stage 2 is authorized (CTO_HARNESS_CASE_STAGE=2), "
+                f"got {settings.case_stage!r}",
             )
         if not settings.case_bin:
             raise Blocked(
@@ -305,6 +306,10 @@ class CaseEngine(Engine):
             "LANG": "C.UTF-8",
             "TMPDIR": str(tmp),
             "GIT_TERMINAL_PROMPT": "0",
+            # Agents run the fixture's Python tests: byte-code caches in the workspace would be
+            # changes outside the allowed paths that nobody asked for.
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
         }
         for name in self._credential_names:
             env[name] = ctx.environ[name]
@@ -377,7 +382,8 @@ class CaseEngine(Engine):
             return []
         candidates = [ctx.backend / "stdout.log", ctx.backend / "stderr.log", *logs]
         for dirpath, dirnames, filenames in os.walk(ctx.workspace):
-            dirnames[:] = [d for d in dirnames if not (dirpath == str(ctx.workspace) and d == ".git")]
+            if dirpath == str(ctx.workspace):
+                dirnames[:] = [d for d in dirnames if d != ".git"]
             candidates += [Path(dirpath) / f for f in filenames]
         found = []
         for path in candidates:
