@@ -207,7 +207,13 @@ export async function runCommand(args: string[], scenario: string): Promise<void
   const shell = (phase: string, agent: string, command: string) =>
     tool(phase, agent, "bash", { command }, async () => (await bash(command, cwd)).output);
 
-  log("pipeline started", { phase: "dag", mode, task: task.id, runId });
+  // What the model client would use: an endpoint from the agent dir's models.json, if any.
+  const agentDir = process.env.PI_CODING_AGENT_DIR || join(homedir(), ".pi", "agent");
+  const modelsJson = join(agentDir, "models.json");
+  const baseUrl = existsSync(modelsJson) ? readJson(modelsJson).providers?.[model.provider]?.baseUrl : undefined;
+  // Test aid: the names (never values) of the variables this process was given.
+  log("pipeline started", { phase: "dag", mode, task: task.id, runId, baseUrl: baseUrl ?? null,
+    envNames: Object.keys(process.env).sort() });
   events.emit("pipeline_start", {
     taskId: task.id,
     profile: "standard",
