@@ -9,7 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import (
+
+from case_helpers import (
     FAKE_KEY,
     GATEWAY_MODEL,
     base_env,
@@ -18,7 +19,6 @@ from conftest import (
     run_case,
     verify_bundle,
 )
-
 from cto_harness.provider.registry import AdmissionRecord, record_admission, utc_now
 from cto_harness.settings import Settings
 

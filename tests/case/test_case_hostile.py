@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import (
+
+from case_helpers import (
     FAKE_KEY,
     base_env,
     files_containing,

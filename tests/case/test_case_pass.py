@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import (
+
+from case_helpers import (
     FAKE_KEY,
     SHARED,
     base_env,

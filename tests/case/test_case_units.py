@@ -9,10 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
 from pydantic import ValidationError
-from standin_helpers import REPO_ROOT
 
+from case_helpers import SHARED
 from cto_harness.cases import load_case
 from cto_harness.engines.case_command import CaseCommand, CommandShapeError, check_case_argv
 from cto_harness.engines.case_guards import (
@@ -23,6 +22,7 @@ from cto_harness.engines.case_guards import (
 )
 from cto_harness.engines.case_inputs import CaseTask, make_task, render_brief, task_id
 from cto_harness.taskscan import outside_paths
+from standin_helpers import REPO_ROOT
 
 CA = "/run/x/private/bin/ca"
 TASK = "/run/x/private/case/tasks/r1-abc.task.json"
@@ -164,7 +164,7 @@ def test_git_push_only_to_the_local_remote(guarded, tmp_path: Path) -> None:  # 
 
 
 def test_remotes_other_than_the_local_one_are_found(guarded) -> None:  # type: ignore[no-untyped-def]
-    workspace, remote, other, _records, env = guarded
+    workspace, remote, _other, _records, env = guarded
     assert inspect_remotes(workspace, remote, real_git()) == []
     _git("remote", "add", "upstream", "https://example.invalid/x.git", cwd=workspace, env=env)
     _git("config", "url.https://example.invalid/.insteadOf", "gh:", cwd=workspace, env=env)
