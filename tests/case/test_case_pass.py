@@ -119,6 +119,23 @@ def test_task_files_given_and_valid_against_case_schemas(passing_run) -> None:  
     jsonschema.validate(task, schema, format_checker=jsonschema.FormatChecker())
 
 
+def test_case_inputs_recorded_and_valid(passing_run) -> None:  # type: ignore[no-untyped-def]
+    inputs = passing_run.run_dir / "backend" / "case-inputs"
+    config = json.loads((inputs / "config.json").read_text())
+    assert config["models"] == {"default": {"provider": "anthropic", "model": "standin-model"}}
+    assert Path(config["projects"]).name == "projects.json"
+    assert not (inputs / "models.json").exists()  # no base URL configured
+    projects = json.loads((inputs / "projects.json").read_text())
+    repo = projects["repos"][0]
+    assert repo["name"] == "r1-string-slugify"
+    assert repo["path"] == str((passing_run.run_dir / "workspace").resolve())
+    assert repo["language"] == "python" and repo["packageManager"] == "pip"
+    if not SHARED.is_dir():
+        pytest.skip("../shared (Case's schemas) is absent")
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(projects, json.loads((SHARED / "case-projects.schema.json").read_text()))
+
+
 def test_schema_check_of_projects(tmp_path: Path) -> None:
     """projects.json as the engine writes it, validated against Case's projects schema."""
     from cto_harness.cases import load_case

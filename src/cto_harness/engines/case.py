@@ -244,6 +244,12 @@ class CaseEngine(Engine):
             shutil.copyfile(source, target)
             given.append(target)
         ctx.task_files = given
+        # And how Case was configured (data dir and agent dir), as evidence beside the task.
+        inputs = ctx.backend / "case-inputs"
+        inputs.mkdir(exist_ok=True)
+        for source in (data / "config.json", projects_file, agent / "models.json"):
+            if source.is_file():
+                shutil.copyfile(source, inputs / source.name)
 
         self._git = real_git()
         install_guards(self._bin_dir(ctx), records, self._remote(ctx), self._git)
