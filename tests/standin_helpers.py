@@ -11,14 +11,18 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from cto_harness.provider.registry import AdmissionRecord
 
 STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POLICY_PATH = REPO_ROOT / "harness" / "providers" / "case" / "policy.toml"
 POLICY_SOURCE_URL = "https://github.com/workos/case.git"
+POLICY_PIN = "7959ac917cdeb0983b4aaa20bb9f42021747fed8"
 
 _GIT_ENV = {
     "GIT_CONFIG_GLOBAL": os.devnull,
@@ -94,3 +98,69 @@ def make_standin_repo(
     if origin is not None:
         git(repo, "remote", "add", "origin", origin)
     return repo
+
+
+def run_provider_cli(
+    home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`python3 -m cto_harness.provider.cli provider <args>` in a child process, with
+    `CTO_HARNESS_HOME=home` (`env` replaces the inherited environment when given)."""
+    base = dict(os.environ if env is None else env)
+    base["CTO_HARNESS_HOME"] = str(home)
+    base["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT / "src"), *filter(None, [base.get("PYTHONPATH")])]
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "cto_harness.provider.cli", "provider", *args],
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+HELP_TEXT = """Usage: ca <command> [options]
+
+Commands:
+  run  watch  create  session  status  mark-tested  mark-manual-tested  mark-reviewed
+"""
+
+
+def write_script_binary(path: Path, *, help_text: str = HELP_TEXT, tag: str = "") -> Path:
+    """A tiny executable shell script that prints `help_text` on `--help` (distinct bytes per
+    `tag`): a fast stand-in where a real compiled binary is not the point of the test."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "#!/bin/sh\n"
+        f"# tag: {tag}\n"
+        'if [ "$1" = "--help" ]; then\n'
+        "cat <<'HELP'\n"
+        f"{help_text}"
+        "HELP\n"
+        "exit 0\n"
+        "fi\n"
+        "echo 'Fatal: stand-in script' >&2\n"
+        "exit 1\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def make_admission_record(sha: str, **changes: object) -> AdmissionRecord:
+    """An `AdmissionRecord` with plausible fields, for seeding a registry in tests."""
+    fields: dict[str, object] = {
+        "sha256": sha,
+        "status": "admitted",
+        "provenance_level": "asserted",
+        "store_path": f"/nonexistent/{sha}/ca",
+        "size_bytes": 1,
+        "source_url": "https://github.com/workos/case.git",
+        "commit": POLICY_PIN,
+        "policy_commit": POLICY_PIN,
+        "admitted_at": "2026-01-01T00:00:00.000Z",
+        "build_report": "/nonexistent/report.json",
+        "identity_evidence_sha256": "0" * 64,
+    }
+    fields.update(changes)
+    return AdmissionRecord.model_validate(fields)

@@ -37,11 +37,20 @@ def case_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def standin(admitted_standin, tmp_path_factory) -> Callable[[str], Path]:  # type: ignore[no-untyped-def]
-    """`standin(scenario)`: the store path of that stand-in variant, built and admitted (once per
-    session) in the same CTO_HARNESS_HOME as the normal stand-in."""
-    cache: dict[str, Path] = {"normal": admitted_standin.binary}
-    settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(admitted_standin.home)})
+def case_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CTO_HARNESS_HOME of the Case tests: its registry holds only their stand-ins (the
+    provider tests' own home is left alone)."""
+    if shutil.which("bun") is None:
+        pytest.fail("Bun is required: npm install --prefix .tools/bun bun@1")
+    return tmp_path_factory.mktemp("case-home")
+
+
+@pytest.fixture(scope="session")
+def standin(case_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`standin(scenario)`: the store path of that stand-in variant, built with Bun and admitted
+    (provenance `built`) in `case_home`, once per session."""
+    cache: dict[str, Path] = {}
+    settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(case_home)})
     policy = load_policy(POLICY_PATH)
 
     def get(scenario: str) -> Path:

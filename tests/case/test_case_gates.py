@@ -48,8 +48,8 @@ def assert_blocked(run, code: str, marker: str | None) -> dict:  # type: ignore[
 
 
 @pytest.fixture
-def env(admitted_standin, standin, tmp_path):  # type: ignore[no-untyped-def]
-    return base_env(admitted_standin.home, tmp_path / "runs", standin("normal"))
+def env(case_home, standin, tmp_path):  # type: ignore[no-untyped-def]
+    return base_env(case_home, tmp_path / "runs", standin("normal"))
 
 
 def test_engine_not_allowed(case_repo, env) -> None:  # type: ignore[no-untyped-def]

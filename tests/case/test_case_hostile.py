@@ -20,9 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def hostile(case_repo, standin, admitted_standin, tmp_path):  # type: ignore[no-untyped-def]
+def hostile(case_repo, standin, case_home, tmp_path):  # type: ignore[no-untyped-def]
     def run(scenario: str, **extra: str):  # type: ignore[no-untyped-def]
-        env = base_env(admitted_standin.home, tmp_path / "runs", standin(scenario)) | extra
+        env = base_env(case_home, tmp_path / "runs", standin(scenario)) | extra
         result = run_case(case_repo, env)
         # Whatever the verdict: a bundle that verifies, no key in it, nothing left running.
         assert verify_bundle(result.run_dir).returncode == 0

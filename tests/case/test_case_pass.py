@@ -22,9 +22,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def passing_run(case_repo, standin, admitted_standin, tmp_path_factory):  # type: ignore[no-untyped-def]
+def passing_run(case_repo, standin, case_home, tmp_path_factory):  # type: ignore[no-untyped-def]
     runs = tmp_path_factory.mktemp("runs-pass")
-    return run_case(case_repo, base_env(admitted_standin.home, runs, standin("normal")))
+    return run_case(case_repo, base_env(case_home, runs, standin("normal")))
 
 
 def test_users_command_passes(passing_run) -> None:  # type: ignore[no-untyped-def]

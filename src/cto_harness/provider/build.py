@@ -14,7 +14,6 @@ touched; the registry is written last):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -24,20 +23,24 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from cto_harness.errors import Blocked, UsageError
 from cto_harness.fsutil import atomic_write_json, atomic_write_text, sha256_file, tree_digest
 from cto_harness.process import run_process, run_quiet
 from cto_harness.provider.identity import (
-    IdentityEvidence,
     SourceIdentityEvidence,
     check_executable,
     check_source_identity,
     probe_binary_identity,
 )
 from cto_harness.provider.policy import ProviderPolicy, check_commit, normalize_source_url
-from cto_harness.provider.registry import AdmissionRecord, record_admission, utc_now
+from cto_harness.provider.registry import (
+    AdmissionRecord,
+    exclusive_lock,
+    record_admission,
+    utc_now,
+)
 from cto_harness.provider.report import (
     ArtifactInfo,
     CheckoutGuard,
@@ -60,6 +63,7 @@ _BUILD_PASSTHROUGH = (
     "BUN_CONFIG_REGISTRY",
 )
 _GIT_TIMEOUT = 600
+BuildReport = ProviderReport  # the report `build_provider` returns and writes
 
 
 def is_url(source: str) -> bool:
@@ -120,7 +124,7 @@ def _node_version(environ: Mapping[str, str]) -> str | None:
     return (_tool_version(path) or None) if path else None
 
 
-def _git(args: list[str], cwd: Path | None = None, *, check: bool = False) -> tuple[int, str]:
+def _git(args: list[str], cwd: Path | None = None) -> tuple[int, str]:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false")
     result = run_quiet(["git", *args], cwd=cwd, env=env, timeout=_GIT_TIMEOUT, check=False)
     out = (result.stdout if result.returncode == 0 else result.stderr).strip()
@@ -160,9 +164,9 @@ def _check_unchanged(before: CheckoutState) -> CheckoutGuard:
     return guard
 
 
-def _build_env(settings: Settings, root: Path, bun: _Tool, environ: Mapping[str, str]) -> dict[
-    str, str
-]:
+def _build_env(
+    settings: Settings, root: Path, bun: _Tool, environ: Mapping[str, str]
+) -> dict[str, str]:
     home, tmp = root / "home", root / "tmp"
     home.mkdir(parents=True, exist_ok=True)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -177,17 +181,6 @@ def _build_env(settings: Settings, root: Path, bun: _Tool, environ: Mapping[str,
         NO_COLOR="1",
     )
     return env
-
-
-@contextlib.contextmanager
-def _build_lock(root: Path) -> Iterator[None]:
-    root.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root.parent / f"{root.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -351,7 +344,7 @@ def build_artifact(
     pin = check_commit_arg(commit or policy.commit)
     info, checkout_before = _resolve_source(source, policy, pin, source_url)
     root = build_root(settings, policy, pin)
-    with _build_lock(root):
+    with exclusive_lock(root.parent / f"{root.name}.lock"):
         with show.step(f"clone {info.location} at {pin[:12]}"):
             remove_tree(root)
             root.mkdir(parents=True)
@@ -387,36 +380,47 @@ def check_commit_arg(commit: str) -> str:
         raise UsageError(f"--commit {exc}") from None
 
 
-ReportFactory = Callable[[IdentityEvidence, ArtifactInfo, CheckoutGuard | None], ProviderReport]
-
-
 def _store_and_admit(
     settings: Settings,
     policy: ProviderPolicy,
     *,
     candidate: Path,
     relative_path: str | None,
-    make_report: ReportFactory,
+    report_fields: dict[str, Any],
+    clock: float,
     progress: _Progress,
-    before_store: Callable[[], CheckoutGuard | None],
+    before_store: Callable[[], CheckoutGuard | None] = lambda: None,
 ) -> ProviderReport:
     """Stage + hash + probe the candidate, then store, write the reports and record admission.
 
-    The staged copy is what gets hashed, probed and stored: the candidate itself is read once."""
+    The staged copy is what gets hashed, probed and stored: the candidate itself is read once.
+    `report_fields` carries what the caller knows up front (kind, provenance, source, build
+    details, `started_at`); `clock` is its `time.monotonic()` start."""
     with staged_copy(settings, candidate, policy.name) as staged:
         with progress.step("binary identity (ca --help)"):
             identity = probe_binary_identity(staged.path, policy)
         guard = before_store()
         with progress.step("store"), open_store_entry(settings, staged, policy.name) as entry:
             store_path = entry / "ca"
-            report = make_report(identity, ArtifactInfo(
-                path=str(candidate),
-                relative_path=relative_path,
-                sha256=staged.sha256,
-                size_bytes=staged.size_bytes,
-                store_path=str(store_path),
-                store_sha256=sha256_file(store_path),
-            ), guard)
+            report = ProviderReport(
+                **report_fields,
+                provider=policy.name,
+                status="admitted",
+                invocation_id=str(uuid.uuid4()),
+                finished_at=utc_now(),
+                duration_ms=int((time.monotonic() - clock) * 1000),
+                checkout=guard,
+                binary_identity=identity,
+                identity_evidence_sha256=identity.digest(),
+                artifact=ArtifactInfo(
+                    path=str(candidate),
+                    relative_path=relative_path,
+                    sha256=staged.sha256,
+                    size_bytes=staged.size_bytes,
+                    store_path=str(store_path),
+                    store_sha256=sha256_file(store_path),
+                ),
+            )
             name = "build-report" if report.kind == "build" else "admission-report"
             if report.kind == "build":
                 report.provenance_statement = str(entry / "provenance.intoto.json")
@@ -440,10 +444,6 @@ def _store_and_admit(
         identity_evidence_sha256=report.identity_evidence_sha256,
     ))
     return report
-
-
-def _elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
 
 
 def build_provider(
@@ -470,34 +470,21 @@ def build_provider(
             with show.step("source checkout unchanged"):
                 return _check_unchanged(built.checkout_before)
 
-        def make_report(
-            identity: IdentityEvidence, artifact: ArtifactInfo, checkout: CheckoutGuard | None
-        ) -> ProviderReport:
-            return ProviderReport(
-                kind="build",
-                provider=policy.name,
-                status="admitted",
-                provenance_level="built",
-                invocation_id=str(uuid.uuid4()),
-                started_at=started,
-                finished_at=utc_now(),
-                duration_ms=_elapsed_ms(clock),
-                source=built.source,
-                build_dir=str(built.build_dir),
-                commands=[list(argv) for argv in policy.build.commands],
-                steps=built.steps,
-                toolchain=built.toolchain,
-                checkout=checkout,
-                source_identity=built.source_identity,
-                binary_identity=identity,
-                identity_evidence_sha256=identity.digest(),
-                artifact=artifact,
-                log_digests=built.log_digests,
-            )
-
         result.append(_store_and_admit(
             settings, policy, candidate=built.path, relative_path=built.relative_path,
-            make_report=make_report, progress=show, before_store=guard,
+            progress=show, before_store=guard, clock=clock,
+            report_fields={
+                "kind": "build",
+                "provenance_level": "built",
+                "started_at": started,
+                "source": built.source,
+                "build_dir": str(built.build_dir),
+                "commands": [list(argv) for argv in policy.build.commands],
+                "steps": built.steps,
+                "toolchain": built.toolchain,
+                "source_identity": built.source_identity,
+                "log_digests": built.log_digests,
+            },
         ))
 
     build_artifact(source, commit, policy, settings, progress=progress, source_url=source_url,
@@ -530,28 +517,13 @@ def admit_prebuilt(
         source_url_explicit=True, commit=pin, policy_commit=policy.commit,
         pin_overridden=pin != policy.commit,
     )
-
-    def make_report(
-        identity: IdentityEvidence, artifact: ArtifactInfo, checkout: CheckoutGuard | None
-    ) -> ProviderReport:
-        return ProviderReport(
-            kind="admit",
-            provider=policy.name,
-            status="admitted",
-            provenance_level="asserted",
-            invocation_id=str(uuid.uuid4()),
-            started_at=started,
-            finished_at=utc_now(),
-            duration_ms=_elapsed_ms(clock),
-            source=source,
-            binary_identity=identity,
-            identity_evidence_sha256=identity.digest(),
-            artifact=artifact,
-        )
-
     return _store_and_admit(
-        settings, policy, candidate=binary, relative_path=None, make_report=make_report,
-        progress=_Progress(progress), before_store=lambda: None,
+        settings, policy, candidate=binary, relative_path=None, progress=_Progress(progress),
+        clock=clock,
+        report_fields={
+            "kind": "admit", "provenance_level": "asserted", "started_at": started,
+            "source": source,
+        },
     )
 
 

@@ -98,19 +98,27 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def _write_lock(settings: Settings, provider: str) -> Iterator[Path]:
-    directory = provider_store_dir(settings, provider)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+def exclusive_lock(lock_file: Path) -> Iterator[None]:
+    """An exclusive `flock` on `lock_file` (created if needed) for the duration of the block.
+    The kernel releases it when the descriptor closes, also when the process dies."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _write_lock(settings: Settings, provider: str) -> Iterator[Path]:
+    directory = provider_store_dir(settings, provider)
+    with exclusive_lock(directory / LOCK_NAME):
         # Under the lock no other writer is between its temp write and its rename: any temp file
         # still here was left by a writer that crashed, and is garbage.
         for stale in directory.glob(f".{REGISTRY_NAME}.*.tmp"):
             stale.unlink(missing_ok=True)
         yield directory / REGISTRY_NAME
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock (also when the process dies)
 
 
 def list_admissions(settings: Settings, provider: str = DEFAULT_PROVIDER) -> list[AdmissionRecord]:

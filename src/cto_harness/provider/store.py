@@ -9,7 +9,6 @@ binary is mode 0555 and its directory 0555 once the reports are written.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import uuid
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from cto_harness.errors import HarnessError
 from cto_harness.fsutil import sha256_file
-from cto_harness.provider.registry import provider_store_dir
+from cto_harness.provider.registry import exclusive_lock, provider_store_dir
 from cto_harness.settings import Settings
 
 BINARY_NAME = "ca"
@@ -70,9 +69,7 @@ def open_store_entry(settings: Settings, staged: StagedBinary, provider: str) ->
     """
     root = provider_store_dir(settings, provider)
     entry = store_entry_dir(settings, staged.sha256, provider)
-    lock_fd = os.open(root / f".{staged.sha256}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    with exclusive_lock(root / f".{staged.sha256}.lock"):
         entry.mkdir(parents=True, exist_ok=True)
         os.chmod(entry, WRITABLE_DIR)
         try:
@@ -89,8 +86,6 @@ def open_store_entry(settings: Settings, staged: StagedBinary, provider: str) ->
             yield entry
         finally:
             os.chmod(entry, READ_ONLY_DIR)
-    finally:
-        os.close(lock_fd)
 
 
 def remove_tree(path: Path) -> None:
