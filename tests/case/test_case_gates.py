@@ -193,3 +193,11 @@ def test_provider_environment_is_minimal(case_repo, env) -> None:  # type: ignor
                         "CTO_HARNESS_HOME", "OPENAI_API_KEY", "PYTHONPATH"}
     assert not any(n.startswith("CTO_HARNESS_") for n in names)
     assert files_containing(run.run_dir, "ghp-cto-harness-fake-token") == []
+
+
+def test_repository_command_without_provider_is_unavailable(env) -> None:  # type: ignore[no-untyped-def]
+    """The users' command in this repository itself (its own policy, no temp copy)."""
+    from standin_helpers import REPO_ROOT
+
+    del env["CTO_HARNESS_CASE_BIN"]
+    assert_blocked(run_case(REPO_ROOT, env), "provider_unavailable", "provider-unavailable.txt")

@@ -47,6 +47,14 @@ from cto_harness.errors import Blocked, UsageError
 from cto_harness.events import iso, utc_now
 from cto_harness.fsutil import atomic_write_json, sha256_file
 from cto_harness.process import ProcessResult
+from cto_harness.provider import (
+    IdentityMismatch,
+    ProviderPolicy,
+    default_policy_path,
+    load_policy,
+    lookup_admission,
+    probe_binary_identity,
+)
 from cto_harness.settings import CREDENTIAL_VARIABLES
 from cto_harness.taskscan import outside_paths
 from cto_harness.workspace import git_env
@@ -63,7 +71,7 @@ class CaseEngine(Engine):
     needs_baseline = True
 
     def __init__(self) -> None:
-        self._policy: Any = None
+        self._policy: ProviderPolicy | None = None
         self._credential_names: list[str] = []
         self._git: str = ""
         self._task: CaseTask | None = None
@@ -126,8 +134,6 @@ class CaseEngine(Engine):
         ctx.provider.executed_path = str(copy)
         ctx.events.emit("gate.checked", gate="provider_digest", sha256=digest)
 
-        from cto_harness.provider.registry import lookup_admission
-
         record = lookup_admission(settings, copy)
         if record is None:
             raise Blocked(
@@ -148,9 +154,7 @@ class CaseEngine(Engine):
         self._model(ctx, policy)
         self._credentials(ctx)
 
-    def _load_policy(self, ctx: RunContext) -> Any:
-        from cto_harness.provider.policy import default_policy_path, load_policy
-
+    def _load_policy(self, ctx: RunContext) -> ProviderPolicy:
         path = default_policy_path(ctx.harness_root)
         try:
             self._policy = load_policy(path)
@@ -158,24 +162,20 @@ class CaseEngine(Engine):
             raise Blocked("provider_policy_invalid", str(exc)) from None
         return self._policy
 
-    def _identity(self, ctx: RunContext, copy: Path, policy: Any) -> None:
-        from cto_harness.provider.identity import probe_binary_identity
-
+    def _identity(self, ctx: RunContext, copy: Path, policy: ProviderPolicy) -> None:
         try:
             evidence = probe_binary_identity(copy, policy)
-        except Blocked as blocked:
-            found = getattr(blocked, "evidence", None)
-            if found is not None:
-                atomic_write_json(ctx.backend / "provider-identity.json",
-                                  found.model_dump(mode="json"))
-            if blocked.code != "identity_mismatch":
-                raise Blocked("identity_mismatch", blocked.message) from None
+        except IdentityMismatch as mismatch:
+            atomic_write_json(ctx.backend / "provider-identity.json",
+                              mismatch.evidence.model_dump(mode="json"))
             raise
+        except Blocked as blocked:  # the copy vanished or lost its execute bit meanwhile
+            raise Blocked("identity_mismatch", blocked.message) from None
         atomic_write_json(ctx.backend / "provider-identity.json", evidence.model_dump(mode="json"))
         ctx.events.emit("gate.checked", gate="provider_identity", passed=True,
                         help_sha256=evidence.help_sha256)
 
-    def _model(self, ctx: RunContext, policy: Any) -> None:
+    def _model(self, ctx: RunContext, policy: ProviderPolicy) -> None:
         s = ctx.settings
         ctx.model = ModelInfo(provider=s.model_provider, model=s.model, base_url=s.model_base_url)
         if not s.model_provider or not s.model:
