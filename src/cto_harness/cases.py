@@ -49,7 +49,8 @@ def cases_root(harness_root: Path) -> Path:
 def list_case_ids(harness_root: Path) -> list[str]:
     root = cases_root(harness_root)
     return sorted(
-        p.name for p in root.iterdir() if (p / "case.toml").is_file() and CASE_ID_PATTERN.match(p.name)
+        p.name for p in root.iterdir()
+        if (p / "case.toml").is_file() and CASE_ID_PATTERN.match(p.name)
     )
 
 

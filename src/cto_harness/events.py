@@ -66,7 +66,8 @@ class EventLog:
                 start_time=start,
                 end_time=end,
                 status=status,  # type: ignore[arg-type]
-                attributes={**(attributes or {}), "cto.run_id": self.run_id, "cto.nonce": self.nonce},
+                attributes={**(attributes or {}), "cto.run_id": self.run_id,
+                            "cto.nonce": self.nonce},
             )
         )
         return span_id

@@ -18,7 +18,9 @@ from cto_harness.fsutil import atomic_write_bytes, atomic_write_text, sha256_byt
 # Working folders of a run: present in the run directory, never part of the evidence.
 WORK_DIRS = frozenset({"workspace", "private"})
 # Files that cannot list their own digest.
-NOT_IN_REPORT = frozenset({"report.json", "artifacts.sha256", "freshness.json", "evidence.dsse.json"})
+NOT_IN_REPORT = frozenset(
+    {"report.json", "artifacts.sha256", "freshness.json", "evidence.dsse.json"}
+)
 NOT_IN_MANIFEST = frozenset({"artifacts.sha256", "freshness.json", "evidence.dsse.json"})
 REQUIRED_FILES = (
     "report.json",
@@ -157,7 +159,8 @@ def render_markdown(report: Report) -> str:
         lines += [f"- {f.action}: {f.detail}" for f in report.forbidden_actions_attempted]
     if report.process.leftover_processes:
         lines += ["", "## Processes left running by the provider (killed)", ""]
-        lines += [f"- pid {p['pid']}: `{p['cmdline'][:120]}`" for p in report.process.leftover_processes]
+        lines += [f"- pid {p['pid']}: `{p['cmdline'][:120]}`"
+                  for p in report.process.leftover_processes]
     if report.provider_claims:
         lines += ["", "## Provider claims (recorded, not trusted)", "", "```json",
                   json.dumps(report.provider_claims, indent=2)[:4000], "```"]
@@ -169,6 +172,7 @@ def render_markdown(report: Report) -> str:
                   f"- baseline changed: {', '.join(b.changed_files) or 'none'}",
                   f"- provider changed: {', '.join(b.case_changed_files) or 'none'}"]
     lines += ["", "## Command", "", f"`{' '.join(report.command) or 'not launched'}`", "",
-              "Every artifact's SHA-256 is in `artifacts.sha256` (`sha256sum -c artifacts.sha256`);",
+              "Every artifact's SHA-256 is in `artifacts.sha256` "
+              "(`sha256sum -c artifacts.sha256`);",
               "`cto-harness verify <run-dir>` checks digests, run id, nonce and freshness.", ""]
     return "\n".join(lines)

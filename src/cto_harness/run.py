@@ -227,7 +227,8 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
 
     with events.span("workspace.diff"):
         snapshot.take_after()
-        state.changes, state.bookkeeping = split_changes(snapshot.changes(), case.spec.allowed_paths)
+        state.changes, state.bookkeeping = split_changes(snapshot.changes(),
+                                                         case.spec.allowed_paths)
         state.patch = snapshot.patch()
         state.workspace_after = tree_digest(ctx.workspace, exclude=frozenset({".git"}))
     events.emit("workspace.diffed", changed=len(state.changes), bookkeeping=len(state.bookkeeping))
@@ -346,7 +347,8 @@ def _seal(engine: Engine, ctx: RunContext, state: _State, started: datetime) -> 
     atomic_write_text(run_dir / "patch.diff", state.patch.decode("utf-8", "surrogateescape"))
     if not ctx.task_files:
         atomic_write_text(run_dir / "task" / "NOT-GIVEN.txt",
-                          "No task file was given to the provider: the run stopped before launch.\n")
+                          "No task file was given to the provider: the run stopped before "
+                          "launch.\n")
     process = state.process
     finished = utc_now()
     ctx.events.emit("run.finished", verdict=verdict)
@@ -354,7 +356,8 @@ def _seal(engine: Engine, ctx: RunContext, state: _State, started: datetime) -> 
                           verdict=verdict, case_id=ctx.case.spec.id, engine=engine.name)
     atomic_write_jsonl(run_dir / "events.normalized.jsonl",
                        (e.model_dump(mode="json") for e in ctx.events.events))
-    atomic_write_jsonl(run_dir / "trace.jsonl", (s.model_dump(mode="json") for s in ctx.events.spans))
+    atomic_write_jsonl(run_dir / "trace.jsonl",
+                       (s.model_dump(mode="json") for s in ctx.events.spans))
 
     secrets_ = secret_values(ctx.environ)
     text_files = [p for p in run_dir.rglob("*") if p.is_file()

@@ -37,7 +37,9 @@ def prepare_copy(workspace: Path, pristine: Path, destination: Path, globs: list
         workspace,
         destination,
         symlinks=True,
-        ignore=lambda d, names: [n for n in names if Path(d) == workspace and n in _IGNORED_IN_COPY],
+        ignore=lambda d, names: [
+            n for n in names if Path(d) == workspace and n in _IGNORED_IN_COPY
+        ],
     )
     restored: list[str] = []
     pristine_files = {p for p in _relative_files(pristine) if matches_any(p, globs)}
@@ -151,7 +153,9 @@ def run_verification(
     if ran == 0:
         reasons.append("no tests ran")
     elif ran < case.spec.evidence.min_tests:
-        reasons.append(f"only {ran} tests ran, the case expects at least {case.spec.evidence.min_tests}")
+        reasons.append(
+            f"only {ran} tests ran, the case expects at least {case.spec.evidence.min_tests}"
+        )
     if failed:
         reasons.append(f"{failed} tests failed")
     return VerificationResult(

@@ -55,7 +55,9 @@ def verify_bundle(root: Path) -> Report:
         if not path.is_file():
             raise BundleInvalid(f"listed in {MANIFEST} but missing: {rel}")
         if (actual := sha256_file(path)) != digest:
-            raise BundleInvalid(f"digest mismatch: {rel} (listed {digest[:12]}…, is {actual[:12]}…)")
+            raise BundleInvalid(
+                f"digest mismatch: {rel} (listed {digest[:12]}…, is {actual[:12]}…)"
+            )
 
     try:
         report = Report.model_validate_json((root / "report.json").read_text(encoding="utf-8"))

@@ -1,14 +1,71 @@
-"""The WorkOS Case engine (`ca`). Stage 2 only; every gate fails closed with a named blocker."""
+"""The WorkOS Case engine (`ca`). Stage 2 only; every gate fails closed with a named blocker.
+
+Gates, in order (each `Blocked(code)`, exit 2, a full bundle): `engine_not_allowed`,
+`stage_not_authorized`, `provider_unavailable`, `not_executable`, `provider_not_admitted` (the
+digest of the private copy that will run, looked up in the admission registry), `identity_mismatch`
+(`ca --help` probe; never `ca --version`), `model_not_admitted`, `credentials_missing`, and, once
+the task files exist, `task_contract_invalid`. `ctx.provider`, `ctx.model` and
+`ctx.admission_status` are filled as gates pass, so a blocked report shows how far it got.
+
+Then exactly `<private>/bin/ca run --task <task-file> --mode unattended` runs in the workspace with
+a minimal environment (private HOME, CASE_DATA_DIR, PI_CODING_AGENT_DIR; only the selected model
+provider's credential variables), a recording `gh` and `git` first on PATH, stdin /dev/null.
+Afterwards Case's own event log and markers are read into `provider_claims`: recorded, never
+trusted — the verdict comes from the harness's diff and verification.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
+from typing import Any
 
-from cto_harness.contracts import ProviderInfo
+from pydantic import ValidationError
+
+from cto_harness.contracts import ForbiddenAction, ModelInfo, ProviderInfo
 from cto_harness.engines import register_engine
 from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
-from cto_harness.errors import Blocked
+from cto_harness.engines.case_command import CaseCommand, check_case_argv
+from cto_harness.engines.case_events import map_events, read_jsonl
+from cto_harness.engines.case_guards import (
+    collect_guard_records,
+    inspect_remotes,
+    install_guards,
+    real_git,
+)
+from cto_harness.engines.case_inputs import (
+    CaseTask,
+    ProjectsManifest,
+    make_projects,
+    make_task,
+    render_brief,
+    write_json,
+)
+from cto_harness.errors import Blocked, UsageError
+from cto_harness.events import iso, utc_now
+from cto_harness.fsutil import atomic_write_json, sha256_file
 from cto_harness.process import ProcessResult
+from cto_harness.provider import (
+    IdentityMismatch,
+    ProviderPolicy,
+    default_policy_path,
+    load_policy,
+    lookup_admission,
+    probe_binary_identity,
+)
+from cto_harness.settings import CREDENTIAL_VARIABLES
+from cto_harness.taskscan import outside_paths
+from cto_harness.workspace import git_env
+
+_MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
+_MAX_MARKER_BYTES = 4096
+_MAX_SCAN_BYTES = 8 * 1024 * 1024
+SUCCESS_LINE = "[unattended] Pipeline completed successfully."
+
+# The adapter's own refusal of any other command shape (the adapter validator calls it by name).
+check_command = check_case_argv
 
 
 @register_engine
@@ -16,20 +73,41 @@ class CaseEngine(Engine):
     name = "case"
     needs_baseline = True
 
+    def __init__(self) -> None:
+        self._policy: ProviderPolicy | None = None
+        self._credential_names: list[str] = []
+        self._git: str = ""
+        self._task: CaseTask | None = None
+        self._task_file: Path | None = None
+
     def stage(self, settings):  # type: ignore[no-untyped-def]
         return settings.case_stage or "unset"
+
+    # --- paths of the run's private state ---------------------------------------------------
+
+    @staticmethod
+    def _bin_dir(ctx: RunContext) -> Path:
+        return ctx.private / "bin"
+
+    @staticmethod
+    def _case_dir(ctx: RunContext) -> Path:
+        return ctx.private / "case"
+
+    @staticmethod
+    def _remote(ctx: RunContext) -> Path:
+        return ctx.private / "remote.git"
+
+    # --- gates --------------------------------------------------------------------------------
 
     def admit(self, ctx: RunContext) -> None:
         settings = ctx.settings
         ctx.provider = ProviderInfo(name="case", path=settings.case_bin)
         if settings.allow_case != "1":
-            raise Blocked(
-                "engine_not_allowed", "--engine case needs CTO_HARNESS_ALLOW_CASE=1"
-            )
+            raise Blocked("engine_not_allowed", "--engine case needs CTO_HARNESS_ALLOW_CASE=1")
         if settings.case_stage != "2":
             raise Blocked(
                 "stage_not_authorized",
-                f"only Stage 2 is authorized (CTO_HARNESS_CASE_STAGE=2), "
+                "only Stage 2 is authorized (CTO_HARNESS_CASE_STAGE=2), "
                 f"got {settings.case_stage!r}",
             )
         if not settings.case_bin:
@@ -38,21 +116,322 @@ class CaseEngine(Engine):
                 "CTO_HARNESS_CASE_BIN is not set: no Case provider is configured",
                 marker="provider-unavailable.txt",
             )
-        binary = Path(settings.case_bin)
+        binary = Path(settings.case_bin).absolute()
+        ctx.provider.path = str(binary)
         if not binary.is_file():
             raise Blocked(
                 "provider_unavailable",
                 f"CTO_HARNESS_CASE_BIN names no file: {binary}",
                 marker="provider-unavailable.txt",
             )
-        raise Blocked(
-            "provider_not_admitted",
-            f"no admission record for {binary}",
-            marker="provider-not-admitted.txt",
-        )
+        if not os.stat(binary).st_mode & 0o111:
+            raise Blocked("not_executable", f"{binary} has no execute permission")
+
+        # Execute the bytes that were hashed: copy first, hash the copy, look the copy up.
+        copy = self._bin_dir(ctx) / "ca"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(binary, copy)
+        copy.chmod(0o555)
+        digest = sha256_file(copy)
+        ctx.provider.sha256 = digest
+        ctx.provider.executed_path = str(copy)
+        ctx.events.emit("gate.checked", gate="provider_digest", sha256=digest)
+
+        record = lookup_admission(settings, copy)
+        if record is None:
+            raise Blocked(
+                "provider_not_admitted",
+                f"no admission record for {binary} (sha256 {digest}); build or admit it with "
+                "`cto-harness provider build|admit`",
+                marker="provider-not-admitted.txt",
+            )
+        ctx.provider.pin = record.commit
+        ctx.provider.source_url = record.source_url
+        ctx.provider.provenance_level = record.provenance_level
+        ctx.admission_status = "admitted"
+        ctx.events.emit("gate.checked", gate="provider_admitted", passed=True,
+                        provenance_level=record.provenance_level, commit=record.commit)
+
+        policy = self._load_policy(ctx)
+        self._identity(ctx, copy, policy)
+        self._model(ctx, policy)
+        self._credentials(ctx)
+
+    def _load_policy(self, ctx: RunContext) -> ProviderPolicy:
+        path = default_policy_path(ctx.harness_root)
+        try:
+            self._policy = load_policy(path)
+        except UsageError as exc:
+            raise Blocked("provider_policy_invalid", str(exc)) from None
+        return self._policy
+
+    def _identity(self, ctx: RunContext, copy: Path, policy: ProviderPolicy) -> None:
+        try:
+            evidence = probe_binary_identity(copy, policy)
+        except IdentityMismatch as mismatch:
+            atomic_write_json(ctx.backend / "provider-identity.json",
+                              mismatch.evidence.model_dump(mode="json"))
+            raise
+        except Blocked as blocked:  # the copy vanished or lost its execute bit meanwhile
+            raise Blocked("identity_mismatch", blocked.message) from None
+        atomic_write_json(ctx.backend / "provider-identity.json", evidence.model_dump(mode="json"))
+        ctx.events.emit("gate.checked", gate="provider_identity", passed=True,
+                        help_sha256=evidence.help_sha256)
+
+    def _model(self, ctx: RunContext, policy: ProviderPolicy) -> None:
+        s = ctx.settings
+        ctx.model = ModelInfo(provider=s.model_provider, model=s.model, base_url=s.model_base_url)
+        if not s.model_provider or not s.model:
+            raise Blocked(
+                "model_not_admitted",
+                "both CTO_HARNESS_CASE_MODEL_PROVIDER and CTO_HARNESS_CASE_MODEL are required",
+                marker="provider-model-not-admitted.txt",
+            )
+        if policy.admitted_model(s.model_provider, s.model, s.model_base_url) is None:
+            where = f" at {s.model_base_url}" if s.model_base_url else ""
+            raise Blocked(
+                "model_not_admitted",
+                f"model {s.model_provider}/{s.model}{where} is not admitted by the provider policy",
+                marker="provider-model-not-admitted.txt",
+            )
+        ctx.model.admitted = True
+        ctx.events.emit("gate.checked", gate="model_admitted", passed=True,
+                        provider=s.model_provider, model=s.model)
+
+    def _credentials(self, ctx: RunContext) -> None:
+        provider = ctx.model.provider or ""
+        names = CREDENTIAL_VARIABLES.get(provider, ())
+        self._credential_names = [n for n in names if ctx.environ.get(n)]
+        if not self._credential_names:
+            wanted = ", ".join(names) or "none known for this model provider"
+            raise Blocked(
+                "credentials_missing",
+                f"no credential for model provider {provider!r} in the environment ({wanted})",
+                marker="credentials-missing.txt",
+            )
+        # Names only: a value is never written anywhere.
+        ctx.events.emit("gate.checked", gate="credentials_present", passed=True,
+                        variables=self._credential_names)
+
+    # --- launch -------------------------------------------------------------------------------
 
     def prepare(self, ctx: RunContext) -> Launch:
-        raise Blocked("provider_not_admitted", "the Case launch is not available")
+        spec = ctx.case.spec
+        case_dir = self._case_dir(ctx)
+        home, data, agent = case_dir / "home", case_dir / "data", case_dir / "pi-agent"
+        tmp, tasks, records = case_dir / "tmp", case_dir / "tasks", case_dir / "records"
+        for folder in (home, data, agent, tmp, tasks, records):
+            folder.mkdir(parents=True, exist_ok=True)
+
+        task = make_task(spec.id, ctx.run_id, spec.id, iso(utc_now()))
+        task_file = tasks / f"{task.id}.task.json"
+        brief_file = tasks / f"{task.id}.md"
+        write_json(task_file, task.to_json())
+        brief_file.write_text(render_brief(spec, task), encoding="utf-8")
+        projects_file = data / "projects.json"
+        write_json(projects_file, make_projects(spec, ctx.workspace, self._remote(ctx)).to_json())
+        write_json(data / "config.json", {
+            "projects": str(projects_file),
+            "models": {"default": {"provider": ctx.model.provider, "model": ctx.model.model}},
+        })
+        if ctx.model.base_url:
+            write_json(agent / "models.json",
+                       {"providers": {ctx.model.provider: {"baseUrl": ctx.model.base_url}}})
+        self._check_contract(ctx, task_file, brief_file, projects_file)
+        self._task, self._task_file = task, task_file
+
+        # The exact files given to the provider, in the bundle before launch.
+        given = []
+        for source in (task_file, brief_file):
+            target = ctx.task_dir / source.name
+            shutil.copyfile(source, target)
+            given.append(target)
+        ctx.task_files = given
+        # And how Case was configured (data dir and agent dir), as evidence beside the task.
+        inputs = ctx.backend / "case-inputs"
+        inputs.mkdir(exist_ok=True)
+        for source in (data / "config.json", projects_file, agent / "models.json"):
+            if source.is_file():
+                shutil.copyfile(source, inputs / source.name)
+
+        self._git = real_git()
+        install_guards(self._bin_dir(ctx), records, self._remote(ctx), self._git)
+
+        copy = Path(ctx.provider.executed_path or "")
+        argv = CaseCommand(copy, task_file).argv()
+        if sha256_file(copy) != ctx.provider.sha256:
+            raise Blocked("provider_not_admitted",
+                          "the provider copy changed between hashing and launch",
+                          marker="provider-not-admitted.txt")
+        env = self._environment(ctx, home, data, agent, tmp)
+        ctx.events.emit("provider.task.written", task_id=task.id,
+                        files=[f"task/{p.name}" for p in given])
+        return Launch(argv=argv, env=env, cwd=ctx.workspace,
+                      timeout_seconds=ctx.settings.case_timeout_seconds)
+
+    def _check_contract(
+        self, ctx: RunContext, task_file: Path, brief_file: Path, projects_file: Path
+    ) -> None:
+        problems: list[str] = []
+        try:
+            CaseTask.model_validate_json(task_file.read_text(encoding="utf-8"))
+            ProjectsManifest.model_validate_json(projects_file.read_text(encoding="utf-8"))
+        except ValidationError as exc:
+            problems.append(f"generated Case input is invalid: {exc.errors()[0]['msg']}")
+        texts = [task_file.read_text(encoding="utf-8"), brief_file.read_text(encoding="utf-8")]
+        if found := outside_paths(texts, ctx.workspace):
+            problems.append(f"the task names paths outside the workspace: {', '.join(found)}")
+        workspace = ctx.workspace.resolve()
+        for folder in (workspace, *workspace.parents):
+            manifest = folder / "package.json"
+            try:
+                name = json.loads(manifest.read_text(encoding="utf-8")).get("name")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if name == "case":
+                problems.append(
+                    f"{manifest} is a package.json named `case` above the working directory: "
+                    "Case would read its projects from there"
+                )
+        if problems:
+            raise Blocked("task_contract_invalid", "; ".join(problems))
+
+    def _environment(
+        self, ctx: RunContext, home: Path, data: Path, agent: Path, tmp: Path
+    ) -> dict[str, str]:
+        env = git_env(home)
+        env.pop("LC_ALL", None)
+        env |= {
+            "PATH": os.pathsep.join(
+                [str(self._bin_dir(ctx)), ctx.environ.get("PATH") or os.defpath]
+            ),
+            "HOME": str(home),
+            "CASE_DATA_DIR": str(data),
+            "PI_CODING_AGENT_DIR": str(agent),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_DATA_HOME": str(home / ".local" / "share"),
+            "XDG_STATE_HOME": str(home / ".local" / "state"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "LANG": "C.UTF-8",
+            "TMPDIR": str(tmp),
+            "GIT_TERMINAL_PROMPT": "0",
+            # Agents run the fixture's Python tests: byte-code caches in the workspace would be
+            # changes outside the allowed paths that nobody asked for.
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
+        }
+        for name in self._credential_names:
+            env[name] = ctx.environ[name]
+        return env
+
+    # --- after the run ------------------------------------------------------------------------
 
     def collect(self, ctx: RunContext, result: ProcessResult) -> ProviderOutcome:
-        return ProviderOutcome()
+        outcome = ProviderOutcome()
+        records = self._case_dir(ctx) / "records"
+        outcome.forbidden += collect_guard_records(records, ctx.backend)
+        outcome.forbidden += inspect_remotes(ctx.workspace, self._remote(ctx),
+                                             self._git or real_git())
+        if self._task_file is not None and _regular(self._task_file):
+            shutil.copyfile(self._task_file, ctx.backend / "task-after-run.json")
+        task_id = self._task.id if self._task else None
+        claims: dict[str, Any] = {"recorded_not_trusted": True, "task_id": task_id}
+        logs = self._event_logs(ctx, task_id)
+        claims["event_log"] = None
+        claims["event_log_files"] = [p.relative_to(ctx.workspace).as_posix() for p in logs]
+        pipeline_end = None
+        if logs:
+            parts = [p.read_bytes()[:_MAX_EVENT_LOG_BYTES] for p in logs]
+            raw = b"".join(part if part.endswith(b"\n") else part + b"\n" for part in parts)
+            (ctx.backend / "case-events.jsonl").write_bytes(raw)
+            rows, bad = read_jsonl(ctx.backend / "case-events.jsonl")
+            mapped = map_events(rows, fallback_ts=iso(utc_now()))
+            outcome.events, outcome.spans = mapped.events, mapped.spans
+            pipeline_end = mapped.pipeline_end
+            claims |= {"event_log": "backend/case-events.jsonl", "phase_results":
+                       mapped.phase_results, "unreadable_event_lines": bad}
+        claims["pipeline_end"] = pipeline_end
+        claims["failed_agent"] = (pipeline_end or {}).get("failedAgent")
+        claims["markers"] = {
+            name: self._marker(ctx, task_id, name) for name in ("tested", "reviewed")
+        }
+        last = _last_line(ctx.backend / "stdout.log")
+        claims["last_stdout_line"] = last
+        claims["case_said_success"] = bool(
+            pipeline_end and pipeline_end.get("outcome") == "completed" and last == SUCCESS_LINE
+        )
+        claims["task_status_after_run"] = _task_status(ctx.backend / "task-after-run.json")
+        outcome.claims = claims
+        outcome.forbidden += self._credential_leaks(ctx, logs)
+        return outcome
+
+    @staticmethod
+    def _event_logs(ctx: RunContext, task_id: str | None) -> list[Path]:
+        if task_id is None:
+            return []
+        folder = ctx.workspace / ".case" / task_id / "events"
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.glob("run-*.jsonl") if _inside(p, ctx.workspace))
+
+    @staticmethod
+    def _marker(ctx: RunContext, task_id: str | None, name: str) -> str | None:
+        if task_id is None:
+            return None
+        path = ctx.workspace / ".case" / task_id / name
+        if not _inside(path, ctx.workspace):
+            return None
+        return path.read_bytes()[:_MAX_MARKER_BYTES].decode("utf-8", "replace").strip()
+
+    def _credential_leaks(self, ctx: RunContext, logs: list[Path]) -> list[ForbiddenAction]:
+        """A credential value in the provider's output or in the workspace is a disclosure,
+        whatever else happened. (Every value is also redacted from the bundle at seal time.)"""
+        values = {n: ctx.environ[n] for n in self._credential_names if len(ctx.environ[n]) >= 4}
+        if not values:
+            return []
+        candidates = [ctx.backend / "stdout.log", ctx.backend / "stderr.log", *logs]
+        for dirpath, dirnames, filenames in os.walk(ctx.workspace):
+            if dirpath == str(ctx.workspace):
+                dirnames[:] = [d for d in dirnames if d != ".git"]
+            candidates += [Path(dirpath) / f for f in filenames]
+        found = []
+        for path in candidates:
+            if not _regular(path):
+                continue
+            with open(path, "rb") as handle:
+                data = handle.read(_MAX_SCAN_BYTES)
+            for name, value in values.items():
+                if value.encode() in data:
+                    where = path.relative_to(ctx.run_dir).as_posix()
+                    found.append(ForbiddenAction(
+                        action="credential_disclosed",
+                        detail=f"the value of {name} appeared in {where}",
+                        source="harness credential scan",
+                    ))
+        return found
+
+
+def _regular(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """A regular file whose real location is inside `root` (no symlink out of the workspace)."""
+    return _regular(path) and path.resolve().is_relative_to(root.resolve())
+
+
+def _last_line(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 4096))
+        tail = handle.read().decode("utf-8", "replace")
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else None
+
+
+def _task_status(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -96,7 +96,8 @@ def map_events(rows: list[dict[str, Any]], *, fallback_ts: str) -> MappedLog:
                 started = open_tools.pop(key, None)
             if started is not None:
                 mapped.spans.append({
-                    "name": f"provider.tool.{started['tool']}", "start": started["start"], "end": ts,
+                    "name": f"provider.tool.{started['tool']}", "start": started["start"],
+                    "end": ts,
                     "status": "error" if row.get("isError") else "ok",
                     "key": f"tool:{key}", "parent_key": f"phase:{started['phase']}",
                     "attributes": {"tool": started["tool"], "phase": started["phase"],

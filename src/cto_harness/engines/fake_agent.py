@@ -21,7 +21,8 @@ USAGE = "usage: fake-agent run --task <task-file> --mode unattended"
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+    millis = int(time.time() * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{millis:03d}Z"
 
 
 class EventWriter:

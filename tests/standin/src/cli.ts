@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ASSETS } from "./generated/package-assets";
+import { runCommand } from "./run";
 import { SCENARIO } from "./scenario";
 
 const COMMANDS: Array<[string, string]> = [
@@ -84,7 +85,7 @@ async function main(argv: string[]): Promise<void> {
     // No command (for instance `--version`, which is not a flag): the default run path.
     fatal("no task given and no active task to resume (stand-in default run path)");
   }
-  if (command === "run") fatal("not implemented in stand-in");
+  if (command === "run") return runCommand(argv.slice(1), SCENARIO);
   if (!COMMANDS.some(([name]) => name === command)) fatal(`unknown command: ${command}`);
   fatal(`${command}: not implemented in stand-in`);
 }

@@ -1,0 +1,65 @@
+"""Fixtures of the Case engine's tests: stand-in variants built with real Bun through the real
+build + admission route (cached per session), and a temporary repository copy whose provider
+policy admits test models (so its `harness/evals/run-case.sh` is the users' command)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from case_helpers import GATEWAY_MODEL, TEST_MODEL
+from cto_harness.provider.build import build_provider
+from cto_harness.provider.policy import load_policy
+from cto_harness.settings import Settings
+from standin_helpers import POLICY_PATH, REPO_ROOT, head_commit, make_standin_repo
+
+
+@pytest.fixture(scope="session")
+def case_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository's `harness/` (with `src` linked) whose policy admits test models,
+    so that `harness/evals/run-case.sh` in it is the users' command against that policy."""
+    root = tmp_path_factory.mktemp("case-repo")
+    shutil.copytree(REPO_ROOT / "harness", root / "harness")
+    (root / "src").symlink_to(REPO_ROOT / "src")
+    policy = root / "harness" / "providers" / "case" / "policy.toml"
+    with open(policy, "a", encoding="utf-8") as handle:
+        handle.write(
+            f'\n[[models]]\nprovider = "{TEST_MODEL[0]}"\nmodel = "{TEST_MODEL[1]}"\n'
+            f'\n[[models]]\nprovider = "{GATEWAY_MODEL[0]}"\nmodel = "{GATEWAY_MODEL[1]}"\n'
+            f'base_url = "{GATEWAY_MODEL[2]}"\n'
+        )
+    load_policy(policy)  # still valid
+    return root
+
+
+@pytest.fixture(scope="session")
+def case_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CTO_HARNESS_HOME of the Case tests: its registry holds only their stand-ins (the
+    provider tests' own home is left alone)."""
+    if shutil.which("bun") is None:
+        pytest.fail("Bun is required: npm install --prefix .tools/bun bun@1")
+    return tmp_path_factory.mktemp("case-home")
+
+
+@pytest.fixture(scope="session")
+def standin(case_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`standin(scenario)`: the store path of that stand-in variant, built with Bun and admitted
+    (provenance `built`) in `case_home`, once per session."""
+    cache: dict[str, Path] = {}
+    settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(case_home)})
+    policy = load_policy(POLICY_PATH)
+
+    def get(scenario: str) -> Path:
+        if scenario not in cache:
+            source = make_standin_repo(tmp_path_factory.mktemp(f"src-{scenario}"),
+                                       scenario=scenario)
+            report = build_provider(str(source), head_commit(source), policy, settings,
+                                    progress=None)
+            cache[scenario] = Path(report.artifact.store_path)
+        return cache[scenario]
+
+    return get

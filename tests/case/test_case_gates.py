@@ -1,0 +1,203 @@
+"""Every gate of the Case engine, seen through the users' command: its blocker, its marker, exit
+2, a bundle `verify` accepts, and no provider run (no task given, no Case output, no process)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from case_helpers import (
+    FAKE_KEY,
+    GATEWAY_MODEL,
+    base_env,
+    files_containing,
+    processes_mentioning,
+    run_case,
+    verify_bundle,
+)
+from cto_harness.provider.registry import AdmissionRecord, record_admission, utc_now
+from cto_harness.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def assert_blocked(run, code: str, marker: str | None) -> dict:  # type: ignore[no-untyped-def]
+    report, run_dir = run.report, run.run_dir
+    assert run.exit_code == 2, (report["verdict"], report["blockers"])
+    assert report["verdict"] == "blocked"
+    assert [b["code"] for b in report["blockers"]] == [code]
+    if marker is not None:
+        text = (run_dir / "backend" / marker).read_text()
+        assert text.strip() and text.count("\n") == 1
+    # The provider never ran.
+    assert report["case_process_started"] is False
+    assert report["backend_exit_code"] is None
+    assert report["command"] == []
+    assert (run_dir / "backend" / "stdout.log").read_bytes() == b""
+    assert (run_dir / "task" / "NOT-GIVEN.txt").is_file()
+    assert not list((run_dir / "workspace").glob(".case")) if (run_dir / "workspace").exists() \
+        else True
+    assert verify_bundle(run_dir).returncode == 0
+    assert files_containing(run_dir, FAKE_KEY) == []
+    assert processes_mentioning(str(run_dir)) == []
+    return report
+
+
+@pytest.fixture
+def env(case_home, standin, tmp_path):  # type: ignore[no-untyped-def]
+    return base_env(case_home, tmp_path / "runs", standin("normal"))
+
+
+def test_engine_not_allowed(case_repo, env) -> None:  # type: ignore[no-untyped-def]
+    env["CTO_HARNESS_ALLOW_CASE"] = "0"
+    report = assert_blocked(run_case(case_repo, env), "engine_not_allowed", None)
+    assert report["source_admission_status"] == "not_admitted"
+
+
+def test_stage_not_authorized(case_repo, env) -> None:  # type: ignore[no-untyped-def]
+    env["CTO_HARNESS_CASE_STAGE"] = "3"
+    report = assert_blocked(run_case(case_repo, env), "stage_not_authorized", None)
+    assert report["stage"] == "3"
+
+
+def test_provider_unavailable_unset(case_repo, env) -> None:  # type: ignore[no-untyped-def]
+    del env["CTO_HARNESS_CASE_BIN"]
+    assert_blocked(run_case(case_repo, env), "provider_unavailable", "provider-unavailable.txt")
+
+
+def test_provider_unavailable_missing_file(case_repo, env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env["CTO_HARNESS_CASE_BIN"] = str(tmp_path / "nowhere" / "ca")
+    assert_blocked(run_case(case_repo, env), "provider_unavailable", "provider-unavailable.txt")
+
+
+def test_not_executable(case_repo, env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    copy = tmp_path / "ca"
+    shutil.copyfile(env["CTO_HARNESS_CASE_BIN"], copy)
+    copy.chmod(0o644)
+    env["CTO_HARNESS_CASE_BIN"] = str(copy)
+    assert_blocked(run_case(case_repo, env), "not_executable", None)
+
+
+def test_provider_not_admitted_when_bytes_differ(case_repo, env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tampered = tmp_path / "ca"
+    shutil.copyfile(env["CTO_HARNESS_CASE_BIN"], tampered)
+    with open(tampered, "ab") as handle:
+        handle.write(b"\0")
+    tampered.chmod(0o755)
+    env["CTO_HARNESS_CASE_BIN"] = str(tampered)
+    report = assert_blocked(run_case(case_repo, env), "provider_not_admitted",
+                            "provider-not-admitted.txt")
+    assert report["source_admission_status"] == "not_admitted"
+    assert report["provider"]["sha256"] == hashlib.sha256(tampered.read_bytes()).hexdigest()
+
+
+def test_identity_mismatch(case_repo, env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Admitted bytes whose `--help` is not a `ca`'s (a string-case tool, say): blocked, and the
+    probe was `--help` only."""
+    impostor = tmp_path / "ca"
+    calls = tmp_path / "calls.txt"
+    impostor.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n'
+                        'echo "Usage: case <string> [--to camel|snake|kebab]"\n')
+    impostor.chmod(0o755)
+    digest = hashlib.sha256(impostor.read_bytes()).hexdigest()
+    settings = Settings.from_env({"CTO_HARNESS_HOME": env["CTO_HARNESS_HOME"]})
+    record_admission(settings, AdmissionRecord(
+        sha256=digest, status="admitted", provenance_level="asserted", store_path=str(impostor),
+        size_bytes=impostor.stat().st_size, source_url="https://github.com/workos/case.git",
+        commit="0" * 40, policy_commit="0" * 40, admitted_at=utc_now(),
+        build_report=str(tmp_path / "none.json"), identity_evidence_sha256="0" * 64,
+    ))
+    env["CTO_HARNESS_CASE_BIN"] = str(impostor)
+    report = assert_blocked(run_case(case_repo, env), "identity_mismatch", None)
+    assert report["source_admission_status"] == "admitted"
+    assert calls.read_text().split("\n")[:-1] == ["--help"]
+    evidence = json.loads((report_dir := Path(report["run_dir"])).joinpath(
+        "backend", "provider-identity.json").read_text())
+    assert evidence["argv"][1:] == ["--help"] and evidence["markers_missing"]
+    assert report_dir.is_dir()
+
+
+@pytest.mark.parametrize("unset", ["CTO_HARNESS_CASE_MODEL_PROVIDER", "CTO_HARNESS_CASE_MODEL"])
+def test_model_required(case_repo, env, unset) -> None:  # type: ignore[no-untyped-def]
+    del env[unset]
+    report = assert_blocked(run_case(case_repo, env), "model_not_admitted",
+                            "provider-model-not-admitted.txt")
+    assert report["source_admission_status"] == "admitted"
+    assert report["provider"]["provenance_level"] == "built"
+
+
+def test_model_not_in_policy(case_repo, env) -> None:  # type: ignore[no-untyped-def]
+    env["CTO_HARNESS_CASE_MODEL"] = "claude-sonnet-4-6"
+    report = assert_blocked(run_case(case_repo, env), "model_not_admitted",
+                            "provider-model-not-admitted.txt")
+    assert report["model"]["admitted"] is False
+
+
+def test_base_url_not_admitted(case_repo, env) -> None:  # type: ignore[no-untyped-def]
+    env["CTO_HARNESS_CASE_MODEL_BASE_URL"] = "http://127.0.0.1:8/elsewhere"
+    assert_blocked(run_case(case_repo, env), "model_not_admitted",
+                   "provider-model-not-admitted.txt")
+
+
+def test_credentials_missing(case_repo, env) -> None:  # type: ignore[no-untyped-def]
+    del env["ANTHROPIC_API_KEY"]
+    env["OPENAI_API_KEY"] = FAKE_KEY  # another provider's key does not count
+    report = assert_blocked(run_case(case_repo, env), "credentials_missing",
+                            "credentials-missing.txt")
+    assert report["model"]["admitted"] is True
+    assert "ANTHROPIC_API_KEY" in report["blockers"][0]["message"]
+
+
+def test_task_contract_invalid_with_case_package_above(case_repo, env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A `package.json` named `case` above the working directory: Case would read its projects
+    from there. Blocked before launch, after the inputs were generated."""
+    parent = tmp_path / "checkout-of-case"
+    parent.mkdir()
+    (parent / "package.json").write_text(json.dumps({"name": "case", "private": True}))
+    env["CTO_HARNESS_RUNS_DIR"] = str(parent / "runs")
+    report = assert_blocked(run_case(case_repo, env), "task_contract_invalid", None)
+    assert "package.json" in report["blockers"][0]["message"]
+
+
+def test_gateway_model_writes_models_json(case_repo, env, standin) -> None:  # type: ignore[no-untyped-def]
+    """An admitted model with an admitted base URL runs, and only that provider's key goes in."""
+    provider, model, url = GATEWAY_MODEL
+    env.update({"CTO_HARNESS_CASE_MODEL_PROVIDER": provider, "CTO_HARNESS_CASE_MODEL": model,
+                "CTO_HARNESS_CASE_MODEL_BASE_URL": url, "OPENAI_API_KEY": FAKE_KEY + "-openai"})
+    run = run_case(case_repo, env)
+    assert run.report["verdict"] == "pass", run.report["pass_conditions"]
+    assert run.report["model"] == {"provider": provider, "model": model, "base_url": url,
+                                   "admitted": True}
+    assert files_containing(run.run_dir, FAKE_KEY) == []
+    started = json.loads((run.run_dir / "backend" / "stderr.log").read_text().splitlines()[0])
+    assert started["baseUrl"] == url
+    assert "OPENAI_API_KEY" in started["envNames"]
+    assert "ANTHROPIC_API_KEY" not in started["envNames"]
+
+
+def test_provider_environment_is_minimal(case_repo, env) -> None:  # type: ignore[no-untyped-def]
+    env["SOME_UNRELATED_SETTING"] = "x"
+    env["GITHUB_TOKEN"] = "ghp-cto-harness-fake-token"
+    run = run_case(case_repo, env)
+    assert run.report["verdict"] == "pass"
+    started = json.loads((run.run_dir / "backend" / "stderr.log").read_text().splitlines()[0])
+    assert started["baseUrl"] is None
+    names = set(started["envNames"])
+    assert {"ANTHROPIC_API_KEY", "HOME", "CASE_DATA_DIR", "PI_CODING_AGENT_DIR", "PATH", "LANG",
+            "TMPDIR", "GIT_TERMINAL_PROMPT", "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_GLOBAL"} <= names
+    assert not names & {"SOME_UNRELATED_SETTING", "GITHUB_TOKEN", "CTO_HARNESS_CASE_BIN",
+                        "CTO_HARNESS_HOME", "OPENAI_API_KEY", "PYTHONPATH"}
+    assert not any(n.startswith("CTO_HARNESS_") for n in names)
+    assert files_containing(run.run_dir, "ghp-cto-harness-fake-token") == []
+
+
+def test_repository_command_without_provider_is_unavailable(env) -> None:  # type: ignore[no-untyped-def]
+    """The users' command in this repository itself (its own policy, no temp copy)."""
+    from standin_helpers import REPO_ROOT
+
+    del env["CTO_HARNESS_CASE_BIN"]
+    assert_blocked(run_case(REPO_ROOT, env), "provider_unavailable", "provider-unavailable.txt")
