@@ -37,10 +37,10 @@ demo: install
 
 test: install
 	$(VENV)/bin/python -m pytest -q
-	$(VENV)/bin/ruff check src tests tools harness benchmarks
+	$(VENV)/bin/ruff check $(wildcard src tests tools harness benchmarks)
 
 lint:
-	$(VENV)/bin/ruff check src tests tools harness benchmarks
+	$(VENV)/bin/ruff check $(wildcard src tests tools harness benchmarks)
 
 schemas:
 	$(VENV)/bin/cto-harness schemas --write --dir schemas

@@ -1,0 +1,113 @@
+"""The contract entry points as users call them: exit codes, --json, markers, interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO_ROOT, CaseFactory
+from cto_harness.verify import verify_bundle
+
+RUN_CASE = str(REPO_ROOT / "harness" / "evals" / "run-case.sh")
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cto_harness", *args], capture_output=True,
+                          text=True, env=env or dict(os.environ), cwd=REPO_ROOT)
+
+
+def test_run_case_json_prints_a_passing_report() -> None:
+    proc = subprocess.run([RUN_CASE, "r1-string-slugify", "--json"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "pass"
+    assert report["engine"] == "fake"
+    assert Path(report["run_dir"]).is_dir()
+    assert _cli("verify", report["run_dir"]).returncode == 0
+
+
+def test_case_engine_without_a_provider_is_blocked_provider_unavailable() -> None:
+    env = {**os.environ, "CTO_HARNESS_ALLOW_CASE": "1", "CTO_HARNESS_CASE_STAGE": "2"}
+    proc = subprocess.run([RUN_CASE, "r1-string-slugify", "--engine", "case", "--json"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "blocked"
+    assert [b["code"] for b in report["blockers"]] == ["provider_unavailable"]
+    assert report["case_process_started"] is False
+    assert report["source_admission_status"] == "not_admitted"
+    run_dir = Path(report["run_dir"])
+    assert (run_dir / "backend" / "provider-unavailable.txt").read_text().strip()
+    verify_bundle(run_dir)
+
+
+def test_usage_errors_exit_64_with_one_line() -> None:
+    for args in (["run", "r1-string-slugify", "--bogus"], ["run", "r1-string-slugify",
+                 "--engine", "nope"], ["run", "no-such-case"], ["frobnicate"]):
+        proc = _cli(*args)
+        assert proc.returncode == 64, args
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_an_invalid_timeout_setting_is_a_usage_error() -> None:
+    env = {**os.environ, "CTO_HARNESS_CASE_TIMEOUT_SECONDS": "soon"}
+    proc = _cli("run", "r1-string-slugify", env=env)
+    assert proc.returncode == 64
+    assert "CTO_HARNESS_CASE_TIMEOUT_SECONDS" in proc.stderr
+
+
+def test_verify_fails_with_the_discrepancy_named(tmp_path: Path) -> None:
+    proc = subprocess.run([RUN_CASE, "r1-string-slugify", "--json"], capture_output=True,
+                          text=True)
+    run_dir = Path(json.loads(proc.stdout)["run_dir"])
+    (run_dir / "patch.diff").write_text("tampered\n")
+    failed = _cli("verify", str(run_dir))
+    assert failed.returncode == 1
+    assert "digest mismatch: patch.diff" in failed.stderr
+
+
+def test_schemas_in_the_repository_are_generated_from_the_models() -> None:
+    proc = _cli("schemas", "--check", "--dir", str(REPO_ROOT / "schemas"))
+    assert proc.returncode == 0, proc.stderr
+
+
+def _interrupt(case_factory: CaseFactory, runs_dir: Path, sig: signal.Signals) -> dict:
+    root = case_factory("slow-agent", files={
+        "fake/slow.py": "import pathlib, time\npathlib.Path('started').write_text('1')\n"
+                        "time.sleep(60)\n"}, toml_edit=lambda t: t.replace(
+        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "fake/slow.py"'))
+    proc = subprocess.Popen([sys.executable, "-m", "cto_harness", "run", "slow-agent",
+                             "--harness-root", str(root)], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not list(runs_dir.glob("*/workspace/started")):
+        assert time.monotonic() < deadline, "the slow agent never started"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 3
+    (run_dir,) = runs_dir.iterdir()
+    verify_bundle(run_dir)
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def test_sigterm_mid_run_leaves_a_whole_bundle_that_is_not_a_pass(
+    case_factory: CaseFactory, runs_dir: Path
+) -> None:
+    report = _interrupt(case_factory, runs_dir, signal.SIGTERM)
+    assert report["verdict"] == "error"
+    assert [b["code"] for b in report["blockers"]] == ["interrupted"]
+
+
+def test_ctrl_c_mid_run_leaves_a_whole_bundle_that_is_not_a_pass(
+    case_factory: CaseFactory, runs_dir: Path
+) -> None:
+    report = _interrupt(case_factory, runs_dir, signal.SIGINT)
+    assert report["verdict"] in ("error", "blocked")
+    assert report["verdict"] != "pass"
