@@ -97,6 +97,22 @@ def cmd_cases(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    from cto_harness.cases import find_harness_root
+    from cto_harness.health import health
+
+    root = Path(args.harness_root).resolve() if args.harness_root else find_harness_root()
+    result = health(root.parent, root)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for name, part in result["parts"].items():
+            print(f"{part['status'].upper():<7} {name:<18} {part['duration_ms']:>6} ms")
+        print(f"provider: {result['provider']}")
+        print(f"{'OK' if result['ok'] else 'FAILED'} in {result['duration_ms'] / 1000:.1f}s")
+    return 0 if result["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cto_harness.engines import engine_names
 
@@ -136,6 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     add = config_sub.add_parser("add-target", help="hide a path from every provider")
     add.add_argument("path")
     config.set_defaults(func=cmd_config)
+
+    health = sub.add_parser("health", help="route and adapter validators, fake lane, admission, "
+                            "isolation: exit 0 only if all hold")
+    health.add_argument("--json", action="store_true")
+    health.add_argument("--harness-root")
+    health.set_defaults(func=cmd_health)
+
+    from cto_harness.provider.cli import register as register_provider
+
+    register_provider(sub)
     return parser
 
 
@@ -144,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        handler = getattr(args, "func", None) or args.handler
+        return int(handler(args))
     except UsageError as exc:
         print(f"cto-harness: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -408,3 +408,16 @@ class Sandbox:
 
 def unisolated_info(reason: str) -> IsolationInfo:
     return IsolationInfo(tier="none", reason=reason)
+
+
+def describe_available(settings: Any) -> dict[str, Any]:
+    """For `health`: which tiers this machine has, the strongest, and what a run would use."""
+    found = probe()
+    tiers = {"bwrap": found.bwrap_ok, "landlock": found.landlock_abi >= 1, "none": True}
+    strongest = next(t for t in ("bwrap", "landlock", "none") if tiers[t])
+    try:
+        selected, reason = choose_tier(settings.isolation, found)
+    except Blocked as exc:
+        selected, reason = "unavailable", exc.message
+    return {"tiers": tiers, "strongest": strongest, "selected": selected, "reason": reason,
+            "probe": found.to_dict()}

@@ -226,7 +226,7 @@ def run_process(
     file_size_limit: int | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> ProcessResult:
-    """Run `argv` (never through a shell) and return what happened; never leaves a process behind."""
+    """Run `argv` (never through a shell) and return what happened; leaves no process behind."""
     ensure_subreaper()
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     stderr_path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,8 @@ _SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGN
 def default_home(environ: Mapping[str, str]) -> Path:
     if environ.get("CTO_HARNESS_HOME"):
         return Path(environ["CTO_HARNESS_HOME"]).expanduser()
-    state = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")) / ".local" / "state")
+    home = Path(environ.get("HOME", "~"))
+    state = environ.get("XDG_STATE_HOME") or str(home / ".local" / "state")
     return Path(state).expanduser() / "cto-harness"
 
 

@@ -1,0 +1,42 @@
+"""Provider build and admission (DESIGN section 4): policy, identity, store, registry, build.
+
+What the run pipeline calls:
+- `load_policy(default_policy_path(harness_root))` -> `ProviderPolicy`;
+  `policy.admitted_model(provider, model, base_url)` -> `AdmittedModel | None`
+- `lookup_admission(settings, binary)` -> `AdmissionRecord | None` (re-hashes `binary`)
+- `probe_binary_identity(binary, policy, timeout_seconds=30)` -> `IdentityEvidence`
+  (raises `Blocked`: `identity_mismatch`, `not_executable`, `dist_missing`)
+- `admission_summary(settings)` -> dict, for health
+"""
+
+from cto_harness.provider.identity import IdentityEvidence, IdentityMismatch, probe_binary_identity
+from cto_harness.provider.policy import (
+    AdmittedModel,
+    ProviderPolicy,
+    default_policy_path,
+    load_policy,
+)
+from cto_harness.provider.registry import (
+    AdmissionRecord,
+    admission_summary,
+    find_admission,
+    list_admissions,
+    lookup_admission,
+    record_admission,
+)
+
+__all__ = [
+    "AdmissionRecord",
+    "AdmittedModel",
+    "IdentityEvidence",
+    "IdentityMismatch",
+    "ProviderPolicy",
+    "admission_summary",
+    "default_policy_path",
+    "find_admission",
+    "list_admissions",
+    "load_policy",
+    "lookup_admission",
+    "probe_binary_identity",
+    "record_admission",
+]

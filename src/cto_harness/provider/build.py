@@ -1,0 +1,569 @@
+"""Build a provider binary from a pinned source, prove what it is, store it and admit it.
+
+Flow of `build_provider` (every failure is `Blocked(code, …)`, raised before the registry is
+touched; the registry is written last):
+
+    bun check -> clone (deterministic path) -> pin + origin -> source identity -> build commands
+    -> dist/ca present and executable -> staged copy + hash -> `ca --help` probe
+    -> user's checkout unchanged -> store/<sha256>/ca + reports + provenance -> admission record
+
+`admit_prebuilt` is the same from "present and executable" on, with provenance `asserted`.
+`verify_provider` rebuilds at the same deterministic path and compares digests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from cto_harness.errors import Blocked, UsageError
+from cto_harness.fsutil import atomic_write_json, atomic_write_text, sha256_file, tree_digest
+from cto_harness.process import run_process, run_quiet
+from cto_harness.provider.identity import (
+    SourceIdentityEvidence,
+    check_executable,
+    check_source_identity,
+    probe_binary_identity,
+)
+from cto_harness.provider.policy import ProviderPolicy, check_commit, normalize_source_url
+from cto_harness.provider.registry import (
+    AdmissionRecord,
+    exclusive_lock,
+    record_admission,
+    utc_now,
+)
+from cto_harness.provider.report import (
+    ArtifactInfo,
+    CheckoutGuard,
+    CheckoutState,
+    ProviderReport,
+    SourceInfo,
+    StepRecord,
+    Toolchain,
+    provenance_statement,
+    render_markdown,
+)
+from cto_harness.provider.store import open_store_entry, remove_tree, staged_copy
+from cto_harness.settings import Settings
+
+_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
+# Environment a build step may see besides what the harness sets. No credential, no npm token.
+_BUILD_PASSTHROUGH = (
+    "LANG", "LC_ALL", "TZ", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+    "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "NPM_CONFIG_REGISTRY",
+    "BUN_CONFIG_REGISTRY",
+)
+_GIT_TIMEOUT = 600
+BuildReport = ProviderReport  # the report `build_provider` returns and writes
+
+
+def is_url(source: str) -> bool:
+    return _URL.match(source) is not None
+
+
+def build_root(settings: Settings, policy: ProviderPolicy, commit: str) -> Path:
+    """`$CTO_HARNESS_HOME/builds/<provider>/<commit>`: the same absolute path for every build of a
+    commit, because the Case build embeds its checkout path (byte-identical only there)."""
+    return settings.home / "builds" / policy.name / commit
+
+
+class _Progress:
+    """One line per step on stderr, with its elapsed time."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream
+
+    @contextlib.contextmanager
+    def step(self, label: str) -> Iterator[None]:
+        started = time.monotonic()
+        outcome = "failed"
+        try:
+            yield
+            outcome = "ok"
+        finally:
+            if self.stream is not None:
+                elapsed = time.monotonic() - started
+                self.stream.write(f"[provider] {label}: {outcome} ({elapsed:.2f}s)\n")
+                self.stream.flush()
+
+
+@dataclass
+class _Tool:
+    path: str
+    version: str
+
+
+def _tool_version(path: str) -> str:
+    result = run_quiet([path, "--version"], timeout=30, check=False)
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0] if result.returncode == 0 and lines else ""
+
+
+def find_bun(environ: Mapping[str, str]) -> _Tool:
+    """Blocked `bun_missing` unless `bun` is on the environment's PATH and answers `--version`."""
+    path = shutil.which("bun", path=environ.get("PATH", ""))
+    if path is None:
+        raise Blocked("bun_missing", "bun is not on PATH; install it (npm install -g bun@1)")
+    version = _tool_version(path)
+    if not version:
+        raise Blocked("bun_missing", f"{path} --version failed: not a working Bun")
+    return _Tool(str(Path(path).absolute()), version)
+
+
+def _node_version(environ: Mapping[str, str]) -> str | None:
+    path = shutil.which("node", path=environ.get("PATH", ""))
+    return (_tool_version(path) or None) if path else None
+
+
+def _git(args: list[str], cwd: Path | None = None) -> tuple[int, str]:
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false")
+    result = run_quiet(["git", *args], cwd=cwd, env=env, timeout=_GIT_TIMEOUT, check=False)
+    out = (result.stdout if result.returncode == 0 else result.stderr).strip()
+    return result.returncode, out
+
+
+def _checkout_state(path: Path) -> CheckoutState:
+    """Observe the user's checkout without writing to it (no index refresh: optional locks off)."""
+    git_dir = path / ".git"
+    code_head, head = _git(["--no-optional-locks", "-C", str(path), "rev-parse", "HEAD"])
+    code_status, status = _git(
+        ["--no-optional-locks", "-C", str(path), "status", "--porcelain=v1",
+         "--untracked-files=all", "--ignored=no"]
+    )
+    return CheckoutState(
+        path=str(path),
+        worktree_digest=tree_digest(path, exclude=frozenset({".git"})),
+        git_dir_digest=tree_digest(git_dir) if git_dir.is_dir() else None,
+        head=head if code_head == 0 else None,
+        porcelain_status=status.splitlines() if code_status == 0 else [f"error: {status}"],
+    )
+
+
+def _check_unchanged(before: CheckoutState) -> CheckoutGuard:
+    after = _checkout_state(Path(before.path))
+    guard = CheckoutGuard(before=before, after=after, unchanged=before == after)
+    if not guard.unchanged:
+        changed = [
+            name for name in ("worktree_digest", "git_dir_digest", "head", "porcelain_status")
+            if getattr(before, name) != getattr(after, name)
+        ]
+        raise Blocked(
+            "source_mutated",
+            f"the source checkout {before.path} changed during the build ({', '.join(changed)}); "
+            "nothing was admitted",
+        )
+    return guard
+
+
+def _build_env(
+    settings: Settings, root: Path, bun: _Tool, environ: Mapping[str, str]
+) -> dict[str, str]:
+    home, tmp = root / "home", root / "tmp"
+    home.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {name: environ[name] for name in _BUILD_PASSTHROUGH if name in environ}
+    bun_dir = str(Path(bun.path).parent)
+    env.update(
+        PATH=os.pathsep.join([bun_dir, environ.get("PATH", os.defpath)]),
+        HOME=str(home),
+        TMPDIR=str(tmp),
+        BUN_INSTALL_CACHE_DIR=str(settings.home / "cache" / "bun-install"),
+        GIT_TERMINAL_PROMPT="0",
+        NO_COLOR="1",
+    )
+    return env
+
+
+@dataclass
+class BuiltArtifact:
+    """What a build produced, before anything is stored or admitted."""
+
+    path: Path
+    relative_path: str
+    source: SourceInfo
+    build_dir: Path
+    steps: list[StepRecord]
+    toolchain: Toolchain
+    source_identity: SourceIdentityEvidence
+    checkout_before: CheckoutState | None
+    log_digests: dict[str, str]
+
+
+def _resolve_source(
+    source: str, policy: ProviderPolicy, commit: str, source_url: str | None
+) -> tuple[SourceInfo, CheckoutState | None]:
+    if is_url(source):
+        claimed = source_url or source
+        origin = None
+        state = None
+        kind = "url"
+        location = source
+    else:
+        checkout = Path(source).expanduser().absolute()
+        if not checkout.is_dir():
+            raise UsageError(f"source {source!r} is neither a git URL nor a directory")
+        state = _checkout_state(checkout)
+        code, origin_out = _git(
+            ["--no-optional-locks", "-C", str(checkout), "config", "--get", "remote.origin.url"]
+        )
+        origin = origin_out if code == 0 and origin_out else None
+        claimed = source_url or origin
+        kind = "local"
+        location = str(checkout)
+    if not policy.source_url_matches(claimed):
+        raise Blocked(
+            "source_origin_mismatch",
+            f"source {location} claims origin {claimed!r}, policy requires {policy.source_url!r}",
+        )
+    assert claimed is not None
+    info = SourceInfo(
+        location=location,
+        kind=kind,
+        source_url=policy.source_url,
+        source_url_explicit=source_url is not None,
+        local_origin_url=origin,
+        commit=commit,
+        policy_commit=policy.commit,
+        pin_overridden=commit != policy.commit,
+    )
+    return info, state
+
+
+def _clone_at_pin(info: SourceInfo, clone: Path, commit: str) -> None:
+    code, out = _git(
+        ["clone", "--quiet", "--no-checkout", "--no-hardlinks", info.location, str(clone)]
+    )
+    if code != 0:
+        raise Blocked("source_unavailable", f"git clone of {info.location} failed: {out[-400:]}")
+    if _git(["cat-file", "-e", f"{commit}^{{commit}}"], clone)[0] != 0:
+        # Not on a branch or tag: a server may still serve it by id.
+        _git(["fetch", "--quiet", "origin", commit], clone)
+    code, out = _git(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach",
+                      commit], clone)
+    if code != 0:
+        raise Blocked(
+            "source_commit_mismatch", f"commit {commit} is not in {info.location}: {out[-300:]}"
+        )
+    code, head = _git(["rev-parse", "HEAD"], clone)
+    if code != 0 or head != commit:
+        raise Blocked("source_commit_mismatch", f"HEAD is {head!r} after checkout, not {commit}")
+    # The clone must not point back at the user's checkout: a build script could follow it.
+    _git(["remote", "set-url", "origin", info.source_url], clone)
+    code, origin = _git(["remote", "get-url", "origin"], clone)
+    if code != 0 or normalize_source_url(origin) != normalize_source_url(info.source_url):
+        raise Blocked("source_origin_mismatch", f"clone origin is {origin!r}")
+
+
+def _run_steps(
+    policy: ProviderPolicy, clone: Path, logs: Path, env: dict[str, str], progress: _Progress
+) -> tuple[list[StepRecord], dict[str, str]]:
+    steps: list[StepRecord] = []
+    digests: dict[str, str] = {}
+    total = len(policy.build.commands)
+    for index, argv in enumerate(policy.build.commands, start=1):
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", " ".join(argv)).strip("-")[:40]
+        stdout_log = logs / f"{index:02d}-{slug}.stdout.log"
+        stderr_log = logs / f"{index:02d}-{slug}.stderr.log"
+        executable = shutil.which(argv[0], path=env["PATH"])
+        with progress.step(f"build {index}/{total}: {' '.join(argv)}"):
+            if executable is None:
+                raise Blocked("build_failed", f"{argv[0]!r} (build step {index}) is not on PATH")
+            result = run_process(
+                [executable, *argv[1:]],
+                cwd=clone,
+                env=env,
+                stdout_path=stdout_log,
+                stderr_path=stderr_log,
+                timeout_seconds=policy.build.step_timeout_seconds,
+            )
+            record = StepRecord(
+                argv=list(argv),
+                executable=executable,
+                exit_code=result.exit_code,
+                timed_out=result.timed_out,
+                duration_ms=result.duration_ms,
+                stdout_log=str(stdout_log),
+                stderr_log=str(stderr_log),
+                stdout_sha256=sha256_file(stdout_log),
+                stderr_sha256=sha256_file(stderr_log),
+            )
+            steps.append(record)
+            for log, digest in ((stdout_log, record.stdout_sha256),
+                                (stderr_log, record.stderr_sha256)):
+                digests[f"logs/{log.name}"] = digest
+            if result.timed_out:
+                raise Blocked(
+                    "build_failed",
+                    f"`{' '.join(argv)}` exceeded {policy.build.step_timeout_seconds}s; "
+                    f"logs in {logs}",
+                )
+            if result.exit_code != 0:
+                tail = stderr_log.read_text("utf-8", "replace").strip().splitlines()[-3:]
+                raise Blocked(
+                    "build_failed",
+                    f"`{' '.join(argv)}` exited {result.exit_code}: {' | '.join(tail)[-400:]} "
+                    f"(logs in {logs})",
+                )
+    return steps, digests
+
+
+def build_artifact(
+    source: str,
+    commit: str | None,
+    policy: ProviderPolicy,
+    settings: Settings,
+    *,
+    progress: TextIO | None = None,
+    source_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    on_built: Callable[[BuiltArtifact], None] | None = None,
+) -> BuiltArtifact:
+    """Clone, check and build; returns the artifact in the build directory (nothing stored).
+
+    `on_built` runs while the per-commit build lock is still held (the caller stores the
+    artifact there, before another build of the same commit may wipe the directory).
+    """
+    env_in = dict(os.environ if environ is None else environ)
+    show = _Progress(progress)
+    with show.step("bun check"):
+        bun = find_bun(env_in)
+        bun_sha = sha256_file(Path(bun.path).resolve())
+        toolchain = Toolchain(
+            bun_path=bun.path, bun_version=bun.version, bun_sha256=bun_sha,
+            node_version=_node_version(env_in),
+        )
+    pin = check_commit_arg(commit or policy.commit)
+    info, checkout_before = _resolve_source(source, policy, pin, source_url)
+    root = build_root(settings, policy, pin)
+    with exclusive_lock(root.parent / f"{root.name}.lock"):
+        with show.step(f"clone {info.location} at {pin[:12]}"):
+            remove_tree(root)
+            root.mkdir(parents=True)
+            clone = root / "src"
+            _clone_at_pin(info, clone, pin)
+        with show.step("source identity"):
+            source_identity = check_source_identity(clone, policy)
+        logs = root / "logs"
+        env = _build_env(settings, root, bun, env_in)
+        steps, digests = _run_steps(policy, clone, logs, env, show)
+        artifact = clone / policy.build.artifact
+        check_executable(artifact)
+        built = BuiltArtifact(
+            path=artifact,
+            relative_path=policy.build.artifact,
+            source=info,
+            build_dir=root,
+            steps=steps,
+            toolchain=toolchain,
+            source_identity=source_identity,
+            checkout_before=checkout_before,
+            log_digests=digests,
+        )
+        if on_built is not None:
+            on_built(built)
+    return built
+
+
+def check_commit_arg(commit: str) -> str:
+    try:
+        return check_commit(commit)
+    except ValueError as exc:
+        raise UsageError(f"--commit {exc}") from None
+
+
+def _store_and_admit(
+    settings: Settings,
+    policy: ProviderPolicy,
+    *,
+    candidate: Path,
+    relative_path: str | None,
+    report_fields: dict[str, Any],
+    clock: float,
+    progress: _Progress,
+    before_store: Callable[[], CheckoutGuard | None] = lambda: None,
+) -> ProviderReport:
+    """Stage + hash + probe the candidate, then store, write the reports and record admission.
+
+    The staged copy is what gets hashed, probed and stored: the candidate itself is read once.
+    `report_fields` carries what the caller knows up front (kind, provenance, source, build
+    details, `started_at`); `clock` is its `time.monotonic()` start."""
+    with staged_copy(settings, candidate, policy.name) as staged:
+        with progress.step("binary identity (ca --help)"):
+            identity = probe_binary_identity(staged.path, policy)
+        guard = before_store()
+        with progress.step("store"), open_store_entry(settings, staged, policy.name) as entry:
+            store_path = entry / "ca"
+            report = ProviderReport(
+                **report_fields,
+                provider=policy.name,
+                status="admitted",
+                invocation_id=str(uuid.uuid4()),
+                finished_at=utc_now(),
+                duration_ms=int((time.monotonic() - clock) * 1000),
+                checkout=guard,
+                binary_identity=identity,
+                identity_evidence_sha256=identity.digest(),
+                artifact=ArtifactInfo(
+                    path=str(candidate),
+                    relative_path=relative_path,
+                    sha256=staged.sha256,
+                    size_bytes=staged.size_bytes,
+                    store_path=str(store_path),
+                    store_sha256=sha256_file(store_path),
+                ),
+            )
+            name = "build-report" if report.kind == "build" else "admission-report"
+            if report.kind == "build":
+                report.provenance_statement = str(entry / "provenance.intoto.json")
+                atomic_write_json(entry / "provenance.intoto.json", provenance_statement(report),
+                                  mode=0o444)
+            atomic_write_json(entry / f"{name}.json", report.model_dump(mode="json"), mode=0o444)
+            atomic_write_text(entry / f"{name}.md", render_markdown(report), mode=0o444)
+    record_admission(settings, AdmissionRecord(
+        sha256=report.artifact.sha256,
+        provider=policy.name,
+        status="admitted",
+        provenance_level=report.provenance_level,
+        store_path=report.artifact.store_path,
+        size_bytes=report.artifact.size_bytes,
+        source_url=report.source.source_url,
+        source_location=report.source.location,
+        commit=report.source.commit,
+        policy_commit=report.source.policy_commit,
+        admitted_at=utc_now(),
+        build_report=str(Path(report.artifact.store_path).parent / f"{name}.json"),
+        identity_evidence_sha256=report.identity_evidence_sha256,
+    ))
+    return report
+
+
+def build_provider(
+    source: str,
+    commit: str | None,
+    policy: ProviderPolicy,
+    settings: Settings,
+    *,
+    progress: TextIO | None = sys.stderr,
+    source_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ProviderReport:
+    """Build `source` (a git URL or a local checkout) at `commit` (default: the policy's pin),
+    prove it, store it and admit it with provenance `built`. Raises `Blocked` on any failed
+    check, with the registry unchanged; returns the build report written next to the binary."""
+    started, clock = utc_now(), time.monotonic()
+    show = _Progress(progress)
+    result: list[ProviderReport] = []
+
+    def admit(built: BuiltArtifact) -> None:
+        def guard() -> CheckoutGuard | None:
+            if built.checkout_before is None:
+                return None
+            with show.step("source checkout unchanged"):
+                return _check_unchanged(built.checkout_before)
+
+        result.append(_store_and_admit(
+            settings, policy, candidate=built.path, relative_path=built.relative_path,
+            progress=show, before_store=guard, clock=clock,
+            report_fields={
+                "kind": "build",
+                "provenance_level": "built",
+                "started_at": started,
+                "source": built.source,
+                "build_dir": str(built.build_dir),
+                "commands": [list(argv) for argv in policy.build.commands],
+                "steps": built.steps,
+                "toolchain": built.toolchain,
+                "source_identity": built.source_identity,
+                "log_digests": built.log_digests,
+            },
+        ))
+
+    build_artifact(source, commit, policy, settings, progress=progress, source_url=source_url,
+                   environ=environ, on_built=admit)
+    return result[0]
+
+
+def admit_prebuilt(
+    binary: Path,
+    source_url: str,
+    commit: str,
+    policy: ProviderPolicy,
+    settings: Settings,
+    *,
+    progress: TextIO | None = sys.stderr,
+) -> ProviderReport:
+    """Admit a prebuilt `ca` with its claimed source and pin (provenance `asserted`): the same
+    binary identity checks as a build; the claimed source URL must be the policy's."""
+    pin = check_commit_arg(commit)
+    binary = Path(binary).expanduser().absolute()
+    started, clock = utc_now(), time.monotonic()
+    if not policy.source_url_matches(source_url):
+        raise Blocked(
+            "source_origin_mismatch",
+            f"claimed source {source_url!r} is not the policy's {policy.source_url!r}",
+        )
+    check_executable(binary)
+    source = SourceInfo(
+        location=source_url, kind="url", source_url=policy.source_url,
+        source_url_explicit=True, commit=pin, policy_commit=policy.commit,
+        pin_overridden=pin != policy.commit,
+    )
+    return _store_and_admit(
+        settings, policy, candidate=binary, relative_path=None, progress=_Progress(progress),
+        clock=clock,
+        report_fields={
+            "kind": "admit", "provenance_level": "asserted", "started_at": started,
+            "source": source,
+        },
+    )
+
+
+@dataclass
+class VerifyResult:
+    sha256: str
+    store_path: str
+    store_sha256: str | None
+    rebuilt_sha256: str
+    build_dir: str
+
+    @property
+    def matches(self) -> bool:
+        return self.sha256 == self.store_sha256 == self.rebuilt_sha256
+
+
+def verify_provider(
+    record: AdmissionRecord,
+    policy: ProviderPolicy,
+    settings: Settings,
+    *,
+    source: str | None = None,
+    progress: TextIO | None = sys.stderr,
+    environ: Mapping[str, str] | None = None,
+) -> VerifyResult:
+    """Rebuild `record`'s source at its commit (same deterministic path) and compare the rebuilt
+    digest and the store copy's current digest with the recorded one. Writes no admission."""
+    location = source or record.source_location or record.source_url
+    store = Path(record.store_path)
+    store_sha = sha256_file(store) if store.is_file() else None
+    built = build_artifact(
+        location, record.commit, policy, settings, progress=progress,
+        source_url=record.source_url, environ=environ,
+    )
+    if built.checkout_before is not None:
+        _check_unchanged(built.checkout_before)
+    return VerifyResult(
+        sha256=record.sha256,
+        store_path=record.store_path,
+        store_sha256=store_sha,
+        rebuilt_sha256=sha256_file(built.path),
+        build_dir=str(built.build_dir),
+    )

@@ -1,0 +1,202 @@
+"""Identity checks: is this source WorkOS Case, and is this binary a `ca`?
+
+The binary probe is the only way the harness ever executes an unadmitted provider binary: exactly
+`<binary> --help`, with a private `HOME`, `CASE_DATA_DIR` and `PI_CODING_AGENT_DIR` (even `--help`
+writes files there), stdin `/dev/null`, no credentials in its environment and a time limit.
+It never runs `ca --version`: that is not a flag, and it falls through to Case's default run path.
+The run pipeline calls `probe_binary_identity` again at run start, on the copy it will execute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import tempfile
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from cto_harness.contracts import StrictModel
+from cto_harness.errors import Blocked
+from cto_harness.fsutil import sha256_bytes
+from cto_harness.process import run_process
+from cto_harness.provider.policy import ProviderPolicy
+
+PROBE_ARGS = ("--help",)
+_PROBE_OUTPUT_CAP = 1 << 20
+_EXCERPT_CHARS = 600
+# Passed through to the probe when present; nothing else (in particular no credential) is.
+_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+class SourceIdentityEvidence(StrictModel):
+    package_json_sha256: str
+    name: Any = None
+    private: Any = None
+    bin: Any = None
+    bin_target: str | None = None
+
+
+class IdentityMismatch(Blocked):
+    """`identity_mismatch`, carrying the probe's evidence for the caller's report."""
+
+    def __init__(self, message: str, evidence: IdentityEvidence) -> None:
+        super().__init__("identity_mismatch", message)
+        self.evidence = evidence
+
+
+class IdentityEvidence(StrictModel):
+    binary: str
+    argv: list[str]
+    exit_code: int | None
+    timed_out: bool
+    duration_ms: int
+    probed_at: str
+    markers_found: list[str] = Field(default_factory=list)
+    markers_missing: list[str] = Field(default_factory=list)
+    commands_found: list[str] = Field(default_factory=list)
+    commands_missing: list[str] = Field(default_factory=list)
+    help_sha256: str
+    help_bytes: int
+    help_excerpt: str
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.exit_code == 0
+            and not self.timed_out
+            and not self.markers_missing
+            and not self.commands_missing
+        )
+
+    def digest(self) -> str:
+        """SHA-256 of the evidence's canonical JSON (what an admission record points at)."""
+        return sha256_bytes(
+            json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+        )
+
+
+def check_executable(path: Path, *, missing_code: str = "dist_missing") -> None:
+    """A regular file with an execute bit, else blocked (`missing_code` / `not_executable`)."""
+    try:
+        st = path.stat()
+    except OSError:
+        raise Blocked(missing_code, f"no provider binary at {path}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise Blocked(missing_code, f"{path} is not a regular file")
+    if not st.st_mode & 0o111:
+        raise Blocked("not_executable", f"{path} has no execute permission")
+
+
+def check_source_identity(checkout: Path, policy: ProviderPolicy) -> SourceIdentityEvidence:
+    """`package.json` must name the package, be private and declare the `bin` entry."""
+    expected = policy.source_identity
+    manifest = checkout / "package.json"
+    try:
+        raw = manifest.read_bytes()
+        data = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise Blocked(
+            "source_identity_mismatch", f"no readable package.json in the source: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise Blocked("source_identity_mismatch", "package.json is not a JSON object")
+    bin_field = data.get("bin")
+    bin_target = bin_field.get(expected.bin_name) if isinstance(bin_field, dict) else None
+    evidence = SourceIdentityEvidence(
+        package_json_sha256=sha256_bytes(raw),
+        name=data.get("name"),
+        private=data.get("private"),
+        bin=bin_field,
+        bin_target=bin_target if isinstance(bin_target, str) else None,
+    )
+    problems = []
+    if evidence.name != expected.package_name:
+        problems.append(f"name is {evidence.name!r}, not {expected.package_name!r}")
+    if evidence.private is not expected.private:
+        problems.append(f"private is {evidence.private!r}, not {expected.private!r}")
+    if evidence.bin_target is None:
+        problems.append(f"no bin named {expected.bin_name!r} (bin is {bin_field!r})")
+    if problems:
+        raise Blocked(
+            "source_identity_mismatch",
+            "the source is not " + policy.name + ": package.json " + "; ".join(problems),
+        )
+    return evidence
+
+
+def _lists_command(text: str, command: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(command)}(?![\w-])", text) is not None
+
+
+def probe_binary_identity(
+    binary: Path, policy: ProviderPolicy, *, timeout_seconds: float | None = None
+) -> IdentityEvidence:
+    """Run `<binary> --help` in private directories; blocked `identity_mismatch` unless it exits 0
+    and its output carries every marker and command name of the policy.
+
+    Blocked `dist_missing`/`not_executable` when the file is absent or has no execute bit.
+    """
+    binary = Path(binary).absolute()
+    check_executable(binary)
+    spec = policy.binary_identity
+    limit = timeout_seconds if timeout_seconds is not None else spec.probe_timeout_seconds
+    argv = [str(binary), *PROBE_ARGS]
+    with tempfile.TemporaryDirectory(prefix="cto-harness-probe-") as tmp:
+        root = Path(tmp)
+        env = {name: os.environ[name] for name in _PASSTHROUGH if name in os.environ}
+        env.setdefault("PATH", os.defpath)
+        for var, sub in (
+            ("HOME", "home"),
+            ("CASE_DATA_DIR", "case-data"),
+            ("PI_CODING_AGENT_DIR", "pi-agent"),
+            ("XDG_CONFIG_HOME", "home/.config"),
+            ("XDG_DATA_HOME", "home/.local/share"),
+            ("XDG_STATE_HOME", "home/.local/state"),
+            ("XDG_CACHE_HOME", "home/.cache"),
+            ("TMPDIR", "tmp"),
+        ):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            env[var] = str(root / sub)
+        work = root / "cwd"  # no package.json named `case` above it
+        work.mkdir()
+        result = run_process(
+            argv,
+            cwd=work,
+            env=env,
+            stdout_path=root / "stdout.log",
+            stderr_path=root / "stderr.log",
+            timeout_seconds=limit,
+            max_log_bytes=_PROBE_OUTPUT_CAP,
+        )
+        output = (root / "stdout.log").read_bytes() + (root / "stderr.log").read_bytes()
+    text = output.decode("utf-8", "replace")
+    evidence = IdentityEvidence(
+        binary=str(binary),
+        argv=argv,
+        exit_code=result.exit_code,
+        timed_out=result.timed_out,
+        duration_ms=result.duration_ms,
+        probed_at=result.started_at.astimezone(UTC).isoformat(timespec="seconds"),
+        markers_found=[m for m in spec.markers if m in text],
+        markers_missing=[m for m in spec.markers if m not in text],
+        commands_found=[c for c in spec.commands if _lists_command(text, c)],
+        commands_missing=[c for c in spec.commands if not _lists_command(text, c)],
+        help_sha256=sha256_bytes(output),
+        help_bytes=len(output),
+        help_excerpt=text[:_EXCERPT_CHARS],
+    )
+    if not evidence.passed:
+        if evidence.timed_out:
+            why = f"`{binary.name} --help` did not finish within {limit}s"
+        elif evidence.exit_code != 0:
+            why = f"`{binary.name} --help` exited {evidence.exit_code}"
+        else:
+            missing = evidence.markers_missing + evidence.commands_missing
+            why = f"`{binary.name} --help` lacks {missing!r}"
+        raise IdentityMismatch(f"{why}: not a {policy.name} `ca` binary", evidence)
+    return evidence

@@ -1,0 +1,105 @@
+"""The content-addressed provider store: `$CTO_HARNESS_HOME/providers/<provider>/<sha256>/ca`.
+
+A candidate binary is first copied into a private staging directory and hashed there; that copy
+is the one probed and then renamed into place, so the bytes admitted are exactly the bytes that
+were hashed and probed (the original may change under us: it is never used again). The stored
+binary is mode 0555 and its directory 0555 once the reports are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cto_harness.errors import HarnessError
+from cto_harness.fsutil import sha256_file
+from cto_harness.provider.registry import exclusive_lock, provider_store_dir
+from cto_harness.settings import Settings
+
+BINARY_NAME = "ca"
+READ_ONLY_FILE = 0o555
+READ_ONLY_DIR = 0o555
+WRITABLE_DIR = 0o755
+
+
+@dataclass(frozen=True)
+class StagedBinary:
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+def _copy_synced(source: Path, target: Path) -> None:
+    with open(source, "rb") as src, open(target, "xb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.chmod(target, READ_ONLY_FILE)
+
+
+@contextlib.contextmanager
+def staged_copy(settings: Settings, source: Path, provider: str) -> Iterator[StagedBinary]:
+    """Copy `source` into a private staging directory (same file system as the store) and hash
+    the copy. The staging directory is removed on exit, whatever happened."""
+    staging = provider_store_dir(settings, provider) / ".incoming" / uuid.uuid4().hex
+    staging.mkdir(parents=True, mode=0o700)
+    try:
+        target = staging / BINARY_NAME
+        _copy_synced(source, target)
+        yield StagedBinary(target, sha256_file(target), target.stat().st_size)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def store_entry_dir(settings: Settings, sha256: str, provider: str) -> Path:
+    return provider_store_dir(settings, provider) / sha256
+
+
+@contextlib.contextmanager
+def open_store_entry(settings: Settings, staged: StagedBinary, provider: str) -> Iterator[Path]:
+    """Place the staged binary at `<store>/<sha256>/ca` (re-hashed after the move) and yield the
+    entry directory, writable, for the reports; sealed read-only on exit.
+
+    A per-digest lock keeps two admissions of the same bytes from unsealing each other's entry.
+    """
+    root = provider_store_dir(settings, provider)
+    entry = store_entry_dir(settings, staged.sha256, provider)
+    with exclusive_lock(root / f".{staged.sha256}.lock"):
+        entry.mkdir(parents=True, exist_ok=True)
+        os.chmod(entry, WRITABLE_DIR)
+        try:
+            target = entry / BINARY_NAME
+            if not (target.is_file() and sha256_file(target) == staged.sha256):
+                # Missing, or tampered with since an earlier admission: replace it.
+                os.replace(staged.path, target)
+                os.chmod(target, READ_ONLY_FILE)
+            stored_digest = sha256_file(target)
+            if stored_digest != staged.sha256:
+                raise HarnessError(
+                    f"store copy {target} hashes to {stored_digest}, expected {staged.sha256}"
+                )
+            yield entry
+        finally:
+            os.chmod(entry, READ_ONLY_DIR)
+
+
+def remove_tree(path: Path) -> None:
+    """`rm -rf` that also removes read-only directories (build trees, sealed store entries)."""
+    if not path.exists() and not path.is_symlink():
+        return
+
+    def make_writable_and_retry(func: Callable[[str], object], target: str, _info: object) -> None:
+        parent = os.path.dirname(target)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, WRITABLE_DIR)
+        with contextlib.suppress(OSError):
+            if not os.path.islink(target):
+                os.chmod(target, WRITABLE_DIR)
+        func(target)
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)

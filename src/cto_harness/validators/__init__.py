@@ -1,0 +1,1 @@
+"""Scenario-based validators: the adapter validator and its stand-in providers."""

@@ -1,0 +1,403 @@
+"""The provider build route end to end: real Bun, real git, real subprocesses, the stand-in
+source (tests/standin) and its variants. Every blocked case: exit 2 with its code, the registry
+byte-for-byte unchanged, the source checkout unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import AdmittedStandin
+from cto_harness.fsutil import tree_digest
+from cto_harness.provider.registry import (
+    list_admissions,
+    lookup_admission,
+    record_admission,
+    registry_path,
+)
+from cto_harness.settings import Settings
+from standin_helpers import (
+    POLICY_SOURCE_URL,
+    git,
+    head_commit,
+    make_admission_record,
+    make_standin_repo,
+    run_provider_cli,
+    set_script,
+    write_script_binary,
+)
+
+PIN = "7959ac917cdeb0983b4aaa20bb9f42021747fed8"
+
+
+def settings_for(home: Path) -> Settings:
+    return Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(home)})
+
+
+def checkout_digest(repo: Path) -> tuple[str, str, str]:
+    return (
+        tree_digest(repo, exclude=frozenset({".git"})),
+        tree_digest(repo / ".git"),
+        git(repo, "--no-optional-locks", "status", "--porcelain", "--untracked-files=all"),
+    )
+
+
+@pytest.fixture
+def seeded_home(tmp_path: Path) -> Path:
+    """A home whose registry already holds one record, so "unchanged" means something."""
+    home = tmp_path / "home"
+    record_admission(settings_for(home), make_admission_record("f" * 64))
+    return home
+
+
+def assert_blocked(
+    result: subprocess.CompletedProcess[str], code: str, home: Path, registry_before: bytes,
+    repo: Path | None = None, repo_before: tuple[str, str, str] | None = None,
+) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert f"blocked: {code}: " in result.stderr, result.stderr
+    assert registry_path(settings_for(home)).read_bytes() == registry_before
+    store = registry_path(settings_for(home)).parent
+    assert [p.name for p in store.iterdir() if len(p.name) == 64] == []  # nothing stored
+    if repo is not None:
+        assert checkout_digest(repo) == repo_before
+
+
+def build_cli(home: Path, repo: Path, *extra: str, env: dict[str, str] | None = None):
+    return run_provider_cli(
+        home, "build", "--source", str(repo), "--commit", head_commit(repo), *extra, env=env
+    )
+
+
+def blocked_build(tmp_path: Path, home: Path, code: str, **repo_args: object) -> None:
+    repo = make_standin_repo(tmp_path, **repo_args)  # type: ignore[arg-type]
+    before_repo = checkout_digest(repo)
+    before_registry = registry_path(settings_for(home)).read_bytes()
+    result = build_cli(home, repo)
+    assert_blocked(result, code, home, before_registry, repo, before_repo)
+
+
+# --- the happy path -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_standin_is_built_and_admitted(admitted_standin: AdmittedStandin) -> None:
+    home, binary, sha, _source, commit = admitted_standin
+    entry = binary.parent
+    assert binary == home / "providers" / "case" / sha / "ca"
+    assert hashlib.sha256(binary.read_bytes()).hexdigest() == sha
+    assert stat.S_IMODE(binary.stat().st_mode) == 0o555
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o555
+    assert binary.stat().st_size > 50_000_000  # a real Bun-compiled executable
+
+    report = json.loads((entry / "build-report.json").read_text())
+    assert report["status"] == "admitted" and report["provenance_level"] == "built"
+    assert report["source"]["source_url"] == POLICY_SOURCE_URL
+    assert report["source"]["commit"] == commit and report["source"]["policy_commit"] == PIN
+    assert report["source"]["pin_overridden"] is True
+    assert report["commands"] == [["bun", "install"], ["bun", "run", "build:binary"]]
+    assert report["artifact"]["sha256"] == report["artifact"]["store_sha256"] == sha
+    assert report["artifact"]["path"].endswith(f"builds/case/{commit}/src/dist/ca")
+    bun = shutil.which("bun")
+    assert bun is not None
+    assert report["toolchain"]["bun_version"] == subprocess.run(
+        [bun, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    assert "node_version" in report["toolchain"]
+    assert [s["exit_code"] for s in report["steps"]] == [0, 0]
+    assert report["source_identity"]["name"] == "case"
+    assert report["source_identity"]["private"] is True
+    assert report["source_identity"]["bin"] == {"ca": "dist/ca"}
+    assert report["binary_identity"]["markers_found"] == ["Usage: ca <command>"]
+    assert report["checkout"]["unchanged"] is True
+    for name, digest in report["log_digests"].items():
+        log = Path(report["build_dir"]) / name
+        assert hashlib.sha256(log.read_bytes()).hexdigest() == digest
+    assert "# Provider build report" in (entry / "build-report.md").read_text()
+
+    statement = json.loads((entry / "provenance.intoto.json").read_text())
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert statement["subject"] == [{"name": "ca", "digest": {"sha256": sha}}]
+    definition = statement["predicate"]["buildDefinition"]
+    assert definition["externalParameters"]["commit"] == commit
+    assert definition["resolvedDependencies"][0] == {
+        "uri": f"git+{POLICY_SOURCE_URL}@{commit}", "digest": {"gitCommit": commit},
+    }
+    run = statement["predicate"]["runDetails"]
+    assert run["builder"]["id"] and run["metadata"]["invocationId"]
+    assert run["metadata"]["startedOn"] <= run["metadata"]["finishedOn"]
+    assert {b["name"] for b in run["byproducts"]} == set(report["log_digests"])
+
+    shown = run_provider_cli(home, "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    (record,) = json.loads(shown.stdout)["admissions"]
+    assert record["sha256"] == sha and record["status"] == "admitted"
+    assert record["provenance_level"] == "built" and record["store_path"] == str(binary)
+    one = run_provider_cli(home, "show", sha[:12], "--json")
+    assert json.loads(one.stdout)["sha256"] == sha
+    table = run_provider_cli(home, "list")
+    assert sha[:16] in table.stdout and "built" in table.stdout
+
+    found = lookup_admission(settings_for(home), binary)
+    assert found is not None and found.commit == commit
+
+
+@pytest.mark.slow
+def test_build_never_touches_the_checkout_even_though_building_there_mutates_it(
+    admitted_standin: AdmittedStandin, tmp_path: Path
+) -> None:
+    _home, binary, _sha, source, _commit = admitted_standin
+    report = json.loads((binary.parent / "build-report.json").read_text())
+    before = report["checkout"]["before"]
+    assert tree_digest(source, exclude=frozenset({".git"})) == before["worktree_digest"]
+    assert tree_digest(source / ".git") == before["git_dir_digest"]
+    assert before["porcelain_status"] == [] and report["checkout"]["after"] == before
+    # The same build steps run inside a copy of the checkout do rewrite a tracked file.
+    copy = tmp_path / "in-place"
+    shutil.copytree(source, copy)
+    bun = shutil.which("bun")
+    assert bun is not None
+    subprocess.run([bun, "run", "prebuild:binary"], cwd=copy, check=True, capture_output=True)
+    assert git(copy, "status", "--porcelain") == "M src/generated/package-assets.ts"
+
+
+@pytest.mark.slow
+def test_verify_matches_then_a_tampered_store_binary_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    repo = make_standin_repo(tmp_path)
+    built = build_cli(home, repo, "--json")
+    assert built.returncode == 0, built.stderr
+    sha = json.loads(built.stdout)["artifact"]["sha256"]
+    store = home / "providers" / "case" / sha / "ca"
+
+    verified = run_provider_cli(home, "verify", sha)
+    assert verified.returncode == 0, verified.stderr  # byte-identical rebuild, same path
+    assert "digests match" in verified.stdout
+
+    store.parent.chmod(0o755)
+    store.chmod(0o755)
+    with open(store, "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"\x00tampered\x00")
+    tampered = hashlib.sha256(store.read_bytes()).hexdigest()
+    assert lookup_admission(settings_for(home), store) is None
+
+    differs = run_provider_cli(home, "verify", sha, "--json")
+    assert differs.returncode == 1, differs.stderr
+    result = json.loads(differs.stdout)
+    assert result["matches"] is False
+    assert result["recorded_sha256"] == result["rebuilt_sha256"] == sha
+    assert result["store_sha256"] == tampered
+    text = run_provider_cli(home, "verify", sha)
+    assert text.returncode == 1 and sha in text.stdout and tampered in text.stdout
+
+
+def test_admit_prebuilt_records_asserted_provenance(
+    admitted_standin: AdmittedStandin, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    result = run_provider_cli(
+        home, "admit", "--binary", str(admitted_standin.binary),
+        "--source-url", "https://github.com/workos/case", "--commit", PIN, "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["provenance_level"] == "asserted" and report["kind"] == "admit"
+    assert report["artifact"]["sha256"] == admitted_standin.sha256
+    (record,) = list_admissions(settings_for(home))
+    assert record.provenance_level == "asserted" and record.commit == PIN
+    assert Path(record.build_report).name == "admission-report.json"
+    assert not (Path(record.store_path).parent / "provenance.intoto.json").exists()
+    assert lookup_admission(settings_for(home), Path(record.store_path)) == record
+
+
+@pytest.mark.parametrize(
+    "case, code",
+    [
+        ("missing", "dist_missing"),
+        ("not-executable", "not_executable"),
+        ("no-markers", "identity_mismatch"),
+        ("wrong-url", "source_origin_mismatch"),
+        ("bad-commit", None),
+    ],
+)
+def test_admit_blocks(seeded_home: Path, tmp_path: Path, case: str, code: str | None) -> None:
+    binary = write_script_binary(tmp_path / "ca")
+    url, commit = POLICY_SOURCE_URL, PIN
+    if case == "missing":
+        binary = tmp_path / "absent" / "ca"
+    elif case == "not-executable":
+        binary.chmod(0o644)
+    elif case == "no-markers":
+        write_script_binary(binary, help_text="Usage: case <string>\n")
+    elif case == "wrong-url":
+        url = "https://github.com/someone/case.git"
+    elif case == "bad-commit":
+        commit = "HEAD"
+    before = registry_path(settings_for(seeded_home)).read_bytes()
+    result = run_provider_cli(
+        seeded_home, "admit", "--binary", str(binary), "--source-url", url, "--commit", commit
+    )
+    if code is None:
+        assert result.returncode == 64 and "commit" in result.stderr
+        assert registry_path(settings_for(seeded_home)).read_bytes() == before
+    else:
+        assert_blocked(result, code, seeded_home, before)
+
+
+# --- blocked builds ---------------------------------------------------------------------------
+
+
+def _npm_case_impostor(repo: Path) -> None:
+    # What the unrelated npm `case` package looks like: a library, public, no executable.
+    (repo / "package.json").write_text(json.dumps({
+        "name": "case", "version": "1.6.3", "description": "Extensible string utility",
+        "main": "dist/Case.js", "license": "MIT",
+        "scripts": {"build:binary": "bun build --compile src/cli.ts --outfile dist/ca"},
+    }, indent=2))
+
+
+def test_npm_case_impostor_is_refused_before_building(seeded_home: Path, tmp_path: Path) -> None:
+    blocked_build(tmp_path, seeded_home, "source_identity_mismatch", mutate=_npm_case_impostor)
+    # Refused before any build step: no log was written.
+    (commit_dir,) = (seeded_home / "builds" / "case").glob("[0-9a-f]*[0-9a-f]")
+    assert not (commit_dir / "logs").exists()
+
+
+@pytest.mark.parametrize("field, value", [("private", None), ("bin", None), ("bin", "dist/ca")])
+def test_package_json_must_be_private_with_a_ca_bin(
+    seeded_home: Path, tmp_path: Path, field: str, value: object
+) -> None:
+    def mutate(repo: Path) -> None:
+        data = json.loads((repo / "package.json").read_text())
+        if value is None:
+            data.pop(field)
+        else:
+            data[field] = value  # a string bin names the package ("case"), not "ca"
+        (repo / "package.json").write_text(json.dumps(data))
+
+    blocked_build(tmp_path, seeded_home, "source_identity_mismatch", mutate=mutate)
+
+
+def test_commit_not_in_the_source_is_refused(seeded_home: Path, tmp_path: Path) -> None:
+    repo = make_standin_repo(tmp_path)
+    before_repo, before_registry = checkout_digest(repo), registry_path(
+        settings_for(seeded_home)).read_bytes()
+    result = run_provider_cli(seeded_home, "build", "--source", str(repo), "--commit", "1" * 40)
+    assert_blocked(result, "source_commit_mismatch", seeded_home, before_registry, repo,
+                   before_repo)
+
+
+def test_default_pin_absent_from_a_standin_is_refused(seeded_home: Path, tmp_path: Path) -> None:
+    repo = make_standin_repo(tmp_path)
+    before_registry = registry_path(settings_for(seeded_home)).read_bytes()
+    result = run_provider_cli(seeded_home, "build", "--source", str(repo))  # policy's pin
+    assert_blocked(result, "source_commit_mismatch", seeded_home, before_registry)
+    assert PIN in result.stderr
+
+
+def test_checkout_of_another_repository_is_refused(seeded_home: Path, tmp_path: Path) -> None:
+    blocked_build(tmp_path, seeded_home, "source_origin_mismatch",
+                  origin="https://github.com/someone/case.git")
+    blocked_build(tmp_path, seeded_home, "source_origin_mismatch", origin=None)
+
+
+def test_url_source_must_be_the_policy_url(seeded_home: Path, tmp_path: Path) -> None:
+    repo = make_standin_repo(tmp_path)
+    before = registry_path(settings_for(seeded_home)).read_bytes()
+    result = run_provider_cli(
+        seeded_home, "build", "--source", repo.as_uri(), "--commit", head_commit(repo)
+    )
+    assert_blocked(result, "source_origin_mismatch", seeded_home, before)
+    assert not (seeded_home / "builds").exists()
+
+
+def test_missing_bun_blocks_before_anything_is_cloned(seeded_home: Path, tmp_path: Path) -> None:
+    repo = make_standin_repo(tmp_path)
+    before_repo = checkout_digest(repo)
+    before_registry = registry_path(settings_for(seeded_home)).read_bytes()
+    tools = tmp_path / "path-without-bun"
+    tools.mkdir()
+    git_path = shutil.which("git")
+    assert git_path is not None
+    (tools / "git").symlink_to(git_path)
+    env = {**os.environ, "PATH": str(tools)}
+    result = build_cli(seeded_home, repo, env=env)
+    assert_blocked(result, "bun_missing", seeded_home, before_registry, repo, before_repo)
+    assert not (seeded_home / "builds").exists()
+
+
+def test_build_without_dist_ca_is_refused(seeded_home: Path, tmp_path: Path) -> None:
+    blocked_build(
+        tmp_path, seeded_home, "dist_missing",
+        mutate=lambda repo: set_script(repo, "build:binary", "bun scripts/gen-assets.ts"),
+    )
+
+
+def test_non_executable_artifact_is_refused(seeded_home: Path, tmp_path: Path) -> None:
+    def mutate(repo: Path) -> None:
+        (repo / "scripts" / "plain-dist.ts").write_text(
+            'import { mkdirSync, writeFileSync } from "node:fs";\n'
+            'mkdirSync("dist", { recursive: true });\n'
+            'writeFileSync("dist/ca", "#!/bin/sh\\necho Usage: ca <command>\\n",\n'
+            "  { mode: 0o644 });\n"
+        )
+        set_script(repo, "build:binary", "bun scripts/plain-dist.ts")
+
+    blocked_build(tmp_path, seeded_home, "not_executable", mutate=mutate)
+
+
+def test_failing_build_step_is_refused(seeded_home: Path, tmp_path: Path) -> None:
+    blocked_build(
+        tmp_path, seeded_home, "build_failed",
+        mutate=lambda repo: set_script(repo, "build:binary", "bun scripts/does-not-exist.ts"),
+    )
+
+
+@pytest.mark.slow
+def test_binary_whose_help_lacks_the_markers_is_refused(seeded_home: Path, tmp_path: Path):
+    blocked_build(tmp_path, seeded_home, "identity_mismatch", scenario="help-without-markers")
+
+
+@pytest.mark.slow
+def test_build_that_writes_into_the_checkout_is_refused(seeded_home: Path, tmp_path: Path):
+    target = tmp_path / "standin-escape" / "ESCAPED.txt"
+
+    def mutate(repo: Path) -> None:
+        (repo / "scripts" / "escape.ts").write_text(
+            f'import {{ writeFileSync }} from "node:fs";\n'
+            f"writeFileSync({json.dumps(str(target))}, 'a build script wrote here\\n');\n"
+        )
+        set_script(repo, "prebuild:binary", "bun scripts/escape.ts && bun scripts/gen-assets.ts")
+
+    repo = make_standin_repo(tmp_path, scenario="escape", mutate=mutate)
+    assert target.parent == repo
+    before = registry_path(settings_for(seeded_home)).read_bytes()
+    result = build_cli(seeded_home, repo)
+    assert target.exists()  # the escape happened: the guard must see it
+    assert_blocked(result, "source_mutated", seeded_home, before)
+
+
+def test_explicit_source_url_stands_for_a_checkout_without_origin(
+    seeded_home: Path, tmp_path: Path
+) -> None:
+    # No origin: refused by default, accepted with --source-url (then stopped by the next gate,
+    # which proves the origin gate was passed without paying for a full build).
+    repo = make_standin_repo(
+        tmp_path, origin=None,
+        mutate=lambda r: set_script(r, "build:binary", "bun scripts/gen-assets.ts"),
+    )
+    before = registry_path(settings_for(seeded_home)).read_bytes()
+    refused = build_cli(seeded_home, repo)
+    assert_blocked(refused, "source_origin_mismatch", seeded_home, before)
+    claimed = build_cli(seeded_home, repo, "--source-url", "https://github.com/workos/case")
+    assert_blocked(claimed, "dist_missing", seeded_home, before)
+    wrong = build_cli(seeded_home, repo, "--source-url", "https://github.com/someone/case")
+    assert_blocked(wrong, "source_origin_mismatch", seeded_home, before)

@@ -1,0 +1,109 @@
+"""The binary identity probe: `--help` only, private state directories, a time limit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from cto_harness.errors import Blocked
+from cto_harness.provider.identity import IdentityMismatch, probe_binary_identity
+from cto_harness.provider.policy import ProviderPolicy, load_policy
+from standin_helpers import POLICY_PATH, write_script_binary
+
+
+@pytest.fixture
+def policy() -> ProviderPolicy:
+    return load_policy(POLICY_PATH)
+
+
+def test_probe_passes_on_ca_help_and_records_evidence(tmp_path: Path, policy: ProviderPolicy):
+    binary = write_script_binary(tmp_path / "ca")
+    evidence = probe_binary_identity(binary, policy)
+    assert evidence.passed and evidence.exit_code == 0
+    assert evidence.argv == [str(binary), "--help"]
+    assert evidence.markers_found == policy.binary_identity.markers
+    assert evidence.commands_found == policy.binary_identity.commands
+    assert len(evidence.help_sha256) == 64 and evidence.digest() != evidence.help_sha256
+
+
+def test_probe_never_runs_version_and_uses_private_state(
+    tmp_path: Path, policy: ProviderPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = tmp_path / "calls.log"
+    real_home = tmp_path / "real-home"
+    real_home.mkdir()
+    monkeypatch.setenv("HOME", str(real_home))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-secret-value")
+    binary = tmp_path / "ca"
+    binary.write_text(
+        "#!/bin/sh\n"
+        f'echo "$* HOME=$HOME DATA=$CASE_DATA_DIR PI=$PI_CODING_AGENT_DIR '
+        f'KEY=${{ANTHROPIC_API_KEY:-none}}" >> {calls}\n'
+        'mkdir -p "$PI_CODING_AGENT_DIR" "$HOME/.pi/agent" && touch "$HOME/.pi/agent/auth.json"\n'
+        "echo 'Usage: ca <command> [options]'\n"
+        "echo 'run watch create status mark-tested mark-reviewed'\n"
+    )
+    binary.chmod(0o755)
+    probe_binary_identity(binary, policy)
+    line = calls.read_text().strip()
+    assert line.startswith("--help HOME=") and "--version" not in line
+    assert "KEY=none" in line  # no credential reaches the probe
+    for var in ("HOME=", "DATA=", "PI="):
+        value = line.split(var, 1)[1].split()[0]
+        assert value and not value.startswith(str(real_home)), line
+    assert not (real_home / ".pi").exists()
+
+
+def test_missing_markers_block_with_evidence(tmp_path: Path, policy: ProviderPolicy) -> None:
+    binary = write_script_binary(
+        tmp_path / "ca", help_text="Usage: case <string>\nConverts string case.\n"
+    )
+    with pytest.raises(IdentityMismatch) as caught:
+        probe_binary_identity(binary, policy)
+    assert caught.value.code == "identity_mismatch"
+    assert "Usage: ca <command>" in caught.value.evidence.markers_missing
+
+
+def test_command_names_must_be_whole_words(tmp_path: Path, policy: ProviderPolicy) -> None:
+    # "mark-tested-later" and "runner" do not list `mark-tested` or `run`.
+    binary = write_script_binary(
+        tmp_path / "ca",
+        help_text="Usage: ca <command>\nrunner watch create status mark-tested-later "
+        "mark-reviewed\n",
+    )
+    with pytest.raises(IdentityMismatch) as caught:
+        probe_binary_identity(binary, policy)
+    assert set(caught.value.evidence.commands_missing) == {"run", "mark-tested"}
+
+
+def test_nonzero_exit_blocks(tmp_path: Path, policy: ProviderPolicy) -> None:
+    binary = tmp_path / "ca"
+    binary.write_text("#!/bin/sh\necho 'Usage: ca <command> run watch create status "
+                      "mark-tested mark-reviewed'\nexit 3\n")
+    binary.chmod(0o755)
+    with pytest.raises(Blocked, match="exited 3"):
+        probe_binary_identity(binary, policy)
+
+
+def test_hanging_help_is_killed_at_the_limit(tmp_path: Path, policy: ProviderPolicy) -> None:
+    binary = tmp_path / "ca"
+    binary.write_text("#!/bin/sh\nsleep 60 &\nsleep 60\n")
+    binary.chmod(0o755)
+    started = time.monotonic()
+    with pytest.raises(IdentityMismatch) as caught:
+        probe_binary_identity(binary, policy, timeout_seconds=1)
+    assert time.monotonic() - started < 10
+    assert caught.value.evidence.timed_out
+
+
+def test_missing_and_non_executable_files_block(tmp_path: Path, policy: ProviderPolicy) -> None:
+    with pytest.raises(Blocked) as missing:
+        probe_binary_identity(tmp_path / "absent", policy)
+    assert missing.value.code == "dist_missing"
+    plain = write_script_binary(tmp_path / "ca")
+    plain.chmod(0o644)
+    with pytest.raises(Blocked) as not_exec:
+        probe_binary_identity(plain, policy)
+    assert not_exec.value.code == "not_executable"

@@ -1,0 +1,132 @@
+"""The provider policy: the shipped file, strict parsing, model admission."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cto_harness.errors import UsageError
+from cto_harness.provider.policy import (
+    ProviderPolicy,
+    default_policy_path,
+    load_policy,
+    normalize_source_url,
+)
+from standin_helpers import POLICY_PATH, REPO_ROOT, run_provider_cli
+
+PIN = "7959ac917cdeb0983b4aaa20bb9f42021747fed8"
+
+
+def test_shipped_policy_names_the_pin_commands_and_markers() -> None:
+    assert default_policy_path(REPO_ROOT / "harness") == POLICY_PATH
+    policy = load_policy(POLICY_PATH)
+    assert policy.name == "case"
+    assert policy.source_url == "https://github.com/workos/case.git"
+    assert policy.commit == PIN
+    assert policy.build.commands == [["bun", "install"], ["bun", "run", "build:binary"]]
+    assert policy.build.artifact == "dist/ca"
+    assert policy.source_identity.model_dump() == {
+        "package_name": "case", "private": True, "bin_name": "ca",
+    }
+    assert "Usage: ca <command>" in policy.binary_identity.markers
+    assert {"run", "watch", "create", "status", "mark-tested", "mark-reviewed"} <= set(
+        policy.binary_identity.commands
+    )
+    assert policy.models == []  # an operator admits models; none ship
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY_PATH.read_text() + text)
+    return path
+
+
+def test_unknown_key_is_a_usage_error_naming_file_and_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, '\n[build.extra]\nflag = true\n')
+    with pytest.raises(UsageError) as caught:
+        load_policy(path)
+    assert str(path) in str(caught.value)
+    assert "build.extra" in str(caught.value)
+
+
+def test_bad_value_is_named_with_the_value(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY_PATH.read_text().replace(PIN, "main"))
+    with pytest.raises(UsageError) as caught:
+        load_policy(path)
+    assert "commit" in str(caught.value) and "'main'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[[models]]\nprovider = 'openai'\n", "models.0.model"),
+        ("[[models]]\nprovider = 'openai'\nmodel = 'm'\nbase_url = 'ftp://x'\n", "base_url"),
+        ("this is not toml", "not valid TOML"),
+    ],
+)
+def test_malformed_policies_are_refused(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        load_policy(_write(tmp_path, "\n" + text))
+    assert fragment in str(caught.value)
+
+
+def test_empty_build_command_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY_PATH.read_text().replace('["bun", "install"]', "[]"))
+    with pytest.raises(UsageError, match="non-empty argv"):
+        load_policy(path)
+
+
+def test_missing_policy_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot read provider policy"):
+        load_policy(tmp_path / "nope.toml")
+
+
+def test_cli_with_malformed_policy_exits_64_and_writes_nothing(tmp_path: Path) -> None:
+    path = _write(tmp_path, "\nsurprise = 1\n")
+    home = tmp_path / "home"
+    result = run_provider_cli(
+        home, "build", "--source", str(tmp_path), "--policy", str(path)
+    )
+    assert result.returncode == 64, result.stderr
+    assert str(path) in result.stderr and "surprise" in result.stderr
+    assert not (home / "providers").exists() and not (home / "builds").exists()
+
+
+def test_admitted_model_matches_exactly() -> None:
+    policy = ProviderPolicy.model_validate({
+        **load_policy(POLICY_PATH).model_dump(),
+        "models": [
+            {"provider": "anthropic", "model": "claude-sonnet-4-6"},
+            {"provider": "openai", "model": "gpt-x", "base_url": "http://127.0.0.1:8080/v1"},
+        ],
+    })
+    assert policy.admitted_model("anthropic", "claude-sonnet-4-6", None) is not None
+    assert policy.admitted_model("anthropic", "claude-sonnet-4-6", "http://evil") is None
+    assert policy.admitted_model("anthropic", "claude-opus", None) is None
+    assert policy.admitted_model("openai", "gpt-x", None) is None
+    entry = policy.admitted_model("openai", "gpt-x", "http://127.0.0.1:8080/v1/")
+    assert entry is not None and entry.base_url == "http://127.0.0.1:8080/v1"
+    assert policy.admitted_model(None, "gpt-x", None) is None
+    assert load_policy(POLICY_PATH).admitted_model("anthropic", "claude-sonnet-4-6") is None
+
+
+def test_source_urls_compare_by_repository() -> None:
+    policy = load_policy(POLICY_PATH)
+    assert normalize_source_url("https://GitHub.com/workos/case/") == normalize_source_url(
+        "https://github.com/workos/case.git"
+    )
+    assert policy.source_url_matches("https://github.com/workos/case")
+    assert not policy.source_url_matches("https://github.com/workos/case-impostor.git")
+    assert not policy.source_url_matches(None)
+
+
+def test_empty_marker_list_is_refused_by_the_cli(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY_PATH.read_text().replace(
+        'markers = ["Usage: ca <command>"]', "markers = []"))
+    built = run_provider_cli(tmp_path / "home", "build", "--source", str(tmp_path),
+                             "--policy", str(policy))
+    assert built.returncode == 64 and "binary_identity.markers" in built.stderr

@@ -1,0 +1,181 @@
+"""The admission registry: atomic, locked, crash-safe, content-addressed lookups."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cto_harness.errors import Blocked
+from cto_harness.provider.registry import (
+    admission_summary,
+    find_admission,
+    list_admissions,
+    lookup_admission,
+    record_admission,
+    registry_path,
+)
+from cto_harness.settings import Settings
+from standin_helpers import POLICY_PIN, REPO_ROOT, run_provider_cli, write_script_binary
+from standin_helpers import make_admission_record as make_record
+
+
+def settings_for(home: Path) -> Settings:
+    return Settings.from_env({"CTO_HARNESS_HOME": str(home)})
+
+
+def test_record_replace_and_list(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    assert list_admissions(settings) == []
+    record_admission(settings, make_record("a" * 64))
+    record_admission(settings, make_record("b" * 64))
+    record_admission(settings, make_record("a" * 64, provenance_level="built"))
+    records = list_admissions(settings)
+    assert [r.sha256 for r in records] == ["b" * 64, "a" * 64]
+    assert find_admission(settings, "a" * 64).provenance_level == "built"  # type: ignore[union-attr]
+    data = json.loads(registry_path(settings).read_text())
+    assert data["schema_version"] == 1 and len(data["admissions"]) == 2
+
+
+def test_lookup_rehashes_the_bytes(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path / "home")
+    binary = write_script_binary(tmp_path / "ca")
+    sha = hashlib.sha256(binary.read_bytes()).hexdigest()
+    assert lookup_admission(settings, binary) is None
+    record_admission(settings, make_record(sha))
+    copy = tmp_path / "copy" / "ca"
+    copy.parent.mkdir()
+    copy.write_bytes(binary.read_bytes())
+    assert lookup_admission(settings, copy) is not None  # same bytes, any path
+    with open(copy, "ab") as handle:
+        handle.write(b"\n# changed\n")
+    assert lookup_admission(settings, copy) is None
+    assert lookup_admission(settings, tmp_path / "missing") is None
+    record_admission(settings, make_record(sha, status="not_admitted"))
+    assert lookup_admission(settings, binary) is None
+
+
+def test_invalid_registry_fails_closed(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    path = registry_path(settings)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"schema_version": 1, "admissions": [{"sha256": "x"}]}')
+    with pytest.raises(Blocked) as caught:
+        list_admissions(settings)
+    assert caught.value.code == "admission_registry_invalid"
+    with pytest.raises(Blocked):
+        record_admission(settings, make_record("c" * 64))
+    assert "x" in path.read_text()  # not silently rewritten
+    assert admission_summary(settings)["valid"] is False
+
+
+def test_summary_counts(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    record_admission(settings, make_record("a" * 64))
+    record_admission(settings, make_record("b" * 64, provenance_level="built",
+                                           admitted_at="2026-02-01T00:00:00.000Z"))
+    record_admission(settings, make_record("c" * 64, status="not_admitted"))
+    summary = admission_summary(settings)
+    assert summary["total"] == 3 and summary["admitted"] == 2
+    assert summary["by_provenance"] == {"built": 1, "asserted": 1}
+    assert summary["latest"]["sha256"] == "b" * 64
+    assert summary["store_missing"] == 2
+
+
+# A writer in its own process: `crash-before-rename` dies (like a power cut) right after writing
+# and fsyncing its temp file, before the rename; `loop` records admissions until it is killed.
+_CHILD = """
+import os, sys
+from cto_harness.settings import Settings
+from cto_harness.provider import registry
+
+mode, home = sys.argv[1], sys.argv[2]
+settings = Settings.from_env({"CTO_HARNESS_HOME": home})
+pin = "7959ac917cdeb0983b4aaa20bb9f42021747fed8"
+
+def record(sha):
+    return registry.AdmissionRecord(
+        sha256=sha, status="admitted", provenance_level="asserted", store_path="/x/ca",
+        size_bytes=1, source_url="https://github.com/workos/case.git", commit=pin,
+        policy_commit=pin, admitted_at="2026-01-01T00:00:00.000Z", build_report="/x/r.json",
+        identity_evidence_sha256="0" * 64,
+    )
+
+if mode == "crash-before-rename":
+    os.replace = lambda *args, **kwargs: os._exit(9)
+    registry.record_admission(settings, record("d" * 64))
+else:
+    n = 0
+    while True:
+        n += 1
+        registry.record_admission(settings, record(f"{n:064x}"))
+"""
+
+
+def _child(mode: str, home: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    return subprocess.Popen([sys.executable, "-c", _CHILD, mode, str(home)], env=env)
+
+
+def test_crash_between_temp_write_and_rename_leaves_old_registry(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    settings = settings_for(home)
+    record_admission(settings, make_record("a" * 64))
+    before = registry_path(settings).read_bytes()
+    child = _child("crash-before-rename", home)
+    assert child.wait(timeout=60) == 9  # died after writing its temp file, before the rename
+    leftovers = list(registry_path(settings).parent.glob(".admissions.json.*.tmp"))
+    assert leftovers, "the crash should have left its temp file behind"
+    assert registry_path(settings).read_bytes() == before
+    # The lock died with the process; the next writer cleans the temp file and succeeds.
+    record_admission(settings, make_record("e" * 64))
+    assert {r.sha256 for r in list_admissions(settings)} == {"a" * 64, "e" * 64}
+    assert not list(registry_path(settings).parent.glob(".admissions.json.*.tmp"))
+
+
+def test_sigkill_mid_write_never_leaves_a_partial_registry(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    settings = settings_for(home)
+    seen_counts = []
+    for delay in (0.3, 0.45, 0.6, 0.75, 0.9, 1.05):
+        child = _child("loop", home)
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        records = list_admissions(settings)  # raises if the file were partial
+        json.loads(registry_path(settings).read_text())
+        seen_counts.append(len(records))
+    assert seen_counts[-1] > 0, "the writer should have recorded something before being killed"
+
+
+@pytest.mark.slow
+def test_concurrent_admissions_from_separate_processes_all_land(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    binaries = [write_script_binary(tmp_path / f"bin{i}" / "ca", tag=str(i)) for i in range(6)]
+    env = {**os.environ, "CTO_HARNESS_HOME": str(home),
+           "PYTHONPATH": str(REPO_ROOT / "src")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cto_harness.provider.cli", "provider", "admit",
+             "--binary", str(binary), "--source-url", "https://github.com/workos/case.git",
+             "--commit", POLICY_PIN],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for binary in binaries
+    ]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * len(procs), outputs
+    data = json.loads(registry_path(settings_for(home)).read_text())
+    digests = {hashlib.sha256(b.read_bytes()).hexdigest() for b in binaries}
+    assert {entry["sha256"] for entry in data["admissions"]} == digests
+    assert all(entry["provenance_level"] == "asserted" for entry in data["admissions"])
+    listed = run_provider_cli(home, "list", "--json")
+    assert listed.returncode == 0
+    assert len(json.loads(listed.stdout)["admissions"]) == len(binaries)
