@@ -59,6 +59,8 @@ EXIT_CODES = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "blocked": EXIT_BLOCKED, "er
 class RunResult:
     report: Report
     run_dir: Path
+    # The public half of the key that signed this bundle (for `verify_bundle(run_dir, key)`).
+    public_key: Path | None = None
 
     @property
     def exit_code(self) -> int:
@@ -159,7 +161,8 @@ def execute_run(
         report = _seal(engine, ctx, state, started)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    return RunResult(report=report, run_dir=run_dir)
+    return RunResult(report=report, run_dir=run_dir,
+                     public_key=ctx.settings.keys_dir / "evidence-ed25519.pub")
 
 
 def _context(run_id, nonce, run_dir, case, case_dir, settings, harness_root, environ, events):  # type: ignore[no-untyped-def]
