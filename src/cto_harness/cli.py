@@ -53,7 +53,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from cto_harness.verify import BundleInvalid, verify_bundle
 
     try:
-        report = verify_bundle(Path(args.run_dir))
+        report = verify_bundle(Path(args.run_dir),
+                               Path(args.public_key) if args.public_key else None)
     except BundleInvalid as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": str(exc)}))
@@ -63,8 +64,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps({"ok": True, "run_id": report.run_id, "verdict": report.verdict}))
     else:
         print(f"cto-harness verify: OK: {report.run_id} (verdict {report.verdict}); "
-              f"{len(report.artifacts)} artifacts re-hashed")
+              f"{len(report.artifacts)} artifacts re-hashed, signature checked")
     return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from cto_harness.config import config_command
+
+    return config_command(args)
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
@@ -124,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="re-check a bundle's digests, ids and freshness")
     verify.add_argument("run_dir")
     verify.add_argument("--json", action="store_true")
+    verify.add_argument("--public-key", help="the signer's public key (PEM); default: this "
+                        "machine's $CTO_HARNESS_HOME/keys/evidence-ed25519.pub")
     verify.set_defaults(func=cmd_verify)
 
     schemas = sub.add_parser("schemas", help="write (or --check) the JSON Schemas in schemas/")
@@ -136,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     cases = sub.add_parser("cases", help="list the fixture cases")
     cases.add_argument("--harness-root")
     cases.set_defaults(func=cmd_cases)
+
+    config = sub.add_parser("config", help="show the configuration; add target repositories")
+    config_sub = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    config_sub.add_parser("show", help="settings, target repositories, isolation tiers (JSON)")
+    add = config_sub.add_parser("add-target", help="hide a path from every provider")
+    add.add_argument("path")
+    config.set_defaults(func=cmd_config)
 
     health = sub.add_parser("health", help="route and adapter validators, fake lane, admission, "
                             "isolation: exit 0 only if all hold")

@@ -232,8 +232,10 @@ class IsolationInfo(StrictModel):
     namespaces: list[str] = Field(default_factory=list)
     hidden_paths: list[str] = Field(default_factory=list)
     writable_paths: list[str] = Field(default_factory=list)
-    network: Literal["none", "shared"] = "shared"
-    reason: str = ""
+    network: Literal["none", "tcp_blocked", "shared"] = "shared"
+    reason: str = Field(default="", description="why no stronger tier was used")
+    requested: str = Field(default="auto", description="CTO_HARNESS_ISOLATION")
+    probe: dict[str, Any] = Field(default_factory=dict, description="what the machine offered")
     canary: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -90,6 +90,19 @@ def _read_stat(pid: int) -> tuple[int, str] | None:
     return int(fields[1]), fields[0]
 
 
+PF_EXITING = 0x4
+
+
+def _exiting(pid: int) -> bool:
+    """True when the kernel is already tearing `pid` down (PF_EXITING in /proc/<pid>/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().decode("utf-8", "replace").rpartition(")")[2].split()
+        return bool(int(fields[6]) & PF_EXITING)
+    except (OSError, IndexError, ValueError):
+        return True  # gone already
+
+
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
@@ -156,7 +169,8 @@ def kill_tree(
         if not live:
             return list(killed.values()), True
         for pid in live:
-            if pid not in killed:
+            # A task already exiting (e.g. torn down with its PID namespace) is no leftover.
+            if pid not in killed and not _exiting(pid):
                 killed[pid] = ProcessInfo(pid, _cmdline(pid))
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)

@@ -20,6 +20,7 @@ from cto_harness.contracts import (
     ChangedFile,
     ForbiddenAction,
     Freshness,
+    IsolationInfo,
     NoTargetInspection,
     ProcessSummary,
     ProviderInfo,
@@ -42,8 +43,11 @@ from cto_harness.events import EventLog, iso, utc_now
 from cto_harness.evidence import redact_files, render_markdown, write_report_and_seal
 from cto_harness.fsutil import atomic_write_jsonl, atomic_write_text, tree_digest
 from cto_harness.globs import matches_any
+from cto_harness.guard import Watch, check_disk
+from cto_harness.isolation import Sandbox
 from cto_harness.process import ProcessResult, run_process
 from cto_harness.settings import Settings, secret_values
+from cto_harness.signing import sign_bundle
 from cto_harness.taskscan import scan_contract
 from cto_harness.verification import run_verification
 from cto_harness.workspace import Snapshot, copy_tree, init_workspace_repo, split_changes
@@ -55,6 +59,8 @@ EXIT_CODES = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "blocked": EXIT_BLOCKED, "er
 class RunResult:
     report: Report
     run_dir: Path
+    # The public half of the key that signed this bundle (for `verify_bundle(run_dir, key)`).
+    public_key: Path | None = None
 
     @property
     def exit_code(self) -> int:
@@ -79,6 +85,7 @@ class _State:
     workspace_after: str | None = None
     task_scan: dict[str, object] = field(default_factory=dict)
     patch: bytes = b""
+    sandbox: Sandbox | None = None
 
 
 def new_run_dir(runs_dir: Path, case_id: str, started: datetime) -> Path:
@@ -154,7 +161,8 @@ def execute_run(
         report = _seal(engine, ctx, state, started)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    return RunResult(report=report, run_dir=run_dir)
+    return RunResult(report=report, run_dir=run_dir,
+                     public_key=ctx.settings.keys_dir / "evidence-ed25519.pub")
 
 
 def _context(run_id, nonce, run_dir, case, case_dir, settings, harness_root, environ, events):  # type: ignore[no-untyped-def]
@@ -180,8 +188,13 @@ def _marker(run_dir: Path, name: str, message: str) -> None:
 def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
     events = ctx.events
     case = ctx.case
+    with events.span("isolation.probe") as attrs:
+        state.sandbox = Sandbox.for_run(ctx)
+        attrs["tier"] = state.sandbox.tier
+    events.emit("isolation.selected", tier=state.sandbox.tier, reason=state.sandbox.reason)
     with events.span("gates") as attrs:
-        state.task_scan = scan_contract(case.spec, ctx.workspace)
+        state.task_scan = scan_contract(case.spec, ctx.workspace,
+                                        targets=ctx.settings.target_repositories)
         events.emit("gate.checked", gate="task_contract", passed=state.task_scan["passed"])
         if not state.task_scan["passed"]:
             raise Blocked(
@@ -203,12 +216,23 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
         events.emit("workspace.prepared", fixture_digest=state.fixture_digest)
 
     launch = engine.prepare(ctx)
+    if launch.file_size_limit is None:
+        launch.file_size_limit = ctx.settings.workspace_limit_bytes
     state.command = list(launch.argv)
+    with events.span("isolation.canary") as attrs:
+        confined = state.sandbox.confine(launch)  # Blocked("isolation_breach") if it leaks
+        attrs["duration_ms"] = state.sandbox.canary_result.get("duration_ms")
+    events.emit("isolation.canary.passed", tier=state.sandbox.tier,
+                observed=state.sandbox.canary_result.get("observed"))
+    for name in ("stdout.log", "stderr.log"):
+        (ctx.backend / name).touch()
+    watch = Watch.start(ctx.run_dir, [*ctx.settings.target_repositories, ctx.harness_root,
+                                      ctx.settings.home], frozenset({ctx.settings.runs_dir}))
     events.emit("provider.process.starting", argv=launch.argv)
     start = iso(utc_now())
     try:
         state.process = run_process(
-            launch.argv, cwd=launch.cwd, env=launch.env,
+            confined.argv, cwd=launch.cwd, env=launch.env,
             stdout_path=ctx.backend / "stdout.log", stderr_path=ctx.backend / "stderr.log",
             timeout_seconds=launch.timeout_seconds, file_size_limit=launch.file_size_limit,
             on_start=lambda pid: events.emit("provider.process.started", pid=pid),
@@ -224,6 +248,10 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
                    f"process tree ({len(result.killed_on_timeout)} processes) was killed")
         _marker(ctx.run_dir, "provider-timeout.txt", message)
         state.blockers.append(Blocker(code="provider_timeout", message=message))
+
+    with events.span("guards"):
+        watch.check()  # Blocked bundle_tampered / outside_write_detected
+        check_disk(state.sandbox.provider_writable(), ctx.settings.workspace_limit_bytes)
 
     with events.span("workspace.diff"):
         snapshot.take_after()
@@ -242,9 +270,11 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
 
     with events.span("verification") as attrs:
         events.emit("verification.started", command=case.spec.verification.command)
+        area = ctx.private / "verification"
+        area.mkdir(exist_ok=True)
         state.verification = run_verification(
-            case, ctx.workspace, ctx.private / "verify", ctx.run_dir / "test.log",
-            ctx.private / "verify-home",
+            case, ctx.workspace, area / "repo", ctx.run_dir / "test.log", area / "home",
+            wrap=state.sandbox.verification_prefix(area, area / "repo"),
         )
         attrs["status"] = state.verification.status
     events.emit("verification.finished", status=state.verification.status,
@@ -396,7 +426,13 @@ def _seal(engine: Engine, ctx: RunContext, state: _State, started: datetime) -> 
         forbidden_actions_attempted=list(state.outcome.forbidden),
         provider_claims=state.outcome.claims,
         baseline=state.baseline,
-        no_target_inspection=NoTargetInspection(task_scan=state.task_scan),
+        isolation=state.sandbox.info() if state.sandbox else IsolationInfo(
+            reason="the run stopped before the isolation was chosen"),
+        no_target_inspection=NoTargetInspection(
+            task_scan=state.task_scan,
+            hidden_paths=state.sandbox.info().hidden_paths if state.sandbox else [],
+            canary=state.sandbox.canary_result if state.sandbox else {},
+        ),
         pass_conditions=conditions,
         freshness=Freshness(
             run_id=ctx.run_id, nonce=ctx.nonce, started_at=iso(started), finished_at=iso(finished),
@@ -407,7 +443,13 @@ def _seal(engine: Engine, ctx: RunContext, state: _State, started: datetime) -> 
     atomic_write_text(run_dir / "report.md", render_markdown(report))
     redact_files([run_dir / "report.md"], secrets_)
     shutil.rmtree(ctx.private, ignore_errors=True)
-    return write_report_and_seal(run_dir, report, secrets=secrets_)
+    report = write_report_and_seal(run_dir, report, secrets=secrets_)
+    # Last: the signature over the manifest and freshness record (evidence.dsse.json).
+    sign_bundle(run_dir, ctx.settings.keys_dir, {
+        "run_id": report.run_id, "nonce": report.nonce, "case_id": report.case_id,
+        "engine": report.engine, "verdict": report.verdict, "isolation": report.isolation.tier,
+    })
+    return report
 
 
 def _process_summary(process: ProcessResult | None) -> ProcessSummary:

@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cto_harness.config import target_repositories
 from cto_harness.errors import UsageError
 
 DEFAULT_CASE_TIMEOUT_SECONDS = 900
+DEFAULT_WORKSPACE_LIMIT_MB = 1024
+ISOLATION_TIERS = ("auto", "bwrap", "landlock", "none")
 
 # Which environment variables carry a model provider's credentials (from Case's observed behaviour).
 CREDENTIAL_VARIABLES: dict[str, tuple[str, ...]] = {
@@ -57,6 +60,12 @@ class Settings:
     model_base_url: str | None = None
     # Names (never values) of credential variables present in the environment.
     credentials_present: frozenset[str] = field(default_factory=frozenset)
+    # CTO_HARNESS_ISOLATION: auto (strongest available) or a tier to force (see isolation.py).
+    isolation: str = "auto"
+    # Paths no provider may read: config.toml's target_repositories + CTO_HARNESS_TARGET_REPOSITORIES.
+    target_repositories: tuple[Path, ...] = ()
+    # CTO_HARNESS_WORKSPACE_LIMIT_MB: the most a provider may write (per file and in total).
+    workspace_limit_bytes: int = DEFAULT_WORKSPACE_LIMIT_MB * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +90,12 @@ class Settings:
                 for name in names
                 if env.get(name)
             ),
+            isolation=_isolation(env.get("CTO_HARNESS_ISOLATION")),
+            target_repositories=target_repositories(home.absolute(), env),
+            workspace_limit_bytes=_positive_int(
+                env.get("CTO_HARNESS_WORKSPACE_LIMIT_MB"), "CTO_HARNESS_WORKSPACE_LIMIT_MB",
+                DEFAULT_WORKSPACE_LIMIT_MB,
+            ) * 1024 * 1024,
         )
 
     @property
@@ -99,4 +114,21 @@ def _timeout(raw: str | None) -> int:
         raise UsageError(
             f"CTO_HARNESS_CASE_TIMEOUT_SECONDS must be a positive integer of seconds, got {raw!r}"
         )
+    return int(raw)
+
+
+def _isolation(raw: str | None) -> str:
+    value = (raw or "auto").strip().lower()
+    if value not in ISOLATION_TIERS:
+        raise UsageError(
+            f"CTO_HARNESS_ISOLATION must be one of {', '.join(ISOLATION_TIERS)}, got {raw!r}"
+        )
+    return value
+
+
+def _positive_int(raw: str | None, name: str, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise UsageError(f"{name} must be a positive integer, got {raw!r}")
     return int(raw)

@@ -30,8 +30,13 @@ def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def verify_bundle(root: Path) -> Report:
-    """Raise BundleInvalid at the first discrepancy; return the report when all holds."""
+def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
+    """Raise BundleInvalid at the first discrepancy; return the report when all holds.
+
+    The DSSE signature (`evidence.dsse.json`) is checked with `public_key`, by default the local
+    harness's own (`$CTO_HARNESS_HOME/keys/evidence-ed25519.pub`)."""
+    from cto_harness.signing import SignatureInvalid, load_public_key, verify_envelope
+
     root = root.resolve()
     if not root.is_dir():
         raise BundleInvalid(f"not a directory: {root}")
@@ -101,11 +106,27 @@ def verify_bundle(root: Path) -> Report:
         if modified < started:
             raise BundleInvalid(f"artifact predates the run: {rel}")
 
+    key_path = public_key or _local_public_key()
+    try:
+        verify_envelope(root, load_public_key(key_path))
+    except SignatureInvalid as exc:
+        raise BundleInvalid(str(exc)) from exc
+
     if (root / "baseline").is_dir():
         try:
-            baseline = verify_bundle(root / "baseline")
+            baseline = verify_bundle(root / "baseline", key_path)
         except BundleInvalid as exc:
             raise BundleInvalid(f"baseline/: {exc}") from exc
         if baseline.nonce != report.nonce:
             raise BundleInvalid("baseline/ belongs to another run (nonce differs)")
     return report
+
+
+def _local_public_key() -> Path:
+    from cto_harness.settings import Settings
+    from cto_harness.signing import PUBLIC_KEY
+
+    path = Settings.from_env().keys_dir / PUBLIC_KEY
+    if not path.is_file():
+        raise BundleInvalid(f"no local public key at {path}: pass --public-key FILE")
+    return path

@@ -58,6 +58,9 @@ class Launch:
     cwd: Path
     timeout_seconds: float
     file_size_limit: int | None = None
+    # True when the provider must reach a network endpoint (Case's model); the isolation then
+    # shares the network and records `network: shared`. Everything else runs without one.
+    network: bool = False
 
 
 @dataclass

@@ -76,6 +76,9 @@ class FakeEngine(Engine):
 
     def collect(self, ctx: RunContext, result: ProcessResult) -> ProviderOutcome:
         log = ctx.private / "fake" / "events.jsonl"
+        if log.is_symlink():
+            # The provider can write here: never follow its link (to a key, a target) into the bundle.
+            return ProviderOutcome(claims={"event_log": "refused: a symlink planted by the provider"})
         if not log.is_file():
             return ProviderOutcome(claims={"event_log": None})
         shutil.copy2(log, ctx.backend / "fake-events.jsonl")

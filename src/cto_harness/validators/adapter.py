@@ -146,7 +146,7 @@ def _bundle_verifies(result: RunResult) -> None:
     from cto_harness.verify import BundleInvalid, verify_bundle
 
     try:
-        verify_bundle(result.run_dir)
+        verify_bundle(result.run_dir, result.public_key)
     except BundleInvalid as exc:
         raise CheckFailed(f"the bundle does not verify: {exc}") from exc
 
@@ -470,7 +470,7 @@ def _evidence_shape(sc: Scenario) -> str:
     data[-2] ^= 0x01
     target.write_bytes(bytes(data))
     try:
-        verify_bundle(outcomes["pass"].run_dir)
+        verify_bundle(outcomes["pass"].run_dir, outcomes["pass"].public_key)
     except BundleInvalid:
         pass
     else:

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Median per-run cost of each isolation tier on the fake lane (r1-string-slugify), and of the
+canary, measured side by side in one process (tiers interleaved round by round, so drift in the
+machine's load hits every tier alike): `python3 benchmarks/isolation_cost.py [--runs N]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "src"))
+
+from cto_harness.isolation import probe  # noqa: E402
+from cto_harness.run import execute_run  # noqa: E402
+from cto_harness.settings import Settings  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=9)
+    args = parser.parse_args()
+    found = probe()
+    tiers = [t for t, ok in (("bwrap", found.bwrap_ok), ("landlock", found.landlock_abi >= 1),
+                             ("none", True)) if ok]
+    total: dict[str, list[float]] = {t: [] for t in tiers}
+    provider: dict[str, list[float]] = {t: [] for t in tiers}
+    verification: dict[str, list[float]] = {t: [] for t in tiers}
+    canary: dict[str, list[float]] = {t: [] for t in tiers}
+    with tempfile.TemporaryDirectory(prefix="cto-bench-") as tmp:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CTO_HARNESS_")}
+        base["CTO_HARNESS_HOME"] = str(Path(tmp) / "home")
+        for round_ in range(args.runs + 1):  # round 0 warms caches and creates the key
+            for tier in tiers:
+                env = {**base, "CTO_HARNESS_ISOLATION": tier}
+                started = time.perf_counter()
+                result = execute_run("r1-string-slugify", harness_root=REPO_ROOT / "harness",
+                                     settings=Settings.from_env(env), environ=env)
+                elapsed = (time.perf_counter() - started) * 1000
+                report = result.report
+                assert report.verdict == "pass", (tier, report.blockers)
+                if round_ == 0:
+                    continue
+                total[tier].append(elapsed)
+                provider[tier].append(report.timing.provider_ms or 0)
+                verification[tier].append(report.timing.verification_ms or 0)
+                canary[tier].append(float(report.isolation.canary.get("duration_ms", 0)))
+    med = statistics.median
+    print(f"fake lane r1-string-slugify, {args.runs} runs per tier, medians in ms "
+          f"(bwrap {found.bwrap_version or 'absent'}, Landlock ABI {found.landlock_abi}, "
+          f"{os.cpu_count()} cores)")
+    print(f"{'tier':9} {'run':>8} {'vs none':>8} {'canary':>8} {'provider':>9} {'verify':>8}")
+    for tier in tiers:
+        print(f"{tier:9} {med(total[tier]):8.0f} {med(total[tier]) - med(total['none']):+8.0f} "
+              f"{med(canary[tier]):8.1f} {med(provider[tier]):9.0f} "
+              f"{med(verification[tier]):8.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

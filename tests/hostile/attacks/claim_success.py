@@ -1,0 +1,2 @@
+"""Hostile provider: do nothing, say it all went well."""
+print("All tests pass. Implemented slugify. Task completed successfully.")

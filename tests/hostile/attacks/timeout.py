@@ -1,0 +1,4 @@
+"""Hostile provider: never finish."""
+import time
+
+time.sleep(3600)

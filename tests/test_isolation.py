@@ -1,0 +1,216 @@
+"""Isolation tiers, the canary, the guards, the configuration and signed evidence."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import HARNESS_ROOT, REPO_ROOT, CaseFactory
+from cto_harness import isolation
+from cto_harness.errors import UsageError
+from cto_harness.isolation import Probe
+from cto_harness.run import execute_run
+from cto_harness.settings import Settings
+from cto_harness.signing import PRIVATE_KEY, PUBLIC_KEY, sign_bundle
+from cto_harness.verify import BundleInvalid, verify_bundle
+
+RUN_CASE = str(REPO_ROOT / "harness" / "evals" / "run-case.sh")
+REQUIRE_BWRAP = os.environ.get("CTO_HARNESS_REQUIRE_BWRAP") == "1"
+
+
+def _tiers() -> list[str]:
+    found = isolation.probe()
+    tiers = []
+    if found.bwrap_ok:
+        tiers.append("bwrap")
+    elif REQUIRE_BWRAP:
+        pytest.fail(f"CTO_HARNESS_REQUIRE_BWRAP=1 but {found.bwrap_error}")
+    if found.landlock_abi:
+        tiers.append("landlock")
+    return [*tiers, "none"]
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cto_harness", *args], capture_output=True,
+                          text=True, env=env or dict(os.environ), cwd=REPO_ROOT)
+
+
+@pytest.mark.parametrize("tier", _tiers())
+def test_the_fake_lane_passes_and_verifies_on_every_tier(
+    tier: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+    result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    report = result.report
+    assert report.verdict == "pass", report.blockers
+    info = report.isolation
+    assert info.tier == tier
+    assert info.canary["ran"] and not info.canary["breach"]
+    assert report.no_target_inspection.canary == info.canary
+    if tier != "none":
+        assert info.canary["observed"] == {"read_hidden_target": "denied",
+                                           "write_outside_workspace": "denied",
+                                           "connect_out": "denied"}
+        assert info.network in ("none", "tcp_blocked")
+        home = Settings.from_env().home
+        assert str(home) in info.hidden_paths
+        assert str(Path.home()) in info.hidden_paths
+    else:
+        assert info.reason
+    verify_bundle(result.run_dir)
+
+
+def test_run_case_script_passes_under_bwrap_with_its_report() -> None:
+    if not isolation.probe().bwrap_ok:
+        if REQUIRE_BWRAP:
+            pytest.fail("bwrap required")
+        pytest.skip("bwrap unavailable")
+    proc = subprocess.run([RUN_CASE, "r1-string-slugify", "--json"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    iso = report["isolation"]
+    assert (iso["tier"], iso["network"], iso["tool"]) == ("bwrap", "none", iso["probe"]["bwrap"])
+    assert len(iso["digest"]) == 64 and iso["version"].startswith("bubblewrap")
+    assert {"mount", "pid", "net"} <= set(iso["namespaces"])
+    assert (Path(report["run_dir"]) / "evidence.dsse.json").is_file()
+
+
+def test_an_unavailable_forced_tier_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(isolation, "probe", lambda: Probe(None, "bwrap is not installed", None,
+                                                          None, 0))
+    monkeypatch.setenv("CTO_HARNESS_ISOLATION", "bwrap")
+    result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    assert result.report.verdict == "blocked"
+    assert [b.code for b in result.report.blockers] == ["isolation_unavailable"]
+    assert not result.report.case_process_started
+    verify_bundle(result.run_dir)
+
+
+def test_auto_falls_back_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(isolation, "probe", lambda: Probe(None, "bwrap is not installed", None,
+                                                          None, 0))
+    result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    assert result.report.verdict == "pass"
+    assert result.report.isolation.tier == "none"
+    assert "bwrap is not installed" in result.report.isolation.reason
+
+
+def test_an_invalid_isolation_setting_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        Settings.from_env({"CTO_HARNESS_ISOLATION": "chroot", "HOME": "/nonexistent"})
+
+
+@pytest.mark.parametrize("tier", [t for t in _tiers() if t != "none"])
+def test_a_canary_that_gets_through_blocks_isolation_breach(
+    tier: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sandbox tool that silently confines nothing (claims the tier, wraps with no effect)
+    # must be caught by the canary before the provider starts.
+    monkeypatch.setattr(isolation.Confinement, "prefix", lambda self: [])
+    monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+    result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    assert result.report.verdict == "blocked", result.report.isolation.canary
+    assert [b.code for b in result.report.blockers] == ["isolation_breach"]
+    assert not result.report.case_process_started
+    assert result.report.isolation.canary["breach"] is True
+
+
+def test_configured_targets_are_hidden_and_scanned(
+    tmp_path: Path, case_factory: CaseFactory, harness_home: Path
+) -> None:
+    target = tmp_path / "product-repo"
+    target.mkdir()
+    (target / "main.py").write_text("SECRET = 1\n")
+    proc = _cli("config", "add-target", str(target))
+    assert proc.returncode == 0, proc.stderr
+    assert str(target) in (harness_home / "config.toml").read_text()
+    shown = json.loads(_cli("config", "show").stdout)
+    assert shown["target_repositories"] == [str(target)]
+    result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    assert result.report.verdict == "pass"
+    if result.report.isolation.tier != "none":
+        assert str(target) in result.report.isolation.hidden_paths
+        assert str(target) in result.report.no_target_inspection.hidden_paths
+    # A task that names the target repository never reaches a provider.
+    root = case_factory("leaky", toml_edit=lambda t: t.replace(
+        'Change only `slugkit/text.py`.', f"See {target.name} in {target}."))
+    blocked = execute_run("leaky", harness_root=root)
+    assert [b.code for b in blocked.report.blockers] == ["task_contract_invalid"]
+
+
+def test_a_relative_target_is_a_usage_error(harness_home: Path) -> None:
+    with pytest.raises(UsageError):
+        Settings.from_env({"CTO_HARNESS_HOME": str(harness_home),
+                           "CTO_HARNESS_TARGET_REPOSITORIES": "relative/path"})
+
+
+# --- signed evidence -------------------------------------------------------------------------
+
+
+def test_the_key_is_created_once_private_and_the_bundle_is_signed(harness_home: Path) -> None:
+    result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    keys = harness_home / "keys"
+    assert stat.S_IMODE((keys / PRIVATE_KEY).stat().st_mode) == 0o600
+    assert (keys / PUBLIC_KEY).is_file()
+    envelope = json.loads((result.run_dir / "evidence.dsse.json").read_text())
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    import base64
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert {s["name"] for s in statement["subject"]} == {"artifacts.sha256", "freshness.json"}
+    first_key = (keys / PRIVATE_KEY).read_bytes()
+    execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    assert (keys / PRIVATE_KEY).read_bytes() == first_key
+
+
+@pytest.mark.parametrize("target", ["report.md", "freshness.json", "evidence.dsse.json"])
+def test_one_changed_byte_anywhere_fails_verify(target: str) -> None:
+    result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    path = result.run_dir / target
+    data = bytearray(path.read_bytes())
+    index = data.index(b"{") + 5 if target != "report.md" else 3
+    data[index] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleInvalid):
+        verify_bundle(result.run_dir)
+
+
+def test_a_bundle_resigned_with_another_key_fails_but_verifies_with_that_key(
+    tmp_path: Path,
+) -> None:
+    result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    verify_bundle(result.run_dir)
+    other = tmp_path / "other-keys"
+    sign_bundle(result.run_dir, other, {"forged": True})
+    with pytest.raises(BundleInvalid, match="no valid signature"):
+        verify_bundle(result.run_dir)
+    assert _cli("verify", str(result.run_dir)).returncode == 1
+    proc = _cli("verify", str(result.run_dir), "--public-key", str(other / PUBLIC_KEY))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_another_machine_verifies_with_the_public_key_only(tmp_path: Path) -> None:
+    result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    copy = tmp_path / "received"
+    shutil.copytree(result.run_dir, copy, ignore=shutil.ignore_patterns("workspace"))
+    public = tmp_path / "lead.pub"
+    shutil.copy(Settings.from_env().keys_dir / PUBLIC_KEY, public)
+    env = {**os.environ, "CTO_HARNESS_HOME": str(tmp_path / "empty-home")}
+    assert _cli("verify", str(copy), env=env).returncode == 1  # no local key there
+    proc = _cli("verify", str(copy), "--public-key", str(public), env=env)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_an_unsigned_bundle_fails_verify() -> None:
+    result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    (result.run_dir / "evidence.dsse.json").unlink()
+    with pytest.raises(BundleInvalid, match="not signed"):
+        verify_bundle(result.run_dir)
