@@ -29,6 +29,7 @@ class CaseRun:
     stdout: str
     stderr: str
     seconds: float
+    env: dict[str, str]
 
 
 def base_env(home: Path, runs: Path, binary: Path | None) -> dict[str, str]:
@@ -63,13 +64,15 @@ def run_case(repo: Path, env: dict[str, str], case_id: str = "r1-string-slugify"
     assert done.stdout, f"no report on stdout (exit {done.returncode}): {done.stderr[-2000:]}"
     report = json.loads(done.stdout)
     return CaseRun(done.returncode, report, Path(report["run_dir"]), done.stdout, done.stderr,
-                   seconds)
+                   seconds, env)
 
 
-def verify_bundle(run_dir: Path) -> subprocess.CompletedProcess[str]:
+def verify_bundle(run: CaseRun) -> subprocess.CompletedProcess[str]:
+    """`cto-harness verify` with the run's own home, whose key signed the bundle."""
     return subprocess.run(
-        [sys.executable, "-m", "cto_harness", "verify", str(run_dir), "--json"],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+        [sys.executable, "-m", "cto_harness", "verify", str(run.run_dir), "--json"],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"),
+             "CTO_HARNESS_HOME": run.env["CTO_HARNESS_HOME"]},
         capture_output=True, text=True, timeout=120,
     )
 

@@ -243,15 +243,18 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
     result = state.process
     events.emit("provider.process.exited", exit_code=result.exit_code, timed_out=result.timed_out,
                 leftover_processes=len(result.leftover_processes))
-    if result.timed_out:
-        message = (f"the provider ran past its {launch.timeout_seconds:g}s limit; its whole "
-                   f"process tree ({len(result.killed_on_timeout)} processes) was killed")
-        _marker(ctx.run_dir, "provider-timeout.txt", message)
-        state.blockers.append(Blocker(code="provider_timeout", message=message))
-
     with events.span("guards"):
-        watch.check()  # Blocked bundle_tampered / outside_write_detected
-        check_disk(state.sandbox.provider_writable(), ctx.settings.workspace_limit_bytes)
+        try:
+            # Before the harness writes anything more into the bundle folder.
+            watch.check()  # Blocked bundle_tampered / outside_write_detected
+            check_disk(state.sandbox.provider_writable(), ctx.settings.workspace_limit_bytes)
+        finally:
+            if result.timed_out:
+                message = (f"the provider ran past its {launch.timeout_seconds:g}s limit; its "
+                           f"whole process tree ({len(result.killed_on_timeout)} processes) "
+                           f"was killed")
+                _marker(ctx.run_dir, "provider-timeout.txt", message)
+                state.blockers.append(Blocker(code="provider_timeout", message=message))
 
     with events.span("workspace.diff"):
         snapshot.take_after()

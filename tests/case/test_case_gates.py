@@ -41,7 +41,7 @@ def assert_blocked(run, code: str, marker: str | None) -> dict:  # type: ignore[
     assert (run_dir / "task" / "NOT-GIVEN.txt").is_file()
     assert not list((run_dir / "workspace").glob(".case")) if (run_dir / "workspace").exists() \
         else True
-    assert verify_bundle(run_dir).returncode == 0
+    assert verify_bundle(run).returncode == 0
     assert files_containing(run_dir, FAKE_KEY) == []
     assert processes_mentioning(str(run_dir)) == []
     return report

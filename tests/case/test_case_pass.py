@@ -91,7 +91,7 @@ def test_case_outcome_recorded_as_claims(passing_run) -> None:  # type: ignore[n
 
 def test_bundle_verifies_and_holds_no_key(passing_run) -> None:  # type: ignore[no-untyped-def]
     run_dir = passing_run.run_dir
-    done = verify_bundle(run_dir)
+    done = verify_bundle(passing_run)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ok"] is True
     assert (run_dir / "baseline" / "report.json").is_file()

@@ -266,8 +266,9 @@ class CaseEngine(Engine):
         env = self._environment(ctx, home, data, agent, tmp)
         ctx.events.emit("provider.task.written", task_id=task.id,
                         files=[f"task/{p.name}" for p in given])
+        # Case must reach its model endpoint: the sandbox shares the network, recorded as such.
         return Launch(argv=argv, env=env, cwd=ctx.workspace,
-                      timeout_seconds=ctx.settings.case_timeout_seconds)
+                      timeout_seconds=ctx.settings.case_timeout_seconds, network=True)
 
     def _check_contract(
         self, ctx: RunContext, task_file: Path, brief_file: Path, projects_file: Path
