@@ -1,0 +1,216 @@
+"""The adapter validator (DESIGN section 8): every check passes on the real code, and breaking
+the one behaviour a check guards turns exactly that check red and the overall result false."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from conftest import HARNESS_ROOT, REPO_ROOT
+from cto_harness.errors import Blocked
+from cto_harness.validators.adapter import CHECKS, run_checks
+
+pytestmark = pytest.mark.slow
+DESIGN_CHECKS = {
+    "command_shape", "task_contract", "provider_unavailable_fail_closed",
+    "provider_timeout_fail_closed", "model_provider_gate_blocks", "credentials_gate_blocks",
+    "digest_gate_blocks", "identity_gate_blocks", "non_executable_blocks",
+    "source_commit_gate_blocks", "bun_missing_blocks", "allowed_writes_enforced",
+    "fake_default_lane", "same_run_baseline", "evidence_shape", "no_mutation",
+}
+Mp = pytest.MonkeyPatch
+
+
+def test_the_script_passes_every_design_check_with_json() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "harness/runner/validate-case-provider-adapter.py"),
+         "--harness-root", str(HARNESS_ROOT), "--json"], capture_output=True, text=True)
+    result = json.loads(proc.stdout)
+    failed = [c for c in result["checks"] if not c["passed"]]
+    assert proc.returncode == 0 and result["ok"] is True, failed
+    assert {c["name"] for c in result["checks"]} >= DESIGN_CHECKS
+    assert all(set(c) == {"name", "passed", "detail", "duration_ms"} for c in result["checks"])
+
+
+@pytest.mark.parametrize("root", ["/", "does-not-exist", "src"])
+def test_a_wrong_harness_root_is_a_clear_usage_error(root: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "harness/runner/validate-case-provider-adapter.py"),
+         "--harness-root", root], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert proc.returncode == 64
+    assert "is not a harness folder" in proc.stderr
+
+
+def _drop_gate(mp: Mp, code: str) -> None:
+    """Make CaseEngine.admit let a run through where gate `code` would have blocked it."""
+    from cto_harness.engines.case import CaseEngine
+
+    original = CaseEngine.admit
+
+    def admit(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            original(self, ctx)
+        except Blocked as exc:
+            if exc.code != code:
+                raise
+
+    mp.setattr(CaseEngine, "admit", admit)
+
+
+def _default_engine_case(mp: Mp) -> None:
+    import cto_harness.cli as cli
+
+    original = cli.build_parser
+
+    def build_parser():  # type: ignore[no-untyped-def]
+        parser = original()
+        for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+            action.choices["run"].set_defaults(engine="case")  # type: ignore[index]
+        return parser
+
+    mp.setattr(cli, "build_parser", build_parser)
+
+
+def _accept_any_command(mp: Mp) -> None:
+    mp.setattr("cto_harness.engines.case.check_command", lambda argv, **kw: None)
+
+
+def _no_contract_scan(mp: Mp) -> None:
+    from cto_harness.engines.case import CaseEngine
+
+    mp.setattr("cto_harness.run.scan_contract",
+               lambda *a, **k: {"scanned_strings": 0, "outside_paths": [], "passed": True})
+    mp.setattr(CaseEngine, "_check_contract", lambda self, *a, **k: None)
+
+
+def _timeout_not_reported(mp: Mp) -> None:
+    import cto_harness.run as run
+
+    original = run.run_process
+
+    def run_process(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = original(*args, **kwargs)
+        result.timed_out = False
+        return result
+
+    mp.setattr(run, "run_process", run_process)
+
+
+def _any_binary_admitted(mp: Mp) -> None:
+    from cto_harness.provider.registry import list_admissions
+
+    def lookup(settings, binary, provider="case"):  # type: ignore[no-untyped-def]
+        return next((r for r in list_admissions(settings) if r.status == "admitted"), None)
+
+    mp.setattr("cto_harness.engines.case.lookup_admission", lookup)
+
+
+def _pin_not_checked(mp: Mp) -> None:
+    import cto_harness.provider.build as build
+
+    original = build._clone_at_pin
+
+    def clone(info, clone_dir, commit):  # type: ignore[no-untyped-def]
+        head = subprocess.run(["git", "-C", str(info.location), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        original(info, clone_dir, head)
+
+    mp.setattr(build, "_clone_at_pin", clone)
+
+
+def _bun_assumed(mp: Mp) -> None:
+    import cto_harness.provider.build as build
+
+    mp.setattr(build, "find_bun", lambda environ: build._Tool("/bin/true", "assumed"))
+
+
+def _everything_allowed(mp: Mp) -> None:
+    import cto_harness.run as run
+
+    original = run.split_changes
+
+    def split(changes, allowed):  # type: ignore[no-untyped-def]
+        return original(changes, ["**"])
+
+    mp.setattr(run, "split_changes", split)
+
+
+def _no_baseline(mp: Mp) -> None:
+    from cto_harness.engines.case import CaseEngine
+
+    mp.setattr(CaseEngine, "needs_baseline", False)
+
+
+def _verify_accepts_anything(mp: Mp) -> None:
+    import cto_harness.verify as verify
+    from cto_harness.contracts import Report
+
+    mp.setattr(verify, "verify_bundle", lambda root, *a, **kw: Report.model_validate_json(
+        (root / "report.json").read_text()))
+
+
+def _digest_cached_beside_the_tree(mp: Mp) -> None:
+    # A tempting speed-up with a side effect: caching a tree's digest inside the tree (here, the
+    # fixture). Hard-linked copies would be another, but isolation's guard catches those too.
+    import cto_harness.run as run
+
+    original = run.tree_digest
+
+    def tree_digest(root, **kwargs):  # type: ignore[no-untyped-def]
+        digest = original(root, **kwargs)
+        (root / ".digest-cache").write_text(digest)
+        return digest
+
+    mp.setattr(run, "tree_digest", tree_digest)
+
+
+def _model_not_checked(mp: Mp) -> None:
+    from cto_harness.contracts import ModelInfo
+
+    def model(self, ctx, policy):  # type: ignore[no-untyped-def]
+        s = ctx.settings
+        ctx.model = ModelInfo(provider=s.model_provider, model=s.model,
+                              base_url=s.model_base_url, admitted=True)
+
+    mp.setattr("cto_harness.engines.case.CaseEngine._model", model)
+
+
+BREAKS: dict[str, Callable[[Mp], None]] = {
+    "fake_default_lane": _default_engine_case,
+    "command_shape": _accept_any_command,
+    "task_contract": _no_contract_scan,
+    "provider_unavailable_fail_closed": lambda mp: _drop_gate(mp, "provider_unavailable"),
+    "provider_timeout_fail_closed": _timeout_not_reported,
+    "model_provider_gate_blocks": _model_not_checked,
+    "credentials_gate_blocks": lambda mp: mp.setattr(
+        "cto_harness.engines.case.CaseEngine._credentials", lambda self, ctx: None),
+    "digest_gate_blocks": _any_binary_admitted,
+    "identity_gate_blocks": lambda mp: mp.setattr(
+        "cto_harness.engines.case.CaseEngine._identity", lambda self, ctx, copy, policy: None),
+    "non_executable_blocks": lambda mp: _drop_gate(mp, "not_executable"),
+    "source_commit_gate_blocks": _pin_not_checked,
+    "bun_missing_blocks": _bun_assumed,
+    "allowed_writes_enforced": _everything_allowed,
+    "same_run_baseline": _no_baseline,
+    "evidence_shape": _verify_accepts_anything,
+    "no_mutation": _digest_cached_beside_the_tree,
+}
+
+
+def test_every_check_has_a_break() -> None:
+    assert set(BREAKS) == set(CHECKS) >= DESIGN_CHECKS
+
+
+@pytest.mark.parametrize("name", sorted(BREAKS))
+def test_breaking_a_guarded_behaviour_turns_exactly_its_check_red(
+    name: str, monkeypatch: Mp
+) -> None:
+    BREAKS[name](monkeypatch)
+    results = run_checks(HARNESS_ROOT)
+    red = [r.name for r in results if not r.passed]
+    assert red == [name], {r.name: r.detail for r in results if not r.passed}
+    assert not all(r.passed for r in results)
