@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 import stat
-import sys
 from pathlib import Path
 
-_TEMPLATE = r'''#!__PYTHON__ -I
+_TEMPLATE = r'''#!/usr/bin/env -S python3 -I
 # cto-harness script stand-in for WorkOS Case `ca` (scenario: __SCENARIO__). Not Case's code.
 import json, os, subprocess, sys, time, uuid
 from pathlib import Path
@@ -138,8 +137,7 @@ def write_script_standin(
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown stand-in scenario {scenario!r}")
     text = (
-        _TEMPLATE.replace("__PYTHON__", sys.executable)
-        .replace("__SCENARIO_LITERAL__", json.dumps(scenario))
+        _TEMPLATE.replace("__SCENARIO_LITERAL__", json.dumps(scenario))
         .replace("__SCENARIO__", scenario)
         .replace("__SOLUTION__", json.dumps(solution or {}, indent=1))
     )
