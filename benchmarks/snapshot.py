@@ -66,6 +66,7 @@ def measure(base: Path, count: int, rounds: int) -> dict[str, float]:
     shutil.copytree(pristine, ws)
     env = git_env(home)
     git(["init", "-q"], ws, env)
+    git(["config", "gc.auto", "0"], ws, env)
     git(["add", "-A"], ws, env)
     git(["commit", "-q", "--no-gpg-sign", "-m", "base"], ws, env)
     samples: dict[str, list[float]] = {k: [] for k in ("harness", "before", "after", "digest",
@@ -84,13 +85,15 @@ def measure(base: Path, count: int, rounds: int) -> dict[str, float]:
         changes = snap.changes()
         snap.patch()
         t3 = time.perf_counter()
-        tree_digest(ws, exclude=frozenset({".git"}))
+        digest = snap.digest()
         t4 = time.perf_counter()
         git(["status", "--porcelain"], ws, env)
         t5 = time.perf_counter()
         git(["diff", "--no-index", "--quiet", str(pristine), str(ws)], base, env, check=False)
         t6 = time.perf_counter()
         assert len(changes) == 22, len(changes)
+        if index == 0:  # the digest from the snapshot's pass is the full re-read's
+            assert digest == tree_digest(ws, exclude=frozenset({".git"}))
         shutil.rmtree(state)
         if index == 0:
             continue  # warm-up

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,17 +85,47 @@ def tree_files(root: Path) -> list[Path]:
 
 
 def tree_digest(root: Path, *, exclude: frozenset[str] = frozenset()) -> str:
-    """A SHA-256 over every path, type, exec bit and content below `root` (symlinks by target)."""
+    """A SHA-256 over every path, type, exec bit and content below `root` (symlinks by target).
+
+    Top-level names in `exclude` are skipped without being walked. Files are hashed on a small
+    thread pool (hashlib releases the GIL on large buffers and the reads are system calls), in
+    sorted order of results, so the digest is the one a sequential walk gives."""
+    entries: list[tuple[list[str], str, Path]] = []
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        with os.scandir(current) as listing:
+            for entry in listing:
+                path = Path(entry.path)
+                if current == root and entry.name in exclude:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+                    continue
+                rel = path.relative_to(root).as_posix()
+                entries.append((rel.split("/"), rel, path))
+    entries.sort(key=lambda item: item[0])
+    regular = [path for _parts, _rel, path in entries
+               if stat.S_ISREG(path.lstat().st_mode)]
+    hashes = dict(zip(regular, sha256_files(regular), strict=True))
     digest = hashlib.sha256()
-    for path in tree_files(root):
-        rel = path.relative_to(root).as_posix()
-        if rel.split("/", 1)[0] in exclude:
-            continue
+    for _parts, rel, path in entries:
         st = path.lstat()
-        if path.is_symlink():
-            entry = f"L {rel} {os.readlink(path)}"
-        else:
+        if stat.S_ISLNK(st.st_mode):
+            line = f"L {rel} {os.readlink(path)}"
+        elif path in hashes:
             executable = "x" if st.st_mode & 0o111 else "-"
-            entry = f"F{executable} {rel} {sha256_file(path)}"
-        digest.update(entry.encode("utf-8", "surrogateescape") + b"\n")
+            line = f"F{executable} {rel} {hashes[path]}"
+        else:  # a fifo, socket or device: named, never opened (a fifo would block)
+            line = f"S {rel} {stat.S_IFMT(st.st_mode):o}"
+        digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
     return digest.hexdigest()
+
+
+def sha256_files(paths: list[Path]) -> list[str]:
+    """`sha256_file` of each path, in order; many files are hashed on a small thread pool."""
+    if len(paths) < 64:
+        return [sha256_file(p) for p in paths]
+    workers = min(4, (os.cpu_count() or 1) + 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(sha256_file, paths, chunksize=32))
