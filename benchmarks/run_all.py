@@ -42,10 +42,14 @@ def run(name: str, extra: list[str]) -> tuple[str, dict[str, Any]]:
     argv = [sys.executable, str(HERE / f"{name}.py"), *extra, "--json"]
     shown = " ".join(["python3", f"benchmarks/{name}.py", *extra])
     print(f"run_all: {shown}", file=sys.stderr, flush=True)
+    load_before = os.getloadavg()[0]
     out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{shown} failed:\n{out.stderr}")
-    return shown, json.loads(out.stdout.strip().splitlines()[-1])
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    data["lines"].append(f"(1-minute load average: {load_before:.2f} before, "
+                         f"{os.getloadavg()[0]:.2f} after, on {os.cpu_count()} cores)")
+    return shown, data
 
 
 def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool, str]]:

@@ -6,7 +6,8 @@ Each workspace (small files in folders of 100) is a git repository with a commit
 beside a pristine copy. Each round, on the workspace:
 - harness: a new `Snapshot` (private object store and index, as in a run): `take_before`, then
   a provider-like change (10 edits, 5 new files, 5 deletions, a mode change, a new symlink),
-  `take_after`, `changes`, `patch`, and the freshness `tree_digest` of the result;
+  `take_after`, `changes`, `patch`, and the freshness digest of the result (`Snapshot.digest`,
+  from the same pass; checked equal to `fsutil.tree_digest` once per size);
 - git status: `git status --porcelain` on the changed workspace (its index is warm: stat only);
 - git diff --no-index: the pristine copy against the changed workspace.
 The change is undone after each round. Prints medians, the harness/`git status` ratio and the

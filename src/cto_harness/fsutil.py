@@ -15,6 +15,8 @@ from typing import Any
 from cto_harness.errors import UsageError
 
 _CHUNK = 1 << 20
+# Files at least this large are hashed on their own thread.
+_PARALLEL_MIN_BYTES = 4 << 20
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -87,9 +89,8 @@ def tree_files(root: Path) -> list[Path]:
 def tree_digest(root: Path, *, exclude: frozenset[str] = frozenset()) -> str:
     """A SHA-256 over every path, type, exec bit and content below `root` (symlinks by target).
 
-    Top-level names in `exclude` are skipped without being walked. Files are hashed on a small
-    thread pool (hashlib releases the GIL on large buffers and the reads are system calls), in
-    sorted order of results, so the digest is the one a sequential walk gives."""
+    Top-level names in `exclude` are skipped without being walked; large files are hashed on
+    background threads (`sha256_files`); the digest is the one a sequential walk gives."""
     entries: list[tuple[list[str], str, Path]] = []
     stack = [root]
     while stack:
@@ -105,12 +106,13 @@ def tree_digest(root: Path, *, exclude: frozenset[str] = frozenset()) -> str:
                 rel = path.relative_to(root).as_posix()
                 entries.append((rel.split("/"), rel, path))
     entries.sort(key=lambda item: item[0])
-    regular = [path for _parts, _rel, path in entries
-               if stat.S_ISREG(path.lstat().st_mode)]
-    hashes = dict(zip(regular, sha256_files(regular), strict=True))
+    stats = [path.lstat() for _parts, _rel, path in entries]
+    regular = [(path, st.st_size) for (_p, _r, path), st in zip(entries, stats, strict=True)
+               if stat.S_ISREG(st.st_mode)]
+    hashes = dict(zip([p for p, _ in regular],
+                      sha256_files([p for p, _ in regular], [n for _, n in regular]), strict=True))
     digest = hashlib.sha256()
-    for _parts, rel, path in entries:
-        st = path.lstat()
+    for (_parts, rel, path), st in zip(entries, stats, strict=True):
         if stat.S_ISLNK(st.st_mode):
             line = f"L {rel} {os.readlink(path)}"
         elif path in hashes:
@@ -122,10 +124,21 @@ def tree_digest(root: Path, *, exclude: frozenset[str] = frozenset()) -> str:
     return digest.hexdigest()
 
 
-def sha256_files(paths: list[Path]) -> list[str]:
-    """`sha256_file` of each path, in order; many files are hashed on a small thread pool."""
-    if len(paths) < 64:
+def sha256_files(paths: list[Path], sizes: list[int] | None = None) -> list[str]:
+    """`sha256_file` of each path, in order. Large files are hashed on background threads while
+    this thread hashes the small ones: hashlib releases the GIL on large buffers, while threads
+    on many small files only fight over it."""
+    if sizes is None:
+        sizes = [os.stat(p).st_size for p in paths]
+    big = [i for i, size in enumerate(sizes) if size >= _PARALLEL_MIN_BYTES]
+    if not big:
         return [sha256_file(p) for p in paths]
-    workers = min(4, (os.cpu_count() or 1) + 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(sha256_file, paths, chunksize=32))
+    results: list[str] = [""] * len(paths)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(big), os.cpu_count() or 1))) as pool:
+        futures = {i: pool.submit(sha256_file, paths[i]) for i in big}
+        for i, path in enumerate(paths):
+            if i not in futures:
+                results[i] = sha256_file(path)
+        for i, future in futures.items():
+            results[i] = future.result()
+    return results
