@@ -69,3 +69,61 @@ def test_every_kind_of_change_is_classified_and_the_patch_applies(tmp_path: Path
     assert not (target / "gone.txt").exists()
     assert os.readlink(target / "link") == "edit.txt"
     assert os.access(target / "run.sh", os.X_OK)
+
+
+def _snapshot(tmp_path: Path, files: dict[str, bytes]) -> tuple[Path, Snapshot]:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    for rel, data in files.items():
+        (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workspace / rel).write_bytes(data)
+    snap = Snapshot(workspace, tmp_path / "snap.git", tmp_path / "home")
+    snap.take_before()
+    return workspace, snap
+
+
+def test_the_snapshot_digest_is_the_tree_digest(tmp_path: Path) -> None:
+    from cto_harness.fsutil import tree_digest
+
+    workspace, snap = _snapshot(tmp_path, {
+        "a.txt": b"a\n", "dir/b.bin": bytes(range(256)) * 300, "run.sh": b"#!/bin/sh\n",
+        "sub/.git/config": b"[core]\n", ".git/HEAD": b"ref: refs/heads/main\n",
+    })
+    (workspace / "run.sh").chmod(0o755)
+    os.symlink("a.txt", workspace / "link")
+    snap.take_after()
+    assert snap.digest() == tree_digest(workspace, exclude=frozenset({".git"}))
+    # The nested .git is in the digest but never in a git tree.
+    (workspace / "sub/.git/config").write_text("changed\n")
+    snap.take_after()
+    assert snap.changes() == [] or all(".git" not in c.path for c in snap.changes())
+    assert snap.digest() == tree_digest(workspace, exclude=frozenset({".git"}))
+
+
+def test_a_same_size_edit_with_its_mtime_put_back_is_still_seen(tmp_path: Path) -> None:
+    """The stat cache must not hide an edit made in the same clock tick, or disguised."""
+    workspace, snap = _snapshot(tmp_path, {"x.py": b"value = 1\n", "y.py": b"value = 2\n"})
+    before = (workspace / "x.py").stat()
+    (workspace / "x.py").write_bytes(b"value = 9\n")  # same size, at once
+    os.utime(workspace / "x.py", ns=(before.st_atime_ns, before.st_mtime_ns))
+    snap.take_after()
+    assert [(c.path, c.change) for c in snap.changes()] == [("x.py", "modified")]
+    from cto_harness.fsutil import tree_digest
+
+    assert snap.digest() == tree_digest(workspace, exclude=frozenset({".git"}))
+
+
+def test_odd_file_names_and_special_files(tmp_path: Path) -> None:
+    names = ['quote"d.txt', "back\\slash.txt", "new\nline.txt", "sp ace.txt", "ünï.txt",
+             '"lead.txt']
+    workspace, snap = _snapshot(tmp_path, {name: b"0\n" for name in names})
+    raw = os.fsencode(workspace) + b"/latin1-\xe9.txt"
+    with open(raw, "wb") as handle:
+        handle.write(b"x\n")
+    os.mkfifo(workspace / "pipe")  # never opened: it would block
+    for name in names:
+        (workspace / name).write_text("1\n")
+    snap.take_after()
+    changed = {c.path: c.change for c in snap.changes()}
+    assert changed == {**dict.fromkeys(names, "modified"), "latin1-\udce9.txt": "added"}
+    assert snap.patch()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -74,6 +75,36 @@ def cmd_config(args: argparse.Namespace) -> int:
     return config_command(args)
 
 
+def cmd_suite(args: argparse.Namespace) -> int:
+    from cto_harness.cases import case_directory, find_harness_root, list_case_ids
+    from cto_harness.settings import Settings
+    from cto_harness.suite import default_suite_dir, run_suite, summary_table
+
+    root = Path(args.harness_root).resolve() if args.harness_root else find_harness_root()
+    case_ids = list(dict.fromkeys(args.case_ids)) or list_case_ids(root)
+    for case_id in case_ids:
+        case_directory(root, case_id)  # a bad id is one usage line, before anything runs
+    if args.repeat < 1 or args.jobs < 1:
+        raise UsageError("--repeat and --jobs must be at least 1")
+    settings = Settings.from_env()
+    suite_dir = Path(args.suite_dir) if args.suite_dir else default_suite_dir(settings.home,
+                                                                              args.engine)
+    print(f"cto-harness suite: {len(case_ids)} cases x {args.repeat} repeats, {args.jobs} jobs, "
+          f"{args.engine} engine -> {suite_dir}", file=sys.stderr)
+    outcome = run_suite(case_ids, harness_root=root, engine=args.engine, repeat=args.repeat,
+                        jobs=args.jobs, fresh=args.fresh, suite_dir=suite_dir)
+    table = summary_table(outcome.data)
+    if args.json:
+        print(table, file=sys.stderr)
+        sys.stdout.write(json.dumps(outcome.data, indent=2) + "\n")
+    else:
+        print(table)
+    if outcome.interrupted:
+        print("cto-harness suite: interrupted; finished bundles are intact, run the same command "
+              f"with --suite-dir {outcome.suite_dir} to resume", file=sys.stderr)
+    return outcome.exit_code
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from cto_harness.schemas import check_schemas, write_schemas
 
@@ -127,6 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print report.json on stdout")
     run.add_argument("--harness-root", help="the harness/ folder (default: found from cwd)")
     run.set_defaults(func=cmd_run)
+
+    suite = sub.add_parser("suite", help="many cases and repeats in parallel processes; resumable")
+    suite.add_argument("case_ids", nargs="*", metavar="CASE", help="cases (default: all)")
+    suite.add_argument("--engine", default="fake", choices=engine_names())
+    suite.add_argument("--repeat", type=int, default=1, help="runs per case (default 1)")
+    suite.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                       help="runs at once, each in its own process (default: the cores)")
+    suite.add_argument("--json", action="store_true", help="print suite.json on stdout")
+    suite.add_argument("--fresh", action="store_true",
+                       help="rerun repeats that already have a verifying bundle")
+    suite.add_argument("--suite-dir", help="where suite.json and the bundles go; an existing "
+                       "one is resumed (default: a new folder under $CTO_HARNESS_HOME/suites)")
+    suite.add_argument("--harness-root", help="the harness/ folder (default: found from cwd)")
+    suite.set_defaults(func=cmd_suite)
 
     verify = sub.add_parser("verify", help="re-check a bundle's digests, ids and freshness")
     verify.add_argument("run_dir")

@@ -13,7 +13,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cto_harness.contracts import Freshness, Report
-from cto_harness.fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from cto_harness.fsutil import (
+    atomic_write_bytes,
+    atomic_write_text,
+    sha256_bytes,
+    sha256_files,
+)
 
 # Working folders of a run: present in the run directory, never part of the evidence.
 WORK_DIRS = frozenset({"workspace", "private"})
@@ -80,7 +85,8 @@ def redact_files(paths: Iterable[Path], secrets: list[str]) -> list[str]:
 
 
 def artifact_digests(root: Path, *, exclude: frozenset[str]) -> dict[str, str]:
-    return {rel: sha256_file(root / rel) for rel in bundle_files(root) if rel not in exclude}
+    rels = [rel for rel in bundle_files(root) if rel not in exclude]
+    return dict(zip(rels, sha256_files([root / rel for rel in rels]), strict=True))
 
 
 def write_manifest(root: Path) -> str:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from cto_harness.errors import UsageError
 
 _CHUNK = 1 << 20
+# Files at least this large are hashed on their own thread.
+_PARALLEL_MIN_BYTES = 4 << 20
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -83,17 +87,58 @@ def tree_files(root: Path) -> list[Path]:
 
 
 def tree_digest(root: Path, *, exclude: frozenset[str] = frozenset()) -> str:
-    """A SHA-256 over every path, type, exec bit and content below `root` (symlinks by target)."""
+    """A SHA-256 over every path, type, exec bit and content below `root` (symlinks by target).
+
+    Top-level names in `exclude` are skipped without being walked; large files are hashed on
+    background threads (`sha256_files`); the digest is the one a sequential walk gives."""
+    entries: list[tuple[list[str], str, Path]] = []
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        with os.scandir(current) as listing:
+            for entry in listing:
+                path = Path(entry.path)
+                if current == root and entry.name in exclude:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+                    continue
+                rel = path.relative_to(root).as_posix()
+                entries.append((rel.split("/"), rel, path))
+    entries.sort(key=lambda item: item[0])
+    stats = [path.lstat() for _parts, _rel, path in entries]
+    regular = [(path, st.st_size) for (_p, _r, path), st in zip(entries, stats, strict=True)
+               if stat.S_ISREG(st.st_mode)]
+    hashes = dict(zip([p for p, _ in regular],
+                      sha256_files([p for p, _ in regular], [n for _, n in regular]), strict=True))
     digest = hashlib.sha256()
-    for path in tree_files(root):
-        rel = path.relative_to(root).as_posix()
-        if rel.split("/", 1)[0] in exclude:
-            continue
-        st = path.lstat()
-        if path.is_symlink():
-            entry = f"L {rel} {os.readlink(path)}"
-        else:
+    for (_parts, rel, path), st in zip(entries, stats, strict=True):
+        if stat.S_ISLNK(st.st_mode):
+            line = f"L {rel} {os.readlink(path)}"
+        elif path in hashes:
             executable = "x" if st.st_mode & 0o111 else "-"
-            entry = f"F{executable} {rel} {sha256_file(path)}"
-        digest.update(entry.encode("utf-8", "surrogateescape") + b"\n")
+            line = f"F{executable} {rel} {hashes[path]}"
+        else:  # a fifo, socket or device: named, never opened (a fifo would block)
+            line = f"S {rel} {stat.S_IFMT(st.st_mode):o}"
+        digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
     return digest.hexdigest()
+
+
+def sha256_files(paths: list[Path], sizes: list[int] | None = None) -> list[str]:
+    """`sha256_file` of each path, in order. Large files are hashed on background threads while
+    this thread hashes the small ones: hashlib releases the GIL on large buffers, while threads
+    on many small files only fight over it."""
+    if sizes is None:
+        sizes = [os.stat(p).st_size for p in paths]
+    big = [i for i, size in enumerate(sizes) if size >= _PARALLEL_MIN_BYTES]
+    if not big:
+        return [sha256_file(p) for p in paths]
+    results: list[str] = [""] * len(paths)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(big), os.cpu_count() or 1))) as pool:
+        futures = {i: pool.submit(sha256_file, paths[i]) for i in big}
+        for i, path in enumerate(paths):
+            if i not in futures:
+                results[i] = sha256_file(path)
+        for i, future in futures.items():
+            results[i] = future.result()
+    return results

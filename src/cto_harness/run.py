@@ -261,7 +261,7 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
         state.changes, state.bookkeeping = split_changes(snapshot.changes(),
                                                          case.spec.allowed_paths)
         state.patch = snapshot.patch()
-        state.workspace_after = tree_digest(ctx.workspace, exclude=frozenset({".git"}))
+        state.workspace_after = snapshot.digest()  # = tree_digest(workspace, exclude .git)
     events.emit("workspace.diffed", changed=len(state.changes), bookkeeping=len(state.bookkeeping))
 
     state.outcome = engine.collect(ctx, result)

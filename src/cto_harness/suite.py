@@ -1,0 +1,558 @@
+"""`cto-harness suite`: many cases times many repeats, in parallel processes, resumable.
+
+Each run happens in a worker process of its own (`python -m cto_harness.suite --worker`), one run
+at a time per worker, because the process runner's subreaper attributes every orphan that appears
+during a launch to that launch. Workers live for the whole suite (imports are paid once per
+worker, not once per run) and start in their own session, so a terminal's Ctrl-C reaches only this
+coordinating process, which forwards SIGTERM to the busy workers: the run pipeline then seals an
+`interrupted` bundle, as it does for any SIGTERM.
+
+The coordinator never trusts a worker's word for a result. It chooses every bundle's path itself,
+and after a worker says it finished (or died) it reads the result from the bundle, through
+`verify_bundle`. `suite.json` maps (case, repeat) to that bundle and is rewritten atomically after
+every finished run, so a suite stopped at any point resumes where it stopped: a repeat whose bundle
+verifies (and was not interrupted) is not run again unless `--fresh`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, TextIO
+
+from cto_harness.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_FAIL, EXIT_PASS, UsageError
+from cto_harness.fsutil import atomic_write_json
+
+SUITE_SCHEMA = "cto-harness.suite/1"
+SUITE_FILE = "suite.json"
+LOCK_FILE = ".suite.lock"
+# How long busy workers get to seal their interrupted bundles after a stop before SIGKILL.
+STOP_GRACE_SECONDS = 60.0
+_TICK = 0.2
+
+
+@dataclass
+class Job:
+    case_id: str
+    repeat: int
+    run_dir: Path | None = None
+    # Filled once the run is over (from the bundle itself, never from the worker).
+    record: dict[str, Any] | None = None
+    started: float | None = None
+
+
+@dataclass
+class SuiteOutcome:
+    suite_dir: Path
+    data: dict[str, Any]
+    exit_code: int
+    interrupted: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregates
+
+
+def pass_at_k(n: int, c: int, k: int) -> float | None:
+    """The unbiased pass@k estimator 1 - C(n-c, k) / C(n, k); None when fewer than k runs."""
+    if k <= 0 or n < k:
+        return None
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def aggregate(runs: Sequence[dict[str, Any]], case_ids: Sequence[str], k: int) -> dict[str, Any]:
+    """Per case: runs, passes, fails, blocked, errors, pass rate, pass@1, pass@k, median ms."""
+    per_case: dict[str, Any] = {}
+    for case_id in case_ids:
+        done = [r for r in runs if r["case_id"] == case_id and r.get("verdict")]
+        n = len(done)
+        counts = {v: sum(1 for r in done if r["verdict"] == v)
+                  for v in ("pass", "fail", "blocked", "error")}
+        durations = [r["duration_ms"] for r in done if r.get("duration_ms") is not None]
+        per_case[case_id] = {
+            "runs": n,
+            "passes": counts["pass"],
+            "fails": counts["fail"],
+            "blocked": counts["blocked"],
+            "errors": counts["error"],
+            "pass_rate": counts["pass"] / n if n else None,
+            "pass@1": pass_at_k(n, counts["pass"], 1),
+            "k": k,
+            f"pass@{k}": pass_at_k(n, counts["pass"], k),
+            "median_duration_ms": statistics.median(durations) if durations else None,
+        }
+    return per_case
+
+
+def suite_exit_code(runs: Sequence[dict[str, Any]], complete: bool) -> int:
+    """3 if any run errored or the suite did not finish, else 1 if any failed, else 2 if any was
+    blocked, else 0."""
+    verdicts = {r.get("verdict") for r in runs}
+    if not complete or "error" in verdicts or None in verdicts:
+        return EXIT_ERROR
+    if "fail" in verdicts:
+        return EXIT_FAIL
+    if "blocked" in verdicts:
+        return EXIT_BLOCKED
+    return EXIT_PASS
+
+
+# ---------------------------------------------------------------------------------------------
+# bundles
+
+
+def read_bundle(run_dir: Path) -> dict[str, Any] | None:
+    """The run's record from its bundle, or None when the bundle is missing or does not verify."""
+    from cto_harness.verify import BundleInvalid, verify_bundle
+
+    try:
+        report = verify_bundle(run_dir)
+    except (BundleInvalid, OSError, ValueError):
+        return None
+    codes = [b.code for b in report.blockers]
+    return {
+        "run_id": report.run_id,
+        "verdict": report.verdict,
+        "interrupted": "interrupted" in codes,
+        "blockers": codes,
+        "duration_ms": report.timing.duration_ms,
+        "changed_files": [c.path for c in report.changed_files],
+        "tests_ran": report.verification.tests_ran,
+        "tests_failed": report.verification.tests_failed,
+    }
+
+
+def _bundle_path(suite_dir: Path, case_id: str, repeat: int) -> Path:
+    folder = suite_dir / "runs" / case_id
+    base = f"r{repeat:03d}"
+    candidate = folder / base
+    attempt = 1
+    while candidate.exists():
+        attempt += 1
+        candidate = folder / f"{base}.{attempt}"
+    return candidate
+
+
+@contextlib.contextmanager
+def _suite_lock(suite_dir: Path) -> Iterator[None]:
+    fd = os.open(suite_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"another suite is running in {suite_dir}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# workers
+
+
+class _Worker:
+    """One worker process: a JSON line in per run, a JSON line out when the run returned."""
+
+    def __init__(self, index: int, log: Path) -> None:
+        import cto_harness
+
+        package_parent = str(Path(cto_harness.__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
+        self.index = index
+        self.log = open(log, "ab")  # noqa: SIM115 (kept open for the worker's lifetime)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cto_harness.suite", "--worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
+            start_new_session=True, close_fds=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin: IO[bytes] = self.proc.stdin
+        self.stdout: IO[bytes] = self.proc.stdout
+        self.job: Job | None = None
+        self.buffer = b""
+        self.alive = True
+
+    def send(self, job: Job, engine: str, harness_root: Path) -> None:
+        self.job = job
+        job.started = time.monotonic()
+        line = json.dumps({"case_id": job.case_id, "engine": engine,
+                           "harness_root": str(harness_root), "run_dir": str(job.run_dir)})
+        try:
+            self.stdin.write(line.encode() + b"\n")
+            self.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.alive = False
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signum)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stdin.close()
+
+    def finish(self, timeout: float) -> None:
+        self.close()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            self.stdout.close()
+        self.log.close()
+
+
+def _worker_main() -> int:
+    """The worker loop: read a job, run it, say so. Output of the run goes to stderr."""
+    from cto_harness.errors import Interrupted
+    from cto_harness.run import execute_run
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted("SIGTERM")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    try:
+        for line in sys.stdin:
+            job = json.loads(line)
+            reply: dict[str, Any] = {"run_dir": job["run_dir"]}
+            try:
+                result = execute_run(job["case_id"], job["engine"],
+                                     harness_root=Path(job["harness_root"]),
+                                     run_dir=Path(job["run_dir"]))
+                reply["verdict"] = result.report.verdict
+            except Interrupted:
+                return 0
+            except Exception as exc:  # reported; the coordinator reads the bundle, if any
+                reply["error"] = f"{type(exc).__name__}: {exc}"
+            protocol.write(json.dumps(reply) + "\n")
+            protocol.flush()
+    except Interrupted:
+        return 0
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# progress
+
+
+class _Progress:
+    """A live block of lines (one per running run) on a TTY; plain lines otherwise."""
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.total = total
+        self.done = 0
+        self.shown = 0
+
+    def _clear(self) -> None:
+        if self.tty and self.shown:
+            self.stream.write(f"\x1b[{self.shown}F\x1b[J")
+            self.shown = 0
+
+    def line(self, text: str) -> None:
+        self._clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def started(self, job: Job) -> None:
+        if not self.tty:
+            self.line(f"suite: start  {job.case_id} #{job.repeat}")
+
+    def finished(self, job: Job) -> None:
+        self.done += 1
+        record = job.record or {}
+        verdict = (record.get("verdict") or record.get("status") or "?").upper()
+        self.line(f"suite: [{self.done}/{self.total}] {job.case_id} #{job.repeat} {verdict} "
+                  f"{record.get('duration_ms') or 0} ms  {record.get('run_dir', '')}")
+
+    def live(self, running: Sequence[Job]) -> None:
+        if not self.tty:
+            return
+        self._clear()
+        now = time.monotonic()
+        lines = [f"  running {j.case_id} #{j.repeat}  {now - (j.started or now):5.1f}s"
+                 for j in running]
+        lines.append(f"  {self.done}/{self.total} done")
+        self.stream.write("\n".join(lines) + "\n")
+        self.stream.flush()
+        self.shown = len(lines)
+
+    def end(self) -> None:
+        self._clear()
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# the suite
+
+
+@dataclass
+class _Stop:
+    requested: bool = False
+    signum: int | None = None
+    workers: list[_Worker] = field(default_factory=list)
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.requested:
+            self.requested, self.signum = True, signum
+        for worker in self.workers:
+            if worker.job is not None:
+                worker.signal(signal.SIGTERM)
+
+
+def default_suite_dir(home: Path, engine: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return home / "suites" / f"{stamp}-{engine}-{os.getpid()}"
+
+
+def _load_previous(suite_dir: Path) -> dict[str, Any]:
+    path = suite_dir / SUITE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UsageError(f"{path} does not parse: {exc}") from exc
+    if data.get("schema") != SUITE_SCHEMA:
+        raise UsageError(f"{path} is not a cto-harness suite file")
+    return data
+
+
+def run_suite(
+    case_ids: Sequence[str],
+    *,
+    harness_root: Path,
+    engine: str = "fake",
+    repeat: int = 1,
+    jobs: int = 1,
+    fresh: bool = False,
+    suite_dir: Path,
+    progress: TextIO | None = sys.stderr,
+) -> SuiteOutcome:
+    """Run every (case, repeat) not already done; returns the suite data and its exit code."""
+    if repeat < 1 or jobs < 1:
+        raise UsageError("--repeat and --jobs must be at least 1")
+    suite_dir = suite_dir.absolute()
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    with _suite_lock(suite_dir):
+        return _run_locked(case_ids, harness_root, engine, repeat, jobs, fresh, suite_dir, progress)
+
+
+def _run_locked(
+    case_ids: Sequence[str], harness_root: Path, engine: str, repeat: int, jobs: int, fresh: bool,
+    suite_dir: Path, progress_stream: TextIO | None,
+) -> SuiteOutcome:
+    previous = _load_previous(suite_dir)
+    if previous and previous.get("engine") != engine:
+        raise UsageError(f"{suite_dir} holds a suite of the {previous.get('engine')} engine, "
+                         f"not {engine}: use another --suite-dir")
+    old = {(r["case_id"], r["repeat"]): r for r in previous.get("runs", [])}
+    all_jobs = [Job(case_id, r) for r in range(1, repeat + 1) for case_id in case_ids]
+    todo: list[Job] = []
+    for job in all_jobs:
+        prior = old.get((job.case_id, job.repeat))
+        if prior and prior.get("run_dir") and not fresh:
+            record = read_bundle(suite_dir / prior["run_dir"])
+            if record is not None and not record["interrupted"]:
+                job.run_dir = suite_dir / prior["run_dir"]
+                job.record = {**record, "run_dir": prior["run_dir"], "status": "done",
+                              "reused": True}
+                continue
+        todo.append(job)
+
+    created = previous.get("created_at") or datetime.now(UTC).isoformat()
+    # A suite dir resumed with fewer cases or repeats keeps what it already holds.
+    k = max(repeat, int(previous.get("repeat") or 0))
+    cases = list(dict.fromkeys([*previous.get("cases", []), *case_ids]))
+    meta = {"schema": SUITE_SCHEMA, "suite_dir": str(suite_dir), "engine": engine,
+            "harness_root": str(harness_root), "repeat": k, "jobs": jobs,
+            "cases": cases, "created_at": created}
+    # Runs of this suite dir that this invocation does not cover are kept, not forgotten.
+    keys = {(j.case_id, j.repeat) for j in all_jobs}
+    kept = [r for key, r in old.items() if key not in keys]
+
+    def snapshot(interrupted: bool, complete: bool) -> dict[str, Any]:
+        runs = kept + [_row(job) for job in all_jobs]
+        runs.sort(key=lambda r: (r["case_id"], r["repeat"]))
+        mine = [_row(job) for job in all_jobs]
+        done = [r for r in mine if r.get("verdict")]
+        return {**meta, "updated_at": datetime.now(UTC).isoformat(), "interrupted": interrupted,
+                "complete": complete,
+                "totals": {"runs": len(mine), "finished": len(done),
+                           "passes": sum(1 for r in done if r["verdict"] == "pass"),
+                           "exit_code": suite_exit_code(mine, complete)},
+                "aggregates": aggregate(runs, cases, k),
+                "runs": runs}
+
+    def save(interrupted: bool = False, complete: bool = False) -> dict[str, Any]:
+        data = snapshot(interrupted, complete)
+        atomic_write_json(suite_dir / SUITE_FILE, data)
+        return data
+
+    save()
+    progress = _Progress(progress_stream or open(os.devnull, "w"), len(todo))  # noqa: SIM115
+    stop = _execute(todo, jobs, engine, harness_root, suite_dir, progress, save)
+    progress.end()
+    complete = not stop.requested and all(j.record and j.record.get("verdict") for j in all_jobs)
+    data = save(interrupted=stop.requested, complete=complete)
+    return SuiteOutcome(suite_dir, data, data["totals"]["exit_code"], interrupted=stop.requested)
+
+
+def _row(job: Job) -> dict[str, Any]:
+    row: dict[str, Any] = {"case_id": job.case_id, "repeat": job.repeat}
+    if job.record is None:
+        row.update(status="pending", verdict=None, run_dir=None)
+    else:
+        row.update(job.record)
+    return row
+
+
+def _execute(todo: list[Job], jobs: int, engine: str, harness_root: Path, suite_dir: Path,
+             progress: _Progress, save: Any) -> _Stop:
+    stop = _Stop()
+    handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    selector = selectors.DefaultSelector()
+    queue = list(todo)
+    try:
+        if queue:
+            (suite_dir / "workers").mkdir(exist_ok=True)
+        for index in range(min(jobs, len(queue))):
+            worker = _Worker(index, suite_dir / "workers" / f"worker-{index}.log")
+            stop.workers.append(worker)
+            selector.register(worker.stdout, selectors.EVENT_READ, worker)
+
+        def dispatch(worker: _Worker) -> None:
+            if stop.requested or not queue or not worker.alive:
+                worker.job = None
+                worker.close()
+                return
+            job = queue.pop(0)
+            job.run_dir = _bundle_path(suite_dir, job.case_id, job.repeat)
+            job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            worker.send(job, engine, harness_root)
+            progress.started(job)
+
+        def settle(worker: _Worker) -> None:
+            job = worker.job
+            if job is None:
+                return
+            worker.job = None
+            assert job.run_dir is not None
+            rel = job.run_dir.relative_to(suite_dir).as_posix()
+            record = read_bundle(job.run_dir)
+            if record is None:
+                status = "interrupted" if stop.requested else "no_bundle"
+                job.record = {"status": status, "verdict": None, "run_dir":
+                              rel if job.run_dir.exists() else None}
+            else:
+                status = "interrupted" if record["interrupted"] else "done"
+                job.record = {**record, "run_dir": rel, "status": status, "reused": False}
+            save()
+            progress.finished(job)
+
+        for worker in stop.workers:
+            dispatch(worker)
+        deadline: float | None = None
+        while any(w.alive for w in stop.workers):
+            if stop.requested and deadline is None:
+                deadline = time.monotonic() + STOP_GRACE_SECONDS
+                for worker in stop.workers:
+                    if worker.job is None:
+                        worker.close()
+            if deadline is not None and time.monotonic() > deadline:
+                for worker in stop.workers:
+                    worker.signal(signal.SIGKILL)
+            for key, _mask in selector.select(timeout=_TICK):
+                worker = key.data
+                chunk = os.read(worker.stdout.fileno(), 65536)
+                if not chunk:  # the worker is gone (finished, stopped or crashed)
+                    selector.unregister(worker.stdout)
+                    worker.alive = False
+                    worker.proc.wait()
+                    settle(worker)
+                    continue
+                worker.buffer += chunk
+                while b"\n" in worker.buffer:
+                    _line, worker.buffer = worker.buffer.split(b"\n", 1)
+                    settle(worker)
+                    dispatch(worker)
+            progress.live([w.job for w in stop.workers if w.job is not None])
+    finally:
+        for worker in stop.workers:
+            worker.finish(timeout=STOP_GRACE_SECONDS)
+        selector.close()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    # Jobs never dispatched stay pending; a later invocation on the same suite dir runs them.
+    return stop
+
+
+# ---------------------------------------------------------------------------------------------
+# presentation
+
+
+def summary_table(data: dict[str, Any]) -> str:
+    """The runs, one line each, then one line per case with its aggregates."""
+    header = ("case", "repeat", "verdict", "duration", "changed", "bundle")
+    rows = [header]
+    suite_dir = Path(data["suite_dir"])
+    for run in data["runs"]:
+        verdict = run.get("verdict") or run.get("status", "pending")
+        if run.get("status") == "interrupted":
+            verdict = "interrupted"
+        duration = f"{run['duration_ms']} ms" if run.get("duration_ms") is not None else "-"
+        changed = ", ".join(run.get("changed_files") or []) or "-"
+        bundle = str(suite_dir / run["run_dir"]) if run.get("run_dir") else "-"
+        rows.append((run["case_id"], str(run["repeat"]), verdict, duration, changed, bundle))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1]
+             for r in rows]
+    lines.append("")
+    k = data["repeat"]
+    for case_id, agg in data["aggregates"].items():
+        rate = "-" if agg["pass_rate"] is None else f"{agg['pass_rate']:.0%}"
+        pk = agg.get(f"pass@{k}")
+        median = agg["median_duration_ms"]
+        lines.append(
+            f"{case_id}: {agg['passes']}/{agg['runs']} passed ({rate}), "
+            f"pass@1 {_fmt(agg['pass@1'])}, pass@{k} {_fmt(pk)}, "
+            f"median {'-' if median is None else f'{median:.0f} ms'}")
+    totals = data["totals"]
+    lines.append(f"suite: {totals['finished']}/{totals['runs']} runs finished, "
+                 f"{totals['passes']} passed; suite.json: {suite_dir / SUITE_FILE}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--worker"]:
+        sys.exit(_worker_main())
+    print("usage: python -m cto_harness.suite --worker (started by `cto-harness suite`)",
+          file=sys.stderr)
+    sys.exit(64)
