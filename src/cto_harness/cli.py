@@ -144,6 +144,12 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if result["ok"] else 1
 
 
+def cmd_provider(args: argparse.Namespace) -> int:
+    from cto_harness.provider.cli import main as provider_main
+
+    return provider_main(["provider", *args.arguments])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cto_harness.engines import engine_names
 
@@ -204,14 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--harness-root")
     health.set_defaults(func=cmd_health)
 
-    from cto_harness.provider.cli import register as register_provider
-
-    register_provider(sub)
+    # Parsed by the provider module itself, imported only when used (it loads the build route).
+    provider = sub.add_parser("provider", add_help=False,
+                              help="build, admit, verify and list provider binaries "
+                                   "(cto-harness provider --help)")
+    provider.add_argument("arguments", nargs=argparse.REMAINDER)
+    provider.set_defaults(func=cmd_provider)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["provider"]:
+        # Its own parser, so that `provider --help` and its usage errors are its own.
+        return cmd_provider(argparse.Namespace(arguments=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

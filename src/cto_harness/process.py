@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import os
 import resource
+import select
 import signal
 import subprocess
 import threading
@@ -258,7 +259,7 @@ def run_process(
     clean = True
     try:
         try:
-            proc.wait(timeout=timeout_seconds)
+            _wait_exit(proc, timeout_seconds)
         except subprocess.TimeoutExpired:
             timed_out = True
             killed, clean = kill_tree(proc.pid, before)
@@ -290,6 +291,26 @@ def run_process(
         leftover_processes=leftovers,
         tree_clean=clean,
     )
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait for `proc` with a time limit, waking the moment it exits.
+
+    `Popen.wait(timeout)` polls with sleeps of up to 50 ms, which every run pays several times
+    (canary, provider, verification); a pidfd becomes readable exactly when the process exits.
+    """
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # an old kernel, or the process is already reaped
+        proc.wait(timeout=timeout)
+        return
+    try:
+        # select() resumes after a signal handler returns (PEP 475) and re-raises what it raises.
+        if not select.select([pidfd], [], [], timeout)[0]:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+    finally:
+        os.close(pidfd)
+    proc.wait()
 
 
 def _children_of_self() -> list[int]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+
 from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
 from cto_harness.errors import UsageError
 
 _ENGINES: dict[str, type[Engine]] = {}
+# Built-in engines, imported only when asked for: a fake run never loads the Case engine.
+_BUILTIN_MODULES = {"fake": "cto_harness.engines.fake", "case": "cto_harness.engines.case"}
 
 
 def register_engine(cls: type[Engine]) -> type[Engine]:
@@ -14,20 +18,16 @@ def register_engine(cls: type[Engine]) -> type[Engine]:
 
 
 def engine_names() -> list[str]:
-    _load_builtins()
-    return sorted(_ENGINES)
+    return sorted(set(_ENGINES) | set(_BUILTIN_MODULES))
 
 
 def get_engine(name: str) -> Engine:
-    _load_builtins()
+    if name not in _ENGINES and name in _BUILTIN_MODULES:
+        # Imported here, not at module top, so that engine modules can import this registry.
+        importlib.import_module(_BUILTIN_MODULES[name])
     if name not in _ENGINES:
-        raise UsageError(f"unknown engine {name!r} (known: {', '.join(sorted(_ENGINES))})")
+        raise UsageError(f"unknown engine {name!r} (known: {', '.join(engine_names())})")
     return _ENGINES[name]()
-
-
-def _load_builtins() -> None:
-    # Imported here, not at module top, so that engine modules can import this registry.
-    from cto_harness.engines import case, fake  # noqa: F401
 
 
 __all__ = [
