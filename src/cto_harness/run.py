@@ -13,12 +13,12 @@ from datetime import datetime
 from pathlib import Path
 
 from cto_harness import REPORT_SCHEMA_VERSION, __version__
-from cto_harness.cases import case_directory, load_case
+from cto_harness.cases import FixtureCase, case_directory, load_case
 from cto_harness.contracts import (
     BaselineComparison,
     Blocker,
+    CaseSpec,
     ChangedFile,
-    ForbiddenAction,
     Freshness,
     IsolationInfo,
     NoTargetInspection,
@@ -165,10 +165,10 @@ def execute_run(
                      public_key=ctx.settings.keys_dir / "evidence-ed25519.pub")
 
 
-def _context(run_id, nonce, run_dir, case, case_dir, settings, harness_root, environ, events):  # type: ignore[no-untyped-def]
-    from cto_harness.cases import FixtureCase
-    from cto_harness.contracts import CaseSpec
-
+def _context(
+    run_id: str, nonce: str, run_dir: Path, case: FixtureCase | None, case_dir: Path,
+    settings: Settings, harness_root: Path, environ: Mapping[str, str], events: EventLog,
+) -> RunContext:
     if case is None:
         # A placeholder so that the blocked bundle can still be written for a malformed case.
         case = FixtureCase(
@@ -468,4 +468,4 @@ def _process_summary(process: ProcessResult | None) -> ProcessSummary:
     )
 
 
-__all__ = ["EXIT_CODES", "ForbiddenAction", "RunResult", "execute_run"]
+__all__ = ["EXIT_CODES", "RunResult", "execute_run"]
