@@ -180,6 +180,26 @@ def kill_tree(
     return list(killed.values()), not live
 
 
+LEFTOVER_GRACE_SECONDS = 0.25
+
+
+def _settle(root_pid: int, ignore_children: frozenset[int]) -> None:
+    """Give a tree whose main process exited a moment to finish exiting on its own.
+
+    bwrap's monitor exits as soon as its PID-namespace init reports the exit status, while the
+    init is still tearing the namespace down; without this grace it would be counted (and
+    killed) as a daemon the provider left behind. A real daemon is still there afterwards.
+    """
+    deadline = time.monotonic() + LEFTOVER_GRACE_SECONDS
+    while time.monotonic() < deadline:
+        live, zombies = _tree_members(root_pid, ignore_children)
+        _reap(zombies)
+        live.discard(os.getpid())
+        if not live:
+            return
+        time.sleep(0.005)
+
+
 class _CappedPump(threading.Thread):
     """Copies a pipe to a file up to `cap` bytes and counts (but drops) the rest."""
 
@@ -265,7 +285,9 @@ def run_process(
             killed, clean = kill_tree(proc.pid, before)
             proc.wait()
         else:
-            # The main process is gone; anything of its tree still alive is a leftover daemon.
+            # The main process is gone; anything of its tree still alive once the exit has
+            # settled is a leftover daemon.
+            _settle(proc.pid, before)
             leftovers, clean = kill_tree(proc.pid, before)
     except BaseException:
         # Interrupted (SIGTERM, Ctrl-C) or a fault: the tree must still die before we go on.
