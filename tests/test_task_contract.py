@@ -3,6 +3,7 @@ nothing is written outside the runs dir."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -89,3 +90,19 @@ def test_urls_and_relative_paths_are_not_outside_paths(case_factory: CaseFactory
     result = execute_run("url-task", harness_root=root)
     assert result.report.verdict == "pass"
     assert result.report.no_target_inspection.task_scan["outside_paths"] == []
+
+
+def test_a_fake_solution_that_escapes_its_case_folder_is_blocked(
+    case_factory: CaseFactory, tmp_path: Path
+) -> None:
+    root = case_factory("escaping-solution")
+    outside = tmp_path / "outside-solution"
+    outside.mkdir()
+    solution = root / "evals" / "cases" / "escaping-solution" / "fake" / "solution"
+    shutil.rmtree(solution)
+    solution.symlink_to(outside)
+    result = execute_run("escaping-solution", harness_root=root)
+    assert result.report.verdict == "blocked"
+    assert [b.code for b in result.report.blockers] == ["task_contract_invalid"]
+    assert "escapes its root" in result.report.blockers[0].message
+    assert result.report.case_process_started is False

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from cto_harness.contracts import CASE_ID_PATTERN, CaseSpec
 from cto_harness.errors import Blocked, UsageError
+from cto_harness.fsutil import resolve_within
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,9 @@ def load_case(directory: Path) -> FixtureCase:
         raise Blocked("task_contract_invalid", f"case {spec.id} has no repo/ folder")
     for relative in (spec.fake.overlay, spec.fake.script):
         if relative is not None:
-            target = (directory / relative).resolve()
-            if directory.resolve() not in target.parents:
-                raise Blocked("task_contract_invalid", f"fake solution path escapes: {relative}")
+            try:
+                # Also catches a symlink inside the case folder that points out of it.
+                resolve_within(directory, relative, what="fake solution path")
+            except UsageError as exc:
+                raise Blocked("task_contract_invalid", str(exc)) from exc
     return case

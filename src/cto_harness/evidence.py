@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from cto_harness.contracts import Freshness, Report
+from cto_harness.contracts import Report
 from cto_harness.fsutil import (
     atomic_write_bytes,
     atomic_write_text,
@@ -109,9 +109,6 @@ def write_report_and_seal(root: Path, report: Report, *, secrets: Sequence[str] 
     atomic_write_text(root / "freshness.json", freshness.model_dump_json(indent=2) + "\n")
     return report
 
-
-def read_freshness(root: Path) -> Freshness:
-    return Freshness.model_validate_json((root / "freshness.json").read_text(encoding="utf-8"))
 
 
 def render_markdown(report: Report) -> str:

@@ -71,20 +71,6 @@ def resolve_within(root: Path, relative: str | Path, *, what: str = "path") -> P
     return candidate
 
 
-def tree_files(root: Path) -> list[Path]:
-    """Every regular file and symlink below `root` (symlinks are not followed), sorted."""
-    found: list[Path] = []
-    stack = [root]
-    while stack:
-        current = stack.pop()
-        with os.scandir(current) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                else:
-                    found.append(Path(entry.path))
-    return sorted(found)
-
 
 def tree_digest(root: Path, *, exclude: frozenset[str] = frozenset()) -> str:
     """A SHA-256 over every path, type, exec bit and content below `root` (symlinks by target).

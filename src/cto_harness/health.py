@@ -75,12 +75,8 @@ def _admission(settings: Settings) -> dict[str, Any]:
 
 
 def _isolation(settings: Settings) -> dict[str, Any]:
-    try:
-        from cto_harness.isolation import describe_available  # type: ignore[attr-defined]
-    except ImportError:
-        bwrap = shutil.which("bwrap")
-        return {"status": "ok", "tiers": {"bwrap": bool(bwrap), "none": True},
-                "strongest": "bwrap" if bwrap else "none"}
+    from cto_harness.isolation import describe_available
+
     return {"status": "ok", **describe_available(settings)}
 
 

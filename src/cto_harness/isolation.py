@@ -406,9 +406,6 @@ class Sandbox:
         )
 
 
-def unisolated_info(reason: str) -> IsolationInfo:
-    return IsolationInfo(tier="none", reason=reason)
-
 
 def describe_available(settings: Any) -> dict[str, Any]:
     """For `health`: which tiers this machine has, the strongest, and what a run would use."""

@@ -162,7 +162,7 @@ def _check_item(item: WorkItem, record: RouteRecord, rel: str, out: list[Violati
         public_key = item.fields.get("public_key", ("", 0))[0]
         report = verify_bundle(bundle, **({"public_key": record.path.parent / public_key}
                                          if public_key else {}))
-    except (BundleInvalid, TypeError, OSError) as exc:
+    except (BundleInvalid, OSError) as exc:
         out.append(Violation(rel, evidence_line, f"{item.id}: the cited bundle does not verify: {exc}"))
         return
     if sha256_file(bundle / "report.json") != digest:

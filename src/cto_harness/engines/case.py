@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from cto_harness.contracts import ForbiddenAction, ModelInfo, ProviderInfo
 from cto_harness.engines import register_engine
 from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
-from cto_harness.engines.case_command import CaseCommand, check_case_argv
+from cto_harness.engines.case_command import CaseCommand
 from cto_harness.engines.case_events import map_events, read_jsonl
 from cto_harness.engines.case_guards import (
     collect_guard_records,
@@ -65,7 +65,6 @@ _MAX_SCAN_BYTES = 8 * 1024 * 1024
 SUCCESS_LINE = "[unattended] Pipeline completed successfully."
 
 # The adapter's own refusal of any other command shape (the adapter validator calls it by name).
-check_command = check_case_argv
 
 
 @register_engine

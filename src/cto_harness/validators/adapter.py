@@ -191,13 +191,13 @@ def _command_shape(sc: Scenario) -> str:
     expect(result.report.verdict == "pass", f"the admitted stand-in run ended {result.report.verdict}")
     expect(result.report.provider.executed_path == argv[0],
            "the launched binary is not the hashed private copy")
-    from cto_harness.engines.case import check_command  # the adapter's own refusal
+    from cto_harness.engines.case_command import check_case_argv  # the adapter's own refusal
 
     for bad in ([*argv, "--model", "x"], argv[:5], [argv[0], "run", "--mode", "unattended",
                                                     "--task", argv[3]],
                 [argv[0], "--version"]):
         try:
-            check_command(bad)
+            check_case_argv(bad)
         except Exception:
             continue
         raise CheckFailed(f"the adapter accepted another command shape: {bad}")
