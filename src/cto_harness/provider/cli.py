@@ -69,18 +69,26 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 
 
+def _print_admitted(
+    args: argparse.Namespace, report: Any, level: str, *, report_name: str | None = None
+) -> None:
+    """What `build` and `admit` print: the report as JSON, or where the admitted binary is."""
+    if args.json:
+        _print_json(report.model_dump(mode="json"))
+        return
+    print(f"admitted ({level}): {report.artifact.sha256}")
+    print(f"  binary: {report.artifact.store_path}")
+    if report_name:
+        print(f"  report: {Path(report.artifact.store_path).parent / report_name}")
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     report = build_provider(
         args.source, args.commit, _policy(args), settings, progress=sys.stderr,
         source_url=args.source_url,
     )
-    if args.json:
-        _print_json(report.model_dump(mode="json"))
-    else:
-        print(f"admitted (built): {report.artifact.sha256}")
-        print(f"  binary: {report.artifact.store_path}")
-        print(f"  report: {Path(report.artifact.store_path).parent / 'build-report.md'}")
+    _print_admitted(args, report, "built", report_name="build-report.md")
     return EXIT_PASS
 
 
@@ -90,11 +98,7 @@ def _cmd_admit(args: argparse.Namespace) -> int:
         Path(args.binary), args.source_url, args.commit, _policy(args), settings,
         progress=sys.stderr,
     )
-    if args.json:
-        _print_json(report.model_dump(mode="json"))
-    else:
-        print(f"admitted (asserted): {report.artifact.sha256}")
-        print(f"  binary: {report.artifact.store_path}")
+    _print_admitted(args, report, "asserted")
     return EXIT_PASS
 
 
