@@ -4,6 +4,7 @@ fail, and every bundle is complete and checkable."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -151,10 +152,8 @@ def test_verify_names_the_first_discrepancy(tamper, message: str) -> None:  # ty
         verify_bundle(result.run_dir)
 
 
-def test_a_bundle_copied_from_an_older_run_is_stale(tmp_path: Path) -> None:
+def test_a_bundle_copied_from_an_older_run_is_stale() -> None:
     result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
-    import os
-
     old = result.run_dir / "test.log"
     os.utime(old, (1_000_000_000, 1_000_000_000))
     with pytest.raises(BundleInvalid, match=r"predates the run: test\.log"):
