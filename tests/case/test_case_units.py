@@ -172,11 +172,3 @@ def test_remotes_other_than_the_local_one_are_found(guarded) -> None:  # type: i
     assert {f.action for f in found} == {"git_remote_non_local"}
     assert len(found) == 2
     assert any("remote.upstream.url" in f.detail for f in found)
-
-
-def test_engine_exports_the_shape_check() -> None:
-    from cto_harness.engines.case import check_command
-
-    check_command(GOOD)
-    with pytest.raises(CommandShapeError):
-        check_command([*GOOD, "--model", "x"])
