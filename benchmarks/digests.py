@@ -4,7 +4,7 @@
 
 Generates a workspace in a temporary folder on the same disk as the repository (20,000 small
 files of 0.5-8 KiB in 200 folders plus one 120 MB file), then, interleaved, each round:
-- artifact_digests: `cto_harness.evidence.artifact_digests`, the code that hashes every bundle
+- artifact_digests: `cto_harness.evidence.bundle.artifact_digests`, the code that hashes every bundle
   file for report.json and artifacts.sha256;
 - tree_digest: `cto_harness.fsutil.tree_digest`, the freshness digest of a tree (no cache);
 - sha256sum: `find -print0 | xargs -0 sha256sum` over the same files (one process at a time).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from _bench import ROOT, emit, interleaved, median, ms
 
-from cto_harness.evidence import artifact_digests
+from cto_harness.evidence.bundle import artifact_digests
 from cto_harness.fsutil import tree_digest
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
-from cto_harness.isolation import probe  # noqa: E402
-from cto_harness.run import execute_run  # noqa: E402
+from cto_harness.core.run import execute_run  # noqa: E402
+from cto_harness.sandbox.isolation import probe  # noqa: E402
 from cto_harness.settings import Settings  # noqa: E402
 
 

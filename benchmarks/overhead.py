@@ -5,7 +5,7 @@
 For every fixture case, one round runs, in a rotating order:
 - bare: the case's verification command, by hand, in a prepared copy (the fixture with the fake
   solution laid over it) with the same environment the harness gives it: the physical floor;
-- execute_run: `cto_harness.run.execute_run(case, "fake")`, the whole pipeline in this process
+- execute_run: `cto_harness.core.run.execute_run(case, "fake")`, the whole pipeline in this process
   (gates, copy, git, snapshots, fake agent, diff, verification, bundle, digests);
 - cli: `harness/evals/run-case.sh <case>` as a user types it (a new interpreter each time).
 Prints the medians, the ratio to bare and the absolute overhead in ms.
@@ -24,9 +24,9 @@ from pathlib import Path
 
 from _bench import ROOT, emit, interleaved, median, ms
 
-from cto_harness.cases import case_directory, list_case_ids, load_case
-from cto_harness.run import execute_run
-from cto_harness.verification import verification_env
+from cto_harness.core.fixtures import case_directory, list_case_ids, load_case
+from cto_harness.core.run import execute_run
+from cto_harness.core.testrun import verification_env
 
 HARNESS = ROOT / "harness"
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from _bench import ROOT, emit, median, ms
 
+from cto_harness.core.workspace import Snapshot, git_env
 from cto_harness.fsutil import tree_digest
-from cto_harness.workspace import Snapshot, git_env
 
 
 def generate(root: Path, count: int) -> None:

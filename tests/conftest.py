@@ -24,8 +24,8 @@ _LOCAL_BUN = REPO_ROOT / ".tools" / "bun" / "node_modules" / ".bin"
 if shutil.which("bun") is None and (_LOCAL_BUN / "bun").exists():
     os.environ["PATH"] = os.pathsep.join([str(_LOCAL_BUN), os.environ.get("PATH", "")])
 
-from cto_harness.provider.build import build_provider  # noqa: E402
-from cto_harness.provider.policy import load_policy  # noqa: E402
+from cto_harness.providers.build import build_provider  # noqa: E402
+from cto_harness.providers.policy import load_policy  # noqa: E402
 from cto_harness.settings import Settings  # noqa: E402
 from standin_helpers import POLICY_PATH, head_commit, make_standin_repo  # noqa: E402
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cto_harness.provider.registry import AdmissionRecord
+from cto_harness.providers.registry import AdmissionRecord
 
 STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +103,7 @@ def make_standin_repo(
 def run_provider_cli(
     home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """`python3 -m cto_harness.provider.cli provider <args>` in a child process, with
+    """`python3 -m cto_harness.cli.provider provider <args>` in a child process, with
     `CTO_HARNESS_HOME=home` (`env` replaces the inherited environment when given)."""
     base = dict(os.environ if env is None else env)
     base["CTO_HARNESS_HOME"] = str(home)
@@ -111,7 +111,7 @@ def run_provider_cli(
         [str(REPO_ROOT / "src"), *filter(None, [base.get("PYTHONPATH")])]
     )
     return subprocess.run(
-        [sys.executable, "-m", "cto_harness.provider.cli", "provider", *args],
+        [sys.executable, "-m", "cto_harness.cli.provider", "provider", *args],
         env=base,
         capture_output=True,
         text=True,

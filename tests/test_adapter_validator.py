@@ -47,7 +47,7 @@ def test_a_wrong_harness_root_is_a_clear_usage_error(root: str) -> None:
 
 def _drop_gate(mp: Mp, code: str) -> None:
     """Make CaseEngine.admit let a run through where gate `code` would have blocked it."""
-    from cto_harness.engines.case import CaseEngine
+    from cto_harness.engines.case.engine import CaseEngine
 
     original = CaseEngine.admit
 
@@ -62,7 +62,7 @@ def _drop_gate(mp: Mp, code: str) -> None:
 
 
 def _default_engine_case(mp: Mp) -> None:
-    import cto_harness.cli as cli
+    import cto_harness.cli.main as cli
 
     original = cli.build_parser
 
@@ -76,19 +76,19 @@ def _default_engine_case(mp: Mp) -> None:
 
 
 def _accept_any_command(mp: Mp) -> None:
-    mp.setattr("cto_harness.engines.case_command.check_case_argv", lambda argv, **kw: None)
+    mp.setattr("cto_harness.engines.case.command.check_case_argv", lambda argv, **kw: None)
 
 
 def _no_contract_scan(mp: Mp) -> None:
-    from cto_harness.engines.case import CaseEngine
+    from cto_harness.engines.case.engine import CaseEngine
 
-    mp.setattr("cto_harness.run.scan_contract",
+    mp.setattr("cto_harness.core.run.scan_contract",
                lambda *a, **k: {"scanned_strings": 0, "outside_paths": [], "passed": True})
     mp.setattr(CaseEngine, "_check_contract", lambda self, *a, **k: None)
 
 
 def _timeout_not_reported(mp: Mp) -> None:
-    import cto_harness.run as run
+    import cto_harness.core.run as run
 
     original = run.run_process
 
@@ -101,16 +101,16 @@ def _timeout_not_reported(mp: Mp) -> None:
 
 
 def _any_binary_admitted(mp: Mp) -> None:
-    from cto_harness.provider.registry import list_admissions
+    from cto_harness.providers.registry import list_admissions
 
     def lookup(settings, binary, provider="case"):  # type: ignore[no-untyped-def]
         return next((r for r in list_admissions(settings) if r.status == "admitted"), None)
 
-    mp.setattr("cto_harness.engines.case.lookup_admission", lookup)
+    mp.setattr("cto_harness.engines.case.engine.lookup_admission", lookup)
 
 
 def _pin_not_checked(mp: Mp) -> None:
-    import cto_harness.provider.build as build
+    import cto_harness.providers.build as build
 
     original = build._clone_at_pin
 
@@ -123,13 +123,13 @@ def _pin_not_checked(mp: Mp) -> None:
 
 
 def _bun_assumed(mp: Mp) -> None:
-    import cto_harness.provider.build as build
+    import cto_harness.providers.build as build
 
     mp.setattr(build, "find_bun", lambda environ: build._Tool("/bin/true", "assumed"))
 
 
 def _everything_allowed(mp: Mp) -> None:
-    import cto_harness.run as run
+    import cto_harness.core.run as run
 
     original = run.split_changes
 
@@ -140,13 +140,13 @@ def _everything_allowed(mp: Mp) -> None:
 
 
 def _no_baseline(mp: Mp) -> None:
-    from cto_harness.engines.case import CaseEngine
+    from cto_harness.engines.case.engine import CaseEngine
 
     mp.setattr(CaseEngine, "needs_baseline", False)
 
 
 def _verify_accepts_anything(mp: Mp) -> None:
-    import cto_harness.verify as verify
+    import cto_harness.evidence.verify as verify
     from cto_harness.contracts import Report
 
     mp.setattr(verify, "verify_bundle", lambda root, *a, **kw: Report.model_validate_json(
@@ -156,7 +156,7 @@ def _verify_accepts_anything(mp: Mp) -> None:
 def _digest_cached_beside_the_tree(mp: Mp) -> None:
     # A tempting speed-up with a side effect: caching a tree's digest inside the tree (here, the
     # fixture). Hard-linked copies would be another, but isolation's guard catches those too.
-    import cto_harness.run as run
+    import cto_harness.core.run as run
 
     original = run.tree_digest
 
@@ -176,7 +176,7 @@ def _model_not_checked(mp: Mp) -> None:
         ctx.model = ModelInfo(provider=s.model_provider, model=s.model,
                               base_url=s.model_base_url, admitted=True)
 
-    mp.setattr("cto_harness.engines.case.CaseEngine._model", model)
+    mp.setattr("cto_harness.engines.case.engine.CaseEngine._model", model)
 
 
 BREAKS: dict[str, Callable[[Mp], None]] = {
@@ -187,10 +187,10 @@ BREAKS: dict[str, Callable[[Mp], None]] = {
     "provider_timeout_fail_closed": _timeout_not_reported,
     "model_provider_gate_blocks": _model_not_checked,
     "credentials_gate_blocks": lambda mp: mp.setattr(
-        "cto_harness.engines.case.CaseEngine._credentials", lambda self, ctx: None),
+        "cto_harness.engines.case.engine.CaseEngine._credentials", lambda self, ctx: None),
     "digest_gate_blocks": _any_binary_admitted,
     "identity_gate_blocks": lambda mp: mp.setattr(
-        "cto_harness.engines.case.CaseEngine._identity", lambda self, ctx, copy, policy: None),
+        "cto_harness.engines.case.engine.CaseEngine._identity", lambda self, ctx, copy, policy: None),
     "non_executable_blocks": lambda mp: _drop_gate(mp, "not_executable"),
     "source_commit_gate_blocks": _pin_not_checked,
     "bun_missing_blocks": _bun_assumed,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import REPO_ROOT, CaseFactory
-from cto_harness.verify import verify_bundle
+from cto_harness.evidence.verify import verify_bundle
 
 RUN_CASE = str(REPO_ROOT / "harness" / "evals" / "run-case.sh")
 

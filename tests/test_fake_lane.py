@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import HARNESS_ROOT, CaseFactory
-from cto_harness.cases import list_case_ids
-from cto_harness.run import execute_run
-from cto_harness.verify import BundleInvalid, verify_bundle
+from cto_harness.core.fixtures import list_case_ids
+from cto_harness.core.run import execute_run
+from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 
 # DESIGN section 7: the fields report.json must carry.
 DESIGN_REPORT_FIELDS = {

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from conftest import HARNESS_ROOT, REPO_ROOT, CaseFactory
-from cto_harness import isolation
+from cto_harness.core.run import execute_run
 from cto_harness.errors import UsageError
-from cto_harness.isolation import Probe
-from cto_harness.run import execute_run
+from cto_harness.evidence.signing import PRIVATE_KEY, PUBLIC_KEY, sign_bundle
+from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+from cto_harness.sandbox import isolation
+from cto_harness.sandbox.isolation import Probe
 from cto_harness.settings import Settings
-from cto_harness.signing import PRIVATE_KEY, PUBLIC_KEY, sign_bundle
-from cto_harness.verify import BundleInvalid, verify_bundle
 
 RUN_CASE = str(REPO_ROOT / "harness" / "evals" / "run-case.sh")
 REQUIRE_BWRAP = os.environ.get("CTO_HARNESS_REQUIRE_BWRAP") == "1"

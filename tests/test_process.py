@@ -8,7 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from cto_harness.process import run_process
+from cto_harness.sandbox.process import run_process
 
 DOUBLE_FORK = textwrap.dedent(
     """

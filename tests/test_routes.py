@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from conftest import HARNESS_ROOT, REPO_ROOT
+from cto_harness.core.run import execute_run
 from cto_harness.fsutil import sha256_file
-from cto_harness.routes import validate_routes
-from cto_harness.run import execute_run
 from cto_harness.settings import Settings
+from cto_harness.validators.routes import validate_routes
 
 FRONT = """---
 title: A test record
@@ -136,7 +136,7 @@ def test_a_done_item_with_a_tampered_bundle_or_wrong_digest_is_rejected(tmp_path
 
 
 def test_a_stated_admission_status_must_agree_with_the_registry(tmp_path: Path) -> None:
-    from cto_harness.provider.registry import AdmissionRecord, record_admission
+    from cto_harness.providers.registry import AdmissionRecord, record_admission
 
     text = FRONT.replace("route: stage2-run", "route: provider-admission\nadmission_status: admitted")
     route_dir = _record(tmp_path, text)

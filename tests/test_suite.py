@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, CaseFactory
-from cto_harness.suite import aggregate, pass_at_k, run_suite, suite_exit_code
-from cto_harness.verify import verify_bundle
+from cto_harness.core.suite import aggregate, pass_at_k, run_suite, suite_exit_code
+from cto_harness.evidence.verify import verify_bundle
 
 WRONG = {"fake/solution/slugkit/text.py": "def slugify(value):\n    return value.lower()\n"}
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import HARNESS_ROOT, REPO_ROOT, CaseFactory, files_outside
+from cto_harness.core.run import execute_run
 from cto_harness.errors import UsageError
-from cto_harness.run import execute_run
-from cto_harness.verify import verify_bundle
+from cto_harness.evidence.verify import verify_bundle
 
 RUN_CASE = REPO_ROOT / "harness" / "evals" / "run-case.sh"
 

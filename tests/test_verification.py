@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CaseFactory
-from cto_harness.run import execute_run
-from cto_harness.verification import parse_counts
+from cto_harness.core.run import execute_run
+from cto_harness.core.testrun import parse_counts
 
 
 def _real_output(tmp_path: Path, framework: str, body: str) -> str:

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cto_harness.workspace import Snapshot, copy_tree, init_workspace_repo, split_changes
+from cto_harness.core.workspace import Snapshot, copy_tree, init_workspace_repo, split_changes
 
 
 def _fixture(root: Path) -> Path:

@@ -18,7 +18,7 @@ sys.path[:0] = [str(REPO_ROOT / "src"), str(REPO_ROOT / "tests" / "hostile")]
 
 from hostile_suite import ATTACKS, EXPECTED, TIERS, run_attack, tier_available  # noqa: E402
 
-from cto_harness.isolation import probe  # noqa: E402
+from cto_harness.sandbox.isolation import probe  # noqa: E402
 
 HEADER = """# Security: the hostile-provider suite
 

@@ -24,9 +24,9 @@ if _VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (REPO / ".venv").reso
     os.execv(str(_VENV_PYTHON), [str(_VENV_PYTHON), *sys.argv])
 sys.path.insert(0, str(REPO / "src"))
 
+from cto_harness.evidence.verify import verify_bundle  # noqa: E402
 from cto_harness.fsutil import sha256_file  # noqa: E402
 from cto_harness.validators.adapter import Scenario  # noqa: E402
-from cto_harness.verify import verify_bundle  # noqa: E402
 
 RECORD = REPO / "docs" / "route" / "stage2-run-route.md"
 EVIDENCE = REPO / "docs" / "route" / "evidence"

@@ -18,7 +18,7 @@ if _VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (REPO / ".venv").reso
     os.execv(str(_VENV_PYTHON), [str(_VENV_PYTHON), *sys.argv])
 sys.path.insert(0, str(REPO / "src"))
 
-from cto_harness.routes_cli import main  # noqa: E402
+from cto_harness.cli.routes import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], default_route_dir=REPO / "docs" / "route"))

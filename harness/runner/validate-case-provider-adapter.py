@@ -23,7 +23,7 @@ _BUN = REPO / ".tools" / "bun" / "node_modules" / ".bin"
 if _BUN.is_dir():
     os.environ["PATH"] = f"{_BUN}{os.pathsep}{os.environ.get('PATH', '')}"
 
-from cto_harness.validators.adapter_cli import main  # noqa: E402
+from cto_harness.cli.adapter import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

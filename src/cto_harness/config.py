@@ -90,7 +90,7 @@ def config_command(args: object) -> int:
     """`cto-harness config show|add-target PATH`."""
     import argparse
 
-    from cto_harness.isolation import choose_tier, probe
+    from cto_harness.sandbox.isolation import choose_tier, probe
     from cto_harness.settings import Settings
 
     assert isinstance(args, argparse.Namespace)

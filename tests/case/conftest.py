@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from case_helpers import GATEWAY_MODEL, TEST_MODEL
-from cto_harness.provider.build import build_provider
-from cto_harness.provider.policy import load_policy
+from cto_harness.providers.build import build_provider
+from cto_harness.providers.policy import load_policy
 from cto_harness.settings import Settings
 from standin_helpers import POLICY_PATH, REPO_ROOT, head_commit, make_standin_repo
 

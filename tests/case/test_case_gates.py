@@ -19,7 +19,7 @@ from case_helpers import (
     run_case,
     verify_bundle,
 )
-from cto_harness.provider.registry import AdmissionRecord, record_admission, utc_now
+from cto_harness.providers.registry import AdmissionRecord, record_admission, utc_now
 from cto_harness.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -138,8 +138,8 @@ def test_case_inputs_recorded_and_valid(passing_run) -> None:  # type: ignore[no
 
 def test_schema_check_of_projects(tmp_path: Path) -> None:
     """projects.json as the engine writes it, validated against Case's projects schema."""
-    from cto_harness.cases import load_case
-    from cto_harness.engines.case_inputs import make_projects
+    from cto_harness.core.fixtures import load_case
+    from cto_harness.engines.case.inputs import make_projects
     from standin_helpers import REPO_ROOT
 
     if not SHARED.is_dir():

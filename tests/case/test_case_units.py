@@ -12,16 +12,16 @@ import pytest
 from pydantic import ValidationError
 
 from case_helpers import SHARED
-from cto_harness.cases import load_case
-from cto_harness.engines.case_command import CaseCommand, CommandShapeError, check_case_argv
-from cto_harness.engines.case_guards import (
+from cto_harness.core.fixtures import load_case
+from cto_harness.core.taskscan import outside_paths
+from cto_harness.engines.case.command import CaseCommand, CommandShapeError, check_case_argv
+from cto_harness.engines.case.guards import (
     collect_guard_records,
     inspect_remotes,
     install_guards,
     real_git,
 )
-from cto_harness.engines.case_inputs import CaseTask, make_task, render_brief, task_id
-from cto_harness.taskscan import outside_paths
+from cto_harness.engines.case.inputs import CaseTask, make_task, render_brief, task_id
 from standin_helpers import REPO_ROOT
 
 CA = "/run/x/private/bin/ca"
@@ -107,7 +107,7 @@ def _git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess
 
 @pytest.fixture
 def guarded(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from cto_harness.workspace import git_env, init_workspace_repo
+    from cto_harness.core.workspace import git_env, init_workspace_repo
 
     workspace, remote = tmp_path / "workspace", tmp_path / "private" / "remote.git"
     workspace.mkdir()

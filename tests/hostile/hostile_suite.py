@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cto_harness.guard import fingerprint
-from cto_harness.isolation import probe
-from cto_harness.run import execute_run
+from cto_harness.core.run import execute_run
+from cto_harness.evidence.signing import PRIVATE_KEY, PUBLIC_KEY, load_or_create_key
+from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+from cto_harness.sandbox.guard import fingerprint
+from cto_harness.sandbox.isolation import probe
 from cto_harness.settings import Settings
-from cto_harness.signing import PRIVATE_KEY, PUBLIC_KEY, load_or_create_key
-from cto_harness.verify import BundleInvalid, verify_bundle
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]

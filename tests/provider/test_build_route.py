@@ -16,7 +16,7 @@ import pytest
 
 from conftest import AdmittedStandin
 from cto_harness.fsutil import tree_digest
-from cto_harness.provider.registry import (
+from cto_harness.providers.registry import (
     list_admissions,
     lookup_admission,
     record_admission,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cto_harness.errors import Blocked
-from cto_harness.provider.identity import IdentityMismatch, probe_binary_identity
-from cto_harness.provider.policy import ProviderPolicy, load_policy
+from cto_harness.providers.identity import IdentityMismatch, probe_binary_identity
+from cto_harness.providers.policy import ProviderPolicy, load_policy
 from standin_helpers import POLICY_PATH, write_script_binary
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cto_harness.errors import UsageError
-from cto_harness.provider.policy import (
+from cto_harness.providers.policy import (
     ProviderPolicy,
     default_policy_path,
     load_policy,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cto_harness.errors import Blocked
-from cto_harness.provider.registry import (
+from cto_harness.providers.registry import (
     admission_summary,
     find_admission,
     list_admissions,
@@ -94,7 +94,7 @@ def test_summary_counts(tmp_path: Path) -> None:
 _CHILD = """
 import os, sys
 from cto_harness.settings import Settings
-from cto_harness.provider import registry
+from cto_harness.providers import registry
 
 mode, home = sys.argv[1], sys.argv[2]
 settings = Settings.from_env({"CTO_HARNESS_HOME": home})
@@ -163,7 +163,7 @@ def test_concurrent_admissions_from_separate_processes_all_land(tmp_path: Path) 
            "PYTHONPATH": str(REPO_ROOT / "src")}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "cto_harness.provider.cli", "provider", "admit",
+            [sys.executable, "-m", "cto_harness.cli.provider", "provider", "admit",
              "--binary", str(binary), "--source-url", "https://github.com/workos/case.git",
              "--commit", POLICY_PIN],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -9,7 +9,7 @@ from cto_harness.errors import UsageError
 
 _ENGINES: dict[str, type[Engine]] = {}
 # Built-in engines, imported only when asked for: a fake run never loads the Case engine.
-_BUILTIN_MODULES = {"fake": "cto_harness.engines.fake", "case": "cto_harness.engines.case"}
+_BUILTIN_MODULES = {"fake": "cto_harness.engines.fake.engine", "case": "cto_harness.engines.case.engine"}
 
 
 def register_engine(cls: type[Engine]) -> type[Engine]:

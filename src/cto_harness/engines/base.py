@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from cto_harness.cases import FixtureCase
 from cto_harness.contracts import ForbiddenAction, ModelInfo, ProviderInfo
-from cto_harness.events import EventLog
-from cto_harness.process import ProcessResult
+from cto_harness.core.events import EventLog
+from cto_harness.core.fixtures import FixtureCase
+from cto_harness.sandbox.process import ProcessResult
 from cto_harness.settings import Settings
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cto_harness.core.run import RunResult, execute_run
 from cto_harness.fsutil import sha256_file, tree_digest
-from cto_harness.run import RunResult, execute_run
 from cto_harness.settings import Settings
 from cto_harness.validators.script_standin import solution_of, write_script_standin
 
@@ -109,8 +109,8 @@ class Scenario:
     def admitted(self, scenario: str) -> Path:
         """A script stand-in with `scenario`, admitted through the real admission route."""
         if scenario not in self._admitted:
-            from cto_harness.provider.build import admit_prebuilt
-            from cto_harness.provider.policy import default_policy_path, load_policy
+            from cto_harness.providers.build import admit_prebuilt
+            from cto_harness.providers.policy import default_policy_path, load_policy
 
             policy = load_policy(default_policy_path(self.harness_root))
             binary = write_script_standin(self.workdir / "standins" / scenario / "ca",
@@ -143,7 +143,7 @@ def blocked_with(result: RunResult, code: str, marker: str | None = None) -> str
 
 
 def _bundle_verifies(result: RunResult) -> None:
-    from cto_harness.verify import BundleInvalid, verify_bundle
+    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 
     try:
         verify_bundle(result.run_dir, result.public_key)
@@ -171,7 +171,7 @@ def _running_with(token: str) -> list[int]:
 
 @check("fake_default_lane")
 def _fake_default_lane(sc: Scenario) -> str:
-    from cto_harness.cli import build_parser
+    from cto_harness.cli.main import build_parser
 
     default = build_parser().parse_args(["run", CASE_ID]).engine
     expect(default == "fake", f"the default engine is {default!r}, not fake")
@@ -191,7 +191,7 @@ def _command_shape(sc: Scenario) -> str:
     expect(result.report.verdict == "pass", f"the admitted stand-in run ended {result.report.verdict}")
     expect(result.report.provider.executed_path == argv[0],
            "the launched binary is not the hashed private copy")
-    from cto_harness.engines.case_command import check_case_argv  # the adapter's own refusal
+    from cto_harness.engines.case.command import check_case_argv  # the adapter's own refusal
 
     for bad in ([*argv, "--model", "x"], argv[:5], [argv[0], "run", "--mode", "unattended",
                                                     "--task", argv[3]],
@@ -320,9 +320,9 @@ def _digest_gate(sc: Scenario) -> str:
 @check("identity_gate_blocks")
 def _identity_gate(sc: Scenario) -> str:
     from cto_harness.errors import Blocked
-    from cto_harness.provider.build import admit_prebuilt
-    from cto_harness.provider.policy import default_policy_path, load_policy
-    from cto_harness.provider.registry import AdmissionRecord, list_admissions, record_admission
+    from cto_harness.providers.build import admit_prebuilt
+    from cto_harness.providers.policy import default_policy_path, load_policy
+    from cto_harness.providers.registry import AdmissionRecord, list_admissions, record_admission
 
     policy = load_policy(default_policy_path(sc.harness_root))
     sc.admitted("normal")
@@ -375,9 +375,9 @@ def _tiny_source(sc: Scenario) -> Path:
 
 def _build_blocks(sc: Scenario, code: str, *, commit: str | None, path: str | None) -> str:
     from cto_harness.errors import Blocked
-    from cto_harness.provider.build import build_provider
-    from cto_harness.provider.policy import default_policy_path, load_policy
-    from cto_harness.provider.registry import registry_path
+    from cto_harness.providers.build import build_provider
+    from cto_harness.providers.policy import default_policy_path, load_policy
+    from cto_harness.providers.registry import registry_path
 
     source = _tiny_source(sc)
     before_tree = tree_digest(source)
@@ -455,8 +455,8 @@ def _same_run_baseline(sc: Scenario) -> str:
 
 @check("evidence_shape")
 def _evidence_shape(sc: Scenario) -> str:
-    from cto_harness.evidence import REQUIRED_FILES
-    from cto_harness.verify import BundleInvalid, verify_bundle
+    from cto_harness.evidence.bundle import REQUIRED_FILES
+    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 
     # Its blocked scenario uses a gate no other check relies on, so checks fail independently.
     outcomes = {"pass": sc.run(), "blocked": sc.run(CTO_HARNESS_ALLOW_CASE=None)}

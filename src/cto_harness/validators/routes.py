@@ -133,7 +133,7 @@ def _check_front(record: RouteRecord, rel: str, today: date, out: list[Violation
 
 
 def _check_item(item: WorkItem, record: RouteRecord, rel: str, out: list[Violation]) -> None:
-    from cto_harness.verify import BundleInvalid, verify_bundle
+    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 
     if not WORK_ITEM_ID.match(item.id):
         out.append(Violation(rel, item.line, f"work item id {item.id!r} is not CTO-WORK-NNN"))
@@ -187,7 +187,7 @@ def _check_item(item: WorkItem, record: RouteRecord, rel: str, out: list[Violati
 def _check_admission(record: RouteRecord, rel: str, settings: Settings, out: list[Violation]) -> None:
     if "admission_status" not in record.front:
         return
-    from cto_harness.provider.registry import list_admissions
+    from cto_harness.providers.registry import list_admissions
 
     stated, line = record.front["admission_status"]
     sha = record.front.get("admission_sha256", ("", line))[0]

@@ -27,7 +27,7 @@ def _timed(func: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def _routes(repo_root: Path, settings: Settings) -> dict[str, Any]:
-    from cto_harness.routes import validate_routes
+    from cto_harness.validators.routes import validate_routes
 
     records, violations = validate_routes(repo_root / "docs" / "route", settings)
     return {"status": "ok" if not violations else "failed", "records": len(records),
@@ -44,8 +44,8 @@ def _adapter(harness_root: Path) -> dict[str, Any]:
 
 
 def _fake_lane(harness_root: Path) -> dict[str, Any]:
-    from cto_harness.cases import list_case_ids
-    from cto_harness.run import execute_run
+    from cto_harness.core.fixtures import list_case_ids
+    from cto_harness.core.run import execute_run
 
     runs = Path(tempfile.mkdtemp(prefix="cto-health-runs-"))
     try:
@@ -63,7 +63,7 @@ def _fake_lane(harness_root: Path) -> dict[str, Any]:
 
 
 def _admission(settings: Settings) -> dict[str, Any]:
-    from cto_harness.provider.registry import admission_summary
+    from cto_harness.providers.registry import admission_summary
 
     summary = admission_summary(settings)
     configured = bool(settings.case_bin) and Path(settings.case_bin or "").is_file()
@@ -75,7 +75,7 @@ def _admission(settings: Settings) -> dict[str, Any]:
 
 
 def _isolation(settings: Settings) -> dict[str, Any]:
-    from cto_harness.isolation import describe_available
+    from cto_harness.sandbox.isolation import describe_available
 
     return {"status": "ok", **describe_available(settings)}
 

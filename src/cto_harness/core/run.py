@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 
 from cto_harness import REPORT_SCHEMA_VERSION, __version__
-from cto_harness.cases import FixtureCase, case_directory, load_case
 from cto_harness.contracts import (
     BaselineComparison,
     Blocker,
@@ -28,6 +27,12 @@ from cto_harness.contracts import (
     Timing,
     VerificationResult,
 )
+from cto_harness.core.events import EventLog, iso, utc_now
+from cto_harness.core.fixtures import FixtureCase, case_directory, load_case
+from cto_harness.core.globs import matches_any
+from cto_harness.core.taskscan import scan_contract
+from cto_harness.core.testrun import run_verification
+from cto_harness.core.workspace import Snapshot, copy_tree, init_workspace_repo, split_changes
 from cto_harness.engines import RunContext, get_engine
 from cto_harness.engines.base import Engine, ProviderOutcome
 from cto_harness.errors import (
@@ -39,18 +44,13 @@ from cto_harness.errors import (
     Interrupted,
     UsageError,
 )
-from cto_harness.events import EventLog, iso, utc_now
-from cto_harness.evidence import redact_files, render_markdown, write_report_and_seal
+from cto_harness.evidence.bundle import redact_files, render_markdown, write_report_and_seal
+from cto_harness.evidence.signing import sign_bundle
 from cto_harness.fsutil import atomic_write_jsonl, atomic_write_text, tree_digest
-from cto_harness.globs import matches_any
-from cto_harness.guard import Watch, check_disk
-from cto_harness.isolation import Sandbox
-from cto_harness.process import ProcessResult, run_process
+from cto_harness.sandbox.guard import Watch, check_disk
+from cto_harness.sandbox.isolation import Sandbox
+from cto_harness.sandbox.process import ProcessResult, run_process
 from cto_harness.settings import Settings, secret_values
-from cto_harness.signing import sign_bundle
-from cto_harness.taskscan import scan_contract
-from cto_harness.verification import run_verification
-from cto_harness.workspace import Snapshot, copy_tree, init_workspace_repo, split_changes
 
 EXIT_CODES = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "blocked": EXIT_BLOCKED, "error": EXIT_ERROR}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cto_harness.errors import HarnessError
 from cto_harness.fsutil import sha256_file
-from cto_harness.provider.registry import exclusive_lock, provider_store_dir
+from cto_harness.providers.registry import exclusive_lock, provider_store_dir
 from cto_harness.settings import Settings
 
 BINARY_NAME = "ca"

@@ -1,6 +1,6 @@
 """`cto-harness suite`: many cases times many repeats, in parallel processes, resumable.
 
-Each run happens in a worker process of its own (`python -m cto_harness.suite --worker`), one run
+Each run happens in a worker process of its own (`python -m cto_harness.core.suite --worker`), one run
 at a time per worker, because the process runner's subreaper attributes every orphan that appears
 during a launch to that launch. Workers live for the whole suite (imports are paid once per
 worker, not once per run) and start in their own session, so a terminal's Ctrl-C reaches only this
@@ -119,7 +119,7 @@ def suite_exit_code(runs: Sequence[dict[str, Any]], complete: bool) -> int:
 
 def read_bundle(run_dir: Path) -> dict[str, Any] | None:
     """The run's record from its bundle, or None when the bundle is missing or does not verify."""
-    from cto_harness.verify import BundleInvalid, verify_bundle
+    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 
     try:
         report = verify_bundle(run_dir)
@@ -179,7 +179,7 @@ class _Worker:
         self.index = index
         self.log = open(log, "ab")  # noqa: SIM115 (kept open for the worker's lifetime)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cto_harness.suite", "--worker"],
+            [sys.executable, "-m", "cto_harness.core.suite", "--worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
             start_new_session=True, close_fds=True,
         )
@@ -223,8 +223,8 @@ class _Worker:
 
 def _worker_main() -> int:
     """The worker loop: read a job, run it, say so. Output of the run goes to stderr."""
+    from cto_harness.core.run import execute_run
     from cto_harness.errors import Interrupted
-    from cto_harness.run import execute_run
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise Interrupted("SIGTERM")
@@ -553,6 +553,6 @@ def _fmt(value: float | None) -> str:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--worker"]:
         sys.exit(_worker_main())
-    print("usage: python -m cto_harness.suite --worker (started by `cto-harness suite`)",
+    print("usage: python -m cto_harness.core.suite --worker (started by `cto-harness suite`)",
           file=sys.stderr)
     sys.exit(64)

@@ -30,8 +30,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cto_harness.cases import case_directory, find_harness_root
-    from cto_harness.run import execute_run
+    from cto_harness.core.fixtures import case_directory, find_harness_root
+    from cto_harness.core.run import execute_run
 
     root = Path(args.harness_root).resolve() if args.harness_root else find_harness_root()
     case_directory(root, args.case_id)  # a bad id is one usage line, before anything else
@@ -51,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from cto_harness.verify import BundleInvalid, verify_bundle
+    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 
     try:
         report = verify_bundle(Path(args.run_dir),
@@ -76,9 +76,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from cto_harness.cases import case_directory, find_harness_root, list_case_ids
+    from cto_harness.core.fixtures import case_directory, find_harness_root, list_case_ids
+    from cto_harness.core.suite import default_suite_dir, run_suite, summary_table
     from cto_harness.settings import Settings
-    from cto_harness.suite import default_suite_dir, run_suite, summary_table
 
     root = Path(args.harness_root).resolve() if args.harness_root else find_harness_root()
     case_ids = list(dict.fromkeys(args.case_ids)) or list_case_ids(root)
@@ -120,7 +120,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
-    from cto_harness.cases import find_harness_root, list_case_ids
+    from cto_harness.core.fixtures import find_harness_root, list_case_ids
 
     root = Path(args.harness_root).resolve() if args.harness_root else find_harness_root()
     for case_id in list_case_ids(root):
@@ -129,8 +129,8 @@ def cmd_cases(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from cto_harness.cases import find_harness_root
-    from cto_harness.health import health
+    from cto_harness.core.fixtures import find_harness_root
+    from cto_harness.validators.health import health
 
     root = Path(args.harness_root).resolve() if args.harness_root else find_harness_root()
     result = health(root.parent, root)
@@ -145,7 +145,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_provider(args: argparse.Namespace) -> int:
-    from cto_harness.provider.cli import main as provider_main
+    from cto_harness.cli.provider import main as provider_main
 
     return provider_main(["provider", *args.arguments])
 

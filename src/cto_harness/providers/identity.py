@@ -23,8 +23,8 @@ from pydantic import Field
 from cto_harness.contracts import StrictModel
 from cto_harness.errors import Blocked
 from cto_harness.fsutil import sha256_bytes
-from cto_harness.process import run_process
-from cto_harness.provider.policy import ProviderPolicy
+from cto_harness.providers.policy import ProviderPolicy
+from cto_harness.sandbox.process import run_process
 
 PROBE_ARGS = ("--help",)
 _PROBE_OUTPUT_CAP = 1 << 20

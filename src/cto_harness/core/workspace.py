@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import IO
 
 from cto_harness.contracts import ChangedFile
+from cto_harness.core.globs import matches_any
 from cto_harness.errors import HarnessError
-from cto_harness.globs import matches_any
-from cto_harness.process import run_quiet
+from cto_harness.sandbox.process import run_quiet
 
 # Provider bookkeeping (Case writes everything under .case/): listed apart from source changes.
 BOOKKEEPING_DIRS = (".case",)

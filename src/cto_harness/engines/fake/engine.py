@@ -7,16 +7,16 @@ import sys
 from pathlib import Path
 
 from cto_harness.contracts import ProviderInfo, TaskContract
+from cto_harness.core.events import iso, utc_now
+from cto_harness.core.workspace import git_env
 from cto_harness.engines import register_engine
 from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
-from cto_harness.engines.case_events import map_events, read_jsonl
+from cto_harness.engines.case.events import map_events, read_jsonl
 from cto_harness.errors import HarnessError
-from cto_harness.events import iso, utc_now
 from cto_harness.fsutil import atomic_write_json, sha256_file
-from cto_harness.process import ProcessResult
-from cto_harness.workspace import git_env
+from cto_harness.sandbox.process import ProcessResult
 
-AGENT_SOURCE = Path(__file__).with_name("fake_agent.py")
+AGENT_SOURCE = Path(__file__).with_name("agent.py")
 
 
 @register_engine

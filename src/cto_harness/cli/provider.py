@@ -3,7 +3,7 @@
 `register(subparsers)` adds the `provider` command to the main CLI's argparse sub-parsers; every
 leaf parser sets `handler`, a function `(argparse.Namespace) -> int` that returns the exit code:
 0 ok, 1 verify found different digests, 2 blocked (`blocked: <code>: <message>` on stderr),
-64 usage. `python3 -m cto_harness.provider.cli provider …` runs this command on its own.
+64 usage. `python3 -m cto_harness.cli.provider provider …` runs this command on its own.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from cto_harness.errors import (
     HarnessError,
     UsageError,
 )
-from cto_harness.provider.build import admit_prebuilt, build_provider, verify_provider
-from cto_harness.provider.policy import ProviderPolicy, default_policy_path, load_policy
-from cto_harness.provider.registry import AdmissionRecord, list_admissions, registry_path
+from cto_harness.providers.build import admit_prebuilt, build_provider, verify_provider
+from cto_harness.providers.policy import ProviderPolicy, default_policy_path, load_policy
+from cto_harness.providers.registry import AdmissionRecord, list_admissions, registry_path
 from cto_harness.settings import Settings
 
 Handler = Callable[[argparse.Namespace], int]
@@ -248,7 +248,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry: `python3 -m cto_harness.provider.cli provider <command> …`."""
+    """Stand-alone entry: `python3 -m cto_harness.cli.provider provider <command> …`."""
     parser = _Parser(prog="cto-harness")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)

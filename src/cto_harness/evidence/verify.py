@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cto_harness.contracts import Freshness, Report
-from cto_harness.evidence import (
+from cto_harness.evidence.bundle import (
     MANIFEST,
     NOT_IN_MANIFEST,
     NOT_IN_REPORT,
@@ -35,7 +35,7 @@ def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
 
     The DSSE signature (`evidence.dsse.json`) is checked with `public_key`, by default the local
     harness's own (`$CTO_HARNESS_HOME/keys/evidence-ed25519.pub`)."""
-    from cto_harness.signing import SignatureInvalid, load_public_key, verify_envelope
+    from cto_harness.evidence.signing import SignatureInvalid, load_public_key, verify_envelope
 
     root = root.resolve()
     if not root.is_dir():
@@ -123,8 +123,8 @@ def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
 
 
 def _local_public_key() -> Path:
+    from cto_harness.evidence.signing import PUBLIC_KEY
     from cto_harness.settings import Settings
-    from cto_harness.signing import PUBLIC_KEY
 
     path = Settings.from_env().keys_dir / PUBLIC_KEY
     if not path.is_file():

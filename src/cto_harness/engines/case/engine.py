@@ -25,17 +25,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from cto_harness.contracts import ForbiddenAction, ModelInfo, ProviderInfo
+from cto_harness.core.events import iso, utc_now
+from cto_harness.core.taskscan import outside_paths
+from cto_harness.core.workspace import git_env
 from cto_harness.engines import register_engine
 from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
-from cto_harness.engines.case_command import CaseCommand
-from cto_harness.engines.case_events import map_events, read_jsonl
-from cto_harness.engines.case_guards import (
+from cto_harness.engines.case.command import CaseCommand
+from cto_harness.engines.case.events import map_events, read_jsonl
+from cto_harness.engines.case.guards import (
     collect_guard_records,
     inspect_remotes,
     install_guards,
     real_git,
 )
-from cto_harness.engines.case_inputs import (
+from cto_harness.engines.case.inputs import (
     CaseTask,
     ProjectsManifest,
     make_projects,
@@ -44,10 +47,8 @@ from cto_harness.engines.case_inputs import (
     write_json,
 )
 from cto_harness.errors import Blocked, UsageError
-from cto_harness.events import iso, utc_now
 from cto_harness.fsutil import atomic_write_json, sha256_file
-from cto_harness.process import ProcessResult
-from cto_harness.provider import (
+from cto_harness.providers import (
     IdentityMismatch,
     ProviderPolicy,
     default_policy_path,
@@ -55,9 +56,8 @@ from cto_harness.provider import (
     lookup_admission,
     probe_binary_identity,
 )
+from cto_harness.sandbox.process import ProcessResult
 from cto_harness.settings import CREDENTIAL_VARIABLES
-from cto_harness.taskscan import outside_paths
-from cto_harness.workspace import git_env
 
 _MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
 _MAX_MARKER_BYTES = 4096

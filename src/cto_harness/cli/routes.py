@@ -8,8 +8,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cto_harness.routes import validate_routes
 from cto_harness.settings import Settings
+from cto_harness.validators.routes import validate_routes
 
 
 def main(argv: Sequence[str], *, default_route_dir: Path) -> int:

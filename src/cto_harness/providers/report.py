@@ -15,7 +15,7 @@ from pydantic import Field
 
 from cto_harness import __version__
 from cto_harness.contracts import StrictModel
-from cto_harness.provider.identity import IdentityEvidence, SourceIdentityEvidence
+from cto_harness.providers.identity import IdentityEvidence, SourceIdentityEvidence
 
 REPORT_SCHEMA_VERSION = "1.0"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

@@ -9,14 +9,14 @@ What the run pipeline calls:
 - `admission_summary(settings)` -> dict, for health
 """
 
-from cto_harness.provider.identity import IdentityEvidence, IdentityMismatch, probe_binary_identity
-from cto_harness.provider.policy import (
+from cto_harness.providers.identity import IdentityEvidence, IdentityMismatch, probe_binary_identity
+from cto_harness.providers.policy import (
     AdmittedModel,
     ProviderPolicy,
     default_policy_path,
     load_policy,
 )
-from cto_harness.provider.registry import (
+from cto_harness.providers.registry import (
     AdmissionRecord,
     admission_summary,
     find_admission,

@@ -27,21 +27,20 @@ from typing import Any, TextIO
 
 from cto_harness.errors import Blocked, UsageError
 from cto_harness.fsutil import atomic_write_json, atomic_write_text, sha256_file, tree_digest
-from cto_harness.process import run_process, run_quiet
-from cto_harness.provider.identity import (
+from cto_harness.providers.identity import (
     SourceIdentityEvidence,
     check_executable,
     check_source_identity,
     probe_binary_identity,
 )
-from cto_harness.provider.policy import ProviderPolicy, check_commit, normalize_source_url
-from cto_harness.provider.registry import (
+from cto_harness.providers.policy import ProviderPolicy, check_commit, normalize_source_url
+from cto_harness.providers.registry import (
     AdmissionRecord,
     exclusive_lock,
     record_admission,
     utc_now,
 )
-from cto_harness.provider.report import (
+from cto_harness.providers.report import (
     ArtifactInfo,
     CheckoutGuard,
     CheckoutState,
@@ -52,7 +51,8 @@ from cto_harness.provider.report import (
     provenance_statement,
     render_markdown,
 )
-from cto_harness.provider.store import open_store_entry, remove_tree, staged_copy
+from cto_harness.providers.store import open_store_entry, remove_tree, staged_copy
+from cto_harness.sandbox.process import run_process, run_quiet
 from cto_harness.settings import Settings
 
 _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", re.IGNORECASE)

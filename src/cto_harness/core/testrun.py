@@ -9,11 +9,11 @@ import re
 import shutil
 from pathlib import Path
 
-from cto_harness.cases import FixtureCase
 from cto_harness.contracts import VerificationResult
-from cto_harness.globs import matches_any
-from cto_harness.process import run_process
-from cto_harness.workspace import BOOKKEEPING_DIRS
+from cto_harness.core.fixtures import FixtureCase
+from cto_harness.core.globs import matches_any
+from cto_harness.core.workspace import BOOKKEEPING_DIRS
+from cto_harness.sandbox.process import run_process
 
 _IGNORED_IN_COPY = {".git", *BOOKKEEPING_DIRS}
 

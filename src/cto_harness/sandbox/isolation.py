@@ -41,12 +41,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cto_harness import landlock
 from cto_harness.contracts import IsolationInfo
 from cto_harness.engines.base import Launch, RunContext
 from cto_harness.errors import Blocked
 from cto_harness.fsutil import atomic_write_text, sha256_file
-from cto_harness.process import run_process
+from cto_harness.sandbox import landlock
+from cto_harness.sandbox.process import run_process
 
 LANDLOCK_LAUNCHER = Path(landlock.__file__)
 # Harness-owned folders of a run's private/ that the provider never sees.

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.contracts import ForbiddenAction
-from cto_harness.process import run_quiet
+from cto_harness.sandbox.process import run_quiet
 
 GH_RECORD = "gh-calls.jsonl"
 GIT_PUSH_RECORD = "git-push-attempts.jsonl"
