@@ -210,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--harness-root")
     health.set_defaults(func=cmd_health)
 
+    from cto_harness.cli.model import add_parser as add_model_parser
+
+    add_model_parser(sub)
+
     # Parsed by the provider module itself, imported only when used (it loads the build route).
     provider = sub.add_parser("provider", add_help=False,
                               help="build, admit, verify and list provider binaries "
