@@ -30,10 +30,9 @@ if shutil.which("bun") is None and (_LOCAL_BUN / "bun").exists():
     os.environ["PATH"] = os.pathsep.join([str(_LOCAL_BUN), os.environ.get("PATH", "")])
 
 from cto_harness.providers.build import admit_prebuilt, build_provider  # noqa: E402
-from cto_harness.providers.policy import load_policy  # noqa: E402
 from cto_harness.providers.registry import lookup_admission  # noqa: E402
 from cto_harness.settings import Settings  # noqa: E402
-from standin_helpers import POLICY_PATH, POLICY_PIN, head_commit, make_standin_repo  # noqa: E402
+from standin_helpers import POLICY_PIN, head_commit, make_standin_repo, policy_accepting  # noqa: E402
 
 
 def _median_seconds(runs: int, action: Callable[[int], object]) -> tuple[float, list[float]]:
@@ -51,11 +50,11 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     runs = max(3, args.runs)
-    policy = load_policy(POLICY_PATH)
     with tempfile.TemporaryDirectory(prefix="cto-harness-bench-") as tmp:
         base = Path(tmp)
         repo = make_standin_repo(base)
         commit = head_commit(repo)
+        policy = policy_accepting(commit)  # a stand-in's commit, recorded as an accepted pin
         settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(base / "home")})
 
         reports = []
