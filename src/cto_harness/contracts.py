@@ -166,11 +166,36 @@ class ProviderInfo(StrictModel):
     provenance_level: ProvenanceLevel | None = None
 
 
+EndpointKind = Literal["live", "replay", "scripted"]
+
+
+class ModelEndpointInfo(StrictModel):
+    """Who answered the provider's model requests, as the harness knows it (never the
+    provider's claim): the harness started the endpoint itself, or the admitted model says."""
+
+    mode: Literal["live", "scripted", "replay", "record"]
+    started_by_harness: bool = False
+    url: str | None = Field(default=None, description="the base URL the provider was given")
+    upstream: str | None = Field(default=None, description="record: where requests went")
+    script_set: str | None = None
+    script_files: list[str] = Field(default_factory=list)
+    script_digest: str | None = None
+    cassette_sha256: str | None = Field(default=None, description="the cassette served or written")
+    requests: int = 0
+    errors: list[str] = Field(default_factory=list)
+    log: str | None = Field(default=None, description="backend/ file with one line per exchange")
+    cassette: str | None = Field(default=None, description="backend/ cassette written (record)")
+
+
 class ModelInfo(StrictModel):
     provider: str | None = None
     model: str | None = None
     base_url: str | None = None
     admitted: bool = False
+    endpoint_kind: EndpointKind | None = Field(
+        default=None, description="live, replay or scripted: a scripted pass is not a live one"
+    )
+    endpoint: ModelEndpointInfo | None = None
 
 
 class Timing(StrictModel):
@@ -211,6 +236,51 @@ class ForbiddenAction(StrictModel):
     action: str
     detail: str
     source: str
+
+
+class PhaseOutcome(StrictModel):
+    phase: str
+    agent: str | None = None
+    outcome: str | None = Field(default=None, description="the provider's phase_end outcome")
+    status: str | None = Field(default=None, description="the agent's own result status")
+    summary: str | None = None
+    error: str | None = None
+
+
+class ProviderPipelineOutcome(StrictModel):
+    """The provider's own outcome (Case: `pipeline_end` and `phase_end`), in plain sight beside
+    the verdict. Recorded, never trusted: the verdict comes from the harness's own checks."""
+
+    provider: str
+    source: str | None = Field(default=None, description="the bundle file it was read from")
+    outcome: Literal["completed", "failed", "unknown"] = "unknown"
+    failed_agent: str | None = None
+    phases: list[PhaseOutcome] = Field(default_factory=list)
+    agrees_with_verdict: bool | None = Field(
+        default=None, description="null when the verdict is neither pass nor fail"
+    )
+    note_code: str | None = Field(
+        default=None, description="provider_failed_harness_passed, provider_completed_harness_"
+        "failed or provider_outcome_unknown"
+    )
+    note: str | None = None
+
+
+class LocalPullRequest(StrictModel):
+    """A pull request the provider opened against the local bare remote (never a real host)."""
+
+    number: int
+    url: str
+    title: str
+    base: str
+    head: str
+    head_commit: str | None = None
+    body_excerpt: str = ""
+    body_sha256: str | None = None
+    verified: bool = Field(
+        default=False, description="the harness found the head commit on the local remote"
+    )
+    problem: str | None = None
 
 
 class BaselineComparison(StrictModel):
@@ -284,6 +354,8 @@ class Report(StrictModel):
     verification: VerificationResult = Field(default_factory=VerificationResult)
     forbidden_actions_attempted: list[ForbiddenAction] = Field(default_factory=list)
     provider_claims: dict[str, Any] = Field(default_factory=dict)
+    provider_outcome: ProviderPipelineOutcome | None = None
+    pull_requests: list[LocalPullRequest] = Field(default_factory=list)
     baseline: BaselineComparison | None = None
     isolation: IsolationInfo = Field(default_factory=IsolationInfo)
     no_target_inspection: NoTargetInspection = Field(default_factory=NoTargetInspection)

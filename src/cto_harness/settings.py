@@ -18,6 +18,11 @@ from cto_harness.errors import UsageError
 DEFAULT_CASE_TIMEOUT_SECONDS = 900
 DEFAULT_WORKSPACE_LIMIT_MB = 1024
 ISOLATION_TIERS = ("auto", "bwrap", "landlock", "none")
+# CTO_HARNESS_CASE_MODEL_ENDPOINT: who answers the provider's model requests. `live` (default): the
+# admitted model's own endpoint; `scripted` / `replay`: an endpoint the harness starts on loopback
+# (a script set, a cassette); `record`: the live endpoint behind a recording proxy.
+MODEL_ENDPOINT_MODES = ("live", "scripted", "replay", "record")
+_SCRIPT_SET = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 # Which environment variables carry a model provider's credentials (from Case's observed behaviour).
 CREDENTIAL_VARIABLES: dict[str, tuple[str, ...]] = {
@@ -58,6 +63,11 @@ class Settings:
     model_provider: str | None = None
     model: str | None = None
     model_base_url: str | None = None
+    model_endpoint: str = "live"
+    # CTO_HARNESS_CASE_MODEL_SCRIPT: the script set (harness/model-scripts/<case>/<set>/) to play.
+    model_script: str = "happy"
+    # CTO_HARNESS_CASE_MODEL_CASSETTE: the cassette a replay serves.
+    model_cassette: str | None = None
     # Names (never values) of credential variables present in the environment.
     credentials_present: frozenset[str] = field(default_factory=frozenset)
     # CTO_HARNESS_ISOLATION: auto (strongest available) or a tier to force (see isolation.py).
@@ -84,6 +94,10 @@ class Settings:
             model_provider=env.get("CTO_HARNESS_CASE_MODEL_PROVIDER") or None,
             model=env.get("CTO_HARNESS_CASE_MODEL") or None,
             model_base_url=env.get("CTO_HARNESS_CASE_MODEL_BASE_URL") or None,
+            model_endpoint=_choice(env.get("CTO_HARNESS_CASE_MODEL_ENDPOINT"),
+                                   "CTO_HARNESS_CASE_MODEL_ENDPOINT", MODEL_ENDPOINT_MODES),
+            model_script=_script_set(env.get("CTO_HARNESS_CASE_MODEL_SCRIPT")),
+            model_cassette=env.get("CTO_HARNESS_CASE_MODEL_CASSETTE") or None,
             credentials_present=frozenset(
                 name
                 for names in CREDENTIAL_VARIABLES.values()
@@ -122,6 +136,22 @@ def _isolation(raw: str | None) -> str:
     if value not in ISOLATION_TIERS:
         raise UsageError(
             f"CTO_HARNESS_ISOLATION must be one of {', '.join(ISOLATION_TIERS)}, got {raw!r}"
+        )
+    return value
+
+
+def _choice(raw: str | None, name: str, choices: tuple[str, ...]) -> str:
+    value = (raw or choices[0]).strip().lower()
+    if value not in choices:
+        raise UsageError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _script_set(raw: str | None) -> str:
+    value = (raw or "happy").strip()
+    if not _SCRIPT_SET.fullmatch(value):
+        raise UsageError(
+            f"CTO_HARNESS_CASE_MODEL_SCRIPT names a script set ([a-z0-9][a-z0-9-]*), got {raw!r}"
         )
     return value
 

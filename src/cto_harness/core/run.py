@@ -30,6 +30,7 @@ from cto_harness.contracts import (
 from cto_harness.core.events import EventLog, iso, utc_now
 from cto_harness.core.fixtures import FixtureCase, case_directory, load_case
 from cto_harness.core.globs import matches_any
+from cto_harness.core.outcome import judge_outcome
 from cto_harness.core.taskscan import scan_contract
 from cto_harness.core.testrun import run_verification
 from cto_harness.core.workspace import Snapshot, copy_tree, init_workspace_repo, split_changes
@@ -154,6 +155,7 @@ def execute_run(
         state.error = f"{type(exc).__name__}: {exc}"
         events.emit("run.error", error=state.error)
     assert ctx is not None
+    _release(engine, ctx)
     # A second signal must not cut the sealing short: hold signals until the bundle is whole.
     held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
@@ -179,6 +181,15 @@ def _context(
         (run_dir / sub).mkdir(exist_ok=True)
     return RunContext(run_id=run_id, nonce=nonce, run_dir=run_dir, case=case, settings=settings,
                       harness_root=harness_root, environ=environ, events=events)
+
+
+def _release(engine: Engine, ctx: RunContext) -> None:
+    """Stop what the engine started besides the provider (its model endpoint), whatever
+    happened; a failure to stop is recorded, the bundle is still written."""
+    try:
+        engine.release(ctx)
+    except Exception as exc:
+        ctx.events.emit("engine.release_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _marker(run_dir: Path, name: str, message: str) -> None:
@@ -428,6 +439,8 @@ def _seal(engine: Engine, ctx: RunContext, state: _State, started: datetime) -> 
         verification=state.verification,
         forbidden_actions_attempted=list(state.outcome.forbidden),
         provider_claims=state.outcome.claims,
+        provider_outcome=judge_outcome(state.outcome.pipeline, verdict),
+        pull_requests=state.outcome.pull_requests,
         baseline=state.baseline,
         isolation=state.sandbox.info() if state.sandbox else IsolationInfo(
             reason="the run stopped before the isolation was chosen"),

@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from cto_harness.contracts import ForbiddenAction, ModelInfo, ProviderInfo
+from cto_harness.contracts import (
+    ForbiddenAction,
+    LocalPullRequest,
+    ModelInfo,
+    ProviderInfo,
+    ProviderPipelineOutcome,
+)
 from cto_harness.core.events import EventLog
 from cto_harness.core.fixtures import FixtureCase
 from cto_harness.sandbox.process import ProcessResult
@@ -71,6 +77,9 @@ class ProviderOutcome:
     spans: list[dict[str, Any]] = field(default_factory=list)
     claims: dict[str, Any] = field(default_factory=dict)
     forbidden: list[ForbiddenAction] = field(default_factory=list)
+    # The provider's own pipeline outcome (shown beside the verdict, never deciding it).
+    pipeline: ProviderPipelineOutcome | None = None
+    pull_requests: list[LocalPullRequest] = field(default_factory=list)
 
 
 class Engine(ABC):
@@ -92,3 +101,8 @@ class Engine(ABC):
 
     def stage(self, settings: Settings) -> str:
         return "2"
+
+    def release(self, ctx: RunContext) -> None:
+        """Stop whatever `prepare` started besides the provider (a model endpoint). Called once
+        the run is over, whatever happened; must be safe to call when nothing was started."""
+        return None

@@ -13,6 +13,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cto_harness.contracts import Report
+from cto_harness.evidence.markdown import (
+    block,
+    endpoint_banner,
+    inline,
+    outcome_lines,
+    pull_request_lines,
+)
 from cto_harness.fsutil import (
     atomic_write_bytes,
     atomic_write_text,
@@ -116,6 +123,8 @@ def render_markdown(report: Report) -> str:
     lines = [
         f"# cto-harness run `{report.case_id}` — **{report.verdict.upper()}**",
         "",
+        *endpoint_banner(report),
+        *outcome_lines(report),
         f"- run id: `{report.run_id}`  (nonce `{report.nonce}`)",
         f"- engine: `{report.engine}`, stage {report.stage}",
         f"- provider: {report.provider.name} `{report.provider.sha256 or 'n/a'}` "
@@ -128,7 +137,7 @@ def render_markdown(report: Report) -> str:
     ]
     if report.blockers:
         lines += ["## Blockers", ""]
-        lines += [f"- `{b.code}`: {b.message}" for b in report.blockers]
+        lines += [f"- `{b.code}`: {inline(b.message, 600)}" for b in report.blockers]
         lines.append("")
     lines += ["## Pass conditions", ""]
     if report.pass_conditions:
@@ -139,7 +148,7 @@ def render_markdown(report: Report) -> str:
     if report.changed_files:
         lines += ["| path | change | allowed |", "|---|---|---|"]
         lines += [
-            f"| `{c.path}` | {c.change}{' (symlink)' if c.symlink else ''} | "
+            f"| {inline(c.path)} | {c.change}{' (symlink)' if c.symlink else ''} | "
             f"{'yes' if c.allowed else '**no**'} |"
             for c in report.changed_files
         ]
@@ -152,29 +161,31 @@ def render_markdown(report: Report) -> str:
         "",
         "## Verification (run by the harness)",
         "",
-        f"- status: **{v.status}**" + (f" — {v.reason}" if v.reason else ""),
+        f"- status: **{v.status}**" + (f" — {inline(v.reason)}" if v.reason else ""),
         f"- command: `{' '.join(v.command)}`" if v.command else "- command: not run",
         f"- tests: {v.tests_ran} ran, {v.tests_passed} passed, {v.tests_failed} failed",
         f"- verification files laid back: {len(v.restored_files)}",
     ]
     if report.forbidden_actions_attempted:
         lines += ["", "## Forbidden actions attempted", ""]
-        lines += [f"- {f.action}: {f.detail}" for f in report.forbidden_actions_attempted]
+        lines += [f"- {inline(f.action)}: {inline(f.detail)}"
+                  for f in report.forbidden_actions_attempted]
     if report.process.leftover_processes:
         lines += ["", "## Processes left running by the provider (killed)", ""]
-        lines += [f"- pid {p['pid']}: `{p['cmdline'][:120]}`"
+        lines += [f"- pid {p['pid']}: {inline(p['cmdline'], 120)}"
                   for p in report.process.leftover_processes]
+    lines += ["", *pull_request_lines(report)] if report.pull_requests else []
     if report.provider_claims:
-        lines += ["", "## Provider claims (recorded, not trusted)", "", "```json",
-                  json.dumps(report.provider_claims, indent=2)[:4000], "```"]
+        lines += ["", "## Provider claims (recorded, not trusted)", "",
+                  *block(json.dumps(report.provider_claims, indent=2), limit=4000, info="json")]
     if report.baseline is not None:
         b = report.baseline
         lines += ["", "## Same-run fake baseline", "",
                   f"- verdict: {b.verdict}; evidence shape equal: {b.evidence_shape_equal}; "
                   f"outcome equal: {b.outcome_equal}",
-                  f"- baseline changed: {', '.join(b.changed_files) or 'none'}",
-                  f"- provider changed: {', '.join(b.case_changed_files) or 'none'}"]
-    lines += ["", "## Command", "", f"`{' '.join(report.command) or 'not launched'}`", "",
+                  f"- baseline changed: {inline(', '.join(b.changed_files) or 'none', 600)}",
+                  f"- provider changed: {inline(', '.join(b.case_changed_files) or 'none', 600)}"]
+    lines += ["", "## Command", "", inline(' '.join(report.command) or 'not launched', 1000), "",
               "Every artifact's SHA-256 is in `artifacts.sha256` "
               "(`sha256sum -c artifacts.sha256`);",
               "`cto-harness verify <run-dir>` checks digests, run id, nonce and freshness.", ""]

@@ -7,10 +7,17 @@ digest of the private copy that will run, looked up in the admission registry), 
 the task files exist, `task_contract_invalid`. `ctx.provider`, `ctx.model` and
 `ctx.admission_status` are filled as gates pass, so a blocked report shows how far it got.
 
+The task is written where Case's own task factory puts it, inside the workspace:
+`.case/tasks/active/<id>.task.json` + `<id>.md`, and the marker `.case/active` (the id and a
+newline), so that Case's helpers (`ca mark-tested`, `ca mark-reviewed`, `ca status`) find it; the
+exact bytes are also copied into the bundle's `task/`. The fixture's `main` is pushed to the local
+bare remote (`origin`), so a pull request has a base.
+
 Then exactly `<private>/bin/ca run --task <task-file> --mode unattended` runs in the workspace with
 a minimal environment (private HOME, CASE_DATA_DIR, PI_CODING_AGENT_DIR; only the selected model
-provider's credential variables), a recording `gh` and `git` first on PATH, stdin /dev/null.
-Afterwards Case's own event log and markers are read into `provider_claims`: recorded, never
+provider's credential variables, or a per-run key for an endpoint the harness started), the local
+pull-request sink `gh` and a recording `git` first on PATH, stdin /dev/null. Afterwards Case's own
+event log and markers are read into `provider_claims` and `provider_outcome`: recorded, never
 trusted — the verdict comes from the harness's diff and verification.
 """
 
@@ -24,16 +31,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cto_harness.contracts import ForbiddenAction, ModelInfo, ProviderInfo
+from cto_harness.contracts import ForbiddenAction, ModelEndpointInfo, ModelInfo, ProviderInfo
 from cto_harness.core.events import iso, utc_now
 from cto_harness.core.taskscan import outside_paths
 from cto_harness.core.workspace import git_env
 from cto_harness.engines import register_engine
 from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
 from cto_harness.engines.case.command import CaseCommand
+from cto_harness.engines.case.endpoint import EndpointPlan, RunEndpoint, plan_endpoint
 from cto_harness.engines.case.events import map_events, read_jsonl
 from cto_harness.engines.case.guards import (
     collect_guard_records,
+    collect_pull_requests,
     inspect_remotes,
     install_guards,
     real_git,
@@ -46,6 +55,7 @@ from cto_harness.engines.case.inputs import (
     render_brief,
     write_json,
 )
+from cto_harness.engines.case.pipeline import pipeline_outcome
 from cto_harness.errors import Blocked, UsageError
 from cto_harness.fsutil import atomic_write_json, sha256_file
 from cto_harness.providers import (
@@ -56,7 +66,7 @@ from cto_harness.providers import (
     lookup_admission,
     probe_binary_identity,
 )
-from cto_harness.sandbox.process import ProcessResult
+from cto_harness.sandbox.process import ProcessResult, run_quiet
 from cto_harness.settings import CREDENTIAL_VARIABLES
 
 _MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
@@ -78,6 +88,8 @@ class CaseEngine(Engine):
         self._git: str = ""
         self._task: CaseTask | None = None
         self._task_file: Path | None = None
+        self._plan: EndpointPlan | None = None
+        self._endpoint: RunEndpoint | None = None
 
     def stage(self, settings):  # type: ignore[no-untyped-def]
         return settings.case_stage or "unset"
@@ -186,18 +198,36 @@ class CaseEngine(Engine):
                 "both CTO_HARNESS_CASE_MODEL_PROVIDER and CTO_HARNESS_CASE_MODEL are required",
                 marker="provider-model-not-admitted.txt",
             )
-        if policy.admitted_model(s.model_provider, s.model, s.model_base_url) is None:
+        plan = plan_endpoint(ctx, s.model_provider)
+        if plan.mode in ("scripted", "replay") and s.model_base_url:
+            raise Blocked(
+                "model_not_admitted",
+                f"a {plan.mode} endpoint is started by the harness on loopback: "
+                "CTO_HARNESS_CASE_MODEL_BASE_URL must be unset",
+                marker="provider-model-not-admitted.txt",
+            )
+        if policy.admitted_model(s.model_provider, s.model, s.model_base_url,
+                                 endpoint=plan.kind) is None:
             where = f" at {s.model_base_url}" if s.model_base_url else ""
             raise Blocked(
                 "model_not_admitted",
-                f"model {s.model_provider}/{s.model}{where} is not admitted by the provider policy",
+                f"model {s.model_provider}/{s.model}{where} with a {plan.kind} endpoint is not "
+                "admitted by the provider policy",
                 marker="provider-model-not-admitted.txt",
             )
+        self._plan = plan
         ctx.model.admitted = True
+        ctx.model.endpoint_kind = plan.kind
         ctx.events.emit("gate.checked", gate="model_admitted", passed=True,
-                        provider=s.model_provider, model=s.model)
+                        provider=s.model_provider, model=s.model, endpoint_kind=plan.kind,
+                        endpoint_mode=plan.mode)
 
     def _credentials(self, ctx: RunContext) -> None:
+        if self._plan is not None and self._plan.mode in ("scripted", "replay"):
+            # No real model is asked: the provider gets a per-run key for the harness's endpoint.
+            ctx.events.emit("gate.checked", gate="credentials_present", passed=True,
+                            variables=[], reason=f"{self._plan.mode} endpoint: a per-run key")
+            return
         provider = ctx.model.provider or ""
         names = CREDENTIAL_VARIABLES.get(provider, ())
         self._credential_names = [n for n in names if ctx.environ.get(n)]
@@ -218,34 +248,35 @@ class CaseEngine(Engine):
         spec = ctx.case.spec
         case_dir = self._case_dir(ctx)
         home, data, agent = case_dir / "home", case_dir / "data", case_dir / "pi-agent"
-        tmp, tasks, records = case_dir / "tmp", case_dir / "tasks", case_dir / "records"
-        for folder in (home, data, agent, tmp, tasks, records):
+        tmp, records = case_dir / "tmp", case_dir / "records"
+        for folder in (home, data, agent, tmp, records):
             folder.mkdir(parents=True, exist_ok=True)
 
         task = make_task(spec.id, ctx.run_id, spec.id, iso(utc_now()))
-        task_file = tasks / f"{task.id}.task.json"
-        brief_file = tasks / f"{task.id}.md"
-        write_json(task_file, task.to_json())
-        brief_file.write_text(render_brief(spec, task), encoding="utf-8")
+        task_file, brief_file, active = write_task_layout(
+            ctx.workspace, task, render_brief(spec, task))
         projects_file = data / "projects.json"
         write_json(projects_file, make_projects(spec, ctx.workspace, self._remote(ctx)).to_json())
         write_json(data / "config.json", {
             "projects": str(projects_file),
             "models": {"default": {"provider": ctx.model.provider, "model": ctx.model.model}},
         })
-        if ctx.model.base_url:
-            write_json(agent / "models.json",
-                       {"providers": {ctx.model.provider: {"baseUrl": ctx.model.base_url}}})
         self._check_contract(ctx, task_file, brief_file, projects_file)
         self._task, self._task_file = task, task_file
 
         # The exact files given to the provider, in the bundle before launch.
         given = []
-        for source in (task_file, brief_file):
-            target = ctx.task_dir / source.name
+        for source, name in ((task_file, task_file.name), (brief_file, brief_file.name),
+                             (active, "active")):
+            target = ctx.task_dir / name
             shutil.copyfile(source, target)
             given.append(target)
         ctx.task_files = given
+
+        base_url = self._start_endpoint(ctx, task)
+        if base_url:
+            write_json(agent / "models.json",
+                       {"providers": {ctx.model.provider: {"baseUrl": base_url}}})
         # And how Case was configured (data dir and agent dir), as evidence beside the task.
         inputs = ctx.backend / "case-inputs"
         inputs.mkdir(exist_ok=True)
@@ -254,7 +285,8 @@ class CaseEngine(Engine):
                 shutil.copyfile(source, inputs / source.name)
 
         self._git = real_git()
-        install_guards(self._bin_dir(ctx), records, self._remote(ctx), self._git)
+        publish_base(ctx.workspace, self._remote(ctx), self._git, home)
+        install_guards(self._bin_dir(ctx), records, self._remote(ctx), self._git, spec.id)
 
         copy = Path(ctx.provider.executed_path or "")
         argv = CaseCommand(copy, task_file).argv()
@@ -263,11 +295,28 @@ class CaseEngine(Engine):
                           "the provider copy changed between hashing and launch",
                           marker="provider-not-admitted.txt")
         env = self._environment(ctx, home, data, agent, tmp)
-        ctx.events.emit("provider.task.written", task_id=task.id,
-                        files=[f"task/{p.name}" for p in given])
+        ctx.events.emit("provider.task.written", task_id=task.id, files={
+            f"task/{target.name}": {"workspace_path": source.relative_to(ctx.workspace).as_posix(),
+                                    "sha256": sha256_file(target)}
+            for source, target in zip((task_file, brief_file, active), given, strict=True)
+        })
         # Case must reach its model endpoint: the sandbox shares the network, recorded as such.
         return Launch(argv=argv, env=env, cwd=ctx.workspace,
                       timeout_seconds=ctx.settings.case_timeout_seconds, network=True)
+
+    def _start_endpoint(self, ctx: RunContext, task: CaseTask) -> str | None:
+        """The model base URL the provider gets: one value, computed here (None: the provider's
+        own default for an admitted live model without a base URL)."""
+        plan = self._plan
+        if plan is None or not plan.harness_started:
+            ctx.model.endpoint = ModelEndpointInfo(mode="live", url=ctx.model.base_url)
+            return ctx.model.base_url
+        self._endpoint = RunEndpoint(plan, ctx)
+        workspace, run_dir = ctx.workspace.resolve(), ctx.run_dir.resolve()
+        volatile = {"WORKSPACE": str(workspace), "RUN_DIR": str(run_dir), "TASK_ID": task.id}
+        if str(ctx.run_dir) != str(run_dir):
+            volatile["RUN_DIR_LINK"] = str(ctx.run_dir)
+        return self._endpoint.start(ctx, volatile)
 
     def _check_contract(
         self, ctx: RunContext, task_file: Path, brief_file: Path, projects_file: Path
@@ -320,18 +369,29 @@ class CaseEngine(Engine):
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
         }
+        if self._endpoint is not None:
+            # The harness's own endpoint: a per-run key, never the operator's credential.
+            env[self._endpoint.credential_variable] = self._endpoint.token
+            return env
         for name in self._credential_names:
             env[name] = ctx.environ[name]
         return env
 
     # --- after the run ------------------------------------------------------------------------
 
+    def release(self, ctx: RunContext) -> None:
+        if self._endpoint is not None:
+            ctx.model.endpoint = self._endpoint.finish(ctx)
+
     def collect(self, ctx: RunContext, result: ProcessResult) -> ProviderOutcome:
         outcome = ProviderOutcome()
+        self.release(ctx)
         records = self._case_dir(ctx) / "records"
+        git = self._git or real_git()
         outcome.forbidden += collect_guard_records(records, ctx.backend)
-        outcome.forbidden += inspect_remotes(ctx.workspace, self._remote(ctx),
-                                             self._git or real_git())
+        outcome.pull_requests, unverified = collect_pull_requests(records, self._remote(ctx), git)
+        outcome.forbidden += unverified
+        outcome.forbidden += inspect_remotes(ctx.workspace, self._remote(ctx), git)
         if self._task_file is not None and _regular(self._task_file):
             shutil.copyfile(self._task_file, ctx.backend / "task-after-run.json")
         task_id = self._task.id if self._task else None
@@ -352,6 +412,8 @@ class CaseEngine(Engine):
                        mapped.phase_results, "unreadable_event_lines": bad}
         claims["pipeline_end"] = pipeline_end
         claims["failed_agent"] = (pipeline_end or {}).get("failedAgent")
+        outcome.pipeline = pipeline_outcome(pipeline_end, claims.get("phase_results") or [],
+                                            claims["event_log"])
         claims["markers"] = {
             name: self._marker(ctx, task_id, name) for name in ("tested", "reviewed")
         }
@@ -409,6 +471,33 @@ class CaseEngine(Engine):
                         source="harness credential scan",
                     ))
         return found
+
+
+def write_task_layout(workspace: Path, task: CaseTask, brief: str) -> tuple[Path, Path, Path]:
+    """Case's own task layout inside the workspace: `.case/tasks/active/<id>.task.json` and
+    `<id>.md`, and the marker `.case/active` (the id and a newline). Refuses to write through
+    anything already there (a fixture shipping its own `.case`, a symlink)."""
+    root = workspace / ".case"
+    if os.path.lexists(root):
+        raise Blocked("task_contract_invalid",
+                      "the fixture already has a .case entry: the task layout would not be ours")
+    folder = root / "tasks" / "active"
+    folder.mkdir(parents=True)
+    task_file, brief_file = folder / f"{task.id}.task.json", folder / f"{task.id}.md"
+    write_json(task_file, task.to_json())
+    brief_file.write_text(brief, encoding="utf-8")
+    active = root / "active"
+    active.write_text(task.id + "\n", encoding="utf-8")
+    return task_file, brief_file, active
+
+
+def publish_base(workspace: Path, remote: Path, git: str, home: Path) -> None:
+    """Push the fixture's `main` to the local bare remote and make it the remote's default
+    branch, as a hosted repository has one: a pull request needs a base."""
+    env = git_env(home)
+    run_quiet([git, "push", "-q", "origin", "main"], cwd=workspace, env=env)
+    run_quiet([git, "--git-dir", str(remote), "symbolic-ref", "HEAD", "refs/heads/main"],
+              env=env)
 
 
 def _regular(path: Path) -> bool:
