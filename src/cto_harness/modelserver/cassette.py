@@ -1,10 +1,14 @@
 """Cassettes: model exchanges recorded as JSON lines, and served back by request digest.
 
 A cassette line is one exchange: the API path, the request body as the model saw it (with the
-run's own paths and ids replaced by placeholders), its digest, and the response exactly as the
-upstream sent it (status, content type, body text). No header is ever written, so no credential
-header can be; every value given as a secret (the caller's key, the environment's credential
-values) is replaced by `[REDACTED]` in whatever is written.
+run's own paths and ids replaced by placeholders), its digest, and the response: for a success,
+the complete message the upstream's stream (or JSON body) carried, every block of it (text,
+thinking and its signature, tool calls), with the same placeholders; for anything else the body
+as sent. On replay the placeholders take the replaying run's values and the message is streamed
+again event by event — so an answer that quotes the recorded run's paths (models do) points at
+the new run's. No header is ever written, so no credential header can be; every value given as a
+secret (the caller's key, the environment's credential values) is replaced by `[REDACTED]` in
+whatever is written.
 
 The digest identifies "the same question": the API path and the request body, canonical JSON,
 with (1) the run's volatile values (its directory, workspace, task id: different every run)
@@ -53,6 +57,17 @@ def placeholder_text(text: str, volatile: Mapping[str, str]) -> str:
     return text
 
 
+def restore_text(text: str, volatile: Mapping[str, str]) -> str:
+    """The inverse of `placeholder_text` for this run's values."""
+    for name, value in volatile.items():
+        text = text.replace(f"<<{name}>>", value)
+    return text
+
+
+def restore(value: Any, volatile: Mapping[str, str]) -> Any:
+    return _replace_strings(value, lambda s: restore_text(s, volatile))
+
+
 def redact_text(text: str, secrets: Sequence[str]) -> str:
     for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, REDACTED)
@@ -81,8 +96,13 @@ def _without_tool_output(body: Any) -> Any:
     return view
 
 
+def digest_view(body: Any, volatile: Mapping[str, str]) -> Any:
+    """Exactly what the digest covers of a body (placeholders in, tool output out)."""
+    return _without_tool_output(normalize(body, volatile))
+
+
 def request_digest(path: str, body: Any, volatile: Mapping[str, str]) -> str:
-    view = _without_tool_output(normalize(body, volatile))
+    view = digest_view(body, volatile)
     canonical = json.dumps({"path": path, "body": view}, sort_keys=True,
                            separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -95,7 +115,13 @@ class Recorded:
     path: str
     status: int
     content_type: str
-    body: str
+    stream: bool
+    message: dict[str, Any] | None  # a success: the whole message, placeholders in
+    body: str | None  # anything else: the body as sent, placeholders in
+
+    def restored(self, volatile: Mapping[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+        return (restore(self.message, volatile) if self.message is not None else None,
+                restore_text(self.body, volatile) if self.body is not None else None)
 
 
 class CassetteWriter:
@@ -115,14 +141,21 @@ class CassetteWriter:
                 self.secrets.append(value)
 
     def write(self, *, path: str, body: Any, volatile: Mapping[str, str], status: int,
-              content_type: str, response: str) -> str:
+              content_type: str, response: str, message: dict[str, Any] | None) -> str:
+        """One exchange; `message` is the assembled success message (None: keep the body)."""
         digest = request_digest(path, body, volatile)
+        answer: dict[str, Any] = {"status": status, "content_type": content_type,
+                                  "stream": bool(body.get("stream")) if isinstance(body, dict)
+                                  else False}
+        if message is not None:
+            answer["message"] = normalize(message, volatile)
+        else:
+            answer["body"] = placeholder_text(response, volatile)
         with self._lock:
             self._seq += 1
             row = {
                 "schema": SCHEMA, "seq": self._seq, "digest": digest, "path": path,
-                "request": normalize(body, volatile),
-                "response": {"status": status, "content_type": content_type, "body": response},
+                "request": normalize(body, volatile), "response": answer,
             }
             line = redact_text(json.dumps(row, ensure_ascii=False), self.secrets)
             with open(self.path, "a", encoding="utf-8") as handle:
@@ -151,9 +184,14 @@ class Cassette:
                 if row.get("schema") != SCHEMA:
                     raise ValueError(f"schema {row.get('schema')!r}, expected {SCHEMA!r}")
                 response = row["response"]
+                message, body = response.get("message"), response.get("body")
+                if (message is None) == (body is None) or \
+                        (message is not None and not isinstance(message, dict)):
+                    raise ValueError("a response holds either a message or a body")
                 entry = Recorded(int(row["seq"]), str(row["digest"]), str(row["path"]),
                                  int(response["status"]), str(response["content_type"]),
-                                 str(response["body"]))
+                                 bool(response.get("stream")), message,
+                                 None if body is None else str(body))
             except (ValueError, KeyError, TypeError) as exc:
                 raise CassetteError(f"{path}:{number}: not a cassette line ({exc})") from None
             self.entries.setdefault(entry.digest, []).append(entry)

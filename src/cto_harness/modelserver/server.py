@@ -34,6 +34,7 @@ from cto_harness.modelserver.cassette import (
     Cassette,
     CassetteError,
     CassetteWriter,
+    digest_view,
     redact_text,
     request_digest,
 )
@@ -43,9 +44,13 @@ from cto_harness.modelserver.replies import (
     anthropic_error,
     anthropic_message,
     anthropic_stream,
+    assemble_anthropic_stream,
+    assemble_openai_stream,
     openai_completion,
     openai_error,
     openai_stream,
+    stream_anthropic_message,
+    stream_openai_completion,
 )
 from cto_harness.modelserver.scripts import ScriptError, ScriptSet
 
@@ -218,10 +223,27 @@ class ModelEndpoint:
             recorded = self.config.cassette.take(digest)
         except CassetteError as exc:
             handler.fail(api, 400, f"cto-harness replay endpoint: {exc}")
+            # The question it could not answer, as digested (placeholders in, tool output out):
+            # compare it with the cassette's requests to see where the run diverged.
             self.log({"api": api, "path": handler.path, "status": 400, "digest": digest,
-                      "error": str(exc)})
+                      "error": str(exc),
+                      "request": digest_view(body, self.config.volatile)})
             return
-        handler.send_raw(recorded.status, recorded.content_type, [recorded.body.encode()])
+        message, raw = recorded.restored(self.config.volatile)
+        if message is None:
+            handler.send_raw(recorded.status, recorded.content_type, [(raw or "").encode()])
+        elif api == "anthropic":
+            if recorded.stream:
+                handler.send_raw(200, "text/event-stream; charset=utf-8",
+                                 stream_anthropic_message(message))
+            else:
+                handler.send_json(200, message)
+        elif recorded.stream:
+            usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            handler.send_raw(200, "text/event-stream; charset=utf-8",
+                             stream_openai_completion(message, usage=usage))
+        else:
+            handler.send_json(200, message)
         self.log({"api": api, "path": handler.path, "status": recorded.status, "digest": digest,
                   "recorded_seq": recorded.seq})
 
@@ -261,8 +283,20 @@ class ModelEndpoint:
             self.log({"api": api, "path": handler.path, "status": 502, "error": str(exc)})
             return
         text = b"".join(captured).decode("utf-8", "replace")
+        message = None
+        if status < 300:
+            try:
+                if not body.get("stream"):
+                    message = json.loads(text)
+                elif api == "anthropic":
+                    message = assemble_anthropic_stream(text)
+                else:
+                    message = assemble_openai_stream(text)
+            except (ValueError, KeyError, TypeError, IndexError):
+                message = None  # kept as the raw body: replayed byte for byte
         digest = self._writer.write(path=handler.route, body=body, volatile=self.config.volatile,
-                                    status=status, content_type=content_type, response=text)
+                                    status=status, content_type=content_type, response=text,
+                                    message=message if isinstance(message, dict) else None)
         self.log({"api": api, "path": handler.path, "status": status, "digest": digest,
                   "ms": int((time.monotonic() - started) * 1000),
                   **({"error": f"upstream answered {status}"} if status >= 400 else {})})
@@ -291,6 +325,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # the endpoint keeps its own log
+
+    def send_json(self, status: int, payload: dict[str, Any]) -> None:
+        self._json(status, payload)
 
     def _json(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()
