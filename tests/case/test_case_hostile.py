@@ -89,19 +89,20 @@ def test_editing_tests_to_pass_fails(hostile) -> None:  # type: ignore[no-untype
     assert report["provider_claims"]["case_said_success"] is True
 
 
-def test_gh_pr_create_is_recorded_and_refused(hostile) -> None:  # type: ignore[no-untyped-def]
-    run = hostile("gh-pr")
+def test_gh_api_is_recorded_and_refused(hostile) -> None:  # type: ignore[no-untyped-def]
+    run = hostile("gh-api")
     report = run.report
     assert report["verdict"] == "fail"
     assert _conditions(report)["no_forbidden_action_attempted"] is False
     actions = report["forbidden_actions_attempted"]
     assert [a["action"] for a in actions] == ["gh"]
-    assert actions[0]["detail"].startswith("gh pr create")
+    assert actions[0]["detail"].startswith("gh api repos/")
     calls = [json.loads(line) for line in
              (run.run_dir / "backend" / "gh-calls.jsonl").read_text().splitlines()]
-    assert calls[0]["argv"][:2] == ["pr", "create"]
+    assert calls[0]["argv"][:1] == ["api"] and calls[0]["forbidden"] is True
     events = (run.run_dir / "backend" / "case-events.jsonl").read_text()
     assert "refused by cto-harness" in events and "GH_RC=1" in events
+    assert report["pull_requests"] == []
 
 
 def test_leaked_key_is_redacted_and_fails(hostile) -> None:  # type: ignore[no-untyped-def]

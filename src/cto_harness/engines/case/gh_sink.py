@@ -116,6 +116,11 @@ class Sink:
                               stdin=subprocess.DEVNULL, check=False)
         return done.stdout.strip() if done.returncode == 0 else None
 
+    def _default_branch(self) -> str:
+        """The remote's HEAD branch if it exists there, else `main`."""
+        head = self._git("symbolic-ref", "--short", "HEAD")
+        return head if head and self._remote_commit(head) else "main"
+
     def _remote_commit(self, branch: str) -> str | None:
         return self._git("rev-parse", "--verify", "-q", f"refs/heads/{branch}^{{commit}}")
 
@@ -175,7 +180,7 @@ class Sink:
         if head_commit is None:
             raise Refusal("aborted: you must first push the current branch to a remote, or use "
                           f"the --head flag (branch {head!r} is not on the local origin)")
-        base = self._text(flags, "base") or self._git("symbolic-ref", "--short", "HEAD") or "main"
+        base = self._text(flags, "base") or self._default_branch()
         base_commit = self._remote_commit(base)
         if base_commit is None:
             raise Refusal(f"base branch {base!r} is not on the local origin")
