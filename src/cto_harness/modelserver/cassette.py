@@ -10,10 +10,11 @@ the new run's. No header is ever written, so no credential header can be; every 
 secret (the caller's key, the environment's credential values) is replaced by `[REDACTED]` in
 whatever is written.
 
-The digest identifies "the same question": the API path and the request body, canonical JSON,
-with (1) the run's volatile values (its directory, workspace, task id: different every run)
-replaced by named placeholders and (2) the text of tool results left out — it holds times,
-durations and commit ids that differ between two runs of the same conversation. What the model
+The digest identifies "the same question": the API path and the request body (secrets
+redacted first), canonical JSON, with (1) the run's volatile values (its directory, workspace,
+task id: different every run) replaced by named placeholders and (2) the text of tool results
+left out — it holds times, durations and commit ids that differ between two runs of the same
+conversation. What the model
 said (its earlier turns, tool calls and their ids), the prompts, the tools offered and every
 parameter are all in it. A replayed run therefore gets the recorded answers exactly as long as
 it asks the recorded questions; the first question it did not record fails loudly.
@@ -72,6 +73,10 @@ def redact_text(text: str, secrets: Sequence[str]) -> str:
     for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return text
+
+
+def redact(value: Any, secrets: Sequence[str]) -> Any:
+    return _replace_strings(value, lambda s: redact_text(s, secrets))
 
 
 def normalize(body: Any, volatile: Mapping[str, str]) -> Any:
@@ -142,7 +147,9 @@ class CassetteWriter:
 
     def write(self, *, path: str, body: Any, volatile: Mapping[str, str], status: int,
               content_type: str, response: str, message: dict[str, Any] | None) -> str:
-        """One exchange; `message` is the assembled success message (None: keep the body)."""
+        """One exchange; `message` is the assembled success message (None: keep the body).
+        The digest is taken of the redacted request: nothing written derives from a secret."""
+        body = redact(body, self.secrets)
         digest = request_digest(path, body, volatile)
         answer: dict[str, Any] = {"status": status, "content_type": content_type,
                                   "stream": bool(body.get("stream")) if isinstance(body, dict)

@@ -35,6 +35,7 @@ from cto_harness.modelserver.cassette import (
     CassetteError,
     CassetteWriter,
     digest_view,
+    redact,
     redact_text,
     request_digest,
 )
@@ -118,6 +119,7 @@ class ModelEndpoint:
         self._log_lock = threading.Lock()
         self._seq = 0
         self._active = 0
+        self._idle = threading.Condition(self._log_lock)
         self._last = time.monotonic()
         self._stopped = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -148,14 +150,19 @@ class ModelEndpoint:
         watch.start()
         return self.url
 
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: str = "stopped", *, drain_seconds: float = 10.0) -> None:
+        """Stop accepting, then wait (up to `drain_seconds`) for requests under way to finish
+        and log, so that whoever reads the log next sees every exchange."""
         if self._stopped.is_set():
             return
         self.stats.stopped_because = self.stats.stopped_because or reason
         self._stopped.set()
         if self._server is not None:
-            self._server.shutdown()
+            if not self._threads or threading.current_thread() is not self._threads[0]:
+                self._server.shutdown()  # (never from the serving thread itself: it would hang)
             self._server.server_close()
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=drain_seconds)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
@@ -205,8 +212,8 @@ class ModelEndpoint:
             conversation = parse(api, body)
             answer = self.config.scripts.answer(conversation)
         except (ConversationError, ScriptError) as exc:
-            handler.fail(api, 400, f"cto-harness scripted endpoint: {exc}")
             self.log({"api": api, "path": handler.path, "status": 400, "error": str(exc)})
+            handler.fail(api, 400, f"cto-harness scripted endpoint: {exc}")
             return
         handler.reply(api, answer.reply, conversation.model, conversation.stream,
                       usage=bool((body.get("stream_options") or {}).get("include_usage")))
@@ -218,16 +225,17 @@ class ModelEndpoint:
 
     def _replay(self, handler: _Handler, api: Api, body: Any) -> None:
         assert self.config.cassette is not None
+        body = redact(body, self.config.secrets)
         digest = request_digest(handler.route, body, self.config.volatile)
         try:
             recorded = self.config.cassette.take(digest)
         except CassetteError as exc:
-            handler.fail(api, 400, f"cto-harness replay endpoint: {exc}")
             # The question it could not answer, as digested (placeholders in, tool output out):
             # compare it with the cassette's requests to see where the run diverged.
             self.log({"api": api, "path": handler.path, "status": 400, "digest": digest,
                       "error": str(exc),
                       "request": digest_view(body, self.config.volatile)})
+            handler.fail(api, 400, f"cto-harness replay endpoint: {exc}")
             return
         message, raw = recorded.restored(self.config.volatile)
         if message is None:
@@ -279,8 +287,8 @@ class ModelEndpoint:
 
             handler.send_raw(status, content_type, relay())
         except (urllib.error.URLError, OSError) as exc:
-            handler.fail(api, 502, f"cto-harness recording proxy: upstream unreachable: {exc}")
             self.log({"api": api, "path": handler.path, "status": 502, "error": str(exc)})
+            handler.fail(api, 502, f"cto-harness recording proxy: upstream unreachable: {exc}")
             return
         text = b"".join(captured).decode("utf-8", "replace")
         message = None
@@ -302,9 +310,10 @@ class ModelEndpoint:
                   **({"error": f"upstream answered {status}"} if status >= 400 else {})})
 
     def touch(self, delta: int) -> None:
-        with self._log_lock:
+        with self._idle:
             self._active += delta
             self._last = time.monotonic()
+            self._idle.notify_all()
 
 
 class _Server(ThreadingHTTPServer):
@@ -396,13 +405,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.fail(api, 403, "the model endpoint answers loopback clients only")
             return
         if api is None:
+            owner.log({"path": self.path, "status": 404, "error": "unsupported API path"})
             self.fail(None, 404, f"no such endpoint: POST {self.route} (served: /v1/messages, "
                                  "/v1/chat/completions)")
-            owner.log({"path": self.path, "status": 404, "error": "unsupported API path"})
             return
         if not self._authorized():
-            self.fail(api, 401, "the model endpoint needs this run's key")
             owner.log({"api": api, "path": self.path, "status": 401, "error": "bad or no key"})
+            self.fail(api, 401, "the model endpoint needs this run's key")
             return
         length = int(self.headers.get("content-length") or 0)
         if length <= 0 or length > MAX_BODY:
@@ -411,8 +420,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(self.rfile.read(length))
         except (ValueError, UnicodeDecodeError):
-            self.fail(api, 400, "the request body is not JSON")
             owner.log({"api": api, "path": self.path, "status": 400, "error": "body not JSON"})
+            self.fail(api, 400, "the request body is not JSON")
             return
         if not isinstance(body, dict):
             self.fail(api, 400, "the request body is not a JSON object")
