@@ -300,8 +300,9 @@ def record_then_replay(repo: Path, home: Path, binary: Path, work: Path,
     harness = work / "rr-repo"
     shutil.copytree(repo / "harness", harness / "harness")
     (harness / "src").symlink_to(repo / "src")
-    if (repo / ".venv").is_dir():  # the wrapper scripts run the project's own Python
-        (harness / ".venv").symlink_to(repo / ".venv")
+    for tool_dir in (".venv", ".tools"):  # the project's own Python and Bun
+        if (repo / tool_dir).is_dir():
+            (harness / tool_dir).symlink_to(repo / tool_dir)
     url, stop = serve(work / "upstream-url")
     token = "conformance-upstream-key"
     with open(harness / "harness" / "providers" / "case" / "policy.toml", "a",
