@@ -125,6 +125,8 @@ def find_chromium() -> str | None:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     executable = find_chromium()
+    if executable is None and os.environ.get("CTO_HARNESS_REQUIRE_CHROMIUM") == "1":
+        pytest.fail("CTO_HARNESS_REQUIRE_CHROMIUM=1 but no Chromium was found")
     if executable is None:
         pytest.skip("no Chromium on this machine (make system-packages installs the Debian "
                     "package chromium)")

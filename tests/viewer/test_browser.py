@@ -153,6 +153,11 @@ def test_hostile_strings_in_a_verified_bundle_render_inert(
     expect(page.locator("#tests")).to_contain_text("test_docstring_is_markup")
     _shot(tab, screenshots, "run-hostile")
     assert tab.problems == []
+    # Defence in depth: even a script element that got into the page would not run.
+    assert page.evaluate("""() => { const s = document.createElement('script');
+        s.textContent = 'window.__pwned = 8'; document.body.appendChild(s);
+        return window.__pwned; }""") is None
+    assert any("Content Security Policy" in p for p in tab.problems), tab.problems
 
 
 def test_hostile_strings_in_a_tampered_report_render_inert(
