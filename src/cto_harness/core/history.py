@@ -80,7 +80,9 @@ class RunEntry:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The run's id in the history: its folder name in the runs folder, or
+        `<suite>/<case>/<repeat>` for a suite's run (whose folder names repeat)."""
+        return _ident(self.path, self.location)
 
     @property
     def shown_verdict(self) -> str:
@@ -177,23 +179,30 @@ def list_runs(settings: Settings, *, case: str | None = None, engine: str | None
 
 
 def find_run(settings: Settings, ident: str, public_key: Path | None = None) -> RunEntry:
-    """A run by its folder name or run id, or a unique prefix of either."""
-    found: list[tuple[Path, str]] = []
+    """A run by its history id (`runs list`), folder name or run id, or a unique prefix."""
+    exact: list[tuple[Path, str]] = []
+    prefixed: list[tuple[Path, str]] = []
     for path, location in discover(settings):
-        names = {path.name}
+        names = {path.name, _ident(path, location)}
         raw = read_json(path / "report.json")
         if isinstance(raw, dict) and isinstance(raw.get("run_id"), str):
             names.add(raw["run_id"])
         if ident in names:
-            return read_entry(path, location, public_key)
-        if any(n.startswith(ident) for n in names):
-            found.append((path, location))
+            exact.append((path, location))
+        elif any(n.startswith(ident) for n in names):
+            prefixed.append((path, location))
+    found = exact or prefixed
     if not found:
         raise UsageError(f"no run matches {ident!r} (cto-harness runs list shows them)")
     if len(found) > 1:
-        names = ", ".join(p.name for p, _ in found[:5])
-        raise UsageError(f"{ident!r} matches {len(found)} runs ({names}…): give more of it")
+        names = ", ".join(_ident(p, loc) for p, loc in found[:5])
+        raise UsageError(f"{ident!r} matches {len(found)} runs ({names}): give more of it, "
+                         "or the id `runs list` shows")
     return read_entry(*found[0], public_key)
+
+
+def _ident(path: Path, location: str) -> str:
+    return path.name if location == "runs" else "/".join(path.parts[-4:-3] + path.parts[-2:])
 
 
 # ---------------------------------------------------------------------------------------------
