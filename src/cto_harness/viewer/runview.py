@@ -7,12 +7,12 @@ then marked unverified everywhere it appears. Every string is made inert on the 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cto_harness.evidence.bundle import bundle_files
 from cto_harness.evidence.summary import (
     BundleCheck,
     ProviderOutcomeView,
@@ -122,13 +122,8 @@ def _artifacts(root: Path) -> list[Artifact]:
             digest, sep, rel = line.partition("  ")
             if sep:
                 listed[rel] = digest if _HEX64.match(digest) else None
-    present: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        if here == root:
-            dirnames[:] = [d for d in dirnames if d not in ("workspace", "private")]
-        for name in filenames:
-            present.add((here / name).relative_to(root).as_posix())
+    # The bundle's own files (the harness's walk: working folders skipped, no link followed).
+    present = set(bundle_files(root)) if root.is_dir() else set()
     rows = []
     for rel in sorted(set(listed) | {inert(p) for p in present}):
         path = _safe_file(root, rel)

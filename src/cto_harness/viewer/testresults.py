@@ -23,7 +23,8 @@ _UNITTEST_LINE = re.compile(
     re.MULTILINE,
 )
 _UNITTEST_BLOCK = re.compile(
-    r"^={20,}\n(?P<kind>FAIL|ERROR): (?P<name>\w+) \((?P<id>[\w.]+)\)[^\n]*\n-{20,}\n"
+    r"^={20,}\n(?P<kind>FAIL|ERROR): (?P<name>\w+) \((?P<id>[\w.]+)\)[^\n]*\n(?:[^\n]*\n)??"
+    r"-{20,}\n"
     r"(?P<body>.*?)(?=^={20,}$|^-{20,}$|\Z)",
     re.MULTILINE | re.DOTALL,
 )

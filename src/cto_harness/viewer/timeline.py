@@ -79,7 +79,12 @@ def _spans(root: Path) -> tuple[list[SpanRow], float, datetime | None, int]:
         return level
 
     result = []
-    for span in sorted(spans, key=lambda s: (parse_time(s["start_time"]), depth(s))):
+    def order(span: dict[str, Any]) -> tuple[Any, ...]:
+        start, end = parse_time(span["start_time"]), parse_time(span["end_time"])
+        assert start is not None and end is not None
+        return (start, depth(span), start - end)  # at one start, the enclosing span first
+
+    for span in sorted(spans, key=order):
         start, end = parse_time(span["start_time"]), parse_time(span["end_time"])
         assert start is not None and end is not None
         name = str(span.get("name", "?"))
