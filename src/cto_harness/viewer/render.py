@@ -134,6 +134,17 @@ def gantt(timeline: Timeline, width: int = 1100, label_width: int = 300) -> Gant
     return Gantt(rows, width, len(rows) * 18 + 4, label_width)
 
 
+def display_path(path: Path) -> str:
+    """A folder as a person reads it: relative to the working directory when under it, with
+    `~` for the home directory, else absolute; made inert."""
+    here, home = Path.cwd(), Path.home()
+    if path == here or here in path.parents:
+        return inert(path.relative_to(here).as_posix() or ".")
+    if home != Path("/") and home in path.parents:
+        return inert("~/" + path.relative_to(home).as_posix())
+    return inert(str(path))
+
+
 def _write(path: Path, html: str, site: Site) -> None:
     atomic_write_text(path, html)
     site.pages.append(path)
@@ -162,7 +173,7 @@ def render_run(env: Environment, run: RunView, out: Path, links: Links, site: Si
         title=f"{run.verdict.upper() if run.verification.ok else 'UNVERIFIED'} · {run.case_id} "
               f"· cto-harness",
         run=run, unverified=not run.verification.ok, is_baseline=is_baseline,
-        nav=_nav(out, crumbs), bundle_label=inert(str(run.root)),
+        nav=_nav(out, crumbs), bundle_label=display_path(run.root),
         diff_html=Markup(highlight(run.diff, DiffLexer(), _FORMATTER)) if run.diff else "",
         gantt=gantt(run.timeline), baseline_href=baseline_href,
         href=lambda rel: links.file(out, run.root / rel),
@@ -207,7 +218,7 @@ def render_suite(env: Environment, suite: SuiteView, out: Path, links: Links, si
     html = env.get_template("suite.html.j2").render(
         title=f"suite · {len(suite.cases)} cases · cto-harness", suite=suite,
         unverified=not suite.all_verified, nav=_nav(out, crumbs),
-        suite_label=inert(str(suite.root)), run_pages=run_pages, plots=plots,
+        suite_label=display_path(suite.root), run_pages=run_pages, plots=plots,
         plot_width=plot_width, grid=grid,
         unverified_runs=[r for r in suite.runs if not r.verified], generated_at=_now(),
     )
@@ -225,7 +236,7 @@ def render_run_comparison(env: Environment, cmp: RunComparison, out: Path, links
     html = env.get_template("compare_runs.html.j2").render(
         title="comparison · cto-harness", cmp=cmp, unverified=not cmp.scored,
         page_a=Links.page(out, page_a), page_b=Links.page(out, page_b),
-        labels={"A": inert(str(cmp.a.root)), "B": inert(str(cmp.b.root))}, generated_at=_now(),
+        labels={"A": display_path(cmp.a.root), "B": display_path(cmp.b.root)}, generated_at=_now(),
     )
     _write(out, html, site)
 
@@ -241,6 +252,6 @@ def render_suite_comparison(env: Environment, cmp: SuiteComparison, out: Path, l
         title="suite comparison · cto-harness", cmp=cmp,
         unverified=not (cmp.a.all_verified and cmp.b.all_verified),
         page_a=Links.page(out, page_a), page_b=Links.page(out, page_b),
-        labels={"A": inert(str(cmp.a.root)), "B": inert(str(cmp.b.root))}, generated_at=_now(),
+        labels={"A": display_path(cmp.a.root), "B": display_path(cmp.b.root)}, generated_at=_now(),
     )
     _write(out, html, site)

@@ -207,6 +207,12 @@ def load_run(root: Path, public_key: Path | None = None) -> RunView:
         else None
     conditions = report.get("pass_conditions")
     blockers = report.get("blockers")
+    tests = testresults.collect(
+        verification_section if isinstance(verification_section, dict) else {}, log)
+    reason = one_line_reason(report) if report else "report.json is missing or unreadable"
+    if failed_conditions(report)[:1] == ["harness_verification_passed"] and tests.failed:
+        names = [t.name.rsplit(".", 1)[-1].rsplit("::", 1)[-1] for t in tests.failed]
+        reason += f" ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
     return RunView(
         root=root,
         verification=verification,
@@ -216,7 +222,7 @@ def load_run(root: Path, public_key: Path | None = None) -> RunView:
         case_id=str(report.get("case_id", "?")),
         engine=str(report.get("engine", "?")),
         verdict=verdict,
-        reason=one_line_reason(report) if report else "report.json is missing or unreadable",
+        reason=reason,
         failed_conditions=[(n, explain_condition(n, report)) for n in failed_conditions(report)],
         conditions=[(str(k), v is True) for k, v in conditions.items()]
         if isinstance(conditions, dict) else [],
@@ -228,8 +234,7 @@ def load_run(root: Path, public_key: Path | None = None) -> RunView:
         diff=diff,
         diff_cut=diff_cut,
         diff_stats=diff_stats(diff),
-        tests=testresults.collect(
-            verification_section if isinstance(verification_section, dict) else {}, log),
+        tests=tests,
         test_log=log,
         test_log_cut=log_cut,
         timeline=timeline.build(root),
