@@ -83,12 +83,15 @@ def test_view_writes_a_self_contained_page_and_exits_0_when_verified(
     assert "everything verified" in proc.stderr
 
 
-def test_view_default_output_is_outside_the_bundle(evidence: Evidence) -> None:
-    proc = _cli(evidence, str(evidence.failing))
+def test_view_default_output_is_a_cache_outside_the_bundle_and_the_home(
+        evidence: Evidence, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cto_harness", "view", str(evidence.failing)],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+                          env={**evidence.env(), "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr
     page = Path(proc.stdout.strip())
-    assert page.is_file() and page.parent.parent == evidence.home / "views"
-    assert evidence.failing not in page.parents
+    assert page.is_file() and page.parent.parent == tmp_path / "cache" / "cto-harness" / "views"
+    assert evidence.failing not in page.parents and evidence.home not in page.parents
 
 
 def test_view_exits_1_on_a_tampered_bundle(evidence: Evidence, tmp_path: Path) -> None:

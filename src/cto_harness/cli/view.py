@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -32,8 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("folders", nargs="+", metavar="FOLDER",
                         help="a run bundle or a suite folder; give two to compare them")
     parser.add_argument("--out", metavar="FILE",
-                        help="the page to write (default: $CTO_HARNESS_HOME/views/<name>/"
-                             "index.html; never inside a bundle, which would no longer verify)")
+                        help="the page to write (default: $XDG_CACHE_HOME/cto-harness/views/"
+                             "<name>/index.html, ~/.cache by default; never inside a bundle, "
+                             "which would no longer verify)")
     parser.add_argument("--serve", action="store_true",
                         help="serve the pages on 127.0.0.1 and print the URL (Ctrl-C stops)")
     parser.add_argument("--port", type=int, metavar="N",
@@ -46,13 +48,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _default_out(folders: list[Path]) -> Path:
-    from cto_harness.settings import Settings
-
+    # A cache, outside $CTO_HARNESS_HOME: writing there while a run is going would trip that
+    # run's outside-write guard.
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     key = "\0".join(str(f.resolve()) for f in folders)
     name = "-vs-".join(f.resolve().name for f in folders)[:80] or "view"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     folder = f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-    return Settings.from_env().home / "views" / folder / "index.html"
+    return Path(cache).absolute() / "cto-harness" / "views" / folder / "index.html"
 
 
 def _inside(path: Path, folder: Path) -> bool:
