@@ -130,8 +130,10 @@ def browser() -> Iterator[Any]:
     if executable is None:
         pytest.skip("no Chromium on this machine (make system-packages installs the Debian "
                     "package chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Generous waits: every expectation waits on the page's state, and a loaded machine is slow.
+    expect.set_options(timeout=30_000)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, headless=True,
                                               args=CHROMIUM_FLAGS)
@@ -168,6 +170,7 @@ def tab(browser: Any) -> Iterator[Tab]:
             handle.abort()
 
     context.route("**/*", route)
+    context.set_default_timeout(60_000)
     page = context.new_page()
     page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
             if msg.type == "error" else None)
