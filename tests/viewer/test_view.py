@@ -236,7 +236,8 @@ def test_view_serve_prints_a_loopback_url_and_stops_on_ctrl_c(evidence: Evidence
         status, _headers, body = _get(port, "/index.html")
         assert status == 200 and b'id="verdict"' in body
     finally:
-        os.kill(proc.pid, signal.SIGINT)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
 
