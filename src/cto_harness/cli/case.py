@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Fixture authoring: `case new` scaffolds harness/evals/cases/<id>/ "
                     "(case.toml, repo/, fake/solution/) with TODOs to replace; `case check` "
                     "proves a case sound with real runs of the pipeline.")
-    sub = parser.add_subparsers(dest="case_command", required=True, parser_class=type(parser))
+    sub = parser.add_subparsers(dest="case_command", required=True, metavar="{new,check}",
+                                parser_class=type(parser))
 
     new = sub.add_parser("new", help="scaffold a new case with TODOs to replace",
                          description="Write harness/evals/cases/<id>/: a case.toml valid "

@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "($CTO_HARNESS_RUNS_DIR) and in the suites ($CTO_HARNESS_HOME/suites). "
                     "Each bundle is re-verified; one that does not verify is listed as "
                     "UNVERIFIED with the reason, and its verdict is never taken as proven.")
-    sub = parser.add_subparsers(dest="runs_command", required=True, parser_class=type(parser))
+    sub = parser.add_subparsers(dest="runs_command", required=True, metavar="{list,show,clean}",
+                                parser_class=type(parser))
 
     listing = sub.add_parser("list", help="past runs, newest first",
                              description="Past runs, newest first, with filters.")
