@@ -40,7 +40,9 @@ def _conditions(report: dict) -> dict[str, bool]:
 
 
 def test_hang_is_killed_whole_tree(hostile) -> None:  # type: ignore[no-untyped-def]
-    run = hostile("hang", CTO_HARNESS_CASE_TIMEOUT_SECONDS="3")
+    # Long enough for the provider to reach its hang on a loaded machine; the bound below
+    # still proves the limit held.
+    run = hostile("hang", CTO_HARNESS_CASE_TIMEOUT_SECONDS="10")
     report = run.report
     assert run.exit_code == 2 and report["verdict"] == "blocked"
     assert [b["code"] for b in report["blockers"]] == ["provider_timeout"]
@@ -50,7 +52,7 @@ def test_hang_is_killed_whole_tree(hostile) -> None:  # type: ignore[no-untyped-
     # The detached (setsid) shell child of the agent died with the provider.
     assert any("sleep 100000" in c for c in killed), killed
     assert report["process"]["timed_out"] is True and report["process"]["tree_clean"] is True
-    assert 3 <= run.seconds < 30
+    assert 10 <= run.seconds < 120
 
 
 def test_detached_child_outliving_provider_fails(hostile) -> None:  # type: ignore[no-untyped-def]

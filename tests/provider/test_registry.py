@@ -144,8 +144,14 @@ def test_sigkill_mid_write_never_leaves_a_partial_registry(tmp_path: Path) -> No
     home = tmp_path / "home"
     settings = settings_for(home)
     seen_counts = []
-    for delay in (0.3, 0.45, 0.6, 0.75, 0.9, 1.05):
+    for delay in (0.0, 0.05, 0.1, 0.15, 0.2, 0.3):
         child = _child("loop", home)
+        # Kill it while it writes: once it has written (a loaded machine may take seconds to
+        # start Python), then at staggered moments of its loop.
+        deadline = time.monotonic() + 120
+        while not registry_path(settings).exists() and child.poll() is None:
+            assert time.monotonic() < deadline, "the writer never wrote"
+            time.sleep(0.01)
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
