@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cto_harness.errors import BlockerCode
+
 CASE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 Verdict = Literal["pass", "fail", "blocked", "error"]
@@ -143,7 +145,7 @@ class TaskContract(StrictModel):
 
 
 class Blocker(StrictModel):
-    code: str
+    code: BlockerCode
     message: str
 
 

@@ -12,11 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cto_harness.errors import UsageError
-
 _CHUNK = 1 << 20
 # Files at least this large are hashed on their own thread.
 _PARALLEL_MIN_BYTES = 4 << 20
+
+
+class PathEscape(ValueError):
+    """A path from input that is absolute or resolves outside the root it must stay in."""
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -63,11 +65,11 @@ def resolve_within(root: Path, relative: str | Path, *, what: str = "path") -> P
     """Resolve `relative` under `root`; refuse absolute paths and anything escaping `root`."""
     rel = Path(relative)
     if rel.is_absolute():
-        raise UsageError(f"{what} must be relative, got an absolute path: {relative}")
+        raise PathEscape(f"{what} must be relative, got an absolute path: {relative}")
     root_resolved = root.resolve()
     candidate = (root_resolved / rel).resolve()
     if candidate != root_resolved and root_resolved not in candidate.parents:
-        raise UsageError(f"{what} escapes its root {root_resolved}: {relative}")
+        raise PathEscape(f"{what} escapes its root {root_resolved}: {relative}")
     return candidate
 
 

@@ -14,7 +14,7 @@ from types import FrameType
 from typing import NoReturn
 
 from cto_harness import __version__
-from cto_harness.errors import EXIT_ERROR, EXIT_USAGE, HarnessError, Interrupted, UsageError
+from cto_harness.errors import EXIT_USAGE, HarnessError, Interrupted, UsageError, exit_code_for, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -230,12 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = getattr(args, "func", None) or args.handler
         return int(handler(args))
-    except UsageError as exc:
-        print(f"cto-harness: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (Interrupted, KeyboardInterrupt):
-        print("cto-harness: interrupted", file=sys.stderr)
-        return EXIT_ERROR
-    except HarnessError as exc:
-        print(f"cto-harness: harness error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except (HarnessError, KeyboardInterrupt) as exc:
+        print(one_line(exc), file=sys.stderr)
+        return exit_code_for(exc)

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cto_harness.errors import (
-    EXIT_BLOCKED,
-    EXIT_ERROR,
     EXIT_FAIL,
     EXIT_PASS,
     EXIT_USAGE,
-    Blocked,
     HarnessError,
     UsageError,
+    exit_code_for,
+    one_line,
 )
 from cto_harness.providers.build import admit_prebuilt, build_provider, verify_provider
 from cto_harness.providers.policy import ProviderPolicy, default_policy_path, load_policy
@@ -52,15 +51,9 @@ def _guarded(handler: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except Blocked as exc:
-            print(f"blocked: {exc.code}: {exc.message}", file=sys.stderr)
-            return EXIT_BLOCKED
-        except UsageError as exc:
-            print(f"usage error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
         except HarnessError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+            print(one_line(exc), file=sys.stderr)
+            return exit_code_for(exc)
 
     return run
 

@@ -41,6 +41,8 @@ from cto_harness.errors import (
     EXIT_FAIL,
     EXIT_PASS,
     Blocked,
+    BlockerCode,
+    HarnessFault,
     Interrupted,
     UsageError,
 )
@@ -98,7 +100,7 @@ def new_run_dir(runs_dir: Path, case_id: str, started: datetime) -> Path:
             return candidate
         except FileExistsError:
             continue
-    raise UsageError(f"cannot create a run directory under {runs_dir}")
+    raise HarnessFault(f"cannot create a run directory under {runs_dir}")
 
 
 def execute_run(
@@ -145,7 +147,7 @@ def execute_run(
             _marker(run_dir, blocked.marker, blocked.message)
     except (Interrupted, KeyboardInterrupt):
         state.error = "interrupted by a signal before the run finished"
-        state.blockers.append(Blocker(code="interrupted", message=state.error))
+        state.blockers.append(Blocker(code=BlockerCode.INTERRUPTED, message=state.error))
         events.emit("run.interrupted")
     except UsageError:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -198,7 +200,7 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
         events.emit("gate.checked", gate="task_contract", passed=state.task_scan["passed"])
         if not state.task_scan["passed"]:
             raise Blocked(
-                "task_contract_invalid",
+                BlockerCode.TASK_CONTRACT_INVALID,
                 f"the task contract names paths outside the workspace: "
                 f"{', '.join(state.task_scan['outside_paths'])}",  # type: ignore[arg-type]
             )
@@ -220,7 +222,7 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
         launch.file_size_limit = ctx.settings.workspace_limit_bytes
     state.command = list(launch.argv)
     with events.span("isolation.canary") as attrs:
-        confined = state.sandbox.confine(launch)  # Blocked("isolation_breach") if it leaks
+        confined = state.sandbox.confine(launch)  # Blocked isolation_breach if it leaks
         attrs["duration_ms"] = state.sandbox.canary_result.get("duration_ms")
     events.emit("isolation.canary.passed", tier=state.sandbox.tier,
                 observed=state.sandbox.canary_result.get("observed"))
@@ -254,7 +256,7 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
                            f"whole process tree ({len(result.killed_on_timeout)} processes) "
                            f"was killed")
                 _marker(ctx.run_dir, "provider-timeout.txt", message)
-                state.blockers.append(Blocker(code="provider_timeout", message=message))
+                state.blockers.append(Blocker(code=BlockerCode.PROVIDER_TIMEOUT, message=message))
 
     with events.span("workspace.diff"):
         snapshot.take_after()
@@ -318,7 +320,7 @@ def _baseline(ctx: RunContext, state: _State) -> None:
     )
     ctx.events.emit("baseline.finished", verdict=b.verdict)
     if b.verdict != "pass":
-        raise Blocked("baseline_failed",
+        raise Blocked(BlockerCode.BASELINE_FAILED,
                       f"the same-run fake baseline ended {b.verdict}: the fixture is unsound")
 
 
@@ -369,8 +371,8 @@ def _seal(engine: Engine, ctx: RunContext, state: _State, started: datetime) -> 
     else:
         conditions = _pass_conditions(engine, ctx, state)
         verdict = "pass" if all(conditions.values()) else "fail"
-    if state.error and not any(b.code == "interrupted" for b in state.blockers):
-        state.blockers.append(Blocker(code="harness_error", message=state.error))
+    if state.error and not any(b.code == BlockerCode.INTERRUPTED for b in state.blockers):
+        state.blockers.append(Blocker(code=BlockerCode.HARNESS_ERROR, message=state.error))
 
     for name in ("stdout.log", "stderr.log"):
         (run_dir / "backend" / name).touch()

@@ -24,7 +24,7 @@ from typing import IO
 
 from cto_harness.contracts import ChangedFile
 from cto_harness.core.globs import matches_any
-from cto_harness.errors import HarnessError
+from cto_harness.errors import HarnessFault
 from cto_harness.sandbox.process import run_quiet
 
 # Provider bookkeeping (Case writes everything under .case/): listed apart from source changes.
@@ -145,7 +145,7 @@ class Snapshot:
             if proc.wait() != 0:
                 errors.seek(0)
                 message = errors.read().decode(errors="replace")
-                raise HarnessError(f"git fast-import failed: {message}")
+                raise HarnessFault(f"git fast-import failed: {message}")
         # The fence: a file written now carries the file system's current (coarse) time.
         fence = self.state_dir / "fence"
         fence.write_bytes(b"")
@@ -211,14 +211,14 @@ class Snapshot:
             while remaining > 0:
                 chunk = os.read(fd, min(remaining, _WHOLE_READ if size <= _WHOLE_READ else _CHUNK))
                 if not chunk:
-                    raise HarnessError(f"{os.fsdecode(full)} shrank while it was read")
+                    raise HarnessFault(f"{os.fsdecode(full)} shrank while it was read")
                 remaining -= len(chunk)
                 sha1.update(chunk)
                 sha256.update(chunk)
                 if in_tree:
                     sink.write(chunk)
             if os.read(fd, 1):
-                raise HarnessError(f"{os.fsdecode(full)} grew while it was read")
+                raise HarnessFault(f"{os.fsdecode(full)} grew while it was read")
             if in_tree:
                 sink.write(b"\n")
         finally:

@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from cto_harness.errors import SignatureInvalid
 from cto_harness.fsutil import atomic_write_bytes, atomic_write_text, sha256_file
 
 ENVELOPE = "evidence.dsse.json"
@@ -39,10 +40,6 @@ PREDICATE_TYPE = "https://cto-harness.dev/evidence-bundle/v1"
 PRIVATE_KEY = "evidence-ed25519.pem"
 PUBLIC_KEY = "evidence-ed25519.pub"
 SUBJECTS = ("artifacts.sha256", "freshness.json")
-
-
-class SignatureInvalid(Exception):
-    """The envelope is missing, malformed, signed by another key, or covers other bytes."""
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from cto_harness.errors import Blocked, UsageError
+from cto_harness.errors import Blocked, BlockerCode, UsageError
 from cto_harness.fsutil import atomic_write_json, atomic_write_text, sha256_file, tree_digest
 from cto_harness.providers.identity import (
     SourceIdentityEvidence,
@@ -112,10 +112,10 @@ def find_bun(environ: Mapping[str, str]) -> _Tool:
     """Blocked `bun_missing` unless `bun` is on the environment's PATH and answers `--version`."""
     path = shutil.which("bun", path=environ.get("PATH", ""))
     if path is None:
-        raise Blocked("bun_missing", "bun is not on PATH; install it (npm install -g bun@1)")
+        raise Blocked(BlockerCode.BUN_MISSING, "bun is not on PATH; install it (npm install -g bun@1)")
     version = _tool_version(path)
     if not version:
-        raise Blocked("bun_missing", f"{path} --version failed: not a working Bun")
+        raise Blocked(BlockerCode.BUN_MISSING, f"{path} --version failed: not a working Bun")
     return _Tool(str(Path(path).absolute()), version)
 
 
@@ -157,7 +157,7 @@ def _check_unchanged(before: CheckoutState) -> CheckoutGuard:
             if getattr(before, name) != getattr(after, name)
         ]
         raise Blocked(
-            "source_mutated",
+            BlockerCode.SOURCE_MUTATED,
             f"the source checkout {before.path} changed during the build ({', '.join(changed)}); "
             "nothing was admitted",
         )
@@ -221,7 +221,7 @@ def _resolve_source(
         location = str(checkout)
     if not policy.source_url_matches(claimed):
         raise Blocked(
-            "source_origin_mismatch",
+            BlockerCode.SOURCE_ORIGIN_MISMATCH,
             f"source {location} claims origin {claimed!r}, policy requires {policy.source_url!r}",
         )
     assert claimed is not None
@@ -243,7 +243,7 @@ def _clone_at_pin(info: SourceInfo, clone: Path, commit: str) -> None:
         ["clone", "--quiet", "--no-checkout", "--no-hardlinks", info.location, str(clone)]
     )
     if code != 0:
-        raise Blocked("source_unavailable", f"git clone of {info.location} failed: {out[-400:]}")
+        raise Blocked(BlockerCode.SOURCE_UNAVAILABLE, f"git clone of {info.location} failed: {out[-400:]}")
     if _git(["cat-file", "-e", f"{commit}^{{commit}}"], clone)[0] != 0:
         # Not on a branch or tag: a server may still serve it by id.
         _git(["fetch", "--quiet", "origin", commit], clone)
@@ -251,16 +251,16 @@ def _clone_at_pin(info: SourceInfo, clone: Path, commit: str) -> None:
                       commit], clone)
     if code != 0:
         raise Blocked(
-            "source_commit_mismatch", f"commit {commit} is not in {info.location}: {out[-300:]}"
+            BlockerCode.SOURCE_COMMIT_MISMATCH, f"commit {commit} is not in {info.location}: {out[-300:]}"
         )
     code, head = _git(["rev-parse", "HEAD"], clone)
     if code != 0 or head != commit:
-        raise Blocked("source_commit_mismatch", f"HEAD is {head!r} after checkout, not {commit}")
+        raise Blocked(BlockerCode.SOURCE_COMMIT_MISMATCH, f"HEAD is {head!r} after checkout, not {commit}")
     # The clone must not point back at the user's checkout: a build script could follow it.
     _git(["remote", "set-url", "origin", info.source_url], clone)
     code, origin = _git(["remote", "get-url", "origin"], clone)
     if code != 0 or normalize_source_url(origin) != normalize_source_url(info.source_url):
-        raise Blocked("source_origin_mismatch", f"clone origin is {origin!r}")
+        raise Blocked(BlockerCode.SOURCE_ORIGIN_MISMATCH, f"clone origin is {origin!r}")
 
 
 def _run_steps(
@@ -276,7 +276,7 @@ def _run_steps(
         executable = shutil.which(argv[0], path=env["PATH"])
         with progress.step(f"build {index}/{total}: {' '.join(argv)}"):
             if executable is None:
-                raise Blocked("build_failed", f"{argv[0]!r} (build step {index}) is not on PATH")
+                raise Blocked(BlockerCode.BUILD_FAILED, f"{argv[0]!r} (build step {index}) is not on PATH")
             result = run_process(
                 [executable, *argv[1:]],
                 cwd=clone,
@@ -302,14 +302,14 @@ def _run_steps(
                 digests[f"logs/{log.name}"] = digest
             if result.timed_out:
                 raise Blocked(
-                    "build_failed",
+                    BlockerCode.BUILD_FAILED,
                     f"`{' '.join(argv)}` exceeded {policy.build.step_timeout_seconds}s; "
                     f"logs in {logs}",
                 )
             if result.exit_code != 0:
                 tail = stderr_log.read_text("utf-8", "replace").strip().splitlines()[-3:]
                 raise Blocked(
-                    "build_failed",
+                    BlockerCode.BUILD_FAILED,
                     f"`{' '.join(argv)}` exited {result.exit_code}: {' | '.join(tail)[-400:]} "
                     f"(logs in {logs})",
                 )
@@ -508,7 +508,7 @@ def admit_prebuilt(
     started, clock = utc_now(), time.monotonic()
     if not policy.source_url_matches(source_url):
         raise Blocked(
-            "source_origin_mismatch",
+            BlockerCode.SOURCE_ORIGIN_MISMATCH,
             f"claimed source {source_url!r} is not the policy's {policy.source_url!r}",
         )
     check_executable(binary)

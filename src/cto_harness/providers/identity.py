@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import Field
 
 from cto_harness.contracts import StrictModel
-from cto_harness.errors import Blocked
+from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.fsutil import sha256_bytes
 from cto_harness.providers.policy import ProviderPolicy
 from cto_harness.sandbox.process import run_process
@@ -45,7 +45,7 @@ class IdentityMismatch(Blocked):
     """`identity_mismatch`, carrying the probe's evidence for the caller's report."""
 
     def __init__(self, message: str, evidence: IdentityEvidence) -> None:
-        super().__init__("identity_mismatch", message)
+        super().__init__(BlockerCode.IDENTITY_MISMATCH, message)
         self.evidence = evidence
 
 
@@ -80,7 +80,7 @@ class IdentityEvidence(StrictModel):
         )
 
 
-def check_executable(path: Path, *, missing_code: str = "dist_missing") -> None:
+def check_executable(path: Path, *, missing_code: str = BlockerCode.DIST_MISSING) -> None:
     """A regular file with an execute bit, else blocked (`missing_code` / `not_executable`)."""
     try:
         st = path.stat()
@@ -89,7 +89,7 @@ def check_executable(path: Path, *, missing_code: str = "dist_missing") -> None:
     if not stat.S_ISREG(st.st_mode):
         raise Blocked(missing_code, f"{path} is not a regular file")
     if not st.st_mode & 0o111:
-        raise Blocked("not_executable", f"{path} has no execute permission")
+        raise Blocked(BlockerCode.NOT_EXECUTABLE, f"{path} has no execute permission")
 
 
 def check_source_identity(checkout: Path, policy: ProviderPolicy) -> SourceIdentityEvidence:
@@ -101,10 +101,10 @@ def check_source_identity(checkout: Path, policy: ProviderPolicy) -> SourceIdent
         data = json.loads(raw)
     except (OSError, ValueError) as exc:
         raise Blocked(
-            "source_identity_mismatch", f"no readable package.json in the source: {exc}"
+            BlockerCode.SOURCE_IDENTITY_MISMATCH, f"no readable package.json in the source: {exc}"
         ) from None
     if not isinstance(data, dict):
-        raise Blocked("source_identity_mismatch", "package.json is not a JSON object")
+        raise Blocked(BlockerCode.SOURCE_IDENTITY_MISMATCH, "package.json is not a JSON object")
     bin_field = data.get("bin")
     bin_target = bin_field.get(expected.bin_name) if isinstance(bin_field, dict) else None
     evidence = SourceIdentityEvidence(
@@ -123,7 +123,7 @@ def check_source_identity(checkout: Path, policy: ProviderPolicy) -> SourceIdent
         problems.append(f"no bin named {expected.bin_name!r} (bin is {bin_field!r})")
     if problems:
         raise Blocked(
-            "source_identity_mismatch",
+            BlockerCode.SOURCE_IDENTITY_MISMATCH,
             "the source is not " + policy.name + ": package.json " + "; ".join(problems),
         )
     return evidence

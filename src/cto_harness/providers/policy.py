@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from cto_harness.contracts import StrictModel, check_relative_glob
-from cto_harness.errors import UsageError
+from cto_harness.errors import PolicyInvalid
 
 COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 POLICY_RELATIVE_PATH = Path("providers") / "case" / "policy.toml"
@@ -160,17 +160,17 @@ def parse_policy(data: dict[str, Any], *, origin: str) -> ProviderPolicy:
         return ProviderPolicy.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors(include_url=False))
-        raise UsageError(f"invalid provider policy {origin}: {problems}") from None
+        raise PolicyInvalid(f"invalid provider policy {origin}: {problems}") from None
 
 
 def load_policy(path: Path) -> ProviderPolicy:
-    """Read and validate a policy file; any problem is a `UsageError` naming the file."""
+    """Read and validate a policy file; any problem is `PolicyInvalid` (a usage error) naming the file."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read provider policy {path}: {exc.strerror or exc}") from None
+        raise PolicyInvalid(f"cannot read provider policy {path}: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"invalid provider policy {path}: not valid TOML: {exc}") from None
+        raise PolicyInvalid(f"invalid provider policy {path}: not valid TOML: {exc}") from None
     return parse_policy(data, origin=str(path))

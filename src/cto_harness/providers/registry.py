@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from cto_harness.contracts import StrictModel
-from cto_harness.errors import Blocked
+from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.fsutil import atomic_write_json, sha256_file
 from cto_harness.settings import Settings
 
@@ -83,7 +83,7 @@ def _read(path: Path) -> list[AdmissionRecord]:
     except ValidationError as exc:
         # Fail closed: an unreadable registry admits nothing, and is not silently rewritten.
         raise Blocked(
-            "admission_registry_invalid",
+            BlockerCode.ADMISSION_REGISTRY_INVALID,
             f"{path} is not a valid admission registry ({exc.error_count()} problem(s)); "
             "repair or remove it",
         ) from None

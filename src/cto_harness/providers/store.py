@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cto_harness.errors import HarnessError
+from cto_harness.errors import HarnessFault
 from cto_harness.fsutil import sha256_file
 from cto_harness.providers.registry import exclusive_lock, provider_store_dir
 from cto_harness.settings import Settings
@@ -80,7 +80,7 @@ def open_store_entry(settings: Settings, staged: StagedBinary, provider: str) ->
                 os.chmod(target, READ_ONLY_FILE)
             stored_digest = sha256_file(target)
             if stored_digest != staged.sha256:
-                raise HarnessError(
+                raise HarnessFault(
                     f"store copy {target} hashes to {stored_digest}, expected {staged.sha256}"
                 )
             yield entry

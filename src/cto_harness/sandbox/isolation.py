@@ -43,7 +43,7 @@ from typing import Any
 
 from cto_harness.contracts import IsolationInfo
 from cto_harness.engines.base import Launch, RunContext
-from cto_harness.errors import Blocked
+from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.fsutil import atomic_write_text, sha256_file
 from cto_harness.sandbox import landlock
 from cto_harness.sandbox.process import run_process
@@ -112,7 +112,7 @@ def choose_tier(requested: str, found: Probe) -> tuple[str, str]:
                  if (found.bwrap_ok if t == "bwrap" else found.landlock_abi >= 1)]
     if requested in PROTECTED_TIERS and requested not in available:
         why = found.bwrap_error if requested == "bwrap" else landlock_missing
-        raise Blocked("isolation_unavailable", f"CTO_HARNESS_ISOLATION={requested} but {why}")
+        raise Blocked(BlockerCode.ISOLATION_UNAVAILABLE, f"CTO_HARNESS_ISOLATION={requested} but {why}")
     stronger = [t for t in available if order.index(t) < order.index(requested)]
     if not stronger and requested != "none":
         return requested, ("" if requested == "bwrap"
@@ -306,7 +306,7 @@ class Sandbox:
         self.provider = self._confinement(self.provider_writable(), launch.cwd, launch.network)
         self.canary_result = self._canary(launch, self.provider)
         if self.canary_result.get("breach"):
-            raise Blocked("isolation_breach",
+            raise Blocked(BlockerCode.ISOLATION_BREACH,
                           f"the {self.tier} canary got through: "
                           f"{'; '.join(self.canary_result['breaches'])}")
         return replace(launch, argv=[*self.provider.prefix(), *launch.argv])
@@ -347,7 +347,7 @@ class Sandbox:
             inside = {}
         if result.exit_code != 0 or not inside:
             detail = (work / "canary.err").read_text(encoding="utf-8", errors="replace")
-            raise Blocked("isolation_unavailable",
+            raise Blocked(BlockerCode.ISOLATION_UNAVAILABLE,
                           f"the {self.tier} sandbox did not start the canary (exit "
                           f"{result.exit_code}): {detail.strip()[:300]}")
         observed = {

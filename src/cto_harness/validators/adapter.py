@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.core.run import RunResult, execute_run
+from cto_harness.errors import CheckFailed
 from cto_harness.fsutil import sha256_file, tree_digest
 from cto_harness.settings import Settings
 from cto_harness.validators.script_standin import solution_of, write_script_standin
@@ -29,10 +30,6 @@ TEST_MODEL = ("anthropic", "validator-model")
 # Recognisable, fake, and long enough to be redacted: it must never appear in a bundle.
 PLANTED_KEY = "sk-ant-cto-validator-planted-0123456789abcdef"
 CASE_ID = "r1-string-slugify"
-
-
-class CheckFailed(Exception):
-    """The behaviour a check guards did not happen; the message says what was seen instead."""
 
 
 @dataclass

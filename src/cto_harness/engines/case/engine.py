@@ -46,7 +46,7 @@ from cto_harness.engines.case.inputs import (
     render_brief,
     write_json,
 )
-from cto_harness.errors import Blocked, UsageError
+from cto_harness.errors import Blocked, BlockerCode, PolicyInvalid
 from cto_harness.fsutil import atomic_write_json, sha256_file
 from cto_harness.providers import (
     IdentityMismatch,
@@ -102,16 +102,16 @@ class CaseEngine(Engine):
         settings = ctx.settings
         ctx.provider = ProviderInfo(name="case", path=settings.case_bin)
         if settings.allow_case != "1":
-            raise Blocked("engine_not_allowed", "--engine case needs CTO_HARNESS_ALLOW_CASE=1")
+            raise Blocked(BlockerCode.ENGINE_NOT_ALLOWED, "--engine case needs CTO_HARNESS_ALLOW_CASE=1")
         if settings.case_stage != "2":
             raise Blocked(
-                "stage_not_authorized",
+                BlockerCode.STAGE_NOT_AUTHORIZED,
                 "only Stage 2 is authorized (CTO_HARNESS_CASE_STAGE=2), "
                 f"got {settings.case_stage!r}",
             )
         if not settings.case_bin:
             raise Blocked(
-                "provider_unavailable",
+                BlockerCode.PROVIDER_UNAVAILABLE,
                 "CTO_HARNESS_CASE_BIN is not set: no Case provider is configured",
                 marker="provider-unavailable.txt",
             )
@@ -119,12 +119,12 @@ class CaseEngine(Engine):
         ctx.provider.path = str(binary)
         if not binary.is_file():
             raise Blocked(
-                "provider_unavailable",
+                BlockerCode.PROVIDER_UNAVAILABLE,
                 f"CTO_HARNESS_CASE_BIN names no file: {binary}",
                 marker="provider-unavailable.txt",
             )
         if not os.stat(binary).st_mode & 0o111:
-            raise Blocked("not_executable", f"{binary} has no execute permission")
+            raise Blocked(BlockerCode.NOT_EXECUTABLE, f"{binary} has no execute permission")
 
         # Execute the bytes that were hashed: copy first, hash the copy, look the copy up.
         copy = self._bin_dir(ctx) / "ca"
@@ -139,7 +139,7 @@ class CaseEngine(Engine):
         record = lookup_admission(settings, copy)
         if record is None:
             raise Blocked(
-                "provider_not_admitted",
+                BlockerCode.PROVIDER_NOT_ADMITTED,
                 f"no admission record for {binary} (sha256 {digest}); build or admit it with "
                 "`cto-harness provider build|admit`",
                 marker="provider-not-admitted.txt",
@@ -160,8 +160,8 @@ class CaseEngine(Engine):
         path = default_policy_path(ctx.harness_root)
         try:
             self._policy = load_policy(path)
-        except UsageError as exc:
-            raise Blocked("provider_policy_invalid", str(exc)) from None
+        except PolicyInvalid as exc:
+            raise Blocked(BlockerCode.PROVIDER_POLICY_INVALID, str(exc)) from None
         return self._policy
 
     def _identity(self, ctx: RunContext, copy: Path, policy: ProviderPolicy) -> None:
@@ -172,7 +172,7 @@ class CaseEngine(Engine):
                               mismatch.evidence.model_dump(mode="json"))
             raise
         except Blocked as blocked:  # the copy vanished or lost its execute bit meanwhile
-            raise Blocked("identity_mismatch", blocked.message) from None
+            raise Blocked(BlockerCode.IDENTITY_MISMATCH, blocked.message) from None
         atomic_write_json(ctx.backend / "provider-identity.json", evidence.model_dump(mode="json"))
         ctx.events.emit("gate.checked", gate="provider_identity", passed=True,
                         help_sha256=evidence.help_sha256)
@@ -182,14 +182,14 @@ class CaseEngine(Engine):
         ctx.model = ModelInfo(provider=s.model_provider, model=s.model, base_url=s.model_base_url)
         if not s.model_provider or not s.model:
             raise Blocked(
-                "model_not_admitted",
+                BlockerCode.MODEL_NOT_ADMITTED,
                 "both CTO_HARNESS_CASE_MODEL_PROVIDER and CTO_HARNESS_CASE_MODEL are required",
                 marker="provider-model-not-admitted.txt",
             )
         if policy.admitted_model(s.model_provider, s.model, s.model_base_url) is None:
             where = f" at {s.model_base_url}" if s.model_base_url else ""
             raise Blocked(
-                "model_not_admitted",
+                BlockerCode.MODEL_NOT_ADMITTED,
                 f"model {s.model_provider}/{s.model}{where} is not admitted by the provider policy",
                 marker="provider-model-not-admitted.txt",
             )
@@ -204,7 +204,7 @@ class CaseEngine(Engine):
         if not self._credential_names:
             wanted = ", ".join(names) or "none known for this model provider"
             raise Blocked(
-                "credentials_missing",
+                BlockerCode.CREDENTIALS_MISSING,
                 f"no credential for model provider {provider!r} in the environment ({wanted})",
                 marker="credentials-missing.txt",
             )
@@ -259,7 +259,7 @@ class CaseEngine(Engine):
         copy = Path(ctx.provider.executed_path or "")
         argv = CaseCommand(copy, task_file).argv()
         if sha256_file(copy) != ctx.provider.sha256:
-            raise Blocked("provider_not_admitted",
+            raise Blocked(BlockerCode.PROVIDER_NOT_ADMITTED,
                           "the provider copy changed between hashing and launch",
                           marker="provider-not-admitted.txt")
         env = self._environment(ctx, home, data, agent, tmp)
@@ -294,7 +294,7 @@ class CaseEngine(Engine):
                     "Case would read its projects from there"
                 )
         if problems:
-            raise Blocked("task_contract_invalid", "; ".join(problems))
+            raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, "; ".join(problems))
 
     def _environment(
         self, ctx: RunContext, home: Path, data: Path, agent: Path, tmp: Path

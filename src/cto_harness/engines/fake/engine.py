@@ -12,7 +12,7 @@ from cto_harness.core.workspace import git_env
 from cto_harness.engines import register_engine
 from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
 from cto_harness.engines.case.events import map_events, read_jsonl
-from cto_harness.errors import HarnessError
+from cto_harness.errors import HarnessFault
 from cto_harness.fsutil import atomic_write_json, sha256_file
 from cto_harness.sandbox.process import ProcessResult
 
@@ -47,7 +47,7 @@ class FakeEngine(Engine):
         agent = private / "fake_agent.py"
         shutil.copy2(AGENT_SOURCE, agent)
         if sha256_file(agent) != ctx.provider.sha256:
-            raise HarnessError("the fake agent changed between hashing and launch")
+            raise HarnessFault("the fake agent changed between hashing and launch")
         ctx.provider.executed_path = str(agent)
 
         spec = ctx.case.spec.fake
