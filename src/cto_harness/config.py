@@ -84,36 +84,3 @@ def add_target(home: Path, raw: str) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path(home), "\n".join(lines) + "\n")
     return path
-
-
-def config_command(args: object) -> int:
-    """`cto-harness config show|add-target PATH`."""
-    import argparse
-
-    from cto_harness.sandbox.isolation import choose_tier, probe
-    from cto_harness.settings import Settings
-
-    assert isinstance(args, argparse.Namespace)
-    settings = Settings.from_env()
-    if args.config_command == "add-target":
-        added = add_target(settings.home, args.path)
-        print(f"cto-harness config: {added} is now hidden from every provider "
-              f"({config_path(settings.home)})")
-        return 0
-    found = probe()
-    try:
-        tier, reason = choose_tier(settings.isolation, found)
-    except Exception as exc:  # a forced tier this machine lacks: shown, not raised
-        tier, reason = "unavailable", str(exc)
-    print(json.dumps({
-        "home": str(settings.home),
-        "runs_dir": str(settings.runs_dir),
-        "config_file": str(config_path(settings.home)),
-        "config_file_exists": config_path(settings.home).is_file(),
-        "target_repositories": [str(p) for p in settings.target_repositories],
-        "isolation": {"requested": settings.isolation, "tier": tier, "reason": reason,
-                      "probe": found.to_dict()},
-        "workspace_limit_mb": settings.workspace_limit_bytes // (1024 * 1024),
-        "keys_dir": str(settings.keys_dir),
-    }, indent=2))
-    return 0

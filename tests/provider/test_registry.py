@@ -163,7 +163,7 @@ def test_concurrent_admissions_from_separate_processes_all_land(tmp_path: Path) 
            "PYTHONPATH": str(REPO_ROOT / "src")}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "cto_harness.cli.provider", "provider", "admit",
+            [sys.executable, "-m", "cto_harness", "provider", "admit",
              "--binary", str(binary), "--source-url", "https://github.com/workos/case.git",
              "--commit", POLICY_PIN],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -1,9 +1,7 @@
-"""`cto-harness provider build|admit|verify|show|list`.
+"""`cto-harness provider build|admit|verify|show|list`: provider binaries and their admission.
 
-`register(subparsers)` adds the `provider` command to the main CLI's argparse sub-parsers; every
-leaf parser sets `handler`, a function `(argparse.Namespace) -> int` that returns the exit code:
-0 ok, 1 verify found different digests, 2 blocked (`blocked: <code>: <message>` on stderr),
-64 usage. `python3 -m cto_harness.cli.provider provider …` runs this command on its own.
+Exit codes: 0 ok, 1 `verify` found different digests, 2 blocked (`blocked: <code>: <message>` on
+stderr), 64 usage. The build route is imported by the handlers, only when a command runs.
 """
 
 from __future__ import annotations
@@ -11,51 +9,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from cto_harness.errors import (
-    EXIT_FAIL,
-    EXIT_PASS,
-    EXIT_USAGE,
-    HarnessError,
-    UsageError,
-    exit_code_for,
-    one_line,
-)
-from cto_harness.providers.build import admit_prebuilt, build_provider, verify_provider
-from cto_harness.providers.policy import ProviderPolicy, default_policy_path, load_policy
-from cto_harness.providers.registry import AdmissionRecord, list_admissions, registry_path
-from cto_harness.settings import Settings
+from cto_harness.cli.parser import Subparsers, add_command, add_json, add_subcommands
+from cto_harness.errors import EXIT_FAIL, EXIT_PASS, UsageError
 
-Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    from cto_harness.providers.policy import ProviderPolicy
+    from cto_harness.providers.registry import AdmissionRecord
+    from cto_harness.settings import Settings
 
 
 def default_harness_root() -> Path:
-    """The repository's `harness/` (this file is <repo>/src/cto_harness/provider/cli.py), else
+    """The repository's `harness/` (this file is <repo>/src/cto_harness/cli/provider.py), else
     `./harness`."""
     candidate = Path(__file__).resolve().parents[3] / "harness"
     return candidate if candidate.is_dir() else Path.cwd() / "harness"
 
 
 def _policy(args: argparse.Namespace) -> ProviderPolicy:
+    from cto_harness.providers.policy import default_policy_path, load_policy
+
     return load_policy(Path(args.policy) if args.policy else default_policy_path(
         default_harness_root()
     ))
-
-
-def _guarded(handler: Handler) -> Handler:
-    """Map the harness's exceptions to exit codes and one line on stderr."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except HarnessError as exc:
-            print(one_line(exc), file=sys.stderr)
-            return exit_code_for(exc)
-
-    return run
 
 
 def _print_json(value: Any) -> None:
@@ -76,6 +55,9 @@ def _print_admitted(
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    from cto_harness.providers.build import build_provider
+    from cto_harness.settings import Settings
+
     settings = Settings.from_env()
     report = build_provider(
         args.source, args.commit, _policy(args), settings, progress=sys.stderr,
@@ -86,6 +68,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_admit(args: argparse.Namespace) -> int:
+    from cto_harness.providers.build import admit_prebuilt
+    from cto_harness.settings import Settings
+
     settings = Settings.from_env()
     report = admit_prebuilt(
         Path(args.binary), args.source_url, args.commit, _policy(args), settings,
@@ -97,6 +82,8 @@ def _cmd_admit(args: argparse.Namespace) -> int:
 
 def _find(settings: Settings, digest: str) -> AdmissionRecord:
     """The record whose digest is `digest` or starts with it (at least 8 hex digits)."""
+    from cto_harness.providers.registry import list_admissions, registry_path
+
     digest = digest.lower()
     if len(digest) < 8 or any(ch not in "0123456789abcdef" for ch in digest):
         raise UsageError(f"expected a sha256 (or a prefix of 8+ hex digits), got {digest!r}")
@@ -108,6 +95,9 @@ def _find(settings: Settings, digest: str) -> AdmissionRecord:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from cto_harness.providers.build import verify_provider
+    from cto_harness.settings import Settings
+
     settings = Settings.from_env()
     record = _find(settings, args.sha256)
     result = verify_provider(
@@ -144,6 +134,9 @@ def _table(records: Sequence[AdmissionRecord]) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from cto_harness.providers.registry import list_admissions, registry_path
+    from cto_harness.settings import Settings
+
     settings = Settings.from_env()
     records = list_admissions(settings)
     if args.json:
@@ -161,6 +154,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     if args.sha256 is None:
         return _cmd_list(args)
+    from cto_harness.settings import Settings
+
     settings = Settings.from_env()
     record = _find(settings, args.sha256)
     if args.json:
@@ -171,15 +166,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     """Add `provider` and its sub-commands; each leaf sets `handler` (Namespace -> exit code)."""
-    provider = subparsers.add_parser(
-        "provider", help="build, admit, verify and list provider binaries (WorkOS Case `ca`)",
-        description="Build a provider from a pinned source or admit a prebuilt one; every "
-        "binary is identified, stored by SHA-256 and recorded in the admission registry.",
+    provider = add_command(
+        subparsers, "provider", "build, admit, verify and list provider binaries (WorkOS Case `ca`)",
+        "Build a provider from a pinned source or admit a prebuilt one; every binary is "
+        "identified, stored by SHA-256 and recorded in the admission registry.",
     )
-    provider.set_defaults(handler=lambda _args: _missing_subcommand(provider))
-    commands = provider.add_subparsers(dest="provider_command", metavar="COMMAND")
+    commands = add_subcommands(provider, "provider_command")
 
     def policy_option(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -187,10 +181,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help="provider policy TOML (default: harness/providers/case/policy.toml)",
         )
 
-    def json_option(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--json", action="store_true", help="print JSON on stdout")
-
-    build = commands.add_parser("build", help="build from a pinned source and admit (built)")
+    build = commands.add_parser("build", help="build from a pinned source and admit (built)",
+                                description="Clone the source at the pin, prove its identity, "
+                                "build it, probe the binary, store it by SHA-256 and admit it "
+                                "with provenance `built`. Exit 0 admitted, 2 blocked.")
     build.add_argument("--source", required=True, metavar="URL_OR_DIR",
                        help="git URL or local checkout (never modified: the build runs in a clone)")
     build.add_argument("--commit", metavar="SHA", help="40-hex commit (default: the policy's pin)")
@@ -198,56 +192,38 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="the repository this source is (default: the URL, or the checkout's "
                        "origin); must be the policy's")
     policy_option(build)
-    json_option(build)
-    build.set_defaults(handler=_guarded(_cmd_build))
+    add_json(build, "print the build report on stdout")
+    build.set_defaults(handler=_cmd_build)
 
-    admit = commands.add_parser("admit", help="admit a prebuilt binary (asserted provenance)")
-    admit.add_argument("--binary", required=True, metavar="PATH")
-    admit.add_argument("--source-url", required=True, metavar="URL")
-    admit.add_argument("--commit", required=True, metavar="SHA")
+    admit = commands.add_parser("admit", help="admit a prebuilt binary (asserted provenance)",
+                                description="Probe a prebuilt binary, store it by SHA-256 and "
+                                "admit it with provenance `asserted` (its claimed source is "
+                                "recorded, not built). Exit 0 admitted, 2 blocked.")
+    admit.add_argument("--binary", required=True, metavar="PATH", help="the prebuilt binary")
+    admit.add_argument("--source-url", required=True, metavar="URL",
+                       help="the repository it claims to come from; must be the policy's")
+    admit.add_argument("--commit", required=True, metavar="SHA",
+                       help="the 40-hex commit it claims to be built from")
     policy_option(admit)
-    json_option(admit)
-    admit.set_defaults(handler=_guarded(_cmd_admit))
+    add_json(admit, "print the admission report on stdout")
+    admit.set_defaults(handler=_cmd_admit)
 
-    verify = commands.add_parser("verify", help="rebuild an admitted binary and compare digests")
+    verify = commands.add_parser("verify", help="rebuild an admitted binary and compare digests",
+                                 description="Rebuild the recorded source and commit at the same "
+                                 "path and compare the recorded, stored and rebuilt digests. "
+                                 "Exit 0 equal, 1 different, 2 blocked.")
     verify.add_argument("sha256", help="the admitted binary's SHA-256 (or a unique prefix)")
     verify.add_argument("--source", metavar="URL_OR_DIR",
                         help="where to fetch the recorded commit (default: as recorded)")
     policy_option(verify)
-    json_option(verify)
-    verify.set_defaults(handler=_guarded(_cmd_verify))
+    add_json(verify, "print the three digests on stdout")
+    verify.set_defaults(handler=_cmd_verify)
 
     show = commands.add_parser("show", help="show one admission, or all")
     show.add_argument("sha256", nargs="?", help="SHA-256 or unique prefix (default: all)")
-    json_option(show)
-    show.set_defaults(handler=_guarded(_cmd_show))
+    add_json(show, "print the record(s) on stdout")
+    show.set_defaults(handler=_cmd_show)
 
     listing = commands.add_parser("list", help="list the admission registry")
-    json_option(listing)
-    listing.set_defaults(handler=_guarded(_cmd_list))
-
-
-def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
-    parser.print_usage(sys.stderr)
-    print("usage error: a provider sub-command is required", file=sys.stderr)
-    return EXIT_USAGE
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        print(f"usage error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry: `python3 -m cto_harness.cli.provider provider <command> …`."""
-    parser = _Parser(prog="cto-harness")
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
-    return handler(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    add_json(listing, "print the registry on stdout")
+    listing.set_defaults(handler=_cmd_list)

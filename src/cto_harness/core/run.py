@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from cto_harness import REPORT_SCHEMA_VERSION, __version__
+from cto_harness import REPORT_SCHEMA_VERSION, __version__, engines
 from cto_harness.contracts import (
     BaselineComparison,
     Blocker,
@@ -33,8 +33,8 @@ from cto_harness.core.globs import matches_any
 from cto_harness.core.taskscan import scan_contract
 from cto_harness.core.testrun import run_verification
 from cto_harness.core.workspace import Snapshot, copy_tree, init_workspace_repo, split_changes
-from cto_harness.engines import RunContext, get_engine
-from cto_harness.engines.base import Engine, ProviderOutcome
+from cto_harness.engines import get_engine
+from cto_harness.engines.base import Engine, ProviderOutcome, RunContext
 from cto_harness.errors import (
     EXIT_BLOCKED,
     EXIT_ERROR,
@@ -105,7 +105,7 @@ def new_run_dir(runs_dir: Path, case_id: str, started: datetime) -> Path:
 
 def execute_run(
     case_id: str,
-    engine_name: str = "fake",
+    engine_name: str | None = None,
     *,
     harness_root: Path,
     settings: Settings | None = None,
@@ -118,7 +118,7 @@ def execute_run(
     environ = dict(os.environ if environ is None else environ)
     settings = settings or Settings.from_env(environ)
     case_dir = case_directory(harness_root, case_id)
-    engine = get_engine(engine_name)
+    engine = get_engine(engine_name or engines.DEFAULT_ENGINE)
     started = utc_now()
     if run_dir is None:
         run_dir = new_run_dir(settings.runs_dir, case_id, started)

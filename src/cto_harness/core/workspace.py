@@ -25,27 +25,12 @@ from typing import IO
 from cto_harness.contracts import ChangedFile
 from cto_harness.core.globs import matches_any
 from cto_harness.errors import HarnessFault
+from cto_harness.git import git_env
 from cto_harness.sandbox.process import run_quiet
 
 # Provider bookkeeping (Case writes everything under .case/): listed apart from source changes.
 BOOKKEEPING_DIRS = (".case",)
 _STATUS = {"A": "added", "D": "deleted", "M": "modified", "T": "type_changed"}
-
-
-def git_env(home: Path) -> dict[str, str]:
-    """A git environment that ignores the user's and the system's configuration."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_AUTHOR_NAME": "cto-harness",
-        "GIT_AUTHOR_EMAIL": "cto-harness@localhost",
-        "GIT_COMMITTER_NAME": "cto-harness",
-        "GIT_COMMITTER_EMAIL": "cto-harness@localhost",
-        "LC_ALL": "C",
-    }
 
 
 def copy_tree(source: Path, destination: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 from cto_harness.errors import Blocked, BlockerCode, UsageError
 from cto_harness.fsutil import atomic_write_json, atomic_write_text, sha256_file, tree_digest
+from cto_harness.git import user_git_env
 from cto_harness.providers.identity import (
     SourceIdentityEvidence,
     check_executable,
@@ -125,8 +126,8 @@ def _node_version(environ: Mapping[str, str]) -> str | None:
 
 
 def _git(args: list[str], cwd: Path | None = None) -> tuple[int, str]:
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false")
-    result = run_quiet(["git", *args], cwd=cwd, env=env, timeout=_GIT_TIMEOUT, check=False)
+    result = run_quiet(["git", *args], cwd=cwd, env=user_git_env(os.environ),
+                       timeout=_GIT_TIMEOUT, check=False)
     out = (result.stdout if result.returncode == 0 else result.stderr).strip()
     return result.returncode, out
 

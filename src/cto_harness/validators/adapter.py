@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from typing import Any
 from cto_harness.core.run import RunResult, execute_run
 from cto_harness.errors import CheckFailed
 from cto_harness.fsutil import sha256_file, tree_digest
+from cto_harness.git import commit_all
 from cto_harness.settings import Settings
 from cto_harness.validators.script_standin import solution_of, write_script_standin
 
@@ -117,7 +117,7 @@ class Scenario:
             self._admitted[scenario] = Path(report.artifact.store_path)
         return self._admitted[scenario]
 
-    def run(self, engine: str = "case", case_id: str = CASE_ID, *,
+    def run(self, engine: str | None = "case", case_id: str = CASE_ID, *,
             harness_root: Path | None = None, **env: str | None) -> RunResult:
         environ = self.environ(**env)
         return execute_run(case_id, engine, harness_root=harness_root or self.harness_root,
@@ -168,11 +168,12 @@ def _running_with(token: str) -> list[int]:
 
 @check("fake_default_lane")
 def _fake_default_lane(sc: Scenario) -> str:
-    from cto_harness.cli.main import build_parser
+    from cto_harness import engines
 
-    default = build_parser().parse_args(["run", CASE_ID]).engine
-    expect(default == "fake", f"the default engine is {default!r}, not fake")
-    result = sc.run(engine=default)
+    expect(engines.DEFAULT_ENGINE == "fake",
+           f"the default engine is {engines.DEFAULT_ENGINE!r}, not fake")
+    result = sc.run(engine=None)  # what `run` does without --engine
+    expect(result.report.engine == "fake", f"a run without an engine ran {result.report.engine}")
     expect(result.report.verdict == "pass", f"fake lane verdict {result.report.verdict}")
     _bundle_verifies(result)
     return f"default engine fake; {CASE_ID} passes ({result.report.timing.duration_ms} ms)"
@@ -348,14 +349,6 @@ def _non_executable(sc: Scenario) -> str:
     return "a non-executable provider file blocks"
 
 
-def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "v", "GIT_AUTHOR_EMAIL": "v@localhost",
-           "GIT_COMMITTER_NAME": "v", "GIT_COMMITTER_EMAIL": "v@localhost",
-           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
 def _tiny_source(sc: Scenario) -> Path:
     source = sc.workdir / "tiny-source"
     if not source.exists():
@@ -363,10 +356,7 @@ def _tiny_source(sc: Scenario) -> Path:
         (source / "package.json").write_text(json.dumps(
             {"name": "case", "private": True, "bin": {"ca": "dist/ca"},
              "scripts": {"build:binary": "true"}}))
-        _git(source, "init", "-q", "-b", "main")
-        _git(source, "add", "-A")
-        _git(source, "commit", "-q", "-m", "tiny")
-        _git(source, "remote", "add", "origin", "https://github.com/workos/case.git")
+        commit_all(source, "tiny", origin="https://github.com/workos/case.git")
     return source
 
 

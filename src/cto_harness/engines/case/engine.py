@@ -27,8 +27,6 @@ from pydantic import ValidationError
 from cto_harness.contracts import ForbiddenAction, ModelInfo, ProviderInfo
 from cto_harness.core.events import iso, utc_now
 from cto_harness.core.taskscan import outside_paths
-from cto_harness.core.workspace import git_env
-from cto_harness.engines import register_engine
 from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
 from cto_harness.engines.case.command import CaseCommand
 from cto_harness.engines.case.events import map_events, read_jsonl
@@ -48,6 +46,7 @@ from cto_harness.engines.case.inputs import (
 )
 from cto_harness.errors import Blocked, BlockerCode, PolicyInvalid
 from cto_harness.fsutil import atomic_write_json, sha256_file
+from cto_harness.git import git_env
 from cto_harness.providers import (
     IdentityMismatch,
     ProviderPolicy,
@@ -67,7 +66,6 @@ SUCCESS_LINE = "[unattended] Pipeline completed successfully."
 # The adapter's own refusal of any other command shape (the adapter validator calls it by name).
 
 
-@register_engine
 class CaseEngine(Engine):
     name = "case"
     needs_baseline = True

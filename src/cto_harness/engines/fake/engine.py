@@ -8,18 +8,16 @@ from pathlib import Path
 
 from cto_harness.contracts import ProviderInfo, TaskContract
 from cto_harness.core.events import iso, utc_now
-from cto_harness.core.workspace import git_env
-from cto_harness.engines import register_engine
 from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
 from cto_harness.engines.case.events import map_events, read_jsonl
 from cto_harness.errors import HarnessFault
 from cto_harness.fsutil import atomic_write_json, sha256_file
+from cto_harness.git import git_env
 from cto_harness.sandbox.process import ProcessResult
 
 AGENT_SOURCE = Path(__file__).with_name("agent.py")
 
 
-@register_engine
 class FakeEngine(Engine):
     name = "fake"
 
