@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO_ROOT, CaseFactory
 from cto_harness.cli.main import build_parser
 from cto_harness.evidence.verify import verify_bundle
@@ -57,11 +59,29 @@ def test_usage_errors_exit_64_with_one_line() -> None:
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-def test_an_invalid_timeout_setting_is_a_usage_error() -> None:
-    env = {**os.environ, "CTO_HARNESS_CASE_TIMEOUT_SECONDS": "soon"}
-    proc = _cli("run", "r1-string-slugify", env=env)
-    assert proc.returncode == 64
-    assert "CTO_HARNESS_CASE_TIMEOUT_SECONDS" in proc.stderr
+@pytest.mark.parametrize(("engine", "variable", "value"), [
+    ("case", "CTO_HARNESS_CASE_TIMEOUT_SECONDS", "soon"),
+    ("case", "CTO_HARNESS_CASE_TIMEOUT_SECONDS", "0"),
+    ("fake", "CTO_HARNESS_FAKE_TIMEOUT_SECONDS", "-5"),
+    ("fake", "CTO_HARNESS_WORKSPACE_LIMIT_MB", "lots"),
+    ("fake", "CTO_HARNESS_ISOLATION", "chroot"),
+])
+def test_an_invalid_setting_is_a_usage_error_naming_it(
+    engine: str, variable: str, value: str, runs_dir: Path
+) -> None:
+    proc = _cli("run", "r1-string-slugify", "--engine", engine,
+                env={**os.environ, variable: value})
+    assert proc.returncode == 64, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert variable in proc.stderr and repr(value) in proc.stderr
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())  # nothing written
+
+
+def test_an_engine_reads_only_its_own_settings() -> None:
+    # The fake lane ignores Case's variables: a bad Case timeout cannot stop it.
+    proc = _cli("run", "r1-string-slugify",
+                env={**os.environ, "CTO_HARNESS_CASE_TIMEOUT_SECONDS": "soon"})
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_verify_fails_with_the_discrepancy_named(tmp_path: Path) -> None:

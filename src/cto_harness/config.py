@@ -3,6 +3,10 @@
 ```toml
 # Paths a provider must never be able to read (your real repositories, secrets, …).
 target_repositories = ["/srv/git/payments", "/home/me/src/product"]
+# Optional defaults of core settings (an environment variable overrides each):
+# runs_dir = "/srv/cto-runs"          # CTO_HARNESS_RUNS_DIR
+# isolation = "bwrap"                 # CTO_HARNESS_ISOLATION
+# workspace_limit_mb = 2048           # CTO_HARNESS_WORKSPACE_LIMIT_MB
 ```
 
 `CTO_HARNESS_TARGET_REPOSITORIES` (paths separated by `:`) adds to the file's list; it never
@@ -25,7 +29,7 @@ from cto_harness.fsutil import atomic_write_text
 
 CONFIG_FILE = "config.toml"
 ENV_TARGETS = "CTO_HARNESS_TARGET_REPOSITORIES"
-KNOWN_KEYS = frozenset({"target_repositories"})
+KNOWN_KEYS = frozenset({"target_repositories", "runs_dir", "isolation", "workspace_limit_mb"})
 
 
 def config_path(home: Path) -> Path:
@@ -51,7 +55,7 @@ def read_config(home: Path) -> dict[str, object]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from exc
     if unknown := sorted(set(data) - KNOWN_KEYS):
-        raise UsageError(f"{path}: unknown key {unknown[0]!r} (known: target_repositories)")
+        raise UsageError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})")
     targets = data.get("target_repositories", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise UsageError(f"{path}: target_repositories must be a list of path strings")
@@ -76,9 +80,11 @@ def add_target(home: Path, raw: str) -> Path:
     targets = [str(t) for t in data.get("target_repositories", [])]  # type: ignore[union-attr]
     if str(path) not in targets:
         targets.append(str(path))
-    lines = ["# cto-harness configuration (see `cto-harness config show`).",
-             "# Paths a provider must never be able to read.",
-             "target_repositories = ["]
+    lines = ["# cto-harness configuration (see `cto-harness config show`)."]
+    # The other settings of the file are kept as they were.
+    lines += [f"{key} = {json.dumps(value)}" for key, value in data.items()
+              if key != "target_repositories" and isinstance(value, str | int)]
+    lines += ["# Paths a provider must never be able to read.", "target_repositories = ["]
     lines += [f"  {json.dumps(t)}," for t in targets]
     lines.append("]")
     home.mkdir(parents=True, exist_ok=True)

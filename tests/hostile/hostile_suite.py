@@ -171,7 +171,7 @@ def _environ(world: dict[str, Path], tier: str, attack: Attack) -> dict[str, str
         "CTO_HARNESS_RUNS_DIR": str(world["home"] / "harness-runs"),
         "CTO_HARNESS_ISOLATION": tier,
         "CTO_HARNESS_TARGET_REPOSITORIES": str(world["target"]),
-        "CTO_HARNESS_CASE_TIMEOUT_SECONDS": str(attack.timeout),
+        "CTO_HARNESS_FAKE_TIMEOUT_SECONDS": str(attack.timeout),
         "CTO_HARNESS_WORKSPACE_LIMIT_MB": str(LIMIT_MB),
         "HOSTILE_TEST_API_KEY": SECRET,
     })

@@ -14,8 +14,9 @@ def add_parser(subparsers: Subparsers) -> None:
     commands = add_subcommands(config, "config_command")
     show = commands.add_parser("show", help="settings, target repositories and isolation (JSON)",
                                description="Print the effective settings as JSON: where state "
-                                           "and bundles go, the hidden target repositories and "
-                                           "the isolation tier a run would use.")
+                                           "and bundles go, the hidden target repositories, the "
+                                           "isolation tier a run would use, each engine's own "
+                                           "settings, and where every value came from.")
     show.set_defaults(handler=_show)
     add = commands.add_parser("add-target", help="hide a path from every provider",
                               description="Append a path to config.toml's target_repositories: "
@@ -57,7 +58,23 @@ def _show(args: argparse.Namespace) -> int:
         "target_repositories": [str(p) for p in settings.target_repositories],
         "isolation": {"requested": settings.isolation, "tier": tier, "reason": reason,
                       "probe": found.to_dict()},
-        "workspace_limit_mb": settings.workspace_limit_bytes // (1024 * 1024),
+        "workspace_limit_mb": settings.workspace_limit_mb,
         "keys_dir": str(settings.keys_dir),
+        "sources": settings.sources,
+        "engines": _engines(),
     }, indent=2))
     return 0
+
+
+def _engines() -> dict[str, object]:
+    """Each engine's own settings (no secret is ever a setting) and where each value came from."""
+    import os
+
+    from cto_harness.engines import engine_names, get_engine
+
+    shown: dict[str, object] = {}
+    for name in engine_names():
+        engine = get_engine(name)
+        loaded = engine.load_settings(os.environ)
+        shown[name] = {"settings": loaded.model_dump(mode="json"), "sources": loaded.sources}
+    return shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cto_harness.cli.parser import Subparsers, add_command, add_harness_root, harness_root
@@ -31,12 +32,16 @@ def _run(args: argparse.Namespace) -> int:
     from cto_harness.core.fixtures import case_directory
     from cto_harness.core.run import execute_run
     from cto_harness.engines import DEFAULT_ENGINE, get_engine
+    from cto_harness.settings import Settings
 
+    # A bad case id, engine or setting is one usage line, before anything else.
     root = harness_root(args)
-    case_directory(root, args.case_id)  # a bad id is one usage line, before anything else
-    engine = get_engine(args.engine or DEFAULT_ENGINE)  # an unknown engine too
+    case_directory(root, args.case_id)
+    engine = get_engine(args.engine or DEFAULT_ENGINE)
+    settings = Settings.from_env()
+    engine.load_settings(os.environ)
     print(f"cto-harness: running {args.case_id} with the {engine.name} engine…", file=sys.stderr)
-    result = execute_run(args.case_id, engine.name, harness_root=root)
+    result = execute_run(args.case_id, engine.name, harness_root=root, settings=settings)
     report = result.report
     if args.json:
         sys.stdout.write((result.run_dir / "report.json").read_text(encoding="utf-8"))

@@ -34,6 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, TextIO
 
+from cto_harness.engines import DEFAULT_ENGINE
 from cto_harness.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_FAIL, EXIT_PASS, UsageError
 from cto_harness.fsutil import atomic_write_json
 
@@ -345,7 +346,7 @@ def run_suite(
     case_ids: Sequence[str],
     *,
     harness_root: Path,
-    engine: str = "fake",
+    engine: str = DEFAULT_ENGINE,
     repeat: int = 1,
     jobs: int = 1,
     fresh: bool = False,

@@ -17,7 +17,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -28,8 +28,6 @@ from cto_harness.errors import HarnessFault
 from cto_harness.git import git_env
 from cto_harness.sandbox.process import run_quiet
 
-# Provider bookkeeping (Case writes everything under .case/): listed apart from source changes.
-BOOKKEEPING_DIRS = (".case",)
 _STATUS = {"A": "added", "D": "deleted", "M": "modified", "T": "type_changed"}
 
 
@@ -259,10 +257,11 @@ class Snapshot:
             )
         return changes
 
-    def patch(self) -> bytes:
-        """A git-style unified diff of source changes that `git apply` takes on the fixture."""
+    def patch(self, bookkeeping_dirs: Sequence[str] = ()) -> bytes:
+        """A git-style unified diff of source changes (the provider's bookkeeping folders left
+        out) that `git apply` takes on the fixture."""
         assert self.before and self.after
-        excludes = [f":(exclude){d}" for d in BOOKKEEPING_DIRS]
+        excludes = [f":(exclude){d}" for d in bookkeeping_dirs]
         env = git_env(self.home) | {"GIT_DIR": str(self.state_dir)}
         return run_quiet(
             ["git", "diff", "--binary", "--full-index", "--no-renames", "--no-color",
@@ -290,13 +289,14 @@ def _walk(root: bytes) -> Iterator[tuple[bytes, bytes, bool]]:
 
 
 def split_changes(
-    changes: list[ChangedFile], allowed_paths: list[str]
+    changes: list[ChangedFile], allowed_paths: list[str], bookkeeping_dirs: Sequence[str] = ()
 ) -> tuple[list[ChangedFile], list[ChangedFile]]:
-    """(source changes judged against the allowed paths, provider bookkeeping)."""
+    """(source changes judged against the allowed paths, changes under the provider's own
+    bookkeeping folders, e.g. Case's `.case/`)."""
     source: list[ChangedFile] = []
     bookkeeping: list[ChangedFile] = []
     for change in changes:
-        if change.path.split("/", 1)[0] in BOOKKEEPING_DIRS:
+        if change.path.split("/", 1)[0] in bookkeeping_dirs:
             bookkeeping.append(change)
         else:
             change.allowed = matches_any(change.path, allowed_paths)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from cto_harness.engines.base import Engine
 
 DEFAULT_ENGINE = "fake"
+# The engine of the same-run baseline an engine with `needs_baseline` is paired with.
+BASELINE_ENGINE = "fake"
 ENTRY_POINT_GROUP = "cto_harness.engines"
 # The built-in engines, "module:class". A new built-in engine registers here, with one line.
 BUILTIN_ENGINES = {
@@ -68,6 +70,7 @@ def get_engine(name: str) -> Engine:
 
 
 __all__ = [
+    "BASELINE_ENGINE",
     "BUILTIN_ENGINES",
     "DEFAULT_ENGINE",
     "ENTRY_POINT_GROUP",

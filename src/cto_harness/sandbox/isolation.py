@@ -36,16 +36,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cto_harness.contracts import IsolationInfo
-from cto_harness.engines.base import Launch, RunContext
 from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.fsutil import atomic_write_text, sha256_file
 from cto_harness.sandbox import landlock
+from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.process import run_process
 
 LANDLOCK_LAUNCHER = Path(landlock.__file__)
@@ -54,6 +54,36 @@ HARNESS_PRIVATE = frozenset({"snapshot.git", "isolation", "verification", "verif
 SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
                "/proc", "/dev")
 PROTECTED_TIERS = ("bwrap", "landlock")
+
+
+class SandboxSettings(Protocol):
+    """The settings the isolation reads (the core's `Settings`)."""
+
+    @property
+    def home(self) -> Path: ...
+    @property
+    def runs_dir(self) -> Path: ...
+    @property
+    def isolation(self) -> str: ...
+    @property
+    def target_repositories(self) -> tuple[Path, ...]: ...
+
+
+class SandboxRun(Protocol):
+    """What the isolation needs to know of a run (the pipeline's `RunContext` is one)."""
+
+    @property
+    def run_dir(self) -> Path: ...
+    @property
+    def workspace(self) -> Path: ...
+    @property
+    def private(self) -> Path: ...
+    @property
+    def harness_root(self) -> Path: ...
+    @property
+    def environ(self) -> Mapping[str, str]: ...
+    @property
+    def settings(self) -> SandboxSettings: ...
 
 
 @dataclass(frozen=True)
@@ -257,7 +287,7 @@ print(json.dumps(out))
 class Sandbox:
     """The isolation of one run: chosen once, applied to the provider and to verification."""
 
-    ctx: RunContext
+    ctx: SandboxRun
     tier: str
     reason: str
     found: Probe
@@ -266,7 +296,7 @@ class Sandbox:
     canary_result: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def for_run(cls, ctx: RunContext) -> Sandbox:
+    def for_run(cls, ctx: SandboxRun) -> Sandbox:
         found = probe()
         tier, reason = choose_tier(ctx.settings.isolation, found)
         return cls(ctx=ctx, tier=tier, reason=reason, found=found,
@@ -407,7 +437,7 @@ class Sandbox:
 
 
 
-def describe_available(settings: Any) -> dict[str, Any]:
+def describe_available(settings: SandboxSettings) -> dict[str, Any]:
     """For `health`: which tiers this machine has, the strongest, and what a run would use."""
     found = probe()
     tiers = {"bwrap": found.bwrap_ok, "landlock": found.landlock_abi >= 1, "none": True}
