@@ -77,7 +77,7 @@ def main() -> int:
 
         def admit(index: int) -> None:
             home = Settings.from_env({"CTO_HARNESS_HOME": str(base / f"admit-{index}")})
-            admit_prebuilt(binary, policy.source_url, policy.commit, policy, home, progress=None)
+            admit_prebuilt(binary, policy.source_url, policy.pin, policy, home, progress=None)
 
         admit_median, admit_samples = _median_seconds(runs, admit)
         lookups = max(5, runs)

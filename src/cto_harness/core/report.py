@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness import REPORT_SCHEMA_VERSION, __version__
+from cto_harness.clock import iso
 from cto_harness.contracts import (
     BaselineComparison,
     Blocker,
@@ -25,7 +26,6 @@ from cto_harness.contracts import (
     Verdict,
     VerificationResult,
 )
-from cto_harness.core.events import iso
 from cto_harness.core.globs import matches_any
 from cto_harness.engines.base import Admission, Outcome
 from cto_harness.errors import BlockerCode

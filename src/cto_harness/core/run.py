@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness import engines
+from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import BaselineComparison, Blocker, CaseSpec, Report, VerificationResult
-from cto_harness.core.events import EventLog, iso, utc_now
+from cto_harness.core.events import EventLog
 from cto_harness.core.fixtures import FixtureCase, case_directory, load_case
 from cto_harness.core.report import (
     BaselineRun,

@@ -1,11 +1,13 @@
-"""Build a provider binary from a pinned source, prove what it is, store it and admit it.
+"""The route of the `source` distribution kind: build a provider binary from a pinned source,
+prove what it is, store it and admit it. Everything provider-specific (the executable's name, the
+build commands, the manifest rules, the probe) comes from the policy.
 
 Flow of `build_provider` (every failure is `Blocked(code, …)`, raised before the registry is
 touched; the registry is written last):
 
     bun check -> clone (deterministic path) -> pin + origin -> source identity -> build commands
-    -> dist/ca present and executable -> staged copy + hash -> `ca --help` probe
-    -> user's checkout unchanged -> store/<sha256>/ca + reports + provenance -> admission record
+    -> artifact present and executable -> staged copy + hash -> `<binary> --help` probe
+    -> user's checkout unchanged -> store/<sha256>/<binary> + reports + provenance -> admission
 
 `admit_prebuilt` is the same from "present and executable" on, with provenance `asserted`.
 `verify_provider` rebuilds at the same deterministic path and compares digests.
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from cto_harness.clock import now_iso
 from cto_harness.errors import Blocked, BlockerCode, UsageError
 from cto_harness.fsutil import atomic_write_json, atomic_write_text, sha256_file, tree_digest
 from cto_harness.git import user_git_env
@@ -39,7 +42,6 @@ from cto_harness.providers.registry import (
     AdmissionRecord,
     exclusive_lock,
     record_admission,
-    utc_now,
 )
 from cto_harness.providers.report import (
     ArtifactInfo,
@@ -52,6 +54,7 @@ from cto_harness.providers.report import (
     provenance_statement,
     render_markdown,
 )
+from cto_harness.providers.source import SourceDistribution
 from cto_harness.providers.store import open_store_entry, remove_tree, staged_copy
 from cto_harness.sandbox.process import run_process, run_quiet
 from cto_harness.settings import Settings
@@ -69,6 +72,14 @@ BuildReport = ProviderReport  # the report `build_provider` returns and writes
 
 def is_url(source: str) -> bool:
     return _URL.match(source) is not None
+
+
+def source_of(policy: ProviderPolicy) -> SourceDistribution:
+    """The policy's `[distribution]`, which this route builds: it must be of kind `source`."""
+    if not isinstance(policy.distribution, SourceDistribution):
+        raise UsageError(f"provider {policy.name} is distributed as "
+                         f"{policy.distribution.kind!r}, not built from a source")
+    return policy.distribution
 
 
 def build_root(settings: Settings, policy: ProviderPolicy, commit: str) -> Path:
@@ -233,8 +244,8 @@ def _resolve_source(
         source_url_explicit=source_url is not None,
         local_origin_url=origin,
         commit=commit,
-        policy_commit=policy.commit,
-        pin_overridden=commit != policy.commit,
+        policy_commit=policy.pin,
+        pin_overridden=commit != policy.pin,
     )
     return info, state
 
@@ -269,8 +280,9 @@ def _run_steps(
 ) -> tuple[list[StepRecord], dict[str, str]]:
     steps: list[StepRecord] = []
     digests: dict[str, str] = {}
-    total = len(policy.build.commands)
-    for index, argv in enumerate(policy.build.commands, start=1):
+    spec = source_of(policy)
+    total = len(spec.commands)
+    for index, argv in enumerate(spec.commands, start=1):
         slug = re.sub(r"[^A-Za-z0-9]+", "-", " ".join(argv)).strip("-")[:40]
         stdout_log = logs / f"{index:02d}-{slug}.stdout.log"
         stderr_log = logs / f"{index:02d}-{slug}.stderr.log"
@@ -284,7 +296,7 @@ def _run_steps(
                 env=env,
                 stdout_path=stdout_log,
                 stderr_path=stderr_log,
-                timeout_seconds=policy.build.step_timeout_seconds,
+                timeout_seconds=spec.step_timeout_seconds,
             )
             record = StepRecord(
                 argv=list(argv),
@@ -304,7 +316,7 @@ def _run_steps(
             if result.timed_out:
                 raise Blocked(
                     BlockerCode.BUILD_FAILED,
-                    f"`{' '.join(argv)}` exceeded {policy.build.step_timeout_seconds}s; "
+                    f"`{' '.join(argv)}` exceeded {spec.step_timeout_seconds}s; "
                     f"logs in {logs}",
                 )
             if result.exit_code != 0:
@@ -342,7 +354,8 @@ def build_artifact(
             bun_path=bun.path, bun_version=bun.version, bun_sha256=bun_sha,
             node_version=_node_version(env_in),
         )
-    pin = check_commit_arg(commit or policy.commit)
+    spec = source_of(policy)
+    pin = check_commit_arg(commit or policy.pin)
     info, checkout_before = _resolve_source(source, policy, pin, source_url)
     root = build_root(settings, policy, pin)
     with exclusive_lock(root.parent / f"{root.name}.lock"):
@@ -352,15 +365,15 @@ def build_artifact(
             clone = root / "src"
             _clone_at_pin(info, clone, pin)
         with show.step("source identity"):
-            source_identity = check_source_identity(clone, policy)
+            source_identity = check_source_identity(clone, spec.identity, policy.name)
         logs = root / "logs"
         env = _build_env(settings, root, bun, env_in)
         steps, digests = _run_steps(policy, clone, logs, env, show)
-        artifact = clone / policy.build.artifact
+        artifact = clone / spec.artifact
         check_executable(artifact)
         built = BuiltArtifact(
             path=artifact,
-            relative_path=policy.build.artifact,
+            relative_path=spec.artifact,
             source=info,
             build_dir=root,
             steps=steps,
@@ -397,18 +410,18 @@ def _store_and_admit(
     The staged copy is what gets hashed, probed and stored: the candidate itself is read once.
     `report_fields` carries what the caller knows up front (kind, provenance, source, build
     details, `started_at`); `clock` is its `time.monotonic()` start."""
-    with staged_copy(settings, candidate, policy.name) as staged:
-        with progress.step("binary identity (ca --help)"):
+    with staged_copy(settings, candidate, policy.name, policy.binary) as staged:
+        with progress.step(f"binary identity ({policy.binary} --help)"):
             identity = probe_binary_identity(staged.path, policy)
         guard = before_store()
         with progress.step("store"), open_store_entry(settings, staged, policy.name) as entry:
-            store_path = entry / "ca"
+            store_path = entry / policy.binary
             report = ProviderReport(
                 **report_fields,
                 provider=policy.name,
                 status="admitted",
                 invocation_id=str(uuid.uuid4()),
-                finished_at=utc_now(),
+                finished_at=now_iso(),
                 duration_ms=int((time.monotonic() - clock) * 1000),
                 checkout=guard,
                 binary_identity=identity,
@@ -432,15 +445,16 @@ def _store_and_admit(
     record_admission(settings, AdmissionRecord(
         sha256=report.artifact.sha256,
         provider=policy.name,
+        kind=policy.distribution.kind,
         status="admitted",
         provenance_level=report.provenance_level,
         store_path=report.artifact.store_path,
         size_bytes=report.artifact.size_bytes,
         source_url=report.source.source_url,
         source_location=report.source.location,
-        commit=report.source.commit,
-        policy_commit=report.source.policy_commit,
-        admitted_at=utc_now(),
+        pin=report.source.commit,
+        policy_pin=report.source.policy_commit,
+        admitted_at=now_iso(),
         build_report=str(Path(report.artifact.store_path).parent / f"{name}.json"),
         identity_evidence_sha256=report.identity_evidence_sha256,
     ))
@@ -460,7 +474,7 @@ def build_provider(
     """Build `source` (a git URL or a local checkout) at `commit` (default: the policy's pin),
     prove it, store it and admit it with provenance `built`. Raises `Blocked` on any failed
     check, with the registry unchanged; returns the build report written next to the binary."""
-    started, clock = utc_now(), time.monotonic()
+    started, clock = now_iso(), time.monotonic()
     show = _Progress(progress)
     result: list[ProviderReport] = []
 
@@ -480,7 +494,7 @@ def build_provider(
                 "started_at": started,
                 "source": built.source,
                 "build_dir": str(built.build_dir),
-                "commands": [list(argv) for argv in policy.build.commands],
+                "commands": [list(argv) for argv in source_of(policy).commands],
                 "steps": built.steps,
                 "toolchain": built.toolchain,
                 "source_identity": built.source_identity,
@@ -506,7 +520,7 @@ def admit_prebuilt(
     binary identity checks as a build; the claimed source URL must be the policy's."""
     pin = check_commit_arg(commit)
     binary = Path(binary).expanduser().absolute()
-    started, clock = utc_now(), time.monotonic()
+    started, clock = now_iso(), time.monotonic()
     if not policy.source_url_matches(source_url):
         raise Blocked(
             BlockerCode.SOURCE_ORIGIN_MISMATCH,
@@ -515,8 +529,8 @@ def admit_prebuilt(
     check_executable(binary)
     source = SourceInfo(
         location=source_url, kind="url", source_url=policy.source_url,
-        source_url_explicit=True, commit=pin, policy_commit=policy.commit,
-        pin_overridden=pin != policy.commit,
+        source_url_explicit=True, commit=pin, policy_commit=policy.pin,
+        pin_overridden=pin != policy.pin,
     )
     return _store_and_admit(
         settings, policy, candidate=binary, relative_path=None, progress=_Progress(progress),
@@ -556,7 +570,7 @@ def verify_provider(
     store = Path(record.store_path)
     store_sha = sha256_file(store) if store.is_file() else None
     built = build_artifact(
-        location, record.commit, policy, settings, progress=progress,
+        location, record.pin, policy, settings, progress=progress,
         source_url=record.source_url, environ=environ,
     )
     if built.checkout_before is not None:

@@ -112,7 +112,7 @@ class Scenario:
             policy = load_policy(default_policy_path(self.harness_root))
             binary = write_script_standin(self.workdir / "standins" / scenario / "ca",
                                           scenario=scenario, solution=solution_of(self.case_dir))
-            report = admit_prebuilt(binary, policy.source_url, policy.commit, policy,
+            report = admit_prebuilt(binary, policy.source_url, policy.pin, policy,
                                     self.settings, progress=None)
             self._admitted[scenario] = Path(report.artifact.store_path)
         return self._admitted[scenario]
@@ -327,7 +327,7 @@ def _identity_gate(sc: Scenario) -> str:
     impostor = write_script_standin(sc.workdir / "impostor" / "ca", scenario="no-markers")
     before = [r.sha256 for r in list_admissions(sc.settings)]
     try:
-        admit_prebuilt(impostor, policy.source_url, policy.commit, policy, sc.settings,
+        admit_prebuilt(impostor, policy.source_url, policy.pin, policy, sc.settings,
                        progress=None)
     except Blocked as exc:
         expect(exc.code == "identity_mismatch", f"admission refused with {exc.code}")

@@ -26,8 +26,8 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
+from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import ForbiddenAction, ModelInfo, ProviderInfo
-from cto_harness.core.events import iso, utc_now
 from cto_harness.core.taskscan import outside_paths
 from cto_harness.engines.base import (
     Admission,
@@ -197,7 +197,7 @@ class CaseEngine(Engine):
 
     def _admitted(self, ctx: RunContext, admission: Admission) -> Admission:
         copy = Path(admission.provider.executed_path or "")
-        record = lookup_admission(ctx.settings, copy)
+        record = lookup_admission(ctx.settings, copy, self.provider or "case")
         if record is None:
             raise Blocked(
                 BlockerCode.PROVIDER_NOT_ADMITTED,
@@ -207,13 +207,13 @@ class CaseEngine(Engine):
                 marker="provider-not-admitted.txt",
             )
         ctx.events.emit("gate.checked", gate="provider_admitted", passed=True,
-                        provenance_level=record.provenance_level, commit=record.commit)
-        admitted = admission.with_provider(pin=record.commit, source_url=record.source_url,
+                        provenance_level=record.provenance_level, commit=record.pin)
+        admitted = admission.with_provider(pin=record.pin, source_url=record.source_url,
                                            provenance_level=record.provenance_level)
         return replace(admitted, status="admitted")
 
     def _policy(self, ctx: RunContext) -> ProviderPolicy:
-        path = default_policy_path(ctx.harness_root)
+        path = default_policy_path(ctx.harness_root, self.provider or "case")
         try:
             return load_policy(path)
         except PolicyInvalid as exc:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic_settings import SettingsConfigDict
 
+from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import ProviderInfo, TaskContract
-from cto_harness.core.events import iso, utc_now
 from cto_harness.engines.base import (
     Admission,
     Engine,
