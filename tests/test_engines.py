@@ -107,3 +107,20 @@ def test_the_provider_outcome_is_recorded_beside_the_verdict() -> None:
     assert result.report.provider_process_started is result.report.case_process_started is True
     assert "the provider's own outcome (recorded, not trusted): completed" in (
         result.run_dir / "report.md").read_text()
+
+
+def test_the_library_api_runs_verifies_and_admits(tmp_path: Path) -> None:
+    from cto_harness import api
+    from standin_helpers import POLICY_PIN, write_script_binary
+
+    result = api.execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
+    assert api.verify_bundle(result.run_dir, result.public_key).verdict == "pass"
+    report = api.admit(write_script_binary(tmp_path / "ca"),
+                       source_url="https://github.com/workos/case.git", commit=POLICY_PIN,
+                       harness_root=HARNESS_ROOT, progress=None)
+    assert report.provenance_level == "asserted"
+    with pytest.raises(api.Blocked) as caught:
+        api.admit(tmp_path / "absent", source_url="https://github.com/workos/case.git",
+                  commit=POLICY_PIN, harness_root=HARNESS_ROOT, progress=None)
+    assert caught.value.code == api.BlockerCode.DIST_MISSING
+    assert api.exit_code_for(caught.value) == 2

@@ -62,11 +62,16 @@ def read_config(home: Path) -> dict[str, object]:
     return data
 
 
+def _targets(config: dict[str, object]) -> list[str]:
+    listed = config.get("target_repositories", [])
+    return [str(t) for t in listed] if isinstance(listed, list) else []
+
+
 def target_repositories(home: Path, environ: Mapping[str, str]) -> tuple[Path, ...]:
     """The configured target repositories: the config file's, then the environment's."""
     found: list[Path] = []
-    for raw in read_config(home).get("target_repositories", []):  # type: ignore[union-attr]
-        found.append(_check_target(str(raw), str(config_path(home))))
+    for raw in _targets(read_config(home)):
+        found.append(_check_target(raw, str(config_path(home))))
     for raw in (environ.get(ENV_TARGETS) or "").split(":"):
         if raw.strip():
             found.append(_check_target(raw.strip(), ENV_TARGETS))
@@ -77,7 +82,7 @@ def add_target(home: Path, raw: str) -> Path:
     """Append a path to config.toml's target_repositories (atomically); returns it."""
     path = _check_target(str(Path(raw).expanduser().absolute()), "add-target")
     data = read_config(home)
-    targets = [str(t) for t in data.get("target_repositories", [])]  # type: ignore[union-attr]
+    targets = _targets(data)
     if str(path) not in targets:
         targets.append(str(path))
     lines = ["# cto-harness configuration (see `cto-harness config show`)."]

@@ -31,7 +31,7 @@ class EventLog:
                 nonce=self.nonce,
                 seq=len(self.events) + 1,
                 ts=ts or iso(utc_now()),
-                source=source,  # type: ignore[arg-type]
+                source=source,
                 type=type_,
                 data=data,
             )
@@ -57,7 +57,7 @@ class EventLog:
                 name=name,
                 start_time=start,
                 end_time=end,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 attributes={**(attributes or {}), "cto.run_id": self.run_id,
                             "cto.nonce": self.nonce},
             )
@@ -89,7 +89,7 @@ class EventLog:
                 name="cto-harness.run",
                 start_time=start,
                 end_time=end,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 attributes={**attributes, "cto.run_id": self.run_id, "cto.nonce": self.nonce},
             ),
         )

@@ -20,7 +20,14 @@ from typing import Any
 
 from cto_harness import engines
 from cto_harness.clock import iso, utc_now
-from cto_harness.contracts import BaselineComparison, Blocker, CaseSpec, Report, VerificationResult
+from cto_harness.contracts import (
+    BaselineComparison,
+    Blocker,
+    CaseSpec,
+    Report,
+    VerificationResult,
+    VerificationSpec,
+)
 from cto_harness.core.events import EventLog
 from cto_harness.core.fixtures import FixtureCase, case_directory, load_case
 from cto_harness.core.report import (
@@ -167,7 +174,10 @@ def _context(
     if case is None:
         # A placeholder so that the blocked bundle can still be written for a malformed case.
         case = FixtureCase(
-            spec=CaseSpec.model_construct(id=case_dir.name, title="", task="", allowed_paths=[]),
+            spec=CaseSpec.model_construct(
+                id=case_dir.name, title="", task="", allowed_paths=[],
+                verification=VerificationSpec.model_construct(command=[], framework="unittest",
+                                                              files=[])),
             directory=case_dir,
         )
     for sub in ("backend", "task", "private"):

@@ -186,7 +186,7 @@ class Snapshot:
             st = os.fstat(fd)
             key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
             size = st.st_size
-            sha1 = hashlib.sha1(b"blob %d\0" % size)
+            blob = hashlib.sha1(b"blob %d\0" % size)
             sha256 = hashlib.sha256()
             if in_tree:
                 sink.write(b"M %s inline %s\ndata %d\n" % (git_mode.encode(), quoted, size))
@@ -196,7 +196,7 @@ class Snapshot:
                 if not chunk:
                     raise HarnessFault(f"{os.fsdecode(full)} shrank while it was read")
                 remaining -= len(chunk)
-                sha1.update(chunk)
+                blob.update(chunk)
                 sha256.update(chunk)
                 if in_tree:
                     sink.write(chunk)
@@ -206,7 +206,7 @@ class Snapshot:
                 sink.write(b"\n")
         finally:
             os.close(fd)
-        return _Entry("F", executable, git_mode, sha1.hexdigest(), sha256.hexdigest(), key,
+        return _Entry("F", executable, git_mode, blob.hexdigest(), sha256.hexdigest(), key,
                       in_tree)
 
     def take_before(self) -> str:
@@ -249,7 +249,7 @@ class Snapshot:
             changes.append(
                 ChangedFile(
                     path=path,
-                    change=kind,  # type: ignore[arg-type]
+                    change=kind,
                     old_mode=None if old_mode == "000000" else old_mode,
                     new_mode=None if new_mode == "000000" else new_mode,
                     symlink="120000" in (old_mode, new_mode),

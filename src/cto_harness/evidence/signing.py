@@ -145,7 +145,7 @@ def verify_envelope(root: Path, public: Ed25519PublicKey) -> dict[str, Any]:
         raise SignatureInvalid(
             f"{ENVELOPE}: no valid signature by the expected key {wanted[:16]}…")
     try:
-        stmt = json.loads(payload)
+        stmt: dict[str, Any] = json.loads(payload)
         subjects = {s["name"]: s["digest"]["sha256"] for s in stmt["subject"]}
     except (ValueError, KeyError, TypeError) as exc:
         raise SignatureInvalid(f"{ENVELOPE}: the signed statement is malformed: {exc}") from exc

@@ -15,22 +15,28 @@ touched; the registry is written last):
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from cto_harness.clock import now_iso
 from cto_harness.errors import Blocked, BlockerCode, UsageError
-from cto_harness.fsutil import atomic_write_json, atomic_write_text, sha256_file, tree_digest
+from cto_harness.fsutil import (
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+    sha256_file,
+    tree_digest,
+)
 from cto_harness.git import user_git_env
+from cto_harness.progress import Progress
 from cto_harness.providers.identity import (
     SourceIdentityEvidence,
     check_executable,
@@ -40,7 +46,6 @@ from cto_harness.providers.identity import (
 from cto_harness.providers.policy import ProviderPolicy, check_commit, normalize_source_url
 from cto_harness.providers.registry import (
     AdmissionRecord,
-    exclusive_lock,
     record_admission,
 )
 from cto_harness.providers.report import (
@@ -68,6 +73,7 @@ _BUILD_PASSTHROUGH = (
 )
 _GIT_TIMEOUT = 600
 BuildReport = ProviderReport  # the report `build_provider` returns and writes
+PREFIX = "[provider] "  # of every progress line
 
 
 def is_url(source: str) -> bool:
@@ -86,26 +92,6 @@ def build_root(settings: Settings, policy: ProviderPolicy, commit: str) -> Path:
     """`$CTO_HARNESS_HOME/builds/<provider>/<commit>`: the same absolute path for every build of a
     commit, because the Case build embeds its checkout path (byte-identical only there)."""
     return settings.home / "builds" / policy.name / commit
-
-
-class _Progress:
-    """One line per step on stderr, with its elapsed time."""
-
-    def __init__(self, stream: TextIO | None) -> None:
-        self.stream = stream
-
-    @contextlib.contextmanager
-    def step(self, label: str) -> Iterator[None]:
-        started = time.monotonic()
-        outcome = "failed"
-        try:
-            yield
-            outcome = "ok"
-        finally:
-            if self.stream is not None:
-                elapsed = time.monotonic() - started
-                self.stream.write(f"[provider] {label}: {outcome} ({elapsed:.2f}s)\n")
-                self.stream.flush()
 
 
 @dataclass
@@ -213,6 +199,7 @@ class BuiltArtifact:
 def _resolve_source(
     source: str, policy: ProviderPolicy, commit: str, source_url: str | None
 ) -> tuple[SourceInfo, CheckoutState | None]:
+    claimed: str | None
     if is_url(source):
         claimed = source_url or source
         origin = None
@@ -276,7 +263,7 @@ def _clone_at_pin(info: SourceInfo, clone: Path, commit: str) -> None:
 
 
 def _run_steps(
-    policy: ProviderPolicy, clone: Path, logs: Path, env: dict[str, str], progress: _Progress
+    policy: ProviderPolicy, clone: Path, logs: Path, env: dict[str, str], progress: Progress
 ) -> tuple[list[StepRecord], dict[str, str]]:
     steps: list[StepRecord] = []
     digests: dict[str, str] = {}
@@ -346,7 +333,7 @@ def build_artifact(
     artifact there, before another build of the same commit may wipe the directory).
     """
     env_in = dict(os.environ if environ is None else environ)
-    show = _Progress(progress)
+    show = Progress(progress, PREFIX)
     with show.step("bun check"):
         bun = find_bun(env_in)
         bun_sha = sha256_file(Path(bun.path).resolve())
@@ -402,7 +389,7 @@ def _store_and_admit(
     relative_path: str | None,
     report_fields: dict[str, Any],
     clock: float,
-    progress: _Progress,
+    progress: Progress,
     before_store: Callable[[], CheckoutGuard | None] = lambda: None,
 ) -> ProviderReport:
     """Stage + hash + probe the candidate, then store, write the reports and record admission.
@@ -475,7 +462,7 @@ def build_provider(
     prove it, store it and admit it with provenance `built`. Raises `Blocked` on any failed
     check, with the registry unchanged; returns the build report written next to the binary."""
     started, clock = now_iso(), time.monotonic()
-    show = _Progress(progress)
+    show = Progress(progress, PREFIX)
     result: list[ProviderReport] = []
 
     def admit(built: BuiltArtifact) -> None:
@@ -533,7 +520,7 @@ def admit_prebuilt(
         pin_overridden=pin != policy.pin,
     )
     return _store_and_admit(
-        settings, policy, candidate=binary, relative_path=None, progress=_Progress(progress),
+        settings, policy, candidate=binary, relative_path=None, progress=Progress(progress, PREFIX),
         clock=clock,
         report_fields={
             "kind": "admit", "provenance_level": "asserted", "started_at": started,

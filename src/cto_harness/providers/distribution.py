@@ -63,4 +63,4 @@ def route(spec: str) -> Callable[..., Any]:
     module, _, attr = spec.partition(":")
     found = getattr(importlib.import_module(module), attr)
     assert callable(found)
-    return found  # type: ignore[no-any-return]
+    return found

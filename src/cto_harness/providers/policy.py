@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from cto_harness.contracts import StrictModel
 from cto_harness.errors import PolicyInvalid
@@ -145,7 +146,7 @@ def default_policy_path(harness_root: Path, provider: str = DEFAULT_PROVIDER) ->
     return harness_root / "providers" / provider / "policy.toml"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"unknown key {where!r}"

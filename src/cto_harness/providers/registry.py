@@ -15,7 +15,6 @@ read-modify-write, so two concurrent admissions both land. Readers need no lock.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from pydantic import AliasChoices, Field, ValidationError
 
 from cto_harness.contracts import StrictModel
 from cto_harness.errors import Blocked, BlockerCode
-from cto_harness.fsutil import atomic_write_json, sha256_file
+from cto_harness.fsutil import atomic_write_json, exclusive_lock, sha256_file
 from cto_harness.providers.policy import DEFAULT_PROVIDER
 from cto_harness.settings import Settings
 
@@ -96,19 +95,6 @@ def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def exclusive_lock(lock_file: Path) -> Iterator[None]:
-    """An exclusive `flock` on `lock_file` (created if needed) for the duration of the block.
-    The kernel releases it when the descriptor closes, also when the process dies."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
     finally:
         os.close(fd)
 

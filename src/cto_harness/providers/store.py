@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cto_harness.errors import HarnessFault
-from cto_harness.fsutil import sha256_file
-from cto_harness.providers.registry import exclusive_lock, provider_store_dir
+from cto_harness.fsutil import exclusive_lock, sha256_file
+from cto_harness.providers.registry import provider_store_dir
 from cto_harness.settings import Settings
 
 READ_ONLY_FILE = 0o555

@@ -418,7 +418,7 @@ class Sandbox:
         if self.tier == "none" and not reason:
             reason = "no isolation requested"
         return IsolationInfo(
-            tier=self.tier,  # type: ignore[arg-type]
+            tier=self.tier,
             tool={"bwrap": self.found.bwrap_path, "landlock": "landlock (ctypes launcher)"}.get(
                 self.tier),
             version={"bwrap": self.found.bwrap_version,
@@ -428,7 +428,7 @@ class Sandbox:
             namespaces=conf.namespaces,
             hidden_paths=[str(p) for p in conf.hidden],
             writable_paths=[str(p) for p in conf.writable] if self.tier != "none" else [],
-            network=conf.network_mode,  # type: ignore[arg-type]
+            network=conf.network_mode,
             reason=reason,
             requested=self.requested,
             probe=self.found.to_dict(),

@@ -119,6 +119,11 @@ class Scenario:
 
     def run(self, engine: str | None = "case", case_id: str = CASE_ID, *,
             harness_root: Path | None = None, **env: str | None) -> RunResult:
+        """A run in this world; `env` overrides the passing environment (None: unset)."""
+        return self.run_with(env, engine, case_id, harness_root=harness_root)
+
+    def run_with(self, env: dict[str, str | None], engine: str | None = "case",
+                 case_id: str = CASE_ID, *, harness_root: Path | None = None) -> RunResult:
         environ = self.environ(**env)
         return execute_run(case_id, engine, harness_root=harness_root or self.harness_root,
                            settings=Settings.from_env(environ), environ=environ)
@@ -140,7 +145,8 @@ def blocked_with(result: RunResult, code: str, marker: str | None = None) -> str
 
 
 def _bundle_verifies(result: RunResult) -> None:
-    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+    from cto_harness.errors import BundleInvalid
+    from cto_harness.evidence.verify import verify_bundle
 
     try:
         verify_bundle(result.run_dir, result.public_key)
@@ -270,7 +276,7 @@ def _provider_timeout(sc: Scenario) -> str:
 
 @check("model_provider_gate_blocks")
 def _model_gate(sc: Scenario) -> str:
-    variants = {
+    variants: dict[str, dict[str, str | None]] = {
         "unset": {"CTO_HARNESS_CASE_MODEL_PROVIDER": None, "CTO_HARNESS_CASE_MODEL": None},
         "provider only": {"CTO_HARNESS_CASE_MODEL": None},
         "model only": {"CTO_HARNESS_CASE_MODEL_PROVIDER": None},
@@ -279,7 +285,7 @@ def _model_gate(sc: Scenario) -> str:
     }
     for label, overrides in variants.items():
         try:
-            blocked_with(sc.run(**overrides), "model_not_admitted",
+            blocked_with(sc.run_with(overrides), "model_not_admitted",
                          "provider-model-not-admitted.txt")
         except CheckFailed as exc:
             raise CheckFailed(f"{label}: {exc}") from exc
@@ -442,8 +448,9 @@ def _same_run_baseline(sc: Scenario) -> str:
 
 @check("evidence_shape")
 def _evidence_shape(sc: Scenario) -> str:
+    from cto_harness.errors import BundleInvalid
     from cto_harness.evidence.bundle import REQUIRED_FILES
-    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+    from cto_harness.evidence.verify import verify_bundle
 
     # Its blocked scenario uses a gate no other check relies on, so checks fail independently.
     outcomes = {"pass": sc.run(), "blocked": sc.run(CTO_HARNESS_ALLOW_CASE=None)}
