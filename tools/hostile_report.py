@@ -2,9 +2,9 @@
 """Run the hostile-provider suite (`pytest tests/hostile`) on every isolation tier this machine has
 and regenerate docs/security.md from what it observed: `python3 tools/hostile_report.py [--check]`.
 
-The suite records each observation before asserting (tests/hostile/conftest.py, `HOSTILE_REPORT`),
-so every attack gets its row, a mismatch included. --check: exit 1 when an observation differs
-from the documented expectation (no file written).
+The suite records each observation before asserting (`record` in tests/hostile/hostile_suite.py,
+`HOSTILE_REPORT`), so every attack gets its row, a mismatch included. --check: exit 1 when an
+observation differs from the documented expectation (no file written).
 """
 
 from __future__ import annotations
