@@ -14,20 +14,23 @@ from types import FrameType
 
 from cto_harness import __version__
 from cto_harness.cli import (
+    case,
     config,
     health,
     provider,
     run,
+    runs,
     schemas,
     suite,
     validate,
     verify,
+    view,
 )
 from cto_harness.cli.parser import Parser, add_subcommands
 from cto_harness.errors import HarnessError, Interrupted, exit_code_for, one_line
 
 # Each module registers its commands; importing them is cheap (handlers import what they use).
-COMMANDS = (run, suite, verify, health, provider, validate, config, schemas)
+COMMANDS = (run, suite, verify, health, provider, validate, config, schemas, view, runs, case)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -54,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return int(args.handler(args))
+        handler = getattr(args, "handler", None) or args.func  # `func`: the viewer's commands
+        return int(handler(args))
     except (HarnessError, KeyboardInterrupt) as exc:
         print(one_line(exc), file=sys.stderr)
         return exit_code_for(exc)
