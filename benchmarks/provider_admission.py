@@ -24,15 +24,31 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "src")]
 _LOCAL_BUN = ROOT / ".tools" / "bun" / "node_modules" / ".bin"
 if shutil.which("bun") is None and (_LOCAL_BUN / "bun").exists():
     os.environ["PATH"] = os.pathsep.join([str(_LOCAL_BUN), os.environ.get("PATH", "")])
 
+from cto_harness.git import commit_all  # noqa: E402
 from cto_harness.providers.build import admit_prebuilt, build_provider  # noqa: E402
+from cto_harness.providers.policy import (  # noqa: E402
+    AcceptedPin,
+    default_policy_path,
+    load_policy,
+)
 from cto_harness.providers.registry import lookup_admission  # noqa: E402
 from cto_harness.settings import Settings  # noqa: E402
-from standin_helpers import POLICY_PIN, head_commit, make_standin_repo, policy_accepting  # noqa: E402
+
+# The stand-in provider's TypeScript source: read as data (copied, built), never imported.
+STANDIN_SOURCE = ROOT / "tests" / "standin"
+
+
+def make_standin_repo(base: Path, origin: str) -> tuple[Path, str]:
+    """A git repository of the stand-in (scenario `normal`) with `origin`; (path, commit)."""
+    repo = base / "standin"
+    shutil.copytree(STANDIN_SOURCE, repo, ignore=shutil.ignore_patterns("node_modules", "dist"))
+    (repo / "src" / "scenario.ts").write_text('export const SCENARIO: string = "normal";\n')
+    return repo, commit_all(repo, "stand-in (normal)", origin=origin)
 
 
 def _median_seconds(runs: int, action: Callable[[int], object]) -> tuple[float, list[float]]:
@@ -50,11 +66,13 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     runs = max(3, args.runs)
+    policy = load_policy(default_policy_path(ROOT / "harness"))
     with tempfile.TemporaryDirectory(prefix="cto-harness-bench-") as tmp:
         base = Path(tmp)
-        repo = make_standin_repo(base)
-        commit = head_commit(repo)
-        policy = policy_accepting(commit)  # a stand-in's commit, recorded as an accepted pin
+        repo, commit = make_standin_repo(base, policy.source_url)
+        # The stand-in's commit is not the policy's pin: record it as an accepted pin.
+        policy = policy.model_copy(update={"accepted_pins": [
+            *policy.accepted_pins, AcceptedPin(commit=commit, reason="benchmark stand-in")]})
         settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(base / "home")})
 
         reports = []
@@ -66,7 +84,7 @@ def main() -> int:
 
         def admit(index: int) -> None:
             home = Settings.from_env({"CTO_HARNESS_HOME": str(base / f"admit-{index}")})
-            admit_prebuilt(binary, policy.source_url, POLICY_PIN, policy, home, progress=None)
+            admit_prebuilt(binary, policy.source_url, policy.pin, policy, home, progress=None)
 
         admit_median, admit_samples = _median_seconds(runs, admit)
         lookups = max(5, runs)

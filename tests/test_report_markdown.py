@@ -17,7 +17,7 @@ from cto_harness.contracts import (
     ModelInfo,
     PhaseOutcome,
     ProviderInfo,
-    ProviderPipelineOutcome,
+    ProviderOutcome,
     Report,
     Timing,
 )
@@ -41,10 +41,10 @@ def _report(**fields: object) -> Report:
     return Report(**(base | fields))  # type: ignore[arg-type]
 
 
-def _outcome(outcome: str, failed: str | None = None) -> ProviderPipelineOutcome:
-    return ProviderPipelineOutcome(provider="Case", outcome=outcome, failed_agent=failed,  # type: ignore[arg-type]
-                                   phases=[PhaseOutcome(phase="close", agent="closer",
-                                                        outcome="failed", error=HOSTILE)])
+def _outcome(outcome: str | None, failed: str | None = None) -> ProviderOutcome:
+    return ProviderOutcome(provider="Case", outcome=outcome, failed_agent=failed,
+                           phases=[PhaseOutcome(phase="close", agent="closer",
+                                                outcome="failed", error=HOSTILE)])
 
 
 @pytest.mark.parametrize("outcome, verdict, agrees, code", [
@@ -53,15 +53,15 @@ def _outcome(outcome: str, failed: str | None = None) -> ProviderPipelineOutcome
     ("completed", "fail", False, "provider_completed_harness_failed"),
     ("failed", "fail", True, None),
     ("failed", "blocked", None, None),
-    ("unknown", "pass", None, "provider_outcome_unknown"),
+    (None, "pass", None, "provider_outcome_unknown"),
 ])
-def test_the_outcome_is_judged_against_the_verdict(outcome: str, verdict: str,
+def test_the_outcome_is_judged_against_the_verdict(outcome: str | None, verdict: str,
                                                   agrees: bool | None, code: str | None) -> None:
-    judged = judge_outcome(_outcome(outcome, "closer"), verdict)
-    assert judged is not None
+    judged = judge_outcome(_outcome(outcome, "closer"), verdict)  # type: ignore[arg-type]
     assert (judged.agrees_with_verdict, judged.note_code) == (agrees, code)
     assert (judged.note is not None) == (code is not None)
-    assert judge_outcome(None, verdict) is None
+    # An engine with no pipeline of its own that stated nothing gets no note.
+    assert judge_outcome(ProviderOutcome(), verdict) == ProviderOutcome()  # type: ignore[arg-type]
 
 
 def test_a_scripted_pass_whose_provider_failed_says_both_first() -> None:

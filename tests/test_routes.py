@@ -128,19 +128,19 @@ def test_stated_endpoint_outcome_admission_provenance_and_pin_are_checked(
 ) -> None:
     route_dir = _record(tmp_path, FRONT)
     bundle, digest = _bundle_in(route_dir)
-    claims = ("- expect_endpoint_kind: scripted\n- expect_provider_outcome: completed\n"
+    claims = ("- expect_endpoint_kind: scripted\n- expect_provider_outcome: failed\n"
               "- expect_admission: not_admitted\n- expect_provenance: built\n"
               "- expect_pin: " + "a" * 40 + "\n")
     (route_dir / "r.md").write_text(_done_item(bundle, digest) + claims)
     found = _validate(route_dir)
-    # The fake lane: no model endpoint, no provider outcome, builtin, admitted, no pin.
+    # The fake lane: no model endpoint, its agent's own "completed", builtin, admitted, no pin.
     for fragment in ("claims expect_endpoint_kind 'scripted', the bundle says None",
-                     "claims expect_provider_outcome 'completed', the bundle says None",
+                     "claims expect_provider_outcome 'failed', the bundle says 'completed'",
                      "claims expect_admission 'not_admitted', the bundle says 'admitted'",
                      "claims expect_provenance 'built', the bundle says 'builtin'",
                      "claims expect_pin 'aaaa"):
         assert any(fragment in v for v in found), (fragment, found)
-    honest = ("- expect_endpoint_kind: none\n- expect_provider_outcome: none\n"
+    honest = ("- expect_endpoint_kind: none\n- expect_provider_outcome: completed\n"
               "- expect_admission: admitted\n- expect_provenance: builtin\n- expect_pin: none\n")
     (route_dir / "r.md").write_text(_done_item(bundle, digest) + honest)
     assert _validate(route_dir) == []

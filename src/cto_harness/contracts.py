@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cto_harness.errors import BlockerCode
+
 CASE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 Verdict = Literal["pass", "fail", "blocked", "error"]
@@ -155,7 +157,7 @@ class TaskContract(StrictModel):
 
 
 class Blocker(StrictModel):
-    code: str
+    code: BlockerCode
     message: str
 
 
@@ -168,7 +170,13 @@ class ChangedFile(StrictModel):
     allowed: bool = True
 
 
-class ProviderInfo(StrictModel):
+class FrozenModel(StrictModel):
+    """A value handed from stage to stage: changed only by copying (`model_copy(update=...)`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderInfo(FrozenModel):
     name: str
     path: str | None = None
     executed_path: str | None = Field(default=None, description="the hashed copy that ran")
@@ -181,7 +189,7 @@ class ProviderInfo(StrictModel):
 EndpointKind = Literal["live", "replay", "scripted"]
 
 
-class ModelEndpointInfo(StrictModel):
+class ModelEndpointInfo(FrozenModel):
     """Who answered the provider's model requests, as the harness knows it (never the
     provider's claim): the harness started the endpoint itself, or the admitted model says."""
 
@@ -199,7 +207,7 @@ class ModelEndpointInfo(StrictModel):
     cassette: str | None = Field(default=None, description="backend/ cassette written (record)")
 
 
-class ModelInfo(StrictModel):
+class ModelInfo(FrozenModel):
     provider: str | None = None
     model: str | None = None
     base_url: str | None = None
@@ -250,35 +258,7 @@ class ForbiddenAction(StrictModel):
     source: str
 
 
-class PhaseOutcome(StrictModel):
-    phase: str
-    agent: str | None = None
-    outcome: str | None = Field(default=None, description="the provider's phase_end outcome")
-    status: str | None = Field(default=None, description="the agent's own result status")
-    summary: str | None = None
-    error: str | None = None
-
-
-class ProviderPipelineOutcome(StrictModel):
-    """The provider's own outcome (Case: `pipeline_end` and `phase_end`), in plain sight beside
-    the verdict. Recorded, never trusted: the verdict comes from the harness's own checks."""
-
-    provider: str
-    source: str | None = Field(default=None, description="the bundle file it was read from")
-    outcome: Literal["completed", "failed", "unknown"] = "unknown"
-    failed_agent: str | None = None
-    phases: list[PhaseOutcome] = Field(default_factory=list)
-    agrees_with_verdict: bool | None = Field(
-        default=None, description="null when the verdict is neither pass nor fail"
-    )
-    note_code: str | None = Field(
-        default=None, description="provider_failed_harness_passed, provider_completed_harness_"
-        "failed or provider_outcome_unknown"
-    )
-    note: str | None = None
-
-
-class LocalPullRequest(StrictModel):
+class LocalPullRequest(FrozenModel):
     """A pull request the provider opened against the local bare remote (never a real host)."""
 
     number: int
@@ -299,11 +279,46 @@ class BaselineComparison(StrictModel):
     run_id: str | None = None
     verdict: Verdict | None = None
     bundle: str = "baseline"
-    changed_files: list[str] = Field(default_factory=list)
-    case_changed_files: list[str] = Field(default_factory=list)
+    changed_files: list[str] = Field(default_factory=list, description="the baseline's changes")
+    provider_changed_files: list[str] = Field(
+        default_factory=list, description="the provider run's source changes")
+    case_changed_files: list[str] = Field(
+        default_factory=list, description="= provider_changed_files (the contract's name)")
     evidence_shape_equal: bool | None = None
     outcome_equal: bool | None = None
     notes: list[str] = Field(default_factory=list)
+
+
+class PhaseOutcome(FrozenModel):
+    phase: str
+    agent: str | None = None
+    outcome: str | None = Field(default=None, description="the provider's phase_end outcome")
+    status: str | None = Field(default=None, description="the agent's own result status")
+    summary: str | None = None
+    error: str | None = None
+
+
+class ProviderOutcome(FrozenModel):
+    """The provider's own account of its run (Case: `pipeline_end` and each `phase_end` of its
+    event log): shown beside the verdict, never a reason for it. The harness fills the last
+    three fields (`core/outcome.py`): whether it agrees with the verdict, and a named note when
+    it does not."""
+
+    provider: str | None = Field(default=None, description="who said it (e.g. Case); None: the "
+                                 "engine states no pipeline of its own")
+    outcome: str | None = Field(default=None, description="e.g. completed, failed; None: silent")
+    failed_agent: str | None = None
+    phases: list[PhaseOutcome] = Field(default_factory=list)
+    source: str | None = Field(default=None, description="the bundle file it was read from")
+    agrees_with_verdict: bool | None = Field(
+        default=None, description="null when the verdict is neither pass nor fail, or the "
+        "provider stated nothing"
+    )
+    note_code: str | None = Field(
+        default=None, description="provider_failed_harness_passed, provider_completed_harness_"
+        "failed or provider_outcome_unknown"
+    )
+    note: str | None = None
 
 
 class IsolationInfo(StrictModel):
@@ -353,7 +368,9 @@ class Report(StrictModel):
     verdict: Verdict
     blockers: list[Blocker] = Field(default_factory=list)
     source_admission_status: Literal["admitted", "not_admitted"] = "not_admitted"
-    case_process_started: bool = False
+    provider_process_started: bool = False
+    case_process_started: bool = Field(
+        default=False, description="= provider_process_started (the contract's name)")
     backend_exit_code: int | None = None
     allowed_writes_passed: bool = False
     changed_files: list[ChangedFile] = Field(default_factory=list)
@@ -366,7 +383,7 @@ class Report(StrictModel):
     verification: VerificationResult = Field(default_factory=VerificationResult)
     forbidden_actions_attempted: list[ForbiddenAction] = Field(default_factory=list)
     provider_claims: dict[str, Any] = Field(default_factory=dict)
-    provider_outcome: ProviderPipelineOutcome | None = None
+    provider_outcome: ProviderOutcome = Field(default_factory=ProviderOutcome)
     pull_requests: list[LocalPullRequest] = Field(default_factory=list)
     baseline: BaselineComparison | None = None
     isolation: IsolationInfo = Field(default_factory=IsolationInfo)
@@ -374,6 +391,12 @@ class Report(StrictModel):
     pass_conditions: dict[str, bool] = Field(default_factory=dict)
     artifacts: dict[str, str] = Field(default_factory=dict)
     freshness: Freshness
+
+    @field_validator("provider_outcome", mode="before")
+    @classmethod
+    def _older_outcome(cls, value: Any) -> Any:
+        # Reports written before the field was always present hold null: nothing stated.
+        return {} if value is None else value
 
 
 class NormalizedEvent(StrictModel):

@@ -21,18 +21,17 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
+from cto_harness.cli.parser import Subparsers, add_command, add_subcommands
 from cto_harness.errors import UsageError
 from cto_harness.fsutil import atomic_write_text
 
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-def add_parser(subparsers: Any) -> None:
-    model = subparsers.add_parser("model", help="the deterministic model endpoint (serve)")
-    model_sub = model.add_subparsers(dest="model_command", required=True,
-                                     parser_class=type(model))
+def add_parser(subparsers: Subparsers) -> None:
+    model = add_command(subparsers, "model", "the deterministic model endpoint (serve)")
+    model_sub = add_subcommands(model, "model_command")
     serve = model_sub.add_parser(
         "serve", help="serve the Anthropic Messages and OpenAI Chat Completions APIs on "
                       "127.0.0.1 (scripted, replay or record)",
@@ -58,7 +57,7 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument("--volatile", action="append", default=[], metavar="NAME=VALUE",
                        help="replace VALUE by <<NAME>> before digesting and recording "
                             "(a run's own paths and ids); repeatable")
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(handler=cmd_serve)
 
 
 def _volatile(items: list[str]) -> dict[str, str]:

@@ -7,39 +7,40 @@ disagree — for instance Case ending `failed` at its closer while the harness's
 
 from __future__ import annotations
 
-from cto_harness.contracts import ProviderPipelineOutcome
+from cto_harness.contracts import ProviderOutcome, Verdict
 
 PROVIDER_FAILED_HARNESS_PASSED = "provider_failed_harness_passed"
 PROVIDER_COMPLETED_HARNESS_FAILED = "provider_completed_harness_failed"
 PROVIDER_OUTCOME_UNKNOWN = "provider_outcome_unknown"
+_COMPLETED = ("completed", "success", "succeeded", "passed")
 
 
-def judge_outcome(
-    outcome: ProviderPipelineOutcome | None, verdict: str
-) -> ProviderPipelineOutcome | None:
-    """A copy of `outcome` with `agrees_with_verdict`, `note_code` and `note` filled in."""
-    if outcome is None:
-        return None
-    judged = outcome.model_copy(deep=True)
+def judge_outcome(outcome: ProviderOutcome, verdict: Verdict) -> ProviderOutcome:
+    """A copy of `outcome` with `agrees_with_verdict`, `note_code` and `note` filled in. An
+    engine that names no provider pipeline (`provider` None) and stated nothing gets no note."""
     who = outcome.provider
-    if outcome.outcome == "unknown":
-        judged.note_code = PROVIDER_OUTCOME_UNKNOWN
-        judged.note = (f"{who} left no pipeline end in its log (it did not finish, or wrote no "
-                       f"log): its own outcome is unknown.")
-        return judged
+    if outcome.outcome is None:
+        if who is None:
+            return outcome
+        return outcome.model_copy(update={
+            "note_code": PROVIDER_OUTCOME_UNKNOWN,
+            "note": f"{who} left no pipeline end in its log (it did not finish, or wrote no "
+                    f"log): its own outcome is unknown.",
+        })
+    who = who or "the provider"
     if verdict not in ("pass", "fail"):
-        return judged  # blocked or error: no verdict on the merits to compare with
-    provider_ok = outcome.outcome == "completed"
-    judged.agrees_with_verdict = provider_ok == (verdict == "pass")
+        return outcome  # blocked or error: no verdict on the merits to compare with
+    provider_ok = outcome.outcome in _COMPLETED
+    update: dict[str, object] = {"agrees_with_verdict": provider_ok == (verdict == "pass")}
     if verdict == "pass" and not provider_ok:
         where = f" at its {outcome.failed_agent}" if outcome.failed_agent else ""
-        judged.note_code = PROVIDER_FAILED_HARNESS_PASSED
-        judged.note = (f"{who}'s own pipeline ended failed{where}, while every check of the "
-                       f"harness passed: the verdict PASS is the harness's own (its diff, its "
-                       f"verification in a separate copy, its guards); {who}'s outcome is shown "
-                       f"here, never trusted either way.")
+        update["note_code"] = PROVIDER_FAILED_HARNESS_PASSED
+        update["note"] = (f"{who}'s own pipeline ended {outcome.outcome}{where}, while every "
+                          f"check of the harness passed: the verdict PASS is the harness's own "
+                          f"(its diff, its verification in a separate copy, its guards); "
+                          f"{who}'s outcome is shown here, never trusted either way.")
     elif verdict == "fail" and provider_ok:
-        judged.note_code = PROVIDER_COMPLETED_HARNESS_FAILED
-        judged.note = (f"{who} reported its pipeline completed, but the harness's own checks "
-                       f"failed (see the pass conditions): the verdict is FAIL.")
-    return judged
+        update["note_code"] = PROVIDER_COMPLETED_HARNESS_FAILED
+        update["note"] = (f"{who} reported its pipeline {outcome.outcome}, but the harness's own "
+                          f"checks failed (see the pass conditions): the verdict is FAIL.")
+    return outcome.model_copy(update=update)

@@ -155,7 +155,9 @@ def render_markdown(report: Report) -> str:
     else:
         lines.append("none")
     if report.bookkeeping_changes:
-        lines += ["", f"Provider bookkeeping (`.case/`): {len(report.bookkeeping_changes)} files."]
+        folders = sorted({c.path.split("/", 1)[0] for c in report.bookkeeping_changes})
+        lines += ["", f"Provider bookkeeping ({', '.join(f'`{f}/`' for f in folders)}): "
+                  f"{len(report.bookkeeping_changes)} files."]
     v = report.verification
     lines += [
         "",

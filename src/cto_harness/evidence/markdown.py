@@ -61,10 +61,10 @@ def endpoint_banner(report: Report) -> list[str]:
 def outcome_lines(report: Report) -> list[str]:
     """The provider's own outcome, right under the verdict, with any disagreement named."""
     outcome = report.provider_outcome
-    if outcome is None:
-        return []
-    who = inline(outcome.provider)
-    state = f"pipeline **{inline(outcome.outcome)}**"
+    if outcome.provider is None and outcome.outcome is None:
+        return []  # an engine with no pipeline of its own, and nothing stated
+    who = inline(outcome.provider or "the provider")
+    state = f"pipeline **{inline(outcome.outcome or 'unknown')}**"
     if outcome.failed_agent:
         state += f" at {inline(outcome.failed_agent)}"
     if outcome.agrees_with_verdict is True:

@@ -137,7 +137,8 @@ def _check_front(record: RouteRecord, rel: str, today: date, out: list[Violation
 
 
 def _check_item(item: WorkItem, record: RouteRecord, rel: str, out: list[Violation]) -> None:
-    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+    from cto_harness.errors import BundleInvalid
+    from cto_harness.evidence.verify import verify_bundle
 
     if not WORK_ITEM_ID.match(item.id):
         out.append(Violation(rel, item.line, f"work item id {item.id!r} is not CTO-WORK-NNN"))
@@ -181,19 +182,18 @@ def _check_item(item: WorkItem, record: RouteRecord, rel: str, out: list[Violati
         elif claimed[0] != actual:
             out.append(Violation(rel, claimed[1], f"{item.id}: claims {key} {claimed[0]!r}, "
                                  f"the bundle says {actual!r}"))
-    stated = {
+    stated: dict[str, str | None] = {
         "expect_endpoint_kind": report.model.endpoint_kind,
-        "expect_provider_outcome": report.provider_outcome.outcome
-        if report.provider_outcome else None,
+        "expect_provider_outcome": report.provider_outcome.outcome,
         "expect_admission": report.source_admission_status,
         "expect_provenance": report.provider.provenance_level,
         "expect_pin": report.provider.pin,
     }
-    for key, actual in stated.items():
-        claimed = item.fields.get(key)
-        if claimed is not None and claimed[0] != (actual or "none"):
-            out.append(Violation(rel, claimed[1], f"{item.id}: claims {key} {claimed[0]!r}, "
-                                 f"the bundle says {actual!r}"))
+    for key, value in stated.items():
+        said = item.fields.get(key)
+        if said is not None and said[0] != (value or "none"):
+            out.append(Violation(rel, said[1], f"{item.id}: claims {key} {said[0]!r}, "
+                                 f"the bundle says {value!r}"))
     if report.model.endpoint_kind and "expect_endpoint_kind" not in item.fields:
         out.append(Violation(rel, status_line, f"{item.id}: the bundle's model endpoint was "
                              f"{report.model.endpoint_kind}: done needs 'expect_endpoint_kind' "

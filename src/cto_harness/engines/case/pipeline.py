@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cto_harness.contracts import PhaseOutcome, ProviderPipelineOutcome
+from cto_harness.contracts import PhaseOutcome, ProviderOutcome
 
 _CUT = 300
 
@@ -19,18 +19,19 @@ def _text(value: Any) -> str | None:
 
 def pipeline_outcome(
     pipeline_end: dict[str, Any] | None, phase_results: list[dict[str, Any]], source: str | None
-) -> ProviderPipelineOutcome:
+) -> ProviderOutcome:
+    """`outcome` is None when Case left no `pipeline_end` (it did not finish, or wrote no log)."""
     outcome = (pipeline_end or {}).get("outcome")
     phases = []
     for row in phase_results:
-        result = row.get("result") if isinstance(row.get("result"), dict) else {}
+        raw = row.get("result")
+        result: dict[str, Any] = raw if isinstance(raw, dict) else {}
         phases.append(PhaseOutcome(
             phase=str(row.get("phase") or "?")[:60], agent=_text(row.get("agent")),
             outcome=_text(row.get("outcome")), status=_text(result.get("status")),
             summary=_text(result.get("summary")) or None, error=_text(result.get("error")),
         ))
-    return ProviderPipelineOutcome(
-        provider="Case", source=source,
-        outcome=outcome if outcome in ("completed", "failed") else "unknown",
+    return ProviderOutcome(
+        provider="Case", source=source, outcome=_text(outcome),
         failed_agent=_text((pipeline_end or {}).get("failedAgent")), phases=phases,
     )
