@@ -36,7 +36,9 @@ def add_parser(subparsers: Subparsers) -> None:
         "serve", help="serve the Anthropic Messages and OpenAI Chat Completions APIs on "
                       "127.0.0.1 (scripted, replay or record)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    serve.add_argument("--mode", required=True, choices=("scripted", "replay", "record"))
+    serve.add_argument("--mode", required=True, choices=("scripted", "replay", "record"),
+                       help="scripted: play a script set; replay: serve a cassette; record: "
+                            "forward to --upstream and write a cassette")
     serve.add_argument("--scripts", metavar="DIR", help="scripted: a script set folder")
     serve.add_argument("--cassette", metavar="FILE",
                        help="replay: the cassette to serve; record: the cassette to write")
