@@ -14,6 +14,8 @@ CASE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 Verdict = Literal["pass", "fail", "blocked", "error"]
 ChangeKind = Literal["added", "modified", "deleted", "mode_changed", "type_changed"]
+EntryKind = Literal["file", "symlink", "directory", "fifo", "socket", "char_device",
+                    "block_device", "unknown", "unreadable"]
 ProvenanceLevel = Literal["builtin", "built", "asserted"]
 
 
@@ -148,12 +150,18 @@ class Blocker(StrictModel):
 
 
 class ChangedFile(StrictModel):
-    path: str
+    path: str = Field(description="relative path; `\\` doubled, bytes that are not UTF-8 as "
+                      "\\xNN, control and invisible characters escaped (cto_harness.inert)")
     change: ChangeKind
     old_mode: str | None = None
     new_mode: str | None = None
     symlink: bool = False
     allowed: bool = True
+    kind: EntryKind = Field(default="file", description="what the entry is now (or was)")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="nested .git, hard link, special file, name not UTF-8, past PATH_MAX, "
+                    "why a change is disallowed whatever the globs")
 
 
 class ProviderInfo(StrictModel):
@@ -194,6 +202,26 @@ class VerificationResult(StrictModel):
     restored_files: list[str] = Field(default_factory=list)
     duration_ms: int | None = None
     reason: str | None = None
+    failures: list[str] = Field(
+        default_factory=list,
+        description="named failed conditions (runner_did_not_finish, expected_tests_missing, "
+                    "unexpected_tests, tests_failed, exit_status_inconsistent, ...)")
+    result_channel: str | None = Field(
+        default=None, description="where the outcome came from: the harness's own driver")
+    tests_expected: int = Field(
+        default=0, description="tests the pristine verification files define, collected by "
+                               "the harness in a separate process")
+    tests_skipped: int = 0
+    runner_finished: bool = False
+    missing_tests: list[str] = Field(default_factory=list)
+    unexpected_tests: list[str] = Field(default_factory=list)
+    framework_tampered: list[str] = Field(default_factory=list)
+    log_counts: dict[str, int] | None = Field(
+        default=None, description="counts parsed from test.log: a cross-check for people, "
+                                  "never the verdict")
+    copy_made: dict[str, int] = Field(
+        default_factory=dict, description="the verification copy as made from the snapshot "
+                                          "(files, links, directories, bytes)")
 
 
 class ProcessSummary(StrictModel):
@@ -290,6 +318,10 @@ class Report(StrictModel):
     pass_conditions: dict[str, bool] = Field(default_factory=dict)
     artifacts: dict[str, str] = Field(default_factory=dict)
     freshness: Freshness
+    bundle_entries_removed: list[str] = Field(
+        default_factory=list,
+        description="entries the provider planted in the bundle folder that no bundle may hold "
+                    "(links, special files, paths past PATH_MAX), removed before sealing")
 
 
 class NormalizedEvent(StrictModel):

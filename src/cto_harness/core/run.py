@@ -31,7 +31,9 @@ from cto_harness.core.events import EventLog, iso, utc_now
 from cto_harness.core.fixtures import FixtureCase, case_directory, load_case
 from cto_harness.core.globs import matches_any
 from cto_harness.core.taskscan import scan_contract
-from cto_harness.core.testrun import run_verification
+from cto_harness.core.testchannel import Collection
+from cto_harness.core.testrun import run_verification, verification_env
+from cto_harness.core.tree import Budget, BudgetExceeded, TreeChanged, remove_tree, walk
 from cto_harness.core.workspace import Snapshot, copy_tree, init_workspace_repo, split_changes
 from cto_harness.engines import RunContext, get_engine
 from cto_harness.engines.base import Engine, ProviderOutcome
@@ -44,10 +46,17 @@ from cto_harness.errors import (
     Interrupted,
     UsageError,
 )
-from cto_harness.evidence.bundle import redact_files, render_markdown, write_report_and_seal
+from cto_harness.evidence.bundle import (
+    bundle_files,
+    clean_bundle,
+    redact_files,
+    render_markdown,
+    write_report_and_seal,
+)
 from cto_harness.evidence.signing import sign_bundle
-from cto_harness.fsutil import atomic_write_jsonl, atomic_write_text, tree_digest
-from cto_harness.sandbox.guard import Watch, check_disk
+from cto_harness.fsutil import atomic_write_bytes, atomic_write_jsonl, atomic_write_text, tree_digest
+from cto_harness.inert import printable
+from cto_harness.sandbox.guard import Watch
 from cto_harness.sandbox.isolation import Sandbox
 from cto_harness.sandbox.process import ProcessResult, run_process
 from cto_harness.settings import Settings, secret_values
@@ -86,6 +95,7 @@ class _State:
     task_scan: dict[str, object] = field(default_factory=dict)
     patch: bytes = b""
     sandbox: Sandbox | None = None
+    collection: Collection | None = None
 
 
 def new_run_dir(runs_dir: Path, case_id: str, started: datetime) -> Path:
@@ -151,8 +161,11 @@ def execute_run(
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     except Exception as exc:  # a harness fault: still a bundle, verdict error
-        state.error = f"{type(exc).__name__}: {exc}"
+        state.error = printable(f"{type(exc).__name__}: {exc}")
         events.emit("run.error", error=state.error)
+    finally:
+        if state.collection is not None:
+            state.collection.cancel()
     assert ctx is not None
     # A second signal must not cut the sealing short: hold signals until the bundle is whole.
     held = {signal.SIGINT, signal.SIGTERM}
@@ -214,6 +227,15 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
         snapshot = Snapshot(ctx.workspace, ctx.private / "snapshot.git", ctx.private / "git-home")
         snapshot.take_before()
         events.emit("workspace.prepared", fixture_digest=state.fixture_digest)
+    # The harness's own collection of the pristine tests, in a process of its own, overlapping
+    # the provider's run (its result is waited for just before verification).
+    area = ctx.private / "verification"
+    area.mkdir(exist_ok=True)
+    spec = case.spec.verification
+    state.collection = Collection.start(
+        command=list(spec.command), framework=spec.framework, repo=case.repo,
+        env=verification_env(area / "collect-home"), log=area / "collect.log",
+        fixture_digest=state.fixture_digest, timeout=spec.timeout_seconds)
 
     launch = engine.prepare(ctx)
     if launch.file_size_limit is None:
@@ -247,7 +269,6 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
         try:
             # Before the harness writes anything more into the bundle folder.
             watch.check()  # Blocked bundle_tampered / outside_write_detected
-            check_disk(state.sandbox.provider_writable(), ctx.settings.workspace_limit_bytes)
         finally:
             if result.timed_out:
                 message = (f"the provider ran past its {launch.timeout_seconds:g}s limit; its "
@@ -257,9 +278,10 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
                 state.blockers.append(Blocker(code="provider_timeout", message=message))
 
     with events.span("workspace.diff"):
-        snapshot.take_after()
-        state.changes, state.bookkeeping = split_changes(snapshot.changes(),
-                                                         case.spec.allowed_paths)
+        _take_after(snapshot, state.sandbox.provider_writable(),
+                    ctx.settings.workspace_limit_bytes)
+        state.changes, state.bookkeeping = split_changes(
+            snapshot.changes(), case.spec.allowed_paths, case.spec.verification.files)
         state.patch = snapshot.patch()
         state.workspace_after = snapshot.digest()  # = tree_digest(workspace, exclude .git)
     events.emit("workspace.diffed", changed=len(state.changes), bookkeeping=len(state.bookkeeping))
@@ -273,10 +295,10 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
 
     with events.span("verification") as attrs:
         events.emit("verification.started", command=case.spec.verification.command)
-        area = ctx.private / "verification"
-        area.mkdir(exist_ok=True)
+        expected = state.collection.result()  # Blocked test_collection_failed
         state.verification = run_verification(
-            case, ctx.workspace, area / "repo", ctx.run_dir / "test.log", area / "home",
+            case, snapshot, area / "repo", ctx.run_dir / "test.log", area / "home",
+            expected=expected, byte_limit=ctx.settings.workspace_limit_bytes,
             wrap=state.sandbox.verification_prefix(area, area / "repo"),
         )
         attrs["status"] = state.verification.status
@@ -285,6 +307,32 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
 
     if engine.needs_baseline:
         _baseline(ctx, state)
+
+
+def _take_after(snapshot: Snapshot, writable: list[Path], limit: int) -> None:
+    """The one walk of the workspace after the provider, and the size limit with it: the
+    provider's private dirs are charged first, then the workspace as it is listed (every hard
+    link at full size), before any content past the limit is read."""
+    budget = Budget(limit)
+    try:
+        for folder in writable:
+            if folder != snapshot.workspace:
+                for _ in walk(folder, budget=budget):
+                    pass
+        snapshot.take_after(budget)
+    except BudgetExceeded as exc:
+        raise Blocked(
+            "workspace_size_exceeded",
+            f"the provider left more than the {limit // (1024 * 1024)} MiB limit "
+            f"(CTO_HARNESS_WORKSPACE_LIMIT_MB) in the workspace and its private dirs: "
+            f"{exc.budget.used} bytes counted in {exc.budget.entries} entries before the count "
+            f"stopped (every hard link counts; nothing past the limit was read or copied)",
+        ) from exc
+    except TreeChanged as exc:
+        raise Blocked("workspace_unstable",
+                      f"the workspace changed while the harness read it: "
+                      f"{printable(exc.rel.decode('utf-8', 'surrogateescape'))}: {exc.why}"
+                      ) from exc
 
 
 def _provider_spans(events: EventLog, spans: list[dict[str, object]], parent: str) -> None:
@@ -361,6 +409,11 @@ def _seal(engine: Engine, ctx: RunContext, state: _State, started: datetime) -> 
     """Write every artifact (placeholders where a stage never ran), then report, manifest,
     freshness. Runs whatever happened before it."""
     run_dir = ctx.run_dir
+    # Before any artifact: what the provider may have planted in the bundle folder (the weakest
+    # tier lets it) that no bundle may hold goes, and is named.
+    removed = clean_bundle(run_dir)
+    if removed:
+        ctx.events.emit("bundle.cleaned", removed=removed[:50])
     conditions: dict[str, bool] = {}
     if state.error:
         verdict = "error"
@@ -377,7 +430,7 @@ def _seal(engine: Engine, ctx: RunContext, state: _State, started: datetime) -> 
     if not (run_dir / "test.log").exists():
         reason = ", ".join(b.code for b in state.blockers) or state.error or "not reached"
         atomic_write_text(run_dir / "test.log", f"[cto-harness] verification not run: {reason}\n")
-    atomic_write_text(run_dir / "patch.diff", state.patch.decode("utf-8", "surrogateescape"))
+    atomic_write_bytes(run_dir / "patch.diff", state.patch)  # bytes: names and content as-is
     if not ctx.task_files:
         atomic_write_text(run_dir / "task" / "NOT-GIVEN.txt",
                           "No task file was given to the provider: the run stopped before "
@@ -393,8 +446,8 @@ def _seal(engine: Engine, ctx: RunContext, state: _State, started: datetime) -> 
                        (s.model_dump(mode="json") for s in ctx.events.spans))
 
     secrets_ = secret_values(ctx.environ)
-    text_files = [p for p in run_dir.rglob("*") if p.is_file()
-                  and p.relative_to(run_dir).parts[0] not in ("workspace", "private", "baseline")]
+    text_files = [run_dir / rel for rel in bundle_files(run_dir)
+                  if not rel.startswith("baseline/")]
     redact_files(text_files, secrets_)
 
     report = Report(
@@ -437,6 +490,7 @@ def _seal(engine: Engine, ctx: RunContext, state: _State, started: datetime) -> 
             canary=state.sandbox.canary_result if state.sandbox else {},
         ),
         pass_conditions=conditions,
+        bundle_entries_removed=removed,
         freshness=Freshness(
             run_id=ctx.run_id, nonce=ctx.nonce, started_at=iso(started), finished_at=iso(finished),
             fixture_digest=state.fixture_digest, workspace_digest_before=state.fixture_digest,
@@ -445,7 +499,7 @@ def _seal(engine: Engine, ctx: RunContext, state: _State, started: datetime) -> 
     )
     atomic_write_text(run_dir / "report.md", render_markdown(report))
     redact_files([run_dir / "report.md"], secrets_)
-    shutil.rmtree(ctx.private, ignore_errors=True)
+    remove_tree(ctx.private)  # by descriptors: no link followed, no depth limit
     report = write_report_and_seal(run_dir, report, secrets=secrets_)
     # Last: the signature over the manifest and freshness record (evidence.dsse.json).
     sign_bundle(run_dir, ctx.settings.keys_dir, {

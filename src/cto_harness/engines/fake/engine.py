@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from cto_harness.contracts import ProviderInfo, TaskContract
 from cto_harness.core.events import iso, utc_now
+from cto_harness.core.tree import read_file
 from cto_harness.core.workspace import git_env
 from cto_harness.engines import register_engine
 from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
 from cto_harness.engines.case.events import map_events, read_jsonl
 from cto_harness.errors import HarnessError
-from cto_harness.fsutil import atomic_write_json, sha256_file
+from cto_harness.fsutil import atomic_write_bytes, atomic_write_json, sha256_file
 from cto_harness.sandbox.process import ProcessResult
 
 AGENT_SOURCE = Path(__file__).with_name("agent.py")
+MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
 
 
 @register_engine
@@ -75,14 +78,16 @@ class FakeEngine(Engine):
                       timeout_seconds=ctx.settings.case_timeout_seconds)
 
     def collect(self, ctx: RunContext, result: ProcessResult) -> ProviderOutcome:
-        log = ctx.private / "fake" / "events.jsonl"
-        if log.is_symlink():
-            # The provider can write here: never follow its link (to a key, a target) into the bundle.
-            return ProviderOutcome(claims={"event_log": "refused: a symlink planted by the provider"})
-        if not log.is_file():
-            return ProviderOutcome(claims={"event_log": None})
-        shutil.copy2(log, ctx.backend / "fake-events.jsonl")
-        rows, bad = read_jsonl(log)
+        # The provider can write here: read without following any link (to a key, a target),
+        # never a FIFO or device, and no more than the cap, whatever it planted.
+        data = read_file(ctx.private, "fake/events.jsonl", MAX_EVENT_LOG_BYTES)
+        if data is None:
+            planted = os.path.lexists(ctx.private / "fake" / "events.jsonl")
+            return ProviderOutcome(claims={"event_log": "refused: not a regular file (a link, "
+                                           "FIFO or device planted by the provider)"
+                                           if planted else None})
+        atomic_write_bytes(ctx.backend / "fake-events.jsonl", data)
+        rows, bad = read_jsonl(ctx.backend / "fake-events.jsonl")
         mapped = map_events(rows, fallback_ts=iso(utc_now()))
         return ProviderOutcome(
             events=mapped.events,
