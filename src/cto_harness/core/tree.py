@@ -350,6 +350,20 @@ def read_file(root: Path, rel: bytes | str, cap: int) -> bytes | None:
         os.close(fd)
 
 
+def files_in(root: Path, rel: bytes | str) -> list[bytes]:
+    """Names of the regular files directly inside the folder `root/rel`, reached without
+    following any link; [] when it is absent or not a folder."""
+    try:
+        with Cursor(root) as cursor:
+            for name in _split(rel):
+                cursor.down(name)
+            names = _names(cursor.fd)
+            return [n for n in names if stat.S_ISREG(
+                os.stat(n, dir_fd=cursor.fd, follow_symlinks=False).st_mode)]
+    except (OSError, TreeChanged):
+        return []
+
+
 def iter_files(root: Path, *, cap: int, count_only: frozenset[bytes] = frozenset(),
                budget: Budget | None = None) -> Iterator[tuple[bytes, bytes]]:
     """(relative path, first `cap` bytes) of every regular file below `root`."""
