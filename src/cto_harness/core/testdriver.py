@@ -10,10 +10,10 @@ token: `start`, then one `test` (run) or `collected` (collect) record per test, 
 for a module that did not import, and `end` once the framework returned on its own. A process
 that exits early never writes `end`; text it prints is never read as a result.
 
-Before any test module is imported, the driver turns byte-code off (`sys.dont_write_bytecode`)
-and points `sys.pycache_prefix` at an empty place, so no stale `.pyc` in the tree runs instead of
-the source the diff shows; and it records the identity of the framework's own functions, so a
-tested module that replaces them is named in `end` (`tampered`).
+Before any test module is imported, the driver turns byte-code writing off and makes every
+module under the tested tree load from source only (no `.pyc` there, cached or alone, runs
+instead of the source the diff shows); and it records the identity of the framework's own
+functions, so a tested module that replaces them is named in `end` (`tampered`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,32 @@ def _channel(out_fd: int, token: str):  # type: ignore[no-untyped-def]
             view = view[write(out_fd, view):]
 
     return emit
+
+
+def _source_only(root: str) -> None:
+    """Modules under `root` (the tree being tested) load from their source only: a `.pyc` there,
+    in `__pycache__` or alone, is never used, so what runs is what the diff shows. The standard
+    library keeps its own byte-code (no cost)."""
+    import importlib.machinery as machinery
+
+    class SourceOnly(machinery.SourceFileLoader):
+        def get_data(self, path: str) -> bytes:
+            if path.endswith(tuple(machinery.BYTECODE_SUFFIXES)):
+                raise OSError("cto-harness: byte-code in the tested tree is never used")
+            return super().get_data(path)
+
+    inside = os.path.realpath(root)
+    source_finder = machinery.FileFinder.path_hook(
+        (SourceOnly, machinery.SOURCE_SUFFIXES))
+
+    def hook(path: str):  # type: ignore[no-untyped-def]
+        real = os.path.realpath(path or os.curdir)
+        if real == inside or real.startswith(inside + os.sep):
+            return source_finder(path)
+        raise ImportError("not in the tested tree")
+
+    sys.path_hooks.insert(0, hook)
+    sys.path_importer_cache.clear()
 
 
 def _guard(owners: dict[str, object]) -> dict[tuple[str, str], int]:
@@ -211,7 +237,7 @@ def main() -> int:
     emit = _channel(fd, token)
     del token
     sys.dont_write_bytecode = True
-    sys.pycache_prefix = os.path.join(os.sep, "nonexistent", "cto-harness-pycache")
+    _source_only(os.getcwd())
     sys.argv = ["python -m " + framework, *args]
     emit("start", framework=framework, mode=mode, python=sys.version.split()[0])
     if framework == "unittest":
