@@ -224,3 +224,22 @@ def test_the_driver_keeps_the_interpreter_options_and_runner_arguments() -> None
 
 def test_the_text_cross_check_still_reads_the_runner_summary() -> None:
     assert parse_counts("unittest", "Ran 3 tests in 0.1s\n\nFAILED (failures=1)\n") == (3, 2, 1)
+
+
+def test_byte_code_in_the_tested_tree_never_runs(case_factory: CaseFactory) -> None:
+    """An unchecked-hash .pyc (used without looking at the source) of a wrong slugify beside the
+    right source: the harness's driver runs the source, the one the diff shows."""
+    script = (
+        "import os, py_compile, sys\n"
+        "open('wrong.py', 'w').write('def slugify(value):\\n    return \"wrong\"\\n')\n"
+        "target = f'slugkit/__pycache__/text.{sys.implementation.cache_tag}.pyc'\n"
+        "py_compile.compile('wrong.py', cfile=target, dfile='slugkit/text.py',\n"
+        "                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
+        "os.unlink('wrong.py')\n")
+    root = case_factory("stale-pyc", files={"attack.py": script}, toml_edit=lambda t: t.replace(
+        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "attack.py"').replace(
+        'allowed_paths = ["slugkit/text.py"]', 'allowed_paths = ["slugkit/**"]'))
+    report = execute_run("stale-pyc", harness_root=root).report
+    assert any(c.path.endswith(".pyc") for c in report.changed_files)
+    assert report.verdict == "pass", report.verification.reason
+    assert report.verification.tests_passed == 5

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cto_harness.contracts import Report
-from cto_harness.core.tree import DIR, FILE, PATH_MAX, remove_at, walk
+from cto_harness.core.tree import DIR, FILE, PATH_MAX, TreeChanged, remove_at, walk
 from cto_harness.fsutil import (
     atomic_write_bytes,
     atomic_write_text,
@@ -90,15 +90,29 @@ def clean_bundle(root: Path) -> list[str]:
                     and parts[1].decode(errors="replace") in WORK_DIRS))
 
     doomed: list[bytes] = []
-    for node, _fd in walk(root, prune=working_folder):
-        if any(node.rel.startswith(d + b"/") for d in doomed):
-            continue
-        if (node.kind not in (FILE, DIR) or base + len(node.rel) > PATH_MAX - _PATH_ROOM
-                or node.rel.count(b"/") >= _MAX_DEPTH):
-            doomed.append(node.rel)
+    try:
+        for node, _fd in walk(root, prune=working_folder):
+            if any(node.rel.startswith(d + b"/") for d in doomed):
+                continue
+            if (node.kind not in (FILE, DIR) or base + len(node.rel) > PATH_MAX - _PATH_ROOM
+                    or node.rel.count(b"/") >= _MAX_DEPTH):
+                doomed.append(node.rel)
+    except (OSError, TreeChanged) as exc:  # something still moves it: remove what was found
+        doomed.append(b"")  # marker, never a path
+        failure = str(exc)
+    else:
+        failure = ""
+    removed = []
     for rel in doomed:
-        remove_at(root, rel)
-    return [path_text(rel) for rel in doomed]
+        if rel:
+            try:
+                remove_at(root, rel)
+                removed.append(path_text(rel))
+            except (OSError, TreeChanged) as exc:
+                removed.append(f"{path_text(rel)} (could not remove: {exc})")
+    if failure:
+        removed.append(f"(the bundle folder could not be walked whole: {failure})")
+    return removed
 
 
 def redact_files(paths: Iterable[Path], secrets: list[str]) -> list[str]:
