@@ -90,6 +90,7 @@ def clean_bundle(root: Path) -> list[str]:
                     and parts[1].decode(errors="replace") in WORK_DIRS))
 
     doomed: list[bytes] = []
+    failure = ""
     try:
         for node, _fd in walk(root, prune=working_folder):
             if any(node.rel.startswith(d + b"/") for d in doomed):
@@ -98,18 +99,14 @@ def clean_bundle(root: Path) -> list[str]:
                     or node.rel.count(b"/") >= _MAX_DEPTH):
                 doomed.append(node.rel)
     except (OSError, TreeChanged) as exc:  # something still moves it: remove what was found
-        doomed.append(b"")  # marker, never a path
         failure = str(exc)
-    else:
-        failure = ""
     removed = []
     for rel in doomed:
-        if rel:
-            try:
-                remove_at(root, rel)
-                removed.append(path_text(rel))
-            except (OSError, TreeChanged) as exc:
-                removed.append(f"{path_text(rel)} (could not remove: {exc})")
+        try:
+            remove_at(root, rel)
+            removed.append(path_text(rel))
+        except (OSError, TreeChanged) as exc:
+            removed.append(f"{path_text(rel)} (could not remove: {exc})")
     if failure:
         removed.append(f"(the bundle folder could not be walked whole: {failure})")
     return removed
