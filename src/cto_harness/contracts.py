@@ -37,9 +37,11 @@ def check_relative_glob(value: str) -> str:
 
 
 class VerificationSpec(StrictModel):
-    command: list[str] = Field(min_length=1, description="argv run in the verification copy")
+    command: list[str] = Field(
+        min_length=1, description="argv run in the verification copy: `<python> [options] -m "
+                                  "<framework> [arguments]`, run through the harness's driver")
     framework: Literal["unittest", "pytest"] = Field(
-        description="how test counts are read from the output"
+        description="the runner whose results the harness's driver reports on its own channel"
     )
     files: list[str] = Field(
         min_length=1,
