@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import HARNESS_ROOT, CaseFactory
 from cto_harness.core.run import execute_run
 from cto_harness.evidence.verify import BundleInvalid, verify_bundle
-from cto_harness.inert import code_fence, markdown, path_text, printable, terminal
+from cto_harness.inert import code_fence, inert, markdown, path_text
 
 
 def test_path_text_is_injective_over_odd_names() -> None:
@@ -24,11 +24,13 @@ def test_path_text_is_injective_over_odd_names() -> None:
     assert all(s.isprintable() for s in shown)
 
 
-def test_printable_and_terminal_leave_no_control_character() -> None:
-    hostile = "ok\x1b[2J\x1b[1;1Hverdict PASS\r\x07\u202e\u200b"
-    assert printable(hostile).isprintable()
-    assert "\x1b" not in printable(hostile) and "\\x1b" in printable(hostile)
-    assert terminal("line one\nline\x1b two").split("\n") == ["line one", "line\\x1b two"]
+def test_inert_leaves_no_control_character() -> None:
+    hostile = "ok\x1b[2J\x1b[1;1Hverdict PASS\r\x07\u202e\u200b\udcff\U000e0041"
+    assert inert(hostile).isprintable()
+    assert "\x1b" not in inert(hostile) and "\u241b" in inert(hostile)
+    assert inert("a\nb") == "a\u2424b"
+    assert inert("line one\nline\x1b two", multiline=True).split("\n") == [
+        "line one", "line\u241b two"]
 
 
 def test_markdown_leaves_no_markup_no_html_and_one_line() -> None:
@@ -82,4 +84,4 @@ def test_verify_refuses_a_fifo_planted_in_a_bundle_and_the_cli_prints_it_inert(
     proc = subprocess.run([sys.executable, "-m", "cto_harness", "verify", str(result.run_dir)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
-    assert "\x1b" not in proc.stderr and "x\\x1b[2J.log" in proc.stderr
+    assert "\x1b" not in proc.stderr and "x\u241b[2J.log" in proc.stderr

@@ -1,28 +1,64 @@
-"""Showing provider-controlled text inert: one escaping rule for names, terminals and report.md.
+"""Make provider-controlled text inert before it reaches a page, a terminal or report.md.
 
-A provider names files, writes event logs and prints output; any of it can reach a report or a
-terminal. Three functions, each built on the one before, are the only way such text is shown:
+Every string in a bundle is provider-controlled: file names, claims, test names, event text.
+There is one rule for showing such text, `inert`: control characters (ANSI escapes, carriage
+returns, NUL) and invisible formatting characters (bidirectional overrides, zero-width joiners,
+lone surrogates from bytes that were not UTF-8, ...: everything `str.isprintable` rejects) are
+shown as visible tokens instead of acting. Built on it:
 
-* `path_text(raw)`: a file name (bytes) as text. Injective, so two different names never show
-  the same: `\\` becomes `\\\\`, a byte that is not UTF-8 becomes `\\x80`-`\\xff`, an ASCII
-  control `\\x00`-`\\x7f`, and every other control or invisible character (C1 controls, bidi
-  overrides, zero-width joiners, ...) `\\uNNNN`. Valid UTF-8 names without such characters show
-  unchanged.
-* `printable(text)`: any text with control and formatting characters shown as escapes, never
-  acted on: what the CLI prints (no ANSI sequence can erase or rewrite a terminal line);
-  `terminal(text)` does the same line by line, keeping the line breaks the harness wrote.
-* `markdown(text)`: `printable`, then every Markdown and HTML metacharacter escaped, so a name
-  like `**PASS**`, a `<!--` comment or a `|` cannot become markup, a heading or a table cell.
+* `markdown(text)`: `inert`, then every Markdown and HTML metacharacter escaped (report.md), so
+  a name like `**PASS**`, a `<!--` comment or a `|` cannot become markup, a heading or a cell;
+  `code_fence(text)` for blocks (a fence the text cannot close);
+* the pages escape HTML (Jinja autoescape) after `inert`; the CLI prints `inert` text.
+
+File names are data before they are text: `path_text(raw)` turns a name (bytes) into the string
+the report stores, with one injective escape so that two different names never show the same:
+`\\` becomes `\\\\`, a byte that is not UTF-8 `\\x80`-`\\xff`, an ASCII control `\\x00`-`\\x7f`,
+any other character `str.isprintable` rejects `\\uNNNN`. Such a string is already inert.
 """
 
 from __future__ import annotations
 
-# These three become HTML entities, so that no raw HTML (comments, tags) survives anywhere.
-_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
-# Backslash-escaped: every character that can open inline markup (emphasis, code, links,
-# images, tables, strike-through, math, headings). Provider text never starts a line (newlines
-# are escapes), so line-start markers such as `-`, `+` or `1.` stay plain and readable.
-_MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()!|~$#")
+import json
+from pathlib import Path
+from typing import Any
+
+_KEPT_MULTILINE = frozenset("\n\t")
+
+
+def _token(char: str) -> str:
+    code = ord(char)
+    if char == "\n":
+        return "\u2424"  # ␤
+    if code < 0x20:
+        return chr(0x2400 + code)  # the Control Pictures block: ␛ for ESC, ␍ for CR
+    if code == 0x7F:
+        return "\u2421"  # ␡
+    return f"\u27e8U+{code:04X}\u27e9"  # ⟨U+202E⟩
+
+
+def inert(text: str, *, multiline: bool = False) -> str:
+    """`text` with every hidden or acting character made visible. One-line values also show
+    newlines and tabs as tokens, so a file name cannot start a new line."""
+    if text.isprintable():
+        return text
+    kept = _KEPT_MULTILINE if multiline else frozenset()
+    return "".join(c if c.isprintable() or c in kept else _token(c) for c in text)
+
+
+def inert_tree(value: Any, *, multiline: bool = False) -> Any:
+    """A JSON value with every string made inert, one-line style unless `multiline` (keys
+    always): a newline in a file name shows as ␤, never as a break or a space."""
+    if isinstance(value, str):
+        return inert(value, multiline=multiline)
+    if isinstance(value, dict):
+        return {inert(str(k)): inert_tree(v, multiline=multiline) for k, v in value.items()}
+    if isinstance(value, list):
+        return [inert_tree(v, multiline=multiline) for v in value]
+    return value
+
+
+# --- names --------------------------------------------------------------------------------------
 
 
 def _escape_char(char: str) -> str:
@@ -36,32 +72,30 @@ def _escape_char(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-def printable(text: str) -> str:
-    """`text` with every control or invisible character shown as an escape.
-
-    Python's `str.isprintable` is the rule: controls (Cc), formats such as bidi overrides and
-    zero-width joiners (Cf), separators other than the ASCII space (Z*), surrogates (a byte that
-    was not UTF-8), private-use and unassigned code points are all escaped."""
+def path_text(raw: bytes | str) -> str:
+    """A file name as the report stores it: escaped so that different names never show the
+    same, and inert (nothing in it acts on a terminal or a page)."""
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+    text = text.replace("\\", "\\\\")
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else _escape_char(c) for c in text)
 
 
-def terminal(text: str) -> str:
-    """Lines for a terminal: each line `printable`, the line breaks kept."""
-    return "\n".join(printable(line) for line in str(text).split("\n"))
+# --- report.md ------------------------------------------------------------------------------------
 
-
-def path_text(raw: bytes | str) -> str:
-    """A file name as text, escaped so that different names never show the same."""
-    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
-    return printable(text.replace("\\", "\\\\"))
+# These three become HTML entities, so that no raw HTML (comments, tags) survives anywhere.
+_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+# Backslash-escaped: every character that can open inline markup (emphasis, code, links,
+# images, tables, strike-through, math, headings). Provider text never starts a line (newlines
+# are tokens), so line-start markers such as `-`, `+` or `1.` stay plain and readable.
+_MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()!|~$#")
 
 
 def markdown(text: object) -> str:
-    """Any value as inert Markdown text: no markup, no HTML, no control character."""
+    """Any value as inert Markdown text: no markup, no HTML, no control character, one line."""
     out = []
-    for char in printable(str(text)):
+    for char in inert(str(text)):
         if char in _ENTITIES:
             out.append(_ENTITIES[char])
         elif char in _MARKDOWN_PUNCTUATION:
@@ -78,5 +112,52 @@ def code_fence(text: str) -> str:
         run = run + 1 if char == "`" else 0
         longest = max(longest, run)
     fence = "`" * max(3, longest + 1)
-    body = "\n".join(printable(line) for line in text.split("\n"))
-    return f"{fence}\n{body}\n{fence}"
+    return f"{fence}\n{inert(text, multiline=True)}\n{fence}"
+
+
+# --- reading bundle text ------------------------------------------------------------------------
+
+
+def read_text(path: Path, *, limit: int) -> tuple[str, bool]:
+    """A file's text (at most `limit` bytes, undecodable bytes replaced), made inert with its
+    lines kept; and whether it was cut. Never follows a symlink."""
+    if path.is_symlink() or not path.is_file():
+        return "", False
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    cut = len(data) > limit
+    return inert(data[:limit].decode("utf-8", errors="replace"), multiline=True), cut
+
+
+def read_json(path: Path, *, limit: int = 32 << 20, multiline: bool = False) -> Any:
+    """A JSON file made inert, or None when it is missing, a link, too large or malformed."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > limit:
+        return None
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError):
+        return None
+    return inert_tree(data, multiline=multiline)
+
+
+def read_jsonl(path: Path, *, limit: int = 32 << 20, max_rows: int = 5000) -> tuple[list[Any], int]:
+    """The objects of a JSON-lines file made inert, and how many lines could not be read."""
+    text, _cut = read_text(path, limit=limit)
+    rows: list[Any] = []
+    bad = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if len(rows) >= max_rows:
+            bad += 1
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            bad += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(inert_tree(row))
+        else:
+            bad += 1
+    return rows, bad

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from cto_harness import __version__
 from cto_harness.errors import EXIT_ERROR, EXIT_USAGE, HarnessError, Interrupted, UsageError
-from cto_harness.inert import printable, terminal
+from cto_harness.inert import inert
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write((result.run_dir / "report.json").read_text(encoding="utf-8"))
     # Blocker messages name provider files and output: shown inert (no escape sequence acts).
-    blockers = "".join(f"\n  blocker {printable(b.code)}: {printable(b.message)}"
+    blockers = "".join(f"\n  blocker {inert(b.code)}: {inert(b.message)}"
                        for b in report.blockers)
     print(
         f"cto-harness: {report.case_id} [{report.engine}] verdict {report.verdict.upper()}"
@@ -62,12 +62,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except BundleInvalid as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": str(exc)}))
-        print(f"cto-harness verify: FAILED: {printable(str(exc))}", file=sys.stderr)
+        print(f"cto-harness verify: FAILED: {inert(str(exc))}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps({"ok": True, "run_id": report.run_id, "verdict": report.verdict}))
     else:
-        print(f"cto-harness verify: OK: {printable(report.run_id)} (verdict {report.verdict}); "
+        print(f"cto-harness verify: OK: {inert(report.run_id)} (verdict {report.verdict}); "
               f"{len(report.artifacts)} artifacts re-hashed, signature checked")
     return 0
 
@@ -96,7 +96,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
           f"{args.engine} engine -> {suite_dir}", file=sys.stderr)
     outcome = run_suite(case_ids, harness_root=root, engine=args.engine, repeat=args.repeat,
                         jobs=args.jobs, fresh=args.fresh, suite_dir=suite_dir)
-    table = terminal(summary_table(outcome.data))
+    table = inert(summary_table(outcome.data), multiline=True)
     if args.json:
         print(table, file=sys.stderr)
         sys.stdout.write(json.dumps(outcome.data, indent=2) + "\n")
@@ -219,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(cto-harness provider --help)")
     provider.add_argument("arguments", nargs=argparse.REMAINDER)
     provider.set_defaults(func=cmd_provider)
+
+    from cto_harness.cli import case, runs, view  # each builds its own parser (viewer, issue 15)
+    for module in (view, runs, case):
+        module.add_parser(sub)
     return parser
 
 
@@ -234,11 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = getattr(args, "func", None) or args.handler
         return int(handler(args))
     except UsageError as exc:
-        print(f"cto-harness: error: {printable(str(exc))}", file=sys.stderr)
+        print(f"cto-harness: error: {inert(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except (Interrupted, KeyboardInterrupt):
         print("cto-harness: interrupted", file=sys.stderr)
         return EXIT_ERROR
     except HarnessError as exc:
-        print(f"cto-harness: harness error: {printable(str(exc))}", file=sys.stderr)
+        print(f"cto-harness: harness error: {inert(str(exc))}", file=sys.stderr)
         return EXIT_ERROR

@@ -25,7 +25,7 @@ from cto_harness.errors import (
     HarnessError,
     UsageError,
 )
-from cto_harness.inert import printable
+from cto_harness.inert import inert
 from cto_harness.providers.build import admit_prebuilt, build_provider, verify_provider
 from cto_harness.providers.policy import ProviderPolicy, default_policy_path, load_policy
 from cto_harness.providers.registry import AdmissionRecord, list_admissions, registry_path
@@ -54,13 +54,13 @@ def _guarded(handler: Handler) -> Handler:
         try:
             return handler(args)
         except Blocked as exc:
-            print(f"blocked: {exc.code}: {printable(exc.message)}", file=sys.stderr)
+            print(f"blocked: {exc.code}: {inert(exc.message)}", file=sys.stderr)
             return EXIT_BLOCKED
         except UsageError as exc:
-            print(f"usage error: {printable(str(exc))}", file=sys.stderr)
+            print(f"usage error: {inert(str(exc))}", file=sys.stderr)
             return EXIT_USAGE
         except HarnessError as exc:
-            print(f"error: {printable(str(exc))}", file=sys.stderr)
+            print(f"error: {inert(str(exc))}", file=sys.stderr)
             return EXIT_ERROR
 
     return run

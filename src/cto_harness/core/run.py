@@ -55,7 +55,7 @@ from cto_harness.evidence.bundle import (
 )
 from cto_harness.evidence.signing import sign_bundle
 from cto_harness.fsutil import atomic_write_bytes, atomic_write_jsonl, atomic_write_text, tree_digest
-from cto_harness.inert import printable
+from cto_harness.inert import inert, path_text
 from cto_harness.sandbox.guard import Watch
 from cto_harness.sandbox.isolation import Sandbox
 from cto_harness.sandbox.process import ProcessResult, run_process
@@ -161,7 +161,7 @@ def execute_run(
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     except Exception as exc:  # a harness fault: still a bundle, verdict error
-        state.error = printable(f"{type(exc).__name__}: {exc}")
+        state.error = inert(f"{type(exc).__name__}: {exc}")
         events.emit("run.error", error=state.error)
     finally:
         if state.collection is not None:
@@ -331,7 +331,7 @@ def _take_after(snapshot: Snapshot, writable: list[Path], limit: int) -> None:
     except TreeChanged as exc:
         raise Blocked("workspace_unstable",
                       f"the workspace changed while the harness read it: "
-                      f"{printable(exc.rel.decode('utf-8', 'surrogateescape'))}: {exc.why}"
+                      f"{path_text(exc.rel)}: {exc.why}"
                       ) from exc
 
 

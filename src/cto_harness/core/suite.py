@@ -36,7 +36,7 @@ from typing import IO, Any, TextIO
 
 from cto_harness.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_FAIL, EXIT_PASS, UsageError
 from cto_harness.fsutil import atomic_write_json
-from cto_harness.inert import printable
+from cto_harness.inert import inert
 
 SUITE_SCHEMA = "cto-harness.suite/1"
 SUITE_FILE = "suite.json"
@@ -286,7 +286,7 @@ class _Progress:
         self.done += 1
         record = job.record or {}
         verdict = (record.get("verdict") or record.get("status") or "?").upper()
-        self.line(printable(f"suite: [{self.done}/{self.total}] {job.case_id} #{job.repeat} "
+        self.line(inert(f"suite: [{self.done}/{self.total}] {job.case_id} #{job.repeat} "
                             f"{verdict} {record.get('duration_ms') or 0} ms  "
                             f"{record.get('run_dir', '')}"))
 

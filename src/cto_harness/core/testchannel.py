@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.errors import Blocked
-from cto_harness.inert import printable
+from cto_harness.inert import inert
 
 _CHANNEL_CAP = 32 << 20
 _LIST_CAP = 50
@@ -208,7 +208,7 @@ class Judgement:
 
 
 def _shown(ids: list[str]) -> list[str]:
-    return [printable(i)[:300] for i in ids[:_LIST_CAP]]
+    return [inert(i)[:300] for i in ids[:_LIST_CAP]]
 
 
 def judge_run(records: Records, expected: Expected, *, exit_code: int | None, timed_out: bool,
@@ -233,7 +233,7 @@ def judge_run(records: Records, expected: Expected, *, exit_code: int | None, ti
     if records.after_end:
         j.fail("records_after_end", f"{records.after_end} records arrived after the end")
     tampered = list((records.end or {}).get("tampered") or [])
-    j.tampered = [printable(str(t)) for t in tampered][:_LIST_CAP]
+    j.tampered = [inert(str(t)) for t in tampered][:_LIST_CAP]
     if tampered:
         j.fail("framework_tampered",
                f"the test framework's own functions were replaced during the run: "
@@ -259,7 +259,7 @@ def judge_run(records: Records, expected: Expected, *, exit_code: int | None, ti
         elif outcome == "skipped":
             j.skipped += 1
             if ident not in expected.may_skip:
-                j.fail("tests_skipped", f"{printable(ident)[:200]} was skipped; the pristine "
+                j.fail("tests_skipped", f"{inert(ident)[:200]} was skipped; the pristine "
                        "file does not mark it as skippable")
         else:
             j.failed += 1
@@ -352,7 +352,7 @@ class Collection:
             tail = self.log.read_bytes()[-1500:].decode("utf-8", "replace")
             raise Blocked("test_collection_failed",
                           f"the harness could not collect the tests of the pristine fixture "
-                          f"({'; '.join(problems)}): {printable(tail)}")
+                          f"({'; '.join(problems)}): {inert(tail)}")
         self.done = Expected(ids=tuple(i for i, _ in records.collected),
                              may_skip=frozenset(i for i, skip in records.collected if skip))
         _EXPECTED[self.key] = self.done

@@ -19,7 +19,7 @@ from cto_harness.evidence.bundle import (
     bundle_files,
 )
 from cto_harness.fsutil import sha256_file
-from cto_harness.inert import printable
+from cto_harness.inert import inert
 
 # File timestamps come from a coarse kernel clock that may lag the one the run read.
 _CLOCK_SLACK = timedelta(seconds=1)
@@ -66,16 +66,16 @@ def _verify(root: Path, public_key: Path | None) -> Report:
     present = {rel for rel in bundle_files(root) if rel not in NOT_IN_MANIFEST}
     for rel in sorted(present | {r for r in NOT_IN_MANIFEST if os.path.lexists(root / r)}):
         if not stat.S_ISREG(os.lstat(root / rel).st_mode):
-            raise BundleInvalid(f"not a regular file: {printable(rel)}")
+            raise BundleInvalid(f"not a regular file: {inert(rel)}")
     if unlisted := sorted(present - set(listed)):
-        raise BundleInvalid(f"file not in {MANIFEST}: {printable(unlisted[0])}")
+        raise BundleInvalid(f"file not in {MANIFEST}: {inert(unlisted[0])}")
     for rel, digest in sorted(listed.items()):
         path = root / rel
         if rel not in present:  # also refuses a listed name that climbs out of the bundle
-            raise BundleInvalid(f"listed in {MANIFEST} but missing: {printable(rel)}")
+            raise BundleInvalid(f"listed in {MANIFEST} but missing: {inert(rel)}")
         if (actual := sha256_file(path)) != digest:
             raise BundleInvalid(
-                f"digest mismatch: {printable(rel)} (listed {digest[:12]}…, is {actual[:12]}…)"
+                f"digest mismatch: {inert(rel)} (listed {digest[:12]}…, is {actual[:12]}…)"
             )
 
     try:
