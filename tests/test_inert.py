@@ -15,8 +15,9 @@ from cto_harness.inert import code_fence, inert, markdown, path_text
 
 
 def test_path_text_is_injective_over_odd_names() -> None:
-    names = [b"plain.py", b"a\\b", b"a\\\\b", b"\x80", b"\xc2\x80", b"\x1b[2J", b"\\x1b[2J",
-             b"caf\xe9", "café".encode(), b"new\nline", b"new\\nline", "\u202etxt".encode(),
+    names = [b"plain.py", b"a\\b", b"a\\\\b", b"\x80", b"\xc2\x80", b"\x1b[2J", "\u241b[2J".encode(),
+             b"caf\xe9", "café".encode(), b"new\nline", "new\u2424line".encode(),
+             "\u202etxt".encode(), "\u27e8U+202E\u27e9txt".encode(), "\u27e80xFF\u27e9".encode(),
              b"\xff\xfe"]
     shown = [path_text(n) for n in names]
     assert len(set(shown)) == len(names)
@@ -65,7 +66,7 @@ def test_report_md_shows_hostile_names_and_claims_inert(case_factory: CaseFactor
     assert "FAIL" in text.splitlines()[0]
     assert "<!--" not in text and "\x1b" not in text
     paths = {c.path for c in result.report.changed_files}
-    assert "slugkit/x\\x0a\\x0a# cto-harness run r1 — **PASS**\\x0a\\x0a<!--.py" in paths
+    assert "slugkit/x\u2424\u2424# cto-harness run r1 — **PASS**\u2424\u2424<!--.py" in paths
     rows = [line for line in text.splitlines() if line.startswith("| slugkit")]
     assert all(line.count(" | ") == 4 for line in rows), rows  # no cell forged by a `|`
 

@@ -131,13 +131,14 @@ def test_odd_file_names_and_special_files(tmp_path: Path) -> None:
         (workspace / name).write_text("1\n")
     snap.take_after()
     changed = {c.path: (c.change, c.kind) for c in snap.changes()}
-    shown = {'quote"d.txt': 'quote"d.txt', "back\\slash.txt": "back\\\\slash.txt",
-             "new\nline.txt": "new\\x0aline.txt", "sp ace.txt": "sp ace.txt",
+    shown = {'quote"d.txt': 'quote"d.txt', "back\\slash.txt": "back\\slash.txt",
+             "new\nline.txt": "new\u2424line.txt", "sp ace.txt": "sp ace.txt",
              "ünï.txt": "ünï.txt", '"lead.txt': '"lead.txt'}
     assert changed == {**{shown[n]: ("modified", "file") for n in names},
-                       "latin1-\\xe9.txt": ("added", "file"), "pipe": ("added", "fifo")}
+                       "latin1-\u27e80xE9\u27e9.txt": ("added", "file"),
+                       "pipe": ("added", "fifo")}
     notes = {c.path: c.notes for c in snap.changes()}
-    assert any("not UTF-8" in n for n in notes["latin1-\\xe9.txt"])
+    assert any("not UTF-8" in n for n in notes["latin1-\u27e80xE9\u27e9.txt"])
     assert any("never opened" in n for n in notes["pipe"])
     patch = snap.patch()
     assert patch.startswith(b"# cto-harness: pipe is a fifo")

@@ -166,12 +166,12 @@ NOTES = """## What each tier promises, and the known gaps
   framework functions (`framework_tampered`), and shows the code that does it in `patch.diff`.
   A verdict that cannot be forged even so needs the tests to run where the code under test
   cannot reach the reporter (not done).
-- **Inert text.** Every provider-controlled string in report.md goes through one function
-  (`inert.markdown`: control and invisible characters escaped, Markdown punctuation
-  backslash-escaped, `<`, `>`, `&` as entities); claims sit in a fence longer than any backtick
-  run inside them; names use one injective escape (`inert.path_text`: `\\` doubled, bytes that
-  are not UTF-8 as `\\x80`-`\\xff`); the CLI prints bundle and provider text through
-  `inert.printable`. `patch.diff` keeps names and contents as bytes.
+- **Inert text.** One module (`cto_harness.inert`) shows provider-controlled text everywhere:
+  `inert` turns every control or invisible character into a visible token (`␛`, `␤`,
+  `⟨U+202E⟩`) for pages and the terminal; `markdown` adds backslash escapes for Markdown
+  punctuation and entities for `<`, `>`, `&` in report.md, where claims sit in a fence longer
+  than any backtick run inside them; `path_text` stores names the same way and injectively
+  (bytes that are not UTF-8 as `⟨0xFF⟩`). `patch.diff` keeps names and contents as bytes.
 - **The bundle folder** (reachable on `none` only) is cleaned before sealing of links, FIFOs,
   sockets, devices and paths too long or deep for any bundle (`bundle_entries_removed`);
   `cto-harness verify` refuses any entry that is not a regular file and reads none.

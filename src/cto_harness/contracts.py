@@ -164,8 +164,9 @@ class Blocker(StrictModel):
 
 
 class ChangedFile(StrictModel):
-    path: str = Field(description="relative path; `\\` doubled, bytes that are not UTF-8 as "
-                      "\\xNN, control and invisible characters escaped (cto_harness.inert)")
+    path: str = Field(description="relative path, inert and injective (cto_harness.inert."
+                      "path_text): control characters as tokens such as ␛, invisible ones as "
+                      "⟨U+202E⟩, bytes that are not UTF-8 as ⟨0xFF⟩")
     change: ChangeKind
     old_mode: str | None = None
     new_mode: str | None = None

@@ -12,9 +12,8 @@ shown as visible tokens instead of acting. Built on it:
 * the pages escape HTML (Jinja autoescape) after `inert`; the CLI prints `inert` text.
 
 File names are data before they are text: `path_text(raw)` turns a name (bytes) into the string
-the report stores, with one injective escape so that two different names never show the same:
-`\\` becomes `\\\\`, a byte that is not UTF-8 `\\x80`-`\\xff`, an ASCII control `\\x00`-`\\x7f`,
-any other character `str.isprintable` rejects `\\uNNNN`. Such a string is already inert.
+the report stores, in the same tokens, made injective so that two different names never show
+the same (a byte that is not UTF-8 is `⟨0xFF⟩`). Such a string is already inert.
 """
 
 from __future__ import annotations
@@ -61,25 +60,26 @@ def inert_tree(value: Any, *, multiline: bool = False) -> Any:
 # --- names --------------------------------------------------------------------------------------
 
 
-def _escape_char(char: str) -> str:
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x80:  # an ASCII control; \x80-\xff are kept for raw bytes, so no two collide
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
 def path_text(raw: bytes | str) -> str:
-    """A file name as the report stores it: escaped so that different names never show the
-    same, and inert (nothing in it acts on a terminal or a page)."""
+    """A file name as the report stores it: inert, in the same tokens as `inert`, and injective
+    (two different names never show the same): a byte that is not UTF-8 is `⟨0xFF⟩`, and a
+    name's own `⟨` or control-picture character is itself written as a token, so every token in
+    the result stands for exactly one thing."""
     text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
-    text = text.replace("\\", "\\\\")
-    if text.isprintable():
+    if text.isprintable() and not any(c == "\u27e8" or "\u2400" <= c <= "\u2426" for c in text):
         return text
-    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+    out = []
+    for char in text:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\u27e80x{code - 0xDC00:02X}\u27e9")
+        elif char == "\u27e8" or 0x2400 <= code <= 0x2426:  # our own token characters
+            out.append(f"\u27e8U+{code:04X}\u27e9")
+        elif not char.isprintable():
+            out.append(_token(char))
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 # --- report.md ------------------------------------------------------------------------------------

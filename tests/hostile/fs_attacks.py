@@ -147,7 +147,7 @@ def classify(obs: Observation, files: list[Path]) -> tuple[str, str]:
                                  f"{report['provider_claims'].get('event_log')!s:.40}")
         return "missed", f"special files not all named: {sorted(kinds)}"
     if name == "non_utf8":
-        named = _change(obs, "slugkit/caf\\xe9-\\xff.txt")
+        named = _change(obs, "slugkit/caf\u27e80xE9\u27e9-\u27e80xFF\u27e9.txt")
         raw = b"caf\xe9 au lait" in (run_dir / "patch.diff").read_bytes()
         if named and not named["allowed"] and raw:
             return "prevented", ("the name shown escaped and disallowed; the latin-1 bytes kept "
