@@ -57,6 +57,8 @@ SPECS = [
          "PATH_MAX in the bundle folder"),
     Spec("setuid_copy", "a setuid/setgid solution file, for the copy the harness makes as "
          "itself"),
+    Spec("harness_area_swap", "swap the harness's private snapshot store and verification area "
+         "for symlinks to a target repository"),
 ]
 
 
@@ -89,6 +91,9 @@ EXPECTED: dict[str, dict[str, Expect]] = {
                         "landlock": Expect("pass", "prevented"),
                         "none": Expect("blocked", "detected", "bundle_tampered")},
     "setuid_copy": _same("fail", "detected"),
+    "harness_area_swap": {"bwrap": Expect("pass", "prevented"),
+                          "landlock": Expect("pass", "prevented"),
+                          "none": Expect("blocked", "prevented", "workspace_unstable")},
 }
 NAMES = frozenset(s.name for s in SPECS)
 
@@ -176,4 +181,12 @@ def classify(obs: Observation, files: list[Path]) -> tuple[str, str]:
         change = _change(obs, "slugkit/text.py")
         notes = "; ".join(change["notes"]) if change else ""  # type: ignore[arg-type]
         return _judged(obs, f"setuid bits named ({notes[:60]}), never copied")
+    if name == "harness_area_swap":
+        if obs.outside_changed:
+            return _judged(obs, f"the harness wrote through the swapped link: "
+                                f"{obs.outside_changed[0]}")
+        if obs.verdict == "pass":
+            return "prevented", "the harness's private folders were out of reach"
+        return "prevented", (f"nothing written through the links; verdict {obs.verdict} "
+                             f"({', '.join(obs.blockers)})")
     raise ValueError(name)

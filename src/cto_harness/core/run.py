@@ -33,7 +33,14 @@ from cto_harness.core.globs import matches_any
 from cto_harness.core.taskscan import scan_contract
 from cto_harness.core.testchannel import Collection
 from cto_harness.core.testrun import run_verification, verification_env
-from cto_harness.core.tree import Budget, BudgetExceeded, TreeChanged, remove_tree, walk
+from cto_harness.core.tree import (
+    Budget,
+    BudgetExceeded,
+    TreeChanged,
+    identity,
+    remove_tree,
+    walk,
+)
 from cto_harness.core.workspace import Snapshot, copy_tree, init_workspace_repo, split_changes
 from cto_harness.engines import RunContext, get_engine
 from cto_harness.engines.base import Engine, ProviderOutcome
@@ -231,6 +238,7 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
     # the provider's run (its result is waited for just before verification).
     area = ctx.private / "verification"
     area.mkdir(exist_ok=True)
+    area_id = identity(area)  # checked again before the harness writes the copy there
     spec = case.spec.verification
     state.collection = Collection.start(
         command=list(spec.command), framework=spec.framework, repo=case.repo,
@@ -296,6 +304,11 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
     with events.span("verification") as attrs:
         events.emit("verification.started", command=case.spec.verification.command)
         expected = state.collection.result()  # Blocked test_collection_failed
+        if identity(ctx.private) is None or identity(area) != area_id:
+            raise Blocked("workspace_unstable",
+                          "the harness's verification area was replaced while the provider ran")
+        for leftover in (area / "repo", area / "home"):  # the copy goes into folders of our own
+            remove_tree(leftover)
         state.verification = run_verification(
             case, snapshot, area / "repo", ctx.run_dir / "test.log", area / "home",
             expected=expected, byte_limit=ctx.settings.workspace_limit_bytes,
@@ -329,10 +342,10 @@ def _take_after(snapshot: Snapshot, writable: list[Path], limit: int) -> None:
             f"stopped (every hard link counts; nothing past the limit was read or copied)",
         ) from exc
     except TreeChanged as exc:
+        where = f"{path_text(exc.rel)}: " if exc.rel else ""
         raise Blocked("workspace_unstable",
-                      f"the workspace changed while the harness read it: "
-                      f"{path_text(exc.rel)}: {exc.why}"
-                      ) from exc
+                      f"the workspace (or the harness's private store) changed while the harness "
+                      f"read it: {where}{exc.why}") from exc
 
 
 def _provider_spans(events: EventLog, spans: list[dict[str, object]], parent: str) -> None:

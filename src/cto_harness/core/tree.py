@@ -134,7 +134,10 @@ class Cursor:
     entered); `up()` opens ".." and checks it is the directory the cursor came from."""
 
     def __init__(self, root: Path | str | bytes) -> None:
-        self.fd = os.open(root, _DIR_FLAGS)
+        try:
+            self.fd = os.open(root, _DIR_FLAGS)
+        except OSError as exc:  # gone, or replaced by a link or a file: never entered
+            raise TreeChanged(b"", f"cannot open the root: {exc.strerror}") from exc
         self._trail: list[tuple[int, int]] = [_ident(os.fstat(self.fd))]
         self.parts: list[bytes] = []
 
@@ -194,6 +197,15 @@ class Cursor:
             self.up()
         for name in parts[common:]:
             self.down(name)
+
+
+def identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the directory at `path` itself (a link there is not one), or None."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return _ident(st) if stat.S_ISDIR(st.st_mode) else None
 
 
 def _lstat(dir_fd: int, name: bytes, rel: bytes) -> Node:

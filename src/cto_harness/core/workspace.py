@@ -41,6 +41,7 @@ from cto_harness.core.tree import (
     ContentSource,
     Node,
     Planned,
+    TreeChanged,
     open_regular,
     read_exact,
     walk,
@@ -168,15 +169,32 @@ class Snapshot:
     before_entries: dict[bytes, Entry] = field(default_factory=dict, repr=False)
     after_entries: dict[bytes, Entry] = field(default_factory=dict, repr=False)
     _fence_ns: int = field(default=-1, repr=False)
+    _store_id: tuple[int, int] | None = field(default=None, repr=False)
 
     def _env(self) -> dict[str, str]:
+        self._check_store()
         return git_env(self.home) | {"GIT_DIR": str(self.state_dir)}
+
+    def _check_store(self) -> None:
+        """The private store must still be the folder the harness made (on the weakest tier a
+        provider could swap it for a link, and git would write through it)."""
+        if self._store_id is None:
+            return
+        try:
+            st = os.stat(self.state_dir, follow_symlinks=False)
+        except OSError as exc:
+            raise TreeChanged(b"", f"the snapshot store is gone: {exc.strerror}") from exc
+        if not stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) != self._store_id:
+            raise TreeChanged(b"", "the snapshot store was replaced")
+
 
     def _scan(self, ref: str, previous: dict[bytes, Entry],
               budget: Budget | None) -> dict[bytes, Entry]:
         """Walk, hash and store the workspace as commit `ref`."""
-        if not (self.state_dir / "HEAD").exists():
+        if self._store_id is None:
             run_quiet(["git", "init", "-q", "--bare", str(self.state_dir)], env=git_env(self.home))
+            st = os.stat(self.state_dir, follow_symlinks=False)
+            self._store_id = (st.st_dev, st.st_ino)
         with tempfile.TemporaryFile() as errors:
             proc = subprocess.Popen(
                 ["git", "-c", "core.compression=1", "fast-import", "--quiet", "--done", "--force"],
