@@ -64,6 +64,7 @@ def test_fewer_tests_than_the_pristine_files_define_fail(case_factory: CaseFacto
     assert "expected_tests_missing" in v.failures
     assert v.tests_expected == 5 and v.tests_ran == 1
     assert len(v.missing_tests) == 4
+    assert sorted(t["outcome"] for t in v.tests) == ["not_reported"] * 4 + ["passed"]
     assert "TestLoader.getTestCaseNames" in v.framework_tampered
 
 
@@ -161,6 +162,7 @@ def test_the_pytest_plugin_reports_every_test(case_factory: CaseFactory,
                           "def slugify(value):\n    return value\n", toml_edit=edit)
     v = execute_run("via-pytest-broken", harness_root=broken).report.verification
     assert v.status == "failed" and v.failures == ["tests_failed"] and v.tests_failed == 5
+    assert all(t["outcome"] == "failed" and "AssertionError" in t["detail"] for t in v.tests)
 
 
 # --- the judgement itself, on records built by hand --------------------------------------------

@@ -234,6 +234,10 @@ class VerificationResult(StrictModel):
     log_counts: dict[str, int] | None = Field(
         default=None, description="counts parsed from test.log: a cross-check for people, "
                                   "never the verdict")
+    tests: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="each test as the harness's driver reported it (id, outcome, the failure's "
+                    "text), then each expected test that was not reported (`not_reported`)")
     copy_made: dict[str, int] = Field(
         default_factory=dict, description="the verification copy as made from the snapshot "
                                           "(files, links, directories, bytes)")

@@ -37,6 +37,7 @@ from cto_harness.inert import inert
 
 _CHANNEL_CAP = 32 << 20
 _LIST_CAP = 50
+_RESULTS_CAP = 5000
 PASSING = frozenset({"passed", "expected_failure"})
 FAILING = frozenset({"failed", "error", "unexpected_success", "no_outcome"})
 _PYTHON = re.compile(r"^(python|pypy)[0-9.]*$")
@@ -136,6 +137,7 @@ class Records:
     started: bool = False
     end: dict[str, Any] | None = None
     tests: list[tuple[str, str]] = field(default_factory=list)  # (id, outcome)
+    details: dict[str, str] = field(default_factory=dict)  # id -> the failure's text
     collected: list[tuple[str, bool]] = field(default_factory=list)  # (id, may skip)
     collect_errors: list[str] = field(default_factory=list)
     invalid: int = 0  # lines without the token, or not JSON: written by someone else
@@ -165,6 +167,8 @@ def parse_records(data: bytes, token: str, *, truncated: bool = False) -> Record
             out.started = True
         elif kind == "test":
             out.tests.append((ident, str(row.get("outcome"))))
+            if row.get("detail"):
+                out.details.setdefault(ident, str(row["detail"])[-4000:])
         elif kind == "collected":
             out.collected.append((ident, bool(row.get("may_skip"))))
         elif kind == "collect_error":
@@ -200,6 +204,8 @@ class Judgement:
     unexpected: list[str] = field(default_factory=list)
     finished: bool = False
     tampered: list[str] = field(default_factory=list)
+    # Every test as reported (and each expected one that was not), for people and the viewer.
+    results: list[dict[str, str]] = field(default_factory=list)
 
     def fail(self, code: str, reason: str) -> None:
         if code not in self.failures:
@@ -265,6 +271,12 @@ def judge_run(records: Records, expected: Expected, *, exit_code: int | None, ti
             j.failed += 1
     if j.failed:
         j.fail("tests_failed", f"{j.failed} tests failed")
+    j.results = [{"id": inert(ident)[:500], "outcome": outcome,
+                  **({"detail": inert(records.details[ident], multiline=True)}
+                     if ident in records.details else {})}
+                 for ident, outcome in records.tests[:_RESULTS_CAP]]
+    j.results += [{"id": inert(ident)[:500], "outcome": "not_reported"}
+                  for ident in missing[:_RESULTS_CAP]]
     if j.ran == 0:
         j.fail("no_tests_ran", "no tests ran")
     elif j.ran - j.skipped < min_tests:

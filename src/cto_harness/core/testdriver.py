@@ -103,8 +103,12 @@ def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
     class Result(unittest.TextTestResult):
         def startTest(self, test):  # type: ignore[no-untyped-def]
             self._cto_outcome = None
-            self._cto_subtests = 0
+            self._cto_detail = ""
             super().startTest(test)
+
+        def _cto_note(self, test, err) -> None:  # type: ignore[no-untyped-def]
+            if not self._cto_detail:
+                self._cto_detail = self._exc_info_to_string(err, test)[-4000:]
 
         def _cto_set(self, outcome: str) -> None:
             if getattr(self, "_cto_outcome", None) in (None, "passed"):
@@ -117,13 +121,16 @@ def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
         def addFailure(self, test, err):  # type: ignore[no-untyped-def]
             super().addFailure(test, err)
             self._cto_set("failed")
+            self._cto_note(test, err)
 
         def addError(self, test, err):  # type: ignore[no-untyped-def]
             super().addError(test, err)
             if isinstance(test, unittest.TestCase):
                 self._cto_set("error")
+                self._cto_note(test, err)
             else:  # a class or module fixture failed: no startTest/stopTest around it
-                emit("test", id=str(test.id()), outcome="error")
+                emit("test", id=str(test.id()), outcome="error",
+                     detail=self._exc_info_to_string(err, test)[-4000:])
 
         def addSkip(self, test, reason):  # type: ignore[no-untyped-def]
             super().addSkip(test, reason)
@@ -141,10 +148,12 @@ def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
             super().addSubTest(test, subtest, err)
             if err is not None:
                 self._cto_outcome = "failed"
+                self._cto_note(test, err)
 
         def stopTest(self, test):  # type: ignore[no-untyped-def]
             super().stopTest(test)
-            emit("test", id=str(test.id()), outcome=self._cto_outcome or "no_outcome")
+            emit("test", id=str(test.id()), outcome=self._cto_outcome or "no_outcome",
+                 detail=self._cto_detail)
 
     class Runner(unittest.TextTestRunner):
         resultclass = Result
@@ -182,6 +191,7 @@ def _pytest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
     class Plugin:
         def __init__(self) -> None:
             self.outcomes: dict[str, str] = {}
+            self.details: dict[str, str] = {}
             self.exitstatus: int | None = None
 
         def pytest_collectreport(self, report):  # type: ignore[no-untyped-def]
@@ -208,8 +218,11 @@ def _pytest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
                 outcome = "passed"
             if current == "passed" or outcome in ("failed", "error"):
                 self.outcomes[report.nodeid] = outcome
+                if outcome in ("failed", "error"):
+                    self.details[report.nodeid] = str(report.longreprtext)[-4000:]
             if report.when == "teardown":
-                emit("test", id=str(report.nodeid), outcome=self.outcomes.pop(report.nodeid))
+                emit("test", id=str(report.nodeid), outcome=self.outcomes.pop(report.nodeid),
+                     detail=self.details.pop(report.nodeid, ""))
 
         def pytest_sessionfinish(self, session, exitstatus):  # type: ignore[no-untyped-def]
             self.exitstatus = int(exitstatus)

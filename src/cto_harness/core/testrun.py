@@ -206,6 +206,7 @@ def run_verification(
         missing_tests=judgement.missing,
         unexpected_tests=judgement.unexpected,
         framework_tampered=judgement.tampered,
+        tests=judgement.results,
         log_counts={"ran": ran, "passed": passed, "failed": failed},
         copy_made={"files": made.files, "links": made.links, "directories": made.directories,
               "bytes": made.bytes_written},
