@@ -210,7 +210,7 @@ def test_records_without_the_token_never_count() -> None:
 
 @pytest.mark.parametrize("command", [
     ["sh", "-c", "python -m unittest"], ["python3", "tests/run.py"], ["python3", "-m", "nose"],
-    ["python3", "-c", "import unittest"],
+    ["python3", "-c", "import unittest"], ["python3", "-i", "-m", "unittest"],
 ])
 def test_commands_that_are_not_the_framework_module_are_refused(command: list[str]) -> None:
     with pytest.raises(UnsupportedCommand):
@@ -218,10 +218,10 @@ def test_commands_that_are_not_the_framework_module_are_refused(command: list[st
 
 
 def test_the_driver_keeps_the_interpreter_options_and_runner_arguments() -> None:
-    argv = instrument(["/usr/bin/python3.11", "-I", "-W", "error", "-m", "unittest", "-v"],
-                      "unittest", "run", 7, 8)
-    assert argv[:4] == ["/usr/bin/python3.11", "-I", "-W", "error"]
-    assert argv[4] == "-c" and argv[6:] == ["run", "7", "8", "unittest", "-v"]
+    argv = instrument(["/usr/bin/python3.11", "-I", "-W", "error", "-Xdev", "-m", "unittest",
+                       "-v"], "unittest", "run", 7, 8)
+    assert argv[:5] == ["/usr/bin/python3.11", "-I", "-W", "error", "-Xdev"]
+    assert argv[5] == "-c" and argv[7:] == ["run", "7", "8", "unittest", "-v"]
 
 
 def test_the_text_cross_check_still_reads_the_runner_summary() -> None:

@@ -77,7 +77,7 @@ def instrument(command: list[str], framework: str, mode: str, out_fd: int,
             options += [arg, command[index + 1]]
             index += 2
             continue
-        if re.fullmatch(r"-[bBdEhiIOPqsSuvx]+", arg):
+        if re.fullmatch(r"-[bBdEIOPqsSuv]+|-[WX].+", arg):
             options.append(arg)
             index += 1
             continue
