@@ -229,21 +229,22 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
 
     with events.span("workspace.prepare"):
         state.fixture_digest = tree_digest(case.repo)
+        # The harness's own collection of the pristine tests, in a process of its own, started
+        # first so that it overlaps the copy, the canary and the provider's run (its result is
+        # waited for just before verification).
+        area = ctx.private / "verification"
+        area.mkdir(exist_ok=True)
+        area_id = identity(area)  # checked again before the harness writes the copy there
+        spec = case.spec.verification
+        state.collection = Collection.start(
+            command=list(spec.command), framework=spec.framework, repo=case.repo,
+            env=verification_env(area / "collect-home"), log=area / "collect.log",
+            fixture_digest=state.fixture_digest, timeout=spec.timeout_seconds)
         copy_tree(case.repo, ctx.workspace)
         init_workspace_repo(ctx.workspace, ctx.private / "remote.git", ctx.private / "git-home")
         snapshot = Snapshot(ctx.workspace, ctx.private / "snapshot.git", ctx.private / "git-home")
         snapshot.take_before()
         events.emit("workspace.prepared", fixture_digest=state.fixture_digest)
-    # The harness's own collection of the pristine tests, in a process of its own, overlapping
-    # the provider's run (its result is waited for just before verification).
-    area = ctx.private / "verification"
-    area.mkdir(exist_ok=True)
-    area_id = identity(area)  # checked again before the harness writes the copy there
-    spec = case.spec.verification
-    state.collection = Collection.start(
-        command=list(spec.command), framework=spec.framework, repo=case.repo,
-        env=verification_env(area / "collect-home"), log=area / "collect.log",
-        fixture_digest=state.fixture_digest, timeout=spec.timeout_seconds)
 
     launch = engine.prepare(ctx)
     if launch.file_size_limit is None:

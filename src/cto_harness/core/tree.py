@@ -108,10 +108,7 @@ class Node:
     ctime_ns: int
     target: bytes = b""  # a symlink's target, as stored
     error: str = ""  # why an UNREADABLE entry could not be read
-
-    @property
-    def name(self) -> bytes:
-        return self.rel.rpartition(b"/")[2]
+    name: bytes = b""  # the last component of `rel`
 
     @property
     def stat_key(self) -> tuple[int, int, int, int, int]:
@@ -120,7 +117,7 @@ class Node:
     @classmethod
     def from_stat(cls, rel: bytes, st: os.stat_result) -> Node:
         return cls(rel, kind_of(st.st_mode), st.st_mode, st.st_size, st.st_nlink, st.st_dev,
-                   st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+                   st.st_ino, st.st_mtime_ns, st.st_ctime_ns, name=rel.rpartition(b"/")[2])
 
 
 def _ident(st: os.stat_result) -> tuple[int, int]:
@@ -213,8 +210,11 @@ def _lstat(dir_fd: int, name: bytes, rel: bytes) -> Node:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except OSError as exc:
         raise TreeChanged(rel, f"vanished: {exc.strerror}") from exc
-    node = Node.from_stat(rel, st)
-    if node.kind == LINK:
+    mode = st.st_mode
+    kind = FILE if stat.S_ISREG(mode) else kind_of(mode)
+    node = Node(rel, kind, mode, st.st_size, st.st_nlink, st.st_dev, st.st_ino,
+                st.st_mtime_ns, st.st_ctime_ns, name=name)
+    if kind == LINK:
         node.target = os.readlink(name, dir_fd=dir_fd)
     return node
 
@@ -306,7 +306,7 @@ def open_regular(dir_fd: int, node: Node) -> int:
     except OSError as exc:
         raise TreeChanged(node.rel, f"cannot open: {exc.strerror}") from exc
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or _ident(st) != (node.dev, node.ino):
+    if not stat.S_ISREG(st.st_mode) or st.st_ino != node.ino or st.st_dev != node.dev:
         os.close(fd)
         raise TreeChanged(node.rel, "not the regular file that was listed")
     return fd
