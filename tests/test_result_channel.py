@@ -245,3 +245,12 @@ def test_byte_code_in_the_tested_tree_never_runs(case_factory: CaseFactory) -> N
     assert any(c.path.endswith(".pyc") for c in report.changed_files)
     assert report.verdict == "pass", report.verification.reason
     assert report.verification.tests_passed == 5
+
+
+def test_malformed_records_are_failures_never_exceptions() -> None:
+    rows: list[dict[str, object]] = [
+        {"type": "start"}, {"type": "test", "id": ["a"], "outcome": {"x": 1}},
+        {"type": "end", "ran": "many", "tampered": "everything"}]
+    j = judge_run(_records("t", rows), EXPECTED, exit_code=0, timed_out=False, min_tests=1)
+    assert {"framework_tampered", "expected_tests_missing", "unexpected_tests",
+            "end_counts_inconsistent", "tests_failed"} <= set(j.failures)

@@ -238,7 +238,8 @@ def judge_run(records: Records, expected: Expected, *, exit_code: int | None, ti
                "early); any summary it printed is ignored")
     if records.after_end:
         j.fail("records_after_end", f"{records.after_end} records arrived after the end")
-    tampered = list((records.end or {}).get("tampered") or [])
+    raw_tampered = (records.end or {}).get("tampered") or []
+    tampered = raw_tampered if isinstance(raw_tampered, list) else ["(malformed)"]
     j.tampered = [inert(str(t)) for t in tampered][:_LIST_CAP]
     if tampered:
         j.fail("framework_tampered",
@@ -287,7 +288,7 @@ def judge_run(records: Records, expected: Expected, *, exit_code: int | None, ti
         j.fail("exit_status_inconsistent",
                f"exit code {exit_code} disagrees with the reported outcomes")
     end = records.end or {}
-    if j.finished and "ran" in end and int(end.get("ran", -1)) != sum(
+    if j.finished and "ran" in end and end.get("ran") != sum(
             1 for ident, _ in records.tests if not _fixture_holder(ident)):
         j.fail("end_counts_inconsistent",
                f"the runner counted {end.get('ran')} tests but reported "
