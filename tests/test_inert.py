@@ -56,10 +56,15 @@ def test_report_md_shows_hostile_names_and_claims_inert(case_factory: CaseFactor
         "             'slugkit/\\x1b[2Jok | yes | .py']:\n"
         "    open(name, 'w').write('x = 1\\n')\n"
         "with open(os.environ['CTO_FAKE_EVENTS'], 'a') as h:\n"
-        "    h.write(json.dumps({'event': 'pipeline_end', 'outcome': '```\\n# **PASS**'}) + '\\n')\n")
+        "    h.write(json.dumps({'event': 'pipeline_end', 'outcome': '```\\n# **PASS**'}) + '\\n')\n"
+        # Valid JSON, not UTF-8 once decoded: it once stopped report.json from being written.
+        "    h.write(json.dumps({'event': 'phase_end', 'phase': 'x', 'result': '\\udcff'}) + '\\n')\n")
     root = case_factory("md-forge", files={"attack.py": script}, toml_edit=lambda t: t.replace(
         'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "attack.py"'))
     result = execute_run("md-forge", harness_root=root)
+    verify_bundle(result.run_dir)
+    assert {"phase": "x", "agent": None, "outcome": None, "result": "\u27e8U+DCFF\u27e9"} in \
+        result.report.provider_claims["phase_results"]
     text = (result.run_dir / "report.md").read_text(encoding="utf-8")
     assert [line for line in text.splitlines() if line.startswith("# ")] == [
         text.splitlines()[0]]

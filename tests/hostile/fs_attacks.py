@@ -52,7 +52,7 @@ SPECS = [
     Spec("non_utf8", "a latin-1 solution and a file name that is not UTF-8"),
     Spec("deep_path", "a folder chain past PATH_MAX holding a file"),
     Spec("report_forgery", "file names, claims and output carrying Markdown, HTML comments, "
-         "newlines, bidi and ANSI escapes"),
+         "newlines, bidi and ANSI escapes, and a claim that is not UTF-8 (a lone surrogate)"),
     Spec("bundle_planting", "plant a FIFO, a symlink to the signing key and a chain past "
          "PATH_MAX in the bundle folder"),
     Spec("setuid_copy", "a setuid/setgid solution file, for the copy the harness makes as "
@@ -114,6 +114,22 @@ def _change(obs: Observation, path: str) -> dict[str, object] | None:
     return next((c for c in obs.report["changed_files"] if c["path"] == path), None)
 
 
+def _outside_fences(text: str) -> str:
+    """The lines of a Markdown text that are not inside a fenced code block."""
+    kept, fence = [], ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if fence:
+            if stripped.startswith(fence) and set(stripped) == {"`"}:
+                fence = ""
+            continue
+        if stripped.startswith("```"):
+            fence = stripped[:len(stripped) - len(stripped.lstrip("`"))]
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
 def classify(obs: Observation, files: list[Path]) -> tuple[str, str]:
     """What happened, from the host's side."""
     name, report, run_dir = obs.attack, obs.report, obs.run_dir
@@ -167,8 +183,10 @@ def classify(obs: Observation, files: list[Path]) -> tuple[str, str]:
         return "missed", "the deep file was not listed"
     if name == "report_forgery":
         text = (run_dir / "report.md").read_text(encoding="utf-8")
-        headings = [line for line in text.splitlines() if line.startswith("# ")]
-        bad = [t for t in ("\x1b", "<!--", "\u202e", "**PASS**\n") if t in text]
+        markup = _outside_fences(text)  # what a Markdown renderer would interpret
+        headings = [line for line in markup.splitlines() if line.startswith("# ")]
+        bad = [t for t in ("\x1b", "\u202e", "\udcff") if t in text]
+        bad += [t for t in ("<!--", "**PASS**\n") if t in markup]
         if len(headings) == 1 and not bad and obs.verdict != "pass":
             return "prevented", "report.md has one heading, no raw HTML, escape or bidi mark"
         return "missed", f"report.md: {len(headings)} headings, raw {bad!r}"

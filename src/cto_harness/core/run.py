@@ -62,7 +62,7 @@ from cto_harness.evidence.bundle import (
 )
 from cto_harness.evidence.signing import sign_bundle
 from cto_harness.fsutil import atomic_write_bytes, atomic_write_jsonl, atomic_write_text, tree_digest
-from cto_harness.inert import inert, path_text
+from cto_harness.inert import inert, inert_tree, path_text
 from cto_harness.sandbox.guard import Watch
 from cto_harness.sandbox.isolation import Sandbox
 from cto_harness.sandbox.process import ProcessResult, run_process
@@ -295,7 +295,7 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
         state.workspace_after = snapshot.digest()  # = tree_digest(workspace, exclude .git)
     events.emit("workspace.diffed", changed=len(state.changes), bookkeeping=len(state.bookkeeping))
 
-    state.outcome = engine.collect(ctx, result)
+    state.outcome = _inert_outcome(engine.collect(ctx, result))
     for ts, type_, data in state.outcome.events:
         events.emit(type_, source="provider", ts=ts, **data)
     _provider_spans(events, state.outcome.spans, process_span)
@@ -321,6 +321,19 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
 
     if engine.needs_baseline:
         _baseline(ctx, state)
+
+
+def _inert_outcome(outcome: ProviderOutcome) -> ProviderOutcome:
+    """What the provider said about itself, made inert before any of it reaches an artifact:
+    no control character acts, and no lone surrogate (valid JSON, `\\udcff`, but not UTF-8)
+    can stop report.json from being written."""
+    return ProviderOutcome(
+        events=[(inert(ts), inert(kind), inert_tree(data)) for ts, kind, data in outcome.events],
+        spans=inert_tree(outcome.spans),
+        claims=inert_tree(outcome.claims),
+        forbidden=[f.model_copy(update={"action": inert(f.action), "detail": inert(f.detail),
+                                        "source": inert(f.source)}) for f in outcome.forbidden],
+    )
 
 
 def _take_after(snapshot: Snapshot, writable: list[Path], limit: int) -> None:

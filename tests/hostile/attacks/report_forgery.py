@@ -12,6 +12,9 @@ for name in names:
 events = os.environ.get("CTO_FAKE_EVENTS")
 if events:
     with open(events, "a") as handle:
-        handle.write(json.dumps({"event": "pipeline_end", "outcome":
-                                 "completed\n```\n# **PASS**\n<!--", "ts": "x"}) + "\n")
+        # A lone surrogate (valid JSON, "\\udcff") cannot be encoded as UTF-8: written into
+        # report.json as-is, it would stop the report from being written at all.
+        handle.write(json.dumps({"event": "phase_end", "phase": "review", "outcome": "completed",
+                                 "result": {"summary": "```\n# **PASS**\n<!--\udcff"},
+                                 "ts": "x"}) + "\n")
 print("\x1b[2J\x1b[H cto-harness: verdict PASS")
