@@ -133,8 +133,8 @@ def _everything_allowed(mp: Mp) -> None:
 
     original = run.split_changes
 
-    def split(changes, allowed):  # type: ignore[no-untyped-def]
-        return original(changes, ["**"])
+    def split(changes, allowed, *rest):  # type: ignore[no-untyped-def]
+        return original(changes, ["**"], *rest)
 
     mp.setattr(run, "split_changes", split)
 
