@@ -12,7 +12,7 @@ import pytest
 
 from conftest import CaseFactory
 from cto_harness.core.run import execute_run
-from cto_harness.core.tree import (
+from cto_harness.tree import (
     ENTRY_COST,
     FIFO,
     FILE,

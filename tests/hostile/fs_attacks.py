@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cto_harness.core.tree import remove_tree
+from cto_harness.tree import remove_tree
 
 if TYPE_CHECKING:
     from hostile_suite import Observation

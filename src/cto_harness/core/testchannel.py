@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cto_harness.errors import Blocked
+from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.inert import inert
 
 _CHANNEL_CAP = 32 << 20
@@ -330,7 +330,7 @@ class Collection:
             channel = Channel()
             argv = instrument(command, framework, "collect", channel.out_fd, channel.token_fd)
         except UnsupportedCommand as exc:
-            raise Blocked("task_contract_invalid", str(exc)) from exc
+            raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, str(exc)) from exc
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as out:
             proc = subprocess.Popen(argv, cwd=repo, env=env, stdin=subprocess.DEVNULL,
@@ -348,7 +348,7 @@ class Collection:
             code = self.proc.wait(max(0.0, self.timeout - (time.monotonic() - self.started)))
         except subprocess.TimeoutExpired:
             self.cancel()
-            raise Blocked("test_collection_failed",
+            raise Blocked(BlockerCode.TEST_COLLECTION_FAILED,
                           f"collecting the pristine tests took longer than {self.timeout:g}s"
                           ) from None
         records = self.channel.finish()
@@ -363,7 +363,7 @@ class Collection:
             problems.append("no tests collected")
         if problems:
             tail = self.log.read_bytes()[-1500:].decode("utf-8", "replace")
-            raise Blocked("test_collection_failed",
+            raise Blocked(BlockerCode.TEST_COLLECTION_FAILED,
                           f"the harness could not collect the tests of the pristine fixture "
                           f"({'; '.join(problems)}): {inert(tail)}")
         self.done = Expected(ids=tuple(i for i, _ in records.collected),

@@ -91,7 +91,7 @@ def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
     def flatten(suite):  # type: ignore[no-untyped-def]
         for test in suite:
             if isinstance(test, unittest.TestSuite):
-                yield from flatten(test)
+                yield from flatten(test)  # type: ignore[no-untyped-call]
             else:
                 yield test
 
@@ -108,7 +108,7 @@ def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
 
         def _cto_note(self, test, err) -> None:  # type: ignore[no-untyped-def]
             if not self._cto_detail:
-                self._cto_detail = self._exc_info_to_string(err, test)[-4000:]
+                self._cto_detail = self._exc_info_to_string(err, test)[-4000:]  # type: ignore[attr-defined]
 
         def _cto_set(self, outcome: str) -> None:
             if getattr(self, "_cto_outcome", None) in (None, "passed"):
@@ -130,7 +130,7 @@ def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
                 self._cto_note(test, err)
             else:  # a class or module fixture failed: no startTest/stopTest around it
                 emit("test", id=str(test.id()), outcome="error",
-                     detail=self._exc_info_to_string(err, test)[-4000:])
+                     detail=self._exc_info_to_string(err, test)[-4000:])  # type: ignore[attr-defined]
 
         def addSkip(self, test, reason):  # type: ignore[no-untyped-def]
             super().addSkip(test, reason)
@@ -156,13 +156,13 @@ def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
                  detail=self._cto_detail)
 
     class Runner(unittest.TextTestRunner):
-        resultclass = Result
+        resultclass = Result  # type: ignore[assignment]
 
         def run(self, test):  # type: ignore[no-untyped-def]
             if mode != "collect":
                 return super().run(test)
             result = unittest.TestResult()
-            for item in flatten(test):
+            for item in flatten(test):  # type: ignore[no-untyped-call]
                 if failed_test and isinstance(item, failed_test):
                     emit("collect_error", id=str(item.id()))
                     result.errors.append((item, "import failed"))
@@ -173,7 +173,7 @@ def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
     owners = {"TestCase": unittest.TestCase, "TestSuite": unittest.TestSuite,
               "BaseTestSuite": unittest.suite.BaseTestSuite, "TestResult": unittest.TestResult,
               "TextTestResult": unittest.TextTestResult, "TestLoader": unittest.TestLoader,
-              "TestProgram": unittest.TestProgram, "_Outcome": unittest.case._Outcome,
+              "TestProgram": unittest.TestProgram, "_Outcome": unittest.case._Outcome,  # type: ignore[attr-defined]
               "Result": Result, "Runner": Runner, "TextTestRunner": unittest.TextTestRunner}
     before = _guard(owners)
     program = unittest.main(module=None, argv=["python -m unittest", *args], testRunner=Runner,
@@ -254,9 +254,9 @@ def main() -> int:
     sys.argv = ["python -m " + framework, *args]
     emit("start", framework=framework, mode=mode, python=sys.version.split()[0])
     if framework == "unittest":
-        return _unittest(mode, args, emit)
+        return _unittest(mode, args, emit)  # type: ignore[no-any-return]
     if framework == "pytest":
-        return _pytest(mode, args, emit)
+        return _pytest(mode, args, emit)  # type: ignore[no-any-return]
     print(f"cto-harness test driver: unknown framework {framework!r}", file=sys.stderr)
     return 2
 

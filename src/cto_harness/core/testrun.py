@@ -20,19 +20,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from cto_harness.contracts import VerificationResult
 from cto_harness.core.fixtures import FixtureCase
 from cto_harness.core.globs import matches_any
 from cto_harness.core.testchannel import Channel, Expected, UnsupportedCommand, instrument, judge_run
-from cto_harness.core.tree import DIR, FILE, LINK, Planned, TreeChanged, materialize, read_file
-from cto_harness.core.workspace import BOOKKEEPING_DIRS, Entry, Snapshot
-from cto_harness.errors import Blocked
+from cto_harness.core.workspace import Entry, Snapshot
+from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.inert import path_text
 from cto_harness.sandbox.process import run_process
-
-_BOOKKEEPING = frozenset(os.fsencode(d) for d in BOOKKEEPING_DIRS)
+from cto_harness.tree import DIR, FILE, LINK, Planned, TreeChanged, materialize, read_file
 
 
 def _parent(rel: bytes) -> bytes:
@@ -55,13 +54,16 @@ def _planned(entry: Entry) -> Planned:
                    size=node.size)
 
 
-def plan_copy(snapshot: Snapshot, globs: list[str]) -> tuple[list[Planned], list[str]]:
+def plan_copy(snapshot: Snapshot, globs: list[str], bookkeeping_dirs: Sequence[str] = ()
+              ) -> tuple[list[Planned], list[str]]:
     """(what the verification copy holds, the verification paths laid back or removed).
 
     Verification files (`globs`, where `tests/**` also covers `tests` itself) come from the
     pristine inventory; everything else from the provider's result. A pristine file wins over
-    whatever the provider put at its place, at one of its parent folders or below it."""
+    whatever the provider put at its place, at one of its parent folders or below it. The
+    provider's bookkeeping folders are left out."""
     before, after = snapshot.before_entries, snapshot.after_entries
+    bookkeeping = frozenset(os.fsencode(d) for d in bookkeeping_dirs)
 
     def covered(rel: bytes) -> bool:
         return matches_any(path_text(rel), globs)
@@ -89,7 +91,7 @@ def plan_copy(snapshot: Snapshot, globs: list[str]) -> tuple[list[Planned], list
         if entry.kind == DIR and rel in pristine:
             shadowed.add(rel)
             continue
-        if not entry.stored or rel.split(b"/", 1)[0] in _BOOKKEEPING:
+        if not entry.stored or rel.split(b"/", 1)[0] in bookkeeping:
             continue
         if covered(rel) or rel in needed:
             if rel not in pristine or _differs(entry, pristine[rel]):
@@ -106,7 +108,7 @@ def plan_copy(snapshot: Snapshot, globs: list[str]) -> tuple[list[Planned], list
         _add_with_parents(_parent(rel), dirs)
     for rel, entry in after.items():
         if (entry.kind == DIR and rel not in shadowed and rel in before
-                and before[rel].kind == DIR and rel.split(b"/", 1)[0] not in _BOOKKEEPING):
+                and before[rel].kind == DIR and rel.split(b"/", 1)[0] not in bookkeeping):
             _add_with_parents(rel, dirs)
     plan = [Planned(rel, DIR) for rel in dirs if rel not in files]
     plan += [_planned(e) for e in files.values()]
@@ -137,14 +139,15 @@ def run_verification(
     expected: Expected,
     byte_limit: int,
     wrap: list[str] | None = None,
+    bookkeeping_dirs: Sequence[str] = (),
 ) -> VerificationResult:
     spec = case.spec.verification
-    plan, restored = plan_copy(snapshot, spec.files)
+    plan, restored = plan_copy(snapshot, spec.files, bookkeeping_dirs)
     try:
         with snapshot.blobs() as content:
             made = materialize(copy_dir, plan, content, byte_limit=byte_limit)
     except TreeChanged as exc:
-        raise Blocked("workspace_unstable",
+        raise Blocked(BlockerCode.WORKSPACE_UNSTABLE,
                       f"the snapshot store disagreed with its inventory: {exc}") from exc
     home.mkdir(parents=True, exist_ok=True)
     channel = Channel()
@@ -153,7 +156,7 @@ def run_verification(
                                            channel.out_fd, channel.token_fd)]
     except UnsupportedCommand as exc:
         channel.finish(timeout=1)
-        raise Blocked("task_contract_invalid", str(exc)) from exc
+        raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, str(exc)) from exc
     stderr_path = log_path.with_suffix(".stderr.tmp")
     try:
         result = run_process(

@@ -1,7 +1,7 @@
 """Workspace preparation, snapshot, diff and the size budget.
 
 Everything the harness learns about the workspace after the provider comes from ONE walk of the
-tree layer (`core/tree.py`: no link followed, no FIFO, socket or device opened, names as bytes,
+tree layer (`tree.py`: no link followed, no FIFO, socket or device opened, names as bytes,
 any depth). The walk charges every entry to the size budget before any content is read, then
 reads each file once into a private object store outside the workspace (see `Snapshot`). That
 inventory alone gives the change list, `patch.diff`, the freshness digest and the copy that
@@ -23,14 +23,18 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from cto_harness.contracts import ChangedFile
 from cto_harness.core.globs import matches_any
-from cto_harness.core.tree import (
+from cto_harness.errors import HarnessFault
+from cto_harness.git import git_env
+from cto_harness.inert import path_text
+from cto_harness.sandbox.process import run_quiet
+from cto_harness.tree import (
     DIR,
     FILE,
     LINK,
@@ -46,30 +50,9 @@ from cto_harness.core.tree import (
     read_exact,
     walk,
 )
-from cto_harness.errors import HarnessError
-from cto_harness.inert import path_text
-from cto_harness.sandbox.process import run_quiet
 
-# Provider bookkeeping (Case writes everything under .case/): listed apart from source changes.
-BOOKKEEPING_DIRS = (".case",)
 # The workspace's own history: charged to the size budget, never snapshotted, diffed or copied.
 _OWN_HISTORY = frozenset({b".git"})
-
-
-def git_env(home: Path) -> dict[str, str]:
-    """A git environment that ignores the user's and the system's configuration."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_AUTHOR_NAME": "cto-harness",
-        "GIT_AUTHOR_EMAIL": "cto-harness@localhost",
-        "GIT_COMMITTER_NAME": "cto-harness",
-        "GIT_COMMITTER_EMAIL": "cto-harness@localhost",
-        "LC_ALL": "C",
-    }
 
 
 def copy_tree(source: Path, destination: Path) -> None:
@@ -150,7 +133,7 @@ def _fast_import_path(rel: bytes) -> bytes:
 class Snapshot:
     """Two states of one workspace, seen by one walk each and kept in a private object store.
 
-    The walk (`core/tree.py`) charges every entry to the size budget as it lists it, then reads
+    The walk (`tree.py`) charges every entry to the size budget as it lists it, then reads
     each regular file once: its git blob id and SHA-256 are computed in Python while its bytes
     stream into `git fast-import` (one pack). The second snapshot re-reads only files whose
     (inode, size, mtime_ns, ctime_ns, mode) changed, and trusts an unchanged key only for files
@@ -206,7 +189,7 @@ class Snapshot:
             if proc.wait() != 0:
                 errors.seek(0)
                 message = errors.read().decode(errors="replace")
-                raise HarnessError(f"git fast-import failed: {message}")
+                raise HarnessFault(f"git fast-import failed: {message}")
         # The fence: a file written now carries the file system's current (coarse) time.
         fence = self.state_dir / "fence"
         fence.write_bytes(b"")
@@ -319,21 +302,22 @@ class Snapshot:
             assert current is not None
             changes.append(ChangedFile(
                 path=path_text(rel),
-                change=change,  # type: ignore[arg-type]
+                change=change,
                 old_mode=old.git_mode if old else None,
                 new_mode=new.git_mode if new else None,
                 symlink=LINK in (old.kind if old else "", new.kind if new else ""),
-                kind=current.kind,  # type: ignore[arg-type]
+                kind=current.kind,
                 notes=_notes(rel, new, old, root_length),
             ))
         return changes
 
-    def patch(self) -> bytes:
-        """A git-style unified diff of source changes that `git apply` takes on the fixture,
-        headed by comment lines naming what no patch can carry (special and unreadable
-        entries; `git apply` skips text before the first diff)."""
+    def patch(self, bookkeeping_dirs: Sequence[str] = ()) -> bytes:
+        """A git-style unified diff of source changes (the provider's bookkeeping folders left
+        out) that `git apply` takes on the fixture, headed by comment lines naming what no
+        patch can carry (special and unreadable entries; `git apply` skips text before the
+        first diff)."""
         assert self.before and self.after
-        excludes = [f":(exclude){d}" for d in BOOKKEEPING_DIRS]
+        excludes = [f":(exclude){d}" for d in bookkeeping_dirs]
         diff = subprocess.run(
             ["git", "diff", "--binary", "--full-index", "--no-renames", "--no-color",
              self.before, self.after, "--", ".", *excludes],
@@ -362,12 +346,12 @@ class Snapshot:
             stdin.flush()
             header = stdout.readline().split()
             if len(header) != 3 or header[1] != b"blob" or header[0] != item.content.encode():
-                raise HarnessError(f"the snapshot store has no blob {item.content}")
+                raise HarnessFault(f"the snapshot store has no blob {item.content}")
             remaining = int(header[2])
             while remaining > 0:
                 chunk = stdout.read(min(remaining, _CHUNK))
                 if not chunk:
-                    raise HarnessError(f"the snapshot store cut blob {item.content} short")
+                    raise HarnessFault(f"the snapshot store cut blob {item.content} short")
                 remaining -= len(chunk)
                 sink(chunk)
             stdout.read(1)  # the newline after each object
@@ -442,20 +426,22 @@ _DIRECTORY_MODE = "040000"
 
 
 def split_changes(
-    changes: list[ChangedFile], allowed_paths: list[str],
-    verification_files: list[str] | tuple[str, ...] = (),
+    changes: list[ChangedFile], allowed_paths: list[str], bookkeeping_dirs: Sequence[str] = (),
+    *, verification_files: Sequence[str] = (),
 ) -> tuple[list[ChangedFile], list[ChangedFile]]:
-    """(source changes judged against the allowed paths, provider bookkeeping).
+    """(source changes judged against the allowed paths, changes under the provider's own
+    bookkeeping folders, e.g. Case's `.case/`).
 
     Always disallowed, whatever the globs say: special and unreadable entries; anything but a
     directory where the fixture has a directory; a symlink at a verification file's path; a
     setuid, setgid or sticky bit. Links and special files under `.case/` are source changes,
     not bookkeeping."""
+    verification_files = list(verification_files)
     source: list[ChangedFile] = []
     bookkeeping: list[ChangedFile] = []
     for change in changes:
         plain = change.kind in ("file", "directory")
-        if change.path.split("/", 1)[0] in BOOKKEEPING_DIRS and plain:
+        if change.path.split("/", 1)[0] in bookkeeping_dirs and plain:
             bookkeeping.append(change)
             continue
         change.allowed = matches_any(change.path, allowed_paths)
@@ -467,7 +453,7 @@ def split_changes(
         if change.kind == "symlink" and matches_any(change.path, verification_files):
             change.allowed = False
             change.notes.append("a symlink at a verification file's path")
-        if change.path.split("/", 1)[0] in BOOKKEEPING_DIRS:
+        if change.path.split("/", 1)[0] in bookkeeping_dirs:
             change.allowed = False
             change.notes.append("a link or special file in the provider's bookkeeping")
         if any(note.startswith(_SPECIAL_BITS_NOTE) for note in change.notes):

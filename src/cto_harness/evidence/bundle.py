@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cto_harness.contracts import Report
-from cto_harness.core.tree import DIR, FILE, PATH_MAX, TreeChanged, remove_at, walk
 from cto_harness.fsutil import (
     atomic_write_bytes,
     atomic_write_text,
@@ -21,6 +20,7 @@ from cto_harness.fsutil import (
     sha256_files,
 )
 from cto_harness.inert import code_fence, markdown, path_text
+from cto_harness.tree import DIR, FILE, PATH_MAX, TreeChanged, remove_at, walk
 
 # Working folders of a run: present in the run directory, never part of the evidence.
 WORK_DIRS = frozenset({"workspace", "private"})
@@ -158,6 +158,19 @@ def write_report_and_seal(root: Path, report: Report, *, secrets: Sequence[str] 
 
 
 
+def _provider_said(report: Report) -> str:
+    said = report.provider_outcome
+    if said.outcome is None:
+        return "none stated"
+    # The provider's own words: inert Markdown like every other value it controls.
+    text = markdown(said.outcome) + (f" (failed agent: {markdown(said.failed_agent)})"
+                                     if said.failed_agent else "")
+    claims_success = said.outcome == "completed"
+    if report.verdict in ("pass", "fail") and claims_success != (report.verdict == "pass"):
+        text += f" — **disagrees** with the harness's verdict {report.verdict}"
+    return text
+
+
 def render_markdown(report: Report) -> str:
     """report.md: the same facts as report.json, for a person. Every value that is not the
     harness's own literal text goes through `inert.markdown` (or a fence it cannot close): a
@@ -174,6 +187,7 @@ def render_markdown(report: Report) -> str:
         f"- started {m(report.timing.started_at)}, took {report.timing.duration_ms} ms",
         f"- isolation: {m(report.isolation.tier)}"
         + (f" ({m(report.isolation.reason)})" if report.isolation.reason else ""),
+        f"- the provider's own outcome (recorded, not trusted): {_provider_said(report)}",
         "",
     ]
     if report.blockers:
@@ -197,7 +211,9 @@ def render_markdown(report: Report) -> str:
     else:
         lines.append("none")
     if report.bookkeeping_changes:
-        lines += ["", f"Provider bookkeeping (.case/): {len(report.bookkeeping_changes)} files."]
+        folders = sorted({c.path.split("/", 1)[0] for c in report.bookkeeping_changes})
+        lines += ["", f"Provider bookkeeping ({', '.join(markdown(f + '/') for f in folders)}): "
+                  f"{len(report.bookkeeping_changes)} files."]
     v = report.verification
     lines += [
         "",

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cto_harness.contracts import Freshness, Report
+from cto_harness.errors import BundleInvalid, SignatureInvalid
 from cto_harness.evidence.bundle import (
     MANIFEST,
     NOT_IN_MANIFEST,
@@ -23,10 +24,6 @@ from cto_harness.inert import inert
 
 # File timestamps come from a coarse kernel clock that may lag the one the run read.
 _CLOCK_SLACK = timedelta(seconds=1)
-
-
-class BundleInvalid(Exception):
-    """The first discrepancy found, named."""
 
 
 def _parse_time(value: str) -> datetime:
@@ -46,7 +43,7 @@ def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
 
 
 def _verify(root: Path, public_key: Path | None) -> Report:
-    from cto_harness.evidence.signing import SignatureInvalid, load_public_key, verify_envelope
+    from cto_harness.evidence.signing import load_public_key, verify_envelope
 
     root = root.resolve()
     if not root.is_dir():

@@ -9,7 +9,7 @@
   Landlock tiers such writes are already prevented; on `none` this is what detects them.
 * **Disk**: the same limit, `CTO_HARNESS_WORKSPACE_LIMIT_MB`, is set as RLIMIT_FSIZE on the
   provider (one runaway file stops there instead of filling the disk); the total is charged by
-  the one walk of the workspace after the run (`core/tree.py` Budget, every hard link at full
+  the one walk of the workspace after the run (`tree.py` Budget, every hard link at full
   size, sparse files at their apparent size, before any content is read): over it blocks
   `workspace_size_exceeded`.
 """
@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cto_harness.errors import Blocked
+from cto_harness.errors import Blocked, BlockerCode
 
 MAX_ENTRIES = 200_000
 Entry = tuple[int, int, int, int, int, int]
@@ -82,11 +82,11 @@ class Watch:
     def check(self) -> dict[str, list[str]]:
         bundle, outside = self.changes()
         if bundle:
-            raise Blocked("bundle_tampered",
+            raise Blocked(BlockerCode.BUNDLE_TAMPERED,
                           f"the bundle folder changed while the provider ran: "
                           f"{', '.join(bundle[:5])}")
         if outside:
-            raise Blocked("outside_write_detected",
+            raise Blocked(BlockerCode.OUTSIDE_WRITE_DETECTED,
                           f"paths outside the workspace changed while the provider ran: "
                           f"{', '.join(outside[:5])}")
         return {"bundle": bundle, "outside": outside}

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.contracts import ForbiddenAction
-from cto_harness.core.tree import read_file
+from cto_harness.git import git_env
 from cto_harness.sandbox.process import run_quiet
+from cto_harness.tree import read_file
 
 GH_RECORD = "gh-calls.jsonl"
 GIT_PUSH_RECORD = "git-push-attempts.jsonl"
@@ -198,8 +199,7 @@ def inspect_remotes(workspace: Path, local_remote: Path, git: str) -> list[Forbi
         result = run_quiet(
             [git, "config", "--file", copy.name, "--get-regexp",
              r"^(remote\..*\.(url|pushurl)|url\..*\.(insteadof|pushinsteadof))$"],
-            env={"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-                 "PATH": os.defpath},
+            env=git_env(path=os.defpath),
             check=False,
         )
     allowed = os.path.realpath(local_remote)

@@ -523,7 +523,7 @@ def remove_tree(root: Path) -> list[str]:
 
 def _clear_level(cursor: Cursor, errors: list[str]) -> list[bytes]:
     """Unlink every non-directory here; return the subdirectories to clear next."""
-    subdirs = []
+    subdirs: list[bytes] = []
     try:
         names = _names(cursor.fd)
     except OSError as exc:
