@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from cto_harness.engines.case import gh_sink
 from cto_harness.fsutil import sha256_bytes
 from cto_harness.git import git_env
 from cto_harness.sandbox.process import run_quiet
+from cto_harness.tree import read_file
 
 GH_RECORD = gh_sink.CALLS
 PR_RECORD = gh_sink.PULLS
@@ -140,11 +142,20 @@ def install_guards(
     ))
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file() or path.is_symlink():
+_MAX_RECORD_BYTES = 8 * 1024 * 1024
+
+
+def _read(path: Path) -> bytes | None:
+    """A record the provider could have replaced: read without following a link below its
+    folder, never a FIFO or device, at most _MAX_RECORD_BYTES."""
+    return read_file(path.parent.parent, f"{path.parent.name}/{path.name}", _MAX_RECORD_BYTES)
+
+
+def _rows(data: bytes | None) -> list[dict[str, Any]]:
+    if data is None:
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in data.decode("utf-8", "replace").splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
@@ -164,16 +175,16 @@ def collect_guard_records(records: Path, backend: Path) -> list[ForbiddenAction]
     A `gh` call is forbidden unless its record says it was served (`forbidden: false`): a line
     without that field, or one that cannot be read, counts as forbidden (fail closed)."""
     forbidden: list[ForbiddenAction] = []
-    for name in (GH_RECORD, PR_RECORD, GIT_PUSH_RECORD):
-        source = records / name
-        if source.is_file() and not source.is_symlink():
-            shutil.copyfile(source, backend / name)
-    for row in _rows(records / GH_RECORD):
+    raw = {name: _read(records / name) for name in (GH_RECORD, PR_RECORD, GIT_PUSH_RECORD)}
+    for name, data in raw.items():
+        if data is not None:
+            (backend / name).write_bytes(data)
+    for row in _rows(raw[GH_RECORD]):
         if row.get("forbidden") is False:
             continue
         forbidden.append(ForbiddenAction(
             action="gh", detail=f"gh {_argv_text(row)}", source=f"backend/{GH_RECORD}"))
-    for row in _rows(records / GIT_PUSH_RECORD):
+    for row in _rows(raw[GIT_PUSH_RECORD]):
         if row.get("allowed") is not True:
             forbidden.append(ForbiddenAction(
                 action="git_push_non_local",
@@ -191,7 +202,7 @@ def collect_pull_requests(
     pulls: list[LocalPullRequest] = []
     forbidden: list[ForbiddenAction] = []
     env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "PATH": os.defpath}
-    for row in _rows(records / PR_RECORD):
+    for row in _rows(_read(records / PR_RECORD)):
         body = str(row.get("body") or "")
         commit = str(row.get("head_commit") or "")
         problem = None
@@ -223,16 +234,20 @@ def collect_pull_requests(
 
 def inspect_remotes(workspace: Path, local_remote: Path, git: str) -> list[ForbiddenAction]:
     """Remotes (or URL rewrites) in the workspace's `.git/config` that lead anywhere but the
-    local bare remote. Read with `--file` (no includes are followed)."""
-    config = workspace / ".git" / "config"
-    if not config.is_file() or config.is_symlink():
+    local bare remote. The file is read without following any link (`.git` itself could be
+    one) into a private copy, which git reads with `--file` (no includes are followed)."""
+    data = read_file(workspace, ".git/config", _MAX_RECORD_BYTES)
+    if data is None:
         return []
-    result = run_quiet(
-        [git, "config", "--file", str(config), "--get-regexp",
-         r"^(remote\..*\.(url|pushurl)|url\..*\.(insteadof|pushinsteadof))$"],
-        env=git_env(path=os.defpath),
-        check=False,
-    )
+    with tempfile.NamedTemporaryFile(prefix="cto-git-config-") as copy:
+        copy.write(data)
+        copy.flush()
+        result = run_quiet(
+            [git, "config", "--file", copy.name, "--get-regexp",
+             r"^(remote\..*\.(url|pushurl)|url\..*\.(insteadof|pushinsteadof))$"],
+            env=git_env(path=os.defpath),
+            check=False,
+        )
     allowed = os.path.realpath(local_remote)
     found = []
     for line in result.stdout.splitlines():
