@@ -28,6 +28,7 @@ from cto_harness.contracts import (
     VerificationResult,
     VerificationSpec,
 )
+from cto_harness.core import preflight
 from cto_harness.core.events import EventLog
 from cto_harness.core.fixtures import FixtureCase, case_directory, load_case
 from cto_harness.core.report import (
@@ -117,11 +118,19 @@ def execute_run(
     case_dir = case_directory(harness_root, case_id)
     engine = get_engine(engine_name or engines.DEFAULT_ENGINE)
     engine_settings = engine.load_settings(environ)
+    # Unusable folders and keys are one line now (usage error or fault), never a half bundle.
+    preflight.check_run_folders(settings)
+    if run_dir is not None:
+        preflight.check_writable_folder(run_dir.parent, "run's parent folder")
+    preflight.check_signing_key(settings)
     started = utc_now()
-    if run_dir is None:
-        run_dir = new_run_dir(settings.runs_dir, case_id, started)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=False)
+    try:
+        if run_dir is None:
+            run_dir = new_run_dir(settings.runs_dir, case_id, started)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        raise HarnessFault(f"cannot create the run folder: {exc}") from None
     run_id = run_id or f"{started.strftime('%Y%m%dT%H%M%SZ')}-{case_id}-{secrets.token_hex(4)}"
     nonce = nonce or secrets.token_hex(16)
     events = EventLog(run_id, nonce)
@@ -211,7 +220,8 @@ def _run_stages(engine: Engine, ctx: RunContext, results: StageResults) -> None:
     results.launch = launch = prepare_launch(engine, ctx, admission)
     confined = confine(ctx, sandbox, launch)
     watch = Watch.start(ctx.run_dir, [*ctx.settings.target_repositories, ctx.harness_root,
-                                      ctx.settings.home], frozenset({ctx.settings.runs_dir}))
+                                      ctx.settings.home],
+                        preflight.self_written_dirs(ctx.settings, ctx.run_dir))
     results.process, process_span = launch_provider(ctx, launch, confined)
     results.blockers += check_guards(ctx, sandbox, watch, launch, results.process)
     results.diff = diff_workspace(ctx, snapshot, engine.bookkeeping_dirs)
