@@ -46,6 +46,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write((result.run_dir / "report.json").read_text(encoding="utf-8"))
     blockers = "".join(f"\n  blocker {b.code}: {b.message}" for b in report.blockers)
+    if failed := [name for name, held in report.pass_conditions.items() if not held]:
+        blockers += f"\n  failed conditions: {', '.join(failed)}"
     print(
         f"cto-harness: {report.case_id} [{report.engine}] verdict {report.verdict.upper()}"
         f" in {report.timing.duration_ms} ms{blockers}\n  bundle: {result.run_dir}\n"
