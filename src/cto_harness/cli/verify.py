@@ -24,9 +24,11 @@ def add_parser(subparsers: Subparsers) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from cto_harness.errors import BundleInvalid, ExitCode
+    from cto_harness.errors import BundleInvalid, ExitCode, UsageError
     from cto_harness.evidence.verify import verify_bundle
 
+    if not args.run_dir.is_dir():
+        raise UsageError(f"no bundle folder at {args.run_dir}")
     try:
         report = verify_bundle(args.run_dir, args.public_key)
     except BundleInvalid as exc:

@@ -30,6 +30,7 @@ from cto_harness.contracts import (
 )
 from cto_harness.core import preflight
 from cto_harness.core.events import EventLog
+from cto_harness.core.faultseal import seal_despite_faults
 from cto_harness.core.fixtures import FixtureCase, case_directory, load_case
 from cto_harness.core.report import (
     BaselineRun,
@@ -164,12 +165,13 @@ def execute_run(
     except Exception as exc:  # a harness fault: still a bundle, verdict error
         results.error = f"{type(exc).__name__}: {exc}"
         events.emit("run.error", error=results.error)
-    assert ctx is not None
+    if ctx is None:  # the run folder could not even be laid out
+        raise HarnessFault(f"cannot write in the run folder {run_dir}: {results.error}")
     # A second signal must not cut the sealing short: hold signals until the bundle is whole.
     held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
-        report = _seal(engine, ctx, results, started)
+        report = seal_despite_faults(lambda: _seal(engine, ctx, results, started), ctx, results)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return RunResult(report=report, run_dir=run_dir, public_key=settings.keys_dir / PUBLIC_KEY)

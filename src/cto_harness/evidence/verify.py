@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,7 +32,17 @@ def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
     """Raise BundleInvalid at the first discrepancy; return the report when all holds.
 
     The DSSE signature (`evidence.dsse.json`) is checked with `public_key`, by default the local
-    harness's own (`$CTO_HARNESS_HOME/keys/evidence-ed25519.pub`)."""
+    harness's own (`$CTO_HARNESS_HOME/keys/evidence-ed25519.pub`). Never raises anything else:
+    whatever a malformed bundle makes go wrong is a named failure."""
+    try:
+        return _verify_bundle(root, public_key)
+    except BundleInvalid:
+        raise
+    except Exception as exc:  # unreadable bytes, a wrong JSON shape, an unreadable file...
+        raise BundleInvalid(f"the bundle cannot be read: {type(exc).__name__}: {exc}") from exc
+
+
+def _verify_bundle(root: Path, public_key: Path | None) -> Report:
     from cto_harness.evidence.signing import load_public_key, verify_envelope
 
     root = root.resolve()
@@ -44,17 +55,17 @@ def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
         raise BundleInvalid("missing artifact: task/ holds no file")
 
     listed: dict[str, str] = {}
-    for number, line in enumerate((root / MANIFEST).read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(_text(root / MANIFEST).splitlines(), 1):
         digest, sep, rel = line.partition("  ")
         if not sep or len(digest) != 64:
             raise BundleInvalid(f"{MANIFEST} line {number} is malformed")
         listed[rel] = digest
     present = {rel for rel in bundle_files(root) if rel not in NOT_IN_MANIFEST}
-    if unlisted := sorted(present - set(listed)):
+    if unlisted := sorted(present - set(listed)) or unlisted_extras(root):
         raise BundleInvalid(f"file not in {MANIFEST}: {unlisted[0]}")
     for rel, digest in sorted(listed.items()):
         path = root / rel
-        if not path.is_file():
+        if rel not in present or not path.is_file():
             raise BundleInvalid(f"listed in {MANIFEST} but missing: {rel}")
         if (actual := sha256_file(path)) != digest:
             raise BundleInvalid(
@@ -62,10 +73,8 @@ def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
             )
 
     try:
-        report = Report.model_validate_json((root / "report.json").read_text(encoding="utf-8"))
-        freshness = Freshness.model_validate_json(
-            (root / "freshness.json").read_text(encoding="utf-8")
-        )
+        report = Report.model_validate_json(_text(root / "report.json"))
+        freshness = Freshness.model_validate_json(_text(root / "freshness.json"))
     except (ValidationError, ValueError) as exc:
         raise BundleInvalid(f"report.json or freshness.json does not parse: {exc}") from exc
 
@@ -87,8 +96,13 @@ def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
         ("events.normalized.jsonl", "run_id", "nonce"),
         ("trace.jsonl", None, None),
     ):
-        for number, line in enumerate((root / name).read_text(encoding="utf-8").splitlines(), 1):
-            row = json.loads(line)
+        for number, line in enumerate(_text(root / name).splitlines(), 1):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise BundleInvalid(f"{name} line {number} is not JSON") from None
+            if not isinstance(row, dict) or not isinstance(row.get("attributes", {}), dict):
+                raise BundleInvalid(f"{name} line {number} is not a JSON object of its kind")
             found = (
                 (row.get(key_run), row.get(key_nonce))
                 if key_run
@@ -117,6 +131,34 @@ def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
         if baseline.nonce != report.nonce:
             raise BundleInvalid("baseline/ belongs to another run (nonce differs)")
     return report
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleInvalid(f"{path.name} is not UTF-8 text (byte {exc.start})") from None
+
+
+def unlisted_extras(root: Path) -> list[str]:
+    """Files of a sealed bundle that `bundle_files` passes over: a `private/` folder (removed
+    before sealing) and leftover `.*.tmp` files. Only `workspace/` may hold unlisted files."""
+    found: list[str] = []
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = f"{prefix}{entry.name}"
+                if entry.name == "workspace" and (prefix == "" or prefix == "baseline/"):
+                    continue
+                if entry.name == "private" and (prefix == "" or prefix == "baseline/"):
+                    found.append(rel + "/")
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), rel + "/"))
+                elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                    found.append(rel)
+    return sorted(found)
 
 
 def _local_public_key() -> Path:
