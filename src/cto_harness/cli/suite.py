@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cto_harness.cli.parser import (
     Subparsers,
+    add_challenge,
     add_command,
     add_harness_root,
     harness_root,
@@ -40,6 +41,7 @@ def add_parser(subparsers: Subparsers) -> None:
     suite.add_argument("--suite-dir", type=Path, metavar="DIR",
                        help="where suite.json and the bundles go; an existing one is resumed "
                             "(default: a new folder under $CTO_HARNESS_HOME/suites)")
+    add_challenge(suite)
     add_harness_root(suite)
     suite.set_defaults(handler=_suite)
 
@@ -63,7 +65,8 @@ def _suite(args: argparse.Namespace) -> int:
     print(f"cto-harness suite: {len(case_ids)} cases x {repeat} repeats, {args.jobs} jobs, "
           f"{engine} engine -> {suite_dir}", file=sys.stderr)
     outcome = run_suite(case_ids, harness_root=root, engine=engine, repeat=repeat,
-                        jobs=args.jobs, fresh=args.fresh, retry=args.retry, suite_dir=suite_dir)
+                        jobs=args.jobs, fresh=args.fresh, retry=args.retry,
+                        challenge=args.challenge, suite_dir=suite_dir)
     table = summary_table(outcome.data)
     if args.json:
         print(table, file=sys.stderr)

@@ -63,6 +63,7 @@ from cto_harness.errors import (
     UsageError,
 )
 from cto_harness.evidence.bundle import redact_files, render_markdown, write_report_and_seal
+from cto_harness.evidence.challenge import bind
 from cto_harness.evidence.signing import PUBLIC_KEY, sign_bundle
 from cto_harness.fsutil import atomic_write_jsonl, atomic_write_text, tree_digest
 from cto_harness.sandbox.guard import Watch, check_disk
@@ -110,11 +111,14 @@ def execute_run(
     run_dir: Path | None = None,
     nonce: str | None = None,
     run_id: str | None = None,
+    challenge: str | None = None,
 ) -> RunResult:
     """Run one case with `engine_name` (default: the default engine, fake). Usage errors (a bad
     case id, an unknown engine, a bad setting) raise before anything is written; every other
-    outcome ends in a sealed bundle."""
+    outcome ends in a sealed bundle. A `challenge` (the caller's value) is bound into the
+    nonce, the report and the signature (evidence/challenge.py)."""
     environ = dict(os.environ if environ is None else environ)
+    binding = bind(challenge) if challenge is not None else None
     settings = settings or Settings.from_env(environ)
     case_dir = case_directory(harness_root, case_id)
     engine = get_engine(engine_name or engines.DEFAULT_ENGINE)
@@ -133,9 +137,9 @@ def execute_run(
     except OSError as exc:
         raise HarnessFault(f"cannot create the run folder: {exc}") from None
     run_id = run_id or f"{started.strftime('%Y%m%dT%H%M%SZ')}-{case_id}-{secrets.token_hex(4)}"
-    nonce = nonce or secrets.token_hex(16)
+    nonce = binding.nonce if binding else (nonce or secrets.token_hex(16))
     events = EventLog(run_id, nonce)
-    results = StageResults()
+    results = StageResults(challenge=binding)
     ctx: RunContext | None = None
     try:
         events.emit("run.started", case_id=case_id, engine=engine.name)
@@ -452,6 +456,7 @@ def _seal(engine: Engine, ctx: RunContext, results: StageResults, started: datet
     sign_bundle(run_dir, ctx.settings.keys_dir, {
         "run_id": report.run_id, "nonce": report.nonce, "case_id": report.case_id,
         "engine": report.engine, "verdict": report.verdict, "isolation": report.isolation.tier,
+        "challenge": report.freshness.challenge,
     })
     return report
 

@@ -143,6 +143,7 @@ def read_bundle(run_dir: Path) -> dict[str, Any] | None:
         "interrupted": "interrupted" in codes,
         "blockers": codes,
         "failed_conditions": failed_conditions(report.pass_conditions),
+        "challenge": report.freshness.challenge,
         "duration_ms": report.timing.duration_ms,
         "changed_files": [c.path for c in report.changed_files],
         "tests_ran": report.verification.tests_ran,
@@ -200,11 +201,13 @@ class _Worker:
         self.buffer = b""
         self.alive = True
 
-    def send(self, job: Job, engine: str, harness_root: Path) -> None:
+    def send(self, job: Job, engine: str, harness_root: Path, challenge: str | None = None
+             ) -> None:
         self.job = job
         job.started = time.monotonic()
         line = json.dumps({"case_id": job.case_id, "engine": engine,
-                           "harness_root": str(harness_root), "run_dir": str(job.run_dir)})
+                           "harness_root": str(harness_root), "run_dir": str(job.run_dir),
+                           "challenge": challenge})
         try:
             self.stdin.write(line.encode() + b"\n")
             self.stdin.flush()
@@ -250,7 +253,8 @@ def _worker_main() -> int:
             try:
                 result = execute_run(job["case_id"], job["engine"],
                                      harness_root=Path(job["harness_root"]),
-                                     run_dir=Path(job["run_dir"]))
+                                     run_dir=Path(job["run_dir"]),
+                                     challenge=job.get("challenge"))
                 reply["verdict"] = result.report.verdict
             except Interrupted:
                 return 0
@@ -343,23 +347,26 @@ def run_suite(
     jobs: int = 1,
     fresh: bool = False,
     retry: frozenset[str] = frozenset(),
+    challenge: str | None = None,
     suite_dir: Path,
     progress: TextIO | None = sys.stderr,
 ) -> SuiteOutcome:
     """Run every (case, repeat) not already done; returns the suite data and its exit code.
-    `fresh` reruns every run; `retry` (verdicts) reruns the earlier runs that ended so."""
+    `fresh` reruns every run; `retry` (verdicts) reruns the earlier runs that ended so; with a
+    `challenge`, every run carries it (earlier runs that do not are run again)."""
     if repeat < 1 or jobs < 1:
         raise UsageError("--repeat and --jobs must be at least 1")
     suite_dir = suite_dir.absolute()
     suite_dir.mkdir(parents=True, exist_ok=True)
     with _suite_lock(suite_dir):
-        return _run_locked(case_ids, harness_root, engine, repeat, jobs, fresh, retry, suite_dir,
-                           progress)
+        return _run_locked(case_ids, harness_root, engine, repeat, jobs, fresh, retry, challenge,
+                           suite_dir, progress)
 
 
 def _run_locked(
     case_ids: Sequence[str], harness_root: Path, engine: str, repeat: int, jobs: int, fresh: bool,
-    retry: frozenset[str], suite_dir: Path, progress_stream: TextIO | None,
+    retry: frozenset[str], challenge: str | None, suite_dir: Path,
+    progress_stream: TextIO | None,
 ) -> SuiteOutcome:
     previous = load_previous(suite_dir)
     if previous and previous.get("engine") != engine:
@@ -372,7 +379,7 @@ def _run_locked(
         prior = old.get((job.case_id, job.repeat))
         if prior and prior.get("run_dir") and not fresh:
             record = read_bundle(suite_dir / prior["run_dir"])
-            if keep_earlier(record, fresh=fresh, retry=retry):
+            if keep_earlier(record, fresh=fresh, retry=retry, challenge=challenge):
                 assert record is not None
                 job.run_dir = suite_dir / prior["run_dir"]
                 job.record = {**record, "run_dir": prior["run_dir"], "status": "done",
@@ -411,7 +418,7 @@ def _run_locked(
 
     save()
     progress = _SuiteProgress(progress_stream, len(todo))
-    stop = _execute(todo, jobs, engine, harness_root, suite_dir, progress, save)
+    stop = _execute(todo, jobs, engine, harness_root, suite_dir, progress, save, challenge)
     progress.end()
     complete = not stop.requested and all(j.record and j.record.get("verdict") for j in all_jobs)
     data = save(interrupted=stop.requested, complete=complete)
@@ -428,7 +435,7 @@ def _row(job: Job) -> dict[str, Any]:
 
 
 def _execute(todo: list[Job], jobs: int, engine: str, harness_root: Path, suite_dir: Path,
-             progress: _SuiteProgress, save: Any) -> _Stop:
+             progress: _SuiteProgress, save: Any, challenge: str | None = None) -> _Stop:
     stop = _Stop()
     handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     selector = selectors.DefaultSelector()
@@ -449,7 +456,7 @@ def _execute(todo: list[Job], jobs: int, engine: str, harness_root: Path, suite_
             job = queue.pop(0)
             job.run_dir = _bundle_path(suite_dir, job.case_id, job.repeat)
             job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-            worker.send(job, engine, harness_root)
+            worker.send(job, engine, harness_root, challenge)
             progress.started(job)
 
         def settle(worker: _Worker) -> None:

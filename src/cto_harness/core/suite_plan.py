@@ -53,9 +53,12 @@ def resolve_plan(
 
 
 def keep_earlier(record: Mapping[str, Any] | None, *, fresh: bool,
-                 retry: frozenset[str] = frozenset()) -> bool:
-    """Whether an earlier run's record (read from its verifying bundle, or None) is kept."""
+                 retry: frozenset[str] = frozenset(), challenge: str | None = None) -> bool:
+    """Whether an earlier run's record (read from its verifying bundle, or None) is kept. A run
+    that does not carry the invocation's challenge is not (the verifier asked for new runs)."""
     if record is None or fresh or record.get("interrupted"):
+        return False
+    if challenge is not None and record.get("challenge") != challenge:
         return False
     return record.get("verdict") not in retry
 

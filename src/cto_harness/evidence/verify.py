@@ -18,6 +18,7 @@ from cto_harness.evidence.bundle import (
     REQUIRED_FILES,
     bundle_files,
 )
+from cto_harness.evidence.challenge import check_bundle_challenge
 from cto_harness.fsutil import sha256_file
 
 # File timestamps come from a coarse kernel clock that may lag the one the run read.
@@ -28,14 +29,22 @@ def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
+def verify_bundle(root: Path, public_key: Path | None = None, *, challenge: str | None = None,
+                  run_id: str | None = None) -> Report:
     """Raise BundleInvalid at the first discrepancy; return the report when all holds.
 
     The DSSE signature (`evidence.dsse.json`) is checked with `public_key`, by default the local
     harness's own (`$CTO_HARNESS_HOME/keys/evidence-ed25519.pub`). Never raises anything else:
-    whatever a malformed bundle makes go wrong is a named failure."""
+    whatever a malformed bundle makes go wrong is a named failure. A verifier may demand the
+    `challenge` it gave the run (evidence/challenge.py) and the `run_id` it expects."""
     try:
-        return _verify_bundle(root, public_key)
+        report = _verify_bundle(root, public_key)
+        if run_id is not None and report.run_id != run_id:
+            raise BundleInvalid(f"the bundle is run {report.run_id}, not the demanded {run_id}")
+        if challenge is not None:
+            check_bundle_challenge(report.nonce, report.freshness.challenge,
+                                   report.freshness.challenge_salt, demanded=challenge)
+        return report
     except BundleInvalid:
         raise
     except Exception as exc:  # unreadable bytes, a wrong JSON shape, an unreadable file...
@@ -84,6 +93,11 @@ def _verify_bundle(root: Path, public_key: Path | None) -> Report:
     expected_in_report = {rel for rel in listed if rel not in NOT_IN_REPORT}
     if missing := sorted(expected_in_report - set(report.artifacts)):
         raise BundleInvalid(f"report.json artifacts omit: {missing[0]}")
+    if (freshness.challenge, freshness.challenge_salt) != (
+            report.freshness.challenge, report.freshness.challenge_salt):
+        raise BundleInvalid("the challenge differs between report.json and freshness.json")
+    check_bundle_challenge(report.nonce, freshness.challenge, freshness.challenge_salt,
+                           demanded=None)
     if freshness.artifacts_manifest_sha256 != sha256_file(root / MANIFEST):
         raise BundleInvalid("freshness.json does not hold the digest of artifacts.sha256")
 
