@@ -17,6 +17,7 @@ from cto_harness.cli.parser import (
     positive_int,
 )
 from cto_harness.core.suite_plan import parse_retry
+from cto_harness.inert import inert
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -67,7 +68,7 @@ def _suite(args: argparse.Namespace) -> int:
     outcome = run_suite(case_ids, harness_root=root, engine=engine, repeat=repeat,
                         jobs=args.jobs, fresh=args.fresh, retry=args.retry,
                         challenge=args.challenge, suite_dir=suite_dir)
-    table = summary_table(outcome.data)
+    table = inert(summary_table(outcome.data), multiline=True)
     if args.json:
         print(table, file=sys.stderr)
         sys.stdout.write(json.dumps(outcome.data, indent=2) + "\n")

@@ -37,6 +37,7 @@ from cto_harness.core.suite_plan import failed_conditions, keep_earlier, why
 from cto_harness.engines import DEFAULT_ENGINE
 from cto_harness.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_FAIL, EXIT_PASS, UsageError
 from cto_harness.fsutil import atomic_write_json, exclusive_lock
+from cto_harness.inert import inert
 from cto_harness.progress import Progress
 
 SUITE_SCHEMA = "cto-harness.suite/1"
@@ -289,9 +290,10 @@ class _SuiteProgress:
         record = job.record or {}
         verdict = (record.get("verdict") or record.get("status") or "?").upper()
         reason = why(record)
-        self.out.line(f"suite: [{self.done}/{self.total}] {job.case_id} #{job.repeat} {verdict}"
-                      f"{f' ({reason})' if reason else ''} "
-                      f"{record.get('duration_ms') or 0} ms  {record.get('run_dir', '')}")
+        self.out.line(inert(f"suite: [{self.done}/{self.total}] {job.case_id} #{job.repeat} "
+                            f"{verdict}{f' ({reason})' if reason else ''} "
+                            f"{record.get('duration_ms') or 0} ms  "
+                            f"{record.get('run_dir', '')}"))
 
     def live(self, running: Sequence[Job]) -> None:
         now = time.monotonic()

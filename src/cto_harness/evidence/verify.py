@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cto_harness.evidence.bundle import (
 )
 from cto_harness.evidence.challenge import check_bundle_challenge
 from cto_harness.fsutil import sha256_file
+from cto_harness.inert import inert
 
 # File timestamps come from a coarse kernel clock that may lag the one the run read.
 _CLOCK_SLACK = timedelta(seconds=1)
@@ -34,11 +36,12 @@ def verify_bundle(root: Path, public_key: Path | None = None, *, challenge: str 
     """Raise BundleInvalid at the first discrepancy; return the report when all holds.
 
     The DSSE signature (`evidence.dsse.json`) is checked with `public_key`, by default the local
-    harness's own (`$CTO_HARNESS_HOME/keys/evidence-ed25519.pub`). Never raises anything else:
-    whatever a malformed bundle makes go wrong is a named failure. A verifier may demand the
-    `challenge` it gave the run (evidence/challenge.py) and the `run_id` it expects."""
+    harness's own (`$CTO_HARNESS_HOME/keys/evidence-ed25519.pub`). Only regular files make a
+    bundle: a link, FIFO or device in it is a discrepancy, never followed or read. Never raises
+    anything else: whatever a malformed bundle makes go wrong is a named failure. A verifier may
+    demand the `challenge` it gave the run (evidence/challenge.py) and the `run_id` it expects."""
     try:
-        report = _verify_bundle(root, public_key)
+        report = _verify(root, public_key)
         if run_id is not None and report.run_id != run_id:
             raise BundleInvalid(f"the bundle is run {report.run_id}, not the demanded {run_id}")
         if challenge is not None:
@@ -47,11 +50,13 @@ def verify_bundle(root: Path, public_key: Path | None = None, *, challenge: str 
         return report
     except BundleInvalid:
         raise
-    except Exception as exc:  # unreadable bytes, a wrong JSON shape, an unreadable file...
+    except OSError as exc:
+        raise BundleInvalid(f"unreadable bundle entry: {exc}") from exc
+    except Exception as exc:  # unreadable bytes, a wrong JSON shape...
         raise BundleInvalid(f"the bundle cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
-def _verify_bundle(root: Path, public_key: Path | None) -> Report:
+def _verify(root: Path, public_key: Path | None) -> Report:
     from cto_harness.evidence.signing import load_public_key, verify_envelope
 
     root = root.resolve()
@@ -70,15 +75,18 @@ def _verify_bundle(root: Path, public_key: Path | None) -> Report:
             raise BundleInvalid(f"{MANIFEST} line {number} is malformed")
         listed[rel] = digest
     present = {rel for rel in bundle_files(root) if rel not in NOT_IN_MANIFEST}
+    for rel in sorted(present | {r for r in NOT_IN_MANIFEST if os.path.lexists(root / r)}):
+        if not stat.S_ISREG(os.lstat(root / rel).st_mode):
+            raise BundleInvalid(f"not a regular file: {inert(rel)}")
     if unlisted := sorted(present - set(listed)) or unlisted_extras(root):
-        raise BundleInvalid(f"file not in {MANIFEST}: {unlisted[0]}")
+        raise BundleInvalid(f"file not in {MANIFEST}: {inert(unlisted[0])}")
     for rel, digest in sorted(listed.items()):
         path = root / rel
-        if rel not in present or not path.is_file():
-            raise BundleInvalid(f"listed in {MANIFEST} but missing: {rel}")
+        if rel not in present:  # also refuses a listed name that climbs out of the bundle
+            raise BundleInvalid(f"listed in {MANIFEST} but missing: {inert(rel)}")
         if (actual := sha256_file(path)) != digest:
             raise BundleInvalid(
-                f"digest mismatch: {rel} (listed {digest[:12]}…, is {actual[:12]}…)"
+                f"digest mismatch: {inert(rel)} (listed {digest[:12]}…, is {actual[:12]}…)"
             )
 
     try:
