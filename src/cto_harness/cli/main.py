@@ -51,11 +51,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from cto_harness.cli.suite_keys import verification_key
     from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 
     try:
-        report = verify_bundle(Path(args.run_dir),
-                               Path(args.public_key) if args.public_key else None)
+        report = verify_bundle(Path(args.run_dir), verification_key(args))
     except BundleInvalid as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": str(exc)}))
@@ -76,6 +76,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
+    from cto_harness.core.executors import make_executor
     from cto_harness.core.fixtures import case_directory, find_harness_root, list_case_ids
     from cto_harness.core.suite import default_suite_dir, run_suite, summary_table
     from cto_harness.settings import Settings
@@ -84,15 +85,18 @@ def cmd_suite(args: argparse.Namespace) -> int:
     case_ids = list(dict.fromkeys(args.case_ids)) or list_case_ids(root)
     for case_id in case_ids:
         case_directory(root, case_id)  # a bad id is one usage line, before anything runs
-    if args.repeat < 1 or args.jobs < 1:
+    if args.repeat < 1 or (args.jobs is not None and args.jobs < 1):
         raise UsageError("--repeat and --jobs must be at least 1")
+    executor = make_executor(args.executor, address=args.address, retries=args.retries)
     settings = Settings.from_env()
     suite_dir = Path(args.suite_dir) if args.suite_dir else default_suite_dir(settings.home,
                                                                               args.engine)
-    print(f"cto-harness suite: {len(case_ids)} cases x {args.repeat} repeats, {args.jobs} jobs, "
-          f"{args.engine} engine -> {suite_dir}", file=sys.stderr)
+    jobs = args.jobs if args.jobs is not None or args.executor == "ray" else os.cpu_count() or 1
+    print(f"cto-harness suite: {len(case_ids)} cases x {args.repeat} repeats, "
+          f"{jobs or 'cluster'} jobs, {args.engine} engine, {args.executor} executor -> "
+          f"{suite_dir}", file=sys.stderr)
     outcome = run_suite(case_ids, harness_root=root, engine=args.engine, repeat=args.repeat,
-                        jobs=args.jobs, fresh=args.fresh, suite_dir=suite_dir)
+                        jobs=jobs, fresh=args.fresh, suite_dir=suite_dir, executor=executor)
     table = summary_table(outcome.data)
     if args.json:
         print(table, file=sys.stderr)
@@ -169,8 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("case_ids", nargs="*", metavar="CASE", help="cases (default: all)")
     suite.add_argument("--engine", default="fake", choices=engine_names())
     suite.add_argument("--repeat", type=int, default=1, help="runs per case (default 1)")
-    suite.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                       help="runs at once, each in its own process (default: the cores)")
+    suite.add_argument("--jobs", type=int, default=None,
+                       help="runs at once, each in its own process (default: the cores; with "
+                            "--executor ray: the cluster's CPUs)")
+    suite.add_argument("--executor", default="local", choices=("local", "ray"),
+                       help="local worker processes (default) or one Ray task per run on a Ray "
+                            "cluster (needs: pip install 'cto-harness[ray]')")
+    suite.add_argument("--address", help="with --executor ray: the cluster's address "
+                       "(HOST:PORT; default: $RAY_ADDRESS, else a private single-node Ray)")
+    suite.add_argument("--retries", type=int, help="with --executor ray: how many more times "
+                       "a run whose node or task died (node_lost) is submitted (default 2)")
     suite.add_argument("--json", action="store_true", help="print suite.json on stdout")
     suite.add_argument("--fresh", action="store_true",
                        help="rerun repeats that already have a verifying bundle")
@@ -182,8 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="re-check a bundle's digests, ids and freshness")
     verify.add_argument("run_dir")
     verify.add_argument("--json", action="store_true")
-    verify.add_argument("--public-key", help="the signer's public key (PEM); default: this "
-                        "machine's $CTO_HARNESS_HOME/keys/evidence-ed25519.pub")
+    verify.add_argument("--public-key", help="the trusted public key (PEM): the bundle's signer, "
+                        "or the key of the machine that ran its suite; default: this machine's "
+                        "$CTO_HARNESS_HOME/keys/evidence-ed25519.pub")
+    verify.add_argument("--suite", help="the suite folder whose signers.dsse.json names the key "
+                        "of a run signed on another node (default: found above the run folder)")
     verify.set_defaults(func=cmd_verify)
 
     schemas = sub.add_parser("schemas", help="write (or --check) the JSON Schemas in schemas/")
