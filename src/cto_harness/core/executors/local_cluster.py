@@ -14,8 +14,10 @@ opens is reachable from outside the machine.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import signal
 import socket
 import struct
 from collections.abc import Mapping
@@ -71,7 +73,27 @@ class ClusterNode:
         return str(self.node.node_id)
 
     def pids(self) -> list[int]:
+        """The node's own processes (GCS, raylet, object store, ...), as Ray started them."""
         return [info.process.pid for infos in self.node.all_processes.values() for info in infos]
+
+    def process_tree(self) -> list[int]:
+        """Those and every descendant (Ray workers, the raylet's agents, a run's sandbox)."""
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat_line = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                ppid = int(stat_line.rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+        found, stack = [], list(self.pids())
+        while stack:
+            pid = stack.pop()
+            if pid not in found:
+                found.append(pid)
+                stack.extend(children.get(pid, []))
+        return found
 
 
 class LocalCluster:
@@ -143,10 +165,27 @@ class LocalCluster:
         return ClusterNode(name, home, node)
 
     def kill(self, node: ClusterNode) -> None:
-        """SIGKILL every process of that node (its raylet, object store, agents), as a lost
-        machine would go; its Ray workers then exit on their own."""
-        self.cluster.remove_node(node.node, allow_graceful=False)
+        """SIGKILL every process of that node, as a lost machine would go: Ray's own handles,
+        then, through pidfds taken before (no pid can be reused in between), every descendant
+        (workers, agents, a run's sandbox) still alive."""
+        self._remove(node)
         self.workers.remove(node)
+
+    def _remove(self, node: ClusterNode) -> None:
+        handles = []
+        for pid in node.process_tree():
+            try:
+                handles.append(os.pidfd_open(pid))
+            except ProcessLookupError:
+                continue
+        try:
+            self.cluster.remove_node(node.node, allow_graceful=False)
+            for fd in handles:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+        finally:
+            for fd in handles:
+                os.close(fd)
 
     def shutdown(self) -> None:
         if self.cluster is None:
@@ -156,9 +195,9 @@ class LocalCluster:
         if ray.is_initialized():
             ray.shutdown()
         for node in list(self.workers):
-            self.cluster.remove_node(node.node, allow_graceful=False)
+            self._remove(node)
         self.workers.clear()
         if self.head is not None:
-            self.cluster.remove_node(self.head.node, allow_graceful=False)
+            self._remove(self.head)
             self.head = None
         self.cluster = None

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -142,7 +143,16 @@ class RayExecutor:
         ray = self.ray
         record, binary = self._provider_payload(plan.engine)  # usage errors before connecting
         harness_tar = _harness_archive(plan)
-        self._connect(plan)
+        # Ray prints cluster events (a node died, ...) on stdout; stdout is the suite's (--json).
+        sys.stdout.flush()
+        saved_stdout = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            self._connect(plan)
+        except BaseException:
+            os.dup2(saved_stdout, 1)
+            os.close(saved_stdout)
+            raise
         stop = _Stop()
         handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -154,8 +164,10 @@ class RayExecutor:
             provider_ref = ray.put(binary) if binary is not None else None
             hooks.note(f"suite: ray cluster with {cpus:g} CPUs, {len(ray.nodes())} nodes; "
                        f"{limit} runs at once")
+            # SPREAD: runs are heavy and alike; spreading them evens the load over the nodes.
             remote = ray.remote(run_task).options(num_cpus=1, max_retries=0,
-                                                  retry_exceptions=False)
+                                                  retry_exceptions=False,
+                                                  scheduling_strategy="SPREAD")
             base_spec = {
                 "harness_version": __version__, "engine": plan.engine,
                 "harness_digest": sha256_bytes(harness_tar),
@@ -215,6 +227,9 @@ class RayExecutor:
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
             ray.shutdown()  # also ends a private Ray started by _connect
+            sys.stdout.flush()
+            os.dup2(saved_stdout, 1)
+            os.close(saved_stdout)
 
     def _abandon(self, pending: dict[Any, _Attempt], queue: list[_Attempt], hooks: SuiteHooks,
                  why: str) -> None:
