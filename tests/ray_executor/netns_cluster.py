@@ -13,6 +13,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -245,25 +246,56 @@ def test_tampered_binary_on_one_worker_blocks_there(
         assert [r["sha256"] for r in registry["admissions"]] == [admitted_standin.sha256]
 
 
-def test_worker_killed_mid_suite_is_node_lost_then_retried(
-    cluster: LocalCluster, case_factory: CaseFactory, harness_home: Path, tmp_path: Path
-) -> None:
-    root = case_factory(
+def _slow_case(case_factory: CaseFactory) -> Path:
+    return case_factory(
         "slow-slugify",
         files={"fake/slow.py": "import time\ntime.sleep(5)\n"},
         toml_edit=lambda t: t.replace('overlay = "fake/solution"',
                                       'overlay = "fake/solution"\nscript = "fake/slow.py"'),
     )
+
+
+def _wait_for_a_run(homes: list[Path], proc: subprocess.Popen[str]) -> None:
+    """Until a run on one of these nodes has copied its fixture (it is then mid-run)."""
+    deadline = time.monotonic() + 180
+    while not any(list((h / "harness-runs" / "ray" / "runs").glob("*/*/workspace"))
+                  for h in homes):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no run started"
+        time.sleep(0.02)
+
+
+def test_ctrl_c_mid_suite_then_resume(
+    cluster: LocalCluster, case_factory: CaseFactory, harness_home: Path, tmp_path: Path
+) -> None:
+    root = _slow_case(case_factory)
+    suite_dir = tmp_path / "suite"
+    args = ("slow-slugify", "--repeat", "3", "--harness-root", str(root), "--suite-dir",
+            str(suite_dir))
+    proc = _suite(cluster, *args)
+    _wait_for_a_run([w.home for w in cluster.workers], proc)
+    proc.send_signal(signal.SIGINT)
+    code, data, err = _finish(proc)
+    assert code == 3 and data["interrupted"] is True and data["complete"] is False, err[-3000:]
+    statuses = {r["status"] for r in data["runs"]}
+    assert "interrupted" in statuses and statuses <= {"interrupted", "pending", "done"}
+    for run in data["runs"]:
+        if run["status"] == "done":
+            assert _verify(suite_dir / run["run_dir"], harness_home).returncode == 0
+    code, final, err = _finish(_suite(cluster, *args))
+    assert code == 0 and final["complete"] is True, err[-3000:]
+    assert [r["verdict"] for r in final["runs"]] == ["pass"] * 3
+
+
+def test_worker_killed_mid_suite_is_node_lost_then_retried(
+    cluster: LocalCluster, case_factory: CaseFactory, harness_home: Path, tmp_path: Path
+) -> None:
+    root = _slow_case(case_factory)
     survivor, doomed = cluster.workers
     suite_dir = tmp_path / "suite"
     proc = _suite(cluster, "slow-slugify", "--repeat", "2", "--retries", "1",
                   "--harness-root", str(root), "--suite-dir", str(suite_dir))
-    scratch = doomed.home / "harness-runs" / "ray" / "runs"
-    deadline = time.monotonic() + 180
-    while not list(scratch.glob("*/*/workspace")):  # its run has copied the fixture
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no run started on the node to kill"
-        time.sleep(0.02)
+    _wait_for_a_run([doomed.home], proc)
     cluster.kill(doomed)  # SIGKILL to its raylet, object store and agents, by pid
     code, data, err = _finish(proc)
     assert code == 0, err[-3000:]

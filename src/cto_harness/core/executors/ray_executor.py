@@ -85,8 +85,9 @@ class RayExecutor:
         self.address = address
         self.retries = retries
         self.ray = import_ray()
-        # Figures for the benchmark: time spent unpacking and placing bundles at the driver.
-        self.unpack_seconds = 0.0
+        # Figures for the benchmark, one per run that came home: submit-to-result latency at the
+        # driver, the task's and the run's own time on the node, unpacking at the driver.
+        self.timings: list[dict[str, float]] = []
 
     # --- connection and payloads ------------------------------------------------------------
 
@@ -254,6 +255,7 @@ class RayExecutor:
         exceptions = ray.exceptions
         try:
             result = ray.get(ref)
+            latency_ms = (time.monotonic() - attempt.submitted) * 1000
         except exceptions.TaskCancelledError:
             hooks.finished(job, Finished(run_dir=None, stopping=True, extra=_extra(attempt)))
             return None
@@ -289,7 +291,9 @@ class RayExecutor:
                                          message=str(exc), extra=extra))
             return None
         finally:
-            self.unpack_seconds += time.perf_counter() - began
+            self.timings.append({"latency_ms": latency_ms,
+                                 "unpack_ms": (time.perf_counter() - began) * 1000,
+                                 **(result.get("timing") or {})})
         hooks.finished(job, Finished(run_dir=job.run_dir, public_key=key_file, extra=extra))
         return None
 

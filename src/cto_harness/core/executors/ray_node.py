@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ def node_info() -> dict[str, Any]:
 def run_task(spec: dict[str, Any], harness: list[Any], provider: list[Any]) -> dict[str, Any]:
     """The Ray task. `harness` and `provider` hold object refs (inside lists, so that Ray does not
     fetch them before this node knows it needs them) or, outside Ray, the bytes themselves."""
+    began = time.monotonic()
     node = node_info()
     if spec.get("harness_version") != __version__:
         return {"ok": False, "node": node, "blocker": "node_error",
@@ -96,8 +98,10 @@ def run_task(spec: dict[str, Any], harness: list[Any], provider: list[Any]) -> d
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     report = result.report
+    # Timings for the benchmark's overhead split (the suite reads nothing but the bundle).
+    timing = {"task_ms": (time.monotonic() - began) * 1000, "run_ms": report.timing.duration_ms}
     return {"ok": True, "node": node, "archive": archive, "public_key": public_pem(key.public_key()),
-            "verdict": report.verdict, "isolation": report.isolation.tier}
+            "verdict": report.verdict, "isolation": report.isolation.tier, "timing": timing}
 
 
 def _resolve(item: Any) -> bytes:
