@@ -115,7 +115,8 @@ def _ray_part(args: argparse.Namespace) -> tuple[dict, list[str]]:
     lines.append(f"per-run overhead of ray (1 node, medians per run): {added:.0f} ms = "
                  f"scheduling + transfer {o['scheduling_transfer_ms']:.0f} ms (submit-to-result "
                  f"{o['latency_ms']:.0f} ms minus the task's {o['task_ms']:.0f} ms) + on the "
-                 f"node around the run {o['node_side_ms']:.0f} ms (install check, pack) + unpack "
+                 f"node around the run {o['node_side_ms']:.0f} ms (install check, sealing after the run's "
+                 f"clock stops, pack, scratch removal) + unpack "
                  f"{o['unpack_ms']:.1f} ms + verify at the driver {o['verify_ms']:.1f} ms; "
                  f"plus {o['connect_ms']:.0f} ms per suite to connect")
     lines.append(f"the run itself: {o['node_run_ms']:.0f} ms on the node vs "
