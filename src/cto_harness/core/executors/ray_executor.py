@@ -278,6 +278,7 @@ class RayExecutor:
             hooks.finished(job, Finished(run_dir=None, blocker=result.get("blocker", "node_error"),
                                          message=result.get("message"), extra=extra))
             return None
+        from cto_harness.evidence.signing import SignatureInvalid
         from cto_harness.evidence.suite_signers import store_public_key
 
         assert job.run_dir is not None
@@ -286,7 +287,8 @@ class RayExecutor:
             _keyid, key_file = store_public_key(plan.suite_dir, result["public_key"])
             unpacked = unpack_into_new(result["archive"], job.run_dir.parent)
             os.rename(unpacked, job.run_dir)
-        except (ArchiveRejected, ValueError, OSError) as exc:
+        except (ArchiveRejected, SignatureInvalid, ValueError, OSError, TypeError,
+                KeyError) as exc:  # whatever a node sends back is checked, never trusted
             hooks.finished(job, Finished(run_dir=None, blocker="bundle_rejected",
                                          message=str(exc), extra=extra))
             return None
