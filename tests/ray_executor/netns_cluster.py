@@ -287,6 +287,43 @@ def test_ctrl_c_mid_suite_then_resume(
     assert [r["verdict"] for r in final["runs"]] == ["pass"] * 3
 
 
+def _task_workers(base: Path) -> list[int]:
+    """This cluster's Ray worker processes busy with our task (Ray titles them
+    `ray::run_task`; their environment names their node's home under the cluster's base)."""
+    found = []
+    for pid in _pids_with(str(base)):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::run_task"):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_a_killed_task_is_node_lost_then_retried(
+    cluster: LocalCluster, case_factory: CaseFactory, harness_home: Path, tmp_path: Path
+) -> None:
+    root = _slow_case(case_factory)
+    suite_dir = tmp_path / "suite"
+    proc = _suite(cluster, "slow-slugify", "--retries", "1", "--harness-root", str(root),
+                  "--suite-dir", str(suite_dir))
+    _wait_for_a_run([w.home for w in cluster.workers], proc)
+    busy = _task_workers(cluster.base)
+    assert len(busy) == 1, busy
+    fd = os.pidfd_open(busy[0])
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)  # the task's worker process, nothing else
+    finally:
+        os.close(fd)
+    code, data, err = _finish(proc)
+    assert code == 0, err[-3000:]
+    [run] = data["runs"]
+    assert run["verdict"] == "pass" and run["attempts"] == 2
+    assert len(run["lost_attempts"]) == 1
+    assert _verify(suite_dir / run["run_dir"], harness_home).returncode == 0
+    assert len(cluster.workers) == 2  # the nodes themselves lived on
+
+
 def test_worker_killed_mid_suite_is_node_lost_then_retried(
     cluster: LocalCluster, case_factory: CaseFactory, harness_home: Path, tmp_path: Path
 ) -> None:

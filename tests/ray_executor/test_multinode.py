@@ -17,7 +17,7 @@ from conftest import REPO_ROOT
 from cto_harness.core.executors.local_cluster import loopback_namespace_argv
 
 INNER = Path(__file__).with_name("netns_cluster.py")
-INNER_TESTS = 5
+INNER_TESTS = 6
 
 pytestmark = pytest.mark.slow
 
