@@ -125,3 +125,16 @@ def test_executor_usage_errors(tmp_path: Path) -> None:
     assert done.returncode == 64 and "--executor ray" in done.stderr
     done = _cli("suite", "--executor", "nowhere", pythonpath=src)
     assert done.returncode == 64
+
+
+def test_the_viewer_and_history_check_follows_the_suite(
+    node_suite: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from cto_harness.evidence.summary import check_bundle
+
+    suite_dir, run_dir, _ = node_suite
+    check = check_bundle(run_dir)
+    assert check.ok, check
+    assert any("vouches for" in line for line in check.checked)
+    (suite_dir / SIGNERS_FILE).unlink()
+    assert not check_bundle(run_dir).ok

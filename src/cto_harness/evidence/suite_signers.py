@@ -183,3 +183,15 @@ def resolve_key(run_dir: Path, trusted_key: Path, suite_dir: Path | None = None)
     if path.read_text(encoding="ascii") != pem:
         raise SignerUnknown(f"{path} differs from the endorsed key")
     return path
+
+
+def key_for_run(run_dir: Path, trusted: Path | None = None) -> Path | None:
+    """`resolve_key` with the trusted key defaulting to this machine's; None when this machine
+    has no key (then `verify_bundle` reports that itself)."""
+    if trusted is None:
+        from cto_harness.settings import Settings
+
+        trusted = local_public_key(Settings.from_env().keys_dir)
+        if not trusted.is_file():
+            return None
+    return resolve_key(run_dir, trusted)
