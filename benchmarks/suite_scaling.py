@@ -90,7 +90,7 @@ def _ray_part(args: argparse.Namespace) -> tuple[dict, list[str]]:
     if importlib.util.find_spec("ray") is None:
         return {"skipped": "ray not installed"}, [
             "ray executor: not measured (Ray is not installed: pip install 'cto-harness[ray]')"]
-    from cto_harness.core.executors.local_cluster import loopback_namespace_argv
+    from cto_harness.executors.local_cluster import loopback_namespace_argv
 
     argv = [*loopback_namespace_argv(), sys.executable, str(Path(__file__).resolve()),
             INSIDE_FLAG, "--runs", str(args.runs), "--rounds", str(args.rounds), "--case",
@@ -130,11 +130,11 @@ def _ray_inside(args: argparse.Namespace) -> dict:
     """Inside the namespace: the cluster, the interleaved suites, the overhead split."""
     import time
 
-    from cto_harness.core.executors.archive import pack_tree
-    from cto_harness.core.executors.local_cluster import LocalCluster, bring_up_loopback
-    from cto_harness.core.executors.ray_executor import RayExecutor
     from cto_harness.core.suite import LocalExecutor, _recorded_key, read_bundle, run_suite
     from cto_harness.evidence.bundle import bundle_files
+    from cto_harness.executors.archive import pack_tree
+    from cto_harness.executors.local_cluster import LocalCluster, bring_up_loopback
+    from cto_harness.executors.ray_executor import RayExecutor
 
     bring_up_loopback()
     base = Path(tempfile.mkdtemp(prefix="ctoray-", dir="/tmp"))

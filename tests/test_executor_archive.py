@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cto_harness.core.executors.archive import (
+from cto_harness.executors.archive import (
     ArchiveRejected,
     check_name,
     pack_tree,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cto_harness.core.executors.archive import ArchiveRejected, pack_tree
-from cto_harness.core.executors.ray_node import install_provider, materialize_harness
+from cto_harness.executors.archive import ArchiveRejected, pack_tree
+from cto_harness.executors.ray_node import install_provider, materialize_harness
 from cto_harness.providers.registry import find_admission, lookup_admission
 from cto_harness.settings import Settings
 from standin_helpers import make_admission_record, write_script_binary
@@ -25,7 +25,7 @@ def _setup(tmp_path: Path) -> tuple[Settings, Path, bytes, dict]:
     settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(tmp_path / "node")})
     scratch = settings.runs_dir / "ray"
     scratch.mkdir(parents=True)
-    return settings, scratch, data, {"record": record.model_dump(mode="json")}
+    return settings, scratch, data, {"record": record.model_dump(mode="json"), "binary": "ca"}
 
 
 def test_right_bytes_are_stored_admitted_and_pass_the_lookup(tmp_path: Path) -> None:

@@ -25,13 +25,13 @@ import pytest
 
 from case_helpers import FAKE_KEY, TEST_MODEL
 from conftest import HARNESS_ROOT, REPO_ROOT, AdmittedStandin, CaseFactory
-from cto_harness.core.executors.local_cluster import (
+from cto_harness.evidence.suite_signers import keyid_of
+from cto_harness.executors.local_cluster import (
     ClusterNode,
     LocalCluster,
     bring_up_loopback,
     interfaces_up,
 )
-from cto_harness.evidence.suite_signers import keyid_of
 
 if os.environ.get("CTO_HARNESS_IN_LOOPBACK_NETNS") != "1":
     pytest.skip("runs only inside the loopback-only namespace of tests/ray_executor/test_multinode.py",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
-from cto_harness.core.executors.local_cluster import loopback_namespace_argv
+from cto_harness.executors.local_cluster import loopback_namespace_argv
 
 INNER = Path(__file__).with_name("netns_cluster.py")
 INNER_TESTS = 6

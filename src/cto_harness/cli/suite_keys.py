@@ -11,9 +11,9 @@ from cto_harness.errors import UsageError
 
 
 def verification_key(args: argparse.Namespace) -> Path | None:
-    from cto_harness.evidence.signing import SignatureInvalid
+    from cto_harness.errors import BundleInvalid, SignatureInvalid
     from cto_harness.evidence.suite_signers import SignerUnknown, resolve_key
-    from cto_harness.evidence.verify import BundleInvalid, _local_public_key
+    from cto_harness.evidence.verify import _local_public_key
 
     run_dir = Path(args.run_dir)
     suite = Path(args.suite) if getattr(args, "suite", None) else None

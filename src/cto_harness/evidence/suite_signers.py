@@ -24,11 +24,11 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from cto_harness.errors import SignatureInvalid
 from cto_harness.evidence.signing import (
     ENVELOPE,
     PAYLOAD_TYPE,
     PUBLIC_KEY,
-    SignatureInvalid,
     key_id,
     load_or_create_key,
     load_public_key,
@@ -45,8 +45,9 @@ SUITE_FILE = "suite.json"
 _MAX_SUITE_DEPTH = 4
 
 
-class SignerUnknown(Exception):
-    """The run's signing key is not one the suite endorsed with the trusted key."""
+class SignerUnknown(SignatureInvalid):
+    """The run's signing key is not one the suite endorsed with the trusted key (a failed check,
+    exit 1, like any other signature that does not hold)."""
 
 
 def store_public_key(suite_dir: Path, pem: bytes) -> tuple[str, Path]:
@@ -147,7 +148,7 @@ def _endorsement(suite_dir: Path, trusted: Ed25519PublicKey) -> dict[str, Any]:
     else:
         raise SignerUnknown(f"{path} is not signed by the trusted key {key_id(trusted)[:16]}…")
     data = json.loads(payload)
-    if data.get("_type") != SIGNERS_TYPE:
+    if not isinstance(data, dict) or data.get("_type") != SIGNERS_TYPE:
         raise SignerUnknown(f"{path} is not a suite signers statement")
     return data
 

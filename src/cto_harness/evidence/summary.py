@@ -140,9 +140,9 @@ class BundleCheck:
 def check_bundle(root: Path, public_key: Path | None = None) -> BundleCheck:
     """`verify_bundle` (digests, freshness, signature, baseline) that never raises: a bundle so
     malformed that checking it crashes is a failed check like any other."""
-    from cto_harness.evidence.signing import SignatureInvalid
+    from cto_harness.errors import BundleInvalid, SignatureInvalid
     from cto_harness.evidence.suite_signers import SignerUnknown, key_for_run
-    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+    from cto_harness.evidence.verify import verify_bundle
 
     try:
         # A run of a suite that ran on other nodes: the node key its suite vouches for.

@@ -36,16 +36,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cto_harness.contracts import IsolationInfo
-from cto_harness.engines.base import Launch, RunContext
-from cto_harness.errors import Blocked
+from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.fsutil import atomic_write_text, sha256_file
 from cto_harness.sandbox import landlock
+from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.process import run_process
 
 LANDLOCK_LAUNCHER = Path(landlock.__file__)
@@ -54,6 +54,36 @@ HARNESS_PRIVATE = frozenset({"snapshot.git", "isolation", "verification", "verif
 SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
                "/proc", "/dev")
 PROTECTED_TIERS = ("bwrap", "landlock")
+
+
+class SandboxSettings(Protocol):
+    """The settings the isolation reads (the core's `Settings`)."""
+
+    @property
+    def home(self) -> Path: ...
+    @property
+    def runs_dir(self) -> Path: ...
+    @property
+    def isolation(self) -> str: ...
+    @property
+    def target_repositories(self) -> tuple[Path, ...]: ...
+
+
+class SandboxRun(Protocol):
+    """What the isolation needs to know of a run (the pipeline's `RunContext` is one)."""
+
+    @property
+    def run_dir(self) -> Path: ...
+    @property
+    def workspace(self) -> Path: ...
+    @property
+    def private(self) -> Path: ...
+    @property
+    def harness_root(self) -> Path: ...
+    @property
+    def environ(self) -> Mapping[str, str]: ...
+    @property
+    def settings(self) -> SandboxSettings: ...
 
 
 @dataclass(frozen=True)
@@ -112,7 +142,7 @@ def choose_tier(requested: str, found: Probe) -> tuple[str, str]:
                  if (found.bwrap_ok if t == "bwrap" else found.landlock_abi >= 1)]
     if requested in PROTECTED_TIERS and requested not in available:
         why = found.bwrap_error if requested == "bwrap" else landlock_missing
-        raise Blocked("isolation_unavailable", f"CTO_HARNESS_ISOLATION={requested} but {why}")
+        raise Blocked(BlockerCode.ISOLATION_UNAVAILABLE, f"CTO_HARNESS_ISOLATION={requested} but {why}")
     stronger = [t for t in available if order.index(t) < order.index(requested)]
     if not stronger and requested != "none":
         return requested, ("" if requested == "bwrap"
@@ -257,7 +287,7 @@ print(json.dumps(out))
 class Sandbox:
     """The isolation of one run: chosen once, applied to the provider and to verification."""
 
-    ctx: RunContext
+    ctx: SandboxRun
     tier: str
     reason: str
     found: Probe
@@ -266,7 +296,7 @@ class Sandbox:
     canary_result: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def for_run(cls, ctx: RunContext) -> Sandbox:
+    def for_run(cls, ctx: SandboxRun) -> Sandbox:
         found = probe()
         tier, reason = choose_tier(ctx.settings.isolation, found)
         return cls(ctx=ctx, tier=tier, reason=reason, found=found,
@@ -306,7 +336,7 @@ class Sandbox:
         self.provider = self._confinement(self.provider_writable(), launch.cwd, launch.network)
         self.canary_result = self._canary(launch, self.provider)
         if self.canary_result.get("breach"):
-            raise Blocked("isolation_breach",
+            raise Blocked(BlockerCode.ISOLATION_BREACH,
                           f"the {self.tier} canary got through: "
                           f"{'; '.join(self.canary_result['breaches'])}")
         return replace(launch, argv=[*self.provider.prefix(), *launch.argv])
@@ -347,7 +377,7 @@ class Sandbox:
             inside = {}
         if result.exit_code != 0 or not inside:
             detail = (work / "canary.err").read_text(encoding="utf-8", errors="replace")
-            raise Blocked("isolation_unavailable",
+            raise Blocked(BlockerCode.ISOLATION_UNAVAILABLE,
                           f"the {self.tier} sandbox did not start the canary (exit "
                           f"{result.exit_code}): {detail.strip()[:300]}")
         observed = {
@@ -388,7 +418,7 @@ class Sandbox:
         if self.tier == "none" and not reason:
             reason = "no isolation requested"
         return IsolationInfo(
-            tier=self.tier,  # type: ignore[arg-type]
+            tier=self.tier,
             tool={"bwrap": self.found.bwrap_path, "landlock": "landlock (ctypes launcher)"}.get(
                 self.tier),
             version={"bwrap": self.found.bwrap_version,
@@ -398,7 +428,7 @@ class Sandbox:
             namespaces=conf.namespaces,
             hidden_paths=[str(p) for p in conf.hidden],
             writable_paths=[str(p) for p in conf.writable] if self.tier != "none" else [],
-            network=conf.network_mode,  # type: ignore[arg-type]
+            network=conf.network_mode,
             reason=reason,
             requested=self.requested,
             probe=self.found.to_dict(),
@@ -407,7 +437,7 @@ class Sandbox:
 
 
 
-def describe_available(settings: Any) -> dict[str, Any]:
+def describe_available(settings: SandboxSettings) -> dict[str, Any]:
     """For `health`: which tiers this machine has, the strongest, and what a run would use."""
     found = probe()
     tiers = {"bwrap": found.bwrap_ok, "landlock": found.landlock_abi >= 1, "none": True}

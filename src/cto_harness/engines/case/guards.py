@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.contracts import ForbiddenAction
+from cto_harness.git import git_env
 from cto_harness.sandbox.process import run_quiet
 
 GH_RECORD = "gh-calls.jsonl"
@@ -183,7 +184,7 @@ def inspect_remotes(workspace: Path, local_remote: Path, git: str) -> list[Forbi
     result = run_quiet(
         [git, "config", "--file", str(config), "--get-regexp",
          r"^(remote\..*\.(url|pushurl)|url\..*\.(insteadof|pushinsteadof))$"],
-        env={"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "PATH": os.defpath},
+        env=git_env(path=os.defpath),
         check=False,
     )
     allowed = os.path.realpath(local_remote)

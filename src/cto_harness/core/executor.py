@@ -1,4 +1,4 @@
-"""Where a suite's runs happen: the executor seam of `cto-harness suite`.
+"""The executor seam of `cto-harness suite`: where a suite's runs happen.
 
 The suite (`core/suite.py`) owns the bookkeeping: which (case, repeat) runs are due, where each
 bundle goes in the suite folder, reading every result back from its bundle through
@@ -7,7 +7,9 @@ and tells the suite, through `SuiteHooks`, when one started and when its bundle 
 folder (or why none does). Two exist:
 
 * `local` (`core/suite.py`'s `LocalExecutor`): persistent worker processes on this machine.
-* `ray` (`ray_executor.py`, needs the `ray` extra): one Ray task per run on a Ray cluster.
+* `ray` (`cto_harness/executors/`, needs the `ray` extra): one Ray task per run on a Ray cluster.
+  It lives above the core (it ships an engine's admitted provider), chosen by
+  `executors/choose.py`.
 """
 
 from __future__ import annotations
@@ -16,15 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cto_harness.errors import UsageError
+from cto_harness.errors import BlockerCode
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from cto_harness.core.suite import Job
 
-EXECUTORS = ("local", "ray")
-RAY_EXTRA_HINT = "pip install 'cto-harness[ray]'"
+@dataclass
+class Job:
+    """One (case, repeat) of a suite, as the suite and its executor share it."""
+
+    case_id: str
+    repeat: int
+    run_dir: Path | None = None
+    # Filled once the run is over (from the bundle itself, never from the worker).
+    record: dict[str, Any] | None = None
+    started: float | None = None
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,7 @@ class Finished:
 
     run_dir: Path | None
     public_key: Path | None = None
-    blocker: str | None = None
+    blocker: BlockerCode | None = None
     message: str | None = None
     stopping: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -79,22 +88,3 @@ class Executor(Protocol):
     def execute(self, todo: list[Job], plan: SuitePlan, hooks: SuiteHooks) -> bool:
         """Run every job of `todo`, reporting each through `hooks`; returns True when a signal
         (Ctrl-C, SIGTERM) stopped it early. Jobs never reported stay pending."""
-
-
-def make_executor(name: str, *, address: str | None = None, retries: int | None = None) -> Executor:
-    """The executor called `name`; a usage error for an unknown name, for Ray options given to
-    the local executor, and for `ray` when Ray is not installed (naming the extra)."""
-    if name == "local":
-        if address is not None or retries is not None:
-            raise UsageError("--address and --retries apply to --executor ray only")
-        from cto_harness.core.suite import LocalExecutor
-
-        return LocalExecutor()
-    if name == "ray":
-        if retries is not None and retries < 0:
-            raise UsageError("--retries must be 0 or more")
-        from cto_harness.core.executors.ray_executor import RayExecutor, import_ray
-
-        import_ray()  # a usage error naming the extra when Ray is missing
-        return RayExecutor(address=address, retries=2 if retries is None else retries)
-    raise UsageError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")

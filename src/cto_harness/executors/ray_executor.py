@@ -37,15 +37,16 @@ from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from cto_harness import __version__
-from cto_harness.core.executors import RAY_EXTRA_HINT, Finished, SuiteHooks, SuitePlan
-from cto_harness.core.executors.archive import ArchiveRejected, pack_tree, unpack_into_new
-from cto_harness.core.executors.ray_node import PROVIDER_BIN, SUITE_SETTINGS, run_task
-from cto_harness.errors import UsageError
+from cto_harness.core.executor import Finished, SuiteHooks, SuitePlan
+from cto_harness.errors import BlockerCode, UsageError
+from cto_harness.executors.archive import ArchiveRejected, pack_tree, unpack_into_new
+from cto_harness.executors.ray_node import BINARY_FIELD, engine_variables, run_task
 from cto_harness.fsutil import sha256_bytes
 
 if TYPE_CHECKING:
-    from cto_harness.core.suite import Job
+    from cto_harness.core.executor import Job
 
+RAY_EXTRA_HINT = "pip install 'cto-harness[ray]'"
 STOP_GRACE_SECONDS = 60.0
 _TICK = 0.2
 # How often the driver checks that some node with a CPU is still alive while tasks wait.
@@ -110,31 +111,37 @@ class RayExecutor:
     def _cluster_cpus(self) -> float:
         return float(self.ray.cluster_resources().get("CPU", 0.0))
 
-    def _provider_payload(self, engine: str) -> tuple[dict[str, Any] | None, bytes | None]:
-        """(admission record, bytes) of the binary the suite's Case runs use, or (None, None)."""
-        if engine != "case":
-            return None, None
+    def _provider_payload(self, engine: str, harness_root: Path
+                          ) -> tuple[dict[str, Any] | None, bytes | None]:
+        """({admission record, binary name}, bytes) of the binary the suite's engine runs, or
+        (None, None) for an engine without a provider (the fake)."""
+        from cto_harness.engines import engine_class
+        from cto_harness.providers.policy import default_policy_path, load_policy
         from cto_harness.providers.registry import lookup_admission
         from cto_harness.settings import Settings
 
-        settings = Settings.from_env()
-        if not settings.case_bin:
+        cls = engine_class(engine)
+        _names, variable = engine_variables(engine)
+        if cls.provider is None or variable is None:
+            return None, None
+        given = cls.settings_model.load(os.environ).model_dump().get(BINARY_FIELD)
+        if not given:
             return None, None  # each run blocks provider_unavailable on its node, as locally
+        settings = Settings.from_env()
         with tempfile.TemporaryDirectory(prefix="cto-ray-provider-") as tmp:
-            copy = Path(tmp) / "ca"
+            copy = Path(tmp) / "provider"
             try:
-                data = Path(settings.case_bin).read_bytes()
+                data = Path(given).read_bytes()
             except OSError as exc:
-                raise UsageError(f"{PROVIDER_BIN}: cannot read {settings.case_bin}: "
-                                 f"{exc.strerror}") from None
+                raise UsageError(f"{variable}: cannot read {given}: {exc.strerror}") from None
             copy.write_bytes(data)
-            record = lookup_admission(settings, copy)
+            record = lookup_admission(settings, copy, cls.provider)
         if record is None or record.sha256 != sha256_bytes(data):
             raise UsageError(
-                f"{settings.case_bin} (sha256 {sha256_bytes(data)}) is not admitted on this "
-                "machine: the Ray executor ships only admitted providers (`cto-harness provider "
-                "build|admit`)")
-        return record.model_dump(mode="json"), data
+                f"{given} (sha256 {sha256_bytes(data)}) is not admitted on this machine: the Ray "
+                "executor ships only admitted providers (`cto-harness provider build|admit`)")
+        binary = load_policy(default_policy_path(harness_root, cls.provider)).binary
+        return {"record": record.model_dump(mode="json"), "binary": binary}, data
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -142,7 +149,8 @@ class RayExecutor:
         if not todo:
             return False
         ray = self.ray
-        record, binary = self._provider_payload(plan.engine)  # usage errors before connecting
+        # Usage errors (an unadmitted binary) come before connecting.
+        provider, binary = self._provider_payload(plan.engine, plan.harness_root)
         harness_tar = _harness_archive(plan)
         # Ray prints cluster events (a node died, ...) on stdout; stdout is the suite's (--json).
         sys.stdout.flush()
@@ -173,8 +181,9 @@ class RayExecutor:
                 "harness_version": __version__, "engine": plan.engine,
                 "harness_digest": sha256_bytes(harness_tar),
                 "suite_token": f"{plan.suite_dir.name}-{uuid.uuid4().hex[:8]}",
-                "suite_settings": {k: v for k in SUITE_SETTINGS if (v := os.environ.get(k))},
-                "provider": {"record": record} if record else None,
+                "suite_settings": {k: v for k in engine_variables(plan.engine)[0]
+                                   if (v := os.environ.get(k))},
+                "provider": provider,
             }
             pending: dict[Any, _Attempt] = {}
             queue = [_Attempt(job, 1, 0.0) for job in todo]
@@ -237,12 +246,12 @@ class RayExecutor:
         for ref, attempt in list(pending.items()):
             self.ray.cancel(ref, force=True)
             attempt.lost.append({"attempt": attempt.number, "error": why})
-            hooks.finished(attempt.job, Finished(run_dir=None, blocker="node_lost", message=why,
+            hooks.finished(attempt.job, Finished(run_dir=None, blocker=BlockerCode.NODE_LOST, message=why,
                                                  extra=_extra(attempt)))
         pending.clear()
         for attempt in queue:
             if attempt.number > 1:  # already placed and announced; the others stay pending
-                hooks.finished(attempt.job, Finished(run_dir=None, blocker="node_lost",
+                hooks.finished(attempt.job, Finished(run_dir=None, blocker=BlockerCode.NODE_LOST,
                                                      message=why, extra=_extra(attempt)))
         queue.clear()
 
@@ -266,19 +275,19 @@ class RayExecutor:
                 hooks.note(f"suite: {job.case_id} #{job.repeat} lost its node "
                            f"(attempt {attempt.number}); retrying")
                 return _Attempt(job, attempt.number + 1, 0.0, attempt.lost)
-            hooks.finished(job, Finished(run_dir=None, blocker="node_lost",
+            hooks.finished(job, Finished(run_dir=None, blocker=BlockerCode.NODE_LOST,
                                          message=_first_line(exc), extra=_extra(attempt)))
             return None
         except exceptions.RayError as exc:  # the task itself raised on its node
-            hooks.finished(job, Finished(run_dir=None, blocker="node_error",
+            hooks.finished(job, Finished(run_dir=None, blocker=BlockerCode.NODE_ERROR,
                                          message=_first_line(exc), extra=_extra(attempt)))
             return None
         extra = {**_extra(attempt), "node": result.get("node")}
         if not result.get("ok"):
-            hooks.finished(job, Finished(run_dir=None, blocker=result.get("blocker", "node_error"),
+            hooks.finished(job, Finished(run_dir=None, blocker=_node_blocker(result.get("blocker")),
                                          message=result.get("message"), extra=extra))
             return None
-        from cto_harness.evidence.signing import SignatureInvalid
+        from cto_harness.errors import SignatureInvalid
         from cto_harness.evidence.suite_signers import store_public_key
 
         assert job.run_dir is not None
@@ -289,7 +298,7 @@ class RayExecutor:
             os.rename(unpacked, job.run_dir)
         except (ArchiveRejected, SignatureInvalid, ValueError, OSError, TypeError,
                 KeyError) as exc:  # whatever a node sends back is checked, never trusted
-            hooks.finished(job, Finished(run_dir=None, blocker="bundle_rejected",
+            hooks.finished(job, Finished(run_dir=None, blocker=BlockerCode.BUNDLE_REJECTED,
                                          message=str(exc), extra=extra))
             return None
         finally:
@@ -298,6 +307,14 @@ class RayExecutor:
                                  **(result.get("timing") or {})})
         hooks.finished(job, Finished(run_dir=job.run_dir, public_key=key_file, extra=extra))
         return None
+
+
+def _node_blocker(code: object) -> BlockerCode:
+    """A node's own refusal, named by it; anything but a code we know is `node_error`."""
+    try:
+        return BlockerCode(str(code))
+    except ValueError:
+        return BlockerCode.NODE_ERROR
 
 
 def _extra(attempt: _Attempt) -> dict[str, Any]:
