@@ -255,11 +255,16 @@ def _slow_case(case_factory: CaseFactory) -> Path:
     )
 
 
-def _wait_for_a_run(homes: list[Path], proc: subprocess.Popen[str]) -> None:
-    """Until a run on one of these nodes has copied its fixture (it is then mid-run)."""
+def _workspaces(homes: list[Path]) -> set[Path]:
+    return {w for h in homes for w in (h / "harness-runs" / "ray" / "runs").glob("*/*/workspace")}
+
+
+def _wait_for_a_run(homes: list[Path], proc: subprocess.Popen[str], before: set[Path]) -> None:
+    """Until a new run on one of these nodes has copied its fixture (it is then mid-run). `before`:
+    the workspaces there before the suite started (a task killed by an earlier test leaves its
+    scratch run behind, which must not count)."""
     deadline = time.monotonic() + 180
-    while not any(list((h / "harness-runs" / "ray" / "runs").glob("*/*/workspace"))
-                  for h in homes):
+    while not _workspaces(homes) - before:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "no run started"
         time.sleep(0.02)
@@ -272,8 +277,9 @@ def test_ctrl_c_mid_suite_then_resume(
     suite_dir = tmp_path / "suite"
     args = ("slow-slugify", "--repeat", "3", "--harness-root", str(root), "--suite-dir",
             str(suite_dir))
+    before = _workspaces([w.home for w in cluster.workers])
     proc = _suite(cluster, *args)
-    _wait_for_a_run([w.home for w in cluster.workers], proc)
+    _wait_for_a_run([w.home for w in cluster.workers], proc, before)
     proc.send_signal(signal.SIGINT)
     code, data, err = _finish(proc)
     assert code == 3 and data["interrupted"] is True and data["complete"] is False, err[-3000:]
@@ -305,9 +311,10 @@ def test_a_killed_task_is_node_lost_then_retried(
 ) -> None:
     root = _slow_case(case_factory)
     suite_dir = tmp_path / "suite"
+    before = _workspaces([w.home for w in cluster.workers])
     proc = _suite(cluster, "slow-slugify", "--retries", "1", "--harness-root", str(root),
                   "--suite-dir", str(suite_dir))
-    _wait_for_a_run([w.home for w in cluster.workers], proc)
+    _wait_for_a_run([w.home for w in cluster.workers], proc, before)
     busy = _task_workers(cluster.base)
     assert len(busy) == 1, busy
     fd = os.pidfd_open(busy[0])
@@ -330,9 +337,10 @@ def test_worker_killed_mid_suite_is_node_lost_then_retried(
     root = _slow_case(case_factory)
     survivor, doomed = cluster.workers
     suite_dir = tmp_path / "suite"
+    before = _workspaces([doomed.home])
     proc = _suite(cluster, "slow-slugify", "--repeat", "2", "--retries", "1",
                   "--harness-root", str(root), "--suite-dir", str(suite_dir))
-    _wait_for_a_run([doomed.home], proc)
+    _wait_for_a_run([doomed.home], proc, before)
     cluster.kill(doomed)  # SIGKILL to its raylet, object store and agents, by pid
     code, data, err = _finish(proc)
     assert code == 0, err[-3000:]
