@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from conftest import HARNESS_ROOT
+from cto_harness import __version__
+from cto_harness.core.executor import SuitePlan
 from cto_harness.executors.archive import ArchiveRejected, pack_tree
-from cto_harness.executors.ray_node import install_provider, materialize_harness
+from cto_harness.executors.ray_executor import _harness_archive
+from cto_harness.executors.ray_node import (
+    engine_variables,
+    install_provider,
+    materialize_harness,
+    run_task,
+)
 from cto_harness.providers.registry import find_admission, lookup_admission
 from cto_harness.settings import Settings
 from standin_helpers import make_admission_record, write_script_binary
@@ -71,3 +80,36 @@ def test_the_harness_archive_is_checked_against_its_digest(tmp_path: Path) -> No
     root = materialize_harness(tmp_path / "scratch", digest, [data])
     assert (root / "providers" / "policy.toml").read_text() == "x = 1\n"
     assert materialize_harness(tmp_path / "scratch", digest, []) == root  # cached by digest
+
+
+def test_engine_variables_are_the_engines_own_and_never_the_binary() -> None:
+    names, binary = engine_variables("case")
+    assert binary == "CTO_HARNESS_CASE_BIN" and binary not in names
+    assert {"CTO_HARNESS_ALLOW_CASE", "CTO_HARNESS_CASE_STAGE", "CTO_HARNESS_CASE_MODEL",
+            "CTO_HARNESS_CASE_TIMEOUT_SECONDS"} <= set(names)
+    assert not {"CTO_HARNESS_HOME", "CTO_HARNESS_RUNS_DIR", "CTO_HARNESS_ISOLATION"} & set(names)
+    assert engine_variables("fake")[1] is None  # no provider: nothing is shipped
+
+
+def test_a_task_takes_only_the_engines_variables_from_the_driver(
+    tmp_path: Path, harness_home: Path
+) -> None:
+    """The driver may set the suite's engine settings on a node, never where the node keeps its
+    keys, store and runs: a driver-sent CTO_HARNESS_HOME is ignored and the node's own used."""
+    plan = SuitePlan(engine="fake", harness_root=HARNESS_ROOT, suite_dir=tmp_path / "suite",
+                     jobs=1, case_ids=("r1-string-slugify",))
+    harness = _harness_archive(plan)
+    elsewhere = tmp_path / "elsewhere"
+    spec = {"harness_version": __version__, "engine": "fake", "suite_token": "t",
+            "harness_digest": hashlib.sha256(harness).hexdigest(), "provider": None,
+            "case_id": "r1-string-slugify", "repeat": 1, "attempt": 1,
+            "suite_settings": {"CTO_HARNESS_HOME": str(elsewhere),
+                               "CTO_HARNESS_RUNS_DIR": str(elsewhere / "runs")}}
+    result = run_task(spec, [harness], [])
+    assert result["ok"] and result["verdict"] == "pass", result.get("message")
+    assert not elsewhere.exists()
+    node_key = harness_home / "keys" / "evidence-ed25519.pub"
+    assert result["public_key"] == node_key.read_bytes()
+    # The scratch run is gone from the node; the bundle travelled back as the archive.
+    assert not any((Settings.from_env().runs_dir / "ray" / "runs").glob("*/*"))
+    assert result["archive"]
