@@ -64,10 +64,12 @@ def node_info() -> dict[str, Any]:
     try:
         import ray
 
-        context = ray.get_runtime_context()
-        info["node_id"] = context.get_node_id()
-        info["ip"] = ray.util.get_node_ip_address()
-    except Exception:  # outside a Ray worker (tests of this module): the host is enough
+        # Outside a Ray worker (tests of this module) the host is enough; asking for the runtime
+        # context there would start a private Ray instance.
+        if ray.is_initialized():
+            info["node_id"] = ray.get_runtime_context().get_node_id()
+            info["ip"] = ray.util.get_node_ip_address()
+    except Exception:  # Ray missing or its context unreadable: the host is enough
         pass
     return info
 
