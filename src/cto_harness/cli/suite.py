@@ -16,6 +16,7 @@ from cto_harness.cli.parser import (
     positive_int,
 )
 from cto_harness.executors.choose import EXECUTORS
+from cto_harness.inert import inert
 
 
 def non_negative_int(value: str) -> int:
@@ -78,7 +79,7 @@ def _suite(args: argparse.Namespace) -> int:
           file=sys.stderr)
     outcome = run_suite(case_ids, harness_root=root, engine=engine, repeat=args.repeat,
                         jobs=jobs, fresh=args.fresh, suite_dir=suite_dir, executor=executor)
-    table = summary_table(outcome.data)
+    table = inert(summary_table(outcome.data), multiline=True)
     if args.json:
         print(table, file=sys.stderr)
         sys.stdout.write(json.dumps(outcome.data, indent=2) + "\n")
