@@ -312,7 +312,7 @@ def test_a_killed_task_is_node_lost_then_retried(
     root = _slow_case(case_factory)
     suite_dir = tmp_path / "suite"
     before = _workspaces([w.home for w in cluster.workers])
-    proc = _suite(cluster, "slow-slugify", "--retries", "1", "--harness-root", str(root),
+    proc = _suite(cluster, "slow-slugify", "--node-retries", "1", "--harness-root", str(root),
                   "--suite-dir", str(suite_dir))
     _wait_for_a_run([w.home for w in cluster.workers], proc, before)
     busy = _task_workers(cluster.base)
@@ -338,7 +338,7 @@ def test_worker_killed_mid_suite_is_node_lost_then_retried(
     survivor, doomed = cluster.workers
     suite_dir = tmp_path / "suite"
     before = _workspaces([doomed.home])
-    proc = _suite(cluster, "slow-slugify", "--repeat", "2", "--retries", "1",
+    proc = _suite(cluster, "slow-slugify", "--repeat", "2", "--node-retries", "1",
                   "--harness-root", str(root), "--suite-dir", str(suite_dir))
     _wait_for_a_run([doomed.home], proc, before)
     cluster.kill(doomed)  # SIGKILL to its raylet, object store and agents, by pid

@@ -25,16 +25,25 @@ def add_parser(subparsers: Subparsers) -> None:
     verify.add_argument("--suite", metavar="DIR", type=Path,
                         help="the suite folder whose signers.dsse.json names the key of a run "
                              "signed on another node (default: found above the run folder)")
+    verify.add_argument("--challenge", metavar="VALUE",
+                        help="refuse the bundle unless its run was given this --challenge (the "
+                             "nonce is derived from it: a replayed earlier bundle cannot carry "
+                             "a value chosen after it)")
+    verify.add_argument("--run-id", metavar="ID",
+                        help="refuse the bundle unless it is this run")
     verify.set_defaults(handler=_verify)
 
 
 def _verify(args: argparse.Namespace) -> int:
     from cto_harness.cli.suite_keys import verification_key
-    from cto_harness.errors import BundleInvalid, ExitCode
+    from cto_harness.errors import BundleInvalid, ExitCode, UsageError
     from cto_harness.evidence.verify import verify_bundle
 
+    if not args.run_dir.is_dir():
+        raise UsageError(f"no bundle folder at {args.run_dir}")
     try:
-        report = verify_bundle(args.run_dir, verification_key(args))
+        report = verify_bundle(args.run_dir, verification_key(args), challenge=args.challenge,
+                               run_id=args.run_id)
     except BundleInvalid as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": str(exc)}))

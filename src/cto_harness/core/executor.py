@@ -45,6 +45,7 @@ class SuitePlan:
     suite_dir: Path
     jobs: int | None  # runs at once; None: the executor's own default
     case_ids: tuple[str, ...]
+    challenge: str | None = None  # the verifier's `--challenge`, bound into every run
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ def make_executor(name: str, *, address: str | None = None, retries: int | None 
     the local executor, and for `ray` when Ray is not installed (naming the extra)."""
     if name == "local":
         if address is not None or retries is not None:
-            raise UsageError("--address and --retries apply to --executor ray only")
+            raise UsageError("--address and --node-retries apply to --executor ray only")
         from cto_harness.core.suite import LocalExecutor
 
         return LocalExecutor()
     if name == "ray":
         if retries is not None and retries < 0:
-            raise UsageError("--retries must be 0 or more")
+            raise UsageError("--node-retries must be 0 or more")
         from cto_harness.executors.ray_executor import RayExecutor, import_ray
 
         import_ray()  # a usage error naming the extra when Ray is missing

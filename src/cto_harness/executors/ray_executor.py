@@ -16,7 +16,7 @@ the bundle path the suite chose, keeps the key as `keys/<keyid>.pub` in the suit
 hands both to the suite, which verifies digests and signature before suite.json counts the run.
 
 A task whose node died or whose worker was killed (`NodeDiedError`, `WorkerCrashedError`, a lost
-result) is `node_lost`; it is submitted again, up to `--retries` more times, and every lost
+result) is `node_lost`; it is submitted again, up to `--node-retries` more times, and every lost
 attempt stays listed in the run's `attempts`. Ray's own retries are off (`max_retries=0`) so that
 every loss is seen and counted here. Ctrl-C or SIGTERM cancels the running tasks (each node's
 pipeline then seals an `interrupted` bundle) and waits for them up to the suite's grace.
@@ -184,6 +184,7 @@ class RayExecutor:
                 "suite_settings": {k: v for k in engine_variables(plan.engine)[0]
                                    if (v := os.environ.get(k))},
                 "provider": provider,
+                "challenge": plan.challenge,
             }
             pending: dict[Any, _Attempt] = {}
             queue = [_Attempt(job, 1, 0.0) for job in todo]

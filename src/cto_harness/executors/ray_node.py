@@ -108,7 +108,8 @@ def run_task(spec: dict[str, Any], harness: list[Any], provider: list[Any]) -> d
     try:
         run_began = time.monotonic()
         result = execute_run(spec["case_id"], spec["engine"], harness_root=harness_root,
-                             environ=environ, run_dir=run_dir)
+                             environ=environ, run_dir=run_dir,
+                             challenge=spec.get("challenge"))
         exec_ms = (time.monotonic() - run_began) * 1000
         archive = pack_tree(run_dir, bundle_files(run_dir))
     finally:
