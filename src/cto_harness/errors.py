@@ -75,6 +75,10 @@ class BlockerCode(StrEnum):
     BUILD_FAILED = "build_failed"
     DIST_MISSING = "dist_missing"
     SOURCE_MUTATED = "source_mutated"
+    # A suite's run that left no bundle (`suite --executor ray`; in suite.json, verdict error).
+    NODE_LOST = "node_lost"
+    NODE_ERROR = "node_error"
+    BUNDLE_REJECTED = "bundle_rejected"
     # Recorded in a report's blockers, never raised as a gate.
     INTERRUPTED = "interrupted"
     HARNESS_ERROR = "harness_error"
