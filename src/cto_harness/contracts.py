@@ -16,7 +16,7 @@ CASE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 Verdict = Literal["pass", "fail", "blocked", "error"]
 ChangeKind = Literal["added", "modified", "deleted", "mode_changed", "type_changed"]
-ProvenanceLevel = Literal["builtin", "built", "asserted"]
+ProvenanceLevel = Literal["builtin", "built", "fetched", "asserted"]
 
 
 class StrictModel(BaseModel):

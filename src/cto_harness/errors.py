@@ -68,6 +68,8 @@ class BlockerCode(StrEnum):
     BUILD_FAILED = "build_failed"
     DIST_MISSING = "dist_missing"
     SOURCE_MUTATED = "source_mutated"
+    NPM_MISSING = "npm_missing"
+    INTEGRITY_MISMATCH = "integrity_mismatch"
     # Recorded in a report's blockers, never raised as a gate.
     INTERRUPTED = "interrupted"
     HARNESS_ERROR = "harness_error"
