@@ -24,7 +24,10 @@ def add_parser(subparsers: Subparsers) -> None:
                         "passed, 1 a run failed, 2 a run was blocked, 3 a run errored or the "
                         "suite was interrupted, 64 usage.")
     suite.add_argument("case_ids", nargs="*", metavar="CASE", help="cases (default: all)")
-    suite.add_argument("--engine", metavar="NAME", help="the engine of every run (default: fake)")
+    suite.add_argument("--engine", metavar="NAME[,NAME...]",
+                       help="the engine of every run (default: fake); several, comma-separated, "
+                       "run one suite each under the suite folder and compare pass@k side by side "
+                       "(engines.json)")
     suite.add_argument("--repeat", type=positive_int, default=1, metavar="N",
                        help="runs per case (default 1)")
     suite.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
@@ -49,7 +52,10 @@ def _suite(args: argparse.Namespace) -> int:
     case_ids = list(dict.fromkeys(args.case_ids)) or list_case_ids(root)
     for case_id in case_ids:
         case_directory(root, case_id)  # a bad id is one usage line, before anything runs
-    engine = get_engine(args.engine or DEFAULT_ENGINE).name
+    names = [n.strip() for n in (args.engine or DEFAULT_ENGINE).split(",")]
+    if len(names) > 1:
+        return _compare(args, root, case_ids, names)
+    engine = get_engine(names[0]).name
     settings = Settings.from_env()
     suite_dir = args.suite_dir or default_suite_dir(settings.home, engine)
     print(f"cto-harness suite: {len(case_ids)} cases x {args.repeat} repeats, {args.jobs} jobs, "
@@ -65,4 +71,31 @@ def _suite(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         print("cto-harness suite: interrupted; finished bundles are intact, run the same command "
               f"with --suite-dir {outcome.suite_dir} to resume", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _compare(args: argparse.Namespace, root: Path, case_ids: list[str], names: list[str]) -> int:
+    from cto_harness.core.engine_compare import compare_engines, comparison_table
+    from cto_harness.core.suite import default_suite_dir
+    from cto_harness.engines import get_engine
+    from cto_harness.errors import UsageError
+    from cto_harness.settings import Settings
+
+    engines = [get_engine(name).name for name in names if name]
+    if len(set(engines)) != len(engines) or len(engines) != len(names):
+        raise UsageError(f"--engine lists an engine twice or an empty name: {args.engine!r}")
+    suite_dir = args.suite_dir or default_suite_dir(Settings.from_env().home, "-".join(engines))
+    print(f"cto-harness suite: {len(case_ids)} cases x {args.repeat} repeats under "
+          f"{', '.join(engines)}, {args.jobs} jobs -> {suite_dir}", file=sys.stderr)
+    outcome = compare_engines(case_ids, harness_root=root, engines=engines, repeat=args.repeat,
+                              jobs=args.jobs, fresh=args.fresh, suite_dir=suite_dir)
+    table = comparison_table(outcome.data)
+    if args.json:
+        print(table, file=sys.stderr)
+        sys.stdout.write(json.dumps(outcome.data, indent=2) + "\n")
+    else:
+        print(table)
+    if outcome.interrupted:
+        print("cto-harness suite: interrupted; run the same command with --suite-dir "
+              f"{outcome.suite_dir} to resume", file=sys.stderr)
     return outcome.exit_code
