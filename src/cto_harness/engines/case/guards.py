@@ -18,12 +18,14 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from cto_harness.contracts import ForbiddenAction
 from cto_harness.git import git_env
 from cto_harness.sandbox.process import run_quiet
+from cto_harness.tree import read_file
 
 GH_RECORD = "gh-calls.jsonl"
 GIT_PUSH_RECORD = "git-push-attempts.jsonl"
@@ -137,11 +139,20 @@ def install_guards(bin_dir: Path, records: Path, local_remote: Path, git: str) -
     ))
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file() or path.is_symlink():
+_MAX_RECORD_BYTES = 8 * 1024 * 1024
+
+
+def _read(path: Path) -> bytes | None:
+    """A record the provider could have replaced: read without following a link below its
+    folder, never a FIFO or device, at most _MAX_RECORD_BYTES."""
+    return read_file(path.parent.parent, f"{path.parent.name}/{path.name}", _MAX_RECORD_BYTES)
+
+
+def _rows(data: bytes | None) -> list[dict[str, Any]]:
+    if data is None:
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in data.decode("utf-8", "replace").splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
@@ -158,14 +169,14 @@ def _argv_text(row: dict[str, Any]) -> str:
 def collect_guard_records(records: Path, backend: Path) -> list[ForbiddenAction]:
     """Copy the raw records into `backend/` and return the forbidden attempts they show."""
     forbidden: list[ForbiddenAction] = []
-    for name in (GH_RECORD, GIT_PUSH_RECORD):
-        source = records / name
-        if source.is_file() and not source.is_symlink():
-            shutil.copyfile(source, backend / name)
-    for row in _rows(records / GH_RECORD):
+    raw = {name: _read(records / name) for name in (GH_RECORD, GIT_PUSH_RECORD)}
+    for name, data in raw.items():
+        if data is not None:
+            (backend / name).write_bytes(data)
+    for row in _rows(raw[GH_RECORD]):
         forbidden.append(ForbiddenAction(
             action="gh", detail=f"gh {_argv_text(row)}", source=f"backend/{GH_RECORD}"))
-    for row in _rows(records / GIT_PUSH_RECORD):
+    for row in _rows(raw[GIT_PUSH_RECORD]):
         if row.get("allowed") is not True:
             forbidden.append(ForbiddenAction(
                 action="git_push_non_local",
@@ -177,16 +188,20 @@ def collect_guard_records(records: Path, backend: Path) -> list[ForbiddenAction]
 
 def inspect_remotes(workspace: Path, local_remote: Path, git: str) -> list[ForbiddenAction]:
     """Remotes (or URL rewrites) in the workspace's `.git/config` that lead anywhere but the
-    local bare remote. Read with `--file` (no includes are followed)."""
-    config = workspace / ".git" / "config"
-    if not config.is_file() or config.is_symlink():
+    local bare remote. The file is read without following any link (`.git` itself could be
+    one) into a private copy, which git reads with `--file` (no includes are followed)."""
+    data = read_file(workspace, ".git/config", _MAX_RECORD_BYTES)
+    if data is None:
         return []
-    result = run_quiet(
-        [git, "config", "--file", str(config), "--get-regexp",
-         r"^(remote\..*\.(url|pushurl)|url\..*\.(insteadof|pushinsteadof))$"],
-        env=git_env(path=os.defpath),
-        check=False,
-    )
+    with tempfile.NamedTemporaryFile(prefix="cto-git-config-") as copy:
+        copy.write(data)
+        copy.flush()
+        result = run_quiet(
+            [git, "config", "--file", copy.name, "--get-regexp",
+             r"^(remote\..*\.(url|pushurl)|url\..*\.(insteadof|pushinsteadof))$"],
+            env=git_env(path=os.defpath),
+            check=False,
+        )
     allowed = os.path.realpath(local_remote)
     found = []
     for line in result.stdout.splitlines():
