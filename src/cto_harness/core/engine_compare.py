@@ -31,14 +31,15 @@ class ComparisonOutcome:
 
 def compare_engines(
     case_ids: Sequence[str], *, harness_root: Path, engines: Sequence[str], repeat: int,
-    jobs: int, fresh: bool, suite_dir: Path,
+    jobs: int, fresh: bool, suite_dir: Path, retry: frozenset[str] = frozenset(),
+    challenge: str | None = None,
 ) -> ComparisonOutcome:
     """Run one suite per engine (in the order given), then write `engines.json`."""
     outcomes: dict[str, SuiteOutcome] = {}
     for engine in engines:
         outcomes[engine] = run_suite(case_ids, harness_root=harness_root, engine=engine,
-                                     repeat=repeat, jobs=jobs, fresh=fresh,
-                                     suite_dir=suite_dir / engine)
+                                     repeat=repeat, jobs=jobs, fresh=fresh, retry=retry,
+                                     challenge=challenge, suite_dir=suite_dir / engine)
         if outcomes[engine].interrupted:
             break
     k = repeat

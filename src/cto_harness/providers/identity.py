@@ -161,15 +161,19 @@ def probe_binary_identity(
             env[var] = str(root / "private" / var)
         work = root / "cwd"  # no manifest of the provider's own above it
         work.mkdir()
-        result = run_process(
-            argv,
-            cwd=work,
-            env=env,
-            stdout_path=root / "stdout.log",
-            stderr_path=root / "stderr.log",
-            timeout_seconds=limit,
-            max_log_bytes=_PROBE_OUTPUT_CAP,
-        )
+        try:
+            result = run_process(
+                argv,
+                cwd=work,
+                env=env,
+                stdout_path=root / "stdout.log",
+                stderr_path=root / "stderr.log",
+                timeout_seconds=limit,
+                max_log_bytes=_PROBE_OUTPUT_CAP,
+            )
+        except OSError as exc:  # e.g. ENOEXEC: an execute bit on something that is no program
+            raise Blocked(BlockerCode.NOT_EXECUTABLE,
+                          f"{binary} cannot be executed: {exc.strerror or exc}") from None
         output = (root / "stdout.log").read_bytes() + (root / "stderr.log").read_bytes()
     text = output.decode("utf-8", "replace")
     evidence = IdentityEvidence(
