@@ -18,7 +18,7 @@ Verdict = Literal["pass", "fail", "blocked", "error"]
 ChangeKind = Literal["added", "modified", "deleted", "mode_changed", "type_changed"]
 EntryKind = Literal["file", "symlink", "directory", "fifo", "socket", "char_device",
                     "block_device", "unknown", "unreadable"]
-ProvenanceLevel = Literal["builtin", "built", "asserted"]
+ProvenanceLevel = Literal["builtin", "built", "fetched", "asserted"]
 
 
 class StrictModel(BaseModel):

@@ -79,6 +79,8 @@ class BlockerCode(StrEnum):
     NODE_LOST = "node_lost"
     NODE_ERROR = "node_error"
     BUNDLE_REJECTED = "bundle_rejected"
+    NPM_MISSING = "npm_missing"
+    INTEGRITY_MISMATCH = "integrity_mismatch"
     # Recorded in a report's blockers, never raised as a gate.
     INTERRUPTED = "interrupted"
     HARNESS_ERROR = "harness_error"

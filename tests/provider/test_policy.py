@@ -64,7 +64,7 @@ def test_unknown_key_is_a_usage_error_naming_file_and_key(tmp_path: Path) -> Non
 def test_an_unknown_distribution_kind_names_the_known_ones(tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
     path.write_text(POLICY_PATH.read_text().replace('kind = "source"', 'kind = "tarball"'))
-    with pytest.raises(UsageError, match=r"unknown distribution kind 'tarball' \(known: source\)"):
+    with pytest.raises(UsageError, match=r"unknown distribution kind 'tarball' \(known: npm, source\)"):
         load_policy(path)
 
 

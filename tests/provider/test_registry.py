@@ -84,7 +84,7 @@ def test_summary_counts(tmp_path: Path) -> None:
     record_admission(settings, make_record("c" * 64, status="not_admitted"))
     summary = admission_summary(settings)
     assert summary["total"] == 3 and summary["admitted"] == 2
-    assert summary["by_provenance"] == {"built": 1, "asserted": 1}
+    assert summary["by_provenance"] == {"built": 1, "fetched": 0, "asserted": 1}
     assert summary["latest"]["sha256"] == "b" * 64
     assert summary["store_missing"] == 2
 

@@ -35,7 +35,10 @@ def add_parser(subparsers: Subparsers) -> None:
                         "suite was interrupted, 64 usage.")
     suite.add_argument("case_ids", nargs="*", metavar="CASE",
                        help="cases (default: a resumed suite's own, else all)")
-    suite.add_argument("--engine", metavar="NAME", help="the engine of every run (default: fake)")
+    suite.add_argument("--engine", metavar="NAME[,NAME...]",
+                       help="the engine of every run (default: fake); several, comma-separated, "
+                       "run one suite each under the suite folder and compare pass@k side by side "
+                       "(engines.json)")
     suite.add_argument("--repeat", type=positive_int, metavar="N",
                        help="runs per case (default: a resumed suite's own, else 1)")
     suite.add_argument("--jobs", type=positive_int, default=None, metavar="N",
@@ -73,7 +76,10 @@ def _suite(args: argparse.Namespace) -> int:
     from cto_harness.settings import Settings
 
     root = harness_root(args)
-    engine = get_engine(args.engine or DEFAULT_ENGINE).name
+    names = [n.strip() for n in (args.engine or DEFAULT_ENGINE).split(",")]
+    if len(names) > 1:
+        return _compare(args, root, names)
+    engine = get_engine(names[0]).name
     executor = make_executor(args.executor, address=args.address, retries=args.retries)
     settings = Settings.from_env()
     suite_dir = args.suite_dir or default_suite_dir(settings.home, engine)
@@ -99,4 +105,40 @@ def _suite(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         print("cto-harness suite: interrupted; finished bundles are intact, run the same command "
               f"with --suite-dir {outcome.suite_dir} to resume", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _compare(args: argparse.Namespace, root: Path, names: list[str]) -> int:
+    from cto_harness.core.engine_compare import compare_engines, comparison_table
+    from cto_harness.core.fixtures import case_directory, list_case_ids
+    from cto_harness.core.suite import default_suite_dir
+    from cto_harness.engines import get_engine
+    from cto_harness.errors import UsageError
+    from cto_harness.settings import Settings
+
+    engines = [get_engine(name).name for name in names if name]
+    if len(set(engines)) != len(engines) or len(engines) != len(names):
+        raise UsageError(f"--engine lists an engine twice or an empty name: {args.engine!r}")
+    case_ids = list(dict.fromkeys(args.case_ids)) or list_case_ids(root)
+    for case_id in case_ids:
+        case_directory(root, case_id)  # a bad id is one usage line, before anything runs
+    if args.executor != "local":
+        raise UsageError("several engines (--engine a,b) run on the local executor only")
+    repeat = args.repeat or 1
+    jobs = args.jobs or os.cpu_count() or 1
+    suite_dir = args.suite_dir or default_suite_dir(Settings.from_env().home, "-".join(engines))
+    print(f"cto-harness suite: {len(case_ids)} cases x {repeat} repeats under "
+          f"{', '.join(engines)}, {jobs} jobs -> {suite_dir}", file=sys.stderr)
+    outcome = compare_engines(case_ids, harness_root=root, engines=engines, repeat=repeat,
+                              jobs=jobs, fresh=args.fresh, retry=args.retry,
+                              challenge=args.challenge, suite_dir=suite_dir)
+    table = comparison_table(outcome.data)
+    if args.json:
+        print(table, file=sys.stderr)
+        sys.stdout.write(json.dumps(outcome.data, indent=2) + "\n")
+    else:
+        print(table)
+    if outcome.interrupted:
+        print("cto-harness suite: interrupted; run the same command with --suite-dir "
+              f"{outcome.suite_dir} to resume", file=sys.stderr)
     return outcome.exit_code

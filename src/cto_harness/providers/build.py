@@ -472,7 +472,7 @@ def _store_and_admit(
 
 
 def build_provider(
-    source: str,
+    source: str | None,
     commit: str | None,
     policy: ProviderPolicy,
     settings: Settings,
@@ -484,6 +484,8 @@ def build_provider(
     """Build `source` (a git URL or a local checkout) at `commit` (default: the policy's pin),
     prove it, store it and admit it with provenance `built`. Raises `Blocked` on any failed
     check, with the registry unchanged; returns the build report written next to the binary."""
+    if not source:
+        raise UsageError("--source is required: a git URL or a local checkout of the provider")
     started, clock = now_iso(), time.monotonic()
     show = Progress(progress, PREFIX)
     result: list[ProviderReport] = []

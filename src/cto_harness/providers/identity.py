@@ -16,6 +16,7 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -137,10 +138,12 @@ def _lists_command(text: str, command: str) -> bool:
 
 
 def probe_binary_identity(
-    binary: Path, policy: ProviderPolicy, *, timeout_seconds: float | None = None
+    binary: Path, policy: ProviderPolicy, *, timeout_seconds: float | None = None,
+    runtime: Sequence[str] = (),
 ) -> IdentityEvidence:
     """Run `<binary> --help` in private directories; blocked `identity_mismatch` unless it exits 0
-    and its output carries every marker and command name of the policy.
+    and its output carries every marker and command name of the policy. `runtime` is the argv
+    prefix that runs a script entry point (an npm package's: `[<bun>]`).
 
     Blocked `dist_missing`/`not_executable` when the file is absent or has no execute bit.
     """
@@ -148,7 +151,7 @@ def probe_binary_identity(
     check_executable(binary)
     spec = policy.binary_identity
     limit = timeout_seconds if timeout_seconds is not None else spec.probe_timeout_seconds
-    argv = [str(binary), *PROBE_ARGS]
+    argv = [*runtime, str(binary), *PROBE_ARGS]
     with tempfile.TemporaryDirectory(prefix="cto-harness-probe-") as tmp:
         root = Path(tmp)
         env = {name: os.environ[name] for name in _PASSTHROUGH if name in os.environ}

@@ -83,13 +83,34 @@ class ArtifactInfo(StrictModel):
     store_sha256: str = Field(description="re-hashed after the copy into the store")
 
 
+class PackageInfo(StrictModel):
+    """An npm package as fetched (the `npm` kind): its registry, integrity, entry point, lock and
+    the runtime it is admitted to run under."""
+
+    name: str
+    version: str
+    registry: str = Field(description="the registry npm was configured with")
+    tarball: str = Field(description="where the tarball came from (registry URL or local file)")
+    integrity: str = Field(description="the tarball's SHA-512 (SRI), equal to dist.integrity")
+    tarball_sha256: str
+    tarball_shasum: str | None = None
+    entry: str = Field(description="the bin target, relative to the package folder")
+    entry_sha256: str
+    lock_sha256: str = Field(description="package-lock.json of the install (dependencies)")
+    runtime: str
+    runtime_path: str
+    runtime_sha256: str
+    runtime_version: str
+    npm_version: str
+
+
 class ProviderReport(StrictModel):
     schema_version: str = REPORT_SCHEMA_VERSION
     harness_version: str = __version__
     kind: Literal["build", "admit"]
     provider: str
     status: Literal["admitted", "not_admitted"]
-    provenance_level: Literal["built", "asserted"]
+    provenance_level: Literal["built", "fetched", "asserted"]
     invocation_id: str
     started_at: str
     finished_at: str
@@ -106,6 +127,7 @@ class ProviderReport(StrictModel):
     artifact: ArtifactInfo
     provenance_statement: str | None = None
     log_digests: dict[str, str] = Field(default_factory=dict)
+    package: PackageInfo | None = None
 
 
 def provenance_statement(report: ProviderReport) -> dict[str, Any]:
@@ -192,6 +214,12 @@ def render_markdown(report: ProviderReport) -> str:
             ("Bun", f"{report.toolchain.bun_version} ({report.toolchain.bun_path})"),
             ("Node", report.toolchain.node_version or "not found"),
         ]
+    if report.package is not None:
+        p = report.package
+        rows += [("package", f"{p.name}@{p.version}"), ("registry", p.registry),
+                 ("integrity", p.integrity), ("entry point", f"{p.entry} ({p.entry_sha256})"),
+                 ("package-lock.json", p.lock_sha256),
+                 ("runtime", f"{p.runtime} {p.runtime_version} ({p.runtime_sha256})")]
     if report.checkout is not None:
         rows.append(("checkout unchanged", "yes" if report.checkout.unchanged else "NO"))
     lines = [f"# {title}", "", "| field | value |", "|---|---|"]
