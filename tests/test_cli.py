@@ -188,3 +188,110 @@ def test_the_python_wrappers_run_the_one_cli() -> None:
          "--harness-root", "harness", "--check", "nope"], capture_output=True, text=True,
         cwd=REPO_ROOT)
     assert adapter.returncode == 64 and "unknown check 'nope'" in adapter.stderr
+
+
+# --- settings flags -----------------------------------------------------------------------------
+
+
+def test_a_flag_beats_the_environment_and_reaches_the_run(runs_dir: Path, tmp_path: Path) -> None:
+    flagged = tmp_path / "flag-runs"
+    env = {**os.environ, "CTO_HARNESS_ISOLATION": "bwrap", "CTO_HARNESS_FAKE_TIMEOUT_SECONDS": "x"}
+    proc = _cli("run", "r1-string-slugify", "--json", "--runs-dir", str(flagged),
+                "--isolation", "none", "--timeout", "120", env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert Path(report["run_dir"]).parent == flagged  # not the environment's runs folder
+    assert report["isolation"]["tier"] == "none"
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
+    assert "why: all 7 pass conditions held" in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--timeout", "0"], "--timeout"),
+    (["--timeout", "soon"], "--timeout"),
+    (["--isolation", "chroot"], "--isolation"),
+    (["--workspace-limit-mb", "-1"], "--workspace-limit-mb"),
+    (["--model", "m"], "--model"),  # the fake engine has no model
+    (["--model-endpoint", "scripted"], "--model-endpoint"),
+])
+def test_a_bad_or_foreign_flag_is_one_usage_line_naming_it(args: list[str], named: str,
+                                                           runs_dir: Path) -> None:
+    proc = _cli("run", "r1-string-slugify", *args)
+    assert proc.returncode == 64, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and named in proc.stderr, proc.stderr
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())  # nothing written
+
+
+def test_config_show_names_the_flag_the_variable_or_the_file_of_every_setting(
+        harness_home: Path) -> None:
+    harness_home.mkdir(parents=True, exist_ok=True)
+    (harness_home / "config.toml").write_text('workspace_limit_mb = 64\n'
+                                              '[engine.case]\nmodel_script = "strict-closer"\n')
+    env = {**os.environ, "CTO_HARNESS_CASE_MODEL": "from-env", "CTO_HARNESS_ALLOW_CASE": "1"}
+    proc = _cli("config", "show", "--timeout", "30", "--model-provider", "openai", env=env)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    sources = shown["sources"]
+    config_file = harness_home / "config.toml"
+    assert sources["home"] == "env CTO_HARNESS_HOME"
+    assert sources["workspace_limit_mb"] == f"{config_file}: workspace_limit_mb"
+    assert sources["engine.case.timeout_seconds"] == "flag --timeout"
+    assert sources["engine.fake.timeout_seconds"] == "flag --timeout"  # every engine that has it
+    assert sources["engine.case.model"] == "env CTO_HARNESS_CASE_MODEL"
+    assert sources["engine.case.model_provider"] == "flag --model-provider"
+    assert sources["engine.case.model_script"] == f"{config_file} [engine.case]: model_script"
+    assert sources["engine.case.allow"] == "env CTO_HARNESS_ALLOW_CASE"
+    assert sources["engine.case.stage"] == "default"
+    rows = {r["name"]: r for r in shown["settings"]}
+    assert set(rows) == set(sources)  # every setting, nothing left out
+    assert rows["engine.case.allow"]["flag"] is None  # a consent: environment only
+    assert rows["engine.case.bin"] == {"name": "engine.case.bin", "value": None,
+                                       "source": "default", "variable": "CTO_HARNESS_CASE_BIN",
+                                       "flag": "--provider-bin"}
+    assert shown["engines"]["case"]["settings"]["timeout_seconds"] == 30
+    table = _cli("config", "show", "--table", "--engine", "case", env=env)
+    assert table.returncode == 0, table.stderr
+    assert "engine.case.model " in table.stdout and "engine.fake" not in table.stdout
+    assert "CTO_HARNESS_ALLOW_CASE (environment only)" in table.stdout
+
+
+def test_cases_json_lists_id_title_tags(case_factory: CaseFactory) -> None:
+    root = case_factory("broken", toml_edit=lambda t: t.replace("allowed_paths", "allowed"))
+    proc = _cli("cases", "--json", "--harness-root", str(root))
+    assert proc.returncode == 0, proc.stderr
+    cases = {c["id"]: c for c in json.loads(proc.stdout)}
+    slugify = cases["r1-string-slugify"]
+    assert slugify["title"] == "Implement slugify" and "strings" in slugify["tags"]
+    assert slugify["allowed_paths"] == ["slugkit/text.py"] and slugify["valid"] is True
+    assert slugify["folder"] == "harness/evals/cases/r1-string-slugify"
+    assert cases["broken"]["valid"] is False and "allowed" in cases["broken"]["error"]
+    table = _cli("cases", "--harness-root", str(root))
+    assert table.stdout.splitlines()[0].split() == ["ID", "TITLE", "TAGS"]
+    assert any(line.startswith("r1-string-slugify ") and "Implement slugify" in line
+               for line in table.stdout.splitlines())
+
+
+def test_no_help_text_or_usage_error_cites_anything_outside_the_repository() -> None:
+    outside = ("DESIGN", "../shared", "section 2", "section 3", "/work/", "issue 1")
+    for name, parser in _parsers(build_parser()):
+        text = parser.format_help()
+        assert not [w for w in outside if w in text], (name, [w for w in outside if w in text])
+
+
+def test_no_message_in_the_code_cites_a_document_outside_the_repository() -> None:
+    # Every string the program can print (docstrings aside: they are for readers of the code).
+    import ast
+
+    found = []
+    for path in (REPO_ROOT / "src" / "cto_harness").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and id(node) not in docstrings \
+                    and any(w in node.value for w in ("DESIGN", "../shared", "case-cli-facts")):
+                found.append(f"{path.name}:{node.lineno}")
+    assert found == []

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from cto_harness.config import add_target
-from cto_harness.engines.case.engine import CaseSettings
-from cto_harness.engines.fake.engine import FakeSettings
+from cto_harness.engines import BUILTIN_ENGINES, engine_class
+from cto_harness.engines.case.engine import CaseEngine, CaseSettings
+from cto_harness.engines.fake.engine import FakeEngine, FakeSettings
 from cto_harness.errors import UsageError
-from cto_harness.settings import Settings
+from cto_harness.setting_flags import SETTING_FLAGS
+from cto_harness.settings import Settings, SettingsBase
 
 
 def test_each_value_comes_from_the_first_layer_that_has_it(tmp_path: Path) -> None:
@@ -77,3 +79,99 @@ def test_settings_never_read_the_process_environment_on_their_own(
     monkeypatch.setenv("CTO_HARNESS_FAKE_TIMEOUT_SECONDS", "5")
     assert FakeSettings().timeout_seconds == 900  # only `load` reads an environment
     assert FakeSettings.load().timeout_seconds == 5
+
+
+# --- flags and the config file's engine tables --------------------------------------------------
+
+
+def _builtin_models() -> list[type[SettingsBase]]:
+    return [Settings, *(engine_class(name).settings_model for name in BUILTIN_ENGINES)]
+
+
+def test_every_setting_has_a_flag_unless_it_is_a_consent_read_from_the_environment() -> None:
+    by_scope = {(f.scope, f.field): f.flag for f in SETTING_FLAGS}
+    for model in _builtin_models():
+        for field in model.model_fields:
+            if field in model.ENV_ONLY:
+                assert model.flag_name(field) is None
+                continue
+            assert (model.FLAG_SCOPE, field) in by_scope, f"{model.__name__}.{field} has no flag"
+            assert model.flag_name(field) == by_scope[(model.FLAG_SCOPE, field)]
+    # ... and no flag names a setting that no model has.
+    fields = {(m.FLAG_SCOPE, f) for m in _builtin_models() for f in m.model_fields}
+    assert set(by_scope) <= fields, set(by_scope) - fields
+    assert set(CaseSettings.ENV_ONLY) == {"allow", "stage"}  # the contract's consent gates
+
+
+def test_an_engine_setting_comes_from_flag_then_env_then_its_config_table(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        '[engine.case]\ntimeout_seconds = 1200\nmodel = "from-file"\nmodel_provider = "openai"\n'
+        '[engine.fake]\ntimeout_seconds = 7\n')
+    env = {"CTO_HARNESS_HOME": str(tmp_path), "CTO_HARNESS_CASE_MODEL": "from-env",
+           "CTO_HARNESS_CASE_MODEL_PROVIDER": "anthropic"}
+    case = CaseEngine().load_settings(env, flags={"model_provider": "from-flag"})
+    assert (case.timeout_seconds, case.model, case.model_provider) == (1200, "from-env",
+                                                                       "from-flag")
+    assert case.sources["timeout_seconds"] == f"{tmp_path / 'config.toml'} [engine.case]: " \
+                                              "timeout_seconds"
+    assert case.sources["model"] == "env CTO_HARNESS_CASE_MODEL"
+    assert case.sources["model_provider"] == "flag --model-provider"
+    assert case.sources["bin"] == "default"
+    assert FakeEngine().load_settings(env).timeout_seconds == 7  # each engine its own table
+    assert FakeEngine().load_settings(env, flags={"timeout_seconds": "3"}).sources[
+        "timeout_seconds"] == "flag --timeout"
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('[engine.case]\nallow = "1"\n', "allow is read from the environment only"),
+    ('[engine.case]\nstage = "2"\n', "stage is read from the environment only"),
+    ('[engine.case]\ntimeout = 5\n', "unknown key 'timeout'"),
+    ('[engine.case]\ntimeout_seconds = 0\n', "[engine.case]: timeout_seconds"),
+    ('engine = 5\n', "[engine.<name>] tables"),
+])
+def test_a_bad_engine_table_is_a_usage_error_naming_file_and_key(tmp_path: Path, toml: str,
+                                                                message: str) -> None:
+    (tmp_path / "config.toml").write_text(toml)
+    with pytest.raises(UsageError) as caught:
+        CaseEngine().load_settings({"CTO_HARNESS_HOME": str(tmp_path)})
+    assert message in str(caught.value) and str(tmp_path / "config.toml") in str(caught.value)
+
+
+def test_the_consent_gates_never_come_from_a_flag() -> None:
+    with pytest.raises(UsageError, match="not a setting"):
+        CaseSettings.load({}, flags={"allow": "1"})
+    # The gate the environment gives is still read.
+    assert CaseSettings.load({"CTO_HARNESS_ALLOW_CASE": "1"}).allow == "1"
+
+
+def test_a_bad_flag_value_names_the_flag_not_the_variable() -> None:
+    with pytest.raises(UsageError, match=r"^--timeout: must be a positive whole number"):
+        FakeSettings.load({"CTO_HARNESS_FAKE_TIMEOUT_SECONDS": "5"}, flags={"timeout_seconds": "x"})
+    with pytest.raises(UsageError, match=r"^--isolation: "):
+        Settings.from_env({"HOME": "/nonexistent"}, flags={"isolation": "chroot"})
+
+
+def test_target_repositories_from_a_flag_add_to_file_and_environment(tmp_path: Path) -> None:
+    add_target(tmp_path, str(tmp_path / "from-file"))
+    env = {"CTO_HARNESS_HOME": str(tmp_path),
+           "CTO_HARNESS_TARGET_REPOSITORIES": str(tmp_path / "from-env")}
+    settings = Settings.from_env(env, flags={"target_repositories": [str(tmp_path / "flag")]})
+    assert settings.target_repositories == (tmp_path / "from-file", tmp_path / "from-env",
+                                            tmp_path / "flag")
+    assert "flag --target-repository" in settings.sources["target_repositories"]
+    with pytest.raises(UsageError, match="--target-repository"):
+        Settings.from_env(env, flags={"target_repositories": ["/"]})
+    # What other processes get: the environment's list with the flag's paths added.
+    assert Settings.variables_for({"target_repositories": [str(tmp_path / "flag")],
+                                   "runs_dir": tmp_path / "r"}, env) == {
+        "CTO_HARNESS_TARGET_REPOSITORIES": f"{tmp_path / 'from-env'}:{tmp_path / 'flag'}",
+        "CTO_HARNESS_RUNS_DIR": str(tmp_path / "r")}
+
+
+def test_flags_travel_as_the_variables_they_stand_for() -> None:
+    assert CaseSettings.variables_for({"timeout_seconds": "30", "bin": "/x/ca", "model": None}) \
+        == {"CTO_HARNESS_CASE_TIMEOUT_SECONDS": "30", "CTO_HARNESS_CASE_BIN": "/x/ca"}
+    # Read back in another process, the flag's value is the one in force.
+    env = {"CTO_HARNESS_CASE_TIMEOUT_SECONDS": "900"} | CaseSettings.variables_for(
+        {"timeout_seconds": "30"})
+    assert CaseSettings.load(env).timeout_seconds == 30

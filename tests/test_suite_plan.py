@@ -17,7 +17,8 @@ import pytest
 from conftest import HARNESS_ROOT, REPO_ROOT, CaseFactory
 from cto_harness.core.fixtures import list_case_ids
 from cto_harness.core.suite import aggregate, summary_table
-from cto_harness.core.suite_plan import keep_earlier, parse_retry, why
+from cto_harness.core.suite_plan import keep_earlier, parse_retry, select_cases, why
+from cto_harness.errors import UsageError
 from cto_harness.evidence.verify import verify_bundle
 
 WRONG = {"fake/solution/slugkit/text.py": "def slugify(value):\n    return value.lower()\n"}
@@ -112,3 +113,63 @@ def test_interrupted_runs_are_counted_apart_from_pass_at_k() -> None:
     agg = aggregate(runs, ["a"], 2)["a"]
     assert (agg["runs"], agg["passes"], agg["errors"], agg["interrupted"]) == (2, 2, 0, 1)
     assert agg["pass@1"] == 1.0 and agg["pass@2"] == 1.0 and agg["median_duration_ms"] == 15
+
+
+def test_select_cases_narrows_in_order_and_names_a_glob_that_matches_nothing() -> None:
+    pool = ["r1-a", "r2-b", "r3-c", "x-d"]
+    assert select_cases(pool) == pool
+    assert select_cases(pool, include=["r*"], exclude=["r2-*"]) == ["r1-a", "r3-c"]
+    assert select_cases(pool, include=["x-*", "r1-*"], limit=1) == ["r1-a"]  # id order kept
+    with pytest.raises(UsageError, match=r"--case 'r9\*' matches none of the cases"):
+        select_cases(pool, include=["r1-*", "r9*"])
+    with pytest.raises(UsageError, match=r"--exclude 'y\*'"):
+        select_cases(pool, exclude=["y*"])
+    with pytest.raises(UsageError, match="no case left"):
+        select_cases(pool, include=["r1-*"], exclude=["r*"])
+
+
+def test_suite_case_exclude_limit_and_a_resumed_suite_keeps_its_own_cases(
+    case_factory: CaseFactory, tmp_path: Path
+) -> None:
+    root = case_factory("wrong-slugify", files=WRONG)
+    suite_dir = tmp_path / "suite"
+    common = ("--suite-dir", str(suite_dir), "--harness-root", str(root), "--jobs", "2", "--json")
+    first = _suite("--case", "r*", "--case", "wrong-*", "--exclude", "r3-*", "--limit", "2",
+                   *common)
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    assert data["cases"] == ["r1-string-slugify", "r2-inventory-report"]
+    assert sorted(r["case_id"] for r in data["runs"]) == data["cases"]
+
+    # Resumed: the globs choose among the suite's own cases, and the suite keeps all of them.
+    again = _suite("--case", "r2-*", *common)
+    assert again.returncode == 0, again.stderr
+    data = json.loads(again.stdout)
+    assert data["cases"] == ["r1-string-slugify", "r2-inventory-report"]
+    rows = {r["case_id"]: r for r in data["runs"]}
+    assert rows["r2-inventory-report"]["reused"] is True  # run again only if it had no bundle
+    assert rows["r1-string-slugify"]["verdict"] == "pass"  # kept, not forgotten
+    foreign = _suite("--case", "wrong-*", *common)
+    assert foreign.returncode == 64
+    assert "--case 'wrong-*' matches none of this suite's own cases" in foreign.stderr
+
+    typo = _suite("--case", "r1-string-slugfy", "--harness-root", str(root),
+                  "--suite-dir", str(tmp_path / "other"))
+    assert typo.returncode == 64 and len(typo.stderr.strip().splitlines()) == 1
+    assert "'r1-string-slugfy' matches none" in typo.stderr
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_settings_flag_reaches_every_worker(case_factory: CaseFactory, tmp_path: Path) -> None:
+    # The fake agent of this case sleeps far past a one-second limit; the environment says 900.
+    root = case_factory("slow-agent", files={"fake/slow.py": "import time\ntime.sleep(60)\n"},
+                        toml_edit=lambda t: t.replace(
+                            'overlay = "fake/solution"',
+                            'overlay = "fake/solution"\nscript = "fake/slow.py"'))
+    env = {**os.environ, "CTO_HARNESS_FAKE_TIMEOUT_SECONDS": "900"}
+    proc = _suite("slow-agent", "--timeout", "1", "--harness-root", str(root), "--suite-dir",
+                  str(tmp_path / "suite"), "--json", env=env)
+    assert proc.returncode == 2, proc.stderr
+    (run,) = json.loads(proc.stdout)["runs"]
+    assert run["verdict"] == "blocked" and run["blockers"] == ["provider_timeout"]
+    assert os.environ.get("CTO_HARNESS_FAKE_TIMEOUT_SECONDS") != "1"

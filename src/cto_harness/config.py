@@ -7,7 +7,14 @@ target_repositories = ["/srv/git/payments", "/home/me/src/product"]
 # runs_dir = "/srv/cto-runs"          # CTO_HARNESS_RUNS_DIR
 # isolation = "bwrap"                 # CTO_HARNESS_ISOLATION
 # workspace_limit_mb = 2048           # CTO_HARNESS_WORKSPACE_LIMIT_MB
+# An engine's own settings, by field name (an environment variable or a flag overrides each):
+# [engine.case]
+# timeout_seconds = 1800              # CTO_HARNESS_CASE_TIMEOUT_SECONDS, --timeout
+# model_provider = "anthropic"        # CTO_HARNESS_CASE_MODEL_PROVIDER, --model-provider
 ```
+
+Case's consent gates (`CTO_HARNESS_ALLOW_CASE`, `CTO_HARNESS_CASE_STAGE`) are read from the
+environment only: a file cannot give them.
 
 `CTO_HARNESS_TARGET_REPOSITORIES` (paths separated by `:`) adds to the file's list; it never
 removes from it, so an environment cannot make a run see less hidden than the file says. Every
@@ -29,14 +36,16 @@ from cto_harness.fsutil import atomic_write_text
 
 CONFIG_FILE = "config.toml"
 ENV_TARGETS = "CTO_HARNESS_TARGET_REPOSITORIES"
-KNOWN_KEYS = frozenset({"target_repositories", "runs_dir", "isolation", "workspace_limit_mb"})
+KNOWN_KEYS = frozenset({"target_repositories", "runs_dir", "isolation", "workspace_limit_mb",
+                        "engine"})
+ENGINE_TABLE = "engine"
 
 
 def config_path(home: Path) -> Path:
     return home / CONFIG_FILE
 
 
-def _check_target(raw: str, where: str) -> Path:
+def check_target(raw: str, where: str) -> Path:
     path = Path(raw).expanduser()
     if not path.is_absolute():
         raise UsageError(f"{where}: target repository paths must be absolute, got {raw!r}")
@@ -59,7 +68,20 @@ def read_config(home: Path) -> dict[str, object]:
     targets = data.get("target_repositories", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise UsageError(f"{path}: target_repositories must be a list of path strings")
+    engines = data.get(ENGINE_TABLE, {})
+    if not isinstance(engines, dict) or not all(isinstance(t, dict) for t in engines.values()):
+        raise UsageError(f"{path}: [{ENGINE_TABLE}.<name>] tables hold an engine's settings")
     return data
+
+
+def engine_tables(home: Path) -> dict[str, dict[str, object]]:
+    """config.toml's `[engine.<name>]` tables: engine name -> its settings by field name."""
+    tables = read_config(home).get(ENGINE_TABLE, {})
+    return {str(k): dict(v) for k, v in tables.items()} if isinstance(tables, dict) else {}
+
+
+def engine_table_origin(home: Path, engine: str) -> str:
+    return f"{config_path(home)} [{ENGINE_TABLE}.{engine}]"
 
 
 def _targets(config: dict[str, object]) -> list[str]:
@@ -71,16 +93,16 @@ def target_repositories(home: Path, environ: Mapping[str, str]) -> tuple[Path, .
     """The configured target repositories: the config file's, then the environment's."""
     found: list[Path] = []
     for raw in _targets(read_config(home)):
-        found.append(_check_target(raw, str(config_path(home))))
+        found.append(check_target(raw, str(config_path(home))))
     for raw in (environ.get(ENV_TARGETS) or "").split(":"):
         if raw.strip():
-            found.append(_check_target(raw.strip(), ENV_TARGETS))
+            found.append(check_target(raw.strip(), ENV_TARGETS))
     return tuple(dict.fromkeys(found))
 
 
 def add_target(home: Path, raw: str) -> Path:
     """Append a path to config.toml's target_repositories (atomically); returns it."""
-    path = _check_target(str(Path(raw).expanduser().absolute()), "add-target")
+    path = check_target(str(Path(raw).expanduser().absolute()), "add-target")
     data = read_config(home)
     targets = _targets(data)
     if str(path) not in targets:
@@ -92,6 +114,11 @@ def add_target(home: Path, raw: str) -> Path:
     lines += ["# Paths a provider must never be able to read.", "target_repositories = ["]
     lines += [f"  {json.dumps(t)}," for t in targets]
     lines.append("]")
+    # Tables last (TOML: a key after a table header belongs to the table).
+    for engine, table in engine_tables(home).items():
+        lines.append(f"\n[{ENGINE_TABLE}.{json.dumps(engine)}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()
+                  if isinstance(value, str | int)]
     home.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path(home), "\n".join(lines) + "\n")
     return path

@@ -108,6 +108,9 @@ class CaseSpec(StrictModel):
 
     id: str
     title: str = Field(min_length=1)
+    tags: list[str] = Field(
+        default_factory=list, description="labels for people and tools (`cto-harness cases "
+        "--json`), [a-z0-9][a-z0-9-]*; never given to a provider")
     task: str = Field(min_length=1, description="the task text given to the provider")
     allowed_paths: list[str] = Field(min_length=1)
     forbidden_actions: list[str] = Field(default_factory=list)
@@ -127,6 +130,14 @@ class CaseSpec(StrictModel):
     @classmethod
     def _relative(cls, values: list[str]) -> list[str]:
         return [check_relative_glob(v) for v in values]
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not CASE_ID_PATTERN.fullmatch(value):
+                raise ValueError(f"tags match [a-z0-9][a-z0-9-]*: {value!r}")
+        return values
 
 
 # --- what a provider is given ----------------------------------------------------------------

@@ -21,8 +21,9 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import AliasChoices, BeforeValidator, Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from cto_harness.config import read_config, target_repositories
+from cto_harness.config import ENV_TARGETS, check_target, read_config, target_repositories
 from cto_harness.errors import UsageError
+from cto_harness.setting_flags import Scope, flag_for
 
 DEFAULT_WORKSPACE_LIMIT_MB = 1024
 ISOLATION_TIERS = ("auto", "bwrap", "landlock", "none")
@@ -76,6 +77,11 @@ class SettingsBase(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_by_name=True,
                                       protected_namespaces=())
+    # Whose flags set these fields (setting_flags.py): the core's, or the chosen engine's.
+    FLAG_SCOPE: ClassVar[Scope] = "engine"
+    # Fields read from the environment only, never from a flag or the config file: a consent
+    # given for each invocation (Case's CTO_HARNESS_ALLOW_CASE and CTO_HARNESS_CASE_STAGE).
+    ENV_ONLY: ClassVar[frozenset[str]] = frozenset()
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod
@@ -101,6 +107,34 @@ class SettingsBase(BaseSettings):
         return [f"{cls.model_config.get('env_prefix', '')}{field.upper()}"]
 
     @classmethod
+    def flag_name(cls, field: str) -> str | None:
+        """The command-line flag that sets `field`, or None for an environment-only field."""
+        return None if field in cls.ENV_ONLY else flag_for(cls.FLAG_SCOPE, field)
+
+    @classmethod
+    def variables_for(cls, flags: Mapping[str, Any],
+                      environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Flag values as the variables a run's other processes read (suite workers, cluster
+        nodes): each replaces the environment's value, so flag > environment holds there too."""
+        return {cls.env_names(name)[0]: str(value) for name, value in flags.items()
+                if value is not None and name in cls.model_fields}
+
+    @classmethod
+    def _check_layers(cls, flags: Mapping[str, Any] | None, config: Mapping[str, Any] | None,
+                      config_origin: str) -> None:
+        for name in (flags or {}):
+            if name not in cls.model_fields or name in cls.ENV_ONLY:
+                raise UsageError(f"{flag_for(cls.FLAG_SCOPE, name)}: not a setting of "
+                                 f"{cls.__name__}")
+        for name in (config or {}):
+            if name in cls.ENV_ONLY:
+                raise UsageError(f"{config_origin}: {name} is read from the environment only "
+                                 f"({cls.env_names(name)[0]}: a consent given per run)")
+            if name not in cls.model_fields:
+                known = ", ".join(n for n in cls.model_fields if n not in cls.ENV_ONLY)
+                raise UsageError(f"{config_origin}: unknown key {name!r} (known: {known})")
+
+    @classmethod
     def load(
         cls,
         environ: Mapping[str, str] | None = None,
@@ -115,11 +149,12 @@ class SettingsBase(BaseSettings):
         `flags` and `config` map field names to values; an empty environment value is unset.
         """
         env = os.environ if environ is None else environ
+        cls._check_layers(flags, config, config_origin)
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for name in cls.model_fields:
             if flags and flags.get(name) is not None:
-                values[name], sources[name] = flags[name], f"flag --{name.replace('_', '-')}"
+                values[name], sources[name] = flags[name], f"flag {cls.flag_name(name)}"
                 continue
             var = next((v for v in cls.env_names(name) if env.get(v)), None)
             if var is not None:
@@ -151,6 +186,7 @@ class Settings(SettingsBase):
     """The core's settings (DESIGN section 3, the variables no engine owns)."""
 
     model_config = SettingsConfigDict(env_prefix="CTO_HARNESS_")
+    FLAG_SCOPE: ClassVar[Scope] = "core"
 
     home: Path = Field(description="durable state: provider store, admissions, keys")
     runs_dir: Path = Field(description="where run bundles go")
@@ -170,22 +206,41 @@ class Settings(SettingsBase):
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
                  flags: Mapping[str, Any] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        home = Path(flags["home"]) if flags and flags.get("home") else default_home(env)
+        flags = dict(flags or {})
+        home = Path(flags["home"]) if flags.get("home") else default_home(env)
         home = home.absolute()
         config = read_config(home)
+        # Target repositories add up (file, then environment, then flags): never fewer hidden.
+        added = [check_target(str(Path(raw).expanduser().absolute()), "--target-repository")
+                 for raw in flags.pop("target_repositories", None) or ()]
+        targets = tuple(dict.fromkeys([*target_repositories(home, env), *added]))
         settings = cls.load(
-            {k: v for k, v in env.items() if k != "CTO_HARNESS_TARGET_REPOSITORIES"},
+            {k: v for k, v in env.items() if k != ENV_TARGETS},
             flags=flags,
             config={k: v for k, v in config.items() if k in cls.CONFIG_KEYS},
             config_origin=str(home / "config.toml"),
             defaults={"home": home, "runs_dir": home / "harness-runs",
-                      "target_repositories": target_repositories(home, env)},
+                      "target_repositories": targets},
         )
         fixed = settings.model_copy(update={
             "home": home, "runs_dir": settings.runs_dir.expanduser().absolute()})
         fixed._sources = settings.sources | {"target_repositories": "config file + env "
-                                             "CTO_HARNESS_TARGET_REPOSITORIES"}
+                                             f"{ENV_TARGETS}" + (" + flag --target-repository"
+                                                                 if added else "")}
         return fixed
+
+    @classmethod
+    def variables_for(cls, flags: Mapping[str, Any],
+                      environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """As `SettingsBase.variables_for`; target repositories join the environment's list."""
+        flags = dict(flags)
+        added = [str(Path(p).expanduser().absolute())
+                 for p in flags.pop("target_repositories", None) or ()]
+        variables = super().variables_for(flags)
+        if added:
+            given = (environ if environ is not None else os.environ).get(ENV_TARGETS, "")
+            variables[ENV_TARGETS] = ":".join(p for p in (given, *added) if p)
+        return variables
 
     @property
     def workspace_limit_bytes(self) -> int:

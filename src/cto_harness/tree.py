@@ -337,9 +337,9 @@ def _split(rel: bytes | str) -> list[bytes]:
     return parts
 
 
-def read_file(root: Path, rel: bytes | str, cap: int) -> bytes | None:
-    """The first `cap` bytes of the regular file `root/rel`, reached without following any link
-    below `root`; None when it is absent, a link, or anything but a regular file."""
+def open_file(root: Path, rel: bytes | str) -> int | None:
+    """A descriptor of the regular file `root/rel`, reached without following any link below
+    `root`; None when it is absent, a link, or anything but a regular file. The caller closes it."""
     parts = _split(rel)
     if not parts:
         return None
@@ -350,9 +350,19 @@ def read_file(root: Path, rel: bytes | str, cap: int) -> bytes | None:
             fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=cursor.fd)
     except (OSError, TreeChanged):
         return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_file(root: Path, rel: bytes | str, cap: int) -> bytes | None:
+    """The first `cap` bytes of the regular file `root/rel`, reached without following any link
+    below `root`; None when it is absent, a link, or anything but a regular file."""
+    fd = open_file(root, rel)
+    if fd is None:
+        return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
         chunks, left = [], cap
         while left > 0 and (data := os.read(fd, min(left, _CHUNK))):
             chunks.append(data)

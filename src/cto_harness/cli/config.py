@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cto_harness.cli.parser import Subparsers, add_command, add_subcommands
+from cto_harness.cli.parser import Subparsers, add_command, add_subcommands, print_json, text_table
+from cto_harness.cli.run import add_engine
+from cto_harness.cli.settings_flags import add_setting_flags
+
+if TYPE_CHECKING:
+    from cto_harness.settings import SettingsBase
 
 
 def add_parser(subparsers: Subparsers) -> None:
     config = add_command(subparsers, "config", "show the settings; add target repositories")
     commands = add_subcommands(config, "config_command")
-    show = commands.add_parser("show", help="settings, target repositories and isolation (JSON)",
-                               description="Print the effective settings as JSON: where state "
-                                           "and bundles go, the hidden target repositories, the "
-                                           "isolation tier a run would use, each engine's own "
-                                           "settings, and where every value came from.")
+    show = commands.add_parser(
+        "show", help="every setting, its effective value and where it came from (JSON)",
+        description="Print the effective settings as JSON: where state and bundles go, the "
+                    "hidden target repositories, the isolation tier a run would use, each "
+                    "engine's own settings, and where every value came from (flag, "
+                    "environment variable, config file or default). Give the flags a run would "
+                    "get to see what it would use; `settings` lists every setting with its "
+                    "variable and flag.")
+    add_engine(show, several=True)
+    show.add_argument("--table", action="store_true",
+                      help="a table for people (setting, value, source) instead of JSON")
+    add_setting_flags(show)
     show.set_defaults(handler=_show)
     add = commands.add_parser("add-target", help="hide a path from every provider",
                               description="Append a path to config.toml's target_repositories: "
@@ -38,19 +50,41 @@ def _add_target(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rows(prefix: str, loaded: SettingsBase) -> list[dict[str, Any]]:
+    """Every field of a settings object: its value, where it came from, its variable and flag."""
+    values = loaded.model_dump(mode="json")
+    return [{"name": f"{prefix}{name}", "value": values[name], "source": loaded.sources[name],
+             "variable": loaded.env_names(name)[0], "flag": loaded.flag_name(name)}
+            for name in type(loaded).model_fields]
+
+
 def _show(args: argparse.Namespace) -> int:
+    from cto_harness.cli.settings_flags import resolve
     from cto_harness.config import config_path
     from cto_harness.errors import Blocked
     from cto_harness.sandbox.isolation import choose_tier, probe
-    from cto_harness.settings import Settings
 
-    settings = Settings.from_env()
+    engines = [n.strip() for n in args.engine.split(",")] if args.engine else None
+    resolved = resolve(args, engines)
+    settings = resolved.settings
     found = probe()
     try:
         tier, reason = choose_tier(settings.isolation, found)
     except Blocked as exc:  # a forced tier this machine lacks: shown, not raised
         tier, reason = "unavailable", exc.message
-    print(json.dumps({
+    rows = _rows("", settings)
+    shown: dict[str, object] = {}
+    for name, loaded in resolved.engines.items():
+        shown[name] = {"settings": loaded.model_dump(mode="json"), "sources": loaded.sources}
+        rows += _rows(f"engine.{name}.", loaded)
+    if args.table:
+        table = [("SETTING", "VALUE", "SOURCE", "VARIABLE / FLAG")]
+        table += [(r["name"], "" if r["value"] is None else str(r["value"]), r["source"],
+                   r["variable"] + (f" / {r['flag']}" if r["flag"] else " (environment only)"))
+                  for r in rows]
+        print(text_table(table))
+        return 0
+    print_json({
         "home": str(settings.home),
         "runs_dir": str(settings.runs_dir),
         "config_file": str(config_path(settings.home)),
@@ -60,21 +94,9 @@ def _show(args: argparse.Namespace) -> int:
                       "probe": found.to_dict()},
         "workspace_limit_mb": settings.workspace_limit_mb,
         "keys_dir": str(settings.keys_dir),
-        "sources": settings.sources,
-        "engines": _engines(),
-    }, indent=2))
+        # Where every value came from, the engines' as `engine.<name>.<field>`.
+        "sources": {r["name"]: r["source"] for r in rows},
+        "settings": rows,
+        "engines": shown,
+    })
     return 0
-
-
-def _engines() -> dict[str, object]:
-    """Each engine's own settings (no secret is ever a setting) and where each value came from."""
-    import os
-
-    from cto_harness.engines import engine_names, get_engine
-
-    shown: dict[str, object] = {}
-    for name in engine_names():
-        engine = get_engine(name)
-        loaded = engine.load_settings(os.environ)
-        shown[name] = {"settings": loaded.model_dump(mode="json"), "sources": loaded.sources}
-    return shown

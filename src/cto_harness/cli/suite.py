@@ -7,15 +7,19 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from cto_harness.cli.parser import (
     Subparsers,
     add_challenge,
     add_command,
     add_harness_root,
+    add_json,
     harness_root,
     positive_int,
 )
+from cto_harness.cli.run import add_engine
+from cto_harness.cli.settings_flags import add_setting_flags
 from cto_harness.core.suite_plan import parse_retry
 from cto_harness.executors.choose import EXECUTORS
 from cto_harness.inert import inert
@@ -32,13 +36,17 @@ def add_parser(subparsers: Subparsers) -> None:
                         "Run every (case, repeat) in worker processes, one run at a time each; "
                         "suite.json maps each to its bundle and holds pass@k per case. Exit 0 all "
                         "passed, 1 a run failed, 2 a run was blocked, 3 a run errored or the "
-                        "suite was interrupted, 64 usage.")
+                        "suite was interrupted, 64 usage.", handler=_suite)
     suite.add_argument("case_ids", nargs="*", metavar="CASE",
                        help="cases (default: a resumed suite's own, else all)")
-    suite.add_argument("--engine", metavar="NAME[,NAME...]",
-                       help="the engine of every run (default: fake); several, comma-separated, "
-                       "run one suite each under the suite folder and compare pass@k side by side "
-                       "(engines.json)")
+    suite.add_argument("--case", dest="include", action="append", default=[], metavar="GLOB",
+                       help="only the cases whose id matches this glob (repeatable; of a "
+                            "resumed suite: of its own cases); a glob matching none is an error")
+    suite.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                       help="leave out the cases whose id matches this glob (repeatable)")
+    suite.add_argument("--limit", type=positive_int, metavar="N",
+                       help="only the first N cases left (in id order) after --case/--exclude")
+    add_engine(suite, several=True)
     suite.add_argument("--repeat", type=positive_int, metavar="N",
                        help="runs per case (default: a resumed suite's own, else 1)")
     suite.add_argument("--jobs", type=positive_int, default=None, metavar="N",
@@ -53,7 +61,7 @@ def add_parser(subparsers: Subparsers) -> None:
     suite.add_argument("--node-retries", dest="retries", type=non_negative_int, metavar="N",
                        help="with --executor ray: how many more times a run whose node or task "
                             "died (node_lost) is submitted (default 2)")
-    suite.add_argument("--json", action="store_true", help="print suite.json on stdout")
+    add_json(suite, "print suite.json on stdout (the table goes to stderr)")
     suite.add_argument("--fresh", action="store_true",
                        help="rerun every run, also those that already have a verifying bundle")
     suite.add_argument("--retry", type=parse_retry, default=frozenset(), metavar="VERDICTS",
@@ -64,81 +72,90 @@ def add_parser(subparsers: Subparsers) -> None:
                             "(default: a new folder under $CTO_HARNESS_HOME/suites)")
     add_challenge(suite)
     add_harness_root(suite)
-    suite.set_defaults(handler=_suite)
+    add_setting_flags(suite)
+
+
+def _cases(args: argparse.Namespace, root: Path, previous: dict[str, Any] | None = None
+           ) -> tuple[list[str], int]:
+    """The cases and repeat count of this invocation: the named ones, else a resumed suite's
+    own, else all; narrowed by --case/--exclude/--limit; each id checked (a usage error)."""
+    from cto_harness.core.fixtures import case_directory, list_case_ids
+    from cto_harness.core.suite_plan import resolve_plan, select_cases
+
+    resumed = bool(previous and previous.get("cases")) and not args.case_ids
+    pool, repeat = resolve_plan(previous or {}, args.case_ids, args.repeat,
+                                lambda: list_case_ids(root))
+    case_ids = select_cases(pool, include=args.include, exclude=args.exclude, limit=args.limit,
+                            of="this suite's own cases" if resumed else "the cases")
+    for case_id in case_ids:
+        case_directory(root, case_id)  # a bad id is one usage line, before anything runs
+    return case_ids, repeat
 
 
 def _suite(args: argparse.Namespace) -> int:
-    from cto_harness.core.fixtures import case_directory, list_case_ids
+    from cto_harness.cli.settings_flags import applied, refuse_node_settings, resolve
     from cto_harness.core.suite import default_suite_dir, load_previous, run_suite, summary_table
-    from cto_harness.core.suite_plan import resolve_plan
     from cto_harness.engines import DEFAULT_ENGINE, get_engine
     from cto_harness.executors.choose import make_executor
-    from cto_harness.settings import Settings
 
     root = harness_root(args)
     names = [n.strip() for n in (args.engine or DEFAULT_ENGINE).split(",")]
     if len(names) > 1:
         return _compare(args, root, names)
     engine = get_engine(names[0]).name
+    resolved = resolve(args, [engine])
+    if args.executor == "ray":
+        refuse_node_settings(resolved, "each Ray node uses its own (set them on the nodes)")
     executor = make_executor(args.executor, address=args.address, retries=args.retries)
-    settings = Settings.from_env()
-    suite_dir = args.suite_dir or default_suite_dir(settings.home, engine)
+    suite_dir = args.suite_dir or default_suite_dir(resolved.settings.home, engine)
     # A resumed suite runs its own cases and repeats unless others are named.
-    case_ids, repeat = resolve_plan(load_previous(suite_dir.absolute()), args.case_ids,
-                                    args.repeat, lambda: list_case_ids(root))
-    for case_id in case_ids:
-        case_directory(root, case_id)  # a bad id is one usage line, before anything runs
+    case_ids, repeat = _cases(args, root, load_previous(suite_dir.absolute()))
     # Ray's default (None) is the cluster's CPUs: one task per free CPU, wherever it is.
     jobs = args.jobs if args.jobs is not None or args.executor == "ray" else os.cpu_count() or 1
     print(f"cto-harness suite: {len(case_ids)} cases x {repeat} repeats, "
           f"{jobs or 'cluster'} jobs, {engine} engine, {args.executor} executor -> {suite_dir}",
           file=sys.stderr)
-    outcome = run_suite(case_ids, harness_root=root, engine=engine, repeat=repeat,
-                        jobs=jobs, fresh=args.fresh, retry=args.retry,
-                        challenge=args.challenge, suite_dir=suite_dir, executor=executor)
-    table = inert(summary_table(outcome.data), multiline=True)
-    if args.json:
-        print(table, file=sys.stderr)
-        sys.stdout.write(json.dumps(outcome.data, indent=2) + "\n")
-    else:
-        print(table)
-    if outcome.interrupted:
-        print("cto-harness suite: interrupted; finished bundles are intact, run the same command "
-              f"with --suite-dir {outcome.suite_dir} to resume", file=sys.stderr)
-    return outcome.exit_code
+    with applied(resolved):  # the workers (and a cluster driver) read the flags' variables
+        outcome = run_suite(case_ids, harness_root=root, engine=engine, repeat=repeat,
+                            jobs=jobs, fresh=args.fresh, retry=args.retry,
+                            challenge=args.challenge, suite_dir=suite_dir, executor=executor)
+    return _finish(args, outcome, inert(summary_table(outcome.data), multiline=True),
+                   "finished bundles are intact, ")
 
 
 def _compare(args: argparse.Namespace, root: Path, names: list[str]) -> int:
+    from cto_harness.cli.settings_flags import applied, resolve
     from cto_harness.core.engine_compare import compare_engines, comparison_table
-    from cto_harness.core.fixtures import case_directory, list_case_ids
     from cto_harness.core.suite import default_suite_dir
     from cto_harness.engines import get_engine
     from cto_harness.errors import UsageError
-    from cto_harness.settings import Settings
 
     engines = [get_engine(name).name for name in names if name]
     if len(set(engines)) != len(engines) or len(engines) != len(names):
         raise UsageError(f"--engine lists an engine twice or an empty name: {args.engine!r}")
-    case_ids = list(dict.fromkeys(args.case_ids)) or list_case_ids(root)
-    for case_id in case_ids:
-        case_directory(root, case_id)  # a bad id is one usage line, before anything runs
     if args.executor != "local":
         raise UsageError("several engines (--engine a,b) run on the local executor only")
-    repeat = args.repeat or 1
+    resolved = resolve(args, engines)
+    case_ids, repeat = _cases(args, root)
     jobs = args.jobs or os.cpu_count() or 1
-    suite_dir = args.suite_dir or default_suite_dir(Settings.from_env().home, "-".join(engines))
+    suite_dir = args.suite_dir or default_suite_dir(resolved.settings.home, "-".join(engines))
     print(f"cto-harness suite: {len(case_ids)} cases x {repeat} repeats under "
           f"{', '.join(engines)}, {jobs} jobs -> {suite_dir}", file=sys.stderr)
-    outcome = compare_engines(case_ids, harness_root=root, engines=engines, repeat=repeat,
-                              jobs=jobs, fresh=args.fresh, retry=args.retry,
-                              challenge=args.challenge, suite_dir=suite_dir)
-    table = comparison_table(outcome.data)
+    with applied(resolved):
+        outcome = compare_engines(case_ids, harness_root=root, engines=engines, repeat=repeat,
+                                  jobs=jobs, fresh=args.fresh, retry=args.retry,
+                                  challenge=args.challenge, suite_dir=suite_dir)
+    return _finish(args, outcome, comparison_table(outcome.data), "")
+
+
+def _finish(args: argparse.Namespace, outcome: Any, table: str, kept: str) -> int:
+    """The table (stdout, or stderr under --json with the data on stdout), and how to resume."""
     if args.json:
         print(table, file=sys.stderr)
         sys.stdout.write(json.dumps(outcome.data, indent=2) + "\n")
     else:
         print(table)
     if outcome.interrupted:
-        print("cto-harness suite: interrupted; run the same command with --suite-dir "
+        print(f"cto-harness suite: interrupted; {kept}run the same command with --suite-dir "
               f"{outcome.suite_dir} to resume", file=sys.stderr)
-    return outcome.exit_code
+    return int(outcome.exit_code)

@@ -38,6 +38,8 @@ _CASE_TOML = '''\
 id = "{case_id}"  # must equal the folder name
 # TODO: one line saying what the task is.
 title = {title}
+# Labels for people and tools (`cto-harness cases --json`); never given to the provider.
+tags = ["python", "unittest"]
 # TODO: the task as the provider reads it: what to change, where, and what not to touch.
 # No absolute paths: the provider sees only its own copy of repo/.
 task = """

@@ -2,25 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import NormalizedEvent, Span
 
 
-class EventLog:
-    """Collects events and spans in memory; the bundle writer puts them on disk at the end."""
+class EventObserver(Protocol):
+    """Told of the harness's steps as they happen (a live progress line; `core/live.py`)."""
 
-    def __init__(self, run_id: str, nonce: str) -> None:
+    def step(self, name: str) -> None:
+        """A harness stage began (`gates`, `workspace.prepare`, `verification`, ...)."""
+
+    def harness_event(self, type_: str, data: Mapping[str, Any]) -> None:
+        """The harness recorded an event (`provider.process.started`, ...)."""
+
+
+class EventLog:
+    """Collects events and spans in memory; the bundle writer puts them on disk at the end.
+    An `observer` is told of each as it happens (never able to disturb the run)."""
+
+    def __init__(self, run_id: str, nonce: str, observer: EventObserver | None = None) -> None:
         self.run_id = run_id
         self.nonce = nonce
         self.trace_id = secrets.token_hex(16)
         self.root_span_id = secrets.token_hex(8)
         self.events: list[NormalizedEvent] = []
         self.spans: list[Span] = []
+        self.observer = observer
+
+    def _tell(self, method: str, *args: Any) -> None:
+        if self.observer is not None:
+            # A progress display must never break a run.
+            with contextlib.suppress(Exception):
+                getattr(self.observer, method)(*args)
 
     def emit(
         self, type_: str, *, source: str = "harness", ts: str | None = None, **data: Any
@@ -36,6 +55,7 @@ class EventLog:
                 data=data,
             )
         )
+        self._tell("harness_event", type_, data)
 
     def add_span(
         self,
@@ -70,6 +90,7 @@ class EventLog:
         start = iso(utc_now())
         extra: dict[str, Any] = {}
         status = "ok"
+        self._tell("step", name)
         try:
             yield extra
         except BaseException:

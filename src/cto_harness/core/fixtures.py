@@ -97,3 +97,21 @@ def load_case(directory: Path) -> FixtureCase:
             except PathEscape as exc:
                 raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, str(exc)) from exc
     return case
+
+
+def case_summary(harness_root: Path, case_id: str) -> dict[str, object]:
+    """What `cto-harness cases --json` says of a case: its id, title, tags and what it asks
+    for; a case that does not load is listed with the reason (`valid: false`)."""
+    directory = cases_root(harness_root) / case_id
+    try:
+        spec = load_case(directory).spec
+    except Blocked as exc:
+        return {"id": case_id, "valid": False, "error": exc.message}
+    first_line = next((line.strip() for line in spec.task.splitlines() if line.strip()), "")
+    return {
+        "id": spec.id, "valid": True, "title": spec.title, "tags": list(spec.tags),
+        "summary": first_line, "allowed_paths": list(spec.allowed_paths),
+        "framework": spec.verification.framework, "min_tests": spec.evidence.min_tests,
+        "folder": directory.relative_to(harness_root.parent).as_posix()
+        if directory.is_relative_to(harness_root.parent) else str(directory),
+    }

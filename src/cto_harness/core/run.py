@@ -33,6 +33,7 @@ from cto_harness.core import preflight
 from cto_harness.core.events import EventLog
 from cto_harness.core.faultseal import seal_despite_faults
 from cto_harness.core.fixtures import FixtureCase, case_directory, load_case
+from cto_harness.core.live import RunObserver, observer_of, tailing
 from cto_harness.core.report import (
     BaselineRun,
     RunIdentity,
@@ -52,6 +53,7 @@ from cto_harness.engines.base import (
     Engine,
     EngineSettings,
     GateBlocked,
+    LiveLog,
     Outcome,
     ProviderEvent,
     ProviderSpan,
@@ -123,17 +125,19 @@ def execute_run(
     nonce: str | None = None,
     run_id: str | None = None,
     challenge: str | None = None,
+    observer: RunObserver | None = None,
 ) -> RunResult:
     """Run one case with `engine_name` (default: the default engine, fake). Usage errors (a bad
     case id, an unknown engine, a bad setting) raise before anything is written; every other
     outcome ends in a sealed bundle. A `challenge` (the caller's value) is bound into the
-    nonce, the report and the signature (evidence/challenge.py)."""
+    nonce, the report and the signature (evidence/challenge.py). An `observer` is told of each
+    stage and of the provider's own events while it runs (a live progress line; core/live.py)."""
     environ = dict(os.environ if environ is None else environ)
     binding = bind(challenge) if challenge is not None else None
     settings = settings or Settings.from_env(environ)
     case_dir = case_directory(harness_root, case_id)
     engine = get_engine(engine_name or engines.DEFAULT_ENGINE)
-    engine_settings = engine.load_settings(environ)
+    engine_settings = engine.load_settings(environ, home=settings.home)
     # Unusable folders and keys are one line now (usage error or fault), never a half bundle.
     preflight.check_run_folders(settings)
     if run_dir is not None:
@@ -155,7 +159,7 @@ def execute_run(
         raise HarnessFault(f"cannot create the run folder: {exc}") from None
     run_id = run_id or f"{started.strftime('%Y%m%dT%H%M%SZ')}-{case_id}-{secrets.token_hex(4)}"
     nonce = binding.nonce if binding else (nonce or secrets.token_hex(16))
-    events = EventLog(run_id, nonce)
+    events = EventLog(run_id, nonce, observer)
     results = StageResults(challenge=binding)
     ctx: RunContext | None = None
     # What a stage leaves under way (the harness's own test collection) is stopped before sealing.
@@ -226,6 +230,16 @@ def _context(
                       environ=environ, events=events)
 
 
+def _live_log(engine: Engine, ctx: RunContext) -> LiveLog | None:
+    """Where the provider's log grows, for a live view; an engine that cannot say has none."""
+    if ctx.events.observer is None:
+        return None
+    try:
+        return engine.live_log(ctx)
+    except Exception:  # a live view is never a reason for a run to fail
+        return None
+
+
 def _release(engine: Engine, ctx: RunContext) -> None:
     """Stop what the engine started besides the provider (its model endpoint), whatever
     happened; a failure to stop is recorded, the bundle is still written."""
@@ -265,7 +279,8 @@ def _run_stages(engine: Engine, ctx: RunContext, results: StageResults,
     watch = Watch.start(ctx.run_dir, [*ctx.settings.target_repositories, ctx.harness_root,
                                       ctx.settings.home],
                         preflight.self_written_dirs(ctx.settings, ctx.run_dir))
-    results.process, process_span = launch_provider(ctx, launch, confined)
+    with tailing(_live_log(engine, ctx), observer_of(ctx.events)):
+        results.process, process_span = launch_provider(ctx, launch, confined)
     results.blockers += check_guards(ctx, sandbox, watch, launch, results.process)
     results.diff = diff_workspace(ctx, sandbox, snapshot, engine.bookkeeping_dirs)
     results.outcome = collect_outcome(engine, ctx, admission, results.process, process_span)

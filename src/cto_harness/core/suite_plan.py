@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -78,3 +79,23 @@ def why(record: Mapping[str, Any]) -> str:
     if record.get("status") == "no_bundle":
         return "no bundle (the worker stopped before sealing)"
     return ""
+
+
+def select_cases(pool: Sequence[str], *, include: Sequence[str] = (),
+                 exclude: Sequence[str] = (), limit: int | None = None,
+                 of: str = "the cases") -> list[str]:
+    """`pool` narrowed to the cases matching any `include` glob (all when none), without those
+    matching an `exclude` glob, then the first `limit`. A glob that matches nothing in `pool` is
+    a usage error naming it (a typo never silently runs nothing, or everything)."""
+    for option, globs in (("--case", include), ("--exclude", exclude)):
+        for glob in globs:
+            if not any(fnmatch.fnmatchcase(case, glob) for case in pool):
+                raise UsageError(f"{option} {glob!r} matches none of {of} "
+                                 f"({', '.join(pool) or 'none'})")
+    chosen = [c for c in pool if not include or any(fnmatch.fnmatchcase(c, g) for g in include)]
+    chosen = [c for c in chosen if not any(fnmatch.fnmatchcase(c, g) for g in exclude)]
+    if limit is not None:
+        chosen = chosen[:limit]
+    if not chosen:
+        raise UsageError(f"no case left to run: --case/--exclude leave none of {of}")
+    return chosen

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic_settings import SettingsConfigDict
 
+from cto_harness.config import engine_table_origin, engine_tables
 from cto_harness.contracts import (
     ForbiddenAction,
     LocalPullRequest,
@@ -34,7 +35,7 @@ from cto_harness.core.fixtures import FixtureCase
 from cto_harness.errors import Blocked
 from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.process import ProcessResult
-from cto_harness.settings import Settings, SettingsBase
+from cto_harness.settings import Settings, SettingsBase, default_home
 
 
 class EngineSettings(SettingsBase):
@@ -159,6 +160,21 @@ class Outcome:
     model_endpoint: ModelEndpointInfo | None = None
 
 
+@dataclass(frozen=True)
+class LiveLog:
+    """Where the provider's own event log grows while it runs, for the live progress line
+    (`core/live.py`): the newest file `folder/<prefix>*<suffix>` under `root` (read by
+    descriptors, no link followed), one JSON object a line, each mapped by `parse` into the
+    engine API's event vocabulary (`provider.phase.started`, `provider.tool.started`, ...).
+    Shown to the person watching, never recorded: the bundle's copy is read by `collect`."""
+
+    root: Path
+    folder: str
+    prefix: str
+    suffix: str
+    parse: Callable[[Mapping[str, Any]], ProviderEvent | None]
+
+
 def provider_outcome_of(events: Sequence[ProviderEvent], source: str | None) -> ProviderOutcome:
     """The provider's own outcome from its mapped events: the last `provider.pipeline.ended`
     and every `provider.phase.ended`."""
@@ -193,9 +209,14 @@ class Engine(ABC):
     # Must reach a network endpoint (its model): the sandbox then shares the network, recorded.
     needs_network: ClassVar[bool] = False
 
-    def load_settings(self, environ: Mapping[str, str]) -> EngineSettings:
-        """Its settings from the run's environment (a bad value: `UsageError`, exit 64)."""
-        return self.settings_model.load(environ)
+    def load_settings(self, environ: Mapping[str, str], *, flags: Mapping[str, Any] | None = None,
+                      home: Path | None = None) -> EngineSettings:
+        """Its settings: flag > the run's environment > config.toml's `[engine.<name>]` >
+        default (a bad value: `UsageError`, exit 64, naming where it came from)."""
+        home = home if home is not None else default_home(environ).absolute()
+        return self.settings_model.load(
+            environ, flags=flags, config=engine_tables(home).get(self.name),
+            config_origin=engine_table_origin(home, self.name))
 
     def provider_configured(self, settings: EngineSettings) -> bool | None:
         """For `health`: is a real provider configured? None for an engine that ships inside
@@ -216,6 +237,10 @@ class Engine(ABC):
     def collect(self, ctx: RunContext, admission: Admission, result: ProcessResult) -> Outcome:
         """Read the provider's own logs and claims after it exited (or was killed)."""
 
+    def live_log(self, ctx: RunContext) -> LiveLog | None:
+        """Where the provider's event log grows while it runs (None: no live view of it)."""
+        return None
+
     def release(self, ctx: RunContext) -> None:
         """Stop whatever `prepare` started besides the provider (a model endpoint). The pipeline
         calls it once the run is over, whatever happened; it must be safe when nothing was
@@ -230,6 +255,7 @@ __all__ = [
     "Gate",
     "GateBlocked",
     "Launch",
+    "LiveLog",
     "Outcome",
     "ProviderEvent",
     "ProviderSpan",

@@ -124,7 +124,7 @@ class RayExecutor:
         _names, variable = engine_variables(engine)
         if cls.provider is None or variable is None:
             return None, None
-        given = cls.settings_model.load(os.environ).model_dump().get(BINARY_FIELD)
+        given = cls().load_settings(os.environ).model_dump().get(BINARY_FIELD)
         if not given:
             return None, None  # each run blocks provider_unavailable on its node, as locally
         settings = Settings.from_env()

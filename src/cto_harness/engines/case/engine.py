@@ -41,6 +41,7 @@ from cto_harness.engines.base import (
     Engine,
     EngineSettings,
     Launch,
+    LiveLog,
     Outcome,
     ProviderEvent,
     ProviderSpan,
@@ -54,7 +55,7 @@ from cto_harness.engines.case.endpoint import (
     plan_endpoint,
     start_endpoint,
 )
-from cto_harness.engines.case.events import map_events, read_jsonl, typed
+from cto_harness.engines.case.events import live_event, map_events, read_jsonl, typed
 from cto_harness.engines.case.guards import (
     collect_guard_records,
     collect_pull_requests,
@@ -104,6 +105,8 @@ class CaseSettings(EngineSettings):
     """`CTO_HARNESS_CASE_*` and `CTO_HARNESS_ALLOW_CASE` (DESIGN section 3: contract names)."""
 
     model_config = SettingsConfigDict(env_prefix="CTO_HARNESS_CASE_")
+    # The two consent gates come from the environment of each invocation only.
+    ENV_ONLY = frozenset({"allow", "stage"})
 
     allow: str | None = Field(default=None, validation_alias="CTO_HARNESS_ALLOW_CASE",
                               description="must be 1 for --engine case")
@@ -142,6 +145,12 @@ class CaseEngine(Engine):
     def provider_configured(self, settings: EngineSettings) -> bool | None:
         assert isinstance(settings, CaseSettings)
         return bool(settings.bin) and Path(settings.bin or "").is_file()
+
+    def live_log(self, ctx: RunContext) -> LiveLog:
+        """Case's event log as it is written: `.case/<task id>/events/run-*.jsonl`."""
+        task = task_id(ctx.case.spec.id, ctx.run_id)
+        return LiveLog(root=ctx.workspace, folder=f".case/{task}/events", prefix="run-",
+                       suffix=".jsonl", parse=live_event)
 
     # --- paths of the run's private state ---------------------------------------------------
 

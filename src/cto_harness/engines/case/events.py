@@ -4,6 +4,7 @@ mapped into normalized events and trace spans. Provider events are recorded, nev
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,16 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
         else:
             bad += 1
     return rows, bad
+
+
+def live_event(row: Mapping[str, Any]) -> ProviderEvent | None:
+    """One line of the log as it is written, for the live progress line (never recorded)."""
+    kind = row.get("event")
+    if not isinstance(kind, str) or kind not in _EVENT_TYPES:
+        return None
+    data = {k: _cut(v) for k, v in row.items() if k in ("phase", "agent", "tool", "args",
+                                                       "outcome", "failedAgent")}
+    return ProviderEvent(ts=str(row.get("ts", "")), type=_EVENT_TYPES[kind], data=data)
 
 
 def map_events(rows: list[dict[str, Any]], *, fallback_ts: str) -> MappedLog:
