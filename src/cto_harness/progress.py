@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -139,8 +139,7 @@ class RunProgress:
 
     def _show(self) -> None:
         if self.out.tty:
-            width = shutil.get_terminal_size((100, 24)).columns - 1
-            self.out.live([self.status()[:max(width, 20)]])
+            self.out.live([self.status()[:max(_columns(self.out.stream) - 1, 20)]])
 
     def _tick(self) -> None:
         while not self._stop.wait(self.interval):
@@ -149,6 +148,14 @@ class RunProgress:
                     self._show()
                 else:
                     self.out.line(f"{self.status()} (still running)")
+
+
+def _columns(stream: TextIO | None) -> int:
+    """The width of the terminal `stream` is (stdout may be a pipe while stderr is not)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 100  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return 100
 
 
 def _short(value: object, limit: int) -> str:

@@ -60,7 +60,8 @@ class LiveTail:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.ident is not None:  # started
+            self._thread.join()
         try:
             self._read_all()  # what came after the last poll
         finally:

@@ -267,6 +267,11 @@ export async function runCommand(args: string[], scenario: string): Promise<void
     finish("failed", "implementer");
     return;
   }
+  if (scenario === "wait-go") {
+    // Test aid: the implementer's shell waits until the test, having seen this call live, says go.
+    await shell("implement", "implementer",
+      `while [ ! -e .case/${task.id}/go ]; do sleep 0.05; done; echo go`);
+  }
   const knowsTask = task.repo === "r1-string-slugify" || brief.includes("slugify");
   if (!knowsTask) {
     phaseEnd("implement", "implementer", "failed", { ...result("failed", ""), error: "no solution known" });
