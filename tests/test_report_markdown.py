@@ -3,13 +3,18 @@ disagreement with the verdict is named, and everything the provider wrote stays 
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import CaseFactory
 from cto_harness.contracts import (
     ChangedFile,
+    DiffStats,
     ForbiddenAction,
     Freshness,
     LocalPullRequest,
@@ -22,11 +27,17 @@ from cto_harness.contracts import (
     Timing,
 )
 from cto_harness.core.outcome import judge_outcome
+from cto_harness.core.run import execute_run
 from cto_harness.engines.case.engine import write_task_layout
 from cto_harness.engines.case.inputs import make_task
 from cto_harness.errors import Blocked
 from cto_harness.evidence.bundle import render_markdown
+from cto_harness.evidence.diffstat import diff_stats
 from cto_harness.evidence.markdown import block, inline
+from cto_harness.evidence.verify import verify_bundle
+from cto_harness.inert import markdown
+from cto_harness.settings import Settings
+from markdown_helpers import LINK, assert_links_resolve, split_fences
 
 HOSTILE = "x <script>alert(1)</script> ![i](http://e.invalid/p.png) [l](javascript:a) | `c` **b**"
 
@@ -72,7 +83,8 @@ def test_a_scripted_pass_whose_provider_failed_says_both_first() -> None:
     )
     head = render_markdown(report).splitlines()[:8]
     assert head[0].endswith("— **PASS**")
-    assert "Model endpoint: SCRIPTED" in head[2] and "not what a live model would do" in head[2]
+    assert head[2].startswith("**Why:** ")  # the verdict's one-line reason, right under it
+    assert "Model endpoint: SCRIPTED" in head[4] and "not what a live model would do" in head[4]
     outcome = next(line for line in head if "own outcome" in line)
     assert "pipeline **failed** at closer" in outcome
     assert "disagrees with the verdict" in outcome and "provider_failed_harness_passed" in outcome
@@ -81,9 +93,9 @@ def test_a_scripted_pass_whose_provider_failed_says_both_first() -> None:
 def test_replay_and_live_are_named_too() -> None:
     replay = _report(model=ModelInfo(endpoint_kind="replay", endpoint=ModelEndpointInfo(
         mode="replay", cassette_sha256="ab" * 32)))
-    assert "Model endpoint: REPLAY" in render_markdown(replay).splitlines()[2]
+    assert "Model endpoint: REPLAY" in render_markdown(replay).splitlines()[4]
     live = _report(model=ModelInfo(provider="p", model="m", endpoint_kind="live"))
-    assert "Model endpoint: **LIVE**" in render_markdown(live).splitlines()[2]
+    assert "Model endpoint: **LIVE**" in render_markdown(live).splitlines()[4]
     fake = _report(engine="fake")
     assert "Model endpoint" not in render_markdown(fake)
 
@@ -105,8 +117,13 @@ def test_provider_written_text_stays_inert() -> None:
     text = render_markdown(report)
     assert "\x1b" not in text and "\u202e" not in text
     # Outside fenced blocks, nothing can become HTML, a link, an image or a heading.
-    outside, fences = _split_fences(text)
-    assert "<script>" not in outside and "<img" not in outside and "](" not in outside
+    outside, fences = split_fences(text)
+    assert "<script>" not in outside and "<img" not in outside
+    # The only links are the harness's own, to the bundle's files by their plain names.
+    assert re.findall(r"\]\(", outside) and all(
+        re.fullmatch(r"\[([A-Za-z0-9._/-]+)\]\(\1\)", link)
+        for link in re.findall(r"\[[^\]]*\]\([^)]*\)", outside))
+    assert len(re.findall(r"\]\(", outside)) == len(re.findall(r"\[[^\]]*\]\([^)]*\)", outside))
     assert "# injected" not in outside
     assert "&lt;script&gt;alert\\(1\\)" in outside  # the title, shown escaped
     # Inside, each block is opened by a fence longer than any backtick run it holds.
@@ -114,24 +131,6 @@ def test_provider_written_text_stays_inert() -> None:
                                             default=0) for fence, inner in fences)
     assert any("<img src=x" in inner for _fence, inner in fences)  # shown, inert
     assert any("# injected heading" in inner for _fence, inner in fences)
-
-
-def _split_fences(text: str) -> tuple[str, list[tuple[str, str]]]:
-    outside, fences, lines = [], [], text.splitlines()
-    i = 0
-    while i < len(lines):
-        opened = re.fullmatch(r"(`{3,})\w*", lines[i])
-        if opened is None:
-            outside.append(lines[i])
-            i += 1
-            continue
-        fence, inner, i = opened.group(1), [], i + 1
-        while i < len(lines) and lines[i] != fence:
-            inner.append(lines[i])
-            i += 1
-        fences.append((fence, "\n".join(inner)))
-        i += 1
-    return "\n".join(outside), fences
 
 
 def test_inline_and_block_escaping() -> None:
@@ -163,3 +162,72 @@ def test_the_task_layout_never_writes_through_what_is_there(tmp_path: Path) -> N
             write_task_layout(target, task, "brief\n")
         assert caught.value.code == "task_contract_invalid"
     assert list(elsewhere.iterdir()) == []
+
+
+# --- report.md of real bundles: reason first, task, diff stats, failing tests, links ------------
+
+WRONG = {"fake/solution/slugkit/text.py": "def slugify(value):\n    return value.lower()\n"}
+
+
+def _bundles(case_factory: CaseFactory) -> dict[str, Path]:
+    root = case_factory("wrong-slugify", files=WRONG)
+    env = {**os.environ, "CTO_HARNESS_ALLOW_CASE": "1", "CTO_HARNESS_CASE_STAGE": "2"}
+    settings = Settings.from_env(env)
+    return {
+        "pass": execute_run("r1-string-slugify", harness_root=root, settings=settings).run_dir,
+        "fail": execute_run("wrong-slugify", harness_root=root, settings=settings).run_dir,
+        "blocked": execute_run("r1-string-slugify", "case", harness_root=root,
+                               settings=settings, environ=env).run_dir,
+    }
+
+
+def test_every_link_of_report_md_names_a_file_of_its_bundle(case_factory: CaseFactory) -> None:
+    for verdict, run_dir in _bundles(case_factory).items():
+        text = (run_dir / "report.md").read_text()
+        outside, _fences = split_fences(text)
+        targets = {target for _label, target in LINK.findall(outside)}
+        assert {"patch.diff", "test.log", "report.json", "artifacts.sha256",
+                "evidence.dsse.json"} <= targets, verdict
+        # Every file of the bundle is reachable from the page (the baseline's through its own).
+        assert_links_resolve(run_dir)
+        # Paths inside the run folder are shown relative to it.
+        assert str(run_dir) not in text, verdict
+        verify_bundle(run_dir)
+
+
+def test_report_md_leads_with_the_verdict_why_task_and_change(case_factory: CaseFactory) -> None:
+    bundles = _bundles(case_factory)
+    failing = (bundles["fail"] / "report.md").read_text()
+    lines = failing.splitlines()
+    assert lines[0] == "# cto-harness run wrong-slugify — **FAIL**"
+    assert lines[2].startswith("**Why:** the harness") and "test\\_" in lines[2]
+    sections = [line for line in lines if line.startswith("## ")]
+    assert sections[:3] == ["## Task", "## Changes", "## Verification (run by the harness)"]
+    assert "Implement it: lower-case the text" in failing  # the task as given
+    # The change in numbers, counted like git's own --numstat of the same patch.
+    numstat = subprocess.run(["git", "apply", "--numstat", str(bundles["fail"] / "patch.diff")],
+                             capture_output=True, text=True, check=True).stdout.split()
+    added, deleted = numstat[0], numstat[1]
+    assert f"1 file changed, +{added} -{deleted} lines" in failing
+    report = json.loads((bundles["fail"] / "report.json").read_text())
+    assert report["diff_stats"] == {"files": 1, "additions": int(added),
+                                    "deletions": int(deleted), "binary_files": 0}
+    # The failing tests by name, as the harness's driver reported them.
+    failed = [t["id"] for t in report["verification"]["tests"] if t["outcome"] != "passed"]
+    assert failed and all(markdown(t) in failing for t in failed)
+    assert "- failing tests (" in failing
+    blocked = (bundles["blocked"] / "report.md").read_text()
+    assert blocked.splitlines()[2].startswith("**Why:** provider\\_unavailable")
+    assert "None was given to the provider: the run stopped before launch" in blocked
+
+
+def test_diff_stats_count_only_hunk_lines_as_git_does() -> None:
+    patch = (
+        "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1,3 +1,3 @@\n"
+        " keep\n--- a removed line that reads like a header\n+++ an added one\n"
+        "\\ No newline at end of file\n"
+        "diff --git a/img.png b/img.png\nnew file mode 100644\nBinary files /dev/null and "
+        "b/img.png differ\n"
+    )
+    assert diff_stats(patch) == DiffStats(files=2, additions=1, deletions=1, binary_files=1)
+    assert diff_stats(b"") == DiffStats()

@@ -130,7 +130,7 @@ def test_executor_usage_errors(tmp_path: Path) -> None:
 def test_the_viewer_and_history_check_follows_the_suite(
     node_suite: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    from cto_harness.evidence.summary import check_bundle
+    from cto_harness.evidence.bundlecheck import check_bundle
 
     suite_dir, run_dir, _ = node_suite
     check = check_bundle(run_dir)

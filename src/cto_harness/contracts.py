@@ -176,6 +176,15 @@ class Blocker(StrictModel):
     message: str
 
 
+class DiffStats(StrictModel):
+    """patch.diff in numbers (`diff --stat`'s): files, added and removed lines."""
+
+    files: int = 0
+    additions: int = 0
+    deletions: int = 0
+    binary_files: int = Field(default=0, description="files whose change is binary (no lines)")
+
+
 class ChangedFile(StrictModel):
     path: str = Field(description="relative path, inert and injective (cto_harness.inert."
                       "path_text): control characters as tokens such as ␛, invisible ones as "
@@ -426,6 +435,8 @@ class Report(StrictModel):
     allowed_writes_passed: bool = False
     changed_files: list[ChangedFile] = Field(default_factory=list)
     bookkeeping_changes: list[ChangedFile] = Field(default_factory=list)
+    diff_stats: DiffStats = Field(default_factory=DiffStats,
+                                  description="patch.diff in numbers (files, + and - lines)")
     command: list[str] = Field(default_factory=list)
     provider: ProviderInfo
     model: ModelInfo = Field(default_factory=ModelInfo)

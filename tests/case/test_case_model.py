@@ -24,6 +24,7 @@ from case_helpers import (
     run_case,
     verify_bundle,
 )
+from markdown_helpers import assert_links_resolve
 from standin_helpers import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -138,6 +139,51 @@ def test_report_md_says_scripted_and_shows_the_pull_request(happy) -> None:  # t
     assert any("Model endpoint: SCRIPTED" in line for line in head)
     assert any("own outcome" in line and "**completed**" in line for line in head)
     assert "## Local pull requests" in text and "fix/slugify" in text.replace("\\", "")
+    # Every link (to the Case event log, the pull-request records, the baseline's own report)
+    # names a file of the bundle; the run folder's own path is never shown.
+    assert_links_resolve(happy.run_dir)
+    assert "[backend/pull-requests.jsonl](backend/pull-requests.jsonl)" in text
+    assert str(happy.run_dir) not in text
+
+
+def test_the_run_page_shows_the_endpoint_kind_and_the_pull_request_in_a_browser(
+        happy, case_home, tab, screenshots, tmp_path: Path,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from playwright.sync_api import expect
+
+    from cto_harness.viewer.site import build_site
+
+    monkeypatch.setenv("CTO_HARNESS_HOME", str(case_home))  # its key and its registry
+    site = build_site([happy.run_dir], tmp_path / "view" / "run.html")
+    assert site.verified
+    page = tab.page
+    page.goto(site.main.as_uri())
+    expect(page.locator("#verification")).to_have_attribute("data-verified", "true")
+    endpoint = page.locator("#endpoint-kind")
+    expect(endpoint).to_be_visible()
+    expect(endpoint).to_have_attribute("data-endpoint-kind", "scripted")
+    expect(endpoint).to_contain_text("SCRIPTED")
+    expect(endpoint).to_contain_text("not what a live model would do")
+    expect(endpoint).to_contain_text("happy")
+    pulls = page.locator("#pull-requests")
+    expect(pulls).to_be_visible()
+    (pr,) = happy.report["pull_requests"]
+    row = pulls.locator("tr.pull-request")
+    assert row.count() == 1
+    expect(row).to_contain_text(pr["title"])
+    expect(row).to_contain_text("fix/slugify")
+    expect(row).to_contain_text(pr["head_commit"][:12])
+    expect(row).to_contain_text("https://pr.invalid/r1-string-slugify/pull/1")
+    pulls.locator("summary").click()
+    expect(pulls.locator("pre")).to_contain_text("What was tested")
+    tab.page.screenshot(path=str(screenshots / "run-case-scripted.png"), full_page=True)
+    assert tab.problems == []
+    # A fake run states no endpoint and opened no pull request: neither section appears.
+    baseline = site.pages[0]
+    page.goto(baseline.as_uri())
+    expect(page.locator("#verdict")).to_be_visible()
+    assert page.locator("#endpoint-kind").count() == 0
+    assert page.locator("#pull-requests").count() == 0
 
 
 def test_strict_closer_case_fails_itself_and_the_report_says_so(scripted) -> None:  # type: ignore[no-untyped-def]
@@ -253,7 +299,7 @@ def test_record_then_replay_gives_the_same_patch_and_verdict_offline(
     assert again["provider_outcome"]["outcome"] == "completed"
     assert [p["title"] for p in again["pull_requests"]] == [p["title"]
                                                            for p in report["pull_requests"]]
-    head = (replayed.run_dir / "report.md").read_text().splitlines()[:4]
+    head = (replayed.run_dir / "report.md").read_text().splitlines()[:6]  # verdict, why, endpoint
     assert any("Model endpoint: REPLAY" in line for line in head)
 
 

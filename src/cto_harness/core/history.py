@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.errors import UsageError
-from cto_harness.evidence.summary import check_bundle, one_line_reason, verdict_of
+from cto_harness.evidence.bundlecheck import check_bundle
+from cto_harness.evidence.summary import one_line_reason, verdict_of
 from cto_harness.inert import read_json
 from cto_harness.settings import Settings
 

@@ -15,6 +15,7 @@ from cto_harness.contracts import (
     Blocker,
     CaseSpec,
     ChangedFile,
+    DiffStats,
     Freshness,
     IsolationInfo,
     ModelInfo,
@@ -31,6 +32,7 @@ from cto_harness.core.outcome import judge_outcome
 from cto_harness.engines.base import Admission, Outcome
 from cto_harness.errors import BlockerCode
 from cto_harness.evidence.challenge import ChallengeBinding
+from cto_harness.evidence.diffstat import diff_stats
 from cto_harness.sandbox.isolation import Sandbox
 from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.process import ProcessResult
@@ -179,6 +181,7 @@ def assemble_report(
         allowed_writes_passed=started_process and all(c.allowed for c in results.changes),
         changed_files=results.changes,
         bookkeeping_changes=results.diff.bookkeeping if results.diff else [],
+        diff_stats=diff_stats(results.diff.patch) if results.diff else DiffStats(),
         command=list(results.launch.argv) if results.launch else [],
         provider=provider,
         model=model,

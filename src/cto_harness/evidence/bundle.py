@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 from cto_harness.contracts import Report
 from cto_harness.evidence.markdown import endpoint_banner, outcome_lines, pull_request_lines
+from cto_harness.evidence.summary import failing_tests, one_line_reason, task_text
 from cto_harness.fsutil import (
     atomic_write_bytes,
     atomic_write_text,
@@ -43,6 +46,8 @@ REQUIRED_FILES = (
     "freshness.json",
 )
 MANIFEST = "artifacts.sha256"
+# Written in place of the task when the run stopped before the provider was given one.
+NOT_GIVEN = "task/NOT-GIVEN.txt"
 REDACTED = b"[REDACTED]"
 
 
@@ -159,37 +164,96 @@ def write_report_and_seal(root: Path, report: Report, *, secrets: Sequence[str] 
 
 
 
+# What report.md links to, with a word on each; files written after it (report.json and the
+# seal) are always there when the bundle is whole.
+_ARTIFACT_NOTES = {
+    "report.json": "every fact of this page, for tools",
+    "patch.diff": "what the provider changed, as a git diff",
+    "test.log": "the harness's own test run",
+    "events.normalized.jsonl": "the harness's and the provider's events",
+    "trace.jsonl": "phases and tool calls as spans (OpenTelemetry's shape)",
+    "backend/stdout.log": "the provider's standard output",
+    "backend/stderr.log": "the provider's standard error",
+    "artifacts.sha256": "the digest of every file (`sha256sum -c artifacts.sha256`)",
+    "freshness.json": "run id, nonce, times and the digests that prove this run is this one",
+    "evidence.dsse.json": "the signature over the manifest and the freshness record",
+}
+_SEALED_AFTER = ("report.json", "artifacts.sha256", "freshness.json", "evidence.dsse.json")
+_LINKABLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+_MAX_LINKS = 60
+
+
+def _link(rel: str) -> str:
+    """A relative link to a bundle file; a name that is not plainly safe is shown, not linked."""
+    return f"[{rel}]({rel})" if _LINKABLE.match(rel) and ".." not in rel else markdown(rel)
+
+
+def _relative(text: str, run_dir: str) -> str:
+    """Paths inside the run folder shown relative to it (the folder itself as `.`)."""
+    if not run_dir or run_dir == "/":
+        return text
+    return text.replace(run_dir + "/", "").replace(run_dir, ".")
+
+
+def _bundle_listing(root: Path) -> list[str]:
+    """The bundle's files as they are when report.md is written, and those written after it."""
+    try:
+        present = bundle_files(root) if root.is_dir() else []
+    except OSError:
+        present = []
+    return sorted({*present, *_SEALED_AFTER} if present else set())
+
+
+def _artifact_order(rel: str) -> tuple[int, str]:
+    notes = list(_ARTIFACT_NOTES)
+    return (notes.index(rel) if rel in notes else len(notes), rel)
+
+
+def _artifact_lines(files: list[str]) -> list[str]:
+    if not files:
+        return ["- the bundle's files could not be listed when this page was written"]
+    listed = [f for f in files if not f.startswith("baseline/")]
+    lines = [f"- {_link(rel)}" + (f": {_ARTIFACT_NOTES[rel]}" if rel in _ARTIFACT_NOTES else "")
+             for rel in sorted(listed, key=_artifact_order)[:_MAX_LINKS]]
+    if len(listed) > _MAX_LINKS:
+        lines.append(f"- … and {len(listed) - _MAX_LINKS} more (artifacts.sha256 lists them all)")
+    if "baseline/report.md" in files:
+        lines.append(f"- {_link('baseline/report.md')}: the same-run fake baseline's own report")
+    return lines
+
+
 def render_markdown(report: Report) -> str:
-    """report.md: the same facts as report.json, for a person. Every value that is not the
-    harness's own literal text goes through `inert.markdown` (or a fence it cannot close): a
-    file name, a claim or a message can never become a heading, a comment or a table cell."""
+    """report.md: the verdict and why first, then the task, the change in numbers, the failing
+    tests, and links to every other artifact (relative, so the bundle can move), with paths
+    inside the run folder shown relative to it. Every value that is not the harness's own
+    literal text goes through `inert.markdown` (or a fence it cannot close): a file name, a
+    claim or a message can never become a heading, a comment, a link or a table cell."""
     m = markdown
+    root = Path(report.run_dir)
+    rel = partial(_relative, run_dir=report.run_dir)
+    data = report.model_dump(mode="json")
+    files = _bundle_listing(root)
     lines = [
         f"# cto-harness run {m(report.case_id)} — **{m(report.verdict.upper())}**",
         "",
+        f"**Why:** {m(rel(one_line_reason(data)))}",
+        "",
         *endpoint_banner(report),
         *outcome_lines(report),
-        f"- run id: {m(report.run_id)} (nonce {m(report.nonce)})",
-        f"- engine: {m(report.engine)}, stage {m(report.stage)}",
-        f"- provider: {m(report.provider.name)} {m(report.provider.sha256 or 'n/a')} "
-        f"({m(report.provider.provenance_level or 'no provenance')}), admission: "
-        f"{m(report.source_admission_status)}",
-        f"- started {m(report.timing.started_at)}, took {report.timing.duration_ms} ms",
-        f"- isolation: {m(report.isolation.tier)}"
-        + (f" ({m(report.isolation.reason)})" if report.isolation.reason else ""),
-        "",
     ]
-    if report.blockers:
-        lines += ["## Blockers", ""]
-        lines += [f"- {m(b.code)}: {m(b.message)}" for b in report.blockers]
-        lines.append("")
-    lines += ["## Pass conditions", ""]
-    if report.pass_conditions:
-        lines += [f"- [{'x' if ok else ' '}] {m(name)}"
-                  for name, ok in report.pass_conditions.items()]
+    task, task_files = task_text(root)
+    lines += ["## Task", ""]
+    if task_files in ([], [NOT_GIVEN]):
+        lines.append("None was given to the provider: the run stopped before launch"
+                     + (f" ({_link(NOT_GIVEN)})." if task_files else "."))
     else:
-        lines.append("- not evaluated (the run did not reach a verdict on its merits)")
-    lines += ["", "## Changed files", ""]
+        lines += [code_fence(task), "",
+                  "Given to the provider: " + ", ".join(_link(f) for f in task_files) + "."]
+    d = report.diff_stats
+    binary = f", {d.binary_files} binary" if d.binary_files else ""
+    lines += ["", "## Changes", "",
+              f"{d.files} file{'s' if d.files != 1 else ''} changed, +{d.additions} "
+              f"-{d.deletions} lines{binary} ({_link('patch.diff')}).", ""]
     if report.changed_files:
         lines += ["| path | change | kind | allowed | notes |", "|---|---|---|---|---|"]
         lines += [
@@ -198,30 +262,61 @@ def render_markdown(report: Report) -> str:
             for c in report.changed_files
         ]
     else:
-        lines.append("none")
+        lines.append("No source file changed.")
     if report.bookkeeping_changes:
         folders = sorted({c.path.split("/", 1)[0] for c in report.bookkeeping_changes})
         lines += ["", f"Provider bookkeeping ({', '.join(markdown(f + '/') for f in folders)}): "
                   f"{len(report.bookkeeping_changes)} files."]
     v = report.verification
+    failing = failing_tests(data)
     lines += [
         "",
         "## Verification (run by the harness)",
         "",
-        f"- status: **{m(v.status)}**" + (f" — {m(v.reason)}" if v.reason else ""),
-        f"- command: {m(' '.join(v.command))}" if v.command else "- command: not run",
+        f"- status: **{m(v.status)}**" + (f" — {m(rel(v.reason))}" if v.reason else ""),
         f"- tests: {v.tests_ran} ran, {v.tests_passed} passed, {v.tests_failed} failed, "
         f"{v.tests_skipped} skipped, of {v.tests_expected} the pristine files define "
-        f"(results from {m(v.result_channel or 'no channel')})",
+        f"(results from {m(v.result_channel or 'no channel')}; log: {_link('test.log')})",
+    ]
+    if failing:
+        lines.append(f"- failing tests ({len(failing)}):")
+        lines += [f"  - {m(t)}" for t in failing[:50]]
+        if len(failing) > 50:
+            lines.append(f"  - … and {len(failing) - 50} more (report.json)")
+    lines += [
         f"- failed conditions: {m(', '.join(v.failures)) or 'none'}",
+        f"- command: {m(' '.join(v.command))}" if v.command else "- command: not run",
         f"- verification files laid back: {len(v.restored_files)}",
     ]
     if v.log_counts is not None:
         lines.append(f"- test.log says (cross-check only, never the verdict): "
                      f"{v.log_counts.get('ran', 0)} ran, {v.log_counts.get('failed', 0)} failed")
+    if report.blockers:
+        lines += ["", "## Blockers", ""]
+        lines += [f"- {m(b.code)}: {m(rel(b.message))}" for b in report.blockers]
+    lines += ["", "## Pass conditions", ""]
+    if report.pass_conditions:
+        lines += [f"- [{'x' if ok else ' '}] {m(name)}"
+                  for name, ok in report.pass_conditions.items()]
+    else:
+        lines.append("- not evaluated (the run did not reach a verdict on its merits)")
+    lines += [
+        "",
+        "## Run",
+        "",
+        f"- run id: {m(report.run_id)} (nonce {m(report.nonce)})",
+        f"- engine: {m(report.engine)}, stage {m(report.stage)}",
+        f"- provider: {m(report.provider.name)} {m(report.provider.sha256 or 'n/a')} "
+        f"({m(report.provider.provenance_level or 'no provenance')}), admission: "
+        f"{m(report.source_admission_status)}",
+        f"- started {m(report.timing.started_at)}, took {report.timing.duration_ms} ms",
+        f"- isolation: {m(report.isolation.tier)}"
+        + (f" ({m(rel(report.isolation.reason))})" if report.isolation.reason else ""),
+    ]
     if report.forbidden_actions_attempted:
         lines += ["", "## Forbidden actions attempted", ""]
-        lines += [f"- {m(f.action)}: {m(f.detail)}" for f in report.forbidden_actions_attempted]
+        lines += [f"- {m(f.action)}: {m(rel(f.detail))}"
+                  for f in report.forbidden_actions_attempted]
     if report.process.leftover_processes:
         lines += ["", "## Processes left running by the provider (killed)", ""]
         lines += [f"- pid {m(p.get('pid'))}: {m(str(p.get('cmdline', ''))[:120])}"
@@ -232,7 +327,7 @@ def render_markdown(report: Report) -> str:
         lines += [f"- {m(p[:300])}" for p in report.bundle_entries_removed[:50]]
     if report.provider_claims:
         lines += ["", "## Provider claims (recorded, not trusted)", "",
-                  code_fence(json.dumps(report.provider_claims, indent=2)[:4000])]
+                  code_fence(rel(json.dumps(report.provider_claims, indent=2)[:4000]))]
     if report.baseline is not None:
         b = report.baseline
         lines += ["", "## Same-run fake baseline", "",
@@ -240,8 +335,15 @@ def render_markdown(report: Report) -> str:
                   f"outcome equal: {b.outcome_equal}",
                   f"- baseline changed: {m(', '.join(b.changed_files)) or 'none'}",
                   f"- provider changed: {m(', '.join(b.case_changed_files)) or 'none'}"]
-    lines += ["", "## Command", "", m(" ".join(report.command)) or "not launched", "",
-              "Every artifact's SHA-256 is in artifacts.sha256 "
-              "(`sha256sum -c artifacts.sha256`);",
-              "`cto-harness verify <run-dir>` checks digests, run id, nonce and freshness.", ""]
+    command = " ".join(rel(arg) for arg in report.command)
+    lines += ["", "## Command", "",
+              f"`{m(command)}`" if command else "not launched", ""]
+    if any(arg.startswith(report.run_dir + "/private/") for arg in report.command):
+        lines += ["`private/` held the provider's hashed copy and its private homes; it is "
+                  "removed when the run ends (the copy's SHA-256 is the provider's above). "
+                  "`workspace/` is the copy the provider worked in, kept beside the bundle.", ""]
+    lines += ["## Artifacts", "", "Paths are relative to this run's folder.", "",
+              *_artifact_lines(files), "",
+              "`cto-harness verify .` (in this folder) checks digests, run id, nonce, freshness "
+              "and the signature.", ""]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The one-line reason for a verdict, and the provider's own outcome, read from a report.
+"""The one-line reason for a verdict, the failing tests, the task and the provider's own outcome,
+read from a report (and the task from the bundle's task/).
 
 Works on the report as a plain dict (report.json parsed), so that it reads bundles of newer or
 older schema versions and bundles that failed verification (whose report cannot be trusted to
@@ -11,9 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cto_harness.inert import inert
+from cto_harness.inert import inert, read_json, read_text
 
 VERDICTS = ("pass", "fail", "blocked", "error")
+# Test outcomes that are not a pass (the harness's driver's names, and expected tests it never
+# reported).
+FAILING_OUTCOMES = frozenset({"failed", "error", "unexpected_success", "no_outcome",
+                              "not_reported"})
+TASK_LIMIT = 256 << 10
 
 # What each failed pass condition means, for a person.
 _CONDITION_TEXT = {
@@ -61,6 +67,18 @@ def explain_condition(name: str, report: dict[str, Any]) -> str:
     )
 
 
+def failing_tests(report: dict[str, Any]) -> list[str]:
+    """The ids of the tests that did not pass, as the harness's own driver reported them."""
+    tests = _dict(report.get("verification")).get("tests")
+    return [str(t.get("id")) for t in _list(tests)
+            if isinstance(t, dict) and t.get("outcome") in FAILING_OUTCOMES]
+
+
+def short_test_name(test_id: str) -> str:
+    """`tests.test_text.SlugifyTest.test_digits` -> `test_digits` (pytest's `::` too)."""
+    return test_id.rsplit("::", 1)[-1].rsplit(".", 1)[-1]
+
+
 def one_line_reason(report: dict[str, Any]) -> str:
     """Why the harness reached its verdict, in one line."""
     verdict = verdict_of(report)
@@ -74,6 +92,9 @@ def one_line_reason(report: dict[str, Any]) -> str:
         if not failed:
             return "a pass condition did not hold"
         extra = f" (+{len(failed) - 1} more conditions)" if len(failed) > 1 else ""
+        names = [short_test_name(t) for t in failing_tests(report)]
+        if failed[0] == "harness_verification_passed" and names:
+            extra = f" ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})" + extra
         return explain_condition(failed[0], report) + extra
     if verdict == "pass":
         verification = _dict(report.get("verification"))
@@ -83,6 +104,31 @@ def one_line_reason(report: dict[str, Any]) -> str:
     if verdict == "error":
         return "the harness itself failed (no blocker recorded)"
     return "the report names no verdict the harness knows"
+
+
+def task_text(root: Path) -> tuple[str, list[str]]:
+    """The task as the provider was given it, read from the bundle's `task/` (Case's brief `.md`;
+    the `instructions` of a task JSON; else the first file), inert; and the task files' paths
+    in the bundle. Nothing is followed out of the bundle."""
+    folder = root / "task"
+    if folder.is_symlink() or not folder.is_dir():
+        return "", []
+    files = sorted(p.relative_to(root).as_posix() for p in folder.rglob("*")
+                   if p.is_file() and not p.is_symlink())
+    shown = [inert(f) for f in files]
+    for rel in files:
+        if rel.endswith(".md"):
+            return read_text(root / rel, limit=TASK_LIMIT)[0], shown
+    for rel in files:
+        if rel.endswith(".json"):
+            data = read_json(root / rel, multiline=True)
+            if isinstance(data, dict):
+                text = data.get("instructions") or data.get("description") or data.get("task")
+                if isinstance(text, str):
+                    return text.strip(), shown
+    for rel in files:
+        return read_text(root / rel, limit=TASK_LIMIT)[0], shown
+    return "", []
 
 
 @dataclass(frozen=True)
@@ -128,42 +174,3 @@ def provider_outcome(report: dict[str, Any]) -> ProviderOutcomeView | None:
         failed_agent=None if failed is None else str(failed),
         phases=rows, source=source, disagreement=disagreement,
     )
-
-
-@dataclass(frozen=True)
-class BundleCheck:
-    ok: bool
-    summary: str  # one line: what held, or the first failure (inert)
-    checked: list[str] = field(default_factory=list)
-
-
-def check_bundle(root: Path, public_key: Path | None = None) -> BundleCheck:
-    """`verify_bundle` (digests, freshness, signature, baseline) that never raises: a bundle so
-    malformed that checking it crashes is a failed check like any other."""
-    from cto_harness.errors import BundleInvalid, SignatureInvalid
-    from cto_harness.evidence.suite_signers import SignerUnknown, key_for_run
-    from cto_harness.evidence.verify import verify_bundle
-
-    try:
-        # A run of a suite that ran on other nodes: the node key its suite vouches for.
-        key = key_for_run(root, public_key)
-        report = verify_bundle(root, key)
-    except (SignerUnknown, SignatureInvalid) as exc:
-        return BundleCheck(False, inert(f"signed by a key this suite does not vouch for: {exc}"))
-    except BundleInvalid as exc:
-        return BundleCheck(False, inert(str(exc)))
-    except (OSError, ValueError, RecursionError) as exc:
-        return BundleCheck(False, inert(f"the bundle could not be checked: "
-                                        f"{type(exc).__name__}: {exc}"))
-    checked = [
-        f"{len(report.artifacts) + 1} artifacts re-hashed against artifacts.sha256",
-        "report.json, freshness.json, events and trace agree on run id and nonce",
-        "no artifact predates the run",
-        "signature (evidence.dsse.json) checked with "
-        + ("a node key that the suite's signers.dsse.json vouches for"
-           if key is not None and key != public_key and key.name != "evidence-ed25519.pub"
-           else "the given public key" if public_key else "this machine's harness key"),
-    ]
-    if (root / "baseline").is_dir():
-        checked.append("the same-run baseline bundle verified the same way")
-    return BundleCheck(True, "digests, freshness and signature hold", checked)

@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cto_harness.contracts import DiffStats
 from cto_harness.evidence.bundle import bundle_files
+from cto_harness.evidence.bundlecheck import BundleCheck, check_bundle
+from cto_harness.evidence.diffstat import diff_stats
 from cto_harness.evidence.summary import (
-    BundleCheck,
     ProviderOutcomeView,
-    check_bundle,
     explain_condition,
     failed_conditions,
     one_line_reason,
     provider_outcome,
+    task_text,
     verdict_of,
 )
 from cto_harness.inert import inert, read_json, read_text
@@ -28,7 +30,6 @@ from cto_harness.viewer import testresults, timeline
 
 DIFF_LIMIT = 2 << 20
 LOG_LIMIT = 256 << 10
-TASK_LIMIT = 256 << 10
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -39,13 +40,6 @@ class Artifact:
     size: int | None
     linkable: bool  # a regular file under the bundle, reached without a symlink
     listed: bool
-
-
-@dataclass(frozen=True)
-class DiffStats:
-    files: int
-    added: int
-    removed: int
 
 
 @dataclass(frozen=True)
@@ -75,6 +69,8 @@ class RunView:
     artifacts: list[Artifact]
     admission: dict[str, Any]
     has_baseline: bool
+    # Local pull requests the run opened (their bodies keep their lines).
+    pull_requests: list[dict[str, Any]]
 
     def section(self, key: str) -> dict[str, Any]:
         value = self.report.get(key)
@@ -134,40 +130,6 @@ def _artifacts(root: Path) -> list[Artifact]:
     return rows
 
 
-def _task(root: Path) -> tuple[str, list[str]]:
-    folder = root / "task"
-    if folder.is_symlink() or not folder.is_dir():
-        return "", []
-    files = sorted(p.relative_to(root).as_posix() for p in folder.rglob("*")
-                   if p.is_file() and not p.is_symlink())
-    # Case's brief (.md) is the task as given; the fake's task.json holds the instructions.
-    for rel in files:
-        if rel.endswith(".md"):
-            return read_text(root / rel, limit=TASK_LIMIT)[0], [inert(f) for f in files]
-    for rel in files:
-        if rel.endswith(".json"):
-            data = read_json(root / rel, multiline=True)
-            if isinstance(data, dict):
-                text = data.get("instructions") or data.get("description") or data.get("task")
-                if isinstance(text, str):
-                    return text.strip(), [inert(f) for f in files]
-    for rel in files:
-        return read_text(root / rel, limit=TASK_LIMIT)[0], [inert(f) for f in files]
-    return "", []
-
-
-def diff_stats(diff: str) -> DiffStats:
-    files = added = removed = 0
-    for line in diff.splitlines():
-        if line.startswith("diff --git "):
-            files += 1
-        elif line.startswith("+") and not line.startswith("+++"):
-            added += 1
-        elif line.startswith("-") and not line.startswith("---"):
-            removed += 1
-    return DiffStats(files, added, removed)
-
-
 def _admission(report: dict[str, Any]) -> dict[str, Any]:
     """The provider's admission as the report states it, and this machine's registry record."""
     raw = report.get("provider")
@@ -201,19 +163,17 @@ def load_run(root: Path, public_key: Path | None = None) -> RunView:
     verdict = verdict_of(report)
     diff, diff_cut = read_text(root / "patch.diff", limit=DIFF_LIMIT)
     log, log_cut = read_text(root / "test.log", limit=LOG_LIMIT)
-    task_text, task_files = _task(root)
+    task, task_files = task_text(root)
     # Per-test details (tracebacks) keep their lines; everything else is one-line inert.
     with_lines = read_json(root / "report.json", multiline=True)
     verification_section = with_lines.get("verification") if isinstance(with_lines, dict) \
         else None
+    pulls = with_lines.get("pull_requests") if isinstance(with_lines, dict) else None
     conditions = report.get("pass_conditions")
     blockers = report.get("blockers")
     tests = testresults.collect(
         verification_section if isinstance(verification_section, dict) else {}, log)
     reason = one_line_reason(report) if report else "report.json is missing or unreadable"
-    if failed_conditions(report)[:1] == ["harness_verification_passed"] and tests.failed:
-        names = [t.name.rsplit(".", 1)[-1].rsplit("::", 1)[-1] for t in tests.failed]
-        reason += f" ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
     return RunView(
         root=root,
         verification=verification,
@@ -230,7 +190,7 @@ def load_run(root: Path, public_key: Path | None = None) -> RunView:
         blockers=[(str(b.get("code")), str(b.get("message"))) for b in blockers
                   if isinstance(b, dict)] if isinstance(blockers, list) else [],
         outcome=provider_outcome(report),
-        task_text=task_text,
+        task_text=task,
         task_files=task_files,
         diff=diff,
         diff_cut=diff_cut,
@@ -242,4 +202,5 @@ def load_run(root: Path, public_key: Path | None = None) -> RunView:
         artifacts=_artifacts(root),
         admission=_admission(report),
         has_baseline=(root / "baseline").is_dir() and not (root / "baseline").is_symlink(),
+        pull_requests=[p for p in pulls if isinstance(p, dict)] if isinstance(pulls, list) else [],
     )
