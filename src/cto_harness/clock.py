@@ -17,3 +17,15 @@ def iso(moment: datetime, timespec: str = "microseconds") -> str:
 def now_iso(timespec: str = "milliseconds") -> str:
     """The current time as `iso` writes it (milliseconds: records and reports)."""
     return iso(utc_now(), timespec)
+
+
+def parse_iso(value: object) -> datetime | None:
+    """An ISO 8601 time as the harness writes it (`Z` or an offset) as an aware datetime; None
+    for anything else (not a string, malformed, or without a zone: never guessed)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None

@@ -12,9 +12,10 @@ from the run's environment at launch, and `secret_values` finds them for redacti
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -58,6 +59,22 @@ def default_home(environ: Mapping[str, str]) -> Path:
     home = Path(environ.get("HOME", "~"))
     state = environ.get("XDG_STATE_HOME") or str(home / ".local" / "state")
     return Path(state).expanduser() / "cto-harness"
+
+
+@contextlib.contextmanager
+def environment_set(values: Mapping[str, str]) -> Iterator[None]:
+    """This process's environment with `values` set, for the processes it starts meanwhile;
+    every variable restored (or removed) afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def secret_values(environ: Mapping[str, str]) -> list[str]:

@@ -17,26 +17,23 @@ if TYPE_CHECKING:
 def add_parser(subparsers: Subparsers) -> None:
     config = add_command(subparsers, "config", "show the settings; add target repositories")
     commands = add_subcommands(config, "config_command")
-    show = commands.add_parser(
-        "show", help="every setting, its effective value and where it came from (JSON)",
-        description="Print the effective settings as JSON: where state and bundles go, the "
-                    "hidden target repositories, the isolation tier a run would use, each "
-                    "engine's own settings, and where every value came from (flag, "
-                    "environment variable, config file or default). Give the flags a run would "
-                    "get to see what it would use; `settings` lists every setting with its "
-                    "variable and flag.")
+    show = add_command(
+        commands, "show", "every setting, its effective value and where it came from (JSON)",
+        "Print the effective settings as JSON: where state and bundles go, the hidden target "
+        "repositories, the isolation tier a run would use, each engine's own settings, and "
+        "where every value came from (flag, environment variable, config file or default). "
+        "Give the flags a run would get to see what it would use; `settings` lists every "
+        "setting with its variable and flag.", handler=_show)
     add_engine(show, several=True)
     show.add_argument("--table", action="store_true",
                       help="a table for people (setting, value, source) instead of JSON")
     add_setting_flags(show)
-    show.set_defaults(handler=_show)
-    add = commands.add_parser("add-target", help="hide a path from every provider",
-                              description="Append a path to config.toml's target_repositories: "
-                                          "hidden from every provider, watched, and scanned for "
-                                          "in task contracts.")
+    add = add_command(commands, "add-target", "hide a path from every provider",
+                      "Append a path to config.toml's target_repositories: hidden from every "
+                      "provider, watched, and scanned for in task contracts.",
+                      handler=_add_target)
     add.add_argument("path", metavar="PATH", type=Path, help="an absolute path (or one relative "
                      "to the current directory), never /")
-    add.set_defaults(handler=_add_target)
 
 
 def _add_target(args: argparse.Namespace) -> int:

@@ -13,10 +13,10 @@ def add_parser(subparsers: Subparsers) -> None:
                          "isolation: exit 0 only if all hold",
                          "Run the route validator, the adapter validator and the fake lane on "
                          "every case; report the admission registry and the isolation tiers. A "
-                         "real provider that is not configured is reported, not a failure.")
+                         "real provider that is not configured is reported, not a failure.",
+                         handler=_health)
     add_json(health)
     add_harness_root(health)
-    health.set_defaults(handler=_health)
 
 
 def _health(args: argparse.Namespace) -> int:

@@ -58,8 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = build_parser().parse_args(argv)
-        handler = getattr(args, "handler", None) or args.func  # `func`: the viewer's commands
-        return int(handler(args))
+        return int(args.handler(args))
     except (HarnessError, KeyboardInterrupt) as exc:
         print(one_line(exc), file=sys.stderr)
         return exit_code_for(exc)

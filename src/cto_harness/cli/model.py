@@ -32,10 +32,9 @@ _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 def add_parser(subparsers: Subparsers) -> None:
     model = add_command(subparsers, "model", "the deterministic model endpoint (serve)")
     model_sub = add_subcommands(model, "model_command")
-    serve = model_sub.add_parser(
-        "serve", help="serve the Anthropic Messages and OpenAI Chat Completions APIs on "
-                      "127.0.0.1 (scripted, replay or record)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve = add_command(model_sub, "serve", "serve the Anthropic Messages and OpenAI Chat "
+                        "Completions APIs on 127.0.0.1 (scripted, replay or record)", __doc__,
+                        handler=cmd_serve, raw=True)
     serve.add_argument("--mode", required=True, choices=("scripted", "replay", "record"),
                        help="scripted: play a script set; replay: serve a cassette; record: "
                             "forward to --upstream and write a cassette")
@@ -59,7 +58,6 @@ def add_parser(subparsers: Subparsers) -> None:
     serve.add_argument("--volatile", action="append", default=[], metavar="NAME=VALUE",
                        help="replace VALUE by <<NAME>> before digesting and recording "
                             "(a run's own paths and ids); repeatable")
-    serve.set_defaults(handler=cmd_serve)
 
 
 def _volatile(items: list[str]) -> dict[str, str]:

@@ -93,10 +93,11 @@ def challenge_value(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_challenge(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--challenge", metavar="VALUE", type=challenge_value,
-                        help="a value of the verifier's choosing, bound into the nonce, the "
-                             "report and the signature; `verify --challenge VALUE` demands it")
+def add_challenge(parser: argparse.ArgumentParser,
+                  what: str = "a value of the verifier's choosing, bound into the nonce, the "
+                              "report and the signature; `verify --challenge VALUE` demands it"
+                  ) -> None:
+    parser.add_argument("--challenge", metavar="VALUE", type=challenge_value, help=what)
 
 
 def harness_root(args: argparse.Namespace) -> Path:

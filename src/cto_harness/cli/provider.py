@@ -10,14 +10,21 @@ imported by the handlers, only when a command runs.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cto_harness.cli.parser import Subparsers, add_command, add_json, add_subcommands
+from cto_harness.cli.parser import (
+    Handler,
+    Subparsers,
+    add_command,
+    add_json,
+    add_subcommands,
+    print_json,
+    text_table,
+)
 from cto_harness.errors import EXIT_FAIL, EXIT_PASS, UsageError
 
 if TYPE_CHECKING:
@@ -51,16 +58,12 @@ def _provider_name(value: str) -> str:
     return value
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
-
-
 def _print_admitted(
     args: argparse.Namespace, report: Any, level: str, *, report_name: str | None = None
 ) -> None:
     """What `build` and `admit` print: the report as JSON, or where the admitted binary is."""
     if args.json:
-        _print_json(report.model_dump(mode="json"))
+        print_json(report.model_dump(mode="json"))
         return
     print(f"admitted ({level}): {report.artifact.sha256}")
     print(f"  binary: {report.artifact.store_path}")
@@ -116,7 +119,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     verify = route(policy.distribution.verify_route)
     result = verify(record, policy, settings, source=args.source, progress=sys.stderr)
     if args.json:
-        _print_json({
+        print_json({
             "matches": result.matches,
             "recorded_sha256": result.sha256,
             "store_sha256": result.store_sha256,
@@ -137,15 +140,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _table(records: Sequence[AdmissionRecord]) -> str:
     header = ("SHA-256", "STATUS", "PROVENANCE", "PIN", "ADMITTED", "STORE PATH")
-    rows = [
-        (r.sha256[:16], r.status, r.provenance_level, r.pin[:12], r.admitted_at, r.store_path)
-        for r in records
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    )
+    return text_table([header, *((r.sha256[:16], r.status, r.provenance_level, r.pin[:12],
+                                  r.admitted_at, r.store_path) for r in records)])
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -155,7 +151,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     records = list_admissions(settings, args.provider)
     if args.json:
-        _print_json({
+        print_json({
             "registry": str(registry_path(settings, args.provider)),
             "admissions": [r.model_dump(mode="json") for r in records],
         })
@@ -173,7 +169,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     record = _find(Settings.from_env(), args.provider, args.sha256)
     if args.json:
-        _print_json(record.model_dump(mode="json"))
+        print_json(record.model_dump(mode="json"))
     else:
         for key, value in record.model_dump(mode="json").items():
             print(f"{key:26} {value}")
@@ -189,22 +185,26 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     commands = add_subcommands(provider, "provider_command")
 
-    def provider_options(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
+    def leaf(name: str, summary: str, description: str | None, handler: Handler,
+             json_help: str, *, policy: bool = True) -> argparse.ArgumentParser:
+        """A sub-command with the options every one of them takes."""
+        parser = add_command(commands, name, summary, description, handler=handler)
         parser.add_argument("--provider", default="case", metavar="NAME", type=_provider_name,
                             help="the provider: its policy is harness/providers/NAME/policy.toml "
                                  "(default: case)")
         if policy:
             parser.add_argument("--policy", type=Path, metavar="FILE",
                                 help="a provider policy TOML instead of the provider's own")
+        add_json(parser, json_help)
+        return parser
 
-    build = commands.add_parser("build", help="build (or fetch) at the pin and admit",
-                                description="Source kind: clone the source at the pin, prove its "
-                                "identity, build it, probe the binary, store it by SHA-256 and "
-                                "admit it with provenance `built`. npm kind: fetch the pinned "
-                                "version from the configured registry, check its integrity, "
-                                "install it without scripts, probe it, store the tree by its "
-                                "digest and admit it with provenance `fetched`. "
-                                "Exit 0 admitted, 2 blocked.")
+    build = leaf("build", "build (or fetch) at the pin and admit",
+                 "Source kind: clone the source at the pin, prove its identity, build it, probe "
+                 "the binary, store it by SHA-256 and admit it with provenance `built`. npm "
+                 "kind: fetch the pinned version from the configured registry, check its "
+                 "integrity, install it without scripts, probe it, store the tree by its digest "
+                 "and admit it with provenance `fetched`. Exit 0 admitted, 2 blocked.",
+                 _cmd_build, "print the build report on stdout")
     build.add_argument("--source", metavar="URL_OR_DIR",
                        help="source kind (required): git URL or local checkout (never modified: "
                        "the build runs in a clone); npm kind (optional): a local tarball, "
@@ -214,42 +214,28 @@ def add_parser(subparsers: Subparsers) -> None:
     build.add_argument("--source-url", metavar="URL",
                        help="the repository this source is (default: the URL, or the checkout's "
                        "origin); must be the policy's")
-    provider_options(build)
-    add_json(build, "print the build report on stdout")
-    build.set_defaults(handler=_cmd_build)
 
-    admit = commands.add_parser("admit", help="admit a prebuilt binary (asserted provenance)",
-                                description="Probe a prebuilt binary, store it by SHA-256 and "
-                                "admit it with provenance `asserted` (its claimed source is "
-                                "recorded, not built). Exit 0 admitted, 2 blocked.")
+    admit = leaf("admit", "admit a prebuilt binary (asserted provenance)",
+                 "Probe a prebuilt binary, store it by SHA-256 and admit it with provenance "
+                 "`asserted` (its claimed source is recorded, not built). Exit 0 admitted, 2 "
+                 "blocked.", _cmd_admit, "print the admission report on stdout")
     admit.add_argument("--binary", required=True, type=Path, metavar="PATH",
                        help="the prebuilt binary")
     admit.add_argument("--source-url", required=True, metavar="URL",
                        help="the repository it claims to come from; must be the policy's")
     admit.add_argument("--commit", required=True, metavar="SHA",
                        help="the 40-hex commit it claims to be built from")
-    provider_options(admit)
-    add_json(admit, "print the admission report on stdout")
-    admit.set_defaults(handler=_cmd_admit)
 
-    verify = commands.add_parser("verify", help="rebuild an admitted binary and compare digests",
-                                 description="Rebuild the recorded source and pin at the same "
-                                 "path and compare the recorded, stored and rebuilt digests. "
-                                 "Exit 0 equal, 1 different, 2 blocked.")
+    verify = leaf("verify", "rebuild an admitted binary and compare digests",
+                  "Rebuild the recorded source and pin at the same path and compare the "
+                  "recorded, stored and rebuilt digests. Exit 0 equal, 1 different, 2 blocked.",
+                  _cmd_verify, "print the three digests on stdout")
     verify.add_argument("sha256", help="the admitted binary's SHA-256 (or a unique prefix)")
     verify.add_argument("--source", metavar="URL_OR_DIR",
                         help="where to fetch the recorded pin (default: as recorded)")
-    provider_options(verify)
-    add_json(verify, "print the three digests on stdout")
-    verify.set_defaults(handler=_cmd_verify)
 
-    show = commands.add_parser("show", help="show one admission, or all")
+    show = leaf("show", "show one admission, or all", None, _cmd_show,
+                "print the record(s) on stdout", policy=False)
     show.add_argument("sha256", nargs="?", help="SHA-256 or unique prefix (default: all)")
-    provider_options(show, policy=False)
-    add_json(show, "print the record(s) on stdout")
-    show.set_defaults(handler=_cmd_show)
-
-    listing = commands.add_parser("list", help="list the admission registry")
-    provider_options(listing, policy=False)
-    add_json(listing, "print the registry on stdout")
-    listing.set_defaults(handler=_cmd_list)
+    leaf("list", "list the admission registry", None, _cmd_list, "print the registry on stdout",
+         policy=False)

@@ -10,14 +10,14 @@ from cto_harness.cli.parser import Subparsers, add_command
 
 
 def add_parser(subparsers: Subparsers) -> None:
-    schemas = add_command(subparsers, "schemas", "write (or --check) the JSON Schemas")
+    schemas = add_command(subparsers, "schemas", "write (or --check) the JSON Schemas",
+                          handler=_schemas)
     schemas.add_argument("--dir", type=Path, default=Path("schemas"), metavar="DIR",
                          help="the folder of the *.schema.json files (default: ./schemas)")
     mode = schemas.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write the schemas (the default)")
     mode.add_argument("--check", action="store_true",
                       help="write nothing; exit 1 if a schema is missing or stale")
-    schemas.set_defaults(handler=_schemas)
 
 
 def _schemas(args: argparse.Namespace) -> int:

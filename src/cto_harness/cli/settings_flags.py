@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,21 +99,12 @@ def _check_engine_tables(home: Path, known: Sequence[str]) -> None:
                              f"(known: {', '.join(known)})")
 
 
-@contextlib.contextmanager
-def applied(resolved: Resolved) -> Iterator[None]:
+def applied(resolved: Resolved) -> contextlib.AbstractContextManager[None]:
     """This process's environment as `resolved` says, for the processes it starts (suite
     workers) and the executors that read it (a cluster driver); restored afterwards."""
-    changed = {k: v for k, v in resolved.environ.items() if os.environ.get(k) != v}
-    before = {k: os.environ.get(k) for k in changed}
-    os.environ.update(changed)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    from cto_harness.settings import environment_set
+
+    return environment_set({k: v for k, v in resolved.environ.items() if os.environ.get(k) != v})
 
 
 # The core settings a cluster node decides for itself (its runs folder, its isolation, ...).

@@ -16,11 +16,11 @@ def add_parser(subparsers: Subparsers) -> None:
     validate = add_command(subparsers, "validate", "run the adapter or the route validator")
     commands = add_subcommands(validate, "validate_command")
 
-    adapter = commands.add_parser(
-        "adapter", help="every fail-closed scenario of an engine's adapter",
-        description="Run every fail-closed scenario of an engine's adapter (--engine: case, "
-                    "fake, pi) for real, with providers admitted in a temporary home; exit 0 "
-                    "only if all pass.")
+    adapter = add_command(
+        commands, "adapter", "every fail-closed scenario of an engine's adapter",
+        "Run every fail-closed scenario of an engine's adapter (--engine: case, fake, pi) for "
+        "real, with providers admitted in a temporary home; exit 0 only if all pass.",
+        handler=_adapter)
     adapter.add_argument("--harness-root", type=_adapter_root, metavar="DIR",
                          help="the repository's harness/ folder (default: found from the "
                               "current directory)")
@@ -29,17 +29,15 @@ def add_parser(subparsers: Subparsers) -> None:
                          help="run only this check (repeatable; default: all)")
     adapter.add_argument("--engine", default="case", metavar="NAME",
                          help="the engine whose scenarios run: case (default), fake or pi")
-    adapter.set_defaults(handler=_adapter)
 
-    routes = commands.add_parser(
-        "routes", help="the route records in docs/route/",
-        description="Check the route records' front matter and work items, and that no record "
-                    "claims more than a verifying bundle and the admission registry show.")
+    routes = add_command(
+        commands, "routes", "the route records in docs/route/",
+        "Check the route records' front matter and work items, and that no record claims more "
+        "than a verifying bundle and the admission registry show.", handler=_routes)
     routes.add_argument("--route-dir", type=Path, metavar="DIR",
                         help="the records' folder (default: docs/route beside the harness/ "
                              "folder found from the current directory)")
     add_json(routes)
-    routes.set_defaults(handler=_routes)
 
 
 def _adapter_root(value: str) -> Path:

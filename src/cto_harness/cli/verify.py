@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from cto_harness.cli.parser import Subparsers, add_command, add_json
+from cto_harness.cli.parser import (
+    Subparsers,
+    add_challenge,
+    add_command,
+    add_json,
+    add_public_key,
+)
 from cto_harness.inert import inert
 
 
@@ -15,23 +21,20 @@ def add_parser(subparsers: Subparsers) -> None:
     verify = add_command(subparsers, "verify", "re-check a bundle's digests, ids and signature",
                          "Re-hash every artifact against artifacts.sha256 and report.json, check "
                          "that run id and nonce agree everywhere, that nothing predates the run, "
-                         "and the signature. Exit 0 when all holds, 1 at the first discrepancy.")
+                         "and the signature. Exit 0 when all holds, 1 at the first discrepancy.",
+                         handler=_verify)
     verify.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="the bundle's folder")
     add_json(verify, "print {ok, run_id, verdict} (or {ok, error}) on stdout")
-    verify.add_argument("--public-key", metavar="FILE", type=Path,
-                        help="the trusted public key (PEM): the bundle's signer, or the key of "
-                             "the machine that ran its suite; default: this machine's "
-                             "$CTO_HARNESS_HOME/keys/evidence-ed25519.pub")
+    add_public_key(verify, "the trusted public key (PEM): the bundle's signer, or the key of "
+                           "the machine that ran its suite")
     verify.add_argument("--suite", metavar="DIR", type=Path,
                         help="the suite folder whose signers.dsse.json names the key of a run "
                              "signed on another node (default: found above the run folder)")
-    verify.add_argument("--challenge", metavar="VALUE",
-                        help="refuse the bundle unless its run was given this --challenge (the "
-                             "nonce is derived from it: a replayed earlier bundle cannot carry "
-                             "a value chosen after it)")
+    add_challenge(verify, "refuse the bundle unless its run was given this --challenge (the "
+                          "nonce is derived from it: a replayed earlier bundle cannot carry a "
+                          "value chosen after it)")
     verify.add_argument("--run-id", metavar="ID",
                         help="refuse the bundle unless it is this run")
-    verify.set_defaults(handler=_verify)
 
 
 def _verify(args: argparse.Namespace) -> int:

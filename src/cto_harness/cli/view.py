@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cto_harness.cli.parser import Subparsers
+from cto_harness.cli.parser import Subparsers, add_command, add_public_key, public_key
 from cto_harness.errors import UsageError
 
 if TYPE_CHECKING:
@@ -27,10 +27,9 @@ red UNVERIFIED banner, never as evidence.
 Exit: 0 written and everything verified, 1 written but something did not verify, 64 usage."""
 
 
-def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "view", help="re-verify a run or suite and write (or serve) it as HTML; two folders "
-        "compare", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_parser(subparsers: Subparsers) -> None:
+    parser = add_command(subparsers, "view", "re-verify a run or suite and write (or serve) it "
+                         "as HTML; two folders compare", DESCRIPTION, handler=cmd_view, raw=True)
     parser.add_argument("folders", nargs="+", metavar="FOLDER",
                         help="a run bundle or a suite folder; give two to compare them")
     parser.add_argument("--out", metavar="FILE",
@@ -41,11 +40,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                         help="serve the pages on 127.0.0.1 and print the URL (Ctrl-C stops)")
     parser.add_argument("--port", type=int, metavar="N",
                         help="the port for --serve (default: any free port)")
-    parser.add_argument("--public-key", metavar="FILE",
-                        help="the signer's public key (PEM); default: this machine's "
-                             "$CTO_HARNESS_HOME/keys/evidence-ed25519.pub")
-    parser.set_defaults(func=cmd_view)
-    return parser
+    add_public_key(parser)
 
 
 def _default_out(folders: list[Path]) -> Path:
@@ -74,9 +69,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         raise UsageError("--port needs --serve")
     if args.port is not None and not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {args.port}")
-    public_key = Path(args.public_key) if args.public_key else None
-    if public_key is not None and not public_key.is_file():
-        raise UsageError(f"--public-key: no such file: {public_key}")
+    key = public_key(args)
     scratch: Path | None = None
     if args.out:
         out = Path(args.out)
@@ -91,7 +84,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         raise UsageError("--out must not be inside a bundle or suite folder: a file added to "
                          "a bundle makes it fail verification")
     try:
-        site = build_site(folders, out, public_key=public_key, serve=args.serve)
+        site = build_site(folders, out, public_key=key, serve=args.serve)
         status = ("everything verified" if site.verified
                   else "UNVERIFIED evidence inside: see the red banner")
         print(f"cto-harness view: {len(site.pages)} pages, {status}", file=sys.stderr)

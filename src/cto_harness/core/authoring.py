@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cto_harness.checks import Check
 from cto_harness.contracts import CASE_ID_PATTERN, CaseSpec, Report
 from cto_harness.core.fixtures import FixtureCase, case_directory, cases_root, load_case
 from cto_harness.core.globs import matches_any
@@ -139,13 +140,6 @@ CHECK_NAMES = (
 
 
 @dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    detail: str
-
-
-@dataclass(frozen=True)
 class CaseCheck:
     case_id: str
     checks: list[Check]
@@ -157,8 +151,7 @@ class CaseCheck:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "case_id": self.case_id, "bundles": self.bundles,
-                "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail}
-                           for c in self.checks]}
+                "checks": [c.to_json() for c in self.checks]}
 
 
 def _repo_files(repo: Path) -> list[str]:

@@ -21,6 +21,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from cto_harness.clock import parse_iso
 from cto_harness.errors import UsageError
 from cto_harness.evidence.bundlecheck import check_bundle
 from cto_harness.evidence.summary import one_line_reason, verdict_of
@@ -52,16 +53,6 @@ def parse_since(text: str, now: datetime) -> datetime:
         raise UsageError(f"--since takes a duration (7d) or a date (2026-11-01), got {text!r}") \
             from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else None
 
 
 @dataclass(frozen=True)
@@ -153,7 +144,7 @@ def read_entry(path: Path, location: str, public_key: Path | None = None) -> Run
         case_id=str(report.get("case_id", "?")), engine=str(report.get("engine", "?")),
         verdict=verdict_of(report), reason=one_line_reason(report) if report else
         "report.json is missing or unreadable",
-        started_at=_time(timing.get("started_at")), finished_at=_time(timing.get("finished_at")),
+        started_at=parse_iso(timing.get("started_at")), finished_at=parse_iso(timing.get("finished_at")),
         duration_ms=duration if isinstance(duration, int) else None,
         verified=check.ok, problem=None if check.ok else check.summary,
     )

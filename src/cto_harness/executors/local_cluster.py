@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cto_harness.settings import environment_set
+
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
@@ -149,19 +151,11 @@ class LocalCluster:
         home.mkdir(parents=True, exist_ok=True)
         env = {**self.env, "CTO_HARNESS_HOME": str(home),
                "CTO_HARNESS_RUNS_DIR": str(home / "harness-runs")}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with environment_set(env):
             node = self.cluster.add_node(
                 node_ip_address=LOOPBACK, include_dashboard=False,
                 object_store_memory=self.object_store_bytes,
                 temp_dir=str(self.base / name / "t"), **args)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
         return ClusterNode(name, home, node)
 
     def kill(self, node: ClusterNode) -> None:

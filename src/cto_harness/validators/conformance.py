@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cto_harness.checks import Check
+
 CASE_ID = "r1-string-slugify"
 MODEL = ("anthropic", "claude-sonnet-4-6")
 SCENARIOS = ("happy", "strict-closer", "hostile-gh-api", "hostile-edit-tests")
@@ -41,13 +43,6 @@ SKIP_REASON = ("CTO_HARNESS_CASE_SOURCE is not set: conformance needs a checkout
 
 class ConformanceError(Exception):
     """The real Case could not be built or admitted; nothing was run."""
-
-
-@dataclass
-class Check:
-    name: str
-    passed: bool
-    detail: str
 
 
 @dataclass

@@ -228,30 +228,29 @@ def render_suite(env: Environment, suite: SuiteView, out: Path, links: Links, si
 
 def render_run_comparison(env: Environment, cmp: RunComparison, out: Path, links: Links,
                           site: Site, load_baseline: Callable[[Path], RunView]) -> None:
-    page_a, page_b = out.with_name(out.stem + "-a.html"), out.with_name(out.stem + "-b.html")
-    render_run(env, cmp.a, page_a, links, site, crumbs=[("comparison", out)],
-               load_baseline=load_baseline)
-    render_run(env, cmp.b, page_b, links, site, crumbs=[("comparison", out)],
-               load_baseline=load_baseline)
-    html = env.get_template("compare_runs.html.j2").render(
-        title="comparison · cto-harness", cmp=cmp, unverified=not cmp.scored,
-        page_a=Links.page(out, page_a), page_b=Links.page(out, page_b),
-        labels={"A": display_path(cmp.a.root), "B": display_path(cmp.b.root)}, generated_at=_now(),
-    )
-    _write(out, html, site)
+    _render_comparison(env, cmp, render_run, "compare_runs.html.j2", "comparison",
+                       not cmp.scored, out, links, site, load_baseline)
 
 
 def render_suite_comparison(env: Environment, cmp: SuiteComparison, out: Path, links: Links,
                             site: Site, load_baseline: Callable[[Path], RunView]) -> None:
-    page_a, page_b = out.with_name(out.stem + "-a.html"), out.with_name(out.stem + "-b.html")
-    render_suite(env, cmp.a, page_a, links, site, crumbs=[("comparison", out)],
-                 load_baseline=load_baseline)
-    render_suite(env, cmp.b, page_b, links, site, crumbs=[("comparison", out)],
-                 load_baseline=load_baseline)
-    html = env.get_template("compare_suites.html.j2").render(
-        title="suite comparison · cto-harness", cmp=cmp,
-        unverified=not (cmp.a.all_verified and cmp.b.all_verified),
-        page_a=Links.page(out, page_a), page_b=Links.page(out, page_b),
+    _render_comparison(env, cmp, render_suite, "compare_suites.html.j2", "suite comparison",
+                       not (cmp.a.all_verified and cmp.b.all_verified), out, links, site,
+                       load_baseline)
+
+
+def _render_comparison(env: Environment, cmp: RunComparison | SuiteComparison,
+                       render_side: Callable[..., None], template: str, title: str,
+                       unverified: bool, out: Path, links: Links, site: Site,
+                       load_baseline: Callable[[Path], RunView]) -> None:
+    """Each side's own page (`<out>-a.html`, `<out>-b.html`), then the page comparing them."""
+    pages = {"A": out.with_name(out.stem + "-a.html"), "B": out.with_name(out.stem + "-b.html")}
+    for side, page in zip((cmp.a, cmp.b), pages.values(), strict=True):
+        render_side(env, side, page, links, site, crumbs=[("comparison", out)],
+                    load_baseline=load_baseline)
+    html = env.get_template(template).render(
+        title=f"{title} · cto-harness", cmp=cmp, unverified=unverified,
+        page_a=Links.page(out, pages["A"]), page_b=Links.page(out, pages["B"]),
         labels={"A": display_path(cmp.a.root), "B": display_path(cmp.b.root)}, generated_at=_now(),
     )
     _write(out, html, site)

@@ -10,20 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cto_harness.clock import parse_iso
 from cto_harness.inert import inert, read_jsonl
 
 PROVIDER_LOGS = ("backend/case-events.jsonl", "backend/fake-events.jsonl")
 _EXCERPT = 300
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else None
 
 
 @dataclass(frozen=True)
@@ -63,10 +54,10 @@ def _excerpt(value: Any) -> str:
 
 def _spans(root: Path) -> tuple[list[SpanRow], float, datetime | None, int]:
     rows, bad = read_jsonl(root / "trace.jsonl")
-    spans = [r for r in rows if parse_time(r.get("start_time")) and parse_time(r.get("end_time"))]
+    spans = [r for r in rows if parse_iso(r.get("start_time")) and parse_iso(r.get("end_time"))]
     if not spans:
         return [], 0.0, None, bad
-    starts = [parse_time(s["start_time"]) for s in spans]
+    starts = [parse_iso(s["start_time"]) for s in spans]
     origin = min(s for s in starts if s is not None)
     by_id = {s.get("span_id"): s for s in spans}
 
@@ -81,12 +72,12 @@ def _spans(root: Path) -> tuple[list[SpanRow], float, datetime | None, int]:
 
     result = []
     def order(span: dict[str, Any]) -> tuple[Any, ...]:
-        start, end = parse_time(span["start_time"]), parse_time(span["end_time"])
+        start, end = parse_iso(span["start_time"]), parse_iso(span["end_time"])
         assert start is not None and end is not None
         return (start, depth(span), start - end)  # at one start, the enclosing span first
 
     for span in sorted(spans, key=order):
-        start, end = parse_time(span["start_time"]), parse_time(span["end_time"])
+        start, end = parse_iso(span["start_time"]), parse_iso(span["end_time"])
         assert start is not None and end is not None
         name = str(span.get("name", "?"))
         attributes = span.get("attributes") if isinstance(span.get("attributes"), dict) else {}
@@ -105,7 +96,7 @@ def _spans(root: Path) -> tuple[list[SpanRow], float, datetime | None, int]:
 
 
 def _step(row: dict[str, Any], origin: datetime | None) -> StepRow:
-    moment = parse_time(row.get("ts"))
+    moment = parse_iso(row.get("ts"))
     offset = (moment - origin).total_seconds() * 1000 if moment and origin else None
     event = str(row.get("event", "?"))
     where = " / ".join(str(row[k]) for k in ("phase", "agent") if row.get(k))
