@@ -35,7 +35,7 @@ from cto_harness.evidence.bundle import render_markdown
 from cto_harness.evidence.diffstat import diff_stats
 from cto_harness.evidence.markdown import block, inline
 from cto_harness.evidence.verify import verify_bundle
-from cto_harness.inert import markdown
+from cto_harness.inert import code_span, markdown
 from cto_harness.settings import Settings
 from markdown_helpers import LINK, assert_links_resolve, split_fences
 
@@ -231,3 +231,22 @@ def test_diff_stats_count_only_hunk_lines_as_git_does() -> None:
     )
     assert diff_stats(patch) == DiffStats(files=2, additions=1, deletions=1, binary_files=1)
     assert diff_stats(b"") == DiffStats()
+
+
+def test_paths_inside_the_run_folder_are_shown_relative_to_it() -> None:
+    from cto_harness.contracts import Blocker
+
+    report = _report(
+        verdict="blocked", run_dir="/runs/r",
+        blockers=[Blocker(code="provider_timeout",
+                          message="killed; see /runs/r/backend/provider-timeout.txt")],
+        command=["/runs/r/private/bin/ca", "run", "--task",
+                 "/runs/r/workspace/.case/tasks/active/t.task.json", "--mode", "unattended"])
+    text = render_markdown(report)
+    assert "/runs/r" not in text
+    assert "killed; see backend/provider-timeout.txt" in text
+    assert "`private/bin/ca run --task workspace/.case/tasks/active/t.task.json --mode " \
+        "unattended`" in text
+    assert code_span("a `b` c") == "``a `b` c``" and code_span("`x") == "`` `x ``"
+    assert code_span("x\ny\x1b") == "`x␤y␛`"
+    assert "`private/` held the provider's hashed copy" in text  # removed after the run: said

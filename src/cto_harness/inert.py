@@ -19,6 +19,7 @@ the same (a byte that is not UTF-8 is `⟨0xFF⟩`). Such a string is already in
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,15 @@ def markdown(text: object) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def code_span(text: str) -> str:
+    """Inline code on one line that `text` cannot close: delimited by a backtick run longer
+    than any in it (nothing inside a code span is markup)."""
+    value = inert(text)
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", value)), default=0) + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
 
 
 def code_fence(text: str) -> str:

@@ -23,7 +23,7 @@ from cto_harness.fsutil import (
     sha256_bytes,
     sha256_files,
 )
-from cto_harness.inert import code_fence, markdown, path_text
+from cto_harness.inert import code_fence, code_span, markdown, path_text
 from cto_harness.tree import DIR, FILE, PATH_MAX, TreeChanged, remove_at, walk
 
 # Working folders of a run: present in the run directory, never part of the evidence.
@@ -336,8 +336,7 @@ def render_markdown(report: Report) -> str:
                   f"- baseline changed: {m(', '.join(b.changed_files)) or 'none'}",
                   f"- provider changed: {m(', '.join(b.case_changed_files)) or 'none'}"]
     command = " ".join(rel(arg) for arg in report.command)
-    lines += ["", "## Command", "",
-              f"`{m(command)}`" if command else "not launched", ""]
+    lines += ["", "## Command", "", code_span(command) if command else "not launched", ""]
     if any(arg.startswith(report.run_dir + "/private/") for arg in report.command):
         lines += ["`private/` held the provider's hashed copy and its private homes; it is "
                   "removed when the run ends (the copy's SHA-256 is the provider's above). "
