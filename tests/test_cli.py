@@ -204,6 +204,10 @@ def test_a_flag_beats_the_environment_and_reaches_the_run(runs_dir: Path, tmp_pa
     assert report["isolation"]["tier"] == "none"
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
     assert "why: all 7 pass conditions held" in proc.stderr
+    # The history finds it where the same flag says runs are.
+    listed = json.loads(_cli("runs", "list", "--json", "--runs-dir", str(flagged)).stdout)
+    assert [e["run_id"] for e in listed] == [report["run_id"]]
+    assert json.loads(_cli("runs", "list", "--json").stdout) == []
 
 
 @pytest.mark.parametrize(("args", "named"), [

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cto_harness.cli.parser import Subparsers, add_command, add_subcommands, print_json, text_table
-from cto_harness.cli.run import add_engine
 from cto_harness.cli.settings_flags import add_setting_flags
 
 if TYPE_CHECKING:
@@ -24,7 +23,9 @@ def add_parser(subparsers: Subparsers) -> None:
         "where every value came from (flag, environment variable, config file or default). "
         "Give the flags a run would get to see what it would use; `settings` lists every "
         "setting with its variable and flag.", handler=_show)
-    add_engine(show, several=True)
+    show.add_argument("--engine", metavar="NAME[,NAME...]",
+                      help="show only these engines' settings (default: every engine's); an "
+                           "engine flag then applies to them only")
     show.add_argument("--table", action="store_true",
                       help="a table for people (setting, value, source) instead of JSON")
     add_setting_flags(show)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cto_harness.cli.parser import (
     Subparsers,
@@ -16,10 +17,16 @@ from cto_harness.cli.parser import (
     public_key,
     text_table,
 )
+from cto_harness.cli.settings_flags import add_setting_flags
 from cto_harness.errors import UsageError
 from cto_harness.inert import inert
 
+if TYPE_CHECKING:
+    from cto_harness.settings import Settings
+
 VERDICT_CHOICES = ("pass", "fail", "blocked", "error", "unverified")
+# The settings saying where runs are: the same flags as `run` and `suite` take.
+WHERE_RUNS_ARE = ("home", "runs_dir")
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -42,6 +49,7 @@ def add_parser(subparsers: Subparsers) -> None:
                               "date (2026-11-01)")
     add_json(listing, "a JSON list on stdout")
     add_public_key(listing)
+    add_setting_flags(listing, only=WHERE_RUNS_ARE)
 
     show = add_command(sub, "show", "one run: verdict, reason, verification, paths",
                        "One run, by folder name or run id (a unique prefix of either is "
@@ -49,6 +57,7 @@ def add_parser(subparsers: Subparsers) -> None:
     show.add_argument("id", metavar="ID", help="folder name or run id, or a unique prefix")
     add_json(show, "the entry and its report on stdout")
     add_public_key(show)
+    add_setting_flags(show, only=WHERE_RUNS_ARE)
 
     clean = add_command(
         sub, "clean", "delete bundles older than a limit from the runs folder",
@@ -64,6 +73,13 @@ def add_parser(subparsers: Subparsers) -> None:
     clean.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
     add_json(clean, "the plan (and what was done) as JSON")
     add_public_key(clean)
+    add_setting_flags(clean, only=WHERE_RUNS_ARE)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from cto_harness.cli.settings_flags import resolve
+
+    return resolve(args, engines=[]).settings
 
 
 def _when(moment: datetime | None) -> str:
@@ -77,9 +93,8 @@ def _age(delta: timedelta) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from cto_harness.core.history import list_runs, parse_since
-    from cto_harness.settings import Settings
 
-    settings = Settings.from_env()
+    settings = _settings(args)
     since = parse_since(args.since, datetime.now(UTC)) if args.since else None
     entries = list_runs(settings, case=args.case, engine=args.engine, verdict=args.verdict,
                         since=since, public_key=public_key(args))
@@ -105,9 +120,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from cto_harness.core.history import find_run
     from cto_harness.inert import read_json
-    from cto_harness.settings import Settings
 
-    entry = find_run(Settings.from_env(), args.id, public_key(args))
+    entry = find_run(_settings(args), args.id, public_key(args))
     if args.json:
         print_json({"entry": entry.to_json(), "report": read_json(entry.path / "report.json")})
         return 0 if entry.verified else 1
@@ -133,9 +147,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from cto_harness.core.history import delete_bundle, parse_duration, plan_clean
-    from cto_harness.settings import Settings
 
-    settings = Settings.from_env()
+    settings = _settings(args)
     limit = parse_duration(args.older_than)
     plan = plan_clean(settings, limit, keep_failed=args.keep_failed, public_key=public_key(args))
     deleted, failed = [], []

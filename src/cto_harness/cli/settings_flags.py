@@ -32,13 +32,17 @@ def _absolute(value: str) -> str:
     return str(Path(value).expanduser().absolute())
 
 
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """Every setting's flag, in a group of their own (`--help` lists them apart)."""
+def add_setting_flags(parser: argparse.ArgumentParser,
+                      only: tuple[str, ...] | None = None) -> None:
+    """Every setting's flag (or those of the fields `only` names), in a group of their own
+    (`--help` lists them apart)."""
     group = parser.add_argument_group(
         "settings", "each overrides its environment variable, which overrides config.toml "
         "(`cto-harness config show` prints the effective values and where each came from); an "
         "engine setting applies to the chosen engine(s) that have it")
     for flag in SETTING_FLAGS:
+        if only is not None and flag.field not in only:
+            continue
         group.add_argument(flag.flag, dest=flag.dest, metavar=flag.metavar, help=flag.help,
                            action="append" if flag.repeatable else "store",
                            type=_absolute if flag.metavar in _PATH_METAVARS else str)
