@@ -66,6 +66,8 @@ class Settings:
     target_repositories: tuple[Path, ...] = ()
     # CTO_HARNESS_WORKSPACE_LIMIT_MB: the most a provider may write (per file and in total).
     workspace_limit_bytes: int = DEFAULT_WORKSPACE_LIMIT_MB * 1024 * 1024
+    # CTO_HARNESS_SANDBOX_UIDS: uids a root harness runs sandboxed processes as (sandbox/users.py).
+    sandbox_uids: tuple[int, int] = (61100, 61163)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +98,7 @@ class Settings:
                 env.get("CTO_HARNESS_WORKSPACE_LIMIT_MB"), "CTO_HARNESS_WORKSPACE_LIMIT_MB",
                 DEFAULT_WORKSPACE_LIMIT_MB,
             ) * 1024 * 1024,
+            sandbox_uids=_uid_range(env.get("CTO_HARNESS_SANDBOX_UIDS")),
         )
 
     @property
@@ -132,3 +135,12 @@ def _positive_int(raw: str | None, name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) <= 0:
         raise UsageError(f"{name} must be a positive integer, got {raw!r}")
     return int(raw)
+
+
+def _uid_range(raw: str | None) -> tuple[int, int]:
+    from cto_harness.sandbox.users import parse_range
+
+    try:
+        return parse_range(raw)
+    except ValueError as exc:
+        raise UsageError(f"CTO_HARNESS_SANDBOX_UIDS: {exc}") from None

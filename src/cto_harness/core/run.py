@@ -154,6 +154,8 @@ def execute_run(
         state.error = f"{type(exc).__name__}: {exc}"
         events.emit("run.error", error=state.error)
     assert ctx is not None
+    if state.sandbox is not None:
+        state.sandbox.close()  # network log, last sweep, files and uid back; never raises
     # A second signal must not cut the sealing short: hold signals until the bundle is whole.
     held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
@@ -189,8 +191,9 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
     events = ctx.events
     case = ctx.case
     with events.span("isolation.probe") as attrs:
-        state.sandbox = Sandbox.for_run(ctx)
+        state.sandbox = Sandbox.for_run(ctx)  # Blocked sandbox_user_unavailable
         attrs["tier"] = state.sandbox.tier
+        ctx.network_isolated = state.sandbox.network_isolated
     events.emit("isolation.selected", tier=state.sandbox.tier, reason=state.sandbox.reason)
     with events.span("gates") as attrs:
         state.task_scan = scan_contract(case.spec, ctx.workspace,
@@ -241,10 +244,15 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
         process_span = events.add_span("provider.process", start, iso(utc_now()),
                                        attributes={"argv": " ".join(launch.argv)})
     result = state.process
+    # Nothing of the provider may run on, and its files are the harness's again, before the
+    # harness reads anything it wrote.
+    not_contained = state.sandbox.release(result)
     events.emit("provider.process.exited", exit_code=result.exit_code, timed_out=result.timed_out,
                 leftover_processes=len(result.leftover_processes))
     with events.span("guards"):
         try:
+            if not_contained is not None:
+                raise not_contained
             # Before the harness writes anything more into the bundle folder.
             watch.check()  # Blocked bundle_tampered / outside_write_detected
             check_disk(state.sandbox.provider_writable(), ctx.settings.workspace_limit_bytes)
@@ -282,6 +290,7 @@ def _run_stages(engine: Engine, ctx: RunContext, state: _State) -> None:
         attrs["status"] = state.verification.status
     events.emit("verification.finished", status=state.verification.status,
                 tests_ran=state.verification.tests_ran, exit_code=state.verification.exit_code)
+    state.sandbox.finish()  # Blocked containment_failed: something of the sandbox uid lives on
 
     if engine.needs_baseline:
         _baseline(ctx, state)

@@ -32,6 +32,9 @@ class RunContext:
     admission_status: Literal["admitted", "not_admitted"] = "not_admitted"
     # Files the engine wrote as the task given to the provider (copied into the bundle's task/).
     task_files: list[Path] = field(default_factory=list)
+    # False when the sandbox cannot give the provider a network namespace (`network: shared`):
+    # an endpoint is then reached at its own address, not through the harness's proxy.
+    network_isolated: bool = True
 
     @property
     def workspace(self) -> Path:
@@ -58,9 +61,11 @@ class Launch:
     cwd: Path
     timeout_seconds: float
     file_size_limit: int | None = None
-    # True when the provider must reach a network endpoint (Case's model); the isolation then
-    # shares the network and records `network: shared`. Everything else runs without one.
+    # True when the provider must reach a network endpoint (Case's model): the sandbox then lets
+    # it reach `endpoint` (or its model provider's public API) through the harness's proxy, and
+    # nothing else. Everything else runs with loopback only.
     network: bool = False
+    endpoint: str | None = None
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Identity checks: is this source WorkOS Case, and is this binary a `ca`?
 
 The binary probe is the only way the harness ever executes an unadmitted provider binary: exactly
-`<binary> --help`, with a private `HOME`, `CASE_DATA_DIR` and `PI_CODING_AGENT_DIR` (even `--help`
-writes files there), stdin `/dev/null`, no credentials in its environment and a time limit.
+`<binary> --help`, confined like a provider run (`sandbox/confined.py`: a sandbox uid, no network,
+HOME and the harness's state hidden), with a private `HOME`, `CASE_DATA_DIR` and
+`PI_CODING_AGENT_DIR` (even `--help` writes files there), stdin `/dev/null`, no credentials in its
+environment and a time limit.
 It never runs `ca --version`: that is not a flag, and it falls through to Case's default run path.
 The run pipeline calls `probe_binary_identity` again at run start, on the copy it will execute.
 """
@@ -24,7 +26,7 @@ from cto_harness.contracts import StrictModel
 from cto_harness.errors import Blocked
 from cto_harness.fsutil import sha256_bytes
 from cto_harness.providers.policy import ProviderPolicy
-from cto_harness.sandbox.process import run_process
+from cto_harness.sandbox.confined import run_confined
 
 PROBE_ARGS = ("--help",)
 _PROBE_OUTPUT_CAP = 1 << 20
@@ -63,6 +65,9 @@ class IdentityEvidence(StrictModel):
     help_sha256: str
     help_bytes: int
     help_excerpt: str
+    # How the probe was confined (tier, sandbox uid, network): an unadmitted binary never runs
+    # with the harness's privileges.
+    confinement: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -147,7 +152,10 @@ def probe_binary_identity(
     limit = timeout_seconds if timeout_seconds is not None else spec.probe_timeout_seconds
     argv = [str(binary), *PROBE_ARGS]
     with tempfile.TemporaryDirectory(prefix="cto-harness-probe-") as tmp:
-        root = Path(tmp)
+        # `sandbox/` is handed to the sandbox uid; the logs stay in the harness's own folder,
+        # where the probed binary cannot replace them with a link to something else.
+        root, logs = Path(tmp) / "sandbox", Path(tmp) / "logs"
+        logs.mkdir()
         env = {name: os.environ[name] for name in _PASSTHROUGH if name in os.environ}
         env.setdefault("PATH", os.defpath)
         for var, sub in (
@@ -164,16 +172,19 @@ def probe_binary_identity(
             env[var] = str(root / sub)
         work = root / "cwd"  # no package.json named `case` above it
         work.mkdir()
-        result = run_process(
+        confined = run_confined(
             argv,
+            work=root,
             cwd=work,
             env=env,
-            stdout_path=root / "stdout.log",
-            stderr_path=root / "stderr.log",
+            readable=[binary],
+            stdout_path=logs / "stdout.log",
+            stderr_path=logs / "stderr.log",
             timeout_seconds=limit,
             max_log_bytes=_PROBE_OUTPUT_CAP,
         )
-        output = (root / "stdout.log").read_bytes() + (root / "stderr.log").read_bytes()
+        result = confined.process
+        output = (logs / "stdout.log").read_bytes() + (logs / "stderr.log").read_bytes()
     text = output.decode("utf-8", "replace")
     evidence = IdentityEvidence(
         binary=str(binary),
@@ -189,6 +200,7 @@ def probe_binary_identity(
         help_sha256=sha256_bytes(output),
         help_bytes=len(output),
         help_excerpt=text[:_EXCERPT_CHARS],
+        confinement=confined.isolation,
     )
     if not evidence.passed:
         if evidence.timed_out:

@@ -56,6 +56,7 @@ from cto_harness.providers import (
     lookup_admission,
     probe_binary_identity,
 )
+from cto_harness.sandbox.netproxy import sandbox_base_url
 from cto_harness.sandbox.process import ProcessResult
 from cto_harness.settings import CREDENTIAL_VARIABLES
 
@@ -234,8 +235,12 @@ class CaseEngine(Engine):
             "models": {"default": {"provider": ctx.model.provider, "model": ctx.model.model}},
         })
         if ctx.model.base_url:
+            # Inside its network namespace Case reaches the endpoint through the sandbox's
+            # forwarder (sandbox/netproxy.py), at the address that gives it.
+            base_url = (sandbox_base_url(ctx.model.base_url) if ctx.network_isolated
+                        else ctx.model.base_url)
             write_json(agent / "models.json",
-                       {"providers": {ctx.model.provider: {"baseUrl": ctx.model.base_url}}})
+                       {"providers": {ctx.model.provider: {"baseUrl": base_url}}})
         self._check_contract(ctx, task_file, brief_file, projects_file)
         self._task, self._task_file = task, task_file
 
@@ -265,9 +270,10 @@ class CaseEngine(Engine):
         env = self._environment(ctx, home, data, agent, tmp)
         ctx.events.emit("provider.task.written", task_id=task.id,
                         files=[f"task/{p.name}" for p in given])
-        # Case must reach its model endpoint: the sandbox shares the network, recorded as such.
+        # Case must reach its model endpoint, and only that: the sandbox proxies exactly it.
         return Launch(argv=argv, env=env, cwd=ctx.workspace,
-                      timeout_seconds=ctx.settings.case_timeout_seconds, network=True)
+                      timeout_seconds=ctx.settings.case_timeout_seconds, network=True,
+                      endpoint=ctx.model.base_url)
 
     def _check_contract(
         self, ctx: RunContext, task_file: Path, brief_file: Path, projects_file: Path
