@@ -8,8 +8,8 @@ Two small programs are generated into the run's private `bin/`, first on the pro
   bare remote; everything else `exec`s the real git (resolved by absolute path at prepare time).
 
 They are recorders, not a sandbox: a provider that runs `/usr/bin/git` directly bypasses them, so
-after the run the workspace's `.git/config` is also read for remotes that point anywhere else.
-Isolation (no network, hidden paths) is another layer's job.
+after the run the workspace's `.git` is checked whole and its `config` read (following no link) for
+remotes that point anywhere else. The network namespace is what keeps such a push from leaving.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.contracts import ForbiddenAction
-from cto_harness.sandbox.process import run_quiet
+from cto_harness.core.gitdir import check_git_dir, config_entries, redact_url
 
 GH_RECORD = "gh-calls.jsonl"
 GIT_PUSH_RECORD = "git-push-attempts.jsonl"
@@ -176,26 +176,24 @@ def collect_guard_records(records: Path, backend: Path) -> list[ForbiddenAction]
 
 def inspect_remotes(workspace: Path, local_remote: Path, git: str) -> list[ForbiddenAction]:
     """Remotes (or URL rewrites) in the workspace's `.git/config` that lead anywhere but the
-    local bare remote. Read with `--file` (no includes are followed)."""
-    config = workspace / ".git" / "config"
-    if not config.is_file() or config.is_symlink():
-        return []
-    result = run_quiet(
-        [git, "config", "--file", str(config), "--get-regexp",
-         r"^(remote\..*\.(url|pushurl)|url\..*\.(insteadof|pushinsteadof))$"],
-        env={"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "PATH": os.defpath},
-        check=False,
-    )
+    local bare remote. The whole `.git` is checked first and read following no link
+    (core/gitdir.py): a `.git` the provider pointed at another repository is reported, never read.
+    Reported URLs have their credentials masked."""
+    checked = check_git_dir(workspace)
+    found = [ForbiddenAction(action="git_dir_replaced", detail=problem[:300],
+                             source="workspace .git") for problem in checked.problems]
+    if checked.config is None:
+        return found
+    entries = config_entries(
+        checked.config, r"^(remote\..*\.(url|pushurl)|url\..*\.(insteadof|pushinsteadof))$", git)
     allowed = os.path.realpath(local_remote)
-    found = []
-    for line in result.stdout.splitlines():
-        key, _, value = line.partition(" ")
+    for key, value in entries:
         target = value[len("file://"):] if value.startswith("file://") else value
         if key.endswith(("url", "pushurl")) and not key.startswith("url.") and \
                 os.path.realpath(target) == allowed:
             continue
         found.append(ForbiddenAction(
-            action="git_remote_non_local", detail=f"{key} = {value}"[:300],
+            action="git_remote_non_local", detail=f"{key} = {redact_url(value)}"[:300],
             source="workspace .git/config",
         ))
     return found
