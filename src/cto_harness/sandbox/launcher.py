@@ -191,13 +191,17 @@ def apply_mounts(spec: dict) -> None:
 
 
 def _proc_view() -> list[tuple[int, str]]:
+    """Live processes of this PID namespace but ourselves (zombies have already ended)."""
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit() and int(name) != os.getpid():
             try:
+                with open(f"/proc/{name}/stat", "rb") as handle:
+                    if handle.read().rpartition(b")")[2].split()[0] in (b"Z", b"X"):
+                        continue
                 with open(f"/proc/{name}/cmdline", "rb") as handle:
                     cmd = handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-            except OSError:
+            except (OSError, IndexError):
                 continue
             found.append((int(name), cmd[:300]))
     return found
