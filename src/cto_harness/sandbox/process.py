@@ -190,7 +190,8 @@ def kill_tree(
         _reap(zombies)
         live.discard(os.getpid())
         if not live:
-            if not prove or ignore_children or _alive_or_zombie(root_pid):
+            if not prove or ignore_children or _alive_or_zombie(root_pid) \
+                    or not ensure_subreaper():  # orphans went to init: wait proves nothing
                 return list(killed.values()), True
             if _no_children_left():
                 return list(killed.values()), True
@@ -204,7 +205,7 @@ def kill_tree(
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.01)
     live, _ = _tree_members(root_pid, ignore_children)
-    if prove and not ignore_children and not _alive_or_zombie(root_pid):
+    if prove and not ignore_children and not _alive_or_zombie(root_pid) and ensure_subreaper():
         return list(killed.values()), not live and _no_children_left()
     return list(killed.values()), not live
 

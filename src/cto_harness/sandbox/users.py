@@ -245,7 +245,8 @@ def _kill_all_as(uid: int) -> None:
                 code = 0
         finally:
             os._exit(code)
-    os.waitpid(pid, 0)
+    with contextlib.suppress(ChildProcessError):  # a reaper of all children got it first
+        os.waitpid(pid, 0)
 
 
 def sweep(uid: int, *, seconds: float = SWEEP_SECONDS) -> tuple[list[ProcessInfo], bool]:
