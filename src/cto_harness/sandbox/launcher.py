@@ -49,6 +49,18 @@ SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 EXIT_SETUP = 125
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_LANDLOCK = None
+
+
+def _landlock():  # type: ignore[no-untyped-def]
+    """The sibling module (standard library only), loaded before any mount can hide it."""
+    global _LANDLOCK
+    if _LANDLOCK is None:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import landlock
+
+        _LANDLOCK = landlock
+    return _LANDLOCK
 
 
 class SetupError(Exception):
@@ -264,9 +276,7 @@ def payload(spec: dict, argv: list[str], parent: int) -> None:
     die_with_parent(parent)  # after the drop: changing credentials clears it
     rules = spec.get("landlock")
     if rules is not None:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import landlock  # the sibling module, standard library only
-
+        landlock = _landlock()
         landlock.restrict(rules["read"], rules["write"], deny_tcp=bool(rules.get("deny_tcp")),
                           tcp_ports=rules.get("tcp_ports", []))
     if spec.get("cwd"):
@@ -320,6 +330,8 @@ def main(args: list[str]) -> int:
         return EXIT_SETUP
     spec, argv = json.loads(args[0]), args[2:]
     try:
+        if spec.get("landlock") is not None:
+            _landlock()
         for tree in spec.get("own", []):
             _walk_chown(tree, int(spec["uid"]), int(spec["gid"]))
         mode = spec.get("mode", "sandbox")
