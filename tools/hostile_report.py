@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT / "src"), str(REPO_ROOT / "tests" / "hostile")]
+sys.path[:0] = [str(REPO_ROOT / "src"), str(REPO_ROOT / "tests" / "hostile"),
+                str(REPO_ROOT / "tools")]
 
 from hostile_suite import ATTACKS, EXPECTED, TIERS, run_attack, tier_available  # noqa: E402
+from threat_model import THREAT_MODEL  # noqa: E402
 
 from cto_harness.sandbox.isolation import probe  # noqa: E402
 
@@ -88,29 +90,26 @@ def main() -> int:
     lines += ["", "## Every attack on every tier", "",
               "| attack | tier | expected | observed verdict | outcome (observed evidence) | "
               "bundle verifies |", "|---|---|---|---|---|---|", *rows, ""]
-    lines += [NOTES]
+    lines += [NOTES, THREAT_MODEL]
     Path(args.out).write_text("\n".join(lines))
     print(f"wrote {args.out}", file=sys.stderr)
     return 1 if mismatches else 0
 
 
-NOTES = """## What each tier promises, and the known gaps
+NOTES = """## What each tier promises, in short
 
+- **Every tier**: a sandbox uid (never root), a network namespace with loopback only and the one
+  allowed endpoint through the harness's logged proxy, a PID namespace tied to the harness by
+  parent-death signals, a uid sweep after every launch, private `/tmp` and `/run`.
 - **bwrap**: read-only root, hidden HOME / harness home (keys, registry, runs) / fixture cases /
-  target repositories, writable workspace and the provider's private dirs only, PID namespace (a
-  daemon dies with the provider), no network for the fake engine and verification, capabilities
-  dropped. The Case engine needs its model endpoint: `network: shared`, recorded in the report.
-- **landlock**: read allow-list (system dirs and the interpreter) and write allow-list (workspace,
-  provider private dirs); TCP connect/bind denied (ABI 4+; UDP and Unix sockets are not covered:
-  `network: tcp_blocked`). No PID namespace: daemons are caught by the harness's subreaper and
-  recorded as leftover processes (verdict `fail`), not prevented.
-- **none**: the process-tree kill and the after-the-fact guards only. Writes to watched places
-  (target repositories, the harness home, fixture cases, the bundle) are detected; writes anywhere
-  else and reads of anything (a target repository included) are missed. Choose it knowingly.
+  target repositories, writable workspace and the provider's private dirs only.
+- **landlock**: the same mounts through the harness's launcher, and Landlock read and write
+  allow-lists; TCP only to the endpoint forwarder (ABI 4+); signals scoped (ABI 6+).
+- **none**: no file-system rules: world-readable files outside `/tmp` and `/run` can be read.
 - On every tier: verification files are laid back before the harness's own test run, the time
   limit kills the whole tree, logs are capped at 32 MiB, one file stops at
   `CTO_HARNESS_WORKSPACE_LIMIT_MB` (RLIMIT_FSIZE) and the total is checked after the run, secrets
-  are redacted from every artifact, the bundle is signed with a key no provider can read, and a
+  are redacted from every artifact, the bundle is signed with a key only root can read, and a
   symlink the provider planted where the harness reads is refused.
 """
 

@@ -111,6 +111,16 @@ def write_report_and_seal(root: Path, report: Report, *, secrets: Sequence[str] 
 
 
 
+def _sandbox_line(report: Report) -> str:
+    iso = report.isolation
+    uid = f"uid {iso.uid}" if iso.uid is not None else "uid not set"
+    line = f"- sandbox: {uid}, network `{iso.network}`"
+    if iso.endpoint:
+        line += (f" (only {iso.endpoint.get('host')}:{iso.endpoint.get('port')}, "
+                 f"{iso.connections} connections in `backend/network.jsonl`)")
+    return line
+
+
 def render_markdown(report: Report) -> str:
     """report.md: the same facts as report.json, for a person."""
     lines = [
@@ -124,8 +134,14 @@ def render_markdown(report: Report) -> str:
         f"- started {report.timing.started_at}, took {report.timing.duration_ms} ms",
         f"- isolation: {report.isolation.tier}"
         + (f" ({report.isolation.reason})" if report.isolation.reason else ""),
+        _sandbox_line(report),
         "",
     ]
+    if report.isolation.warnings:
+        # Weaker than promised (e.g. `network: shared`): never silent.
+        lines += ["## Isolation warnings", ""]
+        lines += [f"- **{w}**" for w in report.isolation.warnings]
+        lines.append("")
     if report.blockers:
         lines += ["## Blockers", ""]
         lines += [f"- `{b.code}`: {b.message}" for b in report.blockers]
