@@ -18,13 +18,20 @@ $(BUN):
 	npm install --silent --no-audit --no-fund --prefix .tools/bun bun@1
 	$(BUN) --version
 
-# bubblewrap gives the strongest isolation tier; installed when we may (root with apt-get).
+# bubblewrap gives the strongest isolation tier; chromium runs the viewer's browser tests.
+# Installed when we may (root with apt-get), else said once.
+SYSTEM_PACKAGES := bubblewrap:bwrap chromium:chromium
+
 system-packages:
-	@if ! command -v bwrap >/dev/null 2>&1; then \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v "$${pair#*:}" >/dev/null 2>&1 || missing="$$missing $${pair%%:*}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 $$missing >/dev/null; \
 	  else \
-	    echo "note: bubblewrap (bwrap) is not installed: runs fall back to a weaker isolation tier"; \
+	    echo "note: not installed:$$missing (bubblewrap: runs fall back to a weaker isolation tier;" \
+	         "chromium: the browser tests are skipped)"; \
 	  fi; \
 	fi
 

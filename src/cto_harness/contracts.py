@@ -86,6 +86,17 @@ class FakeSolution(StrictModel):
         return [check_relative_glob(v) for v in values]
 
 
+class AuthoringNotes(StrictModel):
+    """Notes for `cto-harness case check`; never given to a provider."""
+
+    pristine_tests_pass_because: str | None = Field(
+        default=None, min_length=1,
+        description="only for a case whose tests already pass on the original repository "
+                    "(say why, e.g. a refactoring that the tests guard); otherwise the pristine "
+                    "tests must fail",
+    )
+
+
 class CaseSpec(StrictModel):
     """A fixture case: `harness/evals/cases/<id>/case.toml` beside its pristine `repo/`."""
 
@@ -97,6 +108,7 @@ class CaseSpec(StrictModel):
     verification: VerificationSpec
     evidence: EvidenceExpectations = Field(default_factory=EvidenceExpectations)
     fake: FakeSolution = Field(default_factory=FakeSolution)
+    authoring: AuthoringNotes = Field(default_factory=AuthoringNotes)
 
     @field_validator("id")
     @classmethod

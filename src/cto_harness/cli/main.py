@@ -216,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(cto-harness provider --help)")
     provider.add_argument("arguments", nargs=argparse.REMAINDER)
     provider.set_defaults(func=cmd_provider)
+
+    from cto_harness.cli import case, runs, view  # each builds its own parser (viewer, issue 15)
+    for module in (view, runs, case):
+        module.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,128 @@
+"""A suite folder read for its page: `suite.json` is an index, not evidence (it is not signed),
+so every run it lists is re-verified from its own bundle, the verdicts shown are the bundles'
+own, and pass@k is recomputed from the verified runs only. Where suite.json disagrees with a
+bundle, the page says so."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cto_harness.core.suite import SUITE_FILE, aggregate
+from cto_harness.inert import read_json
+from cto_harness.viewer.runview import RunView, load_run, safe_path
+
+MAX_REPEATS = 500
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    index: int
+    case_id: str
+    repeat: int
+    listed_verdict: str | None
+    run: RunView | None
+    note: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return self.run is not None and self.run.verification.ok
+
+    @property
+    def status(self) -> str:
+        """What the grid shows: the bundle's verdict if it verified, else why not."""
+        if self.run is None:
+            return "missing"
+        return self.run.verdict if self.run.verification.ok else "unverified"
+
+
+@dataclass(frozen=True)
+class SuiteView:
+    root: Path
+    engine: str
+    k: int
+    cases: list[str]
+    created_at: str
+    runs: list[SuiteRun]
+    aggregates: dict[str, dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verified_count(self) -> int:
+        return sum(1 for r in self.runs if r.verified)
+
+    @property
+    def all_verified(self) -> bool:
+        return bool(self.runs) and self.verified_count == len(self.runs) and not self.notes
+
+    def grid(self) -> list[tuple[str, list[SuiteRun | None]]]:
+        """Per case, its runs by repeat (None where no run is listed)."""
+        rows = []
+        for case_id in self.cases:
+            by_repeat = {r.repeat: r for r in self.runs if r.case_id == case_id}
+            rows.append((case_id, [by_repeat.get(i) for i in range(1, self.k + 1)]))
+        return rows
+
+    def max_duration(self) -> int:
+        return max((r.run.duration_ms or 0 for r in self.runs if r.run), default=0)
+
+
+def is_suite(path: Path) -> bool:
+    return (path / SUITE_FILE).is_file()
+
+
+def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
+    root = root.absolute()
+    data = read_json(root / SUITE_FILE)
+    if not isinstance(data, dict):
+        data = {}
+    notes = [] if data else ["suite.json is missing or does not parse"]
+    listed = [r for r in data.get("runs", []) if isinstance(r, dict)] \
+        if isinstance(data.get("runs"), list) else []
+    runs: list[SuiteRun] = []
+    for index, row in enumerate(listed):
+        case_id = str(row.get("case_id", "?"))
+        repeat = row.get("repeat") if isinstance(row.get("repeat"), int) else 0
+        listed_verdict = row.get("verdict") if isinstance(row.get("verdict"), str) else None
+        rel = row.get("run_dir")
+        run: RunView | None = None
+        note = ""
+        if isinstance(rel, str):
+            path = safe_path(root, rel)
+            if path is None:
+                note = "suite.json names a bundle path outside the suite folder: not read"
+            elif path.is_dir():
+                run = load_run(path, public_key)
+            else:
+                note = "suite.json names a bundle that is not there"
+        else:
+            note = f"no bundle ({row.get('status', 'pending')})"
+        if run is not None and run.verification.ok:
+            if listed_verdict != run.verdict:
+                note = f"suite.json says {listed_verdict}, the bundle says {run.verdict}"
+            elif run.case_id != case_id:
+                note = f"suite.json lists case {case_id}, the bundle holds {run.case_id}"
+        runs.append(SuiteRun(index, case_id, repeat, listed_verdict, run, note))
+
+    cases = [str(c) for c in data.get("cases", []) if isinstance(c, str)] \
+        if isinstance(data.get("cases"), list) else []
+    for run in runs:
+        if run.case_id not in cases:
+            cases.append(run.case_id)
+    declared = data.get("repeat") if isinstance(data.get("repeat"), int) else 1
+    # Columns of the grid: bounded, whatever suite.json claims.
+    k = min(max([declared, 1, *(r.repeat for r in runs)]), MAX_REPEATS)
+    verified = [{"case_id": r.case_id, "verdict": r.run.verdict, "duration_ms": r.run.duration_ms}
+                for r in runs if r.verified and r.run is not None]
+    aggregates = aggregate(verified, cases, k)
+    listed_aggregates = data.get("aggregates") if isinstance(data.get("aggregates"), dict) else {}
+    for case_id, agg in aggregates.items():
+        theirs = listed_aggregates.get(case_id)
+        if isinstance(theirs, dict) and theirs.get("passes") != agg["passes"]:
+            notes.append(f"suite.json counts {theirs.get('passes')} passes for {case_id}; "
+                         f"the verified bundles show {agg['passes']}")
+    return SuiteView(
+        root=root, engine=str(data.get("engine", "?")), k=k, cases=cases,
+        created_at=str(data.get("created_at", "")), runs=runs, aggregates=aggregates, notes=notes,
+    )

@@ -1,0 +1,120 @@
+"""How bundle text is read: made inert, per-test results (structured first, the log as a
+reading aid), the one-line reason and the provider's outcome, on reports of either shape."""
+
+from __future__ import annotations
+
+from cto_harness.evidence.summary import one_line_reason, provider_outcome
+from cto_harness.inert import inert, inert_tree
+from cto_harness.viewer.testresults import FROM_LOG, STRUCTURED, collect
+
+UNITTEST_LOG = """\
+test_a (tests.test_x.XTest.test_a) ... ok
+test_b (tests.test_x.XTest.test_b)
+A docstring line ... FAIL
+test_c (tests.test_x.XTest.test_c) ... ERROR
+test_d (tests.test_x.XTest.test_d) ... skipped 'later'
+
+======================================================================
+FAIL: test_b (tests.test_x.XTest.test_b)
+A docstring line
+----------------------------------------------------------------------
+Traceback (most recent call last):
+AssertionError: 1 != 2
+
+======================================================================
+ERROR: test_c (tests.test_x.XTest.test_c)
+----------------------------------------------------------------------
+Traceback (most recent call last):
+ValueError: boom
+
+----------------------------------------------------------------------
+Ran 4 tests in 0.001s
+
+FAILED (failures=1, errors=1, skipped=1)
+"""
+
+PYTEST_LOG = """\
+tests/test_y.py::test_one PASSED                                         [ 50%]
+tests/test_y.py::test_two FAILED                                         [100%]
+"""
+
+
+def test_inert_shows_controls_and_invisible_formatting() -> None:
+    assert inert("a\x1b[2Jb") == "a\u241b[2Jb"
+    assert inert("cr\rnul\x00del\x7f") == "cr\u240dnul\u2400del\u2421"
+    assert inert("x\u202ey\u200bz\ufeff") == "x\u27e8U+202E\u27e9y\u27e8U+200B\u27e9z\u27e8U+FEFF\u27e9"
+    assert inert("two\nlines\tand tab") == "two\u2424lines\u2409and tab"
+    assert inert("two\nlines\tkept", multiline=True) == "two\nlines\tkept"
+    assert inert("\x9b31m") == "\u27e8U+009B\u27e931m"  # the one-byte CSI
+    assert inert_tree({"k\x1b": ["v\n", 3, None]}) == {"k\u241b": ["v\u2424", 3, None]}
+    assert inert("<b>**plain**</b> é ✓") == "<b>**plain**</b> é ✓"  # HTML is the page's job
+
+
+def test_per_test_results_from_a_unittest_log() -> None:
+    results = collect({}, UNITTEST_LOG)
+    assert results.source == FROM_LOG and not results.structured
+    assert [(t.name, t.outcome) for t in results.tests] == [
+        ("tests.test_x.XTest.test_a", "passed"), ("tests.test_x.XTest.test_b", "failed"),
+        ("tests.test_x.XTest.test_c", "error"), ("tests.test_x.XTest.test_d", "skipped")]
+    assert "AssertionError: 1 != 2" in results.tests[1].detail
+    assert "ValueError: boom" in results.tests[2].detail
+    assert [t.name for t in results.failed] == ["tests.test_x.XTest.test_b",
+                                                "tests.test_x.XTest.test_c"]
+
+
+def test_per_test_results_from_a_pytest_log_and_from_structured_results() -> None:
+    assert [(t.name, t.outcome) for t in collect({}, PYTEST_LOG).tests] == [
+        ("tests/test_y.py::test_one", "passed"), ("tests/test_y.py::test_two", "failed")]
+    structured = collect({"tests": [{"id": "t.one", "outcome": "passed"},
+                                    {"name": "t.two", "status": "failed", "message": "why"},
+                                    "junk"]}, UNITTEST_LOG)
+    assert structured.source == STRUCTURED and structured.structured
+    assert [(t.name, t.outcome, t.detail) for t in structured.tests] == [
+        ("t.one", "passed", ""), ("t.two", "failed", "why")]
+    assert collect({}, "no test lines at all").tests == []
+
+
+def _report(**fields: object) -> dict[str, object]:
+    return {"verdict": "fail", "pass_conditions": {}, "verification": {}, **fields}
+
+
+def test_one_line_reason_per_verdict() -> None:
+    assert one_line_reason(_report(
+        verdict="blocked", blockers=[{"code": "provider_timeout", "message": "ran past 900s"},
+                                     {"code": "x", "message": "y"}])) == \
+        "provider_timeout: ran past 900s (+1 more)"
+    assert one_line_reason(_report(
+        pass_conditions={"allowed_writes_passed": False, "harness_verification_passed": False},
+        changed_files=[{"path": "a.py", "allowed": False}, {"path": "b.py", "allowed": True}],
+        verification={"reason": "2 tests failed"})) == \
+        "changes outside the allowed paths: a.py (+1 more conditions)"
+    assert one_line_reason(_report(
+        pass_conditions={"harness_verification_passed": False},
+        verification={"reason": "exit code 1; 2 tests failed"})) == \
+        "the harness's own tests failed: exit code 1; 2 tests failed"
+    assert one_line_reason(_report(
+        verdict="pass", pass_conditions={"a": True, "b": True},
+        verification={"tests_ran": 5})) == \
+        "all 2 pass conditions held; the harness ran 5 tests itself, all passed"
+    assert one_line_reason({"verdict": "bogus"}).startswith("the report names no verdict")
+
+
+def test_provider_outcome_prefers_the_report_field_and_names_disagreement() -> None:
+    report = _report(
+        verdict="pass",
+        provider_outcome={"outcome": "failed", "failed_agent": "closer",
+                          "phases": [{"phase": "close", "agent": "closer", "outcome": "failed"}]},
+        provider_claims={"pipeline_end": {"outcome": "completed"}})
+    outcome = provider_outcome(report)
+    assert outcome is not None
+    assert (outcome.outcome, outcome.failed_agent) == ("failed", "closer")
+    assert outcome.phases == [("close", "closer", "failed")]
+    assert outcome.source == "report.json provider_outcome"
+    assert outcome.disagreement == "the harness says PASS but the provider's own pipeline says " \
+                                   "failed"
+    older = provider_outcome(_report(provider_claims={
+        "pipeline_end": {"outcome": "completed"},
+        "phase_results": [{"phase": "implement", "agent": "implementer", "outcome": "completed"}]}))
+    assert older is not None and older.outcome == "completed"
+    assert older.disagreement == "the provider says completed but the harness's own checks failed"
+    assert provider_outcome(_report()) is None
