@@ -410,3 +410,14 @@ def test_endpoints_default_to_the_model_providers_public_api() -> None:
     assert Endpoint.parse("http://127.0.0.1:4000/v1").sandbox_url == "http://127.0.0.1:4000/v1"
     assert Endpoint.parse("https://api.openai.com/v1").sandbox_env()["HTTPS_PROXY"] == \
         "http://127.0.0.1:8080"
+
+
+def test_every_guard_removal_of_tools_guard_check_still_applies() -> None:
+    """`tools/guard_check.py` removes each guard by a text patch: it must keep matching the source."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import guard_check
+
+    for name, (patches, tests, _) in guard_check.DEMOS.items():
+        for rel, old, _new in patches:
+            assert old in (guard_check.SRC / rel).read_text(), (name, rel)
+        assert all((guard_check.SRC / t).is_file() for t in tests.split()), name
