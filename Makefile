@@ -44,10 +44,12 @@ demo: install
 
 test: install
 	$(VENV)/bin/python -m pytest -q
-	$(VENV)/bin/ruff check $(wildcard src tests tools harness benchmarks)
+	$(MAKE) --no-print-directory lint
 
+# ruff everywhere; mypy on the package (strict on core/, evidence/, sandbox/: pyproject.toml).
 lint:
 	$(VENV)/bin/ruff check $(wildcard src tests tools harness benchmarks)
+	$(VENV)/bin/mypy
 
 schemas:
 	$(VENV)/bin/cto-harness schemas --write --dir schemas

@@ -24,16 +24,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "src")]
 _LOCAL_BUN = ROOT / ".tools" / "bun" / "node_modules" / ".bin"
 if shutil.which("bun") is None and (_LOCAL_BUN / "bun").exists():
     os.environ["PATH"] = os.pathsep.join([str(_LOCAL_BUN), os.environ.get("PATH", "")])
 
+from cto_harness.git import commit_all  # noqa: E402
 from cto_harness.providers.build import admit_prebuilt, build_provider  # noqa: E402
-from cto_harness.providers.policy import load_policy  # noqa: E402
+from cto_harness.providers.policy import default_policy_path, load_policy  # noqa: E402
 from cto_harness.providers.registry import lookup_admission  # noqa: E402
 from cto_harness.settings import Settings  # noqa: E402
-from standin_helpers import POLICY_PATH, POLICY_PIN, head_commit, make_standin_repo  # noqa: E402
+
+# The stand-in provider's TypeScript source: read as data (copied, built), never imported.
+STANDIN_SOURCE = ROOT / "tests" / "standin"
+
+
+def make_standin_repo(base: Path, origin: str) -> tuple[Path, str]:
+    """A git repository of the stand-in (scenario `normal`) with `origin`; (path, commit)."""
+    repo = base / "standin"
+    shutil.copytree(STANDIN_SOURCE, repo, ignore=shutil.ignore_patterns("node_modules", "dist"))
+    (repo / "src" / "scenario.ts").write_text('export const SCENARIO: string = "normal";\n')
+    return repo, commit_all(repo, "stand-in (normal)", origin=origin)
 
 
 def _median_seconds(runs: int, action: Callable[[int], object]) -> tuple[float, list[float]]:
@@ -51,11 +62,10 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     runs = max(3, args.runs)
-    policy = load_policy(POLICY_PATH)
+    policy = load_policy(default_policy_path(ROOT / "harness"))
     with tempfile.TemporaryDirectory(prefix="cto-harness-bench-") as tmp:
         base = Path(tmp)
-        repo = make_standin_repo(base)
-        commit = head_commit(repo)
+        repo, commit = make_standin_repo(base, policy.source_url)
         settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(base / "home")})
 
         reports = []
@@ -67,7 +77,7 @@ def main() -> int:
 
         def admit(index: int) -> None:
             home = Settings.from_env({"CTO_HARNESS_HOME": str(base / f"admit-{index}")})
-            admit_prebuilt(binary, policy.source_url, POLICY_PIN, policy, home, progress=None)
+            admit_prebuilt(binary, policy.source_url, policy.pin, policy, home, progress=None)
 
         admit_median, admit_samples = _median_seconds(runs, admit)
         lookups = max(5, runs)

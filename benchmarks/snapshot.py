@@ -28,8 +28,9 @@ from pathlib import Path
 
 from _bench import ROOT, emit, median, ms
 
-from cto_harness.core.workspace import Snapshot, git_env
+from cto_harness.core.workspace import Snapshot
 from cto_harness.fsutil import tree_digest
+from cto_harness.git import git_env
 
 
 def generate(root: Path, count: int) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cto_harness.git import commit_all, git_env
 from cto_harness.providers.registry import AdmissionRecord
 
 STANDIN_DIR = Path(__file__).resolve().parent / "standin"
@@ -24,23 +25,9 @@ POLICY_PATH = REPO_ROOT / "harness" / "providers" / "case" / "policy.toml"
 POLICY_SOURCE_URL = "https://github.com/workos/case.git"
 POLICY_PIN = "7959ac917cdeb0983b4aaa20bb9f42021747fed8"
 
-_GIT_ENV = {
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "cto-harness tests",
-    "GIT_AUTHOR_EMAIL": "tests@cto-harness.invalid",
-    "GIT_COMMITTER_NAME": "cto-harness tests",
-    "GIT_COMMITTER_EMAIL": "tests@cto-harness.invalid",
-}
-
-
 def git(repo: Path, *args: str) -> str:
     result = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        env={**os.environ, **_GIT_ENV},
-        capture_output=True,
-        text=True,
-        check=True,
+        ["git", "-C", str(repo), *args], env=git_env(), capture_output=True, text=True, check=True,
     )
     return result.stdout.strip()
 
@@ -92,18 +79,14 @@ def make_standin_repo(
     )
     if mutate is not None:
         mutate(repo)
-    git(repo, "init", "--quiet", "--initial-branch=main")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "--no-gpg-sign", "-m", f"stand-in ({scenario})")
-    if origin is not None:
-        git(repo, "remote", "add", "origin", origin)
+    commit_all(repo, f"stand-in ({scenario})", origin=origin)
     return repo
 
 
 def run_provider_cli(
     home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """`python3 -m cto_harness.cli.provider provider <args>` in a child process, with
+    """`python3 -m cto_harness provider <args>` in a child process, with
     `CTO_HARNESS_HOME=home` (`env` replaces the inherited environment when given)."""
     base = dict(os.environ if env is None else env)
     base["CTO_HARNESS_HOME"] = str(home)
@@ -111,7 +94,7 @@ def run_provider_cli(
         [str(REPO_ROOT / "src"), *filter(None, [base.get("PYTHONPATH")])]
     )
     return subprocess.run(
-        [sys.executable, "-m", "cto_harness.cli.provider", "provider", *args],
+        [sys.executable, "-m", "cto_harness", "provider", *args],
         env=base,
         capture_output=True,
         text=True,
@@ -156,8 +139,8 @@ def make_admission_record(sha: str, **changes: object) -> AdmissionRecord:
         "store_path": f"/nonexistent/{sha}/ca",
         "size_bytes": 1,
         "source_url": "https://github.com/workos/case.git",
-        "commit": POLICY_PIN,
-        "policy_commit": POLICY_PIN,
+        "pin": POLICY_PIN,
+        "policy_pin": POLICY_PIN,
         "admitted_at": "2026-01-01T00:00:00.000Z",
         "build_report": "/nonexistent/report.json",
         "identity_evidence_sha256": "0" * 64,

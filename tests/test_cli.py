@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -10,7 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO_ROOT, CaseFactory
+from cto_harness.cli.main import build_parser
 from cto_harness.evidence.verify import verify_bundle
 
 RUN_CASE = str(REPO_ROOT / "harness" / "evals" / "run-case.sh")
@@ -55,11 +59,29 @@ def test_usage_errors_exit_64_with_one_line() -> None:
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-def test_an_invalid_timeout_setting_is_a_usage_error() -> None:
-    env = {**os.environ, "CTO_HARNESS_CASE_TIMEOUT_SECONDS": "soon"}
-    proc = _cli("run", "r1-string-slugify", env=env)
-    assert proc.returncode == 64
-    assert "CTO_HARNESS_CASE_TIMEOUT_SECONDS" in proc.stderr
+@pytest.mark.parametrize(("engine", "variable", "value"), [
+    ("case", "CTO_HARNESS_CASE_TIMEOUT_SECONDS", "soon"),
+    ("case", "CTO_HARNESS_CASE_TIMEOUT_SECONDS", "0"),
+    ("fake", "CTO_HARNESS_FAKE_TIMEOUT_SECONDS", "-5"),
+    ("fake", "CTO_HARNESS_WORKSPACE_LIMIT_MB", "lots"),
+    ("fake", "CTO_HARNESS_ISOLATION", "chroot"),
+])
+def test_an_invalid_setting_is_a_usage_error_naming_it(
+    engine: str, variable: str, value: str, runs_dir: Path
+) -> None:
+    proc = _cli("run", "r1-string-slugify", "--engine", engine,
+                env={**os.environ, variable: value})
+    assert proc.returncode == 64, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert variable in proc.stderr and repr(value) in proc.stderr
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())  # nothing written
+
+
+def test_an_engine_reads_only_its_own_settings() -> None:
+    # The fake lane ignores Case's variables: a bad Case timeout cannot stop it.
+    proc = _cli("run", "r1-string-slugify",
+                env={**os.environ, "CTO_HARNESS_CASE_TIMEOUT_SECONDS": "soon"})
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_verify_fails_with_the_discrepancy_named(tmp_path: Path) -> None:
@@ -111,3 +133,58 @@ def test_ctrl_c_mid_run_leaves_a_whole_bundle_that_is_not_a_pass(
     report = _interrupt(case_factory, runs_dir, signal.SIGINT)
     assert report["verdict"] in ("error", "blocked")
     assert report["verdict"] != "pass"
+
+
+def _parsers(parser: argparse.ArgumentParser, name: str = "cto-harness"
+             ) -> list[tuple[str, argparse.ArgumentParser]]:
+    found = [(name, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                found += _parsers(sub, f"{name} {sub_name}")
+    return found
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    parsers = _parsers(build_parser())
+    names = {name for name, _ in parsers}
+    assert {"cto-harness validate adapter", "cto-harness validate routes",
+            "cto-harness provider build", "cto-harness config show", "cto-harness suite"} <= names
+    for name, parser in parsers:
+        assert "DESIGN" not in (parser.description or ""), name
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            what = action.option_strings or [action.dest]
+            assert action.help, f"{name} {what} has no help text"
+            assert "DESIGN" not in action.help, f"{name} {what}"
+
+
+def test_a_bad_flag_deep_in_the_tree_is_one_line_and_64() -> None:
+    for args in (["provider", "build"], ["validate", "adapter", "--bogus"],
+                 ["suite", "--repeat", "0"], ["config"], ["validate", "routes", "x"]):
+        proc = _cli(*args)
+        assert proc.returncode == 64, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_the_cli_starts_without_loading_models_or_engines() -> None:
+    # `--help` and usage errors must stay fast: command modules import their work lazily.
+    code = ("import sys; from cto_harness.cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in sys.modules if m == 'pydantic' "
+            "or m.startswith('cto_harness.engines.') or m.startswith('cto_harness.providers')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_python_wrappers_run_the_one_cli() -> None:
+    routes = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "validate_cto_child.py"),
+                             "--json"], capture_output=True, text=True, cwd="/")
+    assert routes.returncode == 0, routes.stderr
+    assert json.loads(routes.stdout)["route_dir"] == str(REPO_ROOT / "docs" / "route")
+    adapter = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "harness/runner/validate-case-provider-adapter.py"),
+         "--harness-root", "harness", "--check", "nope"], capture_output=True, text=True,
+        cwd=REPO_ROOT)
+    assert adapter.returncode == 64 and "unknown check 'nope'" in adapter.stderr

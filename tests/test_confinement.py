@@ -26,7 +26,7 @@ from cto_harness.core.gitdir import check_git_dir, redact_url
 from cto_harness.errors import Blocked
 from cto_harness.sandbox import users
 from cto_harness.sandbox.isolation import LAUNCHER, launcher_namespaces
-from cto_harness.sandbox.netproxy import Endpoint, EndpointProxy, endpoint_for
+from cto_harness.sandbox.netproxy import Endpoint, EndpointProxy, endpoint_for, model_endpoint
 from cto_harness.sandbox.process import ensure_subreaper, kill_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="these tests drive a root harness")
@@ -403,9 +403,10 @@ def test_connect_mode_tunnels_only_the_endpoint(tmp_path: Path, echo_server) -> 
 
 
 def test_endpoints_default_to_the_model_providers_public_api() -> None:
-    assert endpoint_for(None, "anthropic") == Endpoint.parse("https://api.anthropic.com")
-    assert endpoint_for(None, "unknown") is None
-    gateway = endpoint_for("http://127.0.0.1:9/v1", "openai")
+    assert endpoint_for(model_endpoint(None, "anthropic")) == \
+        Endpoint.parse("https://api.anthropic.com")
+    assert endpoint_for(model_endpoint(None, "unknown")) is None
+    gateway = endpoint_for(model_endpoint("http://127.0.0.1:9/v1", "openai"))
     assert gateway is not None and gateway.sandbox_url == "http://127.0.0.1:8080/v1"
     assert Endpoint.parse("http://127.0.0.1:4000/v1").sandbox_url == "http://127.0.0.1:4000/v1"
     assert Endpoint.parse("https://api.openai.com/v1").sandbox_env()["HTTPS_PROXY"] == \

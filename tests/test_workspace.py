@@ -47,7 +47,8 @@ def test_every_kind_of_change_is_classified_and_the_patch_applies(tmp_path: Path
     subprocess.run(["git", "commit", "-qm", "agent"], cwd=workspace, check=True, env=env)
 
     snap.take_after()
-    source, bookkeeping = split_changes(snap.changes(), ["*.txt", "link", "data.bin"])
+    source, bookkeeping = split_changes(snap.changes(), ["*.txt", "link", "data.bin"],
+                                        bookkeeping_dirs=(".case",))
     kinds = {c.path: c.change for c in source}
     assert kinds == {
         "added.txt": "added", "edit.txt": "modified", "gone.txt": "deleted",
@@ -61,7 +62,7 @@ def test_every_kind_of_change_is_classified_and_the_patch_applies(tmp_path: Path
     target = tmp_path / "apply"
     shutil.copytree(pristine, target, symlinks=True)
     patch = tmp_path / "p.diff"
-    patch.write_bytes(snap.patch())
+    patch.write_bytes(snap.patch(bookkeeping_dirs=(".case",)))
     assert b".case" not in patch.read_bytes()
     subprocess.run(["git", "apply", str(patch)], cwd=target, check=True)
     for name in ("edit.txt", "added.txt", "data.bin", "ignored.txt"):

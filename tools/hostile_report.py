@@ -1,26 +1,28 @@
 #!/usr/bin/env python3
-"""Run the hostile-provider suite on every isolation tier this machine has and regenerate
-docs/security.md from what was observed: `python3 tools/hostile_report.py [--check]`.
+"""Run the hostile-provider suite (`pytest tests/hostile`) on every isolation tier this machine has
+and regenerate docs/security.md from what it observed: `python3 tools/hostile_report.py [--check]`.
 
---check: exit 1 when an observation differs from the documented expectation (no file written).
+The suite records each observation before asserting (`record` in tests/hostile/hostile_suite.py,
+`HOSTILE_REPORT`), so every attack gets its row, a mismatch included. --check: exit 1 when an
+observation differs from the documented expectation (no file written).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from threat_model import THREAT_MODEL  # tools/, beside this script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT / "src"), str(REPO_ROOT / "tests" / "hostile"),
-                str(REPO_ROOT / "tools")]
-
-from hostile_suite import ATTACKS, EXPECTED, TIERS, run_attack, tier_available  # noqa: E402
-from threat_model import THREAT_MODEL  # noqa: E402
-
-from cto_harness.sandbox.isolation import probe  # noqa: E402
+PYTHON = REPO_ROOT / "harness" / "bin" / "python"  # the project's own interpreter
 
 HEADER = """# Security: the hostile-provider suite
 
@@ -37,52 +39,74 @@ Machine: {machine}.
 """
 
 
+def _observe() -> tuple[list[dict[str, Any]], int]:
+    """Every row the suite recorded, and pytest's exit code."""
+    with tempfile.TemporaryDirectory(prefix="cto-hostile-") as tmp:
+        rows_file = Path(tmp) / "rows.jsonl"
+        done = subprocess.run(
+            [str(PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/hostile"],
+            cwd=REPO_ROOT, env={**os.environ, "HOSTILE_REPORT": str(rows_file)}, check=False)
+        lines = rows_file.read_text().splitlines() if rows_file.is_file() else []
+    return [json.loads(line) for line in lines], done.returncode
+
+
+def _machine() -> str:
+    done = subprocess.run(
+        [str(PYTHON), "-c", "import json; from cto_harness.sandbox.isolation import probe; "
+         "p = probe(); print(json.dumps([p.bwrap_ok, p.bwrap_version, p.landlock_abi]))"],
+        capture_output=True, text=True, check=True)
+    bwrap_ok, version, abi = json.loads(done.stdout)
+    return (f"bwrap {'`' + (version or '') + '`' if bwrap_ok else 'absent'}, Landlock ABI {abi}, "
+            f"generated {time.strftime('%Y-%m-%d', time.gmtime())}")
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "security.md"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if an observation differs from expectation")
+    parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "security.md"),
+                        help="the file to write (default: docs/security.md)")
     args = parser.parse_args()
-    found = probe()
-    rows = []
+    observed, pytest_status = _observe()
+    if not observed:
+        print(f"the hostile suite recorded nothing (pytest exit {pytest_status})", file=sys.stderr)
+        return 1
+    order = ("bwrap", "landlock", "none")  # strongest tier first, as the suite defines them
+    observed.sort(key=lambda r: order.index(r["tier"]) if r["tier"] in order else len(order))
+    rows: list[str] = []
     totals: dict[str, dict[str, int]] = {}
     mismatches = []
-    with tempfile.TemporaryDirectory(prefix="cto-hostile-") as tmp:
-        for tier in TIERS:
-            ok, why = tier_available(tier)
-            if not ok:
-                rows.append(f"| (all) | {tier} | — | skipped: {why} | — | — |")
-                continue
-            for attack in ATTACKS:
-                obs = run_attack(attack, tier, Path(tmp) / f"{attack.name}-{tier}")
-                exp = EXPECTED[attack.name][tier]
-                exp_text = exp.verdict + (f" `{exp.blocker}`" if exp.blocker else "")
-                got = obs.verdict + (f" `{', '.join(obs.blockers)}`" if obs.blockers else "")
-                same = (obs.verdict == exp.verdict and obs.outcome == exp.outcome
-                        and (exp.blocker is None or exp.blocker in obs.blockers)
-                        and obs.verify_error is None and not obs.left_running
-                        and not obs.secret_in)
-                if not same:
-                    mismatches.append(f"{attack.name}/{tier}: expected {exp}, observed "
-                                      f"{obs.verdict} {obs.blockers} {obs.outcome}: "
-                                      f"{obs.evidence} {obs.verify_error or ''}")
-                t = totals.setdefault(tier, {"tried": 0, "prevented": 0, "detected": 0,
-                                             "missed": 0})
-                t["tried"] += 1
-                t[obs.outcome] += 1
-                rows.append(
-                    f"| {attack.title} | {tier} | {exp_text}, {exp.outcome} | {got} | "
-                    f"**{obs.outcome}**: {obs.evidence.replace('|', '/')} | "
-                    f"{'yes' if obs.verify_error is None else 'NO'} |")
-                print(f"{tier:9} {attack.name:18} {obs.verdict:8} {obs.outcome:10} "
-                      f"{obs.seconds:6.2f}s {obs.evidence}", file=sys.stderr)
+    skipped_tiers: set[str] = set()
+    for row in observed:
+        tier, exp = row["tier"], row["expected"]
+        if "skipped" in row:
+            if tier not in skipped_tiers:
+                skipped_tiers.add(tier)
+                rows.append(f"| (all) | {tier} | — | skipped: {row['skipped']} | — | — |")
+            continue
+        exp_text = exp["verdict"] + (f" `{exp['blocker']}`" if exp["blocker"] else "")
+        got = row["verdict"] + (f" `{', '.join(row['blockers'])}`" if row["blockers"] else "")
+        same = (row["verdict"] == exp["verdict"] and row["outcome"] == exp["outcome"]
+                and (exp["blocker"] is None or exp["blocker"] in row["blockers"])
+                and row["verify_error"] is None and not row["left_running"]
+                and not row["secret_in"])
+        if not same:
+            mismatches.append(f"{row['attack']}/{tier}: expected {exp}, observed "
+                              f"{row['verdict']} {row['blockers']} {row['outcome']}: "
+                              f"{row['evidence']} {row['verify_error'] or ''}")
+        t = totals.setdefault(tier, {"tried": 0, "prevented": 0, "detected": 0, "missed": 0})
+        t["tried"] += 1
+        t[row["outcome"]] += 1
+        rows.append(
+            f"| {row['title']} | {tier} | {exp_text}, {exp['outcome']} | {got} | "
+            f"**{row['outcome']}**: {row['evidence'].replace('|', '/')} | "
+            f"{'yes' if row['verify_error'] is None else 'NO'} |")
     for line in mismatches:
         print(f"MISMATCH {line}", file=sys.stderr)
+    failed = bool(mismatches) or pytest_status != 0
     if args.check:
-        return 1 if mismatches else 0
-    machine = (f"bwrap {'`' + (found.bwrap_version or '') + '`' if found.bwrap_ok else 'absent'}"
-               f", Landlock ABI {found.landlock_abi}, generated "
-               f"{time.strftime('%Y-%m-%d', time.gmtime())}")
-    lines = [HEADER.format(machine=machine), "## Totals", "",
+        return 1 if failed else 0
+    lines = [HEADER.format(machine=_machine()), "## Totals", "",
              "| tier | tried | prevented | detected | missed |", "|---|---|---|---|---|"]
     for tier, t in totals.items():
         lines.append(f"| {tier} | {t['tried']} | {t['prevented']} | {t['detected']} | "
@@ -93,7 +117,7 @@ def main() -> int:
     lines += [NOTES, THREAT_MODEL]
     Path(args.out).write_text("\n".join(lines))
     print(f"wrote {args.out}", file=sys.stderr)
-    return 1 if mismatches else 0
+    return 1 if failed else 0
 
 
 NOTES = """## What each tier promises, in short

@@ -11,6 +11,7 @@ lines are rewritten. `tools/validate_cto_child.py` then checks every claim again
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -19,10 +20,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-_VENV_PYTHON = REPO / ".venv" / "bin" / "python"
-if _VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
-    os.execv(str(_VENV_PYTHON), [str(_VENV_PYTHON), *sys.argv])
-sys.path.insert(0, str(REPO / "src"))
+if importlib.util.find_spec("cto_harness") is None:  # a bare python3: the project's own, instead
+    _PYTHON = str(REPO / "harness" / "bin" / "python")
+    os.execv(_PYTHON, [_PYTHON, *sys.argv])
 
 from cto_harness.evidence.verify import verify_bundle  # noqa: E402
 from cto_harness.fsutil import sha256_file  # noqa: E402

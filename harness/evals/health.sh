@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Aggregate health: harness/evals/health.sh [--json]. Exit 0 only if every part holds.
+# A thin wrapper over `cto-harness health`.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
-exec "$harness_python" -m cto_harness health --harness-root "$repo_root/harness" "$@"
+harness="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+exec "$harness/bin/cto-harness" health --harness-root "$harness" "$@"

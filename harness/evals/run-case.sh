@@ -2,5 +2,5 @@
 # One Stage 2 run: harness/evals/run-case.sh <case-id> [--engine fake|case] [--json]
 # A thin wrapper over `cto-harness run`; exit codes 0 pass, 1 fail, 2 blocked, 3 error, 64 usage.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
-exec "$harness_python" -m cto_harness run --harness-root "$repo_root/harness" "$@"
+harness="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+exec "$harness/bin/cto-harness" run --harness-root "$harness" "$@"

@@ -3,6 +3,10 @@
 ```toml
 # Paths a provider must never be able to read (your real repositories, secrets, …).
 target_repositories = ["/srv/git/payments", "/home/me/src/product"]
+# Optional defaults of core settings (an environment variable overrides each):
+# runs_dir = "/srv/cto-runs"          # CTO_HARNESS_RUNS_DIR
+# isolation = "bwrap"                 # CTO_HARNESS_ISOLATION
+# workspace_limit_mb = 2048           # CTO_HARNESS_WORKSPACE_LIMIT_MB
 ```
 
 `CTO_HARNESS_TARGET_REPOSITORIES` (paths separated by `:`) adds to the file's list; it never
@@ -25,7 +29,7 @@ from cto_harness.fsutil import atomic_write_text
 
 CONFIG_FILE = "config.toml"
 ENV_TARGETS = "CTO_HARNESS_TARGET_REPOSITORIES"
-KNOWN_KEYS = frozenset({"target_repositories"})
+KNOWN_KEYS = frozenset({"target_repositories", "runs_dir", "isolation", "workspace_limit_mb"})
 
 
 def config_path(home: Path) -> Path:
@@ -51,18 +55,23 @@ def read_config(home: Path) -> dict[str, object]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from exc
     if unknown := sorted(set(data) - KNOWN_KEYS):
-        raise UsageError(f"{path}: unknown key {unknown[0]!r} (known: target_repositories)")
+        raise UsageError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})")
     targets = data.get("target_repositories", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise UsageError(f"{path}: target_repositories must be a list of path strings")
     return data
 
 
+def _targets(config: dict[str, object]) -> list[str]:
+    listed = config.get("target_repositories", [])
+    return [str(t) for t in listed] if isinstance(listed, list) else []
+
+
 def target_repositories(home: Path, environ: Mapping[str, str]) -> tuple[Path, ...]:
     """The configured target repositories: the config file's, then the environment's."""
     found: list[Path] = []
-    for raw in read_config(home).get("target_repositories", []):  # type: ignore[union-attr]
-        found.append(_check_target(str(raw), str(config_path(home))))
+    for raw in _targets(read_config(home)):
+        found.append(_check_target(raw, str(config_path(home))))
     for raw in (environ.get(ENV_TARGETS) or "").split(":"):
         if raw.strip():
             found.append(_check_target(raw.strip(), ENV_TARGETS))
@@ -73,47 +82,16 @@ def add_target(home: Path, raw: str) -> Path:
     """Append a path to config.toml's target_repositories (atomically); returns it."""
     path = _check_target(str(Path(raw).expanduser().absolute()), "add-target")
     data = read_config(home)
-    targets = [str(t) for t in data.get("target_repositories", [])]  # type: ignore[union-attr]
+    targets = _targets(data)
     if str(path) not in targets:
         targets.append(str(path))
-    lines = ["# cto-harness configuration (see `cto-harness config show`).",
-             "# Paths a provider must never be able to read.",
-             "target_repositories = ["]
+    lines = ["# cto-harness configuration (see `cto-harness config show`)."]
+    # The other settings of the file are kept as they were.
+    lines += [f"{key} = {json.dumps(value)}" for key, value in data.items()
+              if key != "target_repositories" and isinstance(value, str | int)]
+    lines += ["# Paths a provider must never be able to read.", "target_repositories = ["]
     lines += [f"  {json.dumps(t)}," for t in targets]
     lines.append("]")
     home.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path(home), "\n".join(lines) + "\n")
     return path
-
-
-def config_command(args: object) -> int:
-    """`cto-harness config show|add-target PATH`."""
-    import argparse
-
-    from cto_harness.sandbox.isolation import choose_tier, probe
-    from cto_harness.settings import Settings
-
-    assert isinstance(args, argparse.Namespace)
-    settings = Settings.from_env()
-    if args.config_command == "add-target":
-        added = add_target(settings.home, args.path)
-        print(f"cto-harness config: {added} is now hidden from every provider "
-              f"({config_path(settings.home)})")
-        return 0
-    found = probe()
-    try:
-        tier, reason = choose_tier(settings.isolation, found)
-    except Exception as exc:  # a forced tier this machine lacks: shown, not raised
-        tier, reason = "unavailable", str(exc)
-    print(json.dumps({
-        "home": str(settings.home),
-        "runs_dir": str(settings.runs_dir),
-        "config_file": str(config_path(settings.home)),
-        "config_file_exists": config_path(settings.home).is_file(),
-        "target_repositories": [str(p) for p in settings.target_repositories],
-        "isolation": {"requested": settings.isolation, "tier": tier, "reason": reason,
-                      "probe": found.to_dict()},
-        "workspace_limit_mb": settings.workspace_limit_bytes // (1024 * 1024),
-        "keys_dir": str(settings.keys_dir),
-    }, indent=2))
-    return 0

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cto_harness.errors import BlockerCode
+
 CASE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 Verdict = Literal["pass", "fail", "blocked", "error"]
@@ -155,7 +157,7 @@ class TaskContract(StrictModel):
 
 
 class Blocker(StrictModel):
-    code: str
+    code: BlockerCode
     message: str
 
 
@@ -168,7 +170,13 @@ class ChangedFile(StrictModel):
     allowed: bool = True
 
 
-class ProviderInfo(StrictModel):
+class FrozenModel(StrictModel):
+    """A value handed from stage to stage: changed only by copying (`model_copy(update=...)`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderInfo(FrozenModel):
     name: str
     path: str | None = None
     executed_path: str | None = Field(default=None, description="the hashed copy that ran")
@@ -178,7 +186,7 @@ class ProviderInfo(StrictModel):
     provenance_level: ProvenanceLevel | None = None
 
 
-class ModelInfo(StrictModel):
+class ModelInfo(FrozenModel):
     provider: str | None = None
     model: str | None = None
     base_url: str | None = None
@@ -229,11 +237,30 @@ class BaselineComparison(StrictModel):
     run_id: str | None = None
     verdict: Verdict | None = None
     bundle: str = "baseline"
-    changed_files: list[str] = Field(default_factory=list)
-    case_changed_files: list[str] = Field(default_factory=list)
+    changed_files: list[str] = Field(default_factory=list, description="the baseline's changes")
+    provider_changed_files: list[str] = Field(
+        default_factory=list, description="the provider run's source changes")
+    case_changed_files: list[str] = Field(
+        default_factory=list, description="= provider_changed_files (the contract's name)")
     evidence_shape_equal: bool | None = None
     outcome_equal: bool | None = None
     notes: list[str] = Field(default_factory=list)
+
+
+class PhaseOutcome(FrozenModel):
+    phase: str
+    agent: str | None = None
+    outcome: str | None = None
+
+
+class ProviderOutcome(FrozenModel):
+    """The provider's own account of its run (Case: `pipeline_end` and each `phase_end` of its
+    event log): shown beside the verdict, never a reason for it."""
+
+    outcome: str | None = Field(default=None, description="e.g. completed, failed; None: silent")
+    failed_agent: str | None = None
+    phases: list[PhaseOutcome] = Field(default_factory=list)
+    source: str | None = Field(default=None, description="the bundle file it was read from")
 
 
 class IsolationInfo(StrictModel):
@@ -298,7 +325,9 @@ class Report(StrictModel):
     verdict: Verdict
     blockers: list[Blocker] = Field(default_factory=list)
     source_admission_status: Literal["admitted", "not_admitted"] = "not_admitted"
-    case_process_started: bool = False
+    provider_process_started: bool = False
+    case_process_started: bool = Field(
+        default=False, description="= provider_process_started (the contract's name)")
     backend_exit_code: int | None = None
     allowed_writes_passed: bool = False
     changed_files: list[ChangedFile] = Field(default_factory=list)
@@ -311,6 +340,7 @@ class Report(StrictModel):
     verification: VerificationResult = Field(default_factory=VerificationResult)
     forbidden_actions_attempted: list[ForbiddenAction] = Field(default_factory=list)
     provider_claims: dict[str, Any] = Field(default_factory=dict)
+    provider_outcome: ProviderOutcome = Field(default_factory=ProviderOutcome)
     baseline: BaselineComparison | None = None
     isolation: IsolationInfo = Field(default_factory=IsolationInfo)
     no_target_inspection: NoTargetInspection = Field(default_factory=NoTargetInspection)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cto_harness.errors import UsageError
-
 _CHUNK = 1 << 20
 # Files at least this large are hashed on their own thread.
 _PARALLEL_MIN_BYTES = 4 << 20
+
+
+class PathEscape(ValueError):
+    """A path from input that is absolute or resolves outside the root it must stay in."""
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -47,6 +51,20 @@ def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
+@contextlib.contextmanager
+def exclusive_lock(lock_file: Path, *, wait: bool = True) -> Iterator[None]:
+    """An exclusive `flock` on `lock_file` (created if needed) for the duration of the block.
+    The kernel releases it when the descriptor closes, also when the process dies. With
+    `wait=False`, a lock someone else holds raises `BlockingIOError` at once."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as handle:
@@ -63,11 +81,11 @@ def resolve_within(root: Path, relative: str | Path, *, what: str = "path") -> P
     """Resolve `relative` under `root`; refuse absolute paths and anything escaping `root`."""
     rel = Path(relative)
     if rel.is_absolute():
-        raise UsageError(f"{what} must be relative, got an absolute path: {relative}")
+        raise PathEscape(f"{what} must be relative, got an absolute path: {relative}")
     root_resolved = root.resolve()
     candidate = (root_resolved / rel).resolve()
     if candidate != root_resolved and root_resolved not in candidate.parents:
-        raise UsageError(f"{what} escapes its root {root_resolved}: {relative}")
+        raise PathEscape(f"{what} escapes its root {root_resolved}: {relative}")
     return candidate
 
 

@@ -1,7 +1,13 @@
-"""Every environment variable the harness reads, read in one place and validated (DESIGN section 3).
+"""Settings: every environment variable the harness core reads, in one place, validated; each
+engine declares its own (a `SettingsBase` subclass with its own prefix, e.g. `CTO_HARNESS_CASE_`).
 
-Secret values (provider credentials) are never stored on the settings object: only the names of
-the variables that hold them, so that nothing here can leak them into a report or a log.
+A value is resolved from layers, first found wins: command-line flag > environment > config file
+(`$CTO_HARNESS_HOME/config.toml`) > default, and where each effective value came from is recorded
+(`settings.sources`, shown by `cto-harness config show`). A bad value is a usage error naming the
+variable (or file and key) it came from.
+
+Secret values (provider credentials) are never stored on a settings object: engines read them
+from the run's environment at launch, and `secret_values` finds them for redaction.
 """
 
 from __future__ import annotations
@@ -9,17 +15,21 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from cto_harness.config import target_repositories
+from pydantic import AliasChoices, BeforeValidator, Field, PrivateAttr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cto_harness.config import read_config, target_repositories
 from cto_harness.errors import UsageError
 
-DEFAULT_CASE_TIMEOUT_SECONDS = 900
 DEFAULT_WORKSPACE_LIMIT_MB = 1024
 ISOLATION_TIERS = ("auto", "bwrap", "landlock", "none")
+IsolationTier = Literal["auto", "bwrap", "landlock", "none"]
 
-# Which environment variables carry a model provider's credentials (from Case's observed behaviour).
+# Which environment variables carry a model provider's credentials (from Case's observed
+# behaviour; the same names every agent built on these model APIs reads).
 CREDENTIAL_VARIABLES: dict[str, tuple[str, ...]] = {
     "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_OAUTH_TOKEN"),
     "openai": ("OPENAI_API_KEY",),
@@ -29,6 +39,24 @@ CREDENTIAL_VARIABLES: dict[str, tuple[str, ...]] = {
 }
 
 _SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
+
+
+def _digits(value: object) -> object:
+    """Whole numbers only, as a string of digits (no sign, no spaces, no decimals)."""
+    if isinstance(value, str) and not value.isdigit():
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+PositiveWhole = Annotated[int, BeforeValidator(_digits), Field(gt=0)]
+
+
+def _uid_range(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    from cto_harness.sandbox.users import parse_range  # the pool's own parser
+
+    return parse_range(value)
 
 
 def default_home(environ: Mapping[str, str]) -> Path:
@@ -47,59 +75,132 @@ def secret_values(environ: Mapping[str, str]) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    runs_dir: Path
-    allow_case: str | None = None
-    case_stage: str | None = None
-    case_bin: str | None = None
-    case_timeout_seconds: int = DEFAULT_CASE_TIMEOUT_SECONDS
-    model_provider: str | None = None
-    model: str | None = None
-    model_base_url: str | None = None
-    # Names (never values) of credential variables present in the environment.
-    credentials_present: frozenset[str] = field(default_factory=frozenset)
-    # CTO_HARNESS_ISOLATION: auto (strongest available) or a tier to force (see isolation.py).
-    isolation: str = "auto"
-    # Paths no provider may read: config.toml's target_repositories + CTO_HARNESS_TARGET_REPOSITORIES.
-    target_repositories: tuple[Path, ...] = ()
-    # CTO_HARNESS_WORKSPACE_LIMIT_MB: the most a provider may write (per file and in total).
-    workspace_limit_bytes: int = DEFAULT_WORKSPACE_LIMIT_MB * 1024 * 1024
-    # CTO_HARNESS_SANDBOX_UIDS: uids a root harness runs sandboxed processes as (sandbox/users.py).
-    sandbox_uids: tuple[int, int] = (61100, 61163)
+class SettingsBase(BaseSettings):
+    """A frozen settings model read only through `load` (never silently from `os.environ`).
+
+    Subclasses set `model_config = SettingsConfigDict(env_prefix=...)`; a field's variable is
+    the prefix plus its upper-case name, or its `validation_alias` (contract names).
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_by_name=True,
+                                      protected_namespaces=())
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
-        home = default_home(env)
-        runs_dir = Path(env["CTO_HARNESS_RUNS_DIR"]).expanduser() if env.get(
-            "CTO_HARNESS_RUNS_DIR"
-        ) else home / "harness-runs"
-        return cls(
-            home=home.absolute(),
-            runs_dir=runs_dir.absolute(),
-            allow_case=env.get("CTO_HARNESS_ALLOW_CASE"),
-            case_stage=env.get("CTO_HARNESS_CASE_STAGE"),
-            case_bin=env.get("CTO_HARNESS_CASE_BIN") or None,
-            case_timeout_seconds=_timeout(env.get("CTO_HARNESS_CASE_TIMEOUT_SECONDS")),
-            model_provider=env.get("CTO_HARNESS_CASE_MODEL_PROVIDER") or None,
-            model=env.get("CTO_HARNESS_CASE_MODEL") or None,
-            model_base_url=env.get("CTO_HARNESS_CASE_MODEL_BASE_URL") or None,
-            credentials_present=frozenset(
-                name
-                for names in CREDENTIAL_VARIABLES.values()
-                for name in names
-                if env.get(name)
-            ),
-            isolation=_isolation(env.get("CTO_HARNESS_ISOLATION")),
-            target_repositories=target_repositories(home.absolute(), env),
-            workspace_limit_bytes=_positive_int(
-                env.get("CTO_HARNESS_WORKSPACE_LIMIT_MB"), "CTO_HARNESS_WORKSPACE_LIMIT_MB",
-                DEFAULT_WORKSPACE_LIMIT_MB,
-            ) * 1024 * 1024,
-            sandbox_uids=_uid_range(env.get("CTO_HARNESS_SANDBOX_UIDS")),
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Values come only from `load`, which records where each came from.
+        return (init_settings,)
+
+    @classmethod
+    def env_names(cls, field: str) -> list[str]:
+        """The environment variable(s) a field is read from, in order of preference."""
+        alias = cls.model_fields[field].validation_alias
+        if isinstance(alias, str):
+            return [alias]
+        if isinstance(alias, AliasChoices):
+            return [choice for choice in alias.choices if isinstance(choice, str)]
+        return [f"{cls.model_config.get('env_prefix', '')}{field.upper()}"]
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        flags: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        config_origin: str = "config file",
+        defaults: Mapping[str, Any] | None = None,
+    ) -> Self:
+        """Resolve every field from flag > environment > config > default; record the source.
+
+        `flags` and `config` map field names to values; an empty environment value is unset.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for name in cls.model_fields:
+            if flags and flags.get(name) is not None:
+                values[name], sources[name] = flags[name], f"flag --{name.replace('_', '-')}"
+                continue
+            var = next((v for v in cls.env_names(name) if env.get(v)), None)
+            if var is not None:
+                values[name], sources[name] = env[var], f"env {var}"
+            elif config and config.get(name) is not None:
+                values[name], sources[name] = config[name], f"{config_origin}: {name}"
+            elif defaults and defaults.get(name) is not None:
+                values[name], sources[name] = defaults[name], "default"
+            else:
+                sources[name] = "default"
+        try:
+            loaded = cls(**values)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = str(error["loc"][0]) if error["loc"] else ""
+            where = sources.get(field, field).removeprefix("env ").removeprefix("flag ")
+            message = str(error["msg"]).removeprefix("Value error, ")
+            raise UsageError(f"{where}: {message} (got {values.get(field)!r})") from None
+        loaded._sources = sources
+        return loaded
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Where each effective value came from: `env NAME`, `flag --x`, `<file>: key`, `default`."""
+        return dict(self._sources)
+
+
+class Settings(SettingsBase):
+    """The core's settings (DESIGN section 3, the variables no engine owns)."""
+
+    model_config = SettingsConfigDict(env_prefix="CTO_HARNESS_")
+
+    home: Path = Field(description="durable state: provider store, admissions, keys")
+    runs_dir: Path = Field(description="where run bundles go")
+    # CTO_HARNESS_ISOLATION: auto (strongest available) or a tier to force (see isolation.py).
+    isolation: Annotated[IsolationTier, BeforeValidator(lambda v: str(v).strip().lower())] = "auto"
+    # CTO_HARNESS_WORKSPACE_LIMIT_MB: the most a provider may write (per file and in total).
+    workspace_limit_mb: PositiveWhole = DEFAULT_WORKSPACE_LIMIT_MB
+    # Paths no provider may read: config.toml's target_repositories + CTO_HARNESS_TARGET_REPOSITORIES
+    # (additive: an environment cannot make a run see less hidden than the file says).
+    target_repositories: tuple[Path, ...] = ()
+    # CTO_HARNESS_SANDBOX_UIDS (`N` or `N-M`): the uids a root harness runs sandboxed processes as
+    # (sandbox/users.py allocates one per run).
+    sandbox_uids: Annotated[tuple[int, int], BeforeValidator(_uid_range)] = (61100, 61163)
+
+    # Keys of config.toml that set a field here (target_repositories is merged, not overridden).
+    CONFIG_KEYS: ClassVar[frozenset[str]] = frozenset({"runs_dir", "isolation",
+                                                       "workspace_limit_mb"})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 flags: Mapping[str, Any] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(flags["home"]) if flags and flags.get("home") else default_home(env)
+        home = home.absolute()
+        config = read_config(home)
+        settings = cls.load(
+            {k: v for k, v in env.items() if k != "CTO_HARNESS_TARGET_REPOSITORIES"},
+            flags=flags,
+            config={k: v for k, v in config.items() if k in cls.CONFIG_KEYS},
+            config_origin=str(home / "config.toml"),
+            defaults={"home": home, "runs_dir": home / "harness-runs",
+                      "target_repositories": target_repositories(home, env)},
         )
+        fixed = settings.model_copy(update={
+            "home": home, "runs_dir": settings.runs_dir.expanduser().absolute()})
+        fixed._sources = settings.sources | {"target_repositories": "config file + env "
+                                             "CTO_HARNESS_TARGET_REPOSITORIES"}
+        return fixed
+
+    @property
+    def workspace_limit_bytes(self) -> int:
+        return self.workspace_limit_mb * 1024 * 1024
 
     @property
     def providers_dir(self) -> Path:
@@ -108,39 +209,3 @@ class Settings:
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
-
-
-def _timeout(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_CASE_TIMEOUT_SECONDS
-    if not raw.isdigit() or int(raw) <= 0:
-        raise UsageError(
-            f"CTO_HARNESS_CASE_TIMEOUT_SECONDS must be a positive integer of seconds, got {raw!r}"
-        )
-    return int(raw)
-
-
-def _isolation(raw: str | None) -> str:
-    value = (raw or "auto").strip().lower()
-    if value not in ISOLATION_TIERS:
-        raise UsageError(
-            f"CTO_HARNESS_ISOLATION must be one of {', '.join(ISOLATION_TIERS)}, got {raw!r}"
-        )
-    return value
-
-
-def _positive_int(raw: str | None, name: str, default: int) -> int:
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or int(raw) <= 0:
-        raise UsageError(f"{name} must be a positive integer, got {raw!r}")
-    return int(raw)
-
-
-def _uid_range(raw: str | None) -> tuple[int, int]:
-    from cto_harness.sandbox.users import parse_range
-
-    try:
-        return parse_range(raw)
-    except ValueError as exc:
-        raise UsageError(f"CTO_HARNESS_SANDBOX_UIDS: {exc}") from None

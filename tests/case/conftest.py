@@ -20,11 +20,13 @@ from standin_helpers import POLICY_PATH, REPO_ROOT, head_commit, make_standin_re
 
 @pytest.fixture(scope="session")
 def case_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the repository's `harness/` (with `src` linked) whose policy admits test models,
+    """A copy of the repository's `harness/` (with `src` and `.venv` linked) whose policy admits test models,
     so that `harness/evals/run-case.sh` in it is the users' command against that policy."""
     root = tmp_path_factory.mktemp("case-repo")
     shutil.copytree(REPO_ROOT / "harness", root / "harness")
     (root / "src").symlink_to(REPO_ROOT / "src")
+    if (REPO_ROOT / ".venv").is_dir():
+        (root / ".venv").symlink_to(REPO_ROOT / ".venv")
     policy = root / "harness" / "providers" / "case" / "policy.toml"
     with open(policy, "a", encoding="utf-8") as handle:
         handle.write(

@@ -79,7 +79,7 @@ class World:
         binary.write_text(text.replace(ANCHOR, f"    os.chdir(workspace)\n{code}{ANCHOR}"))
         policy = load_policy(default_policy_path(self.harness))
         settings = Settings.from_env(self.env)
-        report = admit_prebuilt(binary, policy.source_url, policy.commit, policy, settings,
+        report = admit_prebuilt(binary, policy.source_url, policy.pin, policy, settings,
                                 progress=None)
         return Path(report.artifact.store_path)
 

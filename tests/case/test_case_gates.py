@@ -19,7 +19,8 @@ from case_helpers import (
     run_case,
     verify_bundle,
 )
-from cto_harness.providers.registry import AdmissionRecord, record_admission, utc_now
+from cto_harness.clock import now_iso
+from cto_harness.providers.registry import AdmissionRecord, record_admission
 from cto_harness.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -109,7 +110,7 @@ def test_identity_mismatch(case_repo, env, tmp_path) -> None:  # type: ignore[no
     record_admission(settings, AdmissionRecord(
         sha256=digest, status="admitted", provenance_level="asserted", store_path=str(impostor),
         size_bytes=impostor.stat().st_size, source_url="https://github.com/workos/case.git",
-        commit="0" * 40, policy_commit="0" * 40, admitted_at=utc_now(),
+        pin="0" * 40, policy_pin="0" * 40, admitted_at=now_iso(),
         build_report=str(tmp_path / "none.json"), identity_evidence_sha256="0" * 64,
     ))
     env["CTO_HARNESS_CASE_BIN"] = str(impostor)

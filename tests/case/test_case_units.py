@@ -107,7 +107,8 @@ def _git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess
 
 @pytest.fixture
 def guarded(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from cto_harness.core.workspace import git_env, init_workspace_repo
+    from cto_harness.core.workspace import init_workspace_repo
+    from cto_harness.git import git_env
 
     workspace, remote = tmp_path / "workspace", tmp_path / "private" / "remote.git"
     workspace.mkdir()

@@ -171,7 +171,7 @@ def _environ(world: dict[str, Path], tier: str, attack: Attack) -> dict[str, str
         "CTO_HARNESS_RUNS_DIR": str(world["home"] / "harness-runs"),
         "CTO_HARNESS_ISOLATION": tier,
         "CTO_HARNESS_TARGET_REPOSITORIES": str(world["target"]),
-        "CTO_HARNESS_CASE_TIMEOUT_SECONDS": str(attack.timeout),
+        "CTO_HARNESS_FAKE_TIMEOUT_SECONDS": str(attack.timeout),
         "CTO_HARNESS_WORKSPACE_LIMIT_MB": str(LIMIT_MB),
         "HOSTILE_TEST_API_KEY": SECRET,
     })
@@ -313,6 +313,31 @@ def classify(obs: Observation, world: dict[str, Path], files: list[Path]) -> tup
         return _flagged(obs, "verification files restored" if name == "edit_verification"
                         else "provider claimed success")
     raise ValueError(name)
+
+
+def record(attack: Attack, tier: str, *, obs: Observation | None = None,
+           skipped: str | None = None) -> None:
+    """When HOSTILE_REPORT names a file, append what a test observed there (one JSON line),
+    before it asserts anything: `tools/hostile_report.py` runs this suite through pytest and
+    renders docs/security.md from those lines."""
+    target = os.environ.get("HOSTILE_REPORT")
+    if not target:
+        return
+    expected = EXPECTED[attack.name][tier]
+    row: dict[str, Any] = {
+        "attack": attack.name, "title": attack.title, "tier": tier,
+        "expected": {"verdict": expected.verdict, "outcome": expected.outcome,
+                     "blocker": expected.blocker},
+    }
+    if obs is None:
+        row["skipped"] = skipped or "skipped"
+    else:
+        row.update(verdict=obs.verdict, blockers=obs.blockers, outcome=obs.outcome,
+                   evidence=obs.evidence, verify_error=obs.verify_error,
+                   left_running=obs.left_running, secret_in=obs.secret_in,
+                   seconds=round(obs.seconds, 2))
+    with open(target, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
 
 
 # Attacks on the confinement itself (issue 12: root, network, the harness process, containment)

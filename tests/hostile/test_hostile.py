@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hostile_suite import ATTACKS, EXPECTED, TIERS, run_attack, tier_available
+from hostile_suite import ATTACKS, EXPECTED, TIERS, record, run_attack, tier_available
 
 
 def _skip_unless_available(tier: str) -> None:
@@ -23,8 +23,12 @@ def _skip_unless_available(tier: str) -> None:
 @pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.name)
 def test_hostile_provider(attack, tier: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    available, why = tier_available(tier)
+    if not available:
+        record(attack, tier, skipped=why)
     _skip_unless_available(tier)
     obs = run_attack(attack, tier, tmp_path / "world")
+    record(attack, tier, obs=obs)  # before asserting: the report shows every outcome
     expected = EXPECTED[attack.name][tier]
     assert obs.report["isolation"]["tier"] == tier
     assert obs.verdict == expected.verdict, (obs.blockers, obs.evidence)

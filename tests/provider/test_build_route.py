@@ -111,8 +111,8 @@ def test_standin_is_built_and_admitted(admitted_standin: AdmittedStandin) -> Non
         [bun, "--version"], capture_output=True, text=True, check=True).stdout.strip()
     assert "node_version" in report["toolchain"]
     assert [s["exit_code"] for s in report["steps"]] == [0, 0]
-    assert report["source_identity"]["name"] == "case"
-    assert report["source_identity"]["private"] is True
+    assert report["source_identity"]["manifest"] == "package.json"
+    assert report["source_identity"]["fields"] == {"name": "case", "private": True}
     assert report["source_identity"]["bin"] == {"ca": "dist/ca"}
     assert report["binary_identity"]["markers_found"] == ["Usage: ca <command>"]
     assert report["checkout"]["unchanged"] is True
@@ -146,7 +146,7 @@ def test_standin_is_built_and_admitted(admitted_standin: AdmittedStandin) -> Non
     assert sha[:16] in table.stdout and "built" in table.stdout
 
     found = lookup_admission(settings_for(home), binary)
-    assert found is not None and found.commit == commit
+    assert found is not None and found.pin == commit
 
 
 @pytest.mark.slow
@@ -212,7 +212,7 @@ def test_admit_prebuilt_records_asserted_provenance(
     assert report["provenance_level"] == "asserted" and report["kind"] == "admit"
     assert report["artifact"]["sha256"] == admitted_standin.sha256
     (record,) = list_admissions(settings_for(home))
-    assert record.provenance_level == "asserted" and record.commit == PIN
+    assert record.provenance_level == "asserted" and record.pin == PIN
     assert Path(record.build_report).name == "admission-report.json"
     assert not (Path(record.store_path).parent / "provenance.intoto.json").exists()
     assert lookup_admission(settings_for(home), Path(record.store_path)) == record

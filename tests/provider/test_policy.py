@@ -13,6 +13,7 @@ from cto_harness.providers.policy import (
     load_policy,
     normalize_source_url,
 )
+from cto_harness.providers.source import SourceDistribution
 from standin_helpers import POLICY_PATH, REPO_ROOT, run_provider_cli
 
 PIN = "7959ac917cdeb0983b4aaa20bb9f42021747fed8"
@@ -21,15 +22,18 @@ PIN = "7959ac917cdeb0983b4aaa20bb9f42021747fed8"
 def test_shipped_policy_names_the_pin_commands_and_markers() -> None:
     assert default_policy_path(REPO_ROOT / "harness") == POLICY_PATH
     policy = load_policy(POLICY_PATH)
-    assert policy.name == "case"
+    assert (policy.name, policy.binary) == ("case", "ca")
     assert policy.source_url == "https://github.com/workos/case.git"
-    assert policy.commit == PIN
-    assert policy.build.commands == [["bun", "install"], ["bun", "run", "build:binary"]]
-    assert policy.build.artifact == "dist/ca"
-    assert policy.source_identity.model_dump() == {
-        "package_name": "case", "private": True, "bin_name": "ca",
+    assert policy.pin == PIN
+    source = policy.distribution
+    assert isinstance(source, SourceDistribution) and source.kind == "source"
+    assert source.commands == [["bun", "install"], ["bun", "run", "build:binary"]]
+    assert source.artifact == "dist/ca"
+    assert source.identity.model_dump() == {
+        "manifest": "package.json", "fields": {"name": "case", "private": True}, "bin": "ca",
     }
     assert "Usage: ca <command>" in policy.binary_identity.markers
+    assert policy.binary_identity.private_dirs == ["CASE_DATA_DIR", "PI_CODING_AGENT_DIR"]
     assert {"run", "watch", "create", "status", "mark-tested", "mark-reviewed"} <= set(
         policy.binary_identity.commands
     )
@@ -43,11 +47,23 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_unknown_key_is_a_usage_error_naming_file_and_key(tmp_path: Path) -> None:
-    path = _write(tmp_path, '\n[build.extra]\nflag = true\n')
+    path = _write(tmp_path, '\n[distribution.extra]\nflag = true\n')
     with pytest.raises(UsageError) as caught:
         load_policy(path)
     assert str(path) in str(caught.value)
-    assert "build.extra" in str(caught.value)
+    assert "distribution.extra" in str(caught.value)
+
+
+def test_an_unknown_distribution_kind_names_the_known_ones(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY_PATH.read_text().replace('kind = "source"', 'kind = "tarball"'))
+    with pytest.raises(UsageError, match=r"unknown distribution kind 'tarball' \(known: source\)"):
+        load_policy(path)
+
+
+def test_a_provider_name_cannot_leave_the_providers_folder() -> None:
+    with pytest.raises(UsageError, match="invalid provider name"):
+        default_policy_path(REPO_ROOT / "harness", "../case")
 
 
 def test_bad_value_is_named_with_the_value(tmp_path: Path) -> None:

@@ -146,6 +146,12 @@ def test_sigkill_mid_write_never_leaves_a_partial_registry(tmp_path: Path) -> No
     seen_counts = []
     for delay in (0.3, 0.45, 0.6, 0.75, 0.9, 1.05):
         child = _child("loop", home)
+        # Kill it mid-loop, not while it is still starting: wait for its first write (an event),
+        # then give it a varying time, so that kills land at varying points of a write.
+        deadline = time.monotonic() + 60
+        while not registry_path(settings).exists():
+            assert time.monotonic() < deadline and child.poll() is None, "the writer never wrote"
+            time.sleep(0.01)
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
@@ -163,7 +169,7 @@ def test_concurrent_admissions_from_separate_processes_all_land(tmp_path: Path) 
            "PYTHONPATH": str(REPO_ROOT / "src")}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "cto_harness.cli.provider", "provider", "admit",
+            [sys.executable, "-m", "cto_harness", "provider", "admit",
              "--binary", str(binary), "--source-url", "https://github.com/workos/case.git",
              "--commit", POLICY_PIN],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -179,3 +185,17 @@ def test_concurrent_admissions_from_separate_processes_all_land(tmp_path: Path) 
     listed = run_provider_cli(home, "list", "--json")
     assert listed.returncode == 0
     assert len(json.loads(listed.stdout)["admissions"]) == len(binaries)
+
+
+def test_a_registry_written_before_distribution_kinds_still_reads(tmp_path: Path) -> None:
+    # Records once named the pin `commit` and had no `kind`: they are source-kind records.
+    settings = Settings.from_env({"CTO_HARNESS_HOME": str(tmp_path)})
+    path = registry_path(settings)
+    path.parent.mkdir(parents=True)
+    old = make_record("a" * 64).model_dump(mode="json")
+    old["commit"], old["policy_commit"] = old.pop("pin"), old.pop("policy_pin")
+    del old["kind"], old["origin"]
+    path.write_text(json.dumps({"schema_version": 1, "admissions": [old]}))
+    (record,) = list_admissions(settings)
+    assert (record.kind, record.pin, record.policy_pin) == ("source", old["commit"],
+                                                            old["policy_commit"])

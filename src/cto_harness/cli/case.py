@@ -7,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from cto_harness.cli.parser import Subparsers
 from cto_harness.inert import inert
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "case", help="start a new fixture case, or prove one sound",
         description="Fixture authoring: `case new` scaffolds harness/evals/cases/<id>/ "

@@ -1,68 +1,54 @@
-"""`cto-harness provider build|admit|verify|show|list`.
+"""`cto-harness provider build|admit|verify|show|list`: provider binaries and their admission.
 
-`register(subparsers)` adds the `provider` command to the main CLI's argparse sub-parsers; every
-leaf parser sets `handler`, a function `(argparse.Namespace) -> int` that returns the exit code:
-0 ok, 1 verify found different digests, 2 blocked (`blocked: <code>: <message>` on stderr),
-64 usage. `python3 -m cto_harness.cli.provider provider …` runs this command on its own.
+Each command works on one provider: `--provider NAME` (default `case`) reads
+`harness/providers/NAME/policy.toml`, or `--policy FILE` names a policy. `build` and `verify` run
+the route of the policy's distribution kind. Exit codes: 0 ok, 1 `verify` found different
+digests, 2 blocked (`blocked: <code>: <message>` on stderr), 64 usage. The build route is
+imported by the handlers, only when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from cto_harness.errors import (
-    EXIT_BLOCKED,
-    EXIT_ERROR,
-    EXIT_FAIL,
-    EXIT_PASS,
-    EXIT_USAGE,
-    Blocked,
-    HarnessError,
-    UsageError,
-)
-from cto_harness.providers.build import admit_prebuilt, build_provider, verify_provider
-from cto_harness.providers.policy import ProviderPolicy, default_policy_path, load_policy
-from cto_harness.providers.registry import AdmissionRecord, list_admissions, registry_path
-from cto_harness.settings import Settings
+from cto_harness.cli.parser import Subparsers, add_command, add_json, add_subcommands
+from cto_harness.errors import EXIT_FAIL, EXIT_PASS, UsageError
 
-Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    from cto_harness.providers.policy import ProviderPolicy
+    from cto_harness.providers.registry import AdmissionRecord
+    from cto_harness.settings import Settings
 
 
 def default_harness_root() -> Path:
-    """The repository's `harness/` (this file is <repo>/src/cto_harness/provider/cli.py), else
-    `./harness`."""
-    candidate = Path(__file__).resolve().parents[3] / "harness"
-    return candidate if candidate.is_dir() else Path.cwd() / "harness"
+    """$CTO_HARNESS_ROOT, else the `harness/` above the current directory, else the one of the
+    repository this package is installed from."""
+    from cto_harness.core.fixtures import find_harness_root
+    from cto_harness.errors import UsageError
+
+    try:
+        return find_harness_root()
+    except UsageError:
+        return Path(__file__).resolve().parents[3] / "harness"
 
 
 def _policy(args: argparse.Namespace) -> ProviderPolicy:
-    return load_policy(Path(args.policy) if args.policy else default_policy_path(
-        default_harness_root()
-    ))
+    from cto_harness.providers.policy import default_policy_path, load_policy
+
+    path = args.policy or default_policy_path(default_harness_root(), args.provider)
+    return load_policy(path)
 
 
-def _guarded(handler: Handler) -> Handler:
-    """Map the harness's exceptions to exit codes and one line on stderr."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except Blocked as exc:
-            print(f"blocked: {exc.code}: {exc.message}", file=sys.stderr)
-            return EXIT_BLOCKED
-        except UsageError as exc:
-            print(f"usage error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except HarnessError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-
-    return run
+def _provider_name(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+        raise argparse.ArgumentTypeError(f"provider names match [a-z0-9][a-z0-9-]*, got {value!r}")
+    return value
 
 
 def _print_json(value: Any) -> None:
@@ -83,43 +69,52 @@ def _print_admitted(
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    report = build_provider(
-        args.source, args.commit, _policy(args), settings, progress=sys.stderr,
-        source_url=args.source_url,
-    )
+    from cto_harness.providers.distribution import route
+    from cto_harness.settings import Settings
+
+    policy = _policy(args)
+    build = route(policy.distribution.route)
+    report = build(args.source, args.commit, policy, Settings.from_env(), progress=sys.stderr,
+                   source_url=args.source_url)
     _print_admitted(args, report, "built", report_name="build-report.md")
     return EXIT_PASS
 
 
 def _cmd_admit(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    from cto_harness.providers.build import admit_prebuilt
+    from cto_harness.settings import Settings
+
     report = admit_prebuilt(
-        Path(args.binary), args.source_url, args.commit, _policy(args), settings,
+        args.binary, args.source_url, args.commit, _policy(args), Settings.from_env(),
         progress=sys.stderr,
     )
     _print_admitted(args, report, "asserted")
     return EXIT_PASS
 
 
-def _find(settings: Settings, digest: str) -> AdmissionRecord:
+def _find(settings: Settings, provider: str, digest: str) -> AdmissionRecord:
     """The record whose digest is `digest` or starts with it (at least 8 hex digits)."""
+    from cto_harness.providers.registry import list_admissions, registry_path
+
     digest = digest.lower()
     if len(digest) < 8 or any(ch not in "0123456789abcdef" for ch in digest):
         raise UsageError(f"expected a sha256 (or a prefix of 8+ hex digits), got {digest!r}")
-    matches = [r for r in list_admissions(settings) if r.sha256.startswith(digest)]
+    matches = [r for r in list_admissions(settings, provider) if r.sha256.startswith(digest)]
     if len(matches) != 1:
         what = "no admission" if not matches else f"{len(matches)} admissions"
-        raise UsageError(f"{what} for {digest} in {registry_path(settings)}")
+        raise UsageError(f"{what} for {digest} in {registry_path(settings, provider)}")
     return matches[0]
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from cto_harness.providers.distribution import route
+    from cto_harness.settings import Settings
+
     settings = Settings.from_env()
-    record = _find(settings, args.sha256)
-    result = verify_provider(
-        record, _policy(args), settings, source=args.source, progress=sys.stderr
-    )
+    policy = _policy(args)
+    record = _find(settings, policy.name, args.sha256)
+    verify = route(policy.distribution.verify_route)
+    result = verify(record, policy, settings, source=args.source, progress=sys.stderr)
     if args.json:
         _print_json({
             "matches": result.matches,
@@ -138,9 +133,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _table(records: Sequence[AdmissionRecord]) -> str:
-    header = ("SHA-256", "STATUS", "PROVENANCE", "COMMIT", "ADMITTED", "STORE PATH")
+    header = ("SHA-256", "STATUS", "PROVENANCE", "PIN", "ADMITTED", "STORE PATH")
     rows = [
-        (r.sha256[:16], r.status, r.provenance_level, r.commit[:12], r.admitted_at, r.store_path)
+        (r.sha256[:16], r.status, r.provenance_level, r.pin[:12], r.admitted_at, r.store_path)
         for r in records
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -151,25 +146,29 @@ def _table(records: Sequence[AdmissionRecord]) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from cto_harness.providers.registry import list_admissions, registry_path
+    from cto_harness.settings import Settings
+
     settings = Settings.from_env()
-    records = list_admissions(settings)
+    records = list_admissions(settings, args.provider)
     if args.json:
         _print_json({
-            "registry": str(registry_path(settings)),
+            "registry": str(registry_path(settings, args.provider)),
             "admissions": [r.model_dump(mode="json") for r in records],
         })
     elif records:
         print(_table(records))
     else:
-        print(f"no admitted provider binaries ({registry_path(settings)})")
+        print(f"no admitted provider binaries ({registry_path(settings, args.provider)})")
     return EXIT_PASS
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     if args.sha256 is None:
         return _cmd_list(args)
-    settings = Settings.from_env()
-    record = _find(settings, args.sha256)
+    from cto_harness.settings import Settings
+
+    record = _find(Settings.from_env(), args.provider, args.sha256)
     if args.json:
         _print_json(record.model_dump(mode="json"))
     else:
@@ -178,83 +177,69 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     """Add `provider` and its sub-commands; each leaf sets `handler` (Namespace -> exit code)."""
-    provider = subparsers.add_parser(
-        "provider", help="build, admit, verify and list provider binaries (WorkOS Case `ca`)",
-        description="Build a provider from a pinned source or admit a prebuilt one; every "
-        "binary is identified, stored by SHA-256 and recorded in the admission registry.",
+    provider = add_command(
+        subparsers, "provider", "build, admit, verify and list provider binaries",
+        "Build a provider from a pinned source or admit a prebuilt one; every binary is "
+        "identified, stored by SHA-256 and recorded in the admission registry.",
     )
-    provider.set_defaults(handler=lambda _args: _missing_subcommand(provider))
-    commands = provider.add_subparsers(dest="provider_command", metavar="COMMAND")
+    commands = add_subcommands(provider, "provider_command")
 
-    def policy_option(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--policy", metavar="FILE",
-            help="provider policy TOML (default: harness/providers/case/policy.toml)",
-        )
+    def provider_options(parser: argparse.ArgumentParser, *, policy: bool = True) -> None:
+        parser.add_argument("--provider", default="case", metavar="NAME", type=_provider_name,
+                            help="the provider: its policy is harness/providers/NAME/policy.toml "
+                                 "(default: case)")
+        if policy:
+            parser.add_argument("--policy", type=Path, metavar="FILE",
+                                help="a provider policy TOML instead of the provider's own")
 
-    def json_option(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--json", action="store_true", help="print JSON on stdout")
-
-    build = commands.add_parser("build", help="build from a pinned source and admit (built)")
+    build = commands.add_parser("build", help="build from a pinned source and admit (built)",
+                                description="Clone the source at the pin, prove its identity, "
+                                "build it, probe the binary, store it by SHA-256 and admit it "
+                                "with provenance `built`. Exit 0 admitted, 2 blocked.")
     build.add_argument("--source", required=True, metavar="URL_OR_DIR",
                        help="git URL or local checkout (never modified: the build runs in a clone)")
     build.add_argument("--commit", metavar="SHA", help="40-hex commit (default: the policy's pin)")
     build.add_argument("--source-url", metavar="URL",
                        help="the repository this source is (default: the URL, or the checkout's "
                        "origin); must be the policy's")
-    policy_option(build)
-    json_option(build)
-    build.set_defaults(handler=_guarded(_cmd_build))
+    provider_options(build)
+    add_json(build, "print the build report on stdout")
+    build.set_defaults(handler=_cmd_build)
 
-    admit = commands.add_parser("admit", help="admit a prebuilt binary (asserted provenance)")
-    admit.add_argument("--binary", required=True, metavar="PATH")
-    admit.add_argument("--source-url", required=True, metavar="URL")
-    admit.add_argument("--commit", required=True, metavar="SHA")
-    policy_option(admit)
-    json_option(admit)
-    admit.set_defaults(handler=_guarded(_cmd_admit))
+    admit = commands.add_parser("admit", help="admit a prebuilt binary (asserted provenance)",
+                                description="Probe a prebuilt binary, store it by SHA-256 and "
+                                "admit it with provenance `asserted` (its claimed source is "
+                                "recorded, not built). Exit 0 admitted, 2 blocked.")
+    admit.add_argument("--binary", required=True, type=Path, metavar="PATH",
+                       help="the prebuilt binary")
+    admit.add_argument("--source-url", required=True, metavar="URL",
+                       help="the repository it claims to come from; must be the policy's")
+    admit.add_argument("--commit", required=True, metavar="SHA",
+                       help="the 40-hex commit it claims to be built from")
+    provider_options(admit)
+    add_json(admit, "print the admission report on stdout")
+    admit.set_defaults(handler=_cmd_admit)
 
-    verify = commands.add_parser("verify", help="rebuild an admitted binary and compare digests")
+    verify = commands.add_parser("verify", help="rebuild an admitted binary and compare digests",
+                                 description="Rebuild the recorded source and pin at the same "
+                                 "path and compare the recorded, stored and rebuilt digests. "
+                                 "Exit 0 equal, 1 different, 2 blocked.")
     verify.add_argument("sha256", help="the admitted binary's SHA-256 (or a unique prefix)")
     verify.add_argument("--source", metavar="URL_OR_DIR",
-                        help="where to fetch the recorded commit (default: as recorded)")
-    policy_option(verify)
-    json_option(verify)
-    verify.set_defaults(handler=_guarded(_cmd_verify))
+                        help="where to fetch the recorded pin (default: as recorded)")
+    provider_options(verify)
+    add_json(verify, "print the three digests on stdout")
+    verify.set_defaults(handler=_cmd_verify)
 
     show = commands.add_parser("show", help="show one admission, or all")
     show.add_argument("sha256", nargs="?", help="SHA-256 or unique prefix (default: all)")
-    json_option(show)
-    show.set_defaults(handler=_guarded(_cmd_show))
+    provider_options(show, policy=False)
+    add_json(show, "print the record(s) on stdout")
+    show.set_defaults(handler=_cmd_show)
 
     listing = commands.add_parser("list", help="list the admission registry")
-    json_option(listing)
-    listing.set_defaults(handler=_guarded(_cmd_list))
-
-
-def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
-    parser.print_usage(sys.stderr)
-    print("usage error: a provider sub-command is required", file=sys.stderr)
-    return EXIT_USAGE
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        print(f"usage error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry: `python3 -m cto_harness.cli.provider provider <command> …`."""
-    parser = _Parser(prog="cto-harness")
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
-    return handler(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    provider_options(listing, policy=False)
+    add_json(listing, "print the registry on stdout")
+    listing.set_defaults(handler=_cmd_list)

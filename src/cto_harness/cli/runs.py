@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cto_harness.cli.parser import Subparsers
 from cto_harness.errors import UsageError
 from cto_harness.inert import inert
 
 VERDICT_CHOICES = ("pass", "fail", "blocked", "error", "unverified")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "runs", help="list, show and clean past runs (every bundle re-verified when read)",
         description="Past runs, read from their bundles in the runs folder "
@@ -81,7 +83,7 @@ def _age(delta: timedelta) -> str:
     return f"{hours / 24:.1f}d" if hours >= 24 else f"{hours:.1f}h"
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     # Every cell is made inert: a case id or verdict from a tampered bundle cannot drive the
     # terminal (ANSI escapes) or fake a line (newlines).
     cells = [tuple(inert(c) for c in row) for row in rows]

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cto_harness.cli.parser import Subparsers
 from cto_harness.errors import UsageError
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ red UNVERIFIED banner, never as evidence.
 Exit: 0 written and everything verified, 1 written but something did not verify, 64 usage."""
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "view", help="re-verify a run or suite and write (or serve) it as HTML; two folders "
         "compare", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -310,7 +310,7 @@ def check_case(harness_root: Path, case_id: str, *, settings: Settings | None = 
     bundles: dict[str, str] = {}
     try:
         runs_dir = keep_bundles.absolute() if keep_bundles else scratch / "runs"
-        run_settings = replace(settings, runs_dir=runs_dir)
+        run_settings = settings.model_copy(update={"runs_dir": runs_dir})
         say(f"case check {case_id}: the tests on repo/ as it is (a run with no solution)…")
         with _pristine_copy(case, scratch) as pristine_root:
             pristine = execute_run(case_id, "fake", harness_root=pristine_root,

@@ -5,18 +5,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
+from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import NormalizedEvent, Span
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class EventLog:
@@ -39,7 +31,7 @@ class EventLog:
                 nonce=self.nonce,
                 seq=len(self.events) + 1,
                 ts=ts or iso(utc_now()),
-                source=source,  # type: ignore[arg-type]
+                source=source,
                 type=type_,
                 data=data,
             )
@@ -65,7 +57,7 @@ class EventLog:
                 name=name,
                 start_time=start,
                 end_time=end,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 attributes={**(attributes or {}), "cto.run_id": self.run_id,
                             "cto.nonce": self.nonce},
             )
@@ -97,7 +89,7 @@ class EventLog:
                 name="cto-harness.run",
                 start_time=start,
                 end_time=end,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 attributes={**attributes, "cto.run_id": self.run_id, "cto.nonce": self.nonce},
             ),
         )

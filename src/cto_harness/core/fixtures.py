@@ -10,8 +10,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cto_harness.contracts import CASE_ID_PATTERN, CaseSpec
-from cto_harness.errors import Blocked, UsageError
-from cto_harness.fsutil import resolve_within
+from cto_harness.errors import Blocked, BlockerCode, UsageError
+from cto_harness.fsutil import PathEscape, resolve_within
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def load_case(directory: Path) -> FixtureCase:
     try:
         raw = tomllib.loads(source.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise Blocked("task_contract_invalid", f"{source.name} is not valid TOML: {exc}") from exc
+        raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, f"{source.name} is not valid TOML: {exc}") from exc
     try:
         spec = CaseSpec.model_validate(raw)
     except ValidationError as exc:
@@ -80,20 +80,20 @@ def load_case(directory: Path) -> FixtureCase:
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise Blocked("task_contract_invalid", f"{source.name}: {problems}") from exc
+        raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, f"{source.name}: {problems}") from exc
     if spec.id != directory.name:
         raise Blocked(
-            "task_contract_invalid",
+            BlockerCode.TASK_CONTRACT_INVALID,
             f"{source.name}: id {spec.id!r} does not match its folder {directory.name!r}",
         )
     case = FixtureCase(spec=spec, directory=directory)
     if not case.repo.is_dir():
-        raise Blocked("task_contract_invalid", f"case {spec.id} has no repo/ folder")
+        raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, f"case {spec.id} has no repo/ folder")
     for relative in (spec.fake.overlay, spec.fake.script):
         if relative is not None:
             try:
                 # Also catches a symlink inside the case folder that points out of it.
                 resolve_within(directory, relative, what="fake solution path")
-            except UsageError as exc:
-                raise Blocked("task_contract_invalid", str(exc)) from exc
+            except PathEscape as exc:
+                raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, str(exc)) from exc
     return case

@@ -21,6 +21,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cto_harness.git import git_env
+
 MAX_CONFIG_BYTES = 1 << 20
 # Entries of a repository-local config that make git read or run things elsewhere.
 _ESCAPING_KEYS = re.compile(r"^(include\.|includeif\.|core\.worktree$|core\.fsmonitor$|"
@@ -142,8 +144,7 @@ def config_entries(config: bytes, key_regexp: str, git: str = "git") -> list[tup
     done = subprocess.run(
         [git, "config", "--file", "-", "--get-regexp", key_regexp], input=config,
         capture_output=True, timeout=60, check=False,
-        env={"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "PATH": os.defpath,
-             "HOME": os.devnull},
+        env=git_env(Path(os.devnull), path=os.defpath),
     )
     entries = []
     for line in done.stdout.decode("utf-8", "replace").splitlines():

@@ -144,7 +144,8 @@ def read_entry(path: Path, location: str, public_key: Path | None = None) -> Run
     check = check_bundle(path, public_key)
     raw = read_json(path / "report.json")
     report: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    timing = report.get("timing") if isinstance(report.get("timing"), dict) else {}
+    raw_timing = report.get("timing")
+    timing: dict[str, Any] = raw_timing if isinstance(raw_timing, dict) else {}
     duration = timing.get("duration_ms")
     return RunEntry(
         path=path, location=location, run_id=str(report.get("run_id", "?")),
@@ -195,8 +196,8 @@ def find_run(settings: Settings, ident: str, public_key: Path | None = None) -> 
     if not found:
         raise UsageError(f"no run matches {ident!r} (cto-harness runs list shows them)")
     if len(found) > 1:
-        names = ", ".join(_ident(p, loc) for p, loc in found[:5])
-        raise UsageError(f"{ident!r} matches {len(found)} runs ({names}): give more of it, "
+        listed = ", ".join(_ident(p, loc) for p, loc in found[:5])
+        raise UsageError(f"{ident!r} matches {len(found)} runs ({listed}): give more of it, "
                          "or the id `runs list` shows")
     return read_entry(*found[0], public_key)
 

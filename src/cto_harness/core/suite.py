@@ -17,7 +17,6 @@ verifies (and was not interrupted) is not run again unless `--fresh`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -29,13 +28,15 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, TextIO
 
+from cto_harness.clock import utc_now
+from cto_harness.engines import DEFAULT_ENGINE
 from cto_harness.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_FAIL, EXIT_PASS, UsageError
-from cto_harness.fsutil import atomic_write_json
+from cto_harness.fsutil import atomic_write_json, exclusive_lock
+from cto_harness.progress import Progress
 
 SUITE_SCHEMA = "cto-harness.suite/1"
 SUITE_FILE = "suite.json"
@@ -119,7 +120,8 @@ def suite_exit_code(runs: Sequence[dict[str, Any]], complete: bool) -> int:
 
 def read_bundle(run_dir: Path) -> dict[str, Any] | None:
     """The run's record from its bundle, or None when the bundle is missing or does not verify."""
-    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+    from cto_harness.errors import BundleInvalid
+    from cto_harness.evidence.verify import verify_bundle
 
     try:
         report = verify_bundle(run_dir)
@@ -151,15 +153,13 @@ def _bundle_path(suite_dir: Path, case_id: str, repeat: int) -> Path:
 
 @contextlib.contextmanager
 def _suite_lock(suite_dir: Path) -> Iterator[None]:
-    fd = os.open(suite_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    held = contextlib.ExitStack()
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another suite is running in {suite_dir}") from None
+        held.enter_context(exclusive_lock(suite_dir / LOCK_FILE, wait=False))
+    except BlockingIOError:
+        raise UsageError(f"another suite is running in {suite_dir}") from None
+    with held:
         yield
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,52 +257,33 @@ def _worker_main() -> int:
 # progress
 
 
-class _Progress:
-    """A live block of lines (one per running run) on a TTY; plain lines otherwise."""
+class _SuiteProgress:
+    """The suite's lines: a line per start (plain output) and per finish, a live line per
+    running run (terminal)."""
 
-    def __init__(self, stream: TextIO, total: int) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream: TextIO | None, total: int) -> None:
+        self.out = Progress(stream)
         self.total = total
         self.done = 0
-        self.shown = 0
-
-    def _clear(self) -> None:
-        if self.tty and self.shown:
-            self.stream.write(f"\x1b[{self.shown}F\x1b[J")
-            self.shown = 0
-
-    def line(self, text: str) -> None:
-        self._clear()
-        self.stream.write(text + "\n")
-        self.stream.flush()
 
     def started(self, job: Job) -> None:
-        if not self.tty:
-            self.line(f"suite: start  {job.case_id} #{job.repeat}")
+        if not self.out.tty:
+            self.out.line(f"suite: start  {job.case_id} #{job.repeat}")
 
     def finished(self, job: Job) -> None:
         self.done += 1
         record = job.record or {}
         verdict = (record.get("verdict") or record.get("status") or "?").upper()
-        self.line(f"suite: [{self.done}/{self.total}] {job.case_id} #{job.repeat} {verdict} "
-                  f"{record.get('duration_ms') or 0} ms  {record.get('run_dir', '')}")
+        self.out.line(f"suite: [{self.done}/{self.total}] {job.case_id} #{job.repeat} {verdict} "
+                      f"{record.get('duration_ms') or 0} ms  {record.get('run_dir', '')}")
 
     def live(self, running: Sequence[Job]) -> None:
-        if not self.tty:
-            return
-        self._clear()
         now = time.monotonic()
-        lines = [f"  running {j.case_id} #{j.repeat}  {now - (j.started or now):5.1f}s"
-                 for j in running]
-        lines.append(f"  {self.done}/{self.total} done")
-        self.stream.write("\n".join(lines) + "\n")
-        self.stream.flush()
-        self.shown = len(lines)
+        self.out.live([*(f"  running {j.case_id} #{j.repeat}  {now - (j.started or now):5.1f}s"
+                         for j in running), f"  {self.done}/{self.total} done"])
 
     def end(self) -> None:
-        self._clear()
-        self.stream.flush()
+        self.out.end()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +305,7 @@ class _Stop:
 
 
 def default_suite_dir(home: Path, engine: str) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     return home / "suites" / f"{stamp}-{engine}-{os.getpid()}"
 
 
@@ -333,7 +314,7 @@ def _load_previous(suite_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise UsageError(f"{path} does not parse: {exc}") from exc
     if data.get("schema") != SUITE_SCHEMA:
@@ -345,7 +326,7 @@ def run_suite(
     case_ids: Sequence[str],
     *,
     harness_root: Path,
-    engine: str = "fake",
+    engine: str = DEFAULT_ENGINE,
     repeat: int = 1,
     jobs: int = 1,
     fresh: bool = False,
@@ -383,7 +364,7 @@ def _run_locked(
                 continue
         todo.append(job)
 
-    created = previous.get("created_at") or datetime.now(UTC).isoformat()
+    created = previous.get("created_at") or utc_now().isoformat()
     # A suite dir resumed with fewer cases or repeats keeps what it already holds.
     k = max(repeat, int(previous.get("repeat") or 0))
     cases = list(dict.fromkeys([*previous.get("cases", []), *case_ids]))
@@ -399,7 +380,7 @@ def _run_locked(
         runs.sort(key=lambda r: (r["case_id"], r["repeat"]))
         mine = [_row(job) for job in all_jobs]
         done = [r for r in mine if r.get("verdict")]
-        return {**meta, "updated_at": datetime.now(UTC).isoformat(), "interrupted": interrupted,
+        return {**meta, "updated_at": utc_now().isoformat(), "interrupted": interrupted,
                 "complete": complete,
                 "totals": {"runs": len(mine), "finished": len(done),
                            "passes": sum(1 for r in done if r["verdict"] == "pass"),
@@ -413,7 +394,7 @@ def _run_locked(
         return data
 
     save()
-    progress = _Progress(progress_stream or open(os.devnull, "w"), len(todo))  # noqa: SIM115
+    progress = _SuiteProgress(progress_stream, len(todo))
     stop = _execute(todo, jobs, engine, harness_root, suite_dir, progress, save)
     progress.end()
     complete = not stop.requested and all(j.record and j.record.get("verdict") for j in all_jobs)
@@ -431,7 +412,7 @@ def _row(job: Job) -> dict[str, Any]:
 
 
 def _execute(todo: list[Job], jobs: int, engine: str, harness_root: Path, suite_dir: Path,
-             progress: _Progress, save: Any) -> _Stop:
+             progress: _SuiteProgress, save: Any) -> _Stop:
     stop = _Stop()
     handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     selector = selectors.DefaultSelector()

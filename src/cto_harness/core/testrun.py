@@ -7,21 +7,22 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from cto_harness.contracts import VerificationResult
 from cto_harness.core.fixtures import FixtureCase
 from cto_harness.core.globs import matches_any
-from cto_harness.core.workspace import BOOKKEEPING_DIRS
 from cto_harness.sandbox.process import run_process
 
-_IGNORED_IN_COPY = {".git", *BOOKKEEPING_DIRS}
+# Never copied into the verification copy: the workspace's own history.
+_IGNORED_IN_COPY = frozenset({".git"})
 
 
-def _relative_files(root: Path) -> set[str]:
+def _relative_files(root: Path, ignored: frozenset[str] = _IGNORED_IN_COPY) -> set[str]:
     found: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not (Path(dirpath) == root and d in _IGNORED_IN_COPY)]
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) == root and d in ignored)]
         for name in filenames:
             found.add((Path(dirpath) / name).relative_to(root).as_posix())
         for name in dirnames:
@@ -30,20 +31,22 @@ def _relative_files(root: Path) -> set[str]:
     return found
 
 
-def prepare_copy(workspace: Path, pristine: Path, destination: Path, globs: list[str]) -> list[str]:
-    """Copy the result, then make every verification file exactly the fixture's; returns what
-    had to be restored or removed."""
+def prepare_copy(workspace: Path, pristine: Path, destination: Path, globs: list[str],
+                 *, bookkeeping_dirs: Sequence[str] = ()) -> list[str]:
+    """Copy the result (without .git and the provider's bookkeeping folders), then make every
+    verification file exactly the fixture's; returns what had to be restored or removed."""
+    ignored = _IGNORED_IN_COPY | frozenset(bookkeeping_dirs)
     shutil.copytree(
         workspace,
         destination,
         symlinks=True,
         ignore=lambda d, names: [
-            n for n in names if Path(d) == workspace and n in _IGNORED_IN_COPY
+            n for n in names if Path(d) == workspace and n in ignored
         ],
     )
     restored: list[str] = []
-    pristine_files = {p for p in _relative_files(pristine) if matches_any(p, globs)}
-    for rel in sorted(_relative_files(destination)):
+    pristine_files = {p for p in _relative_files(pristine, ignored) if matches_any(p, globs)}
+    for rel in sorted(_relative_files(destination, ignored)):
         if matches_any(rel, globs) and rel not in pristine_files:
             target = destination / rel
             if target.is_dir() and not target.is_symlink():
@@ -121,9 +124,11 @@ def run_verification(
     home: Path,
     *,
     wrap: list[str] | None = None,
+    bookkeeping_dirs: Sequence[str] = (),
 ) -> VerificationResult:
     spec = case.spec.verification
-    restored = prepare_copy(workspace, case.repo, copy_dir, spec.files)
+    restored = prepare_copy(workspace, case.repo, copy_dir, spec.files,
+                            bookkeeping_dirs=bookkeeping_dirs)
     home.mkdir(parents=True, exist_ok=True)
     argv = [*(wrap or []), *spec.command]
     stderr_path = log_path.with_suffix(".stderr.tmp")

@@ -17,35 +17,18 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from cto_harness.contracts import ChangedFile
 from cto_harness.core.globs import matches_any
-from cto_harness.errors import HarnessError
+from cto_harness.errors import HarnessFault
+from cto_harness.git import git_env
 from cto_harness.sandbox.process import run_quiet
 
-# Provider bookkeeping (Case writes everything under .case/): listed apart from source changes.
-BOOKKEEPING_DIRS = (".case",)
 _STATUS = {"A": "added", "D": "deleted", "M": "modified", "T": "type_changed"}
-
-
-def git_env(home: Path) -> dict[str, str]:
-    """A git environment that ignores the user's and the system's configuration."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_AUTHOR_NAME": "cto-harness",
-        "GIT_AUTHOR_EMAIL": "cto-harness@localhost",
-        "GIT_COMMITTER_NAME": "cto-harness",
-        "GIT_COMMITTER_EMAIL": "cto-harness@localhost",
-        "LC_ALL": "C",
-    }
 
 
 def copy_tree(source: Path, destination: Path) -> None:
@@ -145,7 +128,7 @@ class Snapshot:
             if proc.wait() != 0:
                 errors.seek(0)
                 message = errors.read().decode(errors="replace")
-                raise HarnessError(f"git fast-import failed: {message}")
+                raise HarnessFault(f"git fast-import failed: {message}")
         # The fence: a file written now carries the file system's current (coarse) time.
         fence = self.state_dir / "fence"
         fence.write_bytes(b"")
@@ -203,7 +186,7 @@ class Snapshot:
             st = os.fstat(fd)
             key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
             size = st.st_size
-            sha1 = hashlib.sha1(b"blob %d\0" % size)
+            blob = hashlib.sha1(b"blob %d\0" % size)
             sha256 = hashlib.sha256()
             if in_tree:
                 sink.write(b"M %s inline %s\ndata %d\n" % (git_mode.encode(), quoted, size))
@@ -211,19 +194,19 @@ class Snapshot:
             while remaining > 0:
                 chunk = os.read(fd, min(remaining, _WHOLE_READ if size <= _WHOLE_READ else _CHUNK))
                 if not chunk:
-                    raise HarnessError(f"{os.fsdecode(full)} shrank while it was read")
+                    raise HarnessFault(f"{os.fsdecode(full)} shrank while it was read")
                 remaining -= len(chunk)
-                sha1.update(chunk)
+                blob.update(chunk)
                 sha256.update(chunk)
                 if in_tree:
                     sink.write(chunk)
             if os.read(fd, 1):
-                raise HarnessError(f"{os.fsdecode(full)} grew while it was read")
+                raise HarnessFault(f"{os.fsdecode(full)} grew while it was read")
             if in_tree:
                 sink.write(b"\n")
         finally:
             os.close(fd)
-        return _Entry("F", executable, git_mode, sha1.hexdigest(), sha256.hexdigest(), key,
+        return _Entry("F", executable, git_mode, blob.hexdigest(), sha256.hexdigest(), key,
                       in_tree)
 
     def take_before(self) -> str:
@@ -266,7 +249,7 @@ class Snapshot:
             changes.append(
                 ChangedFile(
                     path=path,
-                    change=kind,  # type: ignore[arg-type]
+                    change=kind,
                     old_mode=None if old_mode == "000000" else old_mode,
                     new_mode=None if new_mode == "000000" else new_mode,
                     symlink="120000" in (old_mode, new_mode),
@@ -274,10 +257,11 @@ class Snapshot:
             )
         return changes
 
-    def patch(self) -> bytes:
-        """A git-style unified diff of source changes that `git apply` takes on the fixture."""
+    def patch(self, bookkeeping_dirs: Sequence[str] = ()) -> bytes:
+        """A git-style unified diff of source changes (the provider's bookkeeping folders left
+        out) that `git apply` takes on the fixture."""
         assert self.before and self.after
-        excludes = [f":(exclude){d}" for d in BOOKKEEPING_DIRS]
+        excludes = [f":(exclude){d}" for d in bookkeeping_dirs]
         env = git_env(self.home) | {"GIT_DIR": str(self.state_dir)}
         return run_quiet(
             ["git", "diff", "--binary", "--full-index", "--no-renames", "--no-color",
@@ -305,13 +289,14 @@ def _walk(root: bytes) -> Iterator[tuple[bytes, bytes, bool]]:
 
 
 def split_changes(
-    changes: list[ChangedFile], allowed_paths: list[str]
+    changes: list[ChangedFile], allowed_paths: list[str], bookkeeping_dirs: Sequence[str] = ()
 ) -> tuple[list[ChangedFile], list[ChangedFile]]:
-    """(source changes judged against the allowed paths, provider bookkeeping)."""
+    """(source changes judged against the allowed paths, changes under the provider's own
+    bookkeeping folders, e.g. Case's `.case/`)."""
     source: list[ChangedFile] = []
     bookkeeping: list[ChangedFile] = []
     for change in changes:
-        if change.path.split("/", 1)[0] in BOOKKEEPING_DIRS:
+        if change.path.split("/", 1)[0] in bookkeeping_dirs:
             bookkeeping.append(change)
         else:
             change.allowed = matches_any(change.path, allowed_paths)

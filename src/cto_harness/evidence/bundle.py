@@ -121,6 +121,17 @@ def _sandbox_line(report: Report) -> str:
     return line
 
 
+def _provider_said(report: Report) -> str:
+    said = report.provider_outcome
+    if said.outcome is None:
+        return "none stated"
+    text = said.outcome + (f" (failed agent: {said.failed_agent})" if said.failed_agent else "")
+    claims_success = said.outcome == "completed"
+    if report.verdict in ("pass", "fail") and claims_success != (report.verdict == "pass"):
+        text += f" — **disagrees** with the harness's verdict {report.verdict}"
+    return text
+
+
 def render_markdown(report: Report) -> str:
     """report.md: the same facts as report.json, for a person."""
     lines = [
@@ -135,6 +146,7 @@ def render_markdown(report: Report) -> str:
         f"- isolation: {report.isolation.tier}"
         + (f" ({report.isolation.reason})" if report.isolation.reason else ""),
         _sandbox_line(report),
+        f"- the provider's own outcome (recorded, not trusted): {_provider_said(report)}",
         "",
     ]
     if report.isolation.warnings:
@@ -162,7 +174,9 @@ def render_markdown(report: Report) -> str:
     else:
         lines.append("none")
     if report.bookkeeping_changes:
-        lines += ["", f"Provider bookkeeping (`.case/`): {len(report.bookkeeping_changes)} files."]
+        folders = sorted({c.path.split("/", 1)[0] for c in report.bookkeeping_changes})
+        lines += ["", f"Provider bookkeeping ({', '.join(f'`{f}/`' for f in folders)}): "
+                  f"{len(report.bookkeeping_changes)} files."]
     v = report.verification
     lines += [
         "",

@@ -30,19 +30,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from cto_harness.errors import SignatureInvalid
+from cto_harness.evidence.intoto import STATEMENT_TYPE, statement
 from cto_harness.fsutil import atomic_write_bytes, atomic_write_text, sha256_file
 
 ENVELOPE = "evidence.dsse.json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://cto-harness.dev/evidence-bundle/v1"
 PRIVATE_KEY = "evidence-ed25519.pem"
 PUBLIC_KEY = "evidence-ed25519.pub"
 SUBJECTS = ("artifacts.sha256", "freshness.json")
-
-
-class SignatureInvalid(Exception):
-    """The envelope is missing, malformed, signed by another key, or covers other bytes."""
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -99,20 +96,16 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
-def statement(root: Path, predicate: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "_type": STATEMENT_TYPE,
-        "subject": [{"name": name, "digest": {"sha256": sha256_file(root / name)}}
-                    for name in SUBJECTS],
-        "predicateType": PREDICATE_TYPE,
-        "predicate": predicate,
-    }
+def bundle_statement(root: Path, predicate: dict[str, Any]) -> dict[str, Any]:
+    """The Statement the envelope signs: the bundle's manifest and freshness record."""
+    return statement({name: sha256_file(root / name) for name in SUBJECTS}, PREDICATE_TYPE,
+                     predicate)
 
 
 def sign_bundle(root: Path, keys_dir: Path, predicate: dict[str, Any]) -> dict[str, Any]:
     """Write `evidence.dsse.json` over the sealed bundle at `root`; returns the envelope."""
     key = load_or_create_key(keys_dir)
-    payload = json.dumps(statement(root, predicate), sort_keys=True,
+    payload = json.dumps(bundle_statement(root, predicate), sort_keys=True,
                          separators=(",", ":")).encode()
     envelope = {
         "payloadType": PAYLOAD_TYPE,
@@ -152,7 +145,7 @@ def verify_envelope(root: Path, public: Ed25519PublicKey) -> dict[str, Any]:
         raise SignatureInvalid(
             f"{ENVELOPE}: no valid signature by the expected key {wanted[:16]}…")
     try:
-        stmt = json.loads(payload)
+        stmt: dict[str, Any] = json.loads(payload)
         subjects = {s["name"]: s["digest"]["sha256"] for s in stmt["subject"]}
     except (ValueError, KeyError, TypeError) as exc:
         raise SignatureInvalid(f"{ENVELOPE}: the signed statement is malformed: {exc}") from exc

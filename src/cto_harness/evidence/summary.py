@@ -140,7 +140,8 @@ class BundleCheck:
 def check_bundle(root: Path, public_key: Path | None = None) -> BundleCheck:
     """`verify_bundle` (digests, freshness, signature, baseline) that never raises: a bundle so
     malformed that checking it crashes is a failed check like any other."""
-    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+    from cto_harness.errors import BundleInvalid
+    from cto_harness.evidence.verify import verify_bundle
 
     try:
         report = verify_bundle(root, public_key)

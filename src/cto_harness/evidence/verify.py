@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cto_harness.contracts import Freshness, Report
+from cto_harness.errors import BundleInvalid, SignatureInvalid
 from cto_harness.evidence.bundle import (
     MANIFEST,
     NOT_IN_MANIFEST,
@@ -22,10 +23,6 @@ from cto_harness.fsutil import sha256_file
 _CLOCK_SLACK = timedelta(seconds=1)
 
 
-class BundleInvalid(Exception):
-    """The first discrepancy found, named."""
-
-
 def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -35,7 +32,7 @@ def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
 
     The DSSE signature (`evidence.dsse.json`) is checked with `public_key`, by default the local
     harness's own (`$CTO_HARNESS_HOME/keys/evidence-ed25519.pub`)."""
-    from cto_harness.evidence.signing import SignatureInvalid, load_public_key, verify_envelope
+    from cto_harness.evidence.signing import load_public_key, verify_envelope
 
     root = root.resolve()
     if not root.is_dir():

@@ -1,12 +1,14 @@
-"""Provider build and admission (DESIGN section 4): policy, identity, store, registry, build.
+"""Provider build and admission (DESIGN section 4): policy, distribution kinds, identity, store,
+registry, build route. Nothing here is specific to one provider: the executable's name, where it
+comes from, how it is recognised and what its probe needs are read from its policy.
 
-What the run pipeline calls:
-- `load_policy(default_policy_path(harness_root))` -> `ProviderPolicy`;
+What the run pipeline and the engines call:
+- `load_policy(default_policy_path(harness_root, provider))` -> `ProviderPolicy`;
   `policy.admitted_model(provider, model, base_url)` -> `AdmittedModel | None`
-- `lookup_admission(settings, binary)` -> `AdmissionRecord | None` (re-hashes `binary`)
+- `lookup_admission(settings, binary, provider)` -> `AdmissionRecord | None` (re-hashes `binary`)
 - `probe_binary_identity(binary, policy, timeout_seconds=30)` -> `IdentityEvidence`
   (raises `Blocked`: `identity_mismatch`, `not_executable`, `dist_missing`)
-- `admission_summary(settings)` -> dict, for health
+- `admission_summary(settings, provider)` -> dict, for health
 """
 
 from cto_harness.providers.identity import IdentityEvidence, IdentityMismatch, probe_binary_identity

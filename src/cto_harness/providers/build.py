@@ -1,11 +1,13 @@
-"""Build a provider binary from a pinned source, prove what it is, store it and admit it.
+"""The route of the `source` distribution kind: build a provider binary from a pinned source,
+prove what it is, store it and admit it. Everything provider-specific (the executable's name, the
+build commands, the manifest rules, the probe) comes from the policy.
 
 Flow of `build_provider` (every failure is `Blocked(code, …)`, raised before the registry is
 touched; the registry is written last):
 
     bun check -> clone (deterministic path) -> pin + origin -> source identity -> build commands
-    -> dist/ca present and executable -> staged copy + hash -> `ca --help` probe
-    -> user's checkout unchanged -> store/<sha256>/ca + reports + provenance -> admission record
+    -> artifact present and executable -> staged copy + hash -> `<binary> --help` probe
+    -> user's checkout unchanged -> store/<sha256>/<binary> + reports + provenance -> admission
 
 `admit_prebuilt` is the same from "present and executable" on, with provenance `asserted`.
 `verify_provider` rebuilds at the same deterministic path and compares digests.
@@ -13,20 +15,28 @@ touched; the registry is written last):
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from cto_harness.errors import Blocked, UsageError
-from cto_harness.fsutil import atomic_write_json, atomic_write_text, sha256_file, tree_digest
+from cto_harness.clock import now_iso
+from cto_harness.errors import Blocked, BlockerCode, UsageError
+from cto_harness.fsutil import (
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+    sha256_file,
+    tree_digest,
+)
+from cto_harness.git import user_git_env
+from cto_harness.progress import Progress
 from cto_harness.providers.identity import (
     SourceIdentityEvidence,
     check_executable,
@@ -36,9 +46,7 @@ from cto_harness.providers.identity import (
 from cto_harness.providers.policy import ProviderPolicy, check_commit, normalize_source_url
 from cto_harness.providers.registry import (
     AdmissionRecord,
-    exclusive_lock,
     record_admission,
-    utc_now,
 )
 from cto_harness.providers.report import (
     ArtifactInfo,
@@ -51,6 +59,7 @@ from cto_harness.providers.report import (
     provenance_statement,
     render_markdown,
 )
+from cto_harness.providers.source import SourceDistribution
 from cto_harness.providers.store import open_store_entry, remove_tree, staged_copy
 from cto_harness.sandbox.process import run_process, run_quiet
 from cto_harness.settings import Settings
@@ -64,36 +73,25 @@ _BUILD_PASSTHROUGH = (
 )
 _GIT_TIMEOUT = 600
 BuildReport = ProviderReport  # the report `build_provider` returns and writes
+PREFIX = "[provider] "  # of every progress line
 
 
 def is_url(source: str) -> bool:
     return _URL.match(source) is not None
 
 
+def source_of(policy: ProviderPolicy) -> SourceDistribution:
+    """The policy's `[distribution]`, which this route builds: it must be of kind `source`."""
+    if not isinstance(policy.distribution, SourceDistribution):
+        raise UsageError(f"provider {policy.name} is distributed as "
+                         f"{policy.distribution.kind!r}, not built from a source")
+    return policy.distribution
+
+
 def build_root(settings: Settings, policy: ProviderPolicy, commit: str) -> Path:
     """`$CTO_HARNESS_HOME/builds/<provider>/<commit>`: the same absolute path for every build of a
     commit, because the Case build embeds its checkout path (byte-identical only there)."""
     return settings.home / "builds" / policy.name / commit
-
-
-class _Progress:
-    """One line per step on stderr, with its elapsed time."""
-
-    def __init__(self, stream: TextIO | None) -> None:
-        self.stream = stream
-
-    @contextlib.contextmanager
-    def step(self, label: str) -> Iterator[None]:
-        started = time.monotonic()
-        outcome = "failed"
-        try:
-            yield
-            outcome = "ok"
-        finally:
-            if self.stream is not None:
-                elapsed = time.monotonic() - started
-                self.stream.write(f"[provider] {label}: {outcome} ({elapsed:.2f}s)\n")
-                self.stream.flush()
 
 
 @dataclass
@@ -112,10 +110,10 @@ def find_bun(environ: Mapping[str, str]) -> _Tool:
     """Blocked `bun_missing` unless `bun` is on the environment's PATH and answers `--version`."""
     path = shutil.which("bun", path=environ.get("PATH", ""))
     if path is None:
-        raise Blocked("bun_missing", "bun is not on PATH; install it (npm install -g bun@1)")
+        raise Blocked(BlockerCode.BUN_MISSING, "bun is not on PATH; install it (npm install -g bun@1)")
     version = _tool_version(path)
     if not version:
-        raise Blocked("bun_missing", f"{path} --version failed: not a working Bun")
+        raise Blocked(BlockerCode.BUN_MISSING, f"{path} --version failed: not a working Bun")
     return _Tool(str(Path(path).absolute()), version)
 
 
@@ -125,8 +123,8 @@ def _node_version(environ: Mapping[str, str]) -> str | None:
 
 
 def _git(args: list[str], cwd: Path | None = None) -> tuple[int, str]:
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false")
-    result = run_quiet(["git", *args], cwd=cwd, env=env, timeout=_GIT_TIMEOUT, check=False)
+    result = run_quiet(["git", *args], cwd=cwd, env=user_git_env(os.environ),
+                       timeout=_GIT_TIMEOUT, check=False)
     out = (result.stdout if result.returncode == 0 else result.stderr).strip()
     return result.returncode, out
 
@@ -157,7 +155,7 @@ def _check_unchanged(before: CheckoutState) -> CheckoutGuard:
             if getattr(before, name) != getattr(after, name)
         ]
         raise Blocked(
-            "source_mutated",
+            BlockerCode.SOURCE_MUTATED,
             f"the source checkout {before.path} changed during the build ({', '.join(changed)}); "
             "nothing was admitted",
         )
@@ -201,6 +199,7 @@ class BuiltArtifact:
 def _resolve_source(
     source: str, policy: ProviderPolicy, commit: str, source_url: str | None
 ) -> tuple[SourceInfo, CheckoutState | None]:
+    claimed: str | None
     if is_url(source):
         claimed = source_url or source
         origin = None
@@ -221,7 +220,7 @@ def _resolve_source(
         location = str(checkout)
     if not policy.source_url_matches(claimed):
         raise Blocked(
-            "source_origin_mismatch",
+            BlockerCode.SOURCE_ORIGIN_MISMATCH,
             f"source {location} claims origin {claimed!r}, policy requires {policy.source_url!r}",
         )
     assert claimed is not None
@@ -232,8 +231,8 @@ def _resolve_source(
         source_url_explicit=source_url is not None,
         local_origin_url=origin,
         commit=commit,
-        policy_commit=policy.commit,
-        pin_overridden=commit != policy.commit,
+        policy_commit=policy.pin,
+        pin_overridden=commit != policy.pin,
     )
     return info, state
 
@@ -243,7 +242,7 @@ def _clone_at_pin(info: SourceInfo, clone: Path, commit: str) -> None:
         ["clone", "--quiet", "--no-checkout", "--no-hardlinks", info.location, str(clone)]
     )
     if code != 0:
-        raise Blocked("source_unavailable", f"git clone of {info.location} failed: {out[-400:]}")
+        raise Blocked(BlockerCode.SOURCE_UNAVAILABLE, f"git clone of {info.location} failed: {out[-400:]}")
     if _git(["cat-file", "-e", f"{commit}^{{commit}}"], clone)[0] != 0:
         # Not on a branch or tag: a server may still serve it by id.
         _git(["fetch", "--quiet", "origin", commit], clone)
@@ -251,39 +250,40 @@ def _clone_at_pin(info: SourceInfo, clone: Path, commit: str) -> None:
                       commit], clone)
     if code != 0:
         raise Blocked(
-            "source_commit_mismatch", f"commit {commit} is not in {info.location}: {out[-300:]}"
+            BlockerCode.SOURCE_COMMIT_MISMATCH, f"commit {commit} is not in {info.location}: {out[-300:]}"
         )
     code, head = _git(["rev-parse", "HEAD"], clone)
     if code != 0 or head != commit:
-        raise Blocked("source_commit_mismatch", f"HEAD is {head!r} after checkout, not {commit}")
+        raise Blocked(BlockerCode.SOURCE_COMMIT_MISMATCH, f"HEAD is {head!r} after checkout, not {commit}")
     # The clone must not point back at the user's checkout: a build script could follow it.
     _git(["remote", "set-url", "origin", info.source_url], clone)
     code, origin = _git(["remote", "get-url", "origin"], clone)
     if code != 0 or normalize_source_url(origin) != normalize_source_url(info.source_url):
-        raise Blocked("source_origin_mismatch", f"clone origin is {origin!r}")
+        raise Blocked(BlockerCode.SOURCE_ORIGIN_MISMATCH, f"clone origin is {origin!r}")
 
 
 def _run_steps(
-    policy: ProviderPolicy, clone: Path, logs: Path, env: dict[str, str], progress: _Progress
+    policy: ProviderPolicy, clone: Path, logs: Path, env: dict[str, str], progress: Progress
 ) -> tuple[list[StepRecord], dict[str, str]]:
     steps: list[StepRecord] = []
     digests: dict[str, str] = {}
-    total = len(policy.build.commands)
-    for index, argv in enumerate(policy.build.commands, start=1):
+    spec = source_of(policy)
+    total = len(spec.commands)
+    for index, argv in enumerate(spec.commands, start=1):
         slug = re.sub(r"[^A-Za-z0-9]+", "-", " ".join(argv)).strip("-")[:40]
         stdout_log = logs / f"{index:02d}-{slug}.stdout.log"
         stderr_log = logs / f"{index:02d}-{slug}.stderr.log"
         executable = shutil.which(argv[0], path=env["PATH"])
         with progress.step(f"build {index}/{total}: {' '.join(argv)}"):
             if executable is None:
-                raise Blocked("build_failed", f"{argv[0]!r} (build step {index}) is not on PATH")
+                raise Blocked(BlockerCode.BUILD_FAILED, f"{argv[0]!r} (build step {index}) is not on PATH")
             result = run_process(
                 [executable, *argv[1:]],
                 cwd=clone,
                 env=env,
                 stdout_path=stdout_log,
                 stderr_path=stderr_log,
-                timeout_seconds=policy.build.step_timeout_seconds,
+                timeout_seconds=spec.step_timeout_seconds,
             )
             record = StepRecord(
                 argv=list(argv),
@@ -302,14 +302,14 @@ def _run_steps(
                 digests[f"logs/{log.name}"] = digest
             if result.timed_out:
                 raise Blocked(
-                    "build_failed",
-                    f"`{' '.join(argv)}` exceeded {policy.build.step_timeout_seconds}s; "
+                    BlockerCode.BUILD_FAILED,
+                    f"`{' '.join(argv)}` exceeded {spec.step_timeout_seconds}s; "
                     f"logs in {logs}",
                 )
             if result.exit_code != 0:
                 tail = stderr_log.read_text("utf-8", "replace").strip().splitlines()[-3:]
                 raise Blocked(
-                    "build_failed",
+                    BlockerCode.BUILD_FAILED,
                     f"`{' '.join(argv)}` exited {result.exit_code}: {' | '.join(tail)[-400:]} "
                     f"(logs in {logs})",
                 )
@@ -333,7 +333,7 @@ def build_artifact(
     artifact there, before another build of the same commit may wipe the directory).
     """
     env_in = dict(os.environ if environ is None else environ)
-    show = _Progress(progress)
+    show = Progress(progress, PREFIX)
     with show.step("bun check"):
         bun = find_bun(env_in)
         bun_sha = sha256_file(Path(bun.path).resolve())
@@ -341,7 +341,8 @@ def build_artifact(
             bun_path=bun.path, bun_version=bun.version, bun_sha256=bun_sha,
             node_version=_node_version(env_in),
         )
-    pin = check_commit_arg(commit or policy.commit)
+    spec = source_of(policy)
+    pin = check_commit_arg(commit or policy.pin)
     info, checkout_before = _resolve_source(source, policy, pin, source_url)
     root = build_root(settings, policy, pin)
     with exclusive_lock(root.parent / f"{root.name}.lock"):
@@ -351,15 +352,15 @@ def build_artifact(
             clone = root / "src"
             _clone_at_pin(info, clone, pin)
         with show.step("source identity"):
-            source_identity = check_source_identity(clone, policy)
+            source_identity = check_source_identity(clone, spec.identity, policy.name)
         logs = root / "logs"
         env = _build_env(settings, root, bun, env_in)
         steps, digests = _run_steps(policy, clone, logs, env, show)
-        artifact = clone / policy.build.artifact
+        artifact = clone / spec.artifact
         check_executable(artifact)
         built = BuiltArtifact(
             path=artifact,
-            relative_path=policy.build.artifact,
+            relative_path=spec.artifact,
             source=info,
             build_dir=root,
             steps=steps,
@@ -388,7 +389,7 @@ def _store_and_admit(
     relative_path: str | None,
     report_fields: dict[str, Any],
     clock: float,
-    progress: _Progress,
+    progress: Progress,
     before_store: Callable[[], CheckoutGuard | None] = lambda: None,
 ) -> ProviderReport:
     """Stage + hash + probe the candidate, then store, write the reports and record admission.
@@ -396,18 +397,18 @@ def _store_and_admit(
     The staged copy is what gets hashed, probed and stored: the candidate itself is read once.
     `report_fields` carries what the caller knows up front (kind, provenance, source, build
     details, `started_at`); `clock` is its `time.monotonic()` start."""
-    with staged_copy(settings, candidate, policy.name) as staged:
-        with progress.step("binary identity (ca --help)"):
+    with staged_copy(settings, candidate, policy.name, policy.binary) as staged:
+        with progress.step(f"binary identity ({policy.binary} --help)"):
             identity = probe_binary_identity(staged.path, policy)
         guard = before_store()
         with progress.step("store"), open_store_entry(settings, staged, policy.name) as entry:
-            store_path = entry / "ca"
+            store_path = entry / policy.binary
             report = ProviderReport(
                 **report_fields,
                 provider=policy.name,
                 status="admitted",
                 invocation_id=str(uuid.uuid4()),
-                finished_at=utc_now(),
+                finished_at=now_iso(),
                 duration_ms=int((time.monotonic() - clock) * 1000),
                 checkout=guard,
                 binary_identity=identity,
@@ -431,15 +432,16 @@ def _store_and_admit(
     record_admission(settings, AdmissionRecord(
         sha256=report.artifact.sha256,
         provider=policy.name,
+        kind=policy.distribution.kind,
         status="admitted",
         provenance_level=report.provenance_level,
         store_path=report.artifact.store_path,
         size_bytes=report.artifact.size_bytes,
         source_url=report.source.source_url,
         source_location=report.source.location,
-        commit=report.source.commit,
-        policy_commit=report.source.policy_commit,
-        admitted_at=utc_now(),
+        pin=report.source.commit,
+        policy_pin=report.source.policy_commit,
+        admitted_at=now_iso(),
         build_report=str(Path(report.artifact.store_path).parent / f"{name}.json"),
         identity_evidence_sha256=report.identity_evidence_sha256,
     ))
@@ -459,8 +461,8 @@ def build_provider(
     """Build `source` (a git URL or a local checkout) at `commit` (default: the policy's pin),
     prove it, store it and admit it with provenance `built`. Raises `Blocked` on any failed
     check, with the registry unchanged; returns the build report written next to the binary."""
-    started, clock = utc_now(), time.monotonic()
-    show = _Progress(progress)
+    started, clock = now_iso(), time.monotonic()
+    show = Progress(progress, PREFIX)
     result: list[ProviderReport] = []
 
     def admit(built: BuiltArtifact) -> None:
@@ -479,7 +481,7 @@ def build_provider(
                 "started_at": started,
                 "source": built.source,
                 "build_dir": str(built.build_dir),
-                "commands": [list(argv) for argv in policy.build.commands],
+                "commands": [list(argv) for argv in source_of(policy).commands],
                 "steps": built.steps,
                 "toolchain": built.toolchain,
                 "source_identity": built.source_identity,
@@ -505,20 +507,20 @@ def admit_prebuilt(
     binary identity checks as a build; the claimed source URL must be the policy's."""
     pin = check_commit_arg(commit)
     binary = Path(binary).expanduser().absolute()
-    started, clock = utc_now(), time.monotonic()
+    started, clock = now_iso(), time.monotonic()
     if not policy.source_url_matches(source_url):
         raise Blocked(
-            "source_origin_mismatch",
+            BlockerCode.SOURCE_ORIGIN_MISMATCH,
             f"claimed source {source_url!r} is not the policy's {policy.source_url!r}",
         )
     check_executable(binary)
     source = SourceInfo(
         location=source_url, kind="url", source_url=policy.source_url,
-        source_url_explicit=True, commit=pin, policy_commit=policy.commit,
-        pin_overridden=pin != policy.commit,
+        source_url_explicit=True, commit=pin, policy_commit=policy.pin,
+        pin_overridden=pin != policy.pin,
     )
     return _store_and_admit(
-        settings, policy, candidate=binary, relative_path=None, progress=_Progress(progress),
+        settings, policy, candidate=binary, relative_path=None, progress=Progress(progress, PREFIX),
         clock=clock,
         report_fields={
             "kind": "admit", "provenance_level": "asserted", "started_at": started,
@@ -555,7 +557,7 @@ def verify_provider(
     store = Path(record.store_path)
     store_sha = sha256_file(store) if store.is_file() else None
     built = build_artifact(
-        location, record.commit, policy, settings, progress=progress,
+        location, record.pin, policy, settings, progress=progress,
         source_url=record.source_url, environ=environ,
     )
     if built.checkout_before is not None:

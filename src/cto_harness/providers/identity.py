@@ -1,12 +1,13 @@
-"""Identity checks: is this source WorkOS Case, and is this binary a `ca`?
+"""Identity checks: is this source the provider the policy names, and is this binary its
+executable? Both read their rules from the policy (`[distribution.identity]`, `[binary_identity]`).
 
 The binary probe is the only way the harness ever executes an unadmitted provider binary: exactly
 `<binary> --help`, confined like a provider run (`sandbox/confined.py`: a sandbox uid, no network,
-HOME and the harness's state hidden), with a private `HOME`, `CASE_DATA_DIR` and
-`PI_CODING_AGENT_DIR` (even `--help` writes files there), stdin `/dev/null`, no credentials in its
-environment and a time limit.
-It never runs `ca --version`: that is not a flag, and it falls through to Case's default run path.
-The run pipeline calls `probe_binary_identity` again at run start, on the copy it will execute.
+HOME and the harness's state hidden), with a private `HOME`, `XDG_*`, `TMPDIR` and every folder
+variable the policy lists (Case: `CASE_DATA_DIR`, `PI_CODING_AGENT_DIR`; even `--help` writes files
+there), stdin `/dev/null`, no credentials in its environment and a time limit. It never runs
+`--version` (for Case that is not a flag, and it falls through to Case's default run path). The run
+pipeline calls `probe_binary_identity` again at run start, on the copy it will execute.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from typing import Any
 from pydantic import Field
 
 from cto_harness.contracts import StrictModel
-from cto_harness.errors import Blocked
-from cto_harness.fsutil import sha256_bytes
-from cto_harness.providers.policy import ProviderPolicy
+from cto_harness.errors import Blocked, BlockerCode
+from cto_harness.fsutil import resolve_within, sha256_bytes
+from cto_harness.providers.policy import PROBE_PRIVATE_DIRS, ProviderPolicy
+from cto_harness.providers.source import SourceIdentity
 from cto_harness.sandbox.confined import run_confined
 
 PROBE_ARGS = ("--help",)
@@ -36,9 +38,9 @@ _PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
 class SourceIdentityEvidence(StrictModel):
-    package_json_sha256: str
-    name: Any = None
-    private: Any = None
+    manifest: str
+    manifest_sha256: str
+    fields: dict[str, Any] = Field(default_factory=dict, description="the values found")
     bin: Any = None
     bin_target: str | None = None
 
@@ -47,7 +49,7 @@ class IdentityMismatch(Blocked):
     """`identity_mismatch`, carrying the probe's evidence for the caller's report."""
 
     def __init__(self, message: str, evidence: IdentityEvidence) -> None:
-        super().__init__("identity_mismatch", message)
+        super().__init__(BlockerCode.IDENTITY_MISMATCH, message)
         self.evidence = evidence
 
 
@@ -85,7 +87,7 @@ class IdentityEvidence(StrictModel):
         )
 
 
-def check_executable(path: Path, *, missing_code: str = "dist_missing") -> None:
+def check_executable(path: Path, *, missing_code: str = BlockerCode.DIST_MISSING) -> None:
     """A regular file with an execute bit, else blocked (`missing_code` / `not_executable`)."""
     try:
         st = path.stat()
@@ -94,42 +96,42 @@ def check_executable(path: Path, *, missing_code: str = "dist_missing") -> None:
     if not stat.S_ISREG(st.st_mode):
         raise Blocked(missing_code, f"{path} is not a regular file")
     if not st.st_mode & 0o111:
-        raise Blocked("not_executable", f"{path} has no execute permission")
+        raise Blocked(BlockerCode.NOT_EXECUTABLE, f"{path} has no execute permission")
 
 
-def check_source_identity(checkout: Path, policy: ProviderPolicy) -> SourceIdentityEvidence:
-    """`package.json` must name the package, be private and declare the `bin` entry."""
-    expected = policy.source_identity
-    manifest = checkout / "package.json"
+def check_source_identity(checkout: Path, expected: SourceIdentity, provider: str
+                          ) -> SourceIdentityEvidence:
+    """The source's manifest must hold each field at exactly its value (type included: `true`
+    is not `"true"`) and, when the policy names one, declare the executable in its `bin`."""
+    name = expected.manifest
     try:
-        raw = manifest.read_bytes()
+        raw = resolve_within(checkout, name, what="the manifest").read_bytes()
         data = json.loads(raw)
     except (OSError, ValueError) as exc:
         raise Blocked(
-            "source_identity_mismatch", f"no readable package.json in the source: {exc}"
+            BlockerCode.SOURCE_IDENTITY_MISMATCH, f"no readable {name} in the source: {exc}"
         ) from None
     if not isinstance(data, dict):
-        raise Blocked("source_identity_mismatch", "package.json is not a JSON object")
+        raise Blocked(BlockerCode.SOURCE_IDENTITY_MISMATCH, f"{name} is not a JSON object")
     bin_field = data.get("bin")
-    bin_target = bin_field.get(expected.bin_name) if isinstance(bin_field, dict) else None
+    bin_target = bin_field.get(expected.bin) if isinstance(bin_field, dict) and expected.bin \
+        else None
     evidence = SourceIdentityEvidence(
-        package_json_sha256=sha256_bytes(raw),
-        name=data.get("name"),
-        private=data.get("private"),
+        manifest=name,
+        manifest_sha256=sha256_bytes(raw),
+        fields={key: data.get(key) for key in expected.fields},
         bin=bin_field,
         bin_target=bin_target if isinstance(bin_target, str) else None,
     )
-    problems = []
-    if evidence.name != expected.package_name:
-        problems.append(f"name is {evidence.name!r}, not {expected.package_name!r}")
-    if evidence.private is not expected.private:
-        problems.append(f"private is {evidence.private!r}, not {expected.private!r}")
-    if evidence.bin_target is None:
-        problems.append(f"no bin named {expected.bin_name!r} (bin is {bin_field!r})")
+    problems = [f"{key} is {evidence.fields[key]!r}, not {value!r}"
+                for key, value in expected.fields.items()
+                if type(evidence.fields[key]) is not type(value) or evidence.fields[key] != value]
+    if expected.bin and evidence.bin_target is None:
+        problems.append(f"no bin named {expected.bin!r} (bin is {bin_field!r})")
     if problems:
         raise Blocked(
-            "source_identity_mismatch",
-            "the source is not " + policy.name + ": package.json " + "; ".join(problems),
+            BlockerCode.SOURCE_IDENTITY_MISMATCH,
+            f"the source is not {provider}: {name} " + "; ".join(problems),
         )
     return evidence
 
@@ -158,19 +160,10 @@ def probe_binary_identity(
         logs.mkdir()
         env = {name: os.environ[name] for name in _PASSTHROUGH if name in os.environ}
         env.setdefault("PATH", os.defpath)
-        for var, sub in (
-            ("HOME", "home"),
-            ("CASE_DATA_DIR", "case-data"),
-            ("PI_CODING_AGENT_DIR", "pi-agent"),
-            ("XDG_CONFIG_HOME", "home/.config"),
-            ("XDG_DATA_HOME", "home/.local/share"),
-            ("XDG_STATE_HOME", "home/.local/state"),
-            ("XDG_CACHE_HOME", "home/.cache"),
-            ("TMPDIR", "tmp"),
-        ):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-            env[var] = str(root / sub)
-        work = root / "cwd"  # no package.json named `case` above it
+        for var in (*PROBE_PRIVATE_DIRS, *spec.private_dirs):
+            (root / "private" / var).mkdir(parents=True, exist_ok=True)
+            env[var] = str(root / "private" / var)
+        work = root / "cwd"  # no manifest of the provider's own above it
         work.mkdir()
         confined = run_confined(
             argv,
@@ -210,5 +203,5 @@ def probe_binary_identity(
         else:
             missing = evidence.markers_missing + evidence.commands_missing
             why = f"`{binary.name} --help` lacks {missing!r}"
-        raise IdentityMismatch(f"{why}: not a {policy.name} `ca` binary", evidence)
+        raise IdentityMismatch(f"{why}: not a {policy.name} `{policy.binary}` binary", evidence)
     return evidence

@@ -1,8 +1,9 @@
-"""The provider policy (`harness/providers/case/policy.toml`): where the source comes from, the pin,
-how it is built, how it is recognised, and which models may drive it.
+"""A provider policy (`harness/providers/<provider>/policy.toml`): the executable's name, where the
+provider comes from and its pin (the `[distribution]` table, validated by its kind), how its
+binary is recognised, and which models may drive it.
 
-Every field is typed and unknown keys are rejected: a malformed policy is a usage error naming the
-file, the key and the bad value, never a silently ignored setting.
+Every field is typed and unknown keys are rejected: a malformed policy is `PolicyInvalid` (a
+usage error) naming the file, the key and the bad value, never a silently ignored setting.
 """
 
 from __future__ import annotations
@@ -13,29 +14,27 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
-from cto_harness.contracts import StrictModel, check_relative_glob
-from cto_harness.errors import UsageError
+from cto_harness.contracts import StrictModel
+from cto_harness.errors import PolicyInvalid
+from cto_harness.providers.distribution import Distribution, distribution_model
 
-COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
-POLICY_RELATIVE_PATH = Path("providers") / "case" / "policy.toml"
+# Re-exported: the pin check and URL spelling of the source kind, used by the build route.
+from cto_harness.providers.source import check_commit, normalize_source_url
 
-
-def check_commit(value: str) -> str:
-    if not COMMIT_PATTERN.fullmatch(value):
-        raise ValueError(f"must be a full 40-character lowercase hex commit id, got {value!r}")
-    return value
-
-
-def normalize_source_url(url: str) -> str:
-    """One spelling per repository: no trailing slash or `.git`, host in lower case."""
-    url = url.strip().rstrip("/")
-    url = url.removesuffix(".git")
-    parts = urlsplit(url)
-    if parts.scheme and parts.netloc:
-        return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
-    return url
+DEFAULT_PROVIDER = "case"
+_NAME = r"^[a-z0-9][a-z0-9-]*$"
+# Variables every identity probe gets as private, empty folders (besides the policy's own).
+PROBE_PRIVATE_DIRS = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",
+                      "XDG_CACHE_HOME", "TMPDIR")
 
 
 class AdmittedModel(StrictModel):
@@ -54,36 +53,16 @@ class AdmittedModel(StrictModel):
         return value
 
 
-class BuildSpec(StrictModel):
-    commands: list[list[str]] = Field(min_length=1)
-    step_timeout_seconds: int = Field(default=600, gt=0, le=7200)
-    artifact: str = "dist/ca"
-
-    @field_validator("commands")
-    @classmethod
-    def _argv_lists(cls, values: list[list[str]]) -> list[list[str]]:
-        for argv in values:
-            if not argv or any(not arg for arg in argv):
-                raise ValueError(f"each build command is a non-empty argv list, got {argv!r}")
-        return values
-
-    @field_validator("artifact")
-    @classmethod
-    def _relative(cls, value: str) -> str:
-        return check_relative_glob(value)
-
-
-class SourceIdentity(StrictModel):
-    package_name: str = Field(min_length=1)
-    private: bool = True
-    bin_name: str = Field(min_length=1)
-
-
 class BinaryIdentity(StrictModel):
     probe_timeout_seconds: int = Field(default=30, gt=0, le=600)
     markers: list[str] = Field(min_length=1, description="substrings the help output must hold")
     commands: list[str] = Field(
         default_factory=list, description="command names the help must list, as whole words"
+    )
+    private_dirs: list[str] = Field(
+        default_factory=list,
+        description="variables naming folders the provider writes even for --help: each gets "
+                    "an empty private folder (HOME, XDG_* and TMPDIR always do)",
     )
 
     @field_validator("markers", "commands")
@@ -93,20 +72,30 @@ class BinaryIdentity(StrictModel):
             raise ValueError("markers and command names must not be blank")
         return values
 
+    @field_validator("private_dirs")
+    @classmethod
+    def _variables(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", value):
+                raise ValueError(f"must be an environment variable name, got {value!r}")
+        return values
+
 
 class ProviderPolicy(StrictModel):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    source_url: str = Field(min_length=1)
-    commit: str
-    build: BuildSpec
-    source_identity: SourceIdentity
+    name: str = Field(pattern=_NAME)
+    binary: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                        description="the executable's file name (in the store, and in each run)")
+    # Validated by its kind's own model; dumped whole (SerializeAsAny: the subclass's fields).
+    distribution: SerializeAsAny[Distribution]
     binary_identity: BinaryIdentity
     models: list[AdmittedModel] = Field(default_factory=list)
 
-    @field_validator("commit")
+    @field_validator("distribution", mode="before")
     @classmethod
-    def _commit(cls, value: str) -> str:
-        return check_commit(value)
+    def _by_kind(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return distribution_model(value.get("kind")).model_validate(value)
+        return value
 
     @model_validator(mode="after")
     def _unique_models(self) -> ProviderPolicy:
@@ -118,10 +107,18 @@ class ProviderPolicy(StrictModel):
             seen.add(key)
         return self
 
+    @property
+    def source_url(self) -> str:
+        """Where the provider comes from (the distribution's URL)."""
+        return self.distribution.url
+
+    @property
+    def pin(self) -> str:
+        """The policy's pin (a commit for the source kind)."""
+        return self.distribution.pin
+
     def source_url_matches(self, url: str | None) -> bool:
-        return url is not None and normalize_source_url(url) == normalize_source_url(
-            self.source_url
-        )
+        return self.distribution.url_matches(url)
 
     def admitted_model(
         self, provider: str | None, model: str | None, base_url: str | None = None
@@ -141,12 +138,15 @@ class ProviderPolicy(StrictModel):
         return None
 
 
-def default_policy_path(harness_root: Path) -> Path:
-    """`<harness-root>/providers/case/policy.toml` (harness root: the repository's `harness/`)."""
-    return harness_root / POLICY_RELATIVE_PATH
+def default_policy_path(harness_root: Path, provider: str = DEFAULT_PROVIDER) -> Path:
+    """`<harness-root>/providers/<provider>/policy.toml` (harness root: the repository's
+    `harness/`)."""
+    if not re.fullmatch(_NAME, provider):
+        raise PolicyInvalid(f"invalid provider name {provider!r}: names match [a-z0-9][a-z0-9-]*")
+    return harness_root / "providers" / provider / "policy.toml"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"unknown key {where!r}"
@@ -160,17 +160,30 @@ def parse_policy(data: dict[str, Any], *, origin: str) -> ProviderPolicy:
         return ProviderPolicy.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors(include_url=False))
-        raise UsageError(f"invalid provider policy {origin}: {problems}") from None
+        raise PolicyInvalid(f"invalid provider policy {origin}: {problems}") from None
 
 
 def load_policy(path: Path) -> ProviderPolicy:
-    """Read and validate a policy file; any problem is a `UsageError` naming the file."""
+    """Read and validate a policy file; any problem is `PolicyInvalid` naming the file."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read provider policy {path}: {exc.strerror or exc}") from None
+        raise PolicyInvalid(f"cannot read provider policy {path}: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"invalid provider policy {path}: not valid TOML: {exc}") from None
+        raise PolicyInvalid(f"invalid provider policy {path}: not valid TOML: {exc}") from None
     return parse_policy(data, origin=str(path))
+
+
+__all__ = [
+    "DEFAULT_PROVIDER",
+    "AdmittedModel",
+    "BinaryIdentity",
+    "ProviderPolicy",
+    "check_commit",
+    "default_policy_path",
+    "load_policy",
+    "normalize_source_url",
+    "parse_policy",
+]

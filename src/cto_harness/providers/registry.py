@@ -15,22 +15,20 @@ read-modify-write, so two concurrent admissions both land. Readers need no lock.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError
 
 from cto_harness.contracts import StrictModel
-from cto_harness.errors import Blocked
-from cto_harness.fsutil import atomic_write_json, sha256_file
+from cto_harness.errors import Blocked, BlockerCode
+from cto_harness.fsutil import atomic_write_json, exclusive_lock, sha256_file
+from cto_harness.providers.policy import DEFAULT_PROVIDER
 from cto_harness.settings import Settings
 
 REGISTRY_SCHEMA_VERSION = 1
-DEFAULT_PROVIDER = "case"
 REGISTRY_NAME = "admissions.json"
 LOCK_NAME = "admissions.lock"
 
@@ -38,23 +36,27 @@ AdmissionStatus = Literal["admitted", "not_admitted"]
 AdmissionProvenance = Literal["built", "asserted"]
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class AdmissionRecord(StrictModel):
+    """One admitted (or refused) binary, by digest. The fields are those of every distribution
+    kind; what only one kind knows (say, a package's registry integrity) goes in `origin`."""
+
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     provider: str = DEFAULT_PROVIDER
+    kind: str = Field(default="source", description="the distribution kind it came through")
     status: AdmissionStatus
     provenance_level: AdmissionProvenance
-    store_path: str = Field(description="the durable read-only copy: <store>/<sha256>/ca")
+    store_path: str = Field(description="the durable read-only copy: <store>/<sha256>/<binary>")
     size_bytes: int = Field(ge=0)
-    source_url: str = Field(description="the repository the binary comes from (claimed, checked)")
+    source_url: str = Field(description="where the binary comes from (claimed, checked)")
     source_location: str | None = Field(
-        default=None, description="what was actually cloned (URL or local checkout), for verify"
+        default=None, description="what was actually fetched (URL or local checkout), for verify"
     )
-    commit: str = Field(pattern=r"^[0-9a-f]{40}$")
-    policy_commit: str = Field(description="the policy's pin when this was admitted")
+    pin: str = Field(min_length=1, validation_alias=AliasChoices("pin", "commit"),
+                     description="the pinned revision it was built from (source: a commit)")
+    policy_pin: str = Field(validation_alias=AliasChoices("policy_pin", "policy_commit"),
+                            description="the policy's pin when this was admitted")
+    origin: dict[str, str] = Field(default_factory=dict,
+                                   description="facts only its distribution kind records")
     admitted_at: str
     build_report: str = Field(description="path of the build (or admission) report JSON")
     identity_evidence_sha256: str
@@ -83,7 +85,7 @@ def _read(path: Path) -> list[AdmissionRecord]:
     except ValidationError as exc:
         # Fail closed: an unreadable registry admits nothing, and is not silently rewritten.
         raise Blocked(
-            "admission_registry_invalid",
+            BlockerCode.ADMISSION_REGISTRY_INVALID,
             f"{path} is not a valid admission registry ({exc.error_count()} problem(s)); "
             "repair or remove it",
         ) from None
@@ -93,19 +95,6 @@ def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def exclusive_lock(lock_file: Path) -> Iterator[None]:
-    """An exclusive `flock` on `lock_file` (created if needed) for the duration of the block.
-    The kernel releases it when the descriptor closes, also when the process dies."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
     finally:
         os.close(fd)
 
@@ -192,7 +181,7 @@ def admission_summary(settings: Settings, provider: str = DEFAULT_PROVIDER) -> d
         "store_missing": sum(1 for r in admitted if not Path(r.store_path).is_file()),
         "latest": None if latest is None else {
             "sha256": latest.sha256,
-            "commit": latest.commit,
+            "pin": latest.pin,
             "provenance_level": latest.provenance_level,
             "admitted_at": latest.admitted_at,
             "store_path": latest.store_path,

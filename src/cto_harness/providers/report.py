@@ -15,10 +15,10 @@ from pydantic import Field
 
 from cto_harness import __version__
 from cto_harness.contracts import StrictModel
+from cto_harness.evidence.intoto import statement
 from cto_harness.providers.identity import IdentityEvidence, SourceIdentityEvidence
 
 REPORT_SCHEMA_VERSION = "1.0"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:cto-harness:provider-build:bun-compile:v1"
 BUILDER_ID = "urn:cto-harness:builder:local"
@@ -108,52 +108,49 @@ def provenance_statement(report: ProviderReport) -> dict[str, Any]:
     """An in-toto Statement v1 with a SLSA Provenance v1 predicate for a built binary."""
     assert report.toolchain is not None
     source = report.source
-    return {
-        "_type": STATEMENT_TYPE,
-        "subject": [{"name": "ca", "digest": {"sha256": report.artifact.sha256}}],
-        "predicateType": SLSA_PROVENANCE_V1,
-        "predicate": {
-            "buildDefinition": {
-                "buildType": BUILD_TYPE,
-                "externalParameters": {
-                    "source": source.source_url,
-                    "commit": source.commit,
-                    "commands": report.commands,
-                    "artifact": report.artifact.relative_path,
-                },
-                "internalParameters": {
-                    "policy": {"name": report.provider, "commit": source.policy_commit},
-                    "sourceLocation": source.location,
-                    "buildDir": report.build_dir,
-                    "bunVersion": report.toolchain.bun_version,
-                    "nodeVersion": report.toolchain.node_version,
-                },
-                "resolvedDependencies": [
-                    {
-                        "uri": f"git+{source.source_url}@{source.commit}",
-                        "digest": {"gitCommit": source.commit},
-                    },
-                    {
-                        "name": "bun",
-                        "uri": f"pkg:npm/bun@{report.toolchain.bun_version}",
-                        "digest": {"sha256": report.toolchain.bun_sha256},
-                    },
-                ],
+    binary = report.artifact.store_path.rsplit("/", 1)[-1]
+    predicate = {
+        "buildDefinition": {
+            "buildType": BUILD_TYPE,
+            "externalParameters": {
+                "source": source.source_url,
+                "commit": source.commit,
+                "commands": report.commands,
+                "artifact": report.artifact.relative_path,
             },
-            "runDetails": {
-                "builder": {"id": BUILDER_ID, "version": {"cto-harness": __version__}},
-                "metadata": {
-                    "invocationId": report.invocation_id,
-                    "startedOn": report.started_at,
-                    "finishedOn": report.finished_at,
-                },
-                "byproducts": [
-                    {"name": name, "digest": {"sha256": digest}}
-                    for name, digest in sorted(report.log_digests.items())
-                ],
+            "internalParameters": {
+                "policy": {"name": report.provider, "commit": source.policy_commit},
+                "sourceLocation": source.location,
+                "buildDir": report.build_dir,
+                "bunVersion": report.toolchain.bun_version,
+                "nodeVersion": report.toolchain.node_version,
             },
+            "resolvedDependencies": [
+                {
+                    "uri": f"git+{source.source_url}@{source.commit}",
+                    "digest": {"gitCommit": source.commit},
+                },
+                {
+                    "name": "bun",
+                    "uri": f"pkg:npm/bun@{report.toolchain.bun_version}",
+                    "digest": {"sha256": report.toolchain.bun_sha256},
+                },
+            ],
+        },
+        "runDetails": {
+            "builder": {"id": BUILDER_ID, "version": {"cto-harness": __version__}},
+            "metadata": {
+                "invocationId": report.invocation_id,
+                "startedOn": report.started_at,
+                "finishedOn": report.finished_at,
+            },
+            "byproducts": [
+                {"name": name, "digest": {"sha256": digest}}
+                for name, digest in sorted(report.log_digests.items())
+            ],
         },
     }
+    return statement({binary: report.artifact.sha256}, SLSA_PROVENANCE_V1, predicate)
 
 
 def render_markdown(report: ProviderReport) -> str:
@@ -194,9 +191,9 @@ def render_markdown(report: ProviderReport) -> str:
             )
     if report.source_identity is not None:
         si = report.source_identity
-        name, private, bins = (json.dumps(v) for v in (si.name, si.private, si.bin))
+        found = ", ".join(f"{key} `{json.dumps(value)}`" for key, value in si.fields.items())
         lines += ["", "## Source identity", "",
-                  f"package.json: name `{name}`, private `{private}`, bin `{bins}`"]
+                  f"{si.manifest}: {found}, bin `{json.dumps(si.bin)}`"]
     bi = report.binary_identity
     lines += [
         "", "## Binary identity", "",

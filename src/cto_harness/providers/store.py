@@ -1,4 +1,5 @@
-"""The content-addressed provider store: `$CTO_HARNESS_HOME/providers/<provider>/<sha256>/ca`.
+"""The content-addressed provider store: `$CTO_HARNESS_HOME/providers/<provider>/<sha256>/<binary>`
+(the provider and binary names come from its policy: Case's is `providers/case/<sha256>/ca`).
 
 A candidate binary is first copied into a private staging directory and hashed there; that copy
 is the one probed and then renamed into place, so the bytes admitted are exactly the bytes that
@@ -16,12 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cto_harness.errors import HarnessError
-from cto_harness.fsutil import sha256_file
-from cto_harness.providers.registry import exclusive_lock, provider_store_dir
+from cto_harness.errors import HarnessFault
+from cto_harness.fsutil import exclusive_lock, sha256_file
+from cto_harness.providers.registry import provider_store_dir
 from cto_harness.settings import Settings
 
-BINARY_NAME = "ca"
 READ_ONLY_FILE = 0o555
 READ_ONLY_DIR = 0o555
 WRITABLE_DIR = 0o755
@@ -43,13 +43,14 @@ def _copy_synced(source: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged_copy(settings: Settings, source: Path, provider: str) -> Iterator[StagedBinary]:
-    """Copy `source` into a private staging directory (same file system as the store) and hash
-    the copy. The staging directory is removed on exit, whatever happened."""
+def staged_copy(settings: Settings, source: Path, provider: str, binary: str
+                ) -> Iterator[StagedBinary]:
+    """Copy `source` into a private staging directory (same file system as the store) as
+    `binary` and hash the copy. The staging directory is removed on exit, whatever happened."""
     staging = provider_store_dir(settings, provider) / ".incoming" / uuid.uuid4().hex
     staging.mkdir(parents=True, mode=0o700)
     try:
-        target = staging / BINARY_NAME
+        target = staging / binary
         _copy_synced(source, target)
         yield StagedBinary(target, sha256_file(target), target.stat().st_size)
     finally:
@@ -62,8 +63,8 @@ def store_entry_dir(settings: Settings, sha256: str, provider: str) -> Path:
 
 @contextlib.contextmanager
 def open_store_entry(settings: Settings, staged: StagedBinary, provider: str) -> Iterator[Path]:
-    """Place the staged binary at `<store>/<sha256>/ca` (re-hashed after the move) and yield the
-    entry directory, writable, for the reports; sealed read-only on exit.
+    """Place the staged binary at `<store>/<sha256>/<binary>` (re-hashed after the move) and yield
+    the entry directory, writable, for the reports; sealed read-only on exit.
 
     A per-digest lock keeps two admissions of the same bytes from unsealing each other's entry.
     """
@@ -73,14 +74,14 @@ def open_store_entry(settings: Settings, staged: StagedBinary, provider: str) ->
         entry.mkdir(parents=True, exist_ok=True)
         os.chmod(entry, WRITABLE_DIR)
         try:
-            target = entry / BINARY_NAME
+            target = entry / staged.path.name
             if not (target.is_file() and sha256_file(target) == staged.sha256):
                 # Missing, or tampered with since an earlier admission: replace it.
                 os.replace(staged.path, target)
                 os.chmod(target, READ_ONLY_FILE)
             stored_digest = sha256_file(target)
             if stored_digest != staged.sha256:
-                raise HarnessError(
+                raise HarnessFault(
                     f"store copy {target} hashes to {stored_digest}, expected {staged.sha256}"
                 )
             yield entry

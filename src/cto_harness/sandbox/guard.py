@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cto_harness.errors import Blocked
+from cto_harness.errors import Blocked, BlockerCode
 
 MAX_ENTRIES = 200_000
 Entry = tuple[int, int, int, int, int, int]
@@ -81,11 +81,11 @@ class Watch:
     def check(self) -> dict[str, list[str]]:
         bundle, outside = self.changes()
         if bundle:
-            raise Blocked("bundle_tampered",
+            raise Blocked(BlockerCode.BUNDLE_TAMPERED,
                           f"the bundle folder changed while the provider ran: "
                           f"{', '.join(bundle[:5])}")
         if outside:
-            raise Blocked("outside_write_detected",
+            raise Blocked(BlockerCode.OUTSIDE_WRITE_DETECTED,
                           f"paths outside the workspace changed while the provider ran: "
                           f"{', '.join(outside[:5])}")
         return {"bundle": bundle, "outside": outside}
@@ -126,7 +126,7 @@ def apparent_size(paths: list[Path], stop_after: int) -> int:
 def check_disk(paths: list[Path], limit: int) -> int:
     used = apparent_size(paths, limit)
     if used > limit:
-        raise Blocked("workspace_size_exceeded",
+        raise Blocked(BlockerCode.WORKSPACE_SIZE_EXCEEDED,
                       f"the provider wrote more than the {limit // (1024 * 1024)} MiB limit "
                       f"(CTO_HARNESS_WORKSPACE_LIMIT_MB) into the workspace and its private dirs")
     return used

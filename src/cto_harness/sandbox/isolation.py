@@ -54,17 +54,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cto_harness.contracts import IsolationInfo
-from cto_harness.engines.base import Launch, RunContext
-from cto_harness.errors import Blocked
+from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.evidence.signing import PRIVATE_KEY, load_or_create_key
 from cto_harness.fsutil import atomic_write_text, sha256_file
 from cto_harness.sandbox import landlock, launcher, users
+from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.netproxy import FORWARDER_CODE, Endpoint, EndpointProxy, endpoint_for
 from cto_harness.sandbox.process import ProcessInfo, ProcessResult, run_process
 from cto_harness.sandbox.users import SandboxUser
@@ -83,6 +83,42 @@ ROOT_NAMESPACES = ("mount", "pid", "net", "ipc", "uts")
 SETPRIV_DROP = ("--clear-groups", "--no-new-privs", "--inh-caps", "-all", "--bounding-set", "-all")
 BWRAP_DROP_CAPS = ("--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add",
                    "CAP_SETPCAP")
+
+
+class SandboxSettings(Protocol):
+    """The settings the isolation reads (the core's `Settings`)."""
+
+    @property
+    def home(self) -> Path: ...
+    @property
+    def runs_dir(self) -> Path: ...
+    @property
+    def isolation(self) -> str: ...
+    @property
+    def target_repositories(self) -> tuple[Path, ...]: ...
+    @property
+    def keys_dir(self) -> Path: ...
+    @property
+    def sandbox_uids(self) -> tuple[int, int]: ...
+
+
+class SandboxRun(Protocol):
+    """What the isolation needs to know of a run (the pipeline's `RunContext` is one)."""
+
+    @property
+    def run_dir(self) -> Path: ...
+    @property
+    def workspace(self) -> Path: ...
+    @property
+    def private(self) -> Path: ...
+    @property
+    def backend(self) -> Path: ...
+    @property
+    def harness_root(self) -> Path: ...
+    @property
+    def environ(self) -> Mapping[str, str]: ...
+    @property
+    def settings(self) -> SandboxSettings: ...
 
 
 @dataclass(frozen=True)
@@ -173,7 +209,7 @@ def choose_tier(requested: str, found: Probe) -> tuple[str, str]:
                  if (found.bwrap_ok if t == "bwrap" else found.landlock_abi >= 1)]
     if requested in PROTECTED_TIERS and requested not in available:
         why = found.bwrap_error if requested == "bwrap" else landlock_missing
-        raise Blocked("isolation_unavailable", f"CTO_HARNESS_ISOLATION={requested} but {why}")
+        raise Blocked(BlockerCode.ISOLATION_UNAVAILABLE, f"CTO_HARNESS_ISOLATION={requested} but {why}")
     stronger = [t for t in available if order.index(t) < order.index(requested)]
     if not stronger and requested != "none":
         return requested, ("" if requested == "bwrap"
@@ -313,7 +349,7 @@ class Confinement:
         if not self.probe.namespaces_ok:
             blocking = barriers(self.grants(), self.user)
             if blocking:
-                raise Blocked("isolation_unavailable",
+                raise Blocked(BlockerCode.ISOLATION_UNAVAILABLE,
                               f"the sandbox uid {self.user.uid} cannot reach "
                               f"{', '.join(map(str, blocking))} (no search permission) and no "
                               f"mount namespace can bridge it here "
@@ -460,7 +496,7 @@ def _host_address() -> str | None:
     """A non-loopback address of this host (another host, as far as the sandbox can tell)."""
     with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe_sock:
         probe_sock.connect(("192.0.2.1", 9))  # no packet is sent: it only picks a route
-        address = probe_sock.getsockname()[0]
+        address: str = probe_sock.getsockname()[0]
         if not address.startswith("127."):
             return address
     return None
@@ -477,7 +513,7 @@ def _pid_ns() -> str:
 class Sandbox:
     """The isolation of one run: chosen once, applied to the provider and to verification."""
 
-    ctx: RunContext
+    ctx: SandboxRun
     tier: str
     reason: str
     found: Probe
@@ -492,7 +528,7 @@ class Sandbox:
     _handed: list[Path] = field(default_factory=list)
 
     @classmethod
-    def for_run(cls, ctx: RunContext) -> Sandbox:
+    def for_run(cls, ctx: SandboxRun) -> Sandbox:
         found = probe()
         tier, reason = choose_tier(ctx.settings.isolation, found)
         users.harden_harness()
@@ -552,7 +588,7 @@ class Sandbox:
         self._handed = writable
         endpoint = None
         if launch.network:
-            endpoint = endpoint_for(launch.endpoint, self.ctx.model.provider)
+            endpoint = endpoint_for(launch.endpoint)
             if endpoint is None:
                 self.warnings.append("the engine asked for a network but no endpoint is "
                                      "admitted: the provider has none")
@@ -570,7 +606,7 @@ class Sandbox:
         if self.proxy is not None:
             self.proxy.phase = "provider"
         if self.canary_result.get("breach"):
-            raise Blocked("isolation_breach",
+            raise Blocked(BlockerCode.ISOLATION_BREACH,
                           f"the {self.tier} canary got through: "
                           f"{'; '.join(self.canary_result['breaches'])}")
         return replace(launch, argv=[*self.provider.prefix(), *launch.argv], env=env)
@@ -591,7 +627,7 @@ class Sandbox:
             "tree_clean": clean, "namespace_reported_empty": status.get("namespace_empty"),
             "killed_after_exit": len(killed)}
         if not clean:
-            return Blocked("containment_failed",
+            return Blocked(BlockerCode.CONTAINMENT_FAILED,
                            f"processes of the sandbox uid {self.user.uid} are still alive after "
                            f"the provider: {', '.join(p.cmdline for p in killed[:3])}")
         users.take_back(self._handed, self.user)
@@ -603,7 +639,7 @@ class Sandbox:
         killed, clean = self._sweep()
         self.containment["final"] = {"tree_clean": clean, "killed": len(killed)}
         if not clean:
-            raise Blocked("containment_failed",
+            raise Blocked(BlockerCode.CONTAINMENT_FAILED,
                           f"processes of the sandbox uid {self.user.uid} survived the run")
 
     def close(self) -> None:
@@ -688,7 +724,7 @@ class Sandbox:
             inside = {}
         if result.exit_code != 0 or not inside:
             detail = (work / "canary.err").read_text(encoding="utf-8", errors="replace")
-            raise Blocked("isolation_unavailable",
+            raise Blocked(BlockerCode.ISOLATION_UNAVAILABLE,
                           f"the {self.tier} sandbox did not start the canary (exit "
                           f"{result.exit_code}): {detail.strip()[:300]}")
         return self._judge(conf, inside, wrote=wrote, accepted=accepted, clean=clean,
@@ -781,7 +817,7 @@ class Sandbox:
         if self.tier == "none" and not reason:
             reason = "no isolation requested"
         return IsolationInfo(
-            tier=self.tier,  # type: ignore[arg-type]
+            tier=self.tier,
             tool={"bwrap": self.found.bwrap_path, "landlock": "landlock (ctypes launcher)"}.get(
                 self.tier, "launcher (namespaces only)"),
             version={"bwrap": self.found.bwrap_version,
@@ -791,7 +827,7 @@ class Sandbox:
             namespaces=conf.namespaces,
             hidden_paths=[str(p) for p in conf.hidden],
             writable_paths=[str(p) for p in conf.writable],
-            network=conf.network_mode,  # type: ignore[arg-type]
+            network=conf.network_mode,
             reason=reason,
             requested=self.requested,
             probe=self.found.to_dict(),
@@ -808,7 +844,7 @@ class Sandbox:
         )
 
 
-def describe_available(settings: Any) -> dict[str, Any]:
+def describe_available(settings: SandboxSettings) -> dict[str, Any]:
     """For `health`: which tiers this machine has, the strongest, and what a run would use."""
     found = probe()
     tiers = {"bwrap": found.bwrap_ok, "landlock": found.landlock_abi >= 1, "none": True}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import json
 import os
 import signal
@@ -33,6 +34,8 @@ import socket
 import stat
 import struct
 import sys
+from types import ModuleType
+from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -49,17 +52,15 @@ SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 EXIT_SETUP = 125
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_LANDLOCK = None
+_LANDLOCK: ModuleType | None = None
 
 
-def _landlock():  # type: ignore[no-untyped-def]
+def _landlock() -> ModuleType:
     """The sibling module (standard library only), loaded before any mount can hide it."""
     global _LANDLOCK
     if _LANDLOCK is None:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import landlock
-
-        _LANDLOCK = landlock
+        _LANDLOCK = importlib.import_module("landlock")
     return _LANDLOCK
 
 
@@ -176,7 +177,7 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def apply_mounts(spec: dict) -> None:
+def apply_mounts(spec: dict[str, Any]) -> None:
     """The mount plan: private propagation, tmpfs folders, then the binds back into them."""
     tmpfs = sorted(spec.get("tmpfs", []), key=lambda p: p.count("/"))
     binds = sorted(spec.get("binds", []), key=lambda b: b[1].count("/"))
@@ -225,7 +226,7 @@ def _exit_code(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def init(spec: dict, argv: list[str], status_fd: int | None, launcher: int,
+def init(spec: dict[str, Any], argv: list[str], status_fd: int | None, launcher: int,
          alive_fd: int) -> None:
     """PID 1 of the sandbox: start the payload, reap everything, end with the payload."""
     die_with_parent(launcher, alive_fd)
@@ -267,7 +268,7 @@ def init(spec: dict, argv: list[str], status_fd: int | None, launcher: int,
     os._exit(code)
 
 
-def payload(spec: dict, argv: list[str], parent: int) -> None:
+def payload(spec: dict[str, Any], argv: list[str], parent: int) -> None:
     uid, gid = spec.get("uid"), spec.get("gid")
     if uid is not None:
         drop(int(uid), int(gid if gid is not None else uid))
@@ -284,7 +285,7 @@ def payload(spec: dict, argv: list[str], parent: int) -> None:
     os.execvp(argv[0], argv)
 
 
-def sandbox(spec: dict, argv: list[str]) -> int:
+def sandbox(spec: dict[str, Any], argv: list[str]) -> int:
     status_fd = None
     if spec.get("status"):
         status_fd = os.open(spec["status"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,

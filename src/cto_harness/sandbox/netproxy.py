@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cto_harness.core.events import iso, utc_now
+from cto_harness.clock import iso, utc_now
 
 # The public endpoints of the model providers Case supports, for a model admitted without a base
 # URL (Case then uses its provider's default).
@@ -99,9 +99,12 @@ class Endpoint:
                 "sandbox_url": self.sandbox_url, "sandbox_port": self.sandbox_port}
 
 
-def endpoint_for(base_url: str | None, model_provider: str | None) -> Endpoint | None:
-    """The admitted base URL, else the model provider's public API, else none."""
-    url = base_url or DEFAULT_ENDPOINTS.get(model_provider or "")
+def model_endpoint(base_url: str | None, model_provider: str | None) -> str | None:
+    """The URL a model is reached at: its admitted base URL, else its provider's public API."""
+    return base_url or DEFAULT_ENDPOINTS.get(model_provider or "")
+
+
+def endpoint_for(url: str | None) -> Endpoint | None:
     return Endpoint.parse(url) if url else None
 
 
@@ -183,9 +186,10 @@ class EndpointProxy:
         try:
             early = b""
             if self.endpoint.mode == "connect":
-                early = self._read_connect(client, record)
-                if early is None:
+                head = self._read_connect(client, record)
+                if head is None:
                     return
+                early = head
             try:
                 upstream = socket.create_connection((self.endpoint.host, self.endpoint.port),
                                                     timeout=_UPSTREAM_TIMEOUT)

@@ -197,10 +197,13 @@ def kill_tree(
                 return list(killed.values()), True
             time.sleep(0.001)
             continue  # a child the scan missed: scan and kill again
+        # Name every member before killing any: killing a PID namespace's monitor first tears
+        # the rest down, and a member caught mid-teardown would go unrecorded.
         for pid in live:
             # A task already exiting (e.g. torn down with its PID namespace) is no leftover.
             if pid not in killed and not _exiting(pid):
                 killed[pid] = ProcessInfo(pid, _cmdline(pid))
+        for pid in live:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.01)

@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cto_harness.errors import Blocked
+from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.sandbox.process import ProcessInfo
 
 DEFAULT_UID_RANGE = (61100, 61163)
@@ -102,7 +102,7 @@ def _lock_dir() -> Path:
         # Only a folder of root's that nobody else can write holds meaningful locks.
         if stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022:
             return folder
-    raise Blocked("sandbox_user_unavailable",
+    raise Blocked(BlockerCode.SANDBOX_USER_UNAVAILABLE,
                   f"no root-owned lock folder for sandbox uids ({', '.join(map(str, LOCK_DIRS))})")
 
 
@@ -147,7 +147,7 @@ def acquire(uid_range: tuple[int, int]) -> SandboxUser:
             continue
         return SandboxUser(uid=uid, gid=uid, source="allocated", lock_path=path, _lock_fd=fd)
     detail = f"; skipped {', '.join(skipped[:5])}" if skipped else ""
-    raise Blocked("sandbox_user_unavailable",
+    raise Blocked(BlockerCode.SANDBOX_USER_UNAVAILABLE,
                   f"every sandbox uid of {low}-{high} (CTO_HARNESS_SANDBOX_UIDS) is in use{detail}")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.core.run import RunResult, execute_run
+from cto_harness.errors import CheckFailed
 from cto_harness.fsutil import sha256_file, tree_digest
+from cto_harness.git import commit_all
 from cto_harness.settings import Settings
 from cto_harness.validators.script_standin import solution_of, write_script_standin
 
@@ -29,10 +30,6 @@ TEST_MODEL = ("anthropic", "validator-model")
 # Recognisable, fake, and long enough to be redacted: it must never appear in a bundle.
 PLANTED_KEY = "sk-ant-cto-validator-planted-0123456789abcdef"
 CASE_ID = "r1-string-slugify"
-
-
-class CheckFailed(Exception):
-    """The behaviour a check guards did not happen; the message says what was seen instead."""
 
 
 @dataclass
@@ -115,13 +112,18 @@ class Scenario:
             policy = load_policy(default_policy_path(self.harness_root))
             binary = write_script_standin(self.workdir / "standins" / scenario / "ca",
                                           scenario=scenario, solution=solution_of(self.case_dir))
-            report = admit_prebuilt(binary, policy.source_url, policy.commit, policy,
+            report = admit_prebuilt(binary, policy.source_url, policy.pin, policy,
                                     self.settings, progress=None)
             self._admitted[scenario] = Path(report.artifact.store_path)
         return self._admitted[scenario]
 
-    def run(self, engine: str = "case", case_id: str = CASE_ID, *,
+    def run(self, engine: str | None = "case", case_id: str = CASE_ID, *,
             harness_root: Path | None = None, **env: str | None) -> RunResult:
+        """A run in this world; `env` overrides the passing environment (None: unset)."""
+        return self.run_with(env, engine, case_id, harness_root=harness_root)
+
+    def run_with(self, env: dict[str, str | None], engine: str | None = "case",
+                 case_id: str = CASE_ID, *, harness_root: Path | None = None) -> RunResult:
         environ = self.environ(**env)
         return execute_run(case_id, engine, harness_root=harness_root or self.harness_root,
                            settings=Settings.from_env(environ), environ=environ)
@@ -143,7 +145,8 @@ def blocked_with(result: RunResult, code: str, marker: str | None = None) -> str
 
 
 def _bundle_verifies(result: RunResult) -> None:
-    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+    from cto_harness.errors import BundleInvalid
+    from cto_harness.evidence.verify import verify_bundle
 
     try:
         verify_bundle(result.run_dir, result.public_key)
@@ -171,11 +174,12 @@ def _running_with(token: str) -> list[int]:
 
 @check("fake_default_lane")
 def _fake_default_lane(sc: Scenario) -> str:
-    from cto_harness.cli.main import build_parser
+    from cto_harness import engines
 
-    default = build_parser().parse_args(["run", CASE_ID]).engine
-    expect(default == "fake", f"the default engine is {default!r}, not fake")
-    result = sc.run(engine=default)
+    expect(engines.DEFAULT_ENGINE == "fake",
+           f"the default engine is {engines.DEFAULT_ENGINE!r}, not fake")
+    result = sc.run(engine=None)  # what `run` does without --engine
+    expect(result.report.engine == "fake", f"a run without an engine ran {result.report.engine}")
     expect(result.report.verdict == "pass", f"fake lane verdict {result.report.verdict}")
     _bundle_verifies(result)
     return f"default engine fake; {CASE_ID} passes ({result.report.timing.duration_ms} ms)"
@@ -272,7 +276,7 @@ def _provider_timeout(sc: Scenario) -> str:
 
 @check("model_provider_gate_blocks")
 def _model_gate(sc: Scenario) -> str:
-    variants = {
+    variants: dict[str, dict[str, str | None]] = {
         "unset": {"CTO_HARNESS_CASE_MODEL_PROVIDER": None, "CTO_HARNESS_CASE_MODEL": None},
         "provider only": {"CTO_HARNESS_CASE_MODEL": None},
         "model only": {"CTO_HARNESS_CASE_MODEL_PROVIDER": None},
@@ -281,7 +285,7 @@ def _model_gate(sc: Scenario) -> str:
     }
     for label, overrides in variants.items():
         try:
-            blocked_with(sc.run(**overrides), "model_not_admitted",
+            blocked_with(sc.run_with(overrides), "model_not_admitted",
                          "provider-model-not-admitted.txt")
         except CheckFailed as exc:
             raise CheckFailed(f"{label}: {exc}") from exc
@@ -329,7 +333,7 @@ def _identity_gate(sc: Scenario) -> str:
     impostor = write_script_standin(sc.workdir / "impostor" / "ca", scenario="no-markers")
     before = [r.sha256 for r in list_admissions(sc.settings)]
     try:
-        admit_prebuilt(impostor, policy.source_url, policy.commit, policy, sc.settings,
+        admit_prebuilt(impostor, policy.source_url, policy.pin, policy, sc.settings,
                        progress=None)
     except Blocked as exc:
         expect(exc.code == "identity_mismatch", f"admission refused with {exc.code}")
@@ -351,14 +355,6 @@ def _non_executable(sc: Scenario) -> str:
     return "a non-executable provider file blocks"
 
 
-def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "v", "GIT_AUTHOR_EMAIL": "v@localhost",
-           "GIT_COMMITTER_NAME": "v", "GIT_COMMITTER_EMAIL": "v@localhost",
-           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
 def _tiny_source(sc: Scenario) -> Path:
     source = sc.workdir / "tiny-source"
     if not source.exists():
@@ -366,10 +362,7 @@ def _tiny_source(sc: Scenario) -> Path:
         (source / "package.json").write_text(json.dumps(
             {"name": "case", "private": True, "bin": {"ca": "dist/ca"},
              "scripts": {"build:binary": "true"}}))
-        _git(source, "init", "-q", "-b", "main")
-        _git(source, "add", "-A")
-        _git(source, "commit", "-q", "-m", "tiny")
-        _git(source, "remote", "add", "origin", "https://github.com/workos/case.git")
+        commit_all(source, "tiny", origin="https://github.com/workos/case.git")
     return source
 
 
@@ -455,8 +448,9 @@ def _same_run_baseline(sc: Scenario) -> str:
 
 @check("evidence_shape")
 def _evidence_shape(sc: Scenario) -> str:
+    from cto_harness.errors import BundleInvalid
     from cto_harness.evidence.bundle import REQUIRED_FILES
-    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+    from cto_harness.evidence.verify import verify_bundle
 
     # Its blocked scenario uses a gate no other check relies on, so checks fail independently.
     outcomes = {"pass": sc.run(), "blocked": sc.run(CTO_HARNESS_ALLOW_CASE=None)}

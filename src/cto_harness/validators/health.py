@@ -63,14 +63,25 @@ def _fake_lane(harness_root: Path) -> dict[str, Any]:
 
 
 def _admission(settings: Settings) -> dict[str, Any]:
+    """Each real engine's provider (configured or not) and its admission registry."""
+    from cto_harness.engines import engine_names, get_engine
     from cto_harness.providers.registry import admission_summary
 
-    summary = admission_summary(settings)
-    configured = bool(settings.case_bin) and Path(settings.case_bin or "").is_file()
+    providers: dict[str, str] = {}
+    registries: dict[str, Any] = {}
+    for name in engine_names():
+        engine = get_engine(name)
+        configured = engine.provider_configured(engine.load_settings(os.environ))
+        if configured is None or engine.provider is None:
+            continue  # ships inside the harness: nothing to configure or admit
+        providers[name] = "configured" if configured else "not configured"
+        registries[name] = admission_summary(settings, engine.provider)
+    valid = all(r.get("valid", False) for r in registries.values())
     return {
-        "status": "ok" if summary.get("valid", False) else "failed",
-        "provider": "configured" if configured else "not configured",
-        "registry": summary,
+        "status": "ok" if valid else "failed",
+        "provider": "configured" if "configured" in providers.values() else "not configured",
+        "providers": providers,
+        "registries": registries,
     }
 
 

@@ -133,7 +133,8 @@ def _check_front(record: RouteRecord, rel: str, today: date, out: list[Violation
 
 
 def _check_item(item: WorkItem, record: RouteRecord, rel: str, out: list[Violation]) -> None:
-    from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+    from cto_harness.errors import BundleInvalid
+    from cto_harness.evidence.verify import verify_bundle
 
     if not WORK_ITEM_ID.match(item.id):
         out.append(Violation(rel, item.line, f"work item id {item.id!r} is not CTO-WORK-NNN"))

@@ -170,7 +170,8 @@ def diff_stats(diff: str) -> DiffStats:
 
 def _admission(report: dict[str, Any]) -> dict[str, Any]:
     """The provider's admission as the report states it, and this machine's registry record."""
-    provider = report.get("provider") if isinstance(report.get("provider"), dict) else {}
+    raw = report.get("provider")
+    provider: dict[str, Any] = raw if isinstance(raw, dict) else {}
     info: dict[str, Any] = {"report": provider, "registry": None, "registry_note": ""}
     digest = provider.get("sha256")
     if provider.get("provenance_level") == "builtin" or not isinstance(digest, str):

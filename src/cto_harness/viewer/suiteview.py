@@ -83,7 +83,8 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
     runs: list[SuiteRun] = []
     for index, row in enumerate(listed):
         case_id = str(row.get("case_id", "?"))
-        repeat = row.get("repeat") if isinstance(row.get("repeat"), int) else 0
+        raw_repeat = row.get("repeat")
+        repeat = raw_repeat if isinstance(raw_repeat, int) else 0
         listed_verdict = row.get("verdict") if isinstance(row.get("verdict"), str) else None
         rel = row.get("run_dir")
         run: RunView | None = None
@@ -107,16 +108,18 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
 
     cases = [str(c) for c in data.get("cases", []) if isinstance(c, str)] \
         if isinstance(data.get("cases"), list) else []
-    for run in runs:
-        if run.case_id not in cases:
-            cases.append(run.case_id)
-    declared = data.get("repeat") if isinstance(data.get("repeat"), int) else 1
+    for listed_run in runs:
+        if listed_run.case_id not in cases:
+            cases.append(listed_run.case_id)
+    raw_declared = data.get("repeat")
+    declared = raw_declared if isinstance(raw_declared, int) else 1
     # Columns of the grid: bounded, whatever suite.json claims.
     k = min(max([declared, 1, *(r.repeat for r in runs)]), MAX_REPEATS)
     verified = [{"case_id": r.case_id, "verdict": r.run.verdict, "duration_ms": r.run.duration_ms}
                 for r in runs if r.verified and r.run is not None]
     aggregates = aggregate(verified, cases, k)
-    listed_aggregates = data.get("aggregates") if isinstance(data.get("aggregates"), dict) else {}
+    raw_aggregates = data.get("aggregates")
+    listed_aggregates: dict[str, Any] = raw_aggregates if isinstance(raw_aggregates, dict) else {}
     for case_id, agg in aggregates.items():
         theirs = listed_aggregates.get(case_id)
         if isinstance(theirs, dict) and theirs.get("passes") != agg["passes"]:

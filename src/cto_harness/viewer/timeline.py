@@ -66,7 +66,8 @@ def _spans(root: Path) -> tuple[list[SpanRow], float, datetime | None, int]:
     spans = [r for r in rows if parse_time(r.get("start_time")) and parse_time(r.get("end_time"))]
     if not spans:
         return [], 0.0, None, bad
-    origin = min(parse_time(s["start_time"]) for s in spans)  # type: ignore[type-var]
+    starts = [parse_time(s["start_time"]) for s in spans]
+    origin = min(s for s in starts if s is not None)
     by_id = {s.get("span_id"): s for s in spans}
 
     def depth(span: dict[str, Any]) -> int:

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cto_harness.errors import HarnessError
+from cto_harness.errors import HarnessFault
 
 BINARY_NAME = "ca"
 TASK_SUFFIX = ".task.json"
 
 
-class CommandShapeError(HarnessError):
+class CommandShapeError(HarnessFault):
     """The argv is not exactly `<ca> run --task <task-file> --mode unattended`."""
 
 

@@ -4,8 +4,8 @@ Gates, in order (each `Blocked(code)`, exit 2, a full bundle): `engine_not_allow
 `stage_not_authorized`, `provider_unavailable`, `not_executable`, `provider_not_admitted` (the
 digest of the private copy that will run, looked up in the admission registry), `identity_mismatch`
 (`ca --help` probe; never `ca --version`), `model_not_admitted`, `credentials_missing`, and, once
-the task files exist, `task_contract_invalid`. `ctx.provider`, `ctx.model` and
-`ctx.admission_status` are filled as gates pass, so a blocked report shows how far it got.
+the task files exist, `task_contract_invalid`. Each gate hands the `Admission` on, so a blocked
+report shows how far admission got.
 
 Then exactly `<private>/bin/ca run --task <task-file> --mode unattended` runs in the workspace with
 a minimal environment (private HOME, CASE_DATA_DIR, PI_CODING_AGENT_DIR; only the selected model
@@ -19,19 +19,30 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
+from pydantic_settings import SettingsConfigDict
 
+from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import ForbiddenAction, ModelInfo, ProviderInfo
-from cto_harness.core.events import iso, utc_now
 from cto_harness.core.taskscan import outside_paths
-from cto_harness.core.workspace import git_env
-from cto_harness.engines import register_engine
-from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
+from cto_harness.engines.base import (
+    Admission,
+    Engine,
+    EngineSettings,
+    Launch,
+    Outcome,
+    ProviderEvent,
+    ProviderSpan,
+    RunContext,
+    provider_outcome_of,
+    run_gates,
+)
 from cto_harness.engines.case.command import CaseCommand
-from cto_harness.engines.case.events import map_events, read_jsonl
+from cto_harness.engines.case.events import map_events, read_jsonl, typed
 from cto_harness.engines.case.guards import (
     collect_guard_records,
     inspect_remotes,
@@ -44,10 +55,12 @@ from cto_harness.engines.case.inputs import (
     make_projects,
     make_task,
     render_brief,
+    task_id,
     write_json,
 )
-from cto_harness.errors import Blocked, UsageError
+from cto_harness.errors import Blocked, BlockerCode, PolicyInvalid
 from cto_harness.fsutil import atomic_write_json, sha256_file
+from cto_harness.git import git_env
 from cto_harness.providers import (
     IdentityMismatch,
     ProviderPolicy,
@@ -56,32 +69,54 @@ from cto_harness.providers import (
     lookup_admission,
     probe_binary_identity,
 )
-from cto_harness.sandbox.netproxy import sandbox_base_url
+from cto_harness.sandbox.netproxy import model_endpoint, sandbox_base_url
 from cto_harness.sandbox.process import ProcessResult
-from cto_harness.settings import CREDENTIAL_VARIABLES
+from cto_harness.settings import CREDENTIAL_VARIABLES, PositiveWhole
 
 _MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
 _MAX_MARKER_BYTES = 4096
 _MAX_SCAN_BYTES = 8 * 1024 * 1024
 SUCCESS_LINE = "[unattended] Pipeline completed successfully."
+EVENT_LOG = "backend/case-events.jsonl"
 
-# The adapter's own refusal of any other command shape (the adapter validator calls it by name).
+
+class CaseSettings(EngineSettings):
+    """`CTO_HARNESS_CASE_*` and `CTO_HARNESS_ALLOW_CASE` (DESIGN section 3: contract names)."""
+
+    model_config = SettingsConfigDict(env_prefix="CTO_HARNESS_CASE_")
+
+    allow: str | None = Field(default=None, validation_alias="CTO_HARNESS_ALLOW_CASE",
+                              description="must be 1 for --engine case")
+    stage: str | None = Field(default=None, description="must be 2")
+    bin: str | None = Field(default=None, description="path of the admitted `ca`")
+    timeout_seconds: PositiveWhole = Field(default=900, description="the provider's time limit")
+    model_provider: str | None = None
+    model: str | None = None
+    model_base_url: str | None = None
+
+    def run_stage(self) -> str:
+        return self.stage or "unset"
 
 
-@register_engine
+def _settings(ctx: RunContext) -> CaseSettings:
+    settings = ctx.engine_settings
+    assert isinstance(settings, CaseSettings)
+    return settings
+
+
 class CaseEngine(Engine):
     name = "case"
+    settings_model = CaseSettings
+    provider = "case"
+    # Case keeps its tasks, events and markers under .case/ in the repository it works on.
+    bookkeeping_dirs = (".case",)
     needs_baseline = True
+    # Case must reach its model endpoint, and only that: the sandbox proxies exactly it.
+    needs_network = True
 
-    def __init__(self) -> None:
-        self._policy: ProviderPolicy | None = None
-        self._credential_names: list[str] = []
-        self._git: str = ""
-        self._task: CaseTask | None = None
-        self._task_file: Path | None = None
-
-    def stage(self, settings):  # type: ignore[no-untyped-def]
-        return settings.case_stage or "unset"
+    def provider_configured(self, settings: EngineSettings) -> bool | None:
+        assert isinstance(settings, CaseSettings)
+        return bool(settings.bin) and Path(settings.bin or "").is_file()
 
     # --- paths of the run's private state ---------------------------------------------------
 
@@ -97,75 +132,97 @@ class CaseEngine(Engine):
     def _remote(ctx: RunContext) -> Path:
         return ctx.private / "remote.git"
 
+    @staticmethod
+    def _task_file(ctx: RunContext) -> Path:
+        task = task_id(ctx.case.spec.id, ctx.run_id)
+        return CaseEngine._case_dir(ctx) / "tasks" / f"{task}.task.json"
+
     # --- gates --------------------------------------------------------------------------------
 
-    def admit(self, ctx: RunContext) -> None:
-        settings = ctx.settings
-        ctx.provider = ProviderInfo(name="case", path=settings.case_bin)
-        if settings.allow_case != "1":
-            raise Blocked("engine_not_allowed", "--engine case needs CTO_HARNESS_ALLOW_CASE=1")
-        if settings.case_stage != "2":
+    def admit(self, ctx: RunContext) -> Admission:
+        start = Admission(provider=ProviderInfo(name="case", path=_settings(ctx).bin))
+        return run_gates(ctx, start, (
+            self._allowed, self._stage, self._configured, self._present, self._executable,
+            self._admitted, self._identity, self._requested_model, self._model,
+            self._credentials,
+        ))
+
+    def _allowed(self, ctx: RunContext, admission: Admission) -> Admission:
+        if _settings(ctx).allow != "1":
+            raise Blocked(BlockerCode.ENGINE_NOT_ALLOWED,
+                          "--engine case needs CTO_HARNESS_ALLOW_CASE=1")
+        return admission
+
+    def _stage(self, ctx: RunContext, admission: Admission) -> Admission:
+        stage = _settings(ctx).stage
+        if stage != "2":
             raise Blocked(
-                "stage_not_authorized",
-                "only Stage 2 is authorized (CTO_HARNESS_CASE_STAGE=2), "
-                f"got {settings.case_stage!r}",
+                BlockerCode.STAGE_NOT_AUTHORIZED,
+                f"only Stage 2 is authorized (CTO_HARNESS_CASE_STAGE=2), got {stage!r}",
             )
-        if not settings.case_bin:
+        return admission
+
+    def _configured(self, ctx: RunContext, admission: Admission) -> Admission:
+        configured = _settings(ctx).bin
+        if not configured:
             raise Blocked(
-                "provider_unavailable",
+                BlockerCode.PROVIDER_UNAVAILABLE,
                 "CTO_HARNESS_CASE_BIN is not set: no Case provider is configured",
                 marker="provider-unavailable.txt",
             )
-        binary = Path(settings.case_bin).absolute()
-        ctx.provider.path = str(binary)
+        binary = Path(configured).absolute()
+        return admission.with_provider(path=str(binary))
+
+    def _present(self, ctx: RunContext, admission: Admission) -> Admission:
+        binary = Path(admission.provider.path or "")
         if not binary.is_file():
             raise Blocked(
-                "provider_unavailable",
+                BlockerCode.PROVIDER_UNAVAILABLE,
                 f"CTO_HARNESS_CASE_BIN names no file: {binary}",
                 marker="provider-unavailable.txt",
             )
-        if not os.stat(binary).st_mode & 0o111:
-            raise Blocked("not_executable", f"{binary} has no execute permission")
+        return admission
 
+    def _executable(self, ctx: RunContext, admission: Admission) -> Admission:
+        binary = Path(admission.provider.path or "")
+        if not os.stat(binary).st_mode & 0o111:
+            raise Blocked(BlockerCode.NOT_EXECUTABLE, f"{binary} has no execute permission")
         # Execute the bytes that were hashed: copy first, hash the copy, look the copy up.
         copy = self._bin_dir(ctx) / "ca"
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(binary, copy)
         copy.chmod(0o555)
         digest = sha256_file(copy)
-        ctx.provider.sha256 = digest
-        ctx.provider.executed_path = str(copy)
         ctx.events.emit("gate.checked", gate="provider_digest", sha256=digest)
+        return admission.with_provider(sha256=digest, executed_path=str(copy))
 
-        record = lookup_admission(settings, copy)
+    def _admitted(self, ctx: RunContext, admission: Admission) -> Admission:
+        copy = Path(admission.provider.executed_path or "")
+        record = lookup_admission(ctx.settings, copy, self.provider or "case")
         if record is None:
             raise Blocked(
-                "provider_not_admitted",
-                f"no admission record for {binary} (sha256 {digest}); build or admit it with "
+                BlockerCode.PROVIDER_NOT_ADMITTED,
+                f"no admission record for {admission.provider.path} (sha256 "
+                f"{admission.provider.sha256}); build or admit it with "
                 "`cto-harness provider build|admit`",
                 marker="provider-not-admitted.txt",
             )
-        ctx.provider.pin = record.commit
-        ctx.provider.source_url = record.source_url
-        ctx.provider.provenance_level = record.provenance_level
-        ctx.admission_status = "admitted"
         ctx.events.emit("gate.checked", gate="provider_admitted", passed=True,
-                        provenance_level=record.provenance_level, commit=record.commit)
+                        provenance_level=record.provenance_level, commit=record.pin)
+        admitted = admission.with_provider(pin=record.pin, source_url=record.source_url,
+                                           provenance_level=record.provenance_level)
+        return replace(admitted, status="admitted")
 
-        policy = self._load_policy(ctx)
-        self._identity(ctx, copy, policy)
-        self._model(ctx, policy)
-        self._credentials(ctx)
-
-    def _load_policy(self, ctx: RunContext) -> ProviderPolicy:
-        path = default_policy_path(ctx.harness_root)
+    def _policy(self, ctx: RunContext) -> ProviderPolicy:
+        path = default_policy_path(ctx.harness_root, self.provider or "case")
         try:
-            self._policy = load_policy(path)
-        except UsageError as exc:
-            raise Blocked("provider_policy_invalid", str(exc)) from None
-        return self._policy
+            return load_policy(path)
+        except PolicyInvalid as exc:
+            raise Blocked(BlockerCode.PROVIDER_POLICY_INVALID, str(exc)) from None
 
-    def _identity(self, ctx: RunContext, copy: Path, policy: ProviderPolicy) -> None:
+    def _identity(self, ctx: RunContext, admission: Admission) -> Admission:
+        policy = self._policy(ctx)
+        copy = Path(admission.provider.executed_path or "")
         try:
             evidence = probe_binary_identity(copy, policy)
         except IdentityMismatch as mismatch:
@@ -173,49 +230,56 @@ class CaseEngine(Engine):
                               mismatch.evidence.model_dump(mode="json"))
             raise
         except Blocked as blocked:  # the copy vanished or lost its execute bit meanwhile
-            raise Blocked("identity_mismatch", blocked.message) from None
+            raise Blocked(BlockerCode.IDENTITY_MISMATCH, blocked.message) from None
         atomic_write_json(ctx.backend / "provider-identity.json", evidence.model_dump(mode="json"))
         ctx.events.emit("gate.checked", gate="provider_identity", passed=True,
                         help_sha256=evidence.help_sha256)
+        return admission
 
-    def _model(self, ctx: RunContext, policy: ProviderPolicy) -> None:
-        s = ctx.settings
-        ctx.model = ModelInfo(provider=s.model_provider, model=s.model, base_url=s.model_base_url)
+    def _requested_model(self, ctx: RunContext, admission: Admission) -> Admission:
+        s = _settings(ctx)
+        model = ModelInfo(provider=s.model_provider, model=s.model, base_url=s.model_base_url)
+        return replace(admission, model=model)
+
+    def _model(self, ctx: RunContext, admission: Admission) -> Admission:
+        policy = self._policy(ctx)
+        s = _settings(ctx)
         if not s.model_provider or not s.model:
             raise Blocked(
-                "model_not_admitted",
+                BlockerCode.MODEL_NOT_ADMITTED,
                 "both CTO_HARNESS_CASE_MODEL_PROVIDER and CTO_HARNESS_CASE_MODEL are required",
                 marker="provider-model-not-admitted.txt",
             )
         if policy.admitted_model(s.model_provider, s.model, s.model_base_url) is None:
             where = f" at {s.model_base_url}" if s.model_base_url else ""
             raise Blocked(
-                "model_not_admitted",
+                BlockerCode.MODEL_NOT_ADMITTED,
                 f"model {s.model_provider}/{s.model}{where} is not admitted by the provider policy",
                 marker="provider-model-not-admitted.txt",
             )
-        ctx.model.admitted = True
         ctx.events.emit("gate.checked", gate="model_admitted", passed=True,
                         provider=s.model_provider, model=s.model)
+        return replace(admission, model=admission.model.model_copy(update={"admitted": True}))
 
-    def _credentials(self, ctx: RunContext) -> None:
-        provider = ctx.model.provider or ""
+    def _credentials(self, ctx: RunContext, admission: Admission) -> Admission:
+        provider = admission.model.provider or ""
         names = CREDENTIAL_VARIABLES.get(provider, ())
-        self._credential_names = [n for n in names if ctx.environ.get(n)]
-        if not self._credential_names:
+        present = tuple(n for n in names if ctx.environ.get(n))
+        if not present:
             wanted = ", ".join(names) or "none known for this model provider"
             raise Blocked(
-                "credentials_missing",
+                BlockerCode.CREDENTIALS_MISSING,
                 f"no credential for model provider {provider!r} in the environment ({wanted})",
                 marker="credentials-missing.txt",
             )
         # Names only: a value is never written anywhere.
         ctx.events.emit("gate.checked", gate="credentials_present", passed=True,
-                        variables=self._credential_names)
+                        variables=list(present))
+        return replace(admission, credentials=present)
 
     # --- launch -------------------------------------------------------------------------------
 
-    def prepare(self, ctx: RunContext) -> Launch:
+    def prepare(self, ctx: RunContext, admission: Admission) -> Launch:
         spec = ctx.case.spec
         case_dir = self._case_dir(ctx)
         home, data, agent = case_dir / "home", case_dir / "data", case_dir / "pi-agent"
@@ -223,8 +287,9 @@ class CaseEngine(Engine):
         for folder in (home, data, agent, tmp, tasks, records):
             folder.mkdir(parents=True, exist_ok=True)
 
+        model = admission.model
         task = make_task(spec.id, ctx.run_id, spec.id, iso(utc_now()))
-        task_file = tasks / f"{task.id}.task.json"
+        task_file = self._task_file(ctx)
         brief_file = tasks / f"{task.id}.md"
         write_json(task_file, task.to_json())
         brief_file.write_text(render_brief(spec, task), encoding="utf-8")
@@ -232,17 +297,16 @@ class CaseEngine(Engine):
         write_json(projects_file, make_projects(spec, ctx.workspace, self._remote(ctx)).to_json())
         write_json(data / "config.json", {
             "projects": str(projects_file),
-            "models": {"default": {"provider": ctx.model.provider, "model": ctx.model.model}},
+            "models": {"default": {"provider": model.provider, "model": model.model}},
         })
-        if ctx.model.base_url:
+        if model.base_url:
             # Inside its network namespace Case reaches the endpoint through the sandbox's
             # forwarder (sandbox/netproxy.py), at the address that gives it.
-            base_url = (sandbox_base_url(ctx.model.base_url) if ctx.network_isolated
-                        else ctx.model.base_url)
+            base_url = (sandbox_base_url(model.base_url) if ctx.network_isolated
+                        else model.base_url)
             write_json(agent / "models.json",
-                       {"providers": {ctx.model.provider: {"baseUrl": base_url}}})
+                       {"providers": {model.provider: {"baseUrl": base_url}}})
         self._check_contract(ctx, task_file, brief_file, projects_file)
-        self._task, self._task_file = task, task_file
 
         # The exact files given to the provider, in the bundle before launch.
         given = []
@@ -250,7 +314,6 @@ class CaseEngine(Engine):
             target = ctx.task_dir / source.name
             shutil.copyfile(source, target)
             given.append(target)
-        ctx.task_files = given
         # And how Case was configured (data dir and agent dir), as evidence beside the task.
         inputs = ctx.backend / "case-inputs"
         inputs.mkdir(exist_ok=True)
@@ -258,22 +321,21 @@ class CaseEngine(Engine):
             if source.is_file():
                 shutil.copyfile(source, inputs / source.name)
 
-        self._git = real_git()
-        install_guards(self._bin_dir(ctx), records, self._remote(ctx), self._git)
+        install_guards(self._bin_dir(ctx), records, self._remote(ctx), real_git())
 
-        copy = Path(ctx.provider.executed_path or "")
+        copy = Path(admission.provider.executed_path or "")
         argv = CaseCommand(copy, task_file).argv()
-        if sha256_file(copy) != ctx.provider.sha256:
-            raise Blocked("provider_not_admitted",
+        if sha256_file(copy) != admission.provider.sha256:
+            raise Blocked(BlockerCode.PROVIDER_NOT_ADMITTED,
                           "the provider copy changed between hashing and launch",
                           marker="provider-not-admitted.txt")
-        env = self._environment(ctx, home, data, agent, tmp)
+        env = self._environment(ctx, admission, home, data, agent, tmp)
         ctx.events.emit("provider.task.written", task_id=task.id,
                         files=[f"task/{p.name}" for p in given])
         # Case must reach its model endpoint, and only that: the sandbox proxies exactly it.
         return Launch(argv=argv, env=env, cwd=ctx.workspace,
-                      timeout_seconds=ctx.settings.case_timeout_seconds, network=True,
-                      endpoint=ctx.model.base_url)
+                      timeout_seconds=_settings(ctx).timeout_seconds,
+                      endpoint=model_endpoint(model.base_url, model.provider))
 
     def _check_contract(
         self, ctx: RunContext, task_file: Path, brief_file: Path, projects_file: Path
@@ -300,10 +362,11 @@ class CaseEngine(Engine):
                     "Case would read its projects from there"
                 )
         if problems:
-            raise Blocked("task_contract_invalid", "; ".join(problems))
+            raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, "; ".join(problems))
 
     def _environment(
-        self, ctx: RunContext, home: Path, data: Path, agent: Path, tmp: Path
+        self, ctx: RunContext, admission: Admission, home: Path, data: Path, agent: Path,
+        tmp: Path,
     ) -> dict[str, str]:
         env = git_env(home)
         env.pop("LC_ALL", None)
@@ -326,40 +389,41 @@ class CaseEngine(Engine):
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
         }
-        for name in self._credential_names:
+        for name in admission.credentials:
             env[name] = ctx.environ[name]
         return env
 
     # --- after the run ------------------------------------------------------------------------
 
-    def collect(self, ctx: RunContext, result: ProcessResult) -> ProviderOutcome:
-        outcome = ProviderOutcome()
+    def collect(self, ctx: RunContext, admission: Admission, result: ProcessResult) -> Outcome:
         records = self._case_dir(ctx) / "records"
-        outcome.forbidden += collect_guard_records(records, ctx.backend)
-        outcome.forbidden += inspect_remotes(ctx.workspace, self._remote(ctx),
-                                             self._git or real_git())
-        if self._task_file is not None and _regular(self._task_file):
-            shutil.copyfile(self._task_file, ctx.backend / "task-after-run.json")
-        task_id = self._task.id if self._task else None
-        claims: dict[str, Any] = {"recorded_not_trusted": True, "task_id": task_id}
-        logs = self._event_logs(ctx, task_id)
+        forbidden = collect_guard_records(records, ctx.backend)
+        forbidden += inspect_remotes(ctx.workspace, self._remote(ctx), real_git())
+        task_file = self._task_file(ctx)
+        if _regular(task_file):
+            shutil.copyfile(task_file, ctx.backend / "task-after-run.json")
+        task = task_id(ctx.case.spec.id, ctx.run_id)
+        claims: dict[str, Any] = {"recorded_not_trusted": True, "task_id": task}
+        logs = self._event_logs(ctx, task)
         claims["event_log"] = None
         claims["event_log_files"] = [p.relative_to(ctx.workspace).as_posix() for p in logs]
         pipeline_end = None
+        events: tuple[ProviderEvent, ...] = ()
+        spans: tuple[ProviderSpan, ...] = ()
         if logs:
             parts = [p.read_bytes()[:_MAX_EVENT_LOG_BYTES] for p in logs]
             raw = b"".join(part if part.endswith(b"\n") else part + b"\n" for part in parts)
             (ctx.backend / "case-events.jsonl").write_bytes(raw)
             rows, bad = read_jsonl(ctx.backend / "case-events.jsonl")
             mapped = map_events(rows, fallback_ts=iso(utc_now()))
-            outcome.events, outcome.spans = mapped.events, mapped.spans
+            events, spans = typed(mapped)
             pipeline_end = mapped.pipeline_end
-            claims |= {"event_log": "backend/case-events.jsonl", "phase_results":
+            claims |= {"event_log": EVENT_LOG, "phase_results":
                        mapped.phase_results, "unreadable_event_lines": bad}
         claims["pipeline_end"] = pipeline_end
         claims["failed_agent"] = (pipeline_end or {}).get("failedAgent")
         claims["markers"] = {
-            name: self._marker(ctx, task_id, name) for name in ("tested", "reviewed")
+            name: self._marker(ctx, task, name) for name in ("tested", "reviewed")
         }
         last = _last_line(ctx.backend / "stdout.log")
         claims["last_stdout_line"] = last
@@ -367,9 +431,9 @@ class CaseEngine(Engine):
             pipeline_end and pipeline_end.get("outcome") == "completed" and last == SUCCESS_LINE
         )
         claims["task_status_after_run"] = _task_status(ctx.backend / "task-after-run.json")
-        outcome.claims = claims
-        outcome.forbidden += self._credential_leaks(ctx, logs)
-        return outcome
+        forbidden += self._credential_leaks(ctx, admission, logs)
+        return Outcome(events=events, spans=spans, claims=claims, forbidden=tuple(forbidden),
+                       provider_outcome=provider_outcome_of(events, EVENT_LOG))
 
     @staticmethod
     def _event_logs(ctx: RunContext, task_id: str | None) -> list[Path]:
@@ -389,10 +453,11 @@ class CaseEngine(Engine):
             return None
         return path.read_bytes()[:_MAX_MARKER_BYTES].decode("utf-8", "replace").strip()
 
-    def _credential_leaks(self, ctx: RunContext, logs: list[Path]) -> list[ForbiddenAction]:
+    def _credential_leaks(self, ctx: RunContext, admission: Admission, logs: list[Path]
+                          ) -> list[ForbiddenAction]:
         """A credential value in the provider's output or in the workspace is a disclosure,
         whatever else happened. (Every value is also redacted from the bundle at seal time.)"""
-        values = {n: ctx.environ[n] for n in self._credential_names if len(ctx.environ[n]) >= 4}
+        values = {n: ctx.environ[n] for n in admission.credentials if len(ctx.environ[n]) >= 4}
         if not values:
             return []
         candidates = [ctx.backend / "stdout.log", ctx.backend / "stderr.log", *logs]

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cto_harness.engines.base import ProviderEvent, ProviderSpan
+
 _EVENT_TYPES = {
     "pipeline_start": "provider.pipeline.started",
     "pipeline_end": "provider.pipeline.ended",
@@ -106,3 +108,15 @@ def map_events(rows: list[dict[str, Any]], *, fallback_ts: str) -> MappedLog:
         elif kind == "pipeline_end":
             mapped.pipeline_end = {k: row.get(k) for k in ("outcome", "failedAgent") if k in row}
     return mapped
+
+
+def typed(mapped: MappedLog) -> tuple[tuple[ProviderEvent, ...], tuple[ProviderSpan, ...]]:
+    """The mapped log as the engine API's typed provider events and spans."""
+    events = tuple(ProviderEvent(ts=ts, type=type_, data=data) for ts, type_, data in mapped.events)
+    spans = tuple(
+        ProviderSpan(key=str(s["key"]), name=str(s["name"]), start=str(s["start"]),
+                     end=str(s["end"]), status=s.get("status", "ok"),
+                     parent_key=s.get("parent_key"), attributes=dict(s.get("attributes", {})))
+        for s in mapped.spans
+    )
+    return events, spans

@@ -6,49 +6,67 @@ import shutil
 import sys
 from pathlib import Path
 
+from pydantic_settings import SettingsConfigDict
+
+from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import ProviderInfo, TaskContract
-from cto_harness.core.events import iso, utc_now
-from cto_harness.core.workspace import git_env
-from cto_harness.engines import register_engine
-from cto_harness.engines.base import Engine, Launch, ProviderOutcome, RunContext
-from cto_harness.engines.case.events import map_events, read_jsonl
-from cto_harness.errors import HarnessError
+from cto_harness.engines.base import (
+    Admission,
+    Engine,
+    EngineSettings,
+    Launch,
+    Outcome,
+    RunContext,
+    provider_outcome_of,
+)
+from cto_harness.engines.case.events import map_events, read_jsonl, typed
+from cto_harness.errors import HarnessFault
 from cto_harness.fsutil import atomic_write_json, sha256_file
+from cto_harness.git import git_env
 from cto_harness.sandbox.process import ProcessResult
+from cto_harness.settings import PositiveWhole
 
 AGENT_SOURCE = Path(__file__).with_name("agent.py")
 
 
-@register_engine
+class FakeSettings(EngineSettings):
+    """`CTO_HARNESS_FAKE_*`: the fake agent's time limit."""
+
+    model_config = SettingsConfigDict(env_prefix="CTO_HARNESS_FAKE_")
+
+    timeout_seconds: PositiveWhole = 900
+
+
 class FakeEngine(Engine):
     name = "fake"
+    settings_model = FakeSettings
 
-    def admit(self, ctx: RunContext) -> None:
-        # The fake ships with the harness: admitted by construction, recorded as `builtin`.
-        ctx.provider = ProviderInfo(
-            name="fake",
-            path=str(AGENT_SOURCE),
-            sha256=sha256_file(AGENT_SOURCE),
-            provenance_level="builtin",
-        )
-        ctx.admission_status = "admitted"
+    @staticmethod
+    def _private(ctx: RunContext) -> Path:
+        return ctx.private / "fake"
 
-    def prepare(self, ctx: RunContext) -> Launch:
-        private = ctx.private / "fake"
+    def admit(self, ctx: RunContext) -> Admission:
+        # The fake ships with the harness: admitted by construction, recorded as `builtin`. The
+        # bytes that run are a private copy, hashed here and re-checked before launch.
+        private = self._private(ctx)
         private.mkdir(parents=True, exist_ok=True)
+        agent = private / "fake_agent.py"
+        shutil.copy2(AGENT_SOURCE, agent)
+        provider = ProviderInfo(name="fake", path=str(AGENT_SOURCE), executed_path=str(agent),
+                                sha256=sha256_file(agent), provenance_level="builtin")
+        return Admission(provider=provider, status="admitted")
+
+    def prepare(self, ctx: RunContext, admission: Admission) -> Launch:
+        private = self._private(ctx)
         contract = TaskContract.from_case(ctx.case.spec)
         task_file = ctx.task_dir / "task.json"
         atomic_write_json(task_file, contract.model_dump(mode="json"))
-        ctx.task_files = [task_file]
         given = private / "task.json"
         shutil.copy2(task_file, given)
 
-        # Run the hashed bytes: copy the agent, re-hash the copy, refuse a difference.
-        agent = private / "fake_agent.py"
-        shutil.copy2(AGENT_SOURCE, agent)
-        if sha256_file(agent) != ctx.provider.sha256:
-            raise HarnessError("the fake agent changed between hashing and launch")
-        ctx.provider.executed_path = str(agent)
+        agent = Path(admission.provider.executed_path or "")
+        if sha256_file(agent) != admission.provider.sha256:
+            raise HarnessFault("the fake agent changed between hashing and launch")
 
         spec = ctx.case.spec.fake
         plan: dict[str, object] = {"delete": spec.delete, "commit": spec.commit}
@@ -71,26 +89,30 @@ class FakeEngine(Engine):
         }
         argv = [sys.executable, "-I", "-S", str(agent), "run", "--task", str(given),
                 "--mode", "unattended"]
+        settings = ctx.engine_settings
+        assert isinstance(settings, FakeSettings)
         return Launch(argv=argv, env=env, cwd=ctx.workspace,
-                      timeout_seconds=ctx.settings.case_timeout_seconds)
+                      timeout_seconds=settings.timeout_seconds)
 
-    def collect(self, ctx: RunContext, result: ProcessResult) -> ProviderOutcome:
-        log = ctx.private / "fake" / "events.jsonl"
+    def collect(self, ctx: RunContext, admission: Admission, result: ProcessResult) -> Outcome:
+        log = self._private(ctx) / "events.jsonl"
         if log.is_symlink():
             # The provider can write here: never follow its link (to a key, a target) into the bundle.
-            return ProviderOutcome(claims={"event_log": "refused: a symlink planted by the provider"})
+            return Outcome(claims={"event_log": "refused: a symlink planted by the provider"})
         if not log.is_file():
-            return ProviderOutcome(claims={"event_log": None})
+            return Outcome(claims={"event_log": None})
         shutil.copy2(log, ctx.backend / "fake-events.jsonl")
         rows, bad = read_jsonl(log)
         mapped = map_events(rows, fallback_ts=iso(utc_now()))
-        return ProviderOutcome(
-            events=mapped.events,
-            spans=mapped.spans,
+        events, spans = typed(mapped)
+        return Outcome(
+            events=events,
+            spans=spans,
             claims={
                 "event_log": "backend/fake-events.jsonl",
                 "pipeline_end": mapped.pipeline_end,
                 "phase_results": mapped.phase_results,
                 "unreadable_event_lines": bad,
             },
+            provider_outcome=provider_outcome_of(events, "backend/fake-events.jsonl"),
         )

@@ -1,0 +1,42 @@
+"""`cto-harness verify`: re-check a bundle without trusting anything in it but the math."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cto_harness.cli.parser import Subparsers, add_command, add_json
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    verify = add_command(subparsers, "verify", "re-check a bundle's digests, ids and signature",
+                         "Re-hash every artifact against artifacts.sha256 and report.json, check "
+                         "that run id and nonce agree everywhere, that nothing predates the run, "
+                         "and the signature. Exit 0 when all holds, 1 at the first discrepancy.")
+    verify.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="the bundle's folder")
+    add_json(verify, "print {ok, run_id, verdict} (or {ok, error}) on stdout")
+    verify.add_argument("--public-key", metavar="FILE", type=Path,
+                        help="the signer's public key (PEM); default: this machine's "
+                             "$CTO_HARNESS_HOME/keys/evidence-ed25519.pub")
+    verify.set_defaults(handler=_verify)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from cto_harness.errors import BundleInvalid, ExitCode
+    from cto_harness.evidence.verify import verify_bundle
+
+    try:
+        report = verify_bundle(args.run_dir, args.public_key)
+    except BundleInvalid as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(exc)}))
+        print(f"cto-harness verify: FAILED: {exc}", file=sys.stderr)
+        return ExitCode.FAIL
+    if args.json:
+        print(json.dumps({"ok": True, "run_id": report.run_id, "verdict": report.verdict}))
+    else:
+        print(f"cto-harness verify: OK: {report.run_id} (verdict {report.verdict}); "
+              f"{len(report.artifacts)} artifacts re-hashed, signature checked")
+    return ExitCode.PASS

@@ -1,0 +1,66 @@
+"""How a provider reaches the harness: its distribution kind. A policy's `[distribution]` table
+names its `kind`, and the kind's own model validates the rest of the table.
+
+Kinds are registered here by name ("module:Class"), imported only when a policy names them:
+
+- `source`: a git repository at a pinned commit, built here (`providers/source.py`, built by
+  `providers/build.py`).
+
+A new kind (say `npm`: a package pinned by name@version, its tarball checked against the
+registry's integrity) is a new module with a `Distribution` subclass whose `route` names the
+function that obtains, proves and admits it, plus one line in `DISTRIBUTION_KINDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from cto_harness.contracts import StrictModel
+
+DISTRIBUTION_KINDS: dict[str, str] = {
+    "source": "cto_harness.providers.source:SourceDistribution",
+}
+
+
+class Distribution(StrictModel):
+    """The policy's `[distribution]` table: where the provider comes from and its pin."""
+
+    kind: str
+    url: str = Field(min_length=1, description="where the provider comes from (its origin)")
+    # "module:function" of the route that obtains, proves and admits a binary of this kind:
+    # (source, pin, policy, settings, *, progress, source_url, environ) -> ProviderReport.
+    route: ClassVar[str]
+    # "module:function" of the route that obtains it again and compares digests:
+    # (record, policy, settings, *, source, progress, environ) -> VerifyResult.
+    verify_route: ClassVar[str]
+
+    @property
+    def pin(self) -> str:
+        """The pinned revision (a commit, a version): what every admission names."""
+        raise NotImplementedError
+
+    def url_matches(self, url: str | None) -> bool:
+        return url is not None and url.strip() == self.url.strip()
+
+
+def distribution_model(kind: object) -> type[Distribution]:
+    """The model of distribution kind `kind` (a `ValueError` names the known kinds)."""
+    if not isinstance(kind, str) or kind not in DISTRIBUTION_KINDS:
+        raise ValueError(f"unknown distribution kind {kind!r} "
+                         f"(known: {', '.join(sorted(DISTRIBUTION_KINDS))})")
+    module, _, attr = DISTRIBUTION_KINDS[kind].partition(":")
+    model = getattr(importlib.import_module(module), attr)
+    assert isinstance(model, type) and issubclass(model, Distribution)
+    return model
+
+
+def route(spec: str) -> Callable[..., Any]:
+    """The function a route spec ("module:function") names."""
+    module, _, attr = spec.partition(":")
+    found = getattr(importlib.import_module(module), attr)
+    assert callable(found)
+    return found
