@@ -4,6 +4,11 @@ the tests that must then fail. `python3 tools/guard_check.py [GUARD ...]` (defau
 
 Each guard is a text patch of the source (asserted to apply); the selected tests run in the copy
 with this checkout's interpreter. A guard whose tests still pass when it is gone is reported.
+
+With a guard gone, a hostile test's processes may escape every containment of the harness (they
+did: fork-and-exit chains of root outlived a run by hours). So each test run is PID 1's child of a
+PID namespace of its own (`unshare --pid --fork --kill-child --mount-proc`): when it ends, however
+it ends, the kernel kills everything left in that namespace. Without `unshare` nothing runs.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ LAUNCHER = "src/cto_harness/sandbox/launcher.py"
 HOSTILE = "tests/hostile/test_hostile.py"
 UNITS = "tests/test_confinement.py"
 Patch = tuple[str, str, str]  # (file, text, replacement)
+# Everything the tests start lives and dies in this namespace (see the module's docstring).
+CONTAIN = ("unshare", "--pid", "--fork", "--kill-child", "--mount-proc")
 
 SURVIVED = '            breaches.append(f"the canary\'s processes survived it ({len(killed)})")\n'
 CANARY_OFF: Patch = (ISOLATION, SURVIVED, SURVIVED + "        breaches = []  # canary off\n")
@@ -89,6 +96,14 @@ def main(names: list[str]) -> int:
     if unknown:
         print(f"unknown guard(s): {unknown}; --list shows them", file=sys.stderr)
         return 64
+    unshare = shutil.which(CONTAIN[0])
+    probe = subprocess.run([unshare or CONTAIN[0], *CONTAIN[1:], "true"], capture_output=True,
+                           text=True) if unshare else None
+    if probe is None or probe.returncode != 0:
+        why = probe.stderr.strip() if probe else "unshare is not installed"
+        print(f"cannot run tests in a PID namespace of their own ({why}): with a guard removed "
+              f"their processes could outlive the check, so nothing is run", file=sys.stderr)
+        return 3
     held = []
     for name in names or DEMOS:
         patches, tests, select = DEMOS[name]
@@ -103,9 +118,10 @@ def main(names: list[str]) -> int:
                     print(f"{name}: the patch of {rel} no longer applies", file=sys.stderr)
                     return 3
                 path.write_text(text.replace(old, new))
-            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                   *tests.split(), "-k", select], cwd=copy, capture_output=True,
-                                  text=True)
+            done = subprocess.run(
+                [unshare, *CONTAIN[1:], sys.executable, "-m", "pytest", "-q", "-p",
+                 "no:cacheprovider", *tests.split(), "-k", select],
+                cwd=copy, capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines()
                  if line.startswith(("FAILED", "E       AssertionError"))
                  or " passed" in line or " failed" in line]
