@@ -151,6 +151,29 @@ def acquire(uid_range: tuple[int, int]) -> SandboxUser:
                   f"every sandbox uid of {low}-{high} (CTO_HARNESS_SANDBOX_UIDS) is in use{detail}")
 
 
+def sweep_strays(uid_range: tuple[int, int]) -> list[ProcessInfo]:
+    """Kill every process of a sandbox uid of the range that no harness holds (its lock is free):
+    strays of a run that died or of a test whose guard was removed. Returns what was killed; a
+    uid some harness holds is never touched."""
+    if os.geteuid() != 0:
+        return []
+    folder = _lock_dir()
+    killed: list[ProcessInfo] = []
+    for uid in sorted(_uids_running(uid_range)):
+        fd = os.open(folder / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # held: that uid is some run's, alive
+        try:
+            killed += sweep(uid)[0]
+        finally:
+            os.close(fd)
+    return killed
+
+
 # --- ownership ------------------------------------------------------------------------------
 
 
@@ -226,6 +249,16 @@ def processes_of(uid: int, *, exclude: frozenset[int] = frozenset()) -> list[Pro
             with contextlib.suppress(OSError), open(f"/proc/{name}/cmdline", "rb") as handle:
                 cmdline = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
             found.append(ProcessInfo(int(name), (cmdline.strip() or f"[{comm}]")[:300]))
+    return found
+
+
+def _uids_running(uid_range: tuple[int, int]) -> set[int]:
+    """The uids of the range that some live process holds (one scan of /proc)."""
+    found: set[int] = set()
+    for name in os.listdir("/proc"):
+        status = _status(name) if name.isdigit() else None
+        if status is not None and status[0] not in ("Z", "X"):
+            found |= {u for u in status[1] if uid_range[0] <= u <= uid_range[1]}
     return found
 
 
