@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -37,7 +38,9 @@ import hostile_suite as hs
 
 from cto_harness.core.run import execute_run
 from cto_harness.evidence.verify import BundleInvalid, verify_bundle
+from cto_harness.sandbox import users
 from cto_harness.sandbox.guard import fingerprint
+from cto_harness.sandbox.process import ProcessInfo
 from cto_harness.settings import Settings
 
 WORLD_PARENT = Path("/var/tmp")
@@ -276,10 +279,13 @@ def run_attack(attack: hs.Attack, tier: str, base: Path) -> hs.Observation:
         else:
             report, fate = _run_killed(world, env)
         seconds = time.perf_counter() - started
-        time.sleep(0.8 if attack.name == "fork_chain" else 0)  # a survivor would act now
     finally:
         services.stop()
-    left = hs._running(str(world["root"]))
+    # What the harness reports is not trusted: look for survivors from the host, by name and by
+    # the sandbox uid (a fork-and-exit chain has no pid that lives long; its uid is always there).
+    left = [f"{p.pid} (sandbox uid): {p.cmdline[:120]}"
+            for p in _survivors_of(report.get("isolation", {}).get("uid"))]
+    left += hs._running(str(world["root"]))
     after = fingerprint(world["root"], frozenset({runs}))
     outside = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k)
                      and not k.startswith(str(world["root"] / "exfil")))
@@ -300,6 +306,30 @@ def run_attack(attack: hs.Attack, tier: str, base: Path) -> hs.Observation:
     )
     obs.outcome, obs.evidence = classify(obs, world, files, services, fate, shadow)
     return obs
+
+
+def _survivors_of(uid: int | None, seconds: float = 0.8) -> list[ProcessInfo]:
+    """Live processes of the run's sandbox uid over `seconds` after the run (then killed, so a
+    failed containment leaks nothing). Only while holding the uid's lock: a uid another run holds
+    is that run's business, and is not looked at."""
+    if uid is None or uid == 0 or uid == os.geteuid() or os.geteuid() != 0:
+        return []  # not a separate uid: the PID namespace and the name scan have to do
+    fd = os.open(users._lock_dir() / f"{uid}.lock",
+                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return []
+        seen: dict[int, ProcessInfo] = {}
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            seen |= {p.pid: p for p in users.processes_of(uid)}
+            time.sleep(0.02)
+        users.sweep(uid)
+        return list(seen.values())
+    finally:
+        os.close(fd)
 
 
 def _first_line(path: str) -> str | None:
