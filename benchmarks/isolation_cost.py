@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Median per-run cost of each isolation tier on the fake lane (r1-string-slugify), and of the
 canary, measured side by side in one process (tiers interleaved round by round, so drift in the
-machine's load hits every tier alike): `python3 benchmarks/isolation_cost.py [--runs N]`."""
+machine's load hits every tier alike): `python3 benchmarks/isolation_cost.py [--runs N]
+[--repo DIR]`.
+
+`--repo` measures another checkout's code and harness instead of this one (e.g. `git archive` of
+the revision before a change, unpacked): the before/after figures of docs come from two runs of
+this same script, one with `--repo` at the old revision."""
 
 from __future__ import annotations
 
@@ -13,18 +18,20 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "src"))
-
-from cto_harness.core.run import execute_run  # noqa: E402
-from cto_harness.sandbox.isolation import probe  # noqa: E402
-from cto_harness.settings import Settings  # noqa: E402
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1],
+                        help="the checkout whose src/ and harness/ are measured (default: this)")
     args = parser.parse_args()
+    repo = args.repo.resolve()
+    sys.path.insert(0, str(repo / "src"))
+    from cto_harness.core.run import execute_run
+    from cto_harness.sandbox.isolation import probe
+    from cto_harness.settings import Settings
+
+    print(f"measuring {repo}", flush=True)
     found = probe()
     tiers = [t for t, ok in (("bwrap", found.bwrap_ok), ("landlock", found.landlock_abi >= 1),
                              ("none", True)) if ok]
@@ -39,7 +46,7 @@ def main() -> int:
             for tier in tiers:
                 env = {**base, "CTO_HARNESS_ISOLATION": tier}
                 started = time.perf_counter()
-                result = execute_run("r1-string-slugify", harness_root=REPO_ROOT / "harness",
+                result = execute_run("r1-string-slugify", harness_root=repo / "harness",
                                      settings=Settings.from_env(env), environ=env)
                 elapsed = (time.perf_counter() - started) * 1000
                 report = result.report
