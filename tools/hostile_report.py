@@ -66,8 +66,15 @@ def main() -> int:
                         help="write nothing; exit 1 if an observation differs from expectation")
     parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "security.md"),
                         help="the file to write (default: docs/security.md)")
+    parser.add_argument("--rows", type=Path,
+                        help="render from the rows a test run already recorded "
+                             "(HOSTILE_REPORT=<file> pytest tests/hostile) instead of running it")
     args = parser.parse_args()
-    observed, pytest_status = _observe()
+    if args.rows is not None:
+        observed = [json.loads(line) for line in args.rows.read_text().splitlines()]
+        pytest_status = 0
+    else:
+        observed, pytest_status = _observe()
     if not observed:
         print(f"the hostile suite recorded nothing (pytest exit {pytest_status})", file=sys.stderr)
         return 1

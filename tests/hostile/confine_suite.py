@@ -287,8 +287,11 @@ def run_attack(attack: hs.Attack, tier: str, base: Path) -> hs.Observation:
             for p in _survivors_of(report.get("isolation", {}).get("uid"))]
     left += hs._running(str(world["root"]))
     after = fingerprint(world["root"], frozenset({runs}))
+    # The test's own writes: the exfiltration target, and the pid file its wrapper leaves.
+    own = {str(world["case"] / "repo"), str(world["case"] / "repo" / "harness.pid")} \
+        if attack.harness != "inprocess" else set()
     outside = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k)
-                     and not k.startswith(str(world["root"] / "exfil")))
+                     and not k.startswith(str(world["root"] / "exfil")) and k not in own)
     run_dir = Path(report["run_dir"]) if report.get("run_dir") else None
     files = hs._bundle_files(run_dir) if run_dir else []
     verify_error = None
