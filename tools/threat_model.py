@@ -101,4 +101,14 @@ worlds live in `/var/tmp` for the new attacks and in `/tmp` for the older ones; 
 - A harness that is not root: sandboxed processes keep its uid inside a user namespace
   (`isolation.user_source: harness`); there is no uid sweep (PID namespace only) and the harness's
   home and runs directory are hidden on every tier; without user namespaces the network is shared.
+
+### Showing that each guard holds
+
+`python3 tools/guard_check.py` removes each confinement guard in a copy of the repository (a text
+patch asserted to apply) and runs the tests that must then fail; a guard whose tests still pass is
+reported as not load-bearing. With a guard gone, the tests' hostile processes can escape every
+containment of the harness, so each test run is the child of PID 1 of a PID namespace of its own
+(`unshare --pid --fork --kill-child --mount-proc`): whatever is left dies with it, and without
+`unshare` nothing runs. The test suite itself kills, and names, any process of a sandbox uid that
+no harness holds when it ends; the test chains end by themselves after 120 s.
 """
