@@ -123,8 +123,8 @@ def _everything_allowed(mp: Mp) -> None:
 
     original = run.split_changes
 
-    def split(changes, allowed, bookkeeping_dirs=()):  # type: ignore[no-untyped-def]
-        return original(changes, ["**"], bookkeeping_dirs)
+    def split(changes, allowed, *rest, **named):  # type: ignore[no-untyped-def]
+        return original(changes, ["**"], *rest, **named)
 
     mp.setattr(run, "split_changes", split)
 

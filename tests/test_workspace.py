@@ -94,10 +94,16 @@ def test_the_snapshot_digest_is_the_tree_digest(tmp_path: Path) -> None:
     os.symlink("a.txt", workspace / "link")
     snap.take_after()
     assert snap.digest() == tree_digest(workspace, exclude=frozenset({".git"}))
-    # The nested .git is in the digest but never in a git tree.
+    # A nested .git is in the digest, the change list and the patch like any folder; only the
+    # workspace's own top-level .git is left out.
     (workspace / "sub/.git/config").write_text("changed\n")
+    (workspace / ".git/HEAD").write_text("ref: refs/heads/other\n")
     snap.take_after()
-    assert snap.changes() == [] or all(".git" not in c.path for c in snap.changes())
+    changed = {c.path: (c.change, c.notes) for c in snap.changes()}
+    assert set(changed) == {"sub/.git/config", "link", "run.sh"}
+    assert changed["sub/.git/config"][0] == "modified"
+    assert any("nested .git" in note for note in changed["sub/.git/config"][1])
+    assert b"sub/.git/config" in snap.patch()
     assert snap.digest() == tree_digest(workspace, exclude=frozenset({".git"}))
 
 
@@ -125,6 +131,34 @@ def test_odd_file_names_and_special_files(tmp_path: Path) -> None:
     for name in names:
         (workspace / name).write_text("1\n")
     snap.take_after()
-    changed = {c.path: c.change for c in snap.changes()}
-    assert changed == {**dict.fromkeys(names, "modified"), "latin1-\udce9.txt": "added"}
-    assert snap.patch()
+    changed = {c.path: (c.change, c.kind) for c in snap.changes()}
+    shown = {'quote"d.txt': 'quote"d.txt', "back\\slash.txt": "back\\slash.txt",
+             "new\nline.txt": "new\u2424line.txt", "sp ace.txt": "sp ace.txt",
+             "ünï.txt": "ünï.txt", '"lead.txt': '"lead.txt'}
+    assert changed == {**{shown[n]: ("modified", "file") for n in names},
+                       "latin1-\u27e80xE9\u27e9.txt": ("added", "file"),
+                       "pipe": ("added", "fifo")}
+    notes = {c.path: c.notes for c in snap.changes()}
+    assert any("not UTF-8" in n for n in notes["latin1-\u27e80xE9\u27e9.txt"])
+    assert any("never opened" in n for n in notes["pipe"])
+    patch = snap.patch()
+    assert patch.startswith(b"# cto-harness: pipe is a fifo")
+    assert b"latin1-\\351.txt" in patch  # git's own quoting of the raw byte
+
+
+def test_special_and_disallowed_changes_are_never_allowed_by_globs(tmp_path: Path) -> None:
+    workspace, snap = _snapshot(tmp_path, {"tests/test_a.py": b"x = 1\n", "src/a.py": b"a\n"})
+    os.mkfifo(workspace / "src" / "pipe")
+    shutil.rmtree(workspace / "tests")
+    os.symlink("/etc", workspace / "tests")
+    os.symlink("/etc/passwd", workspace / "src" / "b.py")
+    (workspace / ".case").mkdir()
+    os.symlink("/etc/shadow", workspace / ".case" / "evil")
+    (workspace / ".case" / "log.jsonl").write_text("{}\n")
+    snap.take_after()
+    source, bookkeeping = split_changes(snap.changes(), ["**"], [".case"],
+                                        verification_files=["tests/**", "src/b.py"])
+    allowed = {c.path: c.allowed for c in source}
+    assert allowed == {"src/pipe": False, "tests": False, "tests/test_a.py": True,
+                       "src/b.py": False, ".case/evil": False}
+    assert [c.path for c in bookkeeping] == [".case/log.jsonl"]

@@ -80,16 +80,20 @@ def main() -> int:
         return 1
     order = ("bwrap", "landlock", "none")  # strongest tier first, as the suite defines them
     observed.sort(key=lambda r: order.index(r["tier"]) if r["tier"] in order else len(order))
-    rows: list[str] = []
+    # One table per group (isolation; files and test results), in the suite's order.
+    groups = list(dict.fromkeys(r.get("group", "isolation") for r in observed))
+    rows: dict[str, list[str]] = {g: [] for g in groups}
     totals: dict[str, dict[str, int]] = {}
+    group_totals: dict[tuple[str, str], dict[str, int]] = {}
     mismatches = []
     skipped_tiers: set[str] = set()
     for row in observed:
-        tier, exp = row["tier"], row["expected"]
+        tier, exp, group = row["tier"], row["expected"], row.get("group", "isolation")
         if "skipped" in row:
             if tier not in skipped_tiers:
                 skipped_tiers.add(tier)
-                rows.append(f"| (all) | {tier} | — | skipped: {row['skipped']} | — | — |")
+                for each in groups:
+                    rows[each].append(f"| (all) | {tier} | — | skipped: {row['skipped']} | — | — |")
             continue
         exp_text = exp["verdict"] + (f" `{exp['blocker']}`" if exp["blocker"] else "")
         got = row["verdict"] + (f" `{', '.join(row['blockers'])}`" if row["blockers"] else "")
@@ -101,10 +105,10 @@ def main() -> int:
             mismatches.append(f"{row['attack']}/{tier}: expected {exp}, observed "
                               f"{row['verdict']} {row['blockers']} {row['outcome']}: "
                               f"{row['evidence']} {row['verify_error'] or ''}")
-        t = totals.setdefault(tier, {"tried": 0, "prevented": 0, "detected": 0, "missed": 0})
-        t["tried"] += 1
-        t[row["outcome"]] += 1
-        rows.append(
+        for t in (totals.setdefault(tier, _zero()), group_totals.setdefault((group, tier), _zero())):
+            t["tried"] += 1
+            t[row["outcome"]] += 1
+        rows[group].append(
             f"| {row['title']} | {tier} | {exp_text}, {exp['outcome']} | {got} | "
             f"**{row['outcome']}**: {row['evidence'].replace('|', '/')} | "
             f"{'yes' if row['verify_error'] is None else 'NO'} |")
@@ -114,17 +118,26 @@ def main() -> int:
     if args.check:
         return 1 if failed else 0
     lines = [HEADER.format(machine=_machine()), "## Totals", "",
-             "| tier | tried | prevented | detected | missed |", "|---|---|---|---|---|"]
+             "| tier | attacks | tried | prevented | detected | missed |",
+             "|---|---|---|---|---|---|"]
     for tier, t in totals.items():
-        lines.append(f"| {tier} | {t['tried']} | {t['prevented']} | {t['detected']} | "
+        lines.append(f"| {tier} | all | {t['tried']} | {t['prevented']} | {t['detected']} | "
                      f"{t['missed']} |")
-    lines += ["", "## Every attack on every tier", "",
-              "| attack | tier | expected | observed verdict | outcome (observed evidence) | "
-              "bundle verifies |", "|---|---|---|---|---|---|", *rows, ""]
-    lines += [NOTES, THREAT_MODEL]
+    for (group, tier), t in group_totals.items():
+        lines.append(f"| {tier} | {group} | {t['tried']} | {t['prevented']} | "
+                     f"{t['detected']} | {t['missed']} |")
+    for group in groups:
+        lines += ["", f"## Every attack on every tier: {group}", "",
+                  "| attack | tier | expected | observed verdict | outcome (observed evidence) | "
+                  "bundle verifies |", "|---|---|---|---|---|---|", *rows[group]]
+    lines += ["", NOTES, THREAT_MODEL]
     Path(args.out).write_text("\n".join(lines))
     print(f"wrote {args.out}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _zero() -> dict[str, int]:
+    return {"tried": 0, "prevented": 0, "detected": 0, "missed": 0}
 
 
 NOTES = """## What each tier promises, in short
@@ -142,6 +155,57 @@ NOTES = """## What each tier promises, in short
   `CTO_HARNESS_WORKSPACE_LIMIT_MB` (RLIMIT_FSIZE) and the total is checked after the run, secrets
   are redacted from every artifact, the bundle is signed with a key only root can read, and a
   symlink the provider planted where the harness reads is refused.
+
+## The harness's own file handling and test results
+
+- **One tree, seen once** (`tree.py`, `core/workspace.py`). After the provider, one walk
+  by directory descriptors (never a path string, never a link followed; one descriptor at any
+  depth, so PATH_MAX is no limit) lists every entry and charges it to
+  `CTO_HARNESS_WORKSPACE_LIMIT_MB` (every hard link at its full size, 256 bytes a name) before
+  anything is read, then reads each regular file once into a private object store. FIFOs,
+  sockets and devices are listed, never opened (kind from lstat; every open is
+  `O_NOFOLLOW|O_NONBLOCK` and fstat must show the same regular file). The change list,
+  `patch.diff`, the freshness digest and the verification copy all come from that one
+  inventory, the copy from the stored blobs: nothing is tested that the diff does not show.
+  Nested `.git` folders are stored and diffed like any folder.
+- **Always disallowed**, whatever the allowed globs say: special and unreadable entries,
+  anything but a folder where the fixture has a folder, a symlink at a verification file's
+  path, setuid/setgid/sticky bits, links or special files under `.case/`. Each change says what
+  it is (`kind`) and why (`notes`: nested .git, hard link, name not UTF-8, past PATH_MAX, ...).
+- **The verification copy** is planned in memory and made in a fresh folder with
+  `O_CREAT|O_EXCL|O_NOFOLLOW`, `mkdirat` and `symlinkat` only: a pristine verification file
+  (`tests/**` covers `tests` itself) wins over anything at its place, its parents or below it,
+  so nothing is ever written through a provider's link. Modes are git's (0644/0755).
+- **Test results from a channel the harness owns.** The verification command
+  (`<python> [options] -m unittest|pytest ...`) runs through the harness's driver, given with
+  `-c`, which reports each test on an inherited pipe; every record carries a per-run token the
+  driver reads from a second pipe before any test module is imported. The harness collects the
+  expected test ids itself, in a separate process, from the pristine fixture. Verification
+  passes only if every expected id is reported as often as collected and none other, the runner
+  sends its own end record and nothing after it, no record lacks the token, the exit status
+  agrees, no test is skipped that the pristine file does not mark skippable, no laid-back
+  verification file changed during the run and no framework function was replaced. Each failed
+  condition is named in `verification.failures`. The text of test.log is parsed only as a
+  cross-check for people (`verification.log_counts`).
+- **Inherent, and what the harness does about it** (row `memory_forgery`, missed on every
+  tier): the tests and the code under test share one interpreter, so code that has read the
+  harness can find the driver's reporting function (or the pipe and the token) in memory,
+  report every pristine test as passed and end the process, or patch the framework deeper than
+  the driver's identity check looks (assertion helpers, attributes of the result object). The
+  harness keeps the token out of every argument, variable and file, does not let the tests'
+  subprocesses inherit the pipe, fails missing, duplicated and late records, names replaced
+  framework functions (`framework_tampered`), and shows the code that does it in `patch.diff`.
+  A verdict that cannot be forged even so needs the tests to run where the code under test
+  cannot reach the reporter (not done).
+- **Inert text.** One module (`cto_harness.inert`) shows provider-controlled text everywhere:
+  `inert` turns every control or invisible character into a visible token (`␛`, `␤`,
+  `⟨U+202E⟩`) for pages and the terminal; `markdown` adds backslash escapes for Markdown
+  punctuation and entities for `<`, `>`, `&` in report.md, where claims sit in a fence longer
+  than any backtick run inside them; `path_text` stores names the same way and injectively
+  (bytes that are not UTF-8 as `⟨0xFF⟩`). `patch.diff` keeps names and contents as bytes.
+- **The bundle folder** (reachable on `none` only) is cleaned before sealing of links, FIFOs,
+  sockets, devices and paths too long or deep for any bundle (`bundle_entries_removed`);
+  `cto-harness verify` refuses any entry that is not a regular file and reads none.
 """
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ CASE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 Verdict = Literal["pass", "fail", "blocked", "error"]
 ChangeKind = Literal["added", "modified", "deleted", "mode_changed", "type_changed"]
+EntryKind = Literal["file", "symlink", "directory", "fifo", "socket", "char_device",
+                    "block_device", "unknown", "unreadable"]
 ProvenanceLevel = Literal["builtin", "built", "asserted"]
 
 
@@ -37,9 +39,11 @@ def check_relative_glob(value: str) -> str:
 
 
 class VerificationSpec(StrictModel):
-    command: list[str] = Field(min_length=1, description="argv run in the verification copy")
+    command: list[str] = Field(
+        min_length=1, description="argv run in the verification copy: `<python> [options] -m "
+                                  "<framework> [arguments]`, run through the harness's driver")
     framework: Literal["unittest", "pytest"] = Field(
-        description="how test counts are read from the output"
+        description="the runner whose results the harness's driver reports on its own channel"
     )
     files: list[str] = Field(
         min_length=1,
@@ -162,12 +166,19 @@ class Blocker(StrictModel):
 
 
 class ChangedFile(StrictModel):
-    path: str
+    path: str = Field(description="relative path, inert and injective (cto_harness.inert."
+                      "path_text): control characters as tokens such as ␛, invisible ones as "
+                      "⟨U+202E⟩, bytes that are not UTF-8 as ⟨0xFF⟩")
     change: ChangeKind
     old_mode: str | None = None
     new_mode: str | None = None
     symlink: bool = False
     allowed: bool = True
+    kind: EntryKind = Field(default="file", description="what the entry is now (or was)")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="nested .git, hard link, special file, name not UTF-8, past PATH_MAX, "
+                    "why a change is disallowed whatever the globs")
 
 
 class FrozenModel(StrictModel):
@@ -214,6 +225,30 @@ class VerificationResult(StrictModel):
     restored_files: list[str] = Field(default_factory=list)
     duration_ms: int | None = None
     reason: str | None = None
+    failures: list[str] = Field(
+        default_factory=list,
+        description="named failed conditions (runner_did_not_finish, expected_tests_missing, "
+                    "unexpected_tests, tests_failed, exit_status_inconsistent, ...)")
+    result_channel: str | None = Field(
+        default=None, description="where the outcome came from: the harness's own driver")
+    tests_expected: int = Field(
+        default=0, description="tests the pristine verification files define, collected by "
+                               "the harness in a separate process")
+    tests_skipped: int = 0
+    runner_finished: bool = False
+    missing_tests: list[str] = Field(default_factory=list)
+    unexpected_tests: list[str] = Field(default_factory=list)
+    framework_tampered: list[str] = Field(default_factory=list)
+    log_counts: dict[str, int] | None = Field(
+        default=None, description="counts parsed from test.log: a cross-check for people, "
+                                  "never the verdict")
+    tests: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="each test as the harness's driver reported it (id, outcome, the failure's "
+                    "text), then each expected test that was not reported (`not_reported`)")
+    copy_made: dict[str, int] = Field(
+        default_factory=dict, description="the verification copy as made from the snapshot "
+                                          "(files, links, directories, bytes)")
 
 
 class ProcessSummary(StrictModel):
@@ -347,6 +382,10 @@ class Report(StrictModel):
     pass_conditions: dict[str, bool] = Field(default_factory=dict)
     artifacts: dict[str, str] = Field(default_factory=dict)
     freshness: Freshness
+    bundle_entries_removed: list[str] = Field(
+        default_factory=list,
+        description="entries the provider planted in the bundle folder that no bundle may hold "
+                    "(links, special files, paths past PATH_MAX), removed before sealing")
 
 
 class NormalizedEvent(StrictModel):

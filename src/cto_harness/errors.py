@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from enum import IntEnum, StrEnum
 
+from cto_harness.inert import inert
+
 
 class ExitCode(IntEnum):
     """The contract exit codes of every command."""
@@ -63,6 +65,9 @@ class BlockerCode(StrEnum):
     # the sandbox uid outlived the provider or the run.
     SANDBOX_USER_UNAVAILABLE = "sandbox_user_unavailable"
     CONTAINMENT_FAILED = "containment_failed"
+    # The harness's own file handling and test run (issue 11).
+    WORKSPACE_UNSTABLE = "workspace_unstable"
+    TEST_COLLECTION_FAILED = "test_collection_failed"
     # Provider build and admission.
     BUN_MISSING = "bun_missing"
     SOURCE_ORIGIN_MISMATCH = "source_origin_mismatch"
@@ -155,4 +160,5 @@ def one_line(exc: BaseException, prog: str = "cto-harness") -> str:
         text = f"{prog}: failed: {exc}"
     else:
         text = f"{prog}: harness error: {type(exc).__name__}: {exc}"
-    return " ".join(text.split("\n"))
+    # Messages name provider files and output: shown inert (no escape sequence acts).
+    return inert(" ".join(text.split("\n")))

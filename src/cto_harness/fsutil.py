@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -66,8 +67,13 @@ def exclusive_lock(lock_file: Path, *, wait: bool = True) -> Iterator[None]:
 
 
 def sha256_file(path: Path) -> str:
+    """SHA-256 of a regular file. Anything else raises OSError instead of being read: a FIFO
+    (opened non-blocking, so it cannot hang) or a device swapped in for a file."""
     digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as handle:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb", buffering=0) as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

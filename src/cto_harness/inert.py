@@ -1,29 +1,34 @@
-"""Make bundle text inert before it reaches a page or a terminal.
+"""Make provider-controlled text inert before it reaches a page, a terminal or report.md.
 
-Every string in a bundle is provider-controlled: file names, claims, test names, event text. The
-pages escape HTML (Jinja autoescape), and everything read from a bundle passes through here first,
-so control characters (ANSI escapes, carriage returns, NUL) and invisible formatting characters
-(bidirectional overrides, zero-width joiners) are shown as visible tokens instead of acting.
+Every string in a bundle is provider-controlled: file names, claims, test names, event text.
+There is one rule for showing such text, `inert`: control characters (ANSI escapes, carriage
+returns, NUL) and invisible formatting characters (bidirectional overrides, zero-width joiners,
+lone surrogates from bytes that were not UTF-8, ...: everything `str.isprintable` rejects) are
+shown as visible tokens instead of acting. Built on it:
+
+* `markdown(text)`: `inert`, then every Markdown and HTML metacharacter escaped (report.md), so
+  a name like `**PASS**`, a `<!--` comment or a `|` cannot become markup, a heading or a cell;
+  `code_fence(text)` for blocks (a fence the text cannot close);
+* the pages escape HTML (Jinja autoescape) after `inert`; the CLI prints `inert` text.
+
+File names are data before they are text: `path_text(raw)` turns a name (bytes) into the string
+the report stores, in the same tokens, made injective so that two different names never show
+the same (a byte that is not UTF-8 is `⟨0xFF⟩`). Such a string is already inert.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-# C0 and C1 controls (except tab and newline, handled per context), DEL, and the Unicode
-# formatting characters that reorder or hide text (Trojan Source, zero-width tricks).
-_HIDDEN = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e"
-    "\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb]"
-)
+_KEPT_MULTILINE = frozenset("\n\t")
 
 
-def _token(match: re.Match[str]) -> str:
-    char = match.group(0)
+def _token(char: str) -> str:
     code = ord(char)
+    if char == "\n":
+        return "\u2424"  # ␤
     if code < 0x20:
         return chr(0x2400 + code)  # the Control Pictures block: ␛ for ESC, ␍ for CR
     if code == 0x7F:
@@ -34,10 +39,10 @@ def _token(match: re.Match[str]) -> str:
 def inert(text: str, *, multiline: bool = False) -> str:
     """`text` with every hidden or acting character made visible. One-line values also show
     newlines and tabs as tokens, so a file name cannot start a new line."""
-    cleaned = _HIDDEN.sub(_token, text)
-    if not multiline:
-        cleaned = cleaned.replace("\n", "\u2424").replace("\t", "\u2409")
-    return cleaned
+    if text.isprintable():
+        return text
+    kept = _KEPT_MULTILINE if multiline else frozenset()
+    return "".join(c if c.isprintable() or c in kept else _token(c) for c in text)
 
 
 def inert_tree(value: Any, *, multiline: bool = False) -> Any:
@@ -50,6 +55,67 @@ def inert_tree(value: Any, *, multiline: bool = False) -> Any:
     if isinstance(value, list):
         return [inert_tree(v, multiline=multiline) for v in value]
     return value
+
+
+# --- names --------------------------------------------------------------------------------------
+
+
+def path_text(raw: bytes | str) -> str:
+    """A file name as the report stores it: inert, in the same tokens as `inert`, and injective
+    (two different names never show the same): a byte that is not UTF-8 is `⟨0xFF⟩`, and a
+    name's own `⟨` or control-picture character is itself written as a token, so every token in
+    the result stands for exactly one thing."""
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+    if text.isprintable() and not any(c == "\u27e8" or "\u2400" <= c <= "\u2426" for c in text):
+        return text
+    out = []
+    for char in text:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\u27e80x{code - 0xDC00:02X}\u27e9")
+        elif char == "\u27e8" or 0x2400 <= code <= 0x2426:  # our own token characters
+            out.append(f"\u27e8U+{code:04X}\u27e9")
+        elif not char.isprintable():
+            out.append(_token(char))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+# --- report.md ------------------------------------------------------------------------------------
+
+# These three become HTML entities, so that no raw HTML (comments, tags) survives anywhere.
+_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+# Backslash-escaped: every character that can open inline markup (emphasis, code, links,
+# images, tables, strike-through, math, headings). Provider text never starts a line (newlines
+# are tokens), so line-start markers such as `-`, `+` or `1.` stay plain and readable.
+_MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()!|~$#")
+
+
+def markdown(text: object) -> str:
+    """Any value as inert Markdown text: no markup, no HTML, no control character, one line."""
+    out = []
+    for char in inert(str(text)):
+        if char in _ENTITIES:
+            out.append(_ENTITIES[char])
+        elif char in _MARKDOWN_PUNCTUATION:
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def code_fence(text: str) -> str:
+    """A fenced block that `text` cannot close: the fence is longer than any backtick run in it."""
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{inert(text, multiline=True)}\n{fence}"
+
+
+# --- reading bundle text ------------------------------------------------------------------------
 
 
 def read_text(path: Path, *, limit: int) -> tuple[str, bool]:

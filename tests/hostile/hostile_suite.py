@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fs_attacks
+
 from cto_harness.core.run import execute_run
+from cto_harness.evidence.bundle import bundle_files
 from cto_harness.evidence.signing import PRIVATE_KEY, PUBLIC_KEY, load_or_create_key
 from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 from cto_harness.sandbox.guard import fingerprint
@@ -51,6 +54,7 @@ class Attack:
     title: str
     solve: bool = True  # apply the case's correct solution first: a missed attack then passes
     timeout: int = 60
+    group: str = "isolation"  # the table docs/security.md lists it in
 
 
 ATTACKS = [
@@ -68,6 +72,9 @@ ATTACKS = [
     Attack("claim_success", "claim success without doing anything", solve=False),
     Attack("race_after_exit", "a detached child rewrites the result after the provider exits"),
 ]
+# The harness's own file handling and test results (issue 11): fs_attacks.py.
+ATTACKS += [Attack(s.name, s.title, solve=s.solve, group=fs_attacks.GROUP)
+            for s in fs_attacks.SPECS]
 BY_NAME = {a.name: a for a in ATTACKS}
 
 
@@ -101,6 +108,8 @@ EXPECTED: dict[str, dict[str, Expect]] = {
                         "landlock": Expect("fail", "detected"),
                         "none": Expect("fail", "detected")},
 }
+EXPECTED.update({name: {tier: Expect(e.verdict, e.outcome, e.blocker) for tier, e in by.items()}
+                 for name, by in fs_attacks.EXPECTED.items()})
 
 
 @dataclass
@@ -196,8 +205,9 @@ def _running(marker: str) -> list[str]:
 
 
 def _bundle_files(run_dir: Path) -> list[Path]:
-    return [p for p in run_dir.rglob("*") if p.is_file() and not p.is_symlink()
-            and p.relative_to(run_dir).parts[0] not in ("workspace", "private")]
+    # The bundle's own listing: never walks the workspace (which may hold paths past PATH_MAX).
+    return [run_dir / rel for rel in bundle_files(run_dir)
+            if (run_dir / rel).is_file() and not (run_dir / rel).is_symlink()]
 
 
 def _grep(files: list[Path], needle: bytes, root: Path) -> list[str]:
@@ -261,6 +271,8 @@ def classify(obs: Observation, world: dict[str, Path], files: list[Path]) -> tup
     assert run_dir is not None
     if obs.left_running:
         return "missed", f"still running after the run: {obs.left_running[0]}"
+    if name in fs_attacks.NAMES:
+        return fs_attacks.classify(obs, files)
     if name in ("write_outside", "symlink_escape"):
         key_leak = _grep(files, b"PRIVATE KEY", run_dir)
         if key_leak:
@@ -325,7 +337,7 @@ def record(attack: Attack, tier: str, *, obs: Observation | None = None,
         return
     expected = EXPECTED[attack.name][tier]
     row: dict[str, Any] = {
-        "attack": attack.name, "title": attack.title, "tier": tier,
+        "attack": attack.name, "title": attack.title, "tier": tier, "group": attack.group,
         "expected": {"verdict": expected.verdict, "outcome": expected.outcome,
                      "blocker": expected.blocker},
     }

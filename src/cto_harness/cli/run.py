@@ -45,7 +45,11 @@ def _run(args: argparse.Namespace) -> int:
     report = result.report
     if args.json:
         sys.stdout.write((result.run_dir / "report.json").read_text(encoding="utf-8"))
-    blockers = "".join(f"\n  blocker {b.code}: {b.message}" for b in report.blockers)
+    from cto_harness.inert import inert
+
+    # Blocker messages name provider files and output: shown inert (no escape sequence acts).
+    blockers = "".join(f"\n  blocker {inert(b.code)}: {inert(b.message)}"
+                       for b in report.blockers)
     print(
         f"cto-harness: {report.case_id} [{report.engine}] verdict {report.verdict.upper()}"
         f" in {report.timing.duration_ms} ms{blockers}\n  bundle: {result.run_dir}\n"

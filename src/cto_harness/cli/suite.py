@@ -15,6 +15,7 @@ from cto_harness.cli.parser import (
     harness_root,
     positive_int,
 )
+from cto_harness.inert import inert
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -56,7 +57,7 @@ def _suite(args: argparse.Namespace) -> int:
           f"{engine} engine -> {suite_dir}", file=sys.stderr)
     outcome = run_suite(case_ids, harness_root=root, engine=engine, repeat=args.repeat,
                         jobs=args.jobs, fresh=args.fresh, suite_dir=suite_dir)
-    table = summary_table(outcome.data)
+    table = inert(summary_table(outcome.data), multiline=True)
     if args.json:
         print(table, file=sys.stderr)
         sys.stdout.write(json.dumps(outcome.data, indent=2) + "\n")

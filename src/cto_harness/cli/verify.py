@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cto_harness.cli.parser import Subparsers, add_command, add_json
+from cto_harness.inert import inert
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -32,11 +33,11 @@ def _verify(args: argparse.Namespace) -> int:
     except BundleInvalid as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": str(exc)}))
-        print(f"cto-harness verify: FAILED: {exc}", file=sys.stderr)
+        print(f"cto-harness verify: FAILED: {inert(str(exc))}", file=sys.stderr)
         return ExitCode.FAIL
     if args.json:
         print(json.dumps({"ok": True, "run_id": report.run_id, "verdict": report.verdict}))
     else:
-        print(f"cto-harness verify: OK: {report.run_id} (verdict {report.verdict}); "
+        print(f"cto-harness verify: OK: {inert(report.run_id)} (verdict {report.verdict}); "
               f"{len(report.artifacts)} artifacts re-hashed, signature checked")
     return ExitCode.PASS

@@ -1,4 +1,6 @@
-"""Workspace path globs: `*` stays inside one path segment, `**` spans segments."""
+"""Workspace path globs: `*` stays inside one path segment, `**` spans segments, and a trailing
+`/**` (or `/`) also covers the folder itself: `tests/**` matches `tests`, so a provider that
+replaces the folder by a link or a file is judged by the same rule as one that edits inside it."""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ def _compile(pattern: str) -> re.Pattern[str]:
     out: list[str] = []
     i = 0
     while i < len(pattern):
-        if pattern.startswith("**/", i):
+        if pattern.startswith("/**", i) and i + 3 == len(pattern):
+            out.append("(?:/.*)?")
+            i += 3
+        elif pattern.startswith("**/", i):
             out.append("(?:.*/)?")
             i += 3
         elif pattern.startswith("**", i):

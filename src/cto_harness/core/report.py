@@ -67,6 +67,8 @@ class StageResults:
     outcome: Outcome = field(default_factory=Outcome)
     verification: VerificationResult = field(default_factory=VerificationResult)
     baseline: BaselineRun | None = None
+    # What the provider planted in the bundle folder that no bundle may hold, removed at sealing.
+    bundle_entries_removed: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> list[ChangedFile]:
@@ -194,6 +196,7 @@ def assemble_report(
             canary=sandbox.canary_result if sandbox else {},
         ),
         pass_conditions=conditions,
+        bundle_entries_removed=results.bundle_entries_removed,
         freshness=Freshness(
             run_id=who.run_id, nonce=who.nonce, started_at=iso(started),
             finished_at=iso(finished), fixture_digest=results.fixture_digest,

@@ -8,6 +8,7 @@ interrupted, ends in a complete bundle: `_seal` runs whatever happened before it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -40,7 +41,8 @@ from cto_harness.core.report import (
     judge,
 )
 from cto_harness.core.taskscan import scan_contract
-from cto_harness.core.testrun import run_verification
+from cto_harness.core.testchannel import Collection
+from cto_harness.core.testrun import run_verification, verification_env
 from cto_harness.core.workspace import Snapshot, copy_tree, init_workspace_repo, split_changes
 from cto_harness.engines import get_engine
 from cto_harness.engines.base import (
@@ -49,6 +51,7 @@ from cto_harness.engines.base import (
     EngineSettings,
     GateBlocked,
     Outcome,
+    ProviderEvent,
     ProviderSpan,
     RunContext,
 )
@@ -60,14 +63,22 @@ from cto_harness.errors import (
     Interrupted,
     UsageError,
 )
-from cto_harness.evidence.bundle import redact_files, render_markdown, write_report_and_seal
+from cto_harness.evidence.bundle import (
+    bundle_files,
+    clean_bundle,
+    redact_files,
+    render_markdown,
+    write_report_and_seal,
+)
 from cto_harness.evidence.signing import PUBLIC_KEY, sign_bundle
-from cto_harness.fsutil import atomic_write_jsonl, atomic_write_text, tree_digest
-from cto_harness.sandbox.guard import Watch, check_disk
+from cto_harness.fsutil import atomic_write_bytes, atomic_write_jsonl, atomic_write_text, tree_digest
+from cto_harness.inert import inert, inert_tree, path_text
+from cto_harness.sandbox.guard import Watch
 from cto_harness.sandbox.isolation import Sandbox
 from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.process import ProcessResult, run_process
 from cto_harness.settings import Settings, secret_values
+from cto_harness.tree import Budget, BudgetExceeded, TreeChanged, identity, remove_tree, walk
 
 EXIT_CODES = {"pass": ExitCode.PASS, "fail": ExitCode.FAIL, "blocked": ExitCode.BLOCKED,
               "error": ExitCode.ERROR}
@@ -127,6 +138,8 @@ def execute_run(
     events = EventLog(run_id, nonce)
     results = StageResults()
     ctx: RunContext | None = None
+    # What a stage leaves under way (the harness's own test collection) is stopped before sealing.
+    pending = contextlib.ExitStack()
     try:
         events.emit("run.started", case_id=case_id, engine=engine.name)
         case = None
@@ -137,7 +150,7 @@ def execute_run(
             # The context exists even when the case is malformed, so the bundle can be written.
             ctx = _context(run_id, nonce, run_dir, case, case_dir, settings, engine_settings,
                            harness_root, environ, events)
-        _run_stages(engine, ctx, results)
+        _run_stages(engine, ctx, results, pending)
     except Blocked as blocked:
         if isinstance(blocked, GateBlocked):
             results.admission = blocked.admission  # how far admission got
@@ -153,8 +166,10 @@ def execute_run(
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     except Exception as exc:  # a harness fault: still a bundle, verdict error
-        results.error = f"{type(exc).__name__}: {exc}"
+        results.error = inert(f"{type(exc).__name__}: {exc}")
         events.emit("run.error", error=results.error)
+    finally:
+        pending.close()
     assert ctx is not None
     if results.sandbox is not None:
         results.sandbox.close()  # network log, last sweep, files and uid back; never raises
@@ -196,8 +211,10 @@ def _marker(run_dir: Path, name: str, message: str) -> None:
 # --- the stages, in order ---------------------------------------------------------------------
 
 
-def _run_stages(engine: Engine, ctx: RunContext, results: StageResults) -> None:
-    """Run each stage and keep what it returns; a gate that refuses raises `Blocked`."""
+def _run_stages(engine: Engine, ctx: RunContext, results: StageResults,
+                pending: contextlib.ExitStack) -> None:
+    """Run each stage and keep what it returns; a gate that refuses raises `Blocked`. What a
+    stage leaves running goes on `pending` (closed before sealing)."""
     results.sandbox = sandbox = choose_isolation(ctx)  # Blocked sandbox_user_unavailable
     # The engine writes the endpoint it is given by whether the proxy stands between (prepare).
     ctx = replace(ctx, network_isolated=sandbox.network_isolated)
@@ -211,7 +228,9 @@ def _run_stages(engine: Engine, ctx: RunContext, results: StageResults) -> None:
         attrs["admission"] = admission.status
         ctx.events.emit("gate.checked", gate="provider_admission", passed=True,
                         sha256=admission.provider.sha256)
-    snapshot, results.fixture_digest = prepare_workspace(ctx)
+    prepared = prepare_workspace(ctx)
+    pending.callback(prepared.collection.cancel)
+    snapshot, results.fixture_digest = prepared.snapshot, prepared.fixture_digest
     results.launch = launch = prepare_launch(engine, ctx, admission)
     confined = confine(ctx, sandbox, launch)
     watch = Watch.start(ctx.run_dir, [*ctx.settings.target_repositories, ctx.harness_root,
@@ -221,11 +240,11 @@ def _run_stages(engine: Engine, ctx: RunContext, results: StageResults) -> None:
     # harness reads anything it wrote.
     not_contained = sandbox.release(results.process)
     results.blockers += check_guards(ctx, sandbox, watch, launch, results.process, not_contained)
-    results.diff = diff_workspace(ctx, snapshot, engine.bookkeeping_dirs)
+    results.diff = diff_workspace(ctx, sandbox, snapshot, engine.bookkeeping_dirs)
     results.outcome = collect_outcome(engine, ctx, admission, results.process, process_span)
     if results.blockers:
         return
-    results.verification = verify(ctx, sandbox, engine.bookkeeping_dirs)
+    results.verification = verify(ctx, sandbox, prepared, engine.bookkeeping_dirs)
     sandbox.finish()  # Blocked containment_failed: something of the sandbox uid lives on
     if engine.needs_baseline:
         results.baseline = run_baseline(ctx, results.verification, results.changes)
@@ -250,17 +269,39 @@ def scan_task(ctx: RunContext) -> dict[str, Any]:
     return scan
 
 
-def prepare_workspace(ctx: RunContext) -> tuple[Snapshot, str]:
-    """Copy the fixture in, give it a git history and a local remote, snapshot it; returns the
-    snapshot and the fixture's digest."""
+@dataclass(frozen=True)
+class PreparedWorkspace:
+    snapshot: Snapshot
+    fixture_digest: str
+    # The harness's own collection of the pristine tests, under way in a process of its own.
+    collection: Collection
+    # The private folder the verification copy goes into, and its (device, inode) as made.
+    area: Path
+    area_id: tuple[int, int] | None
+
+
+def prepare_workspace(ctx: RunContext) -> PreparedWorkspace:
+    """Start collecting the pristine tests, copy the fixture in, give it a git history and a
+    local remote, snapshot it."""
     with ctx.events.span("workspace.prepare"):
         fixture_digest = tree_digest(ctx.case.repo)
+        # Started first so that it overlaps the copy, the canary and the provider's run (its
+        # result is waited for just before verification).
+        area = ctx.private / "verification"
+        area.mkdir(exist_ok=True)
+        area_id = identity(area)  # checked again before the harness writes the copy there
+        spec = ctx.case.spec.verification
+        collection = Collection.start(
+            command=list(spec.command), framework=spec.framework, repo=ctx.case.repo,
+            env=verification_env(area / "collect-home"), log=area / "collect.log",
+            fixture_digest=fixture_digest, timeout=spec.timeout_seconds)
         copy_tree(ctx.case.repo, ctx.workspace)
         init_workspace_repo(ctx.workspace, ctx.private / "remote.git", ctx.private / "git-home")
         snapshot = Snapshot(ctx.workspace, ctx.private / "snapshot.git", ctx.private / "git-home")
         snapshot.take_before()
         ctx.events.emit("workspace.prepared", fixture_digest=fixture_digest)
-    return snapshot, fixture_digest
+    return PreparedWorkspace(snapshot=snapshot, fixture_digest=fixture_digest,
+                             collection=collection, area=area, area_id=area_id)
 
 
 def prepare_launch(engine: Engine, ctx: RunContext, admission: Admission) -> Launch:
@@ -309,8 +350,9 @@ def launch_provider(ctx: RunContext, launch: Launch, confined: Launch
 
 def check_guards(ctx: RunContext, sandbox: Sandbox, watch: Watch, launch: Launch,
                  process: ProcessResult, not_contained: Blocked | None = None) -> list[Blocker]:
-    """Containment, tamper, outside-write and disk guards (they raise `Blocked`); a time-out is
-    returned as a blocker, because the run still diffs and collects what the provider left."""
+    """Containment, tamper and outside-write guards (they raise `Blocked`; the disk limit is
+    charged by the one walk of `diff_workspace`); a time-out is returned as a blocker, because
+    the run still diffs and collects what the provider left."""
     found: list[Blocker] = []
     with ctx.events.span("guards"):
         try:
@@ -318,7 +360,6 @@ def check_guards(ctx: RunContext, sandbox: Sandbox, watch: Watch, launch: Launch
                 raise not_contained
             # Before the harness writes anything more into the bundle folder.
             watch.check()
-            check_disk(sandbox.provider_writable(), ctx.settings.workspace_limit_bytes)
         finally:
             if process.timed_out:
                 message = (f"the provider ran past its {launch.timeout_seconds:g}s limit; its "
@@ -329,12 +370,15 @@ def check_guards(ctx: RunContext, sandbox: Sandbox, watch: Watch, launch: Launch
     return found
 
 
-def diff_workspace(ctx: RunContext, snapshot: Snapshot, bookkeeping_dirs: tuple[str, ...]
-                   ) -> WorkspaceDiff:
+def diff_workspace(ctx: RunContext, sandbox: Sandbox, snapshot: Snapshot,
+                   bookkeeping_dirs: tuple[str, ...]) -> WorkspaceDiff:
+    """The one walk of the workspace after the provider (the size limit charged with it), and
+    from its inventory the change list, the patch and the freshness digest."""
     with ctx.events.span("workspace.diff"):
-        snapshot.take_after()
+        _take_after(snapshot, sandbox.provider_writable(), ctx.settings.workspace_limit_bytes)
         changes, bookkeeping = split_changes(snapshot.changes(), ctx.case.spec.allowed_paths,
-                                             bookkeeping_dirs)
+                                             bookkeeping_dirs,
+                                             verification_files=ctx.case.spec.verification.files)
         diff = WorkspaceDiff(changes=changes, bookkeeping=bookkeeping,
                              patch=snapshot.patch(bookkeeping_dirs),
                              digest_after=snapshot.digest())  # = tree_digest(workspace - .git)
@@ -342,14 +386,61 @@ def diff_workspace(ctx: RunContext, snapshot: Snapshot, bookkeeping_dirs: tuple[
     return diff
 
 
+def _take_after(snapshot: Snapshot, writable: list[Path], limit: int) -> None:
+    """The one walk of the workspace after the provider, and the size limit with it: the
+    provider's private dirs are charged first, then the workspace as it is listed (every hard
+    link at full size), before any content past the limit is read."""
+    budget = Budget(limit)
+    try:
+        for folder in writable:
+            if folder != snapshot.workspace:
+                for _ in walk(folder, budget=budget):
+                    pass
+        snapshot.take_after(budget)
+    except BudgetExceeded as exc:
+        raise Blocked(
+            BlockerCode.WORKSPACE_SIZE_EXCEEDED,
+            f"the provider left more than the {limit // (1024 * 1024)} MiB limit "
+            f"(CTO_HARNESS_WORKSPACE_LIMIT_MB) in the workspace and its private dirs: "
+            f"{exc.budget.used} bytes counted in {exc.budget.entries} entries before the count "
+            f"stopped (every hard link counts; nothing past the limit was read or copied)",
+        ) from exc
+    except TreeChanged as exc:
+        where = f"{path_text(exc.rel)}: " if exc.rel else ""
+        raise Blocked(BlockerCode.WORKSPACE_UNSTABLE,
+                      f"the workspace (or the harness's private store) changed while the harness "
+                      f"read it: {where}{exc.why}") from exc
+
+
 def collect_outcome(engine: Engine, ctx: RunContext, admission: Admission,
                     process: ProcessResult, process_span: str) -> Outcome:
     """The engine's reading of the provider's own logs, recorded as provider events and spans."""
-    outcome = engine.collect(ctx, admission, process)
+    outcome = _inert_outcome(engine.collect(ctx, admission, process))
     for event in outcome.events:
         ctx.events.emit(event.type, source="provider", ts=event.ts, **event.data)
     _provider_spans(ctx.events, outcome.spans, process_span)
     return outcome
+
+
+def _inert_outcome(outcome: Outcome) -> Outcome:
+    """What the provider said about itself, made inert before any of it reaches an artifact:
+    no control character acts, and no lone surrogate (valid JSON, `\\udcff`, but not UTF-8)
+    can stop report.json from being written."""
+    said = outcome.provider_outcome
+    return Outcome(
+        events=tuple(ProviderEvent(ts=inert(e.ts), type=inert(e.type), data=inert_tree(dict(e.data)))
+                     for e in outcome.events),
+        spans=tuple(replace(s, key=inert(s.key), name=inert(s.name), start=inert(s.start),
+                            end=inert(s.end),
+                            parent_key=None if s.parent_key is None else inert(s.parent_key),
+                            attributes=inert_tree(dict(s.attributes)))
+                    for s in outcome.spans),
+        claims=inert_tree(dict(outcome.claims)),
+        forbidden=tuple(f.model_copy(update={"action": inert(f.action), "detail": inert(f.detail),
+                                             "source": inert(f.source)})
+                        for f in outcome.forbidden),
+        provider_outcome=said.model_validate(inert_tree(said.model_dump(mode="json"))),
+    )
 
 
 def _provider_spans(events: EventLog, spans: tuple[ProviderSpan, ...], parent: str) -> None:
@@ -360,15 +451,22 @@ def _provider_spans(events: EventLog, spans: tuple[ProviderSpan, ...], parent: s
                                         status=span.status, attributes=dict(span.attributes))
 
 
-def verify(ctx: RunContext, sandbox: Sandbox, bookkeeping_dirs: tuple[str, ...]
-           ) -> VerificationResult:
-    """The harness's own test run, in a fresh copy with the verification files laid back."""
+def verify(ctx: RunContext, sandbox: Sandbox, prepared: PreparedWorkspace,
+           bookkeeping_dirs: tuple[str, ...]) -> VerificationResult:
+    """The harness's own test run, in a copy made from the snapshot with the verification files
+    laid back, judged from the harness's result channel against the collected test ids."""
     with ctx.events.span("verification") as attrs:
         ctx.events.emit("verification.started", command=ctx.case.spec.verification.command)
-        area = ctx.private / "verification"
-        area.mkdir(exist_ok=True)
+        expected = prepared.collection.result()  # Blocked test_collection_failed
+        area = prepared.area
+        if identity(ctx.private) is None or identity(area) != prepared.area_id:
+            raise Blocked(BlockerCode.WORKSPACE_UNSTABLE,
+                          "the harness's verification area was replaced while the provider ran")
+        for leftover in (area / "repo", area / "home"):  # the copy goes into folders of our own
+            remove_tree(leftover)
         result = run_verification(
-            ctx.case, ctx.workspace, area / "repo", ctx.run_dir / "test.log", area / "home",
+            ctx.case, prepared.snapshot, area / "repo", ctx.run_dir / "test.log", area / "home",
+            expected=expected, byte_limit=ctx.settings.workspace_limit_bytes,
             wrap=sandbox.verification_prefix(area, area / "repo"),
             bookkeeping_dirs=bookkeeping_dirs,
         )
@@ -422,6 +520,11 @@ def _seal(engine: Engine, ctx: RunContext, results: StageResults, started: datet
     """Every artifact (placeholders where a stage never ran), then report, manifest, freshness
     and signature. Runs whatever happened before it."""
     run_dir = ctx.run_dir
+    # Before any artifact: what the provider may have planted in the bundle folder (the weakest
+    # tier lets it) that no bundle may hold goes, and is named.
+    results.bundle_entries_removed = clean_bundle(run_dir)
+    if results.bundle_entries_removed:
+        ctx.events.emit("bundle.cleaned", removed=results.bundle_entries_removed[:50])
     who = RunIdentity(run_id=ctx.run_id, nonce=ctx.nonce, run_dir=run_dir, case=ctx.case.spec,
                       engine=engine.name, stage=ctx.engine_settings.run_stage(),
                       needs_baseline=engine.needs_baseline)
@@ -437,14 +540,14 @@ def _seal(engine: Engine, ctx: RunContext, results: StageResults, started: datet
                        (s.model_dump(mode="json") for s in ctx.events.spans))
 
     secrets_ = secret_values(ctx.environ)
-    text_files = [p for p in run_dir.rglob("*") if p.is_file()
-                  and p.relative_to(run_dir).parts[0] not in ("workspace", "private", "baseline")]
+    text_files = [run_dir / rel for rel in bundle_files(run_dir)
+                  if not rel.startswith("baseline/")]
     redact_files(text_files, secrets_)
     report = assemble_report(who, results, verdict=verdict, conditions=conditions,
                              started=started, finished=finished)
     atomic_write_text(run_dir / "report.md", render_markdown(report))
     redact_files([run_dir / "report.md"], secrets_)
-    shutil.rmtree(ctx.private, ignore_errors=True)
+    remove_tree(ctx.private)  # by descriptors: no link followed, no depth limit
     report = write_report_and_seal(run_dir, report, secrets=secrets_)
     # Last: the signature over the manifest and freshness record (evidence.dsse.json).
     sign_bundle(run_dir, ctx.settings.keys_dir, {
@@ -464,7 +567,7 @@ def _write_placeholders(ctx: RunContext, results: StageResults) -> None:
         reason = ", ".join(codes) or results.error or "not reached"
         atomic_write_text(run_dir / "test.log", f"[cto-harness] verification not run: {reason}\n")
     patch = results.diff.patch if results.diff else b""
-    atomic_write_text(run_dir / "patch.diff", patch.decode("utf-8", "surrogateescape"))
+    atomic_write_bytes(run_dir / "patch.diff", patch)  # bytes: names and content as-is
     if not any(ctx.task_dir.iterdir()):
         atomic_write_text(ctx.task_dir / "NOT-GIVEN.txt",
                           "No task file was given to the provider: the run stopped before "

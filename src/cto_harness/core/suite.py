@@ -36,6 +36,7 @@ from cto_harness.clock import utc_now
 from cto_harness.engines import DEFAULT_ENGINE
 from cto_harness.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_FAIL, EXIT_PASS, UsageError
 from cto_harness.fsutil import atomic_write_json, exclusive_lock
+from cto_harness.inert import inert
 from cto_harness.progress import Progress
 
 SUITE_SCHEMA = "cto-harness.suite/1"
@@ -274,8 +275,9 @@ class _SuiteProgress:
         self.done += 1
         record = job.record or {}
         verdict = (record.get("verdict") or record.get("status") or "?").upper()
-        self.out.line(f"suite: [{self.done}/{self.total}] {job.case_id} #{job.repeat} {verdict} "
-                      f"{record.get('duration_ms') or 0} ms  {record.get('run_dir', '')}")
+        self.out.line(inert(f"suite: [{self.done}/{self.total}] {job.case_id} #{job.repeat} "
+                            f"{verdict} {record.get('duration_ms') or 0} ms  "
+                            f"{record.get('run_dir', '')}"))
 
     def live(self, running: Sequence[Job]) -> None:
         now = time.monotonic()

@@ -1,11 +1,17 @@
-"""Workspace preparation, snapshot and diff.
+"""Workspace preparation, snapshot, diff and the size budget.
 
-The snapshot lives in a private git directory outside the workspace (the provider can neither see
-nor rewrite it). One pass both snapshots and hashes (see `Snapshot`): every file, ignored ones
-included, goes into one pack through `git fast-import`, and the second snapshot re-reads only files
-whose stat key changed since a fence, so only changed files are re-read. Comparing trees catches new,
-modified, deleted, mode-changed files and symlinks; commits or history rewrites the provider makes
-in the workspace's own `.git` cannot hide a change, because the working tree itself is compared.
+Everything the harness learns about the workspace after the provider comes from ONE walk of the
+tree layer (`tree.py`: no link followed, no FIFO, socket or device opened, names as bytes,
+any depth). The walk charges every entry to the size budget before any content is read, then
+reads each file once into a private object store outside the workspace (see `Snapshot`). That
+inventory alone gives the change list, `patch.diff`, the freshness digest and the copy that
+verification runs in (made from the stored blobs): nothing is tested that the diff does not show.
+
+Nested `.git` folders are stored like any folder (`git fast-import` takes any path), so they
+show in the change list and in the patch. Special and unreadable entries cannot be stored: they
+are listed as changes (always disallowed) and named at the head of `patch.diff`. Commits or
+history rewrites the provider makes in the workspace's own `.git` cannot hide a change, because
+the working tree itself is compared.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -26,9 +32,27 @@ from cto_harness.contracts import ChangedFile
 from cto_harness.core.globs import matches_any
 from cto_harness.errors import HarnessFault
 from cto_harness.git import git_env
+from cto_harness.inert import path_text
 from cto_harness.sandbox.process import run_quiet
+from cto_harness.tree import (
+    DIR,
+    FILE,
+    LINK,
+    PATH_MAX,
+    SPECIAL_KINDS,
+    UNREADABLE,
+    Budget,
+    ContentSource,
+    Node,
+    Planned,
+    TreeChanged,
+    open_regular,
+    read_exact,
+    walk,
+)
 
-_STATUS = {"A": "added", "D": "deleted", "M": "modified", "T": "type_changed"}
+# The workspace's own history: charged to the size budget, never snapshotted, diffed or copied.
+_OWN_HISTORY = frozenset({b".git"})
 
 
 def copy_tree(source: Path, destination: Path) -> None:
@@ -52,19 +76,42 @@ def init_workspace_repo(workspace: Path, remote: Path, home: Path) -> None:
 _WHOLE_READ = 16 << 20
 _CHUNK = 1 << 20
 _GIT_MODE_EXEC = 0o100
+_SPECIAL_BITS = 0o7000
+_SPECIAL_BITS_NOTE = "mode "
+_REFS = {"before": "refs/snapshots/before", "after": "refs/snapshots/after"}
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """One path of a snapshot: what the git tree and the freshness digest need of it."""
+@dataclass(slots=True)
+class Entry:
+    """One path of a snapshot: the lstat the walk saw, and for stored kinds the digests."""
 
-    kind: str  # "F" regular file, "L" symlink, "S" anything else (fifo, socket, device)
-    executable: bool  # any exec bit (the digest's rule)
-    git_mode: str  # 100644, 100755 or 120000 (git's rule: the owner's exec bit)
-    sha1: str  # git blob id ("" for "S")
-    sha256: str  # content digest; for a symlink its target
-    stat_key: tuple[int, int, int, int, int]  # (ino, size, mtime_ns, ctime_ns, mode)
-    in_tree: bool  # False under a nested .git (git never stores those)
+    node: Node
+    sha1: str = ""  # git blob id (files, symlinks)
+    sha256: str = ""  # content digest (files)
+
+    @property
+    def kind(self) -> str:
+        return self.node.kind
+
+    @property
+    def stored(self) -> bool:
+        """A kind git can hold (a file or a symlink): in the store, the patch and the copy."""
+        return self.node.kind in (FILE, LINK)
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.node.mode & 0o111)  # any exec bit: the freshness digest's rule
+
+    @property
+    def git_mode(self) -> str:
+        kind = self.node.kind
+        if kind == FILE:
+            return "100755" if self.node.mode & _GIT_MODE_EXEC else "100644"
+        if kind == LINK:
+            return "120000"
+        if kind == DIR:
+            return "040000"
+        return f"{self.node.mode:06o}"
 
 
 def _fast_import_path(rel: bytes) -> bytes:
@@ -84,16 +131,17 @@ def _fast_import_path(rel: bytes) -> bytes:
 
 @dataclass
 class Snapshot:
-    """Two states of one workspace, compared through a private git object store.
+    """Two states of one workspace, seen by one walk each and kept in a private object store.
 
-    One pass over the workspace both snapshots and hashes it: every file is read once, its git
-    blob id and SHA-256 computed in Python while its bytes stream into `git fast-import` (one
-    pack, instead of a loose object file per blob). The second snapshot re-reads only files whose
+    The walk (`tree.py`) charges every entry to the size budget as it lists it, then reads
+    each regular file once: its git blob id and SHA-256 are computed in Python while its bytes
+    stream into `git fast-import` (one pack). The second snapshot re-reads only files whose
     (inode, size, mtime_ns, ctime_ns, mode) changed, and trusts an unchanged key only for files
-    last changed strictly before a fence taken after the first pass (the file system's own clock:
-    a write after the fence moves ctime past it, however coarse the clock is). The freshness
-    digest of the second state (`digest()`, equal to `fsutil.tree_digest(workspace,
-    exclude={".git"})`) comes from the same pass.
+    last changed strictly before a fence taken after the first pass (the file system's own
+    clock: a write after the fence moves ctime past it, however coarse the clock is). The
+    change list, the patch, the freshness digest (`digest()`, equal to `fsutil.tree_digest(
+    workspace, exclude={".git"})`) and the verification copy (`blobs()`) all come from these
+    inventories; nothing walks the workspace again.
     """
 
     workspace: Path
@@ -101,30 +149,43 @@ class Snapshot:
     home: Path
     before: str | None = None
     after: str | None = None
-    _entries: dict[bytes, _Entry] = field(default_factory=dict, repr=False)
+    before_entries: dict[bytes, Entry] = field(default_factory=dict, repr=False)
+    after_entries: dict[bytes, Entry] = field(default_factory=dict, repr=False)
     _fence_ns: int = field(default=-1, repr=False)
+    _store_id: tuple[int, int] | None = field(default=None, repr=False)
 
-    def _git(self, *args: str) -> str:
-        env = git_env(self.home) | {
-            "GIT_DIR": str(self.state_dir),
-            "GIT_WORK_TREE": str(self.workspace),
-            "GIT_INDEX_FILE": str(self.state_dir / "snapshot.index"),
-        }
-        return run_quiet(["git", *args], cwd=self.workspace, env=env, timeout=600).stdout
+    def _env(self) -> dict[str, str]:
+        self._check_store()
+        return git_env(self.home) | {"GIT_DIR": str(self.state_dir)}
 
-    def _scan(self, ref: str, previous: dict[bytes, _Entry]) -> str:
-        """Walk, hash and store the workspace as commit `ref`; returns its tree id."""
-        if not (self.state_dir / "HEAD").exists():
+    def _check_store(self) -> None:
+        """The private store must still be the folder the harness made (on the weakest tier a
+        provider could swap it for a link, and git would write through it)."""
+        if self._store_id is None:
+            return
+        try:
+            st = os.stat(self.state_dir, follow_symlinks=False)
+        except OSError as exc:
+            raise TreeChanged(b"", f"the snapshot store is gone: {exc.strerror}") from exc
+        if not stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) != self._store_id:
+            raise TreeChanged(b"", "the snapshot store was replaced")
+
+
+    def _scan(self, ref: str, previous: dict[bytes, Entry],
+              budget: Budget | None) -> dict[bytes, Entry]:
+        """Walk, hash and store the workspace as commit `ref`."""
+        if self._store_id is None:
             run_quiet(["git", "init", "-q", "--bare", str(self.state_dir)], env=git_env(self.home))
-        env = git_env(self.home) | {"GIT_DIR": str(self.state_dir)}
+            st = os.stat(self.state_dir, follow_symlinks=False)
+            self._store_id = (st.st_dev, st.st_ino)
         with tempfile.TemporaryFile() as errors:
             proc = subprocess.Popen(
-                ["git", "-c", "core.compression=1", "fast-import", "--quiet", "--done"],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env,
+                ["git", "-c", "core.compression=1", "fast-import", "--quiet", "--done", "--force"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=self._env(),
                 cwd=self.state_dir,
             )
             assert proc.stdin is not None
-            entries = self._feed(ref, previous, proc.stdin, proc)
+            entries = self._feed(ref, previous, proc.stdin, proc, budget)
             if proc.wait() != 0:
                 errors.seek(0)
                 message = errors.read().decode(errors="replace")
@@ -133,19 +194,16 @@ class Snapshot:
         fence = self.state_dir / "fence"
         fence.write_bytes(b"")
         self._fence_ns = fence.stat().st_mtime_ns
-        self._entries = entries
-        return self._git("rev-parse", f"{ref}^{{tree}}").strip()
+        return entries
 
-    def _feed(self, ref: str, previous: dict[bytes, _Entry], sink: IO[bytes],
-              proc: subprocess.Popen[bytes]) -> dict[bytes, _Entry]:
-        entries: dict[bytes, _Entry] = {}
+    def _feed(self, ref: str, previous: dict[bytes, Entry], sink: IO[bytes],
+              proc: subprocess.Popen[bytes], budget: Budget | None) -> dict[bytes, Entry]:
+        entries: dict[bytes, Entry] = {}
         try:
             sink.write(f"commit {ref}\ncommitter cto-harness <cto-harness@localhost> 0 +0000\n"
                        "data 0\ndeleteall\n".encode())
-            for rel, full, in_tree in _walk(os.fsencode(self.workspace)):
-                entry = self._entry(full, previous.get(rel), in_tree, rel, sink)
-                if entry is not None:
-                    entries[rel] = entry
+            for node, dir_fd in walk(self.workspace, budget=budget, count_only=_OWN_HISTORY):
+                entries[node.rel] = self._entry(node, dir_fd, previous.get(node.rel), sink)
             sink.write(b"done\n")
             sink.close()
         except BaseException:
@@ -156,149 +214,249 @@ class Snapshot:
             raise
         return entries
 
-    def _entry(self, full: bytes, old: _Entry | None, in_tree: bool, rel: bytes,
-               sink: IO[bytes]) -> _Entry | None:
-        st = os.lstat(full)
-        mode = st.st_mode
-        quoted = _fast_import_path(rel)
-        if stat.S_ISLNK(mode):
-            target = os.readlink(full)
-            header = b"blob %d\0" % len(target)
-            sha1 = hashlib.sha1(header + target).hexdigest()
-            if in_tree:
-                sink.write(b"M 120000 inline %s\ndata %d\n%s\n" % (quoted, len(target), target))
-            key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode)
-            return _Entry("L", False, "120000", sha1,
-                          target.decode("utf-8", "surrogateescape"), key, in_tree)
-        if not stat.S_ISREG(mode):
-            return _Entry("S", False, "", "", f"{stat.S_IFMT(mode):o}", (0, 0, 0, 0, mode), False)
-        git_mode = "100755" if mode & _GIT_MODE_EXEC else "100644"
-        executable = bool(mode & 0o111)
-        if (old is not None and old.kind == "F"
-                and old.stat_key == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode)
-                and max(st.st_mtime_ns, st.st_ctime_ns) < self._fence_ns):
-            if in_tree:
-                sink.write(f"M {git_mode} {old.sha1} ".encode() + quoted + b"\n")
-            return old
-        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+    def _entry(self, node: Node, dir_fd: int, old: Entry | None, sink: IO[bytes]) -> Entry:
+        if node.kind == LINK:
+            target = node.target
+            sink.write(b"M 120000 inline %s\ndata %d\n%s\n"
+                       % (_fast_import_path(node.rel), len(target), target))
+            return Entry(node, hashlib.sha1(b"blob %d\0" % len(target) + target).hexdigest())
+        if node.kind != FILE:
+            return Entry(node)  # a directory, special or unreadable entry: listed, never read
+        entry = Entry(node)
+        quoted = _fast_import_path(node.rel)
+        if (old is not None and old.kind == FILE and old.node.stat_key == node.stat_key
+                and max(node.mtime_ns, node.ctime_ns) < self._fence_ns):
+            sink.write(f"M {entry.git_mode} {old.sha1} ".encode() + quoted + b"\n")
+            entry.sha1, entry.sha256 = old.sha1, old.sha256
+            return entry
+        # The key is the listing's, taken before the bytes: a write racing the read moves
+        # ctime past it, so the next snapshot reads the file again.
+        fd = open_regular(dir_fd, node)
         try:
-            # The key is read before the bytes: a write racing the read moves ctime past it.
-            st = os.fstat(fd)
-            key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
-            size = st.st_size
-            blob = hashlib.sha1(b"blob %d\0" % size)
+            size = node.size
+            sha1 = hashlib.sha1(b"blob %d\0" % size)
             sha256 = hashlib.sha256()
-            if in_tree:
-                sink.write(b"M %s inline %s\ndata %d\n" % (git_mode.encode(), quoted, size))
-            remaining = size
-            while remaining > 0:
-                chunk = os.read(fd, min(remaining, _WHOLE_READ if size <= _WHOLE_READ else _CHUNK))
-                if not chunk:
-                    raise HarnessFault(f"{os.fsdecode(full)} shrank while it was read")
-                remaining -= len(chunk)
-                blob.update(chunk)
+            sink.write(b"M %s inline %s\ndata %d\n" % (entry.git_mode.encode(), quoted, size))
+
+            def take(chunk: bytes) -> None:
+                sha1.update(chunk)
                 sha256.update(chunk)
-                if in_tree:
-                    sink.write(chunk)
-            if os.read(fd, 1):
-                raise HarnessFault(f"{os.fsdecode(full)} grew while it was read")
-            if in_tree:
-                sink.write(b"\n")
+                sink.write(chunk)
+
+            read_exact(fd, node, take, _WHOLE_READ if size <= _WHOLE_READ else _CHUNK)
+            sink.write(b"\n")
         finally:
             os.close(fd)
-        return _Entry("F", executable, git_mode, blob.hexdigest(), sha256.hexdigest(), key,
-                      in_tree)
+        entry.sha1, entry.sha256 = sha1.hexdigest(), sha256.hexdigest()
+        return entry
 
-    def take_before(self) -> str:
-        self.before = self._scan("refs/snapshots/before", {})
+    def take_before(self, budget: Budget | None = None) -> str:
+        self.before_entries = self._scan(_REFS["before"], {}, budget)
+        self.before = _REFS["before"]
         return self.before
 
-    def take_after(self) -> str:
-        self.after = self._scan("refs/snapshots/after", self._entries)
+    def take_after(self, budget: Budget | None = None) -> str:
+        """The workspace after the provider. Raises BudgetExceeded (nothing past the budget
+        read) or TreeChanged (something still moved the tree)."""
+        self.after_entries = self._scan(_REFS["after"], self.before_entries, budget)
+        self.after = _REFS["after"]
         return self.after
+
+    @property
+    def _latest(self) -> dict[bytes, Entry]:
+        return self.after_entries if self.after else self.before_entries
 
     def digest(self) -> str:
         """The freshness digest of the latest snapshot: `fsutil.tree_digest` of the workspace
         without its top-level .git, from the hashes the snapshot computed."""
         assert self.before, "take a snapshot first"
         digest = hashlib.sha256()
-        for rel in sorted(self._entries, key=lambda r: r.split(b"/")):
-            entry = self._entries[rel]
+        entries = self._latest
+        for rel in sorted(entries, key=lambda r: r.split(b"/")):
+            entry = entries[rel]
+            node = entry.node
             name = rel.decode("utf-8", "surrogateescape")
-            if entry.kind == "L":
-                line = f"L {name} {entry.sha256}"
-            elif entry.kind == "S":
-                line = f"S {name} {entry.sha256}"
-            else:
+            if node.kind == DIR:
+                continue
+            if node.kind == LINK:
+                line = f"L {name} {node.target.decode('utf-8', 'surrogateescape')}"
+            elif node.kind == FILE:
                 line = f"F{'x' if entry.executable else '-'} {name} {entry.sha256}"
+            else:
+                line = f"S {name} {stat.S_IFMT(node.mode):o}"
             digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
         return digest.hexdigest()
 
     def changes(self) -> list[ChangedFile]:
+        """Every difference between the two inventories, each named with what it is."""
         assert self.before and self.after, "take both snapshots first"
-        raw = self._git("diff-tree", "-r", "-z", "--no-renames", "--raw", self.before, self.after)
-        fields = raw.split("\0")
+        before, after = self.before_entries, self.after_entries
         changes: list[ChangedFile] = []
-        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
-            if not meta.startswith(":"):
+        root_length = len(os.fsencode(self.workspace.absolute())) + 1
+        for rel in sorted(before.keys() | after.keys(), key=lambda r: r.split(b"/")):
+            old, new = before.get(rel), after.get(rel)
+            change = _compare(old, new)
+            if change is None:
                 continue
-            old_mode, new_mode, _old, _new, status = meta[1:].split(" ")
-            kind = _STATUS.get(status, "modified")
-            if kind == "modified" and old_mode != new_mode:
-                kind = "mode_changed" if _old == _new else "modified"
-            changes.append(
-                ChangedFile(
-                    path=path,
-                    change=kind,
-                    old_mode=None if old_mode == "000000" else old_mode,
-                    new_mode=None if new_mode == "000000" else new_mode,
-                    symlink="120000" in (old_mode, new_mode),
-                )
-            )
+            current = new or old
+            assert current is not None
+            changes.append(ChangedFile(
+                path=path_text(rel),
+                change=change,
+                old_mode=old.git_mode if old else None,
+                new_mode=new.git_mode if new else None,
+                symlink=LINK in (old.kind if old else "", new.kind if new else ""),
+                kind=current.kind,
+                notes=_notes(rel, new, old, root_length),
+            ))
         return changes
 
     def patch(self, bookkeeping_dirs: Sequence[str] = ()) -> bytes:
         """A git-style unified diff of source changes (the provider's bookkeeping folders left
-        out) that `git apply` takes on the fixture."""
+        out) that `git apply` takes on the fixture, headed by comment lines naming what no
+        patch can carry (special and unreadable entries; `git apply` skips text before the
+        first diff)."""
         assert self.before and self.after
         excludes = [f":(exclude){d}" for d in bookkeeping_dirs]
-        env = git_env(self.home) | {"GIT_DIR": str(self.state_dir)}
-        return run_quiet(
+        diff = subprocess.run(
             ["git", "diff", "--binary", "--full-index", "--no-renames", "--no-color",
              self.before, self.after, "--", ".", *excludes],
-            env=env, timeout=600,
-        ).stdout.encode("utf-8", "surrogateescape")
+            env=self._env(), stdin=subprocess.DEVNULL, capture_output=True, timeout=600,
+            check=True,
+        ).stdout
+        unstorable = [e for e in self.after_entries.values()
+                      if e.kind in SPECIAL_KINDS or e.kind == UNREADABLE]
+        header = b"".join(
+            f"# cto-harness: {path_text(e.node.rel)} is a {e.kind} ({e.git_mode}): not in this "
+            f"patch, never copied or tested\n".encode() for e in unstorable)
+        return header + diff
+
+    @contextlib.contextmanager
+    def blobs(self) -> Iterator[ContentSource]:
+        """The stored bytes of an entry, by its blob id: what the verification copy is made of,
+        so that the copy holds exactly what the inventories (and the patch) hold."""
+        proc = subprocess.Popen(["git", "cat-file", "--batch"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                env=self._env(), cwd=self.state_dir)
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
+
+        def content(item: Planned, sink: Callable[[bytes], object]) -> None:
+            stdin.write(item.content.encode() + b"\n")
+            stdin.flush()
+            header = stdout.readline().split()
+            if len(header) != 3 or header[1] != b"blob" or header[0] != item.content.encode():
+                raise HarnessFault(f"the snapshot store has no blob {item.content}")
+            remaining = int(header[2])
+            while remaining > 0:
+                chunk = stdout.read(min(remaining, _CHUNK))
+                if not chunk:
+                    raise HarnessFault(f"the snapshot store cut blob {item.content} short")
+                remaining -= len(chunk)
+                sink(chunk)
+            stdout.read(1)  # the newline after each object
+
+        try:
+            yield content
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+            proc.kill()
+            proc.wait()
 
 
-def _walk(root: bytes) -> Iterator[tuple[bytes, bytes, bool]]:
-    """(relative path, full path, belongs in a git tree) of every non-directory below `root`,
-    skipping the top-level .git; entries under a nested .git are listed but kept out of trees."""
-    stack: list[tuple[bytes, bytes, bool]] = [(root, b"", True)]
-    while stack:
-        folder, prefix, in_tree = stack.pop()
-        with os.scandir(folder) as entries:
-            for item in entries:
-                name = item.name
-                rel = prefix + name
-                if prefix == b"" and name == b".git":
-                    continue  # the workspace's own history: never part of a snapshot or digest
-                if item.is_dir(follow_symlinks=False):
-                    stack.append((item.path, rel + b"/", in_tree and name != b".git"))
-                else:
-                    yield rel, item.path, in_tree
+def _compare(old: Entry | None, new: Entry | None) -> str | None:
+    """git's change kinds, extended to every kind of entry; None when nothing changed.
+    Directories are compared only by kind: a new folder shows through what it holds."""
+    if old is None:
+        return None if new is None or new.kind == DIR else "added"
+    if new is None:
+        return None if old.kind == DIR else "deleted"
+    if old.kind != new.kind:
+        return "type_changed"
+    if old.kind == FILE:
+        content = old.sha1 != new.sha1
+        mode = (old.git_mode != new.git_mode
+                or (old.node.mode & _SPECIAL_BITS) != (new.node.mode & _SPECIAL_BITS))
+        if content:
+            return "modified"
+        return "mode_changed" if mode else None
+    if old.kind == LINK:
+        return "modified" if old.node.target != new.node.target else None
+    if old.kind == DIR:
+        return None
+    return "modified" if (old.node.mode, old.node.size) != (new.node.mode, new.node.size) else None
+
+
+def _notes(rel: bytes, new: Entry | None, old: Entry | None, root_length: int) -> list[str]:
+    """What the report must say about an entry beyond its change kind."""
+    notes: list[str] = []
+    current = new or old
+    assert current is not None
+    parts = rel.split(b"/")
+    if any(part.lower() == b".git" for part in parts):
+        notes.append("inside a nested .git folder (shown in the diff and tested like any file)")
+    try:
+        text = rel.decode("utf-8")
+    except UnicodeDecodeError:
+        notes.append("name is not UTF-8 (shown escaped)")
+    else:
+        if not text.isprintable():
+            notes.append("name holds control or invisible characters (shown escaped)")
+    if root_length + len(rel) >= PATH_MAX:
+        notes.append(f"path is {root_length + len(rel)} bytes, past PATH_MAX ({PATH_MAX})")
+    if new is not None:
+        node = new.node
+        if node.kind in SPECIAL_KINDS:
+            notes.append(f"special file ({node.kind}): never opened, copied or tested")
+        elif node.kind == UNREADABLE:
+            notes.append(f"unreadable ({node.error}): never copied or tested")
+        elif node.kind == FILE and node.nlink > 1:
+            notes.append(f"hard link: {node.nlink} names share this file; each counts "
+                         "against the workspace limit")
+        if node.kind == FILE and node.mode & _SPECIAL_BITS:
+            notes.append(f"{_SPECIAL_BITS_NOTE}{stat.S_IMODE(node.mode):04o}: setuid, setgid and "
+                         "sticky bits are never copied")
+    return notes
+
+
+# A link or file where the fixture has a directory, or a link where a verification file belongs,
+# is never judged by the allowed paths alone: the harness would have to write through it.
+_DIRECTORY_MODE = "040000"
 
 
 def split_changes(
-    changes: list[ChangedFile], allowed_paths: list[str], bookkeeping_dirs: Sequence[str] = ()
+    changes: list[ChangedFile], allowed_paths: list[str], bookkeeping_dirs: Sequence[str] = (),
+    *, verification_files: Sequence[str] = (),
 ) -> tuple[list[ChangedFile], list[ChangedFile]]:
     """(source changes judged against the allowed paths, changes under the provider's own
-    bookkeeping folders, e.g. Case's `.case/`)."""
+    bookkeeping folders, e.g. Case's `.case/`).
+
+    Always disallowed, whatever the globs say: special and unreadable entries; anything but a
+    directory where the fixture has a directory; a symlink at a verification file's path; a
+    setuid, setgid or sticky bit. Links and special files under `.case/` are source changes,
+    not bookkeeping."""
+    verification_files = list(verification_files)
     source: list[ChangedFile] = []
     bookkeeping: list[ChangedFile] = []
     for change in changes:
-        if change.path.split("/", 1)[0] in bookkeeping_dirs:
+        plain = change.kind in ("file", "directory")
+        if change.path.split("/", 1)[0] in bookkeeping_dirs and plain:
             bookkeeping.append(change)
-        else:
-            change.allowed = matches_any(change.path, allowed_paths)
-            source.append(change)
+            continue
+        change.allowed = matches_any(change.path, allowed_paths)
+        if not plain and change.kind != "symlink":
+            change.allowed = False
+        if change.old_mode == _DIRECTORY_MODE and change.kind != "directory":
+            change.allowed = False
+            change.notes.append("a link or file where the fixture has a directory")
+        if change.kind == "symlink" and matches_any(change.path, verification_files):
+            change.allowed = False
+            change.notes.append("a symlink at a verification file's path")
+        if change.path.split("/", 1)[0] in bookkeeping_dirs:
+            change.allowed = False
+            change.notes.append("a link or special file in the provider's bookkeeping")
+        if any(note.startswith(_SPECIAL_BITS_NOTE) for note in change.notes):
+            change.allowed = False
+        source.append(change)
     return source, bookkeeping

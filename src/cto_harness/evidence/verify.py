@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from cto_harness.evidence.bundle import (
     bundle_files,
 )
 from cto_harness.fsutil import sha256_file
+from cto_harness.inert import inert
 
 # File timestamps come from a coarse kernel clock that may lag the one the run read.
 _CLOCK_SLACK = timedelta(seconds=1)
@@ -31,7 +34,15 @@ def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
     """Raise BundleInvalid at the first discrepancy; return the report when all holds.
 
     The DSSE signature (`evidence.dsse.json`) is checked with `public_key`, by default the local
-    harness's own (`$CTO_HARNESS_HOME/keys/evidence-ed25519.pub`)."""
+    harness's own (`$CTO_HARNESS_HOME/keys/evidence-ed25519.pub`). Only regular files make a
+    bundle: a link, FIFO or device in it is a discrepancy, never followed or read."""
+    try:
+        return _verify(root, public_key)
+    except OSError as exc:
+        raise BundleInvalid(f"unreadable bundle entry: {exc}") from exc
+
+
+def _verify(root: Path, public_key: Path | None) -> Report:
     from cto_harness.evidence.signing import load_public_key, verify_envelope
 
     root = root.resolve()
@@ -50,15 +61,18 @@ def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
             raise BundleInvalid(f"{MANIFEST} line {number} is malformed")
         listed[rel] = digest
     present = {rel for rel in bundle_files(root) if rel not in NOT_IN_MANIFEST}
+    for rel in sorted(present | {r for r in NOT_IN_MANIFEST if os.path.lexists(root / r)}):
+        if not stat.S_ISREG(os.lstat(root / rel).st_mode):
+            raise BundleInvalid(f"not a regular file: {inert(rel)}")
     if unlisted := sorted(present - set(listed)):
-        raise BundleInvalid(f"file not in {MANIFEST}: {unlisted[0]}")
+        raise BundleInvalid(f"file not in {MANIFEST}: {inert(unlisted[0])}")
     for rel, digest in sorted(listed.items()):
         path = root / rel
-        if not path.is_file():
-            raise BundleInvalid(f"listed in {MANIFEST} but missing: {rel}")
+        if rel not in present:  # also refuses a listed name that climbs out of the bundle
+            raise BundleInvalid(f"listed in {MANIFEST} but missing: {inert(rel)}")
         if (actual := sha256_file(path)) != digest:
             raise BundleInvalid(
-                f"digest mismatch: {rel} (listed {digest[:12]}…, is {actual[:12]}…)"
+                f"digest mismatch: {inert(rel)} (listed {digest[:12]}…, is {actual[:12]}…)"
             )
 
     try:

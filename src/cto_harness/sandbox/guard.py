@@ -7,10 +7,11 @@
   harness's fixture cases and `$CTO_HARNESS_HOME` (all but the runs directory). A change in the
   bundle blocks `bundle_tampered`; anywhere else `outside_write_detected`. On the bwrap and
   Landlock tiers such writes are already prevented; on `none` this is what detects them.
-* **Disk**: the total apparent size of everything the provider may write (sparse files count at
-  their full size) against `CTO_HARNESS_WORKSPACE_LIMIT_MB`; over it blocks
-  `workspace_size_exceeded`. The same limit is set as RLIMIT_FSIZE on the provider, so one
-  runaway file stops at the limit instead of filling the disk.
+* **Disk**: the same limit, `CTO_HARNESS_WORKSPACE_LIMIT_MB`, is set as RLIMIT_FSIZE on the
+  provider (one runaway file stops there instead of filling the disk); the total is charged by
+  the one walk of the workspace after the run (`tree.py` Budget, every hard link at full
+  size, sparse files at their apparent size, before any content is read): over it blocks
+  `workspace_size_exceeded`.
 """
 
 from __future__ import annotations
@@ -94,39 +95,3 @@ class Watch:
 def _diff(before: dict[str, Entry], after: dict[str, Entry]) -> list[str]:
     changed = [p for p in before.keys() | after.keys() if before.get(p) != after.get(p)]
     return sorted(changed)
-
-
-def apparent_size(paths: list[Path], stop_after: int) -> int:
-    """Sum of st_size below `paths` (not following symlinks), stopping once past `stop_after`."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    stack = [p for p in paths if os.path.lexists(p)]
-    while stack:
-        current = stack.pop()
-        try:
-            st = current.lstat()
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) in seen:
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        if current.is_dir() and not current.is_symlink():
-            try:
-                with os.scandir(current) as entries:
-                    stack.extend(Path(e.path) for e in entries)
-            except OSError:
-                continue
-        else:
-            total += st.st_size
-            if total > stop_after:
-                return total
-    return total
-
-
-def check_disk(paths: list[Path], limit: int) -> int:
-    used = apparent_size(paths, limit)
-    if used > limit:
-        raise Blocked(BlockerCode.WORKSPACE_SIZE_EXCEEDED,
-                      f"the provider wrote more than the {limit // (1024 * 1024)} MiB limit "
-                      f"(CTO_HARNESS_WORKSPACE_LIMIT_MB) into the workspace and its private dirs")
-    return used

@@ -288,8 +288,10 @@ def run_process(
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     file_size_limit: int | None = None,
     on_start: Callable[[int], None] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> ProcessResult:
-    """Run `argv` (never through a shell) and return what happened; leaves no process behind."""
+    """Run `argv` (never through a shell) and return what happened; leaves no process behind.
+    `pass_fds`: descriptors the process inherits (the harness's test-result channel)."""
     ensure_subreaper()
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
@@ -304,6 +306,7 @@ def run_process(
         stderr=subprocess.PIPE,
         start_new_session=True,
         close_fds=True,
+        pass_fds=tuple(pass_fds),
         preexec_fn=_child_setup(file_size_limit),
     )
     assert proc.stdout is not None and proc.stderr is not None

@@ -61,6 +61,7 @@ from cto_harness.engines.case.inputs import (
 from cto_harness.errors import Blocked, BlockerCode, PolicyInvalid
 from cto_harness.fsutil import atomic_write_json, sha256_file
 from cto_harness.git import git_env
+from cto_harness.inert import path_text
 from cto_harness.providers import (
     IdentityMismatch,
     ProviderPolicy,
@@ -72,6 +73,7 @@ from cto_harness.providers import (
 from cto_harness.sandbox.netproxy import model_endpoint, sandbox_base_url
 from cto_harness.sandbox.process import ProcessResult
 from cto_harness.settings import CREDENTIAL_VARIABLES, PositiveWhole
+from cto_harness.tree import files_in, iter_files, read_file
 
 _MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
 _MAX_MARKER_BYTES = 4096
@@ -399,19 +401,21 @@ class CaseEngine(Engine):
         records = self._case_dir(ctx) / "records"
         forbidden = collect_guard_records(records, ctx.backend)
         forbidden += inspect_remotes(ctx.workspace, self._remote(ctx), real_git())
-        task_file = self._task_file(ctx)
-        if _regular(task_file):
-            shutil.copyfile(task_file, ctx.backend / "task-after-run.json")
+        # The provider may rewrite its task folder: read without following its links.
+        task_rel = self._task_file(ctx).relative_to(ctx.private).as_posix()
+        after = read_file(ctx.private, task_rel, _MAX_MARKER_BYTES * 256)
+        if after is not None:
+            (ctx.backend / "task-after-run.json").write_bytes(after)
         task = task_id(ctx.case.spec.id, ctx.run_id)
         claims: dict[str, Any] = {"recorded_not_trusted": True, "task_id": task}
         logs = self._event_logs(ctx, task)
         claims["event_log"] = None
-        claims["event_log_files"] = [p.relative_to(ctx.workspace).as_posix() for p in logs]
+        claims["event_log_files"] = [path_text(rel) for rel, _data in logs]
         pipeline_end = None
         events: tuple[ProviderEvent, ...] = ()
         spans: tuple[ProviderSpan, ...] = ()
         if logs:
-            parts = [p.read_bytes()[:_MAX_EVENT_LOG_BYTES] for p in logs]
+            parts = [data for _rel, data in logs]
             raw = b"".join(part if part.endswith(b"\n") else part + b"\n" for part in parts)
             (ctx.backend / "case-events.jsonl").write_bytes(raw)
             rows, bad = read_jsonl(ctx.backend / "case-events.jsonl")
@@ -431,64 +435,56 @@ class CaseEngine(Engine):
             pipeline_end and pipeline_end.get("outcome") == "completed" and last == SUCCESS_LINE
         )
         claims["task_status_after_run"] = _task_status(ctx.backend / "task-after-run.json")
-        forbidden += self._credential_leaks(ctx, admission, logs)
+        forbidden += self._credential_leaks(ctx, admission)
         return Outcome(events=events, spans=spans, claims=claims, forbidden=tuple(forbidden),
                        provider_outcome=provider_outcome_of(events, EVENT_LOG))
 
     @staticmethod
-    def _event_logs(ctx: RunContext, task_id: str | None) -> list[Path]:
+    def _event_logs(ctx: RunContext, task_id: str | None) -> list[tuple[bytes, bytes]]:
+        """(path in the workspace, first bytes) of each event log, read without following any
+        link the provider made (the workspace is its to shape), never a FIFO or device."""
         if task_id is None:
             return []
-        folder = ctx.workspace / ".case" / task_id / "events"
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.glob("run-*.jsonl") if _inside(p, ctx.workspace))
+        folder = f".case/{task_id}/events"
+        logs = []
+        for name in files_in(ctx.workspace, folder):
+            if name.startswith(b"run-") and name.endswith(b".jsonl"):
+                rel = os.fsencode(folder) + b"/" + name
+                data = read_file(ctx.workspace, rel, _MAX_EVENT_LOG_BYTES)
+                if data is not None:
+                    logs.append((rel, data))
+        return logs
 
     @staticmethod
     def _marker(ctx: RunContext, task_id: str | None, name: str) -> str | None:
         if task_id is None:
             return None
-        path = ctx.workspace / ".case" / task_id / name
-        if not _inside(path, ctx.workspace):
-            return None
-        return path.read_bytes()[:_MAX_MARKER_BYTES].decode("utf-8", "replace").strip()
+        data = read_file(ctx.workspace, f".case/{task_id}/{name}", _MAX_MARKER_BYTES)
+        return None if data is None else data.decode("utf-8", "replace").strip()
 
-    def _credential_leaks(self, ctx: RunContext, admission: Admission, logs: list[Path]
-                          ) -> list[ForbiddenAction]:
+    def _credential_leaks(self, ctx: RunContext, admission: Admission) -> list[ForbiddenAction]:
         """A credential value in the provider's output or in the workspace is a disclosure,
         whatever else happened. (Every value is also redacted from the bundle at seal time.)"""
         values = {n: ctx.environ[n] for n in admission.credentials if len(ctx.environ[n]) >= 4}
         if not values:
             return []
-        candidates = [ctx.backend / "stdout.log", ctx.backend / "stderr.log", *logs]
-        for dirpath, dirnames, filenames in os.walk(ctx.workspace):
-            if dirpath == str(ctx.workspace):
-                dirnames[:] = [d for d in dirnames if d != ".git"]
-            candidates += [Path(dirpath) / f for f in filenames]
+        candidates: list[tuple[str, bytes]] = []
+        for log in ("stdout.log", "stderr.log"):
+            data = read_file(ctx.backend, log, _MAX_SCAN_BYTES)
+            candidates.append((f"backend/{log}", data or b""))
+        # The workspace (event logs included) by the tree layer: no link followed, any depth.
+        candidates += [(f"workspace/{path_text(rel)}", data) for rel, data in iter_files(
+            ctx.workspace, cap=_MAX_SCAN_BYTES, count_only=frozenset({b".git"}))]
         found = []
-        for path in candidates:
-            if not _regular(path):
-                continue
-            with open(path, "rb") as handle:
-                data = handle.read(_MAX_SCAN_BYTES)
+        for where, data in candidates:
             for name, value in values.items():
                 if value.encode() in data:
-                    where = path.relative_to(ctx.run_dir).as_posix()
                     found.append(ForbiddenAction(
                         action="credential_disclosed",
                         detail=f"the value of {name} appeared in {where}",
                         source="harness credential scan",
                     ))
         return found
-
-
-def _regular(path: Path) -> bool:
-    return path.is_file() and not path.is_symlink()
-
-
-def _inside(path: Path, root: Path) -> bool:
-    """A regular file whose real location is inside `root` (no symlink out of the workspace)."""
-    return _regular(path) and path.resolve().is_relative_to(root.resolve())
 
 
 def _last_line(path: Path) -> str | None:

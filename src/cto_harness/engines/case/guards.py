@@ -23,6 +23,7 @@ from typing import Any
 
 from cto_harness.contracts import ForbiddenAction
 from cto_harness.core.gitdir import check_git_dir, config_entries, redact_url
+from cto_harness.tree import read_file
 
 GH_RECORD = "gh-calls.jsonl"
 GIT_PUSH_RECORD = "git-push-attempts.jsonl"
@@ -136,11 +137,20 @@ def install_guards(bin_dir: Path, records: Path, local_remote: Path, git: str) -
     ))
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file() or path.is_symlink():
+_MAX_RECORD_BYTES = 8 * 1024 * 1024
+
+
+def _read(path: Path) -> bytes | None:
+    """A record the provider could have replaced: read without following a link below its
+    folder, never a FIFO or device, at most _MAX_RECORD_BYTES."""
+    return read_file(path.parent.parent, f"{path.parent.name}/{path.name}", _MAX_RECORD_BYTES)
+
+
+def _rows(data: bytes | None) -> list[dict[str, Any]]:
+    if data is None:
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in data.decode("utf-8", "replace").splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
@@ -157,14 +167,14 @@ def _argv_text(row: dict[str, Any]) -> str:
 def collect_guard_records(records: Path, backend: Path) -> list[ForbiddenAction]:
     """Copy the raw records into `backend/` and return the forbidden attempts they show."""
     forbidden: list[ForbiddenAction] = []
-    for name in (GH_RECORD, GIT_PUSH_RECORD):
-        source = records / name
-        if source.is_file() and not source.is_symlink():
-            shutil.copyfile(source, backend / name)
-    for row in _rows(records / GH_RECORD):
+    raw = {name: _read(records / name) for name in (GH_RECORD, GIT_PUSH_RECORD)}
+    for name, data in raw.items():
+        if data is not None:
+            (backend / name).write_bytes(data)
+    for row in _rows(raw[GH_RECORD]):
         forbidden.append(ForbiddenAction(
             action="gh", detail=f"gh {_argv_text(row)}", source=f"backend/{GH_RECORD}"))
-    for row in _rows(records / GIT_PUSH_RECORD):
+    for row in _rows(raw[GIT_PUSH_RECORD]):
         if row.get("allowed") is not True:
             forbidden.append(ForbiddenAction(
                 action="git_push_non_local",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -21,12 +22,15 @@ from cto_harness.engines.base import (
 )
 from cto_harness.engines.case.events import map_events, read_jsonl, typed
 from cto_harness.errors import HarnessFault
-from cto_harness.fsutil import atomic_write_json, sha256_file
+from cto_harness.fsutil import atomic_write_bytes, atomic_write_json, sha256_file
 from cto_harness.git import git_env
 from cto_harness.sandbox.process import ProcessResult
 from cto_harness.settings import PositiveWhole
+from cto_harness.tree import read_file
 
 AGENT_SOURCE = Path(__file__).with_name("agent.py")
+MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
+MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
 
 
 class FakeSettings(EngineSettings):
@@ -95,14 +99,15 @@ class FakeEngine(Engine):
                       timeout_seconds=settings.timeout_seconds)
 
     def collect(self, ctx: RunContext, admission: Admission, result: ProcessResult) -> Outcome:
-        log = self._private(ctx) / "events.jsonl"
-        if log.is_symlink():
-            # The provider can write here: never follow its link (to a key, a target) into the bundle.
-            return Outcome(claims={"event_log": "refused: a symlink planted by the provider"})
-        if not log.is_file():
-            return Outcome(claims={"event_log": None})
-        shutil.copy2(log, ctx.backend / "fake-events.jsonl")
-        rows, bad = read_jsonl(log)
+        # The provider can write here: read without following any link (to a key, a target),
+        # never a FIFO or device, and no more than the cap, whatever it planted.
+        data = read_file(ctx.private, "fake/events.jsonl", MAX_EVENT_LOG_BYTES)
+        if data is None:
+            planted = os.path.lexists(self._private(ctx) / "events.jsonl")
+            return Outcome(claims={"event_log": "refused: not a regular file (a link, FIFO or "
+                                   "device planted by the provider)" if planted else None})
+        atomic_write_bytes(ctx.backend / "fake-events.jsonl", data)
+        rows, bad = read_jsonl(ctx.backend / "fake-events.jsonl")
         mapped = map_events(rows, fallback_ts=iso(utc_now()))
         events, spans = typed(mapped)
         return Outcome(

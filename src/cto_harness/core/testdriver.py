@@ -1,0 +1,265 @@
+"""The harness's test driver: runs inside the verification interpreter, given with `-c` (never a
+file the tested code could edit first), standard library only, never imports cto_harness.
+
+    python [options] -c <this source> MODE OUT_FD TOKEN_FD FRAMEWORK [runner arguments...]
+
+MODE is `run` or `collect`; FRAMEWORK `unittest` or `pytest`. The per-run token is read from
+TOKEN_FD (a pipe the harness filled and closed) and the descriptor closed, so the token is in no
+argument, environment variable or file. Every record is one JSON line on OUT_FD carrying the
+token: `start`, then one `test` (run) or `collected` (collect) record per test, `collect_error`
+for a module that did not import, and `end` once the framework returned on its own. A process
+that exits early never writes `end`; text it prints is never read as a result.
+
+Before any test module is imported, the driver turns byte-code writing off and makes every
+module under the tested tree load from source only (no `.pyc` there, cached or alone, runs
+instead of the source the diff shows); and it records the identity of the framework's own
+functions, so a tested module that replaces them is named in `end` (`tampered`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def _channel(out_fd: int, token: str):  # type: ignore[no-untyped-def]
+    write, dumps, getpid = os.write, json.dumps, os.getpid
+    counter = [0]
+
+    def emit(kind: str, **fields: object) -> None:
+        counter[0] += 1
+        line = dumps({"token": token, "seq": counter[0], "type": kind, "pid": getpid(),
+                      **fields}) + "\n"
+        view = memoryview(line.encode("utf-8", "backslashreplace"))
+        while view:
+            view = view[write(out_fd, view):]
+
+    return emit
+
+
+def _source_only(root: str) -> None:
+    """Modules under `root` (the tree being tested) load from their source only: a `.pyc` there,
+    in `__pycache__` or alone, is never used, so what runs is what the diff shows. The standard
+    library keeps its own byte-code (no cost)."""
+    import importlib.machinery as machinery
+
+    class SourceOnly(machinery.SourceFileLoader):
+        def get_data(self, path: str) -> bytes:
+            if path.endswith(tuple(machinery.BYTECODE_SUFFIXES)):
+                raise OSError("cto-harness: byte-code in the tested tree is never used")
+            return super().get_data(path)
+
+    inside = os.path.realpath(root)
+    source_finder = machinery.FileFinder.path_hook(
+        (SourceOnly, machinery.SOURCE_SUFFIXES))
+
+    def hook(path: str):  # type: ignore[no-untyped-def]
+        real = os.path.realpath(path or os.curdir)
+        if real == inside or real.startswith(inside + os.sep):
+            return source_finder(path)
+        raise ImportError("not in the tested tree")
+
+    sys.path_hooks.insert(0, hook)
+    sys.path_importer_cache.clear()
+
+
+def _guard(owners: dict[str, object]) -> dict[tuple[str, str], int]:
+    found = {}
+    for owner_name, owner in owners.items():
+        for attr, value in list(vars(owner).items()):
+            if callable(value) or isinstance(value, (staticmethod, classmethod, property)):
+                found[(owner_name, attr)] = id(value)
+    return found
+
+
+def _tampered(before: dict[tuple[str, str], int], owners: dict[str, object]) -> list[str]:
+    after = _guard(owners)
+    return sorted(f"{o}.{a}" for (o, a), ident in before.items() if after.get((o, a)) != ident)
+
+
+def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
+    import unittest
+    import unittest.case
+    import unittest.loader
+    import unittest.result
+    import unittest.runner
+    import unittest.suite
+
+    failed_test = getattr(unittest.loader, "_FailedTest", ())
+
+    def flatten(suite):  # type: ignore[no-untyped-def]
+        for test in suite:
+            if isinstance(test, unittest.TestSuite):
+                yield from flatten(test)  # type: ignore[no-untyped-call]
+            else:
+                yield test
+
+    def may_skip(test) -> bool:  # type: ignore[no-untyped-def]
+        method = getattr(test, getattr(test, "_testMethodName", ""), None)
+        return bool(getattr(type(test), "__unittest_skip__", False)
+                    or getattr(method, "__unittest_skip__", False))
+
+    class Result(unittest.TextTestResult):
+        def startTest(self, test):  # type: ignore[no-untyped-def]
+            self._cto_outcome = None
+            self._cto_detail = ""
+            super().startTest(test)
+
+        def _cto_note(self, test, err) -> None:  # type: ignore[no-untyped-def]
+            if not self._cto_detail:
+                self._cto_detail = self._exc_info_to_string(err, test)[-4000:]  # type: ignore[attr-defined]
+
+        def _cto_set(self, outcome: str) -> None:
+            if getattr(self, "_cto_outcome", None) in (None, "passed"):
+                self._cto_outcome = outcome
+
+        def addSuccess(self, test):  # type: ignore[no-untyped-def]
+            super().addSuccess(test)
+            self._cto_set("passed")
+
+        def addFailure(self, test, err):  # type: ignore[no-untyped-def]
+            super().addFailure(test, err)
+            self._cto_set("failed")
+            self._cto_note(test, err)
+
+        def addError(self, test, err):  # type: ignore[no-untyped-def]
+            super().addError(test, err)
+            if isinstance(test, unittest.TestCase):
+                self._cto_set("error")
+                self._cto_note(test, err)
+            else:  # a class or module fixture failed: no startTest/stopTest around it
+                emit("test", id=str(test.id()), outcome="error",
+                     detail=self._exc_info_to_string(err, test)[-4000:])  # type: ignore[attr-defined]
+
+        def addSkip(self, test, reason):  # type: ignore[no-untyped-def]
+            super().addSkip(test, reason)
+            self._cto_set("skipped")
+
+        def addExpectedFailure(self, test, err):  # type: ignore[no-untyped-def]
+            super().addExpectedFailure(test, err)
+            self._cto_set("expected_failure")
+
+        def addUnexpectedSuccess(self, test):  # type: ignore[no-untyped-def]
+            super().addUnexpectedSuccess(test)
+            self._cto_set("unexpected_success")
+
+        def addSubTest(self, test, subtest, err):  # type: ignore[no-untyped-def]
+            super().addSubTest(test, subtest, err)
+            if err is not None:
+                self._cto_outcome = "failed"
+                self._cto_note(test, err)
+
+        def stopTest(self, test):  # type: ignore[no-untyped-def]
+            super().stopTest(test)
+            emit("test", id=str(test.id()), outcome=self._cto_outcome or "no_outcome",
+                 detail=self._cto_detail)
+
+    class Runner(unittest.TextTestRunner):
+        resultclass = Result  # type: ignore[assignment]
+
+        def run(self, test):  # type: ignore[no-untyped-def]
+            if mode != "collect":
+                return super().run(test)
+            result = unittest.TestResult()
+            for item in flatten(test):  # type: ignore[no-untyped-call]
+                if failed_test and isinstance(item, failed_test):
+                    emit("collect_error", id=str(item.id()))
+                    result.errors.append((item, "import failed"))
+                else:
+                    emit("collected", id=str(item.id()), may_skip=may_skip(item))
+            return result
+
+    owners = {"TestCase": unittest.TestCase, "TestSuite": unittest.TestSuite,
+              "BaseTestSuite": unittest.suite.BaseTestSuite, "TestResult": unittest.TestResult,
+              "TextTestResult": unittest.TextTestResult, "TestLoader": unittest.TestLoader,
+              "TestProgram": unittest.TestProgram, "_Outcome": unittest.case._Outcome,  # type: ignore[attr-defined]
+              "Result": Result, "Runner": Runner, "TextTestRunner": unittest.TextTestRunner}
+    before = _guard(owners)
+    program = unittest.main(module=None, argv=["python -m unittest", *args], testRunner=Runner,
+                            exit=False)
+    result = program.result
+    emit("end", ran=result.testsRun, failures=len(result.failures), errors=len(result.errors),
+         unexpected_successes=len(result.unexpectedSuccesses), skipped=len(result.skipped),
+         successful=result.wasSuccessful(), tampered=_tampered(before, owners))
+    return 0 if result.wasSuccessful() else 1
+
+
+def _pytest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
+    import pytest
+
+    class Plugin:
+        def __init__(self) -> None:
+            self.outcomes: dict[str, str] = {}
+            self.details: dict[str, str] = {}
+            self.exitstatus: int | None = None
+
+        def pytest_collectreport(self, report):  # type: ignore[no-untyped-def]
+            if report.failed:
+                emit("collect_error", id=str(report.nodeid))
+
+        def pytest_collection_finish(self, session):  # type: ignore[no-untyped-def]
+            if mode == "collect":
+                for item in session.items:
+                    marked = any(True for name in ("skip", "skipif", "xfail")
+                                 for _ in item.iter_markers(name))
+                    emit("collected", id=str(item.nodeid), may_skip=marked)
+
+        def pytest_runtest_logreport(self, report):  # type: ignore[no-untyped-def]
+            current = self.outcomes.get(report.nodeid, "passed")
+            xfail = hasattr(report, "wasxfail")
+            if report.failed:
+                outcome = "failed" if report.when == "call" else "error"
+            elif report.skipped:
+                outcome = "expected_failure" if xfail else "skipped"
+            elif report.when == "call" and xfail:
+                outcome = "unexpected_success"
+            else:
+                outcome = "passed"
+            if current == "passed" or outcome in ("failed", "error"):
+                self.outcomes[report.nodeid] = outcome
+                if outcome in ("failed", "error"):
+                    self.details[report.nodeid] = str(report.longreprtext)[-4000:]
+            if report.when == "teardown":
+                emit("test", id=str(report.nodeid), outcome=self.outcomes.pop(report.nodeid),
+                     detail=self.details.pop(report.nodeid, ""))
+
+        def pytest_sessionfinish(self, session, exitstatus):  # type: ignore[no-untyped-def]
+            self.exitstatus = int(exitstatus)
+
+    plugin = Plugin()
+    import _pytest.reports
+    import _pytest.runner
+
+    owners = {"runner": _pytest.runner, "TestReport": _pytest.reports.TestReport,
+              "Plugin": Plugin}
+    before = _guard(owners)
+    extra = ["-p", "no:cacheprovider"] + (["--collect-only", "-q"] if mode == "collect" else [])
+    status = int(pytest.main([*args, *extra], plugins=[plugin]))
+    emit("end", exitstatus=status, sessionfinish=plugin.exitstatus,
+         tampered=_tampered(before, owners))
+    return status
+
+
+def main() -> int:
+    mode, out_fd, token_fd, framework, *args = sys.argv[1:]
+    with os.fdopen(int(token_fd), "rb", closefd=True) as source:
+        token = source.read(256).decode("ascii").strip()
+    fd = int(out_fd)
+    os.set_inheritable(fd, False)  # a test's subprocess never holds the channel
+    emit = _channel(fd, token)
+    del token
+    sys.dont_write_bytecode = True
+    _source_only(os.getcwd())
+    sys.argv = ["python -m " + framework, *args]
+    emit("start", framework=framework, mode=mode, python=sys.version.split()[0])
+    if framework == "unittest":
+        return _unittest(mode, args, emit)  # type: ignore[no-any-return]
+    if framework == "pytest":
+        return _pytest(mode, args, emit)  # type: ignore[no-any-return]
+    print(f"cto-harness test driver: unknown framework {framework!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Test results the code under test cannot write: real runs of the fake lane whose solution
+(an allowed file) forges, skips, tampers or cuts the run short. Each ends `fail` with the named
+condition, never `pass`; the text of test.log is only a cross-check."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CaseFactory
+from cto_harness.core.run import execute_run
+from cto_harness.core.testchannel import (
+    Expected,
+    Records,
+    UnsupportedCommand,
+    instrument,
+    judge_run,
+    parse_records,
+)
+from cto_harness.core.testrun import parse_counts
+
+SOLUTION = '''import re
+
+
+def slugify(value: str) -> str:
+    return "-".join(re.findall(r"[a-z0-9]+", value.lower()))
+'''
+
+
+def _solved_with(case_factory: CaseFactory, case_id: str, text_py: str, **kw: object) -> Path:
+    """A case whose fake solution writes `text_py` as slugkit/text.py (the allowed file)."""
+    return case_factory(case_id, files={"fake/solution/slugkit/text.py": text_py}, **kw)
+
+
+def test_a_printed_summary_and_an_early_exit_fail(case_factory: CaseFactory) -> None:
+    forged = SOLUTION + (
+        "import os, sys\n"
+        "sys.stderr.write('test_x (tests.test_text.SlugifyTest) ... ok\\n' * 5)\n"
+        "sys.stderr.write('\\n' + '-' * 70 + '\\nRan 5 tests in 0.001s\\n\\nOK\\n')\n"
+        "sys.stderr.flush()\n"
+        "os._exit(0)\n")
+    root = _solved_with(case_factory, "forged-summary", forged)
+    report = execute_run("forged-summary", harness_root=root).report
+    v = report.verification
+    assert report.verdict == "fail"
+    assert {"runner_did_not_finish", "expected_tests_missing", "no_tests_ran",
+            "exit_status_inconsistent"} <= set(v.failures)
+    assert v.exit_code == 0 and not v.runner_finished
+    # The forged text is still parsed for people, and would have been a pass on its own.
+    assert v.log_counts == {"ran": 5, "passed": 5, "failed": 0}
+
+
+def test_fewer_tests_than_the_pristine_files_define_fail(case_factory: CaseFactory) -> None:
+    fewer = SOLUTION + (
+        "import unittest\n"
+        "_names = unittest.TestLoader.getTestCaseNames\n"
+        "unittest.TestLoader.getTestCaseNames = lambda self, cls: _names(self, cls)[:1]\n")
+    root = _solved_with(case_factory, "fewer-tests", fewer)
+    v = execute_run("fewer-tests", harness_root=root).report.verification
+    assert v.status == "failed"
+    assert "expected_tests_missing" in v.failures
+    assert v.tests_expected == 5 and v.tests_ran == 1
+    assert len(v.missing_tests) == 4
+    assert sorted(t["outcome"] for t in v.tests) == ["not_reported"] * 4 + ["passed"]
+    assert "TestLoader.getTestCaseNames" in v.framework_tampered
+
+
+def test_tests_skipped_by_the_code_under_test_fail(case_factory: CaseFactory) -> None:
+    skipping = "import unittest\n\n\ndef slugify(value):\n    raise unittest.SkipTest('no')\n"
+    root = _solved_with(case_factory, "skip-all", skipping)
+    v = execute_run("skip-all", harness_root=root).report.verification
+    assert v.status == "failed"
+    assert "tests_skipped" in v.failures
+    assert v.tests_skipped == 5 and v.tests_passed == 0
+
+
+def test_records_forged_on_the_channel_fail(case_factory: CaseFactory) -> None:
+    """The tested code finds every pipe it holds and writes a complete fake run into each, then
+    exits: without the per-run token none of it counts."""
+    forger = SOLUTION + '''
+import json, os
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        if not os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+            continue
+        rows = [{"token": "guess", "type": "start"}]
+        rows += [{"token": "guess", "type": "test", "id": f"t{i}", "outcome": "passed"}
+                 for i in range(5)]
+        rows += [{"token": "guess", "type": "end", "ran": 5, "successful": True, "tampered": []}]
+        os.write(int(fd), "".join(json.dumps(r) + "\\n" for r in rows).encode())
+    except OSError:
+        pass
+os._exit(0)
+'''
+    root = _solved_with(case_factory, "forged-records", forger)
+    v = execute_run("forged-records", harness_root=root).report.verification
+    assert v.status == "failed"
+    assert {"channel_record_invalid", "runner_did_not_finish"} <= set(v.failures)
+
+
+def test_a_framework_patched_to_pass_everything_is_named(case_factory: CaseFactory) -> None:
+    wrong = "import unittest\n\n\ndef slugify(value):\n    return 'wrong'\n\n\n" + (
+        "def _run(self, result=None):\n"
+        "    result.startTest(self)\n"
+        "    result.addSuccess(self)\n"
+        "    result.stopTest(self)\n\n\n"
+        "unittest.TestCase.run = _run\n")
+    root = _solved_with(case_factory, "patched-run", wrong)
+    v = execute_run("patched-run", harness_root=root).report.verification
+    assert v.status == "failed"
+    assert v.failures == ["framework_tampered"]
+    assert "TestCase.run" in v.framework_tampered
+
+
+def test_verification_files_changed_by_the_tests_fail(case_factory: CaseFactory) -> None:
+    rewriter = SOLUTION + (
+        "import pathlib\n"
+        "pathlib.Path('tests/__init__.py').write_text('# rewritten during the run\\n')\n")
+    root = _solved_with(case_factory, "rewrite-tests", rewriter)
+    v = execute_run("rewrite-tests", harness_root=root).report.verification
+    assert v.failures == ["verification_files_changed"]
+
+
+def test_a_fixture_without_tests_is_blocked(case_factory: CaseFactory) -> None:
+    root = case_factory("no-tests", toml_edit=lambda t: t.replace(
+        '"discover", "-s", "tests"', '"discover", "-s", "slugkit"').replace(
+        "min_tests = 4", "min_tests = 1"))
+    report = execute_run("no-tests", harness_root=root).report
+    assert report.verdict == "blocked"
+    assert [b.code for b in report.blockers] == ["test_collection_failed"]
+    assert "no tests collected" in report.blockers[0].message
+
+
+def test_a_command_the_driver_cannot_run_is_an_invalid_contract(case_factory: CaseFactory) -> None:
+    root = case_factory("shell-cmd", toml_edit=lambda t: t.replace(
+        'command = ["python3", "-I", "-m", "unittest"', 'command = ["sh", "-c", "true", "x"'))
+    report = execute_run("shell-cmd", harness_root=root).report
+    assert report.verdict == "blocked"
+    assert [b.code for b in report.blockers] == ["task_contract_invalid"]
+    assert report.case_process_started is False  # refused before the provider ran
+
+
+def test_the_pytest_plugin_reports_every_test(case_factory: CaseFactory,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # The project's own interpreter (it has pytest) first on the PATH verification gets.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+
+    def edit(text: str) -> str:
+        return (text.replace('command = ["python3", "-I", "-m", "unittest", "discover", '
+                             '"-s", "tests", "-t", ".", "-v"]',
+                             'command = ["python", "-m", "pytest", "-q", "tests"]')
+                .replace('framework = "unittest"', 'framework = "pytest"'))
+
+    root = case_factory("via-pytest", toml_edit=edit)
+    report = execute_run("via-pytest", harness_root=root).report
+    assert report.verdict == "pass", report.verification.reason
+    assert report.verification.tests_expected == 5 == report.verification.tests_passed
+    broken = _solved_with(case_factory, "via-pytest-broken",
+                          "def slugify(value):\n    return value\n", toml_edit=edit)
+    v = execute_run("via-pytest-broken", harness_root=broken).report.verification
+    assert v.status == "failed" and v.failures == ["tests_failed"] and v.tests_failed == 5
+    assert all(t["outcome"] == "failed" and "AssertionError" in t["detail"] for t in v.tests)
+
+
+# --- the judgement itself, on records built by hand --------------------------------------------
+
+
+def _records(token: str, rows: list[dict[str, object]]) -> Records:
+    import json
+
+    return parse_records("".join(json.dumps({"token": token, **r}) + "\n"
+                                 for r in rows).encode(), token)
+
+
+EXPECTED = Expected(ids=("a", "b", "c"), may_skip=frozenset({"c"}))
+
+
+def test_a_complete_honest_run_passes_and_each_gap_is_named() -> None:
+    rows: list[dict[str, object]] = [{"type": "start"}] + [
+        {"type": "test", "id": i, "outcome": "passed"} for i in ("a", "b")] + [
+        {"type": "test", "id": "c", "outcome": "skipped"}, {"type": "end", "ran": 3}]
+    ok = judge_run(_records("t", rows), EXPECTED, exit_code=0, timed_out=False, min_tests=2)
+    assert ok.failures == [] and (ok.ran, ok.passed, ok.skipped) == (3, 2, 1)
+    cut = judge_run(_records("t", rows[:-1]), EXPECTED, exit_code=0, timed_out=False,
+                    min_tests=2)
+    assert cut.failures == ["runner_did_not_finish", "exit_status_inconsistent"]
+    twice = [*rows[:1], {"type": "test", "id": "a", "outcome": "passed"}, *rows[1:]]
+    dup = judge_run(_records("t", twice), EXPECTED, exit_code=0, timed_out=False, min_tests=2)
+    assert dup.failures == ["unexpected_tests", "end_counts_inconsistent"]
+    late = judge_run(_records("t", [*rows, {"type": "test", "id": "z", "outcome": "passed"}]),
+                     EXPECTED, exit_code=0, timed_out=False, min_tests=2)
+    assert late.failures == ["records_after_end"]
+    wrong_exit = judge_run(_records("t", rows), EXPECTED, exit_code=1, timed_out=False,
+                           min_tests=2)
+    assert wrong_exit.failures == ["exit_status_inconsistent"]
+
+
+def test_records_without_the_token_never_count() -> None:
+    import json
+
+    data = b"".join(json.dumps(r).encode() + b"\n" for r in (
+        {"token": "real", "type": "start"}, {"token": "fake", "type": "test", "id": "a",
+                                             "outcome": "passed"})) + b"not json\n"
+    records = parse_records(data, "real")
+    assert records.invalid == 2 and records.tests == [] and records.started
+
+
+@pytest.mark.parametrize("command", [
+    ["sh", "-c", "python -m unittest"], ["python3", "tests/run.py"], ["python3", "-m", "nose"],
+    ["python3", "-c", "import unittest"], ["python3", "-i", "-m", "unittest"],
+])
+def test_commands_that_are_not_the_framework_module_are_refused(command: list[str]) -> None:
+    with pytest.raises(UnsupportedCommand):
+        instrument(command, "unittest", "run", 5, 6)
+
+
+def test_the_driver_keeps_the_interpreter_options_and_runner_arguments() -> None:
+    argv = instrument(["/usr/bin/python3.11", "-I", "-W", "error", "-Xdev", "-m", "unittest",
+                       "-v"], "unittest", "run", 7, 8)
+    assert argv[:5] == ["/usr/bin/python3.11", "-I", "-W", "error", "-Xdev"]
+    assert argv[5] == "-c" and argv[7:] == ["run", "7", "8", "unittest", "-v"]
+
+
+def test_the_text_cross_check_still_reads_the_runner_summary() -> None:
+    assert parse_counts("unittest", "Ran 3 tests in 0.1s\n\nFAILED (failures=1)\n") == (3, 2, 1)
+
+
+def test_byte_code_in_the_tested_tree_never_runs(case_factory: CaseFactory) -> None:
+    """An unchecked-hash .pyc (used without looking at the source) of a wrong slugify beside the
+    right source: the harness's driver runs the source, the one the diff shows."""
+    script = (
+        "import os, py_compile, sys\n"
+        "open('wrong.py', 'w').write('def slugify(value):\\n    return \"wrong\"\\n')\n"
+        "target = f'slugkit/__pycache__/text.{sys.implementation.cache_tag}.pyc'\n"
+        "py_compile.compile('wrong.py', cfile=target, dfile='slugkit/text.py',\n"
+        "                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
+        "os.unlink('wrong.py')\n")
+    root = case_factory("stale-pyc", files={"attack.py": script}, toml_edit=lambda t: t.replace(
+        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "attack.py"').replace(
+        'allowed_paths = ["slugkit/text.py"]', 'allowed_paths = ["slugkit/**"]'))
+    report = execute_run("stale-pyc", harness_root=root).report
+    assert any(c.path.endswith(".pyc") for c in report.changed_files)
+    assert report.verdict == "pass", report.verification.reason
+    assert report.verification.tests_passed == 5
+
+
+def test_malformed_records_are_failures_never_exceptions() -> None:
+    rows: list[dict[str, object]] = [
+        {"type": "start"}, {"type": "test", "id": ["a"], "outcome": {"x": 1}},
+        {"type": "end", "ran": "many", "tampered": "everything"}]
+    j = judge_run(_records("t", rows), EXPECTED, exit_code=0, timed_out=False, min_tests=1)
+    assert {"framework_tampered", "expected_tests_missing", "unexpected_tests",
+            "end_counts_inconsistent", "tests_failed"} <= set(j.failures)
