@@ -87,13 +87,11 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     "non_utf8": _same("fail", "prevented"),
     "deep_path": _same("fail", "prevented"),
     "report_forgery": _same("fail", "prevented"),
-    "bundle_planting": {"bwrap": Expect("pass", "prevented"),
-                        "landlock": Expect("pass", "prevented"),
-                        "none": Expect("blocked", "detected", "bundle_tampered")},
-    "setuid_copy": _same("fail", "detected"),
-    "harness_area_swap": {"bwrap": Expect("pass", "prevented"),
-                          "landlock": Expect("pass", "prevented"),
-                          "none": Expect("blocked", "prevented", "workspace_unstable")},
+    # The sandbox uid (issue 12) owns neither the bundle nor the harness's private folders on
+    # any tier, and the take-back of its files (a chown by root) clears setuid/setgid bits.
+    "bundle_planting": _same("pass", "prevented"),
+    "setuid_copy": _same("pass", "prevented"),
+    "harness_area_swap": _same("pass", "prevented"),
 }
 NAMES = frozenset(s.name for s in SPECS)
 
@@ -196,6 +194,10 @@ def classify(obs: Observation, files: list[Path]) -> tuple[str, str]:
             return "prevented", "the bundle folder was out of reach"
         return _judged(obs, f"{len(removed)} planted entries removed before sealing")
     if name == "setuid_copy":
+        copy = run_dir / "workspace" / "slugkit" / "text.py"
+        if obs.verdict == "pass" and not copy.lstat().st_mode & 0o6000:
+            return "prevented", ("no setuid/setgid bit left to copy (the take-back of the "
+                                 "sandbox uid's files cleared them)")
         change = _change(obs, "slugkit/text.py")
         notes = "; ".join(change["notes"]) if change else ""  # type: ignore[arg-type]
         return _judged(obs, f"setuid bits named ({notes[:60]}), never copied")

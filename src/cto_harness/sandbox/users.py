@@ -38,6 +38,7 @@ from pathlib import Path
 
 from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.sandbox.process import ProcessInfo
+from cto_harness.tree import walk
 
 DEFAULT_UID_RANGE = (61100, 61163)
 LOCK_DIRS = (Path("/run/cto-harness/uids"), Path("/var/lib/cto-harness/uids"))
@@ -178,21 +179,24 @@ def sweep_strays(uid_range: tuple[int, int]) -> list[ProcessInfo]:
 
 
 def _walk_chown(root: Path, uid: int, gid: int) -> int:
-    """lchown `root` and everything below it (never following a symlink); returns the count."""
+    """lchown `root` and everything below it (never following a symlink); returns the count.
+    By directory descriptor and name (tree.walk), so a tree deeper than PATH_MAX is no limit."""
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        return 0
     count = 0
-    stack = [os.fsencode(root)]
-    while stack:
-        current = stack.pop()
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            continue
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.lchown(root, uid, gid)
+        count += 1
+    if not stat.S_ISDIR(st.st_mode):
+        return count
+    for node, dir_fd in walk(root):
+        name = node.name
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if (st.st_uid, st.st_gid) != (uid, gid):
-            os.lchown(current, uid, gid)
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
             count += 1
-        if stat.S_ISDIR(st.st_mode):
-            with os.scandir(current) as entries:
-                stack.extend(entry.path for entry in entries)
     return count
 
 
