@@ -132,7 +132,12 @@ def test_ctrl_c_mid_suite_keeps_finished_bundles_and_resumes(
             continue
         finished = [r for r in data["runs"] if r.get("verdict")]
     assert finished, "no run finished in time"
-    time.sleep(0.5)  # the next runs are under way: Ctrl-C lands mid-run
+    # Ctrl-C lands mid-run: wait for the event that a next run is under way (its workspace
+    # exists, and its bundle is not sealed yet).
+    while not any((d / "workspace").is_dir() and not (d / "evidence.dsse.json").exists()
+                  for d in _bundles(suite_dir)):
+        assert time.monotonic() < deadline + 60 and proc.poll() is None, "no next run started"
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=90)
     assert proc.returncode == 3, stderr

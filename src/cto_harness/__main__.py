@@ -1,3 +1,3 @@
-from cto_harness.cli.main import main
+from cto_harness.cli.entry import main
 
 raise SystemExit(main())

@@ -346,6 +346,11 @@ class Freshness(StrictModel):
     artifacts_manifest_sha256: str | None = Field(
         default=None, description="digest of artifacts.sha256 (set in freshness.json only)"
     )
+    challenge: str | None = Field(
+        default=None, description="the caller's `--challenge`; the nonce is derived from it")
+    challenge_salt: str | None = Field(
+        default=None, description="nonce = sha256('cto-harness.challenge/1' NUL salt NUL "
+                                  "challenge)[:32 hex]")
 
 
 class Report(StrictModel):

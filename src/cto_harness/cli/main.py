@@ -54,14 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
         handler = getattr(args, "handler", None) or args.func  # `func`: the viewer's commands
         return int(handler(args))
     except (HarnessError, KeyboardInterrupt) as exc:
         print(one_line(exc), file=sys.stderr)
         return exit_code_for(exc)
+    except BrokenPipeError:
+        raise  # stdout's reader went away: cli/entry.py says so in one line
     except Exception as exc:  # a bug: the traceback helps whoever reports it, then one line
         traceback.print_exc()
         print(one_line(exc), file=sys.stderr)

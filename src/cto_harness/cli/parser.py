@@ -44,6 +44,22 @@ def add_harness_root(parser: argparse.ArgumentParser) -> None:
                              "the nearest one above the current directory)")
 
 
+def challenge_value(value: str) -> str:
+    from cto_harness.errors import UsageError
+    from cto_harness.evidence.challenge import check_challenge_value
+
+    try:
+        return check_challenge_value(value)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_challenge(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--challenge", metavar="VALUE", type=challenge_value,
+                        help="a value of the verifier's choosing, bound into the nonce, the "
+                             "report and the signature; `verify --challenge VALUE` demands it")
+
+
 def harness_root(args: argparse.Namespace) -> Path:
     from cto_harness.core.fixtures import find_harness_root
 

@@ -6,7 +6,13 @@ import argparse
 import os
 import sys
 
-from cto_harness.cli.parser import Subparsers, add_command, add_harness_root, harness_root
+from cto_harness.cli.parser import (
+    Subparsers,
+    add_challenge,
+    add_command,
+    add_harness_root,
+    harness_root,
+)
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -20,6 +26,7 @@ def add_parser(subparsers: Subparsers) -> None:
                      help="the engine: fake (default, offline, deterministic), case (WorkOS Case, "
                           "needs an admitted provider), or one an installed package registers")
     run.add_argument("--json", action="store_true", help="print report.json on stdout")
+    add_challenge(run)
     add_harness_root(run)
     run.set_defaults(handler=_run)
 
@@ -41,7 +48,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     engine.load_settings(os.environ)
     print(f"cto-harness: running {args.case_id} with the {engine.name} engine…", file=sys.stderr)
-    result = execute_run(args.case_id, engine.name, harness_root=root, settings=settings)
+    result = execute_run(args.case_id, engine.name, harness_root=root, settings=settings,
+                         challenge=args.challenge)
     report = result.report
     if args.json:
         sys.stdout.write((result.run_dir / "report.json").read_text(encoding="utf-8"))
@@ -50,6 +58,8 @@ def _run(args: argparse.Namespace) -> int:
     # Blocker messages name provider files and output: shown inert (no escape sequence acts).
     blockers = "".join(f"\n  blocker {inert(b.code)}: {inert(b.message)}"
                        for b in report.blockers)
+    if failed := [name for name, held in report.pass_conditions.items() if not held]:
+        blockers += f"\n  failed conditions: {', '.join(failed)}"
     print(
         f"cto-harness: {report.case_id} [{report.engine}] verdict {report.verdict.upper()}"
         f" in {report.timing.duration_ms} ms{blockers}\n  bundle: {result.run_dir}\n"

@@ -21,15 +21,24 @@ def add_parser(subparsers: Subparsers) -> None:
     verify.add_argument("--public-key", metavar="FILE", type=Path,
                         help="the signer's public key (PEM); default: this machine's "
                              "$CTO_HARNESS_HOME/keys/evidence-ed25519.pub")
+    verify.add_argument("--challenge", metavar="VALUE",
+                        help="refuse the bundle unless its run was given this --challenge (the "
+                             "nonce is derived from it: a replayed earlier bundle cannot carry "
+                             "a value chosen after it)")
+    verify.add_argument("--run-id", metavar="ID",
+                        help="refuse the bundle unless it is this run")
     verify.set_defaults(handler=_verify)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from cto_harness.errors import BundleInvalid, ExitCode
+    from cto_harness.errors import BundleInvalid, ExitCode, UsageError
     from cto_harness.evidence.verify import verify_bundle
 
+    if not args.run_dir.is_dir():
+        raise UsageError(f"no bundle folder at {args.run_dir}")
     try:
-        report = verify_bundle(args.run_dir, args.public_key)
+        report = verify_bundle(args.run_dir, args.public_key, challenge=args.challenge,
+                               run_id=args.run_id)
     except BundleInvalid as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": str(exc)}))

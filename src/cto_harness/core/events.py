@@ -80,6 +80,8 @@ class EventLog:
                           attributes={**attributes, **extra})
 
     def close_root(self, start: str, end: str, status: str, **attributes: Any) -> None:
+        # Closing again (a second sealing attempt) replaces the root span, never adds one.
+        self.spans = [s for s in self.spans if s.span_id != self.root_span_id]
         self.spans.insert(
             0,
             Span(

@@ -29,6 +29,7 @@ from cto_harness.contracts import (
 from cto_harness.core.globs import matches_any
 from cto_harness.engines.base import Admission, Outcome
 from cto_harness.errors import BlockerCode
+from cto_harness.evidence.challenge import ChallengeBinding
 from cto_harness.sandbox.isolation import Sandbox
 from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.process import ProcessResult
@@ -57,6 +58,7 @@ class StageResults:
 
     blockers: list[Blocker] = field(default_factory=list)
     error: str | None = None
+    challenge: ChallengeBinding | None = None  # the caller's challenge, bound into the nonce
     task_scan: dict[str, Any] = field(default_factory=dict)
     sandbox: Sandbox | None = None
     admission: Admission | None = None
@@ -203,5 +205,7 @@ def assemble_report(
             workspace_digest_before=results.fixture_digest,
             workspace_digest_after=results.diff.digest_after if results.diff else None,
             provider_sha256=provider.sha256,
+            challenge=results.challenge.challenge if results.challenge else None,
+            challenge_salt=results.challenge.salt if results.challenge else None,
         ),
     )

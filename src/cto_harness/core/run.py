@@ -29,7 +29,9 @@ from cto_harness.contracts import (
     VerificationResult,
     VerificationSpec,
 )
+from cto_harness.core import preflight
 from cto_harness.core.events import EventLog
+from cto_harness.core.faultseal import seal_despite_faults
 from cto_harness.core.fixtures import FixtureCase, case_directory, load_case
 from cto_harness.core.report import (
     BaselineRun,
@@ -70,6 +72,7 @@ from cto_harness.evidence.bundle import (
     render_markdown,
     write_report_and_seal,
 )
+from cto_harness.evidence.challenge import bind
 from cto_harness.evidence.signing import PUBLIC_KEY, sign_bundle
 from cto_harness.fsutil import atomic_write_bytes, atomic_write_jsonl, atomic_write_text, tree_digest
 from cto_harness.inert import inert, inert_tree, path_text
@@ -119,24 +122,35 @@ def execute_run(
     run_dir: Path | None = None,
     nonce: str | None = None,
     run_id: str | None = None,
+    challenge: str | None = None,
 ) -> RunResult:
     """Run one case with `engine_name` (default: the default engine, fake). Usage errors (a bad
     case id, an unknown engine, a bad setting) raise before anything is written; every other
-    outcome ends in a sealed bundle."""
+    outcome ends in a sealed bundle. A `challenge` (the caller's value) is bound into the
+    nonce, the report and the signature (evidence/challenge.py)."""
     environ = dict(os.environ if environ is None else environ)
+    binding = bind(challenge) if challenge is not None else None
     settings = settings or Settings.from_env(environ)
     case_dir = case_directory(harness_root, case_id)
     engine = get_engine(engine_name or engines.DEFAULT_ENGINE)
     engine_settings = engine.load_settings(environ)
+    # Unusable folders and keys are one line now (usage error or fault), never a half bundle.
+    preflight.check_run_folders(settings)
+    if run_dir is not None:
+        preflight.check_writable_folder(run_dir.parent, "run's parent folder")
+    preflight.check_signing_key(settings)
     started = utc_now()
-    if run_dir is None:
-        run_dir = new_run_dir(settings.runs_dir, case_id, started)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=False)
+    try:
+        if run_dir is None:
+            run_dir = new_run_dir(settings.runs_dir, case_id, started)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        raise HarnessFault(f"cannot create the run folder: {exc}") from None
     run_id = run_id or f"{started.strftime('%Y%m%dT%H%M%SZ')}-{case_id}-{secrets.token_hex(4)}"
-    nonce = nonce or secrets.token_hex(16)
+    nonce = binding.nonce if binding else (nonce or secrets.token_hex(16))
     events = EventLog(run_id, nonce)
-    results = StageResults()
+    results = StageResults(challenge=binding)
     ctx: RunContext | None = None
     # What a stage leaves under way (the harness's own test collection) is stopped before sealing.
     pending = contextlib.ExitStack()
@@ -170,14 +184,15 @@ def execute_run(
         events.emit("run.error", error=results.error)
     finally:
         pending.close()
-    assert ctx is not None
+    if ctx is None:  # the run folder could not even be laid out
+        raise HarnessFault(f"cannot write in the run folder {run_dir}: {results.error}")
     if results.sandbox is not None:
         results.sandbox.close()  # network log, last sweep, files and uid back; never raises
     # A second signal must not cut the sealing short: hold signals until the bundle is whole.
     held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
-        report = _seal(engine, ctx, results, started)
+        report = seal_despite_faults(lambda: _seal(engine, ctx, results, started), ctx, results)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return RunResult(report=report, run_dir=run_dir, public_key=settings.keys_dir / PUBLIC_KEY)
@@ -234,7 +249,8 @@ def _run_stages(engine: Engine, ctx: RunContext, results: StageResults,
     results.launch = launch = prepare_launch(engine, ctx, admission)
     confined = confine(ctx, sandbox, launch)
     watch = Watch.start(ctx.run_dir, [*ctx.settings.target_repositories, ctx.harness_root,
-                                      ctx.settings.home], frozenset({ctx.settings.runs_dir}))
+                                      ctx.settings.home],
+                        preflight.self_written_dirs(ctx.settings, ctx.run_dir))
     results.process, process_span = launch_provider(ctx, launch, confined)
     # Nothing of the provider may run on, and its files are the harness's again, before the
     # harness reads anything it wrote.
@@ -553,6 +569,7 @@ def _seal(engine: Engine, ctx: RunContext, results: StageResults, started: datet
     sign_bundle(run_dir, ctx.settings.keys_dir, {
         "run_id": report.run_id, "nonce": report.nonce, "case_id": report.case_id,
         "engine": report.engine, "verdict": report.verdict, "isolation": report.isolation.tier,
+        "challenge": report.freshness.challenge,
     })
     return report
 

@@ -33,6 +33,7 @@ from types import FrameType
 from typing import IO, Any, TextIO
 
 from cto_harness.clock import utc_now
+from cto_harness.core.suite_plan import failed_conditions, keep_earlier, why
 from cto_harness.engines import DEFAULT_ENGINE
 from cto_harness.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_FAIL, EXIT_PASS, UsageError
 from cto_harness.fsutil import atomic_write_json, exclusive_lock
@@ -79,10 +80,13 @@ def pass_at_k(n: int, c: int, k: int) -> float | None:
 
 
 def aggregate(runs: Sequence[dict[str, Any]], case_ids: Sequence[str], k: int) -> dict[str, Any]:
-    """Per case: runs, passes, fails, blocked, errors, pass rate, pass@1, pass@k, median ms."""
+    """Per case: runs, passes, fails, blocked, errors, pass rate, pass@1, pass@k, median ms.
+    Interrupted runs are counted apart: a run cut short says nothing about the provider."""
     per_case: dict[str, Any] = {}
     for case_id in case_ids:
-        done = [r for r in runs if r["case_id"] == case_id and r.get("verdict")]
+        ended = [r for r in runs if r["case_id"] == case_id and r.get("verdict")]
+        cut = [r for r in ended if _interrupted(r)]
+        done = [r for r in ended if not _interrupted(r)]
         n = len(done)
         counts = {v: sum(1 for r in done if r["verdict"] == v)
                   for v in ("pass", "fail", "blocked", "error")}
@@ -93,6 +97,7 @@ def aggregate(runs: Sequence[dict[str, Any]], case_ids: Sequence[str], k: int) -
             "fails": counts["fail"],
             "blocked": counts["blocked"],
             "errors": counts["error"],
+            "interrupted": len(cut),
             "pass_rate": counts["pass"] / n if n else None,
             "pass@1": pass_at_k(n, counts["pass"], 1),
             "k": k,
@@ -100,6 +105,10 @@ def aggregate(runs: Sequence[dict[str, Any]], case_ids: Sequence[str], k: int) -
             "median_duration_ms": statistics.median(durations) if durations else None,
         }
     return per_case
+
+
+def _interrupted(record: dict[str, Any]) -> bool:
+    return bool(record.get("interrupted")) or record.get("status") == "interrupted"
 
 
 def suite_exit_code(runs: Sequence[dict[str, Any]], complete: bool) -> int:
@@ -134,6 +143,8 @@ def read_bundle(run_dir: Path) -> dict[str, Any] | None:
         "verdict": report.verdict,
         "interrupted": "interrupted" in codes,
         "blockers": codes,
+        "failed_conditions": failed_conditions(report.pass_conditions),
+        "challenge": report.freshness.challenge,
         "duration_ms": report.timing.duration_ms,
         "changed_files": [c.path for c in report.changed_files],
         "tests_ran": report.verification.tests_ran,
@@ -191,11 +202,13 @@ class _Worker:
         self.buffer = b""
         self.alive = True
 
-    def send(self, job: Job, engine: str, harness_root: Path) -> None:
+    def send(self, job: Job, engine: str, harness_root: Path, challenge: str | None = None
+             ) -> None:
         self.job = job
         job.started = time.monotonic()
         line = json.dumps({"case_id": job.case_id, "engine": engine,
-                           "harness_root": str(harness_root), "run_dir": str(job.run_dir)})
+                           "harness_root": str(harness_root), "run_dir": str(job.run_dir),
+                           "challenge": challenge})
         try:
             self.stdin.write(line.encode() + b"\n")
             self.stdin.flush()
@@ -241,7 +254,8 @@ def _worker_main() -> int:
             try:
                 result = execute_run(job["case_id"], job["engine"],
                                      harness_root=Path(job["harness_root"]),
-                                     run_dir=Path(job["run_dir"]))
+                                     run_dir=Path(job["run_dir"]),
+                                     challenge=job.get("challenge"))
                 reply["verdict"] = result.report.verdict
             except Interrupted:
                 return 0
@@ -275,8 +289,10 @@ class _SuiteProgress:
         self.done += 1
         record = job.record or {}
         verdict = (record.get("verdict") or record.get("status") or "?").upper()
+        reason = why(record)
         self.out.line(inert(f"suite: [{self.done}/{self.total}] {job.case_id} #{job.repeat} "
-                            f"{verdict} {record.get('duration_ms') or 0} ms  "
+                            f"{verdict}{f' ({reason})' if reason else ''} "
+                            f"{record.get('duration_ms') or 0} ms  "
                             f"{record.get('run_dir', '')}"))
 
     def live(self, running: Sequence[Job]) -> None:
@@ -311,15 +327,15 @@ def default_suite_dir(home: Path, engine: str) -> Path:
     return home / "suites" / f"{stamp}-{engine}-{os.getpid()}"
 
 
-def _load_previous(suite_dir: Path) -> dict[str, Any]:
+def load_previous(suite_dir: Path) -> dict[str, Any]:
     path = suite_dir / SUITE_FILE
     if not path.is_file():
         return {}
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:
         raise UsageError(f"{path} does not parse: {exc}") from exc
-    if data.get("schema") != SUITE_SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") != SUITE_SCHEMA:
         raise UsageError(f"{path} is not a cto-harness suite file")
     return data
 
@@ -332,23 +348,29 @@ def run_suite(
     repeat: int = 1,
     jobs: int = 1,
     fresh: bool = False,
+    retry: frozenset[str] = frozenset(),
+    challenge: str | None = None,
     suite_dir: Path,
     progress: TextIO | None = sys.stderr,
 ) -> SuiteOutcome:
-    """Run every (case, repeat) not already done; returns the suite data and its exit code."""
+    """Run every (case, repeat) not already done; returns the suite data and its exit code.
+    `fresh` reruns every run; `retry` (verdicts) reruns the earlier runs that ended so; with a
+    `challenge`, every run carries it (earlier runs that do not are run again)."""
     if repeat < 1 or jobs < 1:
         raise UsageError("--repeat and --jobs must be at least 1")
     suite_dir = suite_dir.absolute()
     suite_dir.mkdir(parents=True, exist_ok=True)
     with _suite_lock(suite_dir):
-        return _run_locked(case_ids, harness_root, engine, repeat, jobs, fresh, suite_dir, progress)
+        return _run_locked(case_ids, harness_root, engine, repeat, jobs, fresh, retry, challenge,
+                           suite_dir, progress)
 
 
 def _run_locked(
     case_ids: Sequence[str], harness_root: Path, engine: str, repeat: int, jobs: int, fresh: bool,
-    suite_dir: Path, progress_stream: TextIO | None,
+    retry: frozenset[str], challenge: str | None, suite_dir: Path,
+    progress_stream: TextIO | None,
 ) -> SuiteOutcome:
-    previous = _load_previous(suite_dir)
+    previous = load_previous(suite_dir)
     if previous and previous.get("engine") != engine:
         raise UsageError(f"{suite_dir} holds a suite of the {previous.get('engine')} engine, "
                          f"not {engine}: use another --suite-dir")
@@ -359,7 +381,8 @@ def _run_locked(
         prior = old.get((job.case_id, job.repeat))
         if prior and prior.get("run_dir") and not fresh:
             record = read_bundle(suite_dir / prior["run_dir"])
-            if record is not None and not record["interrupted"]:
+            if keep_earlier(record, fresh=fresh, retry=retry, challenge=challenge):
+                assert record is not None
                 job.run_dir = suite_dir / prior["run_dir"]
                 job.record = {**record, "run_dir": prior["run_dir"], "status": "done",
                               "reused": True}
@@ -397,7 +420,7 @@ def _run_locked(
 
     save()
     progress = _SuiteProgress(progress_stream, len(todo))
-    stop = _execute(todo, jobs, engine, harness_root, suite_dir, progress, save)
+    stop = _execute(todo, jobs, engine, harness_root, suite_dir, progress, save, challenge)
     progress.end()
     complete = not stop.requested and all(j.record and j.record.get("verdict") for j in all_jobs)
     data = save(interrupted=stop.requested, complete=complete)
@@ -414,7 +437,7 @@ def _row(job: Job) -> dict[str, Any]:
 
 
 def _execute(todo: list[Job], jobs: int, engine: str, harness_root: Path, suite_dir: Path,
-             progress: _SuiteProgress, save: Any) -> _Stop:
+             progress: _SuiteProgress, save: Any, challenge: str | None = None) -> _Stop:
     stop = _Stop()
     handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     selector = selectors.DefaultSelector()
@@ -435,7 +458,7 @@ def _execute(todo: list[Job], jobs: int, engine: str, harness_root: Path, suite_
             job = queue.pop(0)
             job.run_dir = _bundle_path(suite_dir, job.case_id, job.repeat)
             job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-            worker.send(job, engine, harness_root)
+            worker.send(job, engine, harness_root, challenge)
             progress.started(job)
 
         def settle(worker: _Worker) -> None:
@@ -499,7 +522,7 @@ def _execute(todo: list[Job], jobs: int, engine: str, harness_root: Path, suite_
 
 def summary_table(data: dict[str, Any]) -> str:
     """The runs, one line each, then one line per case with its aggregates."""
-    header = ("case", "repeat", "verdict", "duration", "changed", "bundle")
+    header = ("case", "repeat", "verdict", "why", "duration", "changed", "bundle")
     rows = [header]
     suite_dir = Path(data["suite_dir"])
     for run in data["runs"]:
@@ -509,7 +532,8 @@ def summary_table(data: dict[str, Any]) -> str:
         duration = f"{run['duration_ms']} ms" if run.get("duration_ms") is not None else "-"
         changed = ", ".join(run.get("changed_files") or []) or "-"
         bundle = str(suite_dir / run["run_dir"]) if run.get("run_dir") else "-"
-        rows.append((run["case_id"], str(run["repeat"]), verdict, duration, changed, bundle))
+        rows.append((run["case_id"], str(run["repeat"]), verdict, why(run) or "-", duration,
+                     changed, bundle))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1]
              for r in rows]
@@ -519,10 +543,12 @@ def summary_table(data: dict[str, Any]) -> str:
         rate = "-" if agg["pass_rate"] is None else f"{agg['pass_rate']:.0%}"
         pk = agg.get(f"pass@{k}")
         median = agg["median_duration_ms"]
+        cut = agg.get("interrupted") or 0
         lines.append(
             f"{case_id}: {agg['passes']}/{agg['runs']} passed ({rate}), "
             f"pass@1 {_fmt(agg['pass@1'])}, pass@{k} {_fmt(pk)}, "
-            f"median {'-' if median is None else f'{median:.0f} ms'}")
+            f"median {'-' if median is None else f'{median:.0f} ms'}"
+            f"{f', {cut} interrupted (not counted)' if cut else ''}")
     totals = data["totals"]
     lines.append(f"suite: {totals['finished']}/{totals['runs']} runs finished, "
                  f"{totals['passes']} passed; suite.json: {suite_dir / SUITE_FILE}")

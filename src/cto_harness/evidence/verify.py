@@ -19,6 +19,7 @@ from cto_harness.evidence.bundle import (
     REQUIRED_FILES,
     bundle_files,
 )
+from cto_harness.evidence.challenge import check_bundle_challenge
 from cto_harness.fsutil import sha256_file
 from cto_harness.inert import inert
 
@@ -30,16 +31,29 @@ def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def verify_bundle(root: Path, public_key: Path | None = None) -> Report:
+def verify_bundle(root: Path, public_key: Path | None = None, *, challenge: str | None = None,
+                  run_id: str | None = None) -> Report:
     """Raise BundleInvalid at the first discrepancy; return the report when all holds.
 
     The DSSE signature (`evidence.dsse.json`) is checked with `public_key`, by default the local
     harness's own (`$CTO_HARNESS_HOME/keys/evidence-ed25519.pub`). Only regular files make a
-    bundle: a link, FIFO or device in it is a discrepancy, never followed or read."""
+    bundle: a link, FIFO or device in it is a discrepancy, never followed or read. Never raises
+    anything else: whatever a malformed bundle makes go wrong is a named failure. A verifier may
+    demand the `challenge` it gave the run (evidence/challenge.py) and the `run_id` it expects."""
     try:
-        return _verify(root, public_key)
+        report = _verify(root, public_key)
+        if run_id is not None and report.run_id != run_id:
+            raise BundleInvalid(f"the bundle is run {report.run_id}, not the demanded {run_id}")
+        if challenge is not None:
+            check_bundle_challenge(report.nonce, report.freshness.challenge,
+                                   report.freshness.challenge_salt, demanded=challenge)
+        return report
+    except BundleInvalid:
+        raise
     except OSError as exc:
         raise BundleInvalid(f"unreadable bundle entry: {exc}") from exc
+    except Exception as exc:  # unreadable bytes, a wrong JSON shape...
+        raise BundleInvalid(f"the bundle cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
 def _verify(root: Path, public_key: Path | None) -> Report:
@@ -55,7 +69,7 @@ def _verify(root: Path, public_key: Path | None) -> Report:
         raise BundleInvalid("missing artifact: task/ holds no file")
 
     listed: dict[str, str] = {}
-    for number, line in enumerate((root / MANIFEST).read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(_text(root / MANIFEST).splitlines(), 1):
         digest, sep, rel = line.partition("  ")
         if not sep or len(digest) != 64:
             raise BundleInvalid(f"{MANIFEST} line {number} is malformed")
@@ -64,7 +78,7 @@ def _verify(root: Path, public_key: Path | None) -> Report:
     for rel in sorted(present | {r for r in NOT_IN_MANIFEST if os.path.lexists(root / r)}):
         if not stat.S_ISREG(os.lstat(root / rel).st_mode):
             raise BundleInvalid(f"not a regular file: {inert(rel)}")
-    if unlisted := sorted(present - set(listed)):
+    if unlisted := sorted(present - set(listed)) or unlisted_extras(root):
         raise BundleInvalid(f"file not in {MANIFEST}: {inert(unlisted[0])}")
     for rel, digest in sorted(listed.items()):
         path = root / rel
@@ -76,10 +90,8 @@ def _verify(root: Path, public_key: Path | None) -> Report:
             )
 
     try:
-        report = Report.model_validate_json((root / "report.json").read_text(encoding="utf-8"))
-        freshness = Freshness.model_validate_json(
-            (root / "freshness.json").read_text(encoding="utf-8")
-        )
+        report = Report.model_validate_json(_text(root / "report.json"))
+        freshness = Freshness.model_validate_json(_text(root / "freshness.json"))
     except (ValidationError, ValueError) as exc:
         raise BundleInvalid(f"report.json or freshness.json does not parse: {exc}") from exc
 
@@ -89,6 +101,11 @@ def _verify(root: Path, public_key: Path | None) -> Report:
     expected_in_report = {rel for rel in listed if rel not in NOT_IN_REPORT}
     if missing := sorted(expected_in_report - set(report.artifacts)):
         raise BundleInvalid(f"report.json artifacts omit: {missing[0]}")
+    if (freshness.challenge, freshness.challenge_salt) != (
+            report.freshness.challenge, report.freshness.challenge_salt):
+        raise BundleInvalid("the challenge differs between report.json and freshness.json")
+    check_bundle_challenge(report.nonce, freshness.challenge, freshness.challenge_salt,
+                           demanded=None)
     if freshness.artifacts_manifest_sha256 != sha256_file(root / MANIFEST):
         raise BundleInvalid("freshness.json does not hold the digest of artifacts.sha256")
 
@@ -101,8 +118,13 @@ def _verify(root: Path, public_key: Path | None) -> Report:
         ("events.normalized.jsonl", "run_id", "nonce"),
         ("trace.jsonl", None, None),
     ):
-        for number, line in enumerate((root / name).read_text(encoding="utf-8").splitlines(), 1):
-            row = json.loads(line)
+        for number, line in enumerate(_text(root / name).splitlines(), 1):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise BundleInvalid(f"{name} line {number} is not JSON") from None
+            if not isinstance(row, dict) or not isinstance(row.get("attributes", {}), dict):
+                raise BundleInvalid(f"{name} line {number} is not a JSON object of its kind")
             found = (
                 (row.get(key_run), row.get(key_nonce))
                 if key_run
@@ -131,6 +153,34 @@ def _verify(root: Path, public_key: Path | None) -> Report:
         if baseline.nonce != report.nonce:
             raise BundleInvalid("baseline/ belongs to another run (nonce differs)")
     return report
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleInvalid(f"{path.name} is not UTF-8 text (byte {exc.start})") from None
+
+
+def unlisted_extras(root: Path) -> list[str]:
+    """Files of a sealed bundle that `bundle_files` passes over: a `private/` folder (removed
+    before sealing) and leftover `.*.tmp` files. Only `workspace/` may hold unlisted files."""
+    found: list[str] = []
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = f"{prefix}{entry.name}"
+                if entry.name == "workspace" and (prefix == "" or prefix == "baseline/"):
+                    continue
+                if entry.name == "private" and (prefix == "" or prefix == "baseline/"):
+                    found.append(rel + "/")
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), rel + "/"))
+                elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                    found.append(rel)
+    return sorted(found)
 
 
 def _local_public_key() -> Path:

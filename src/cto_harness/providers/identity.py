@@ -165,17 +165,21 @@ def probe_binary_identity(
             env[var] = str(root / "private" / var)
         work = root / "cwd"  # no manifest of the provider's own above it
         work.mkdir()
-        confined = run_confined(
-            argv,
-            work=root,
-            cwd=work,
-            env=env,
-            readable=[binary],
-            stdout_path=logs / "stdout.log",
-            stderr_path=logs / "stderr.log",
-            timeout_seconds=limit,
-            max_log_bytes=_PROBE_OUTPUT_CAP,
-        )
+        try:
+            confined = run_confined(
+                argv,
+                work=root,
+                cwd=work,
+                env=env,
+                readable=[binary],
+                stdout_path=logs / "stdout.log",
+                stderr_path=logs / "stderr.log",
+                timeout_seconds=limit,
+                max_log_bytes=_PROBE_OUTPUT_CAP,
+            )
+        except OSError as exc:  # e.g. ENOEXEC: an execute bit on something that is no program
+            raise Blocked(BlockerCode.NOT_EXECUTABLE,
+                          f"{binary} cannot be executed: {exc.strerror or exc}") from None
         result = confined.process
         output = (logs / "stdout.log").read_bytes() + (logs / "stderr.log").read_bytes()
     text = output.decode("utf-8", "replace")

@@ -241,20 +241,42 @@ class _CappedPump(threading.Thread):
         self.source, self.dest, self.cap = source, dest, cap
         self.total = 0
         self.truncated = False
+        # Why the log could not be written (a full or read-only disk); the pipe is still drained
+        # to its end, so the process never blocks on it.
+        self.error: str | None = None
 
     def run(self) -> None:
         fd = self.source.fileno()
-        with open(self.dest, "wb") as out:
-            while chunk := os.read(fd, _READ_CHUNK):
-                room = self.cap - self.total
-                if room > 0:
-                    out.write(chunk[:room])
-                if len(chunk) > room:
-                    self.truncated = True
-                self.total += len(chunk)
-            if self.truncated:
-                out.write(f"\n[cto-harness: output cut at {self.cap} bytes]\n".encode())
+        out: IO[bytes] | None = None
+        try:
+            out = open(self.dest, "wb")  # noqa: SIM115 (closed below, also after a write error)
+        except OSError as exc:
+            self.error = f"{self.dest}: {exc.strerror or exc}"
+        while chunk := os.read(fd, _READ_CHUNK):
+            room = self.cap - self.total
+            if room > 0:
+                out = self._write(out, chunk[:room])
+            if len(chunk) > room:
+                self.truncated = True
+            self.total += len(chunk)
+        if self.truncated:
+            out = self._write(out, f"\n[cto-harness: output cut at {self.cap} bytes]\n".encode())
+        if out is not None:
+            with contextlib.suppress(OSError):
+                out.close()
         self.source.close()
+
+    def _write(self, out: IO[bytes] | None, data: bytes) -> IO[bytes] | None:
+        if out is None:
+            return None
+        try:
+            out.write(data)
+            return out
+        except OSError as exc:
+            self.error = f"{self.dest}: {exc.strerror or exc}"
+            with contextlib.suppress(OSError):
+                out.close()
+            return None
 
 
 PR_SET_PDEATHSIG = 1

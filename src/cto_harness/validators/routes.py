@@ -161,8 +161,7 @@ def _check_item(item: WorkItem, record: RouteRecord, rel: str, out: list[Violati
     bundle = (record.path.parent / evidence).resolve()
     try:
         public_key = item.fields.get("public_key", ("", 0))[0]
-        report = verify_bundle(bundle, **({"public_key": record.path.parent / public_key}
-                                         if public_key else {}))
+        report = verify_bundle(bundle, record.path.parent / public_key if public_key else None)
     except (BundleInvalid, OSError) as exc:
         out.append(Violation(rel, evidence_line, f"{item.id}: the cited bundle does not verify: {exc}"))
         return

@@ -1,0 +1,49 @@
+"""The program's entry point (`cto-harness`, `python -m cto_harness`): a Ctrl-C while the
+command is still loading, or a reader that closes stdout early (`cto-harness config show |
+head -1`), ends in one line on stderr and exit 3, never a traceback.
+
+Before this runs, `cto_harness/__init__.py` has made a Ctrl-C print that one line and exit; here,
+inside the `try`, a Ctrl-C becomes a KeyboardInterrupt again (the run pipeline seals an
+`interrupted` bundle on it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+
+EXIT_ERROR = 3  # errors.ExitCode.ERROR, without importing it before the `try`
+
+
+def main() -> int:
+    try:
+        # From here on a Ctrl-C is a KeyboardInterrupt again (cto_harness/__init__.py exited).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        from cto_harness.cli.main import main as run_command
+
+        code = run_command()
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except KeyboardInterrupt:
+        _say("cto-harness: interrupted")
+    except BrokenPipeError:
+        _say("cto-harness: output closed early (broken pipe); output is incomplete")
+    return EXIT_ERROR
+
+
+def _say(line: str) -> None:
+    _discard_stdout()
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush finds no broken pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
