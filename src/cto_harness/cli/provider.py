@@ -76,7 +76,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     build = route(policy.distribution.route)
     report = build(args.source, args.commit, policy, Settings.from_env(), progress=sys.stderr,
                    source_url=args.source_url)
-    _print_admitted(args, report, "built", report_name="build-report.md")
+    _print_admitted(args, report, report.provenance_level, report_name="build-report.md")
     return EXIT_PASS
 
 
@@ -123,6 +123,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             "rebuilt_sha256": result.rebuilt_sha256,
             "store_path": result.store_path,
             "build_dir": result.build_dir,
+            **({"recorded_integrity": result.recorded_integrity,
+                "fetched_integrity": result.fetched_integrity}
+               if hasattr(result, "fetched_integrity") else {}),
         })
     else:
         print(f"recorded: {result.sha256}")
@@ -194,13 +197,20 @@ def add_parser(subparsers: Subparsers) -> None:
             parser.add_argument("--policy", type=Path, metavar="FILE",
                                 help="a provider policy TOML instead of the provider's own")
 
-    build = commands.add_parser("build", help="build from a pinned source and admit (built)",
-                                description="Clone the source at the pin, prove its identity, "
-                                "build it, probe the binary, store it by SHA-256 and admit it "
-                                "with provenance `built`. Exit 0 admitted, 2 blocked.")
-    build.add_argument("--source", required=True, metavar="URL_OR_DIR",
-                       help="git URL or local checkout (never modified: the build runs in a clone)")
-    build.add_argument("--commit", metavar="SHA", help="40-hex commit (default: the policy's pin)")
+    build = commands.add_parser("build", help="build (or fetch) at the pin and admit",
+                                description="Source kind: clone the source at the pin, prove its "
+                                "identity, build it, probe the binary, store it by SHA-256 and "
+                                "admit it with provenance `built`. npm kind: fetch the pinned "
+                                "version from the configured registry, check its integrity, "
+                                "install it without scripts, probe it, store the tree by its "
+                                "digest and admit it with provenance `fetched`. "
+                                "Exit 0 admitted, 2 blocked.")
+    build.add_argument("--source", metavar="URL_OR_DIR",
+                       help="source kind (required): git URL or local checkout (never modified: "
+                       "the build runs in a clone); npm kind (optional): a local tarball, "
+                       "checked against the registry's integrity like a fetched one")
+    build.add_argument("--commit", metavar="PIN",
+                       help="the pin: a 40-hex commit, or an npm version (default: the policy's)")
     build.add_argument("--source-url", metavar="URL",
                        help="the repository this source is (default: the URL, or the checkout's "
                        "origin); must be the policy's")

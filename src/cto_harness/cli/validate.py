@@ -17,15 +17,18 @@ def add_parser(subparsers: Subparsers) -> None:
     commands = add_subcommands(validate, "validate_command")
 
     adapter = commands.add_parser(
-        "adapter", help="every fail-closed scenario of the Case adapter",
-        description="Run every fail-closed scenario of the Case adapter for real, with stand-in "
-                    "providers admitted in a temporary home; exit 0 only if all pass.")
+        "adapter", help="every fail-closed scenario of an engine's adapter",
+        description="Run every fail-closed scenario of an engine's adapter (--engine: case, "
+                    "fake, pi) for real, with providers admitted in a temporary home; exit 0 "
+                    "only if all pass.")
     adapter.add_argument("--harness-root", type=_adapter_root, metavar="DIR",
                          help="the repository's harness/ folder (default: found from the "
                               "current directory)")
     add_json(adapter, 'print {"ok", "checks": [{"name", "passed", "detail", "duration_ms"}]}')
     adapter.add_argument("--check", action="append", metavar="NAME",
                          help="run only this check (repeatable; default: all)")
+    adapter.add_argument("--engine", default="case", metavar="NAME",
+                         help="the engine whose scenarios run: case (default), fake or pi")
     adapter.set_defaults(handler=_adapter)
 
     routes = commands.add_parser(
@@ -51,14 +54,19 @@ def _adapter_root(value: str) -> Path:
 def _adapter(args: argparse.Namespace) -> int:
     from cto_harness.core.fixtures import find_harness_root
     from cto_harness.errors import UsageError
-    from cto_harness.validators.adapter import CHECKS, run_checks
+    from cto_harness.validators.adapter import run_checks
+    from cto_harness.validators.engine_checks import checks_for
 
-    unknown = sorted(set(args.check or []) - set(CHECKS))
+    try:
+        checks = checks_for(args.engine)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    unknown = sorted(set(args.check or []) - set(checks))
     if unknown:
-        raise UsageError(f"unknown check {unknown[0]!r} (known: {', '.join(sorted(CHECKS))})")
+        raise UsageError(f"unknown check {unknown[0]!r} (known: {', '.join(sorted(checks))})")
     root = args.harness_root or _adapter_root(str(find_harness_root()))
     started = time.monotonic()
-    results = run_checks(root, args.check)
+    results = run_checks(root, args.check, checks)
     ok = all(r.passed for r in results)
     if args.json:
         print(json.dumps({"ok": ok, "checks": [r.to_dict() for r in results],

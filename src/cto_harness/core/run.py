@@ -140,12 +140,18 @@ def execute_run(
         preflight.check_writable_folder(run_dir.parent, "run's parent folder")
     preflight.check_signing_key(settings)
     started = utc_now()
+    # From the moment the run folder exists until a context that can seal it does, Ctrl-C and
+    # SIGTERM are held (a few milliseconds): a signal in between would leave an empty folder.
+    # Held signals are delivered inside the `try` below, so they end in a sealed bundle.
+    held = {signal.SIGINT, signal.SIGTERM}
+    unheld = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         if run_dir is None:
             run_dir = new_run_dir(settings.runs_dir, case_id, started)
         else:
             run_dir.mkdir(parents=True, exist_ok=False)
     except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
         raise HarnessFault(f"cannot create the run folder: {exc}") from None
     run_id = run_id or f"{started.strftime('%Y%m%dT%H%M%SZ')}-{case_id}-{secrets.token_hex(4)}"
     nonce = binding.nonce if binding else (nonce or secrets.token_hex(16))
@@ -154,16 +160,19 @@ def execute_run(
     ctx: RunContext | None = None
     # What a stage leaves under way (the harness's own test collection) is stopped before sealing.
     pending = contextlib.ExitStack()
+    case = None
     try:
-        events.emit("run.started", case_id=case_id, engine=engine.name)
-        case = None
         try:
+            events.emit("run.started", case_id=case_id, engine=engine.name)
             with events.span("task.load"):
                 case = load_case(case_dir)
         finally:
             # The context exists even when the case is malformed, so the bundle can be written.
-            ctx = _context(run_id, nonce, run_dir, case, case_dir, settings, engine_settings,
-                           harness_root, environ, events)
+            try:
+                ctx = _context(run_id, nonce, run_dir, case, case_dir, settings, engine_settings,
+                               harness_root, environ, events)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
         _run_stages(engine, ctx, results, pending)
     except Blocked as blocked:
         if isinstance(blocked, GateBlocked):
@@ -188,8 +197,8 @@ def execute_run(
         raise HarnessFault(f"cannot write in the run folder {run_dir}: {results.error}")
     if results.sandbox is not None:
         results.sandbox.close()  # network log, last sweep, files and uid back; never raises
+    _release(engine, ctx)  # the model endpoint stops after the proxy that forwarded to it
     # A second signal must not cut the sealing short: hold signals until the bundle is whole.
-    held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         report = seal_despite_faults(lambda: _seal(engine, ctx, results, started), ctx, results)
@@ -217,6 +226,15 @@ def _context(
     return RunContext(run_id=run_id, nonce=nonce, run_dir=run_dir, case=case, settings=settings,
                       engine_settings=engine_settings, harness_root=harness_root,
                       environ=environ, events=events)
+
+
+def _release(engine: Engine, ctx: RunContext) -> None:
+    """Stop what the engine started besides the provider (its model endpoint), whatever
+    happened; a failure to stop is recorded, the bundle is still written."""
+    try:
+        engine.release(ctx)
+    except Exception as exc:
+        ctx.events.emit("engine.release_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _marker(run_dir: Path, name: str, message: str) -> None:
@@ -456,6 +474,11 @@ def _inert_outcome(outcome: Outcome) -> Outcome:
                                              "source": inert(f.source)})
                         for f in outcome.forbidden),
         provider_outcome=said.model_validate(inert_tree(said.model_dump(mode="json"))),
+        pull_requests=tuple(pr.model_validate(inert_tree(pr.model_dump(mode="json")))
+                            for pr in outcome.pull_requests),
+        model_endpoint=None if outcome.model_endpoint is None else
+        outcome.model_endpoint.model_validate(
+            inert_tree(outcome.model_endpoint.model_dump(mode="json"))),
     )
 
 

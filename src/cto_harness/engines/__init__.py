@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "cto_harness.engines"
 BUILTIN_ENGINES = {
     "fake": "cto_harness.engines.fake.engine:FakeEngine",
     "case": "cto_harness.engines.case.engine:CaseEngine",
+    "pi": "cto_harness.engines.pi.engine:PiEngine",
 }
 _registered: dict[str, type[Engine]] = {}
 

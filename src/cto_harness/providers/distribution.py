@@ -6,9 +6,11 @@ Kinds are registered here by name ("module:Class"), imported only when a policy 
 - `source`: a git repository at a pinned commit, built here (`providers/source.py`, built by
   `providers/build.py`).
 
-A new kind (say `npm`: a package pinned by name@version, its tarball checked against the
-registry's integrity) is a new module with a `Distribution` subclass whose `route` names the
-function that obtains, proves and admits it, plus one line in `DISTRIBUTION_KINDS`.
+- `npm`: a package pinned by name@version, its tarball checked against the registry's
+  integrity, installed with `--ignore-scripts` (`providers/npm.py`, its own route).
+
+A new kind is a new module with a `Distribution` subclass whose `route` names the function that
+obtains, proves and admits it, plus one line in `DISTRIBUTION_KINDS`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from cto_harness.contracts import StrictModel
 
 DISTRIBUTION_KINDS: dict[str, str] = {
     "source": "cto_harness.providers.source:SourceDistribution",
+    "npm": "cto_harness.providers.npm:NpmDistribution",
 }
 
 

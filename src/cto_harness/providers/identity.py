@@ -17,6 +17,7 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -141,10 +142,13 @@ def _lists_command(text: str, command: str) -> bool:
 
 
 def probe_binary_identity(
-    binary: Path, policy: ProviderPolicy, *, timeout_seconds: float | None = None
+    binary: Path, policy: ProviderPolicy, *, timeout_seconds: float | None = None,
+    runtime: Sequence[str] = (), readable: Sequence[Path] = (),
 ) -> IdentityEvidence:
     """Run `<binary> --help` in private directories; blocked `identity_mismatch` unless it exits 0
-    and its output carries every marker and command name of the policy.
+    and its output carries every marker and command name of the policy. `runtime` is the argv
+    prefix that runs a script entry point (an npm package's: `[<bun>]`); `readable` what the
+    probe may read besides the binary (an npm package's installed tree and its runtime).
 
     Blocked `dist_missing`/`not_executable` when the file is absent or has no execute bit.
     """
@@ -152,7 +156,7 @@ def probe_binary_identity(
     check_executable(binary)
     spec = policy.binary_identity
     limit = timeout_seconds if timeout_seconds is not None else spec.probe_timeout_seconds
-    argv = [str(binary), *PROBE_ARGS]
+    argv = [*runtime, str(binary), *PROBE_ARGS]
     with tempfile.TemporaryDirectory(prefix="cto-harness-probe-") as tmp:
         # `sandbox/` is handed to the sandbox uid; the logs stay in the harness's own folder,
         # where the probed binary cannot replace them with a link to something else.
@@ -171,7 +175,7 @@ def probe_binary_identity(
                 work=root,
                 cwd=work,
                 env=env,
-                readable=[binary],
+                readable=[binary, *(Path(p).absolute() for p in readable)],
                 stdout_path=logs / "stdout.log",
                 stderr_path=logs / "stderr.log",
                 timeout_seconds=limit,

@@ -33,7 +33,7 @@ REGISTRY_NAME = "admissions.json"
 LOCK_NAME = "admissions.lock"
 
 AdmissionStatus = Literal["admitted", "not_admitted"]
-AdmissionProvenance = Literal["built", "asserted"]
+AdmissionProvenance = Literal["built", "fetched", "asserted"]
 
 
 class AdmissionRecord(StrictModel):
@@ -176,7 +176,7 @@ def admission_summary(settings: Settings, provider: str = DEFAULT_PROVIDER) -> d
         "admitted": len(admitted),
         "by_provenance": {
             level: sum(1 for r in admitted if r.provenance_level == level)
-            for level in ("built", "asserted")
+            for level in ("built", "fetched", "asserted")
         },
         "store_missing": sum(1 for r in admitted if not Path(r.store_path).is_file()),
         "latest": None if latest is None else {

@@ -17,6 +17,7 @@ from cto_harness import __version__
 from cto_harness.contracts import StrictModel
 from cto_harness.evidence.intoto import statement
 from cto_harness.providers.identity import IdentityEvidence, SourceIdentityEvidence
+from cto_harness.providers.policy import RecordedPin
 
 REPORT_SCHEMA_VERSION = "1.0"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
@@ -51,7 +52,10 @@ class SourceInfo(StrictModel):
     local_origin_url: str | None = None
     commit: str
     policy_commit: str
-    pin_overridden: bool
+    pin_overridden: bool = Field(description="true when the commit is not the default pin")
+    recorded_pin: RecordedPin | None = Field(
+        default=None, description="the policy's record of the pin used (default or accepted)"
+    )
 
 
 class CheckoutState(StrictModel):
@@ -79,13 +83,34 @@ class ArtifactInfo(StrictModel):
     store_sha256: str = Field(description="re-hashed after the copy into the store")
 
 
+class PackageInfo(StrictModel):
+    """An npm package as fetched (the `npm` kind): its registry, integrity, entry point, lock and
+    the runtime it is admitted to run under."""
+
+    name: str
+    version: str
+    registry: str = Field(description="the registry npm was configured with")
+    tarball: str = Field(description="where the tarball came from (registry URL or local file)")
+    integrity: str = Field(description="the tarball's SHA-512 (SRI), equal to dist.integrity")
+    tarball_sha256: str
+    tarball_shasum: str | None = None
+    entry: str = Field(description="the bin target, relative to the package folder")
+    entry_sha256: str
+    lock_sha256: str = Field(description="package-lock.json of the install (dependencies)")
+    runtime: str
+    runtime_path: str
+    runtime_sha256: str
+    runtime_version: str
+    npm_version: str
+
+
 class ProviderReport(StrictModel):
     schema_version: str = REPORT_SCHEMA_VERSION
     harness_version: str = __version__
     kind: Literal["build", "admit"]
     provider: str
     status: Literal["admitted", "not_admitted"]
-    provenance_level: Literal["built", "asserted"]
+    provenance_level: Literal["built", "fetched", "asserted"]
     invocation_id: str
     started_at: str
     finished_at: str
@@ -102,6 +127,7 @@ class ProviderReport(StrictModel):
     artifact: ArtifactInfo
     provenance_statement: str | None = None
     log_digests: dict[str, str] = Field(default_factory=dict)
+    package: PackageInfo | None = None
 
 
 def provenance_statement(report: ProviderReport) -> dict[str, Any]:
@@ -119,7 +145,11 @@ def provenance_statement(report: ProviderReport) -> dict[str, Any]:
                 "artifact": report.artifact.relative_path,
             },
             "internalParameters": {
-                "policy": {"name": report.provider, "commit": source.policy_commit},
+                "policy": {
+                    "name": report.provider, "commit": source.policy_commit,
+                    "recordedPin": source.recorded_pin.model_dump(mode="json")
+                    if source.recorded_pin else None,
+                },
                 "sourceLocation": source.location,
                 "buildDir": report.build_dir,
                 "bunVersion": report.toolchain.bun_version,
@@ -153,6 +183,12 @@ def provenance_statement(report: ProviderReport) -> dict[str, Any]:
     return statement({binary: report.artifact.sha256}, SLSA_PROVENANCE_V1, predicate)
 
 
+def _pin_text(pin: RecordedPin | None) -> str:
+    if pin is None:
+        return "none recorded"
+    return f"{pin.commit} ({pin.kind}: {pin.reason})".replace("|", "\\|").replace("`", "'")
+
+
 def render_markdown(report: ProviderReport) -> str:
     title = "Provider build report" if report.kind == "build" else "Provider admission report"
     a, s = report.artifact, report.source
@@ -163,7 +199,8 @@ def render_markdown(report: ProviderReport) -> str:
         ("source URL", s.source_url),
         ("source location", s.location),
         ("commit", s.commit),
-        ("policy pin", s.policy_commit + (" (overridden)" if s.pin_overridden else "")),
+        ("policy pin", s.policy_commit),
+        ("recorded pin used", _pin_text(s.recorded_pin)),
         ("artifact", a.path),
         ("store path", a.store_path),
         ("SHA-256", a.sha256),
@@ -177,6 +214,12 @@ def render_markdown(report: ProviderReport) -> str:
             ("Bun", f"{report.toolchain.bun_version} ({report.toolchain.bun_path})"),
             ("Node", report.toolchain.node_version or "not found"),
         ]
+    if report.package is not None:
+        p = report.package
+        rows += [("package", f"{p.name}@{p.version}"), ("registry", p.registry),
+                 ("integrity", p.integrity), ("entry point", f"{p.entry} ({p.entry_sha256})"),
+                 ("package-lock.json", p.lock_sha256),
+                 ("runtime", f"{p.runtime} {p.runtime_version} ({p.runtime_sha256})")]
     if report.checkout is not None:
         rows.append(("checkout unchanged", "yes" if report.checkout.unchanged else "NO"))
     lines = [f"# {title}", "", "| field | value |", "|---|---|"]

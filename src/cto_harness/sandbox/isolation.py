@@ -71,9 +71,10 @@ from cto_harness.sandbox.users import SandboxUser
 
 LANDLOCK_LAUNCHER = Path(landlock.__file__)
 LAUNCHER = Path(launcher.__file__)
-# Harness-owned folders of a run's private/ that the provider never writes.
+# Harness-owned folders of a run's private/ that the provider never sees nor writes (the model
+# endpoint's log and the network proxy's socket folder among them).
 HARNESS_PRIVATE = frozenset({"snapshot.git", "isolation", "verification", "verify", "verify-home",
-                             "proxy"})
+                             "model-endpoint", "proxy"})
 SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
                "/proc", "/dev")
 # Private on every tier: no host IPC endpoint (a Unix socket in /tmp or /run, shared memory).

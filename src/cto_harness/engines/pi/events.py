@@ -1,0 +1,131 @@
+"""pi's own account of a run: the JSON lines `pi --mode json` prints (one session header, then
+agent, turn, message and tool events), mapped to typed provider events and spans. Recorded,
+never trusted; streaming deltas (`message_update`, `tool_execution_update`) are left out.
+
+pi's events carry no timestamps: each is stamped with the time the harness read the log, in
+order (the spans show structure and counts, not durations).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cto_harness.contracts import ProviderOutcome
+from cto_harness.engines.base import ProviderEvent, ProviderSpan
+
+MAX_LOG_BYTES = 32 * 1024 * 1024
+_TEXT_CAP = 2000
+_SKIPPED = {"message_update", "tool_execution_update", "queue_update"}
+
+
+@dataclass(frozen=True)
+class PiAccount:
+    events: tuple[ProviderEvent, ...]
+    spans: tuple[ProviderSpan, ...]
+    outcome: ProviderOutcome
+    claims: Mapping[str, Any]
+
+
+def read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The JSON objects of the log (its first MAX_LOG_BYTES), and how many lines were not one."""
+    if path.is_symlink() or not path.is_file():
+        return [], 0
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_LOG_BYTES)
+    rows: list[dict[str, Any]] = []
+    bad = 0
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(row, dict) and isinstance(row.get("type"), str):
+            rows.append(row)
+        else:
+            bad += 1
+    return rows, bad
+
+
+def _text_of(message: Any) -> str:
+    """The text parts of an assistant message."""
+    if not isinstance(message, dict):
+        return ""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content[:_TEXT_CAP]
+    parts = [part.get("text", "") for part in content or []
+             if isinstance(part, dict) and part.get("type") == "text"]
+    return "\n".join(p for p in parts if isinstance(p, str))[:_TEXT_CAP]
+
+
+def account(rows: Iterable[dict[str, Any]], ts: str, source: str) -> PiAccount:
+    events: list[ProviderEvent] = []
+    spans: list[ProviderSpan] = []
+    turns = tools = tool_errors = 0
+    open_tools: dict[str, str] = {}
+    stop_reason: str | None = None
+    error: str | None = None
+    final_text = ""
+    ended = False
+    for row in rows:
+        kind = row["type"]
+        if kind in _SKIPPED:
+            continue
+        if kind == "session":
+            events.append(ProviderEvent(ts, "provider.session.started",
+                                        {"id": str(row.get("id", ""))[:80],
+                                         "version": row.get("version")}))
+        elif kind == "agent_start":
+            events.append(ProviderEvent(ts, "provider.pipeline.started", {}))
+        elif kind == "turn_start":
+            turns += 1
+            events.append(ProviderEvent(ts, "provider.turn.started", {"turn": turns}))
+        elif kind == "tool_execution_start":
+            tools += 1
+            name = str(row.get("toolName", ""))[:80]
+            open_tools[str(row.get("toolCallId", tools))] = name
+            events.append(ProviderEvent(ts, "provider.tool.started", {"tool": name}))
+        elif kind == "tool_execution_end":
+            name = open_tools.pop(str(row.get("toolCallId", "")), str(row.get("toolName", "")))
+            failed = bool(row.get("isError"))
+            tool_errors += failed
+            events.append(ProviderEvent(ts, "provider.tool.ended",
+                                        {"tool": name[:80], "is_error": failed}))
+            spans.append(ProviderSpan(key=f"tool-{tools}-{name}", name=f"pi.tool.{name}",
+                                      start=ts, end=ts, status="error" if failed else "ok",
+                                      parent_key=f"turn-{turns}" if turns else None,
+                                      attributes={"tool": name}))
+        elif kind == "message_end":
+            message = row.get("message")
+            if isinstance(message, dict) and message.get("role") == "assistant":
+                stop_reason = str(message.get("stopReason", ""))[:40] or None
+                if message.get("errorMessage"):
+                    error = str(message["errorMessage"])[:500]
+                final_text = _text_of(message) or final_text
+        elif kind == "turn_end":
+            events.append(ProviderEvent(ts, "provider.turn.ended", {"turn": turns}))
+            spans.append(ProviderSpan(key=f"turn-{turns}", name="pi.turn", start=ts, end=ts,
+                                      attributes={"turn": turns}))
+        elif kind == "agent_end":
+            ended = True
+        elif kind.startswith("auto_retry") or kind.startswith("compaction"):
+            events.append(ProviderEvent(ts, f"provider.{kind.replace('_', '.')}", {}))
+    failed = stop_reason in ("error", "aborted") or error is not None
+    outcome = None
+    if ended:
+        outcome = "failed" if failed else "completed"
+        events.append(ProviderEvent(ts, "provider.pipeline.ended",
+                                    {"outcome": outcome, "turns": turns, "tools": tools}))
+    claims = {"event_log": source if ended or events else None, "turns": turns,
+              "tool_calls": tools, "tool_errors": tool_errors, "stop_reason": stop_reason,
+              "error": error, "final_text": final_text, "agent_ended": ended}
+    return PiAccount(events=tuple(events), spans=tuple(spans),
+                     outcome=ProviderOutcome(outcome=outcome, source=source if ended else None),
+                     claims=claims)

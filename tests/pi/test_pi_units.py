@@ -1,0 +1,81 @@
+"""pi engine units: its JSON event stream read as its own account, the prompt, models.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cto_harness.core.fixtures import case_directory, load_case
+from cto_harness.engines.pi.events import account, read_lines
+from cto_harness.engines.pi.prompt import model_config, render_prompt
+from pi_helpers import REPO_ROOT
+
+TS = "2026-01-01T00:00:00Z"
+
+
+def _write(path: Path, rows: list[object], extra: bytes = b"") -> Path:
+    path.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in rows) + extra)
+    return path
+
+
+def test_a_completed_run_is_mapped_to_turns_tools_and_an_outcome(tmp_path: Path) -> None:
+    rows = [
+        {"type": "session", "version": 3, "id": "s1"},
+        {"type": "agent_start"}, {"type": "turn_start"},
+        {"type": "message_update", "message": {}},  # a streaming delta: left out
+        {"type": "tool_execution_start", "toolCallId": "t1", "toolName": "read"},
+        {"type": "tool_execution_end", "toolCallId": "t1", "toolName": "read", "isError": False},
+        {"type": "tool_execution_start", "toolCallId": "t2", "toolName": "bash"},
+        {"type": "tool_execution_end", "toolCallId": "t2", "toolName": "bash", "isError": True},
+        {"type": "turn_end"},
+        {"type": "message_end", "message": {"role": "assistant", "stopReason": "stop",
+                                            "content": [{"type": "text", "text": "Done."}]}},
+        {"type": "agent_end", "messages": []},
+    ]
+    rows_read, bad = read_lines(_write(tmp_path / "out.log", rows, b"not json\n[1]\n"))
+    assert bad == 2 and len(rows_read) == len(rows)
+    told = account(rows_read, TS, "backend/stdout.log")
+    types = [e.type for e in told.events]
+    assert types == ["provider.session.started", "provider.pipeline.started",
+                     "provider.turn.started", "provider.tool.started", "provider.tool.ended",
+                     "provider.tool.started", "provider.tool.ended", "provider.turn.ended",
+                     "provider.pipeline.ended"]
+    assert told.outcome.outcome == "completed" and told.outcome.source == "backend/stdout.log"
+    assert told.claims["tool_calls"] == 2 and told.claims["tool_errors"] == 1
+    assert told.claims["final_text"] == "Done."
+    assert [s.status for s in told.spans] == ["ok", "error", "ok"]
+    assert {s.parent_key for s in told.spans[:2]} == {"turn-1"}
+
+
+def test_an_errored_or_silent_run_never_reads_as_completed(tmp_path: Path) -> None:
+    errored = account([{"type": "agent_start"},
+                       {"type": "message_end", "message": {"role": "assistant",
+                                                           "stopReason": "error",
+                                                           "errorMessage": "connection refused"}},
+                       {"type": "agent_end"}], TS, "x")
+    assert errored.outcome.outcome == "failed" and errored.claims["error"] == "connection refused"
+    silent = account([{"type": "agent_start"}, {"type": "turn_start"}], TS, "x")
+    assert silent.outcome.outcome is None and silent.claims["agent_ended"] is False
+    assert account([], TS, "x").claims["event_log"] is None
+
+
+def test_a_planted_symlink_is_never_read(tmp_path: Path) -> None:
+    secret = _write(tmp_path / "secret.log", [{"type": "agent_end"}])
+    (tmp_path / "link.log").symlink_to(secret)
+    assert read_lines(tmp_path / "link.log") == ([], 0)
+
+
+def test_the_prompt_is_the_case_task_with_its_limits() -> None:
+    spec = load_case(case_directory(REPO_ROOT / "harness", "r1-string-slugify")).spec
+    prompt = render_prompt(spec)
+    assert prompt.startswith("Task: Implement slugify\n")  # never `@file` or a flag
+    assert spec.task.strip() in prompt and "slugkit/text.py" in prompt
+    assert "python3 -I -m unittest discover" in prompt
+
+
+def test_models_json_names_the_key_variable_never_a_value() -> None:
+    config = model_config("anthropic", "http://127.0.0.1:9", "ANTHROPIC_API_KEY")
+    assert config == {"providers": {"anthropic": {"baseUrl": "http://127.0.0.1:9",
+                                                  "apiKey": "ANTHROPIC_API_KEY",
+                                                  "api": "anthropic-messages"}}}
+    assert model_config("anthropic", None, "ANTHROPIC_API_KEY") is None
