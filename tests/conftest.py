@@ -28,6 +28,9 @@ from cto_harness.providers.build import build_provider  # noqa: E402
 from cto_harness.settings import Settings  # noqa: E402
 from standin_helpers import head_commit, make_standin_repo, policy_accepting  # noqa: E402
 
+# Nothing a test starts may outlive it or the session (tests/process_guard.py).
+pytest_plugins = ["process_guard"]
+
 
 @pytest.fixture(autouse=True)
 def harness_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -112,16 +115,3 @@ def admitted_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admit
     yield AdmittedStandin(
         home, Path(report.artifact.store_path), report.artifact.sha256, source, commit
     )
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Nothing a test started may outlive the suite: kill any process left under a sandbox uid
-    that no harness holds (a contained run leaves none; a stray means a containment failed), and
-    say so, loudly, with what it was."""
-    from cto_harness.sandbox.users import DEFAULT_UID_RANGE, parse_range, sweep_strays
-
-    ranges = {DEFAULT_UID_RANGE, parse_range(os.environ.get("CTO_HARNESS_SANDBOX_UIDS"))}
-    strays = [p for uids in sorted(ranges) for p in sweep_strays(uids)]
-    if strays:
-        print(f"\nSTRAY PROCESSES of sandbox uids killed after the suite ({len(strays)}): "
-              + "; ".join(p.cmdline[:80] for p in strays[:5]), file=sys.stderr)

@@ -83,10 +83,19 @@ def test_hand_over_and_take_back_never_follow_a_link(tmp_path: Path) -> None:
 # Every generation forks the next and exits at once: no pid lives long enough to be found by a
 # scan of /proc (so the test watches its progress in a file instead).
 # Bounded (120 s) even so: should every containment fail, the chain still ends by itself.
+# The chain never outlives this test process, whatever kills it: each generation first checks
+# that the test's pid still exists (kill(pid, 0) answers EPERM across uids while it does), and
+# gives up after a minute in any case.
 CHAIN = textwrap.dedent("""
     import os, sys, time
-    deadline = time.time() + 120
+    deadline, lifeline = time.time() + 60, int(sys.argv[2])
     while time.time() < deadline:
+        try:
+            os.kill(lifeline, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:
+            pass
         if os.fork() != 0:
             os._exit(0)
         with open(sys.argv[1], "a") as handle:
@@ -101,7 +110,8 @@ def _start_chain(user: users.SandboxUser, progress: Path) -> subprocess.Popen[by
     spec = {"uid": user.uid, "gid": user.gid, "namespaces": ["mount"], "tmpfs": ["/root"],
             "binds": [[p, p, False] for p in {sys.base_prefix, sys.prefix}]}
     proc = subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(spec), "--",
-                             sys.executable, "-I", "-S", "-c", CHAIN, str(progress)],
+                             sys.executable, "-I", "-S", "-c", CHAIN, str(progress),
+                             str(os.getpid())],
                             start_new_session=True)
     deadline = time.monotonic() + 30
     while _size(progress) < 5:  # running: a few generations have written
