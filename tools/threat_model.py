@@ -26,15 +26,16 @@ Prevented:
   sandbox's PID namespace (a fresh /proc inside shows only the sandbox), so its
   `/proc/<pid>/environ`, maps and auxv cannot be read and it cannot be signalled or stopped (the
   time limit always holds). [read_harness_environ, signal_harness]
-- **The network.** A network namespace with loopback only. The one allowed endpoint (Case: the
-  admitted model base URL, or its model provider's public API) is reached through the harness's
-  proxy (a Unix socket from outside the namespace, a forwarder on `127.0.0.1:<port>` inside), and
-  every connection is logged to `backend/network.jsonl` (phase, host, port, bytes each way, start,
-  end, result). Other hosts are unreachable (no route), `git://` and every service on the host's
-  loopback are another namespace's; `/tmp`, `/run`, `/dev/shm` are private, so host services on
-  Unix sockets there are out of sight, and abstract Unix sockets belong to the namespace. The
-  canary checks it before every start: the host's loopback and its other addresses unreachable,
-  the endpoint reachable. [git_push_loopback, unix_socket_escape]
+- **The network.** A network namespace with loopback only. The one allowed endpoint (Case and pi:
+  the admitted model base URL, the endpoint the harness itself started on the host's loopback for a
+  scripted, replayed or recorded run, or the model provider's public API) is reached through the
+  harness's proxy (a Unix socket from outside the namespace, a forwarder on `127.0.0.1:<port>`
+  inside), and every connection is logged to `backend/network.jsonl` (phase, host, port, bytes each
+  way, start, end, result). Other hosts are unreachable (no route), `git://` and every service on
+  the host's loopback are another namespace's; `/tmp`, `/run`, `/dev/shm` are private, so host
+  services on Unix sockets there are out of sight, and abstract Unix sockets belong to the
+  namespace. The canary checks it before every start: the host's loopback and its other addresses
+  unreachable, the endpoint reachable. [git_push_loopback, unix_socket_escape]
 - **Outliving the run or the harness.** A PID namespace: when the provider's main process exits,
   PID 1 (bwrap's, or the launcher's on landlock/none) kills and reaps what is left and the
   namespace ends. A chain of parent-death signals ties it to the harness (harness, launcher, PID 1,
@@ -109,6 +110,15 @@ patch asserted to apply) and runs the tests that must then fail; a guard whose t
 reported as not load-bearing. With a guard gone, the tests' hostile processes can escape every
 containment of the harness, so each test run is the child of PID 1 of a PID namespace of its own
 (`unshare --pid --fork --kill-child --mount-proc`): whatever is left dies with it, and without
-`unshare` nothing runs. The test suite itself kills, and names, any process of a sandbox uid that
-no harness holds when it ends; the test chains end by themselves after 120 s.
+`unshare` nothing runs.
+
+The test suite holds itself to the same rule (`tests/process_guard.py`, a pytest plugin every
+session loads): pytest becomes a child subreaper first, so every orphan of every test (a daemon,
+each generation of a fork-and-exit chain) is re-parented to it and reaped, never left to an init
+that may not reap. After each test, anything it left running below pytest is killed with its tree
+and the test fails naming it; at the end of the session everything still below pytest, every
+process of a sandbox uid that no harness holds and every process carrying the session's marker is
+killed, and the session fails naming them. The fork-and-exit chains the tests start end by
+themselves when the test process is gone (each generation checks its pid) and after a minute at
+most.
 """
