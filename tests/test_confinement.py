@@ -80,6 +80,27 @@ def test_hand_over_and_take_back_never_follow_a_link(tmp_path: Path) -> None:
         user.release()
 
 
+def test_hand_over_never_gives_away_an_inode_another_tree_shares(tmp_path: Path) -> None:
+    """A file hard-linked from a store (pi's installed package) is handed over as a copy: the
+    store's inode keeps its owner and its bytes whatever the sandbox uid does to its own."""
+    user = users.acquire(RANGE)
+    try:
+        store, tree = tmp_path / "store", tmp_path / "tree"
+        store.mkdir()
+        tree.mkdir()
+        (store / "cli.js").write_text("admitted\n")
+        (store / "cli.js").chmod(0o555)
+        os.link(store / "cli.js", tree / "cli.js")
+        users.hand_over([tree], user)
+        handed, kept = (tree / "cli.js").lstat(), (store / "cli.js").lstat()
+        assert handed.st_uid == user.uid and kept.st_uid == 0
+        assert handed.st_ino != kept.st_ino and kept.st_nlink == 1
+        assert (tree / "cli.js").read_text() == "admitted\n" and handed.st_mode & 0o777 == 0o555
+        assert sorted(p.name for p in tree.iterdir()) == ["cli.js"]  # no temporary left
+    finally:
+        user.release()
+
+
 # Every generation forks the next and exits at once: no pid lives long enough to be found by a
 # scan of /proc (so the test watches its progress in a file instead).
 # Bounded (120 s) even so: should every containment fail, the chain still ends by itself.

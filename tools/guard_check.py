@@ -64,6 +64,10 @@ GITDIR_OFF: list[Patch] = [
     ("src/cto_harness/core/gitdir.py", '    result = GitDirCheck()\n    dot_git = workspace / ".git"\n',
      '    return GitDirCheck(config=(workspace / ".git" / "config").read_bytes())\n'),
 ]
+UNSHARE_OFF: list[Patch] = [
+    ("src/cto_harness/sandbox/users.py", "            if unshare_links and stat.S_ISREG(",
+     "            if False and stat.S_ISREG("),
+]
 PROBE_OFF: list[Patch] = [
     ("src/cto_harness/sandbox/confined.py", "[*conf.prefix(), *argv]", "[*argv]"),
 ]
@@ -85,6 +89,7 @@ DEMOS: dict[str, tuple[list[Patch], str, str]] = {
     "ECHILD proof of the subreaper kill": (ECHILD_OFF, UNITS, "subreaper"),
     ".git check": (GITDIR_OFF, f"tests/case/test_case_confinement.py {UNITS}", "git_dir"),
     "confined identity probe": (PROBE_OFF, "tests/provider/test_identity.py", "confined"),
+    "hand-over never gives away a shared inode": (UNSHARE_OFF, UNITS, "shares"),
 }
 
 

@@ -475,7 +475,7 @@ def admit_npm_package(
                 lock_sha = sha256_file(parts.tree / "package-lock.json")
             with show.step(f"binary identity (bun {policy.binary} --help)"):
                 identity = probe_binary_identity(entry, policy, runtime=[str(parts.runtime)],
-                                                readable=[parts.entry_dir])
+                                                readable=[parts.tree, parts.runtime])
             store = NpmPaths(provider_store_dir(settings, policy.name) / digest)
             with show.step("store"):
                 remove_tree(store.entry_dir)

@@ -527,6 +527,7 @@ class Sandbox:
     containment: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     _handed: list[Path] = field(default_factory=list)
+    _program: list[Path] = field(default_factory=list)  # Launch.readable
 
     @classmethod
     def for_run(cls, ctx: SandboxRun) -> Sandbox:
@@ -565,16 +566,19 @@ class Sandbox:
         return list(dict.fromkeys(Path(os.path.abspath(p)) for p in paths))
 
     def provider_writable(self) -> list[Path]:
-        """The workspace and the provider's own private dirs (never the harness's)."""
+        """The workspace and the provider's own private dirs (never the harness's, never one
+        holding the provider's read-only program)."""
         private = self.ctx.private
         own = sorted(p for p in private.iterdir()
-                     if p.is_dir() and not p.is_symlink() and p.name not in HARNESS_PRIVATE)
+                     if p.is_dir() and not p.is_symlink() and p.name not in HARNESS_PRIVATE
+                     and not any(p == r or p in r.parents for r in self._program))
         return [self.ctx.workspace, *own]
 
     def _confinement(self, writable: list[Path], cwd: Path, *, endpoint: Endpoint | None = None,
                      own: list[Path] | None = None, status: Path | None = None) -> Confinement:
         return Confinement(tier=self.tier, hidden=self.hidden_paths(),
-                           readonly=_interpreter_paths(), writable=writable, cwd=cwd,
+                           readonly=[*_interpreter_paths(), *self._program], writable=writable,
+                           cwd=cwd,
                            probe=self.found, user=self.user, endpoint=endpoint,
                            proxy_socket=self.proxy.socket_path if self.proxy else None,
                            own=own or [], status_path=status)
@@ -584,6 +588,7 @@ class Sandbox:
     def confine(self, launch: Launch) -> Launch:
         """Hand the provider its files, start the endpoint proxy, prove the confinement with the
         canary, then return the launch wrapped in it."""
+        self._program = [Path(os.path.abspath(p)) for p in launch.readable]
         writable = self.provider_writable()
         users.hand_over(writable, self.user)
         self._handed = writable

@@ -20,3 +20,7 @@ class Launch:
     # Everything else runs with loopback only.
     network: bool = False
     endpoint: str | None = None
+    # The provider's own program (an npm package's installed tree and runtime, hard-linked from
+    # the admitted store): read and executed, never written and never handed to the sandbox uid
+    # (a hard link's owner is its store inode's owner).
+    readable: tuple[Path, ...] = ()

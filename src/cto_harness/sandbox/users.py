@@ -178,9 +178,29 @@ def sweep_strays(uid_range: tuple[int, int]) -> list[ProcessInfo]:
 # --- ownership ------------------------------------------------------------------------------
 
 
-def _walk_chown(root: Path, uid: int, gid: int) -> int:
+def _unshare_inode(name: bytes, dir_fd: int, st: os.stat_result) -> None:
+    """Replace a hard-linked file by a copy of its own (same bytes and mode): its inode is
+    shared with another tree (a store, a cache), whose owner must not change with this one."""
+    temp = b".cto-unlink-%d-" % os.getpid() + name[:200]
+    source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        target = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         stat.S_IMODE(st.st_mode) & 0o777, dir_fd=dir_fd)
+        try:
+            while chunk := os.read(source, 1 << 20):
+                os.write(target, chunk)
+            os.fchmod(target, stat.S_IMODE(st.st_mode) & 0o777)
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)
+    os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def _walk_chown(root: Path, uid: int, gid: int, *, unshare_links: bool = False) -> int:
     """lchown `root` and everything below it (never following a symlink); returns the count.
-    By directory descriptor and name (tree.walk), so a tree deeper than PATH_MAX is no limit."""
+    By directory descriptor and name (tree.walk), so a tree deeper than PATH_MAX is no limit.
+    `unshare_links`: a regular file with other hard links gets an inode of its own first."""
     try:
         st = os.lstat(root)
     except FileNotFoundError:
@@ -195,16 +215,20 @@ def _walk_chown(root: Path, uid: int, gid: int) -> int:
         name = node.name
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if (st.st_uid, st.st_gid) != (uid, gid):
+            if unshare_links and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                _unshare_inode(name, dir_fd, st)
             os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
             count += 1
     return count
 
 
 def hand_over(paths: Iterable[Path], user: SandboxUser) -> int:
-    """Give the sandbox identity the files it may write (harness-made trees only)."""
+    """Give the sandbox identity the files it may write (harness-made trees only). A file
+    hard-linked from elsewhere is given as a copy: the other links keep their owner."""
     if not user.separate:
         return 0
-    return sum(_walk_chown(p, user.uid, user.gid) for p in paths if os.path.lexists(p))
+    return sum(_walk_chown(p, user.uid, user.gid, unshare_links=True)
+               for p in paths if os.path.lexists(p))
 
 
 def take_back(paths: Iterable[Path], user: SandboxUser) -> int:

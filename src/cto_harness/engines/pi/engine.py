@@ -133,9 +133,10 @@ class PiEngine(Engine):
         policy = self._policy(ctx)
         runtime = NpmPaths(self._dist(ctx)).runtime
         try:
+            program = NpmPaths(self._dist(ctx))
             evidence = probe_binary_identity(Path(admission.provider.executed_path or ""),
                                              policy, runtime=[str(runtime)],
-                                             readable=[self._dist(ctx)])
+                                             readable=[program.tree, program.runtime])
         except IdentityMismatch as mismatch:
             atomic_write_json(ctx.backend / "provider-identity.json",
                               mismatch.evidence.model_dump(mode="json"))
@@ -215,7 +216,8 @@ class PiEngine(Engine):
                         files=["task/prompt.md"])
         return Launch(argv=argv, env=self._environment(ctx, admission, home, agent, tmp),
                       cwd=ctx.workspace, timeout_seconds=_settings(ctx).timeout_seconds,
-                      endpoint=model_endpoint(model.base_url, model.provider))
+                      endpoint=model_endpoint(model.base_url, model.provider),
+                      readable=(NpmPaths(self._dist(ctx)).tree, runtime))
 
     def _environment(self, ctx: RunContext, admission: Admission, home: Path, agent: Path,
                      tmp: Path) -> dict[str, str]:
