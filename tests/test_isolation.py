@@ -227,3 +227,36 @@ def test_an_unsigned_bundle_fails_verify() -> None:
     (result.run_dir / "evidence.dsse.json").unlink()
     with pytest.raises(BundleInvalid, match="not signed"):
         verify_bundle(result.run_dir)
+
+
+SCRATCH_PROBE = """
+import os
+wrote = []
+for folder in ("/tmp", "/dev/shm"):
+    try:
+        with open(os.path.join(folder, "cto-scratch-probe"), "w") as handle:
+            handle.write("scratch")
+        wrote.append(folder)
+    except OSError:
+        pass
+with open("slugkit/text.py", "a") as handle:
+    handle.write("# scratch written: " + " ".join(wrote) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("tier", _tiers())
+def test_the_provider_has_a_scratch_tmp_of_its_own_on_every_tier(
+    tier: str, case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Programs write /tmp (an agent's `> /tmp/test.log`): the sandbox uid may, in a private
+    tmpfs that is gone with the run; nothing reaches the host's /tmp."""
+    root = case_factory("scratch-tmp", toml_edit=lambda t: t.replace(
+        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "probe.py"'),
+        files={"probe.py": SCRATCH_PROBE})
+    monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+    host_probe = Path("/tmp/cto-scratch-probe")
+    existed = host_probe.exists()
+    result = execute_run("scratch-tmp", harness_root=root)
+    text = (result.run_dir / "workspace" / "slugkit" / "text.py").read_text()
+    assert "# scratch written: /tmp /dev/shm\n" in text, result.report.blockers
+    assert host_probe.exists() == existed

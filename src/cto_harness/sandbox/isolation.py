@@ -79,6 +79,9 @@ SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
                "/proc", "/dev")
 # Private on every tier: no host IPC endpoint (a Unix socket in /tmp or /run, shared memory).
 PRIVATE_DIRS = ("/tmp", "/run", "/dev/shm", "/dev/mqueue")
+# Of those, the scratch space every program expects to write (`/tmp/test.log`): a fresh tmpfs of
+# the sandbox's own, world-writable and sticky as on any system (nothing of the host is in it).
+SCRATCH_DIRS = ("/tmp", "/dev/shm")
 PROTECTED_TIERS = ("bwrap", "landlock")
 ROOT_NAMESPACES = ("mount", "pid", "net", "ipc", "uts")
 SETPRIV_DROP = ("--clear-groups", "--no-new-privs", "--inh-caps", "-all", "--bounding-set", "-all")
@@ -360,6 +363,7 @@ class Confinement:
             tmpfs, binds = self.mount_plan()
             hidden_files = [p for p in _existing(self.hidden) if not p.is_dir()]
             spec |= {"namespaces": launcher_namespaces(), "tmpfs": [str(p) for p in tmpfs],
+                     "scratch": [str(p) for p in tmpfs if str(p) in SCRATCH_DIRS],
                      "binds": [[str(p), str(p), w] for p, w in binds]
                      + [["/dev/null", str(p), False] for p in hidden_files]}
         if self.status_path is not None:
@@ -368,7 +372,7 @@ class Confinement:
             proxy = [str(self.proxy_socket.parent)] if self.proxy_socket else []
             spec["landlock"] = {
                 "read": [*SYSTEM_READ, *map(str, self.readonly), *proxy],
-                "write": [*map(str, self.writable), "/dev/null"],
+                "write": [*map(str, self.writable), "/dev/null", *spec.get("scratch", [])],
                 "deny_tcp": self.network_mode != "shared",
                 "tcp_ports": [self.endpoint.sandbox_port] if self.endpoint else [],
             }
@@ -383,7 +387,9 @@ class Confinement:
         args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         tmpfs, binds = self.mount_plan()
         for folder in tmpfs:
-            if folder.parts[:2] != ("/", "dev"):
+            if str(folder) in SCRATCH_DIRS:
+                args += ["--perms", "1777", "--tmpfs", str(folder)]
+            elif folder.parts[:2] != ("/", "dev"):  # --dev made a fresh /dev already
                 args += ["--perms", "0755", "--tmpfs", str(folder)]
         for path in _existing(self.hidden):
             if not path.is_dir() or path.is_symlink():
