@@ -16,6 +16,7 @@ import json
 import os
 import re
 import stat
+import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC
@@ -141,6 +142,19 @@ def _lists_command(text: str, command: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(command)}(?![\w-])", text) is not None
 
 
+# The probe's last step inside the sandbox: exec the candidate, or say why the kernel would not
+# (an execute bit on something that is no program) with a line and an exit status of its own.
+_EXEC_SHIM = (
+    "import os, sys\n"
+    "try:\n"
+    "    os.execv(sys.argv[1], sys.argv[1:])\n"
+    "except OSError as exc:\n"
+    "    sys.stderr.write('%s' + (exc.strerror or str(exc)) + '\\n')\n"
+    "    sys.exit(126)\n"
+)
+_EXEC_FAILED = "cto-harness probe: cannot execute: "
+
+
 def probe_binary_identity(
     binary: Path, policy: ProviderPolicy, *, timeout_seconds: float | None = None,
     runtime: Sequence[str] = (), readable: Sequence[Path] = (),
@@ -171,7 +185,7 @@ def probe_binary_identity(
         work.mkdir()
         try:
             confined = run_confined(
-                argv,
+                [sys.executable, "-I", "-S", "-c", _EXEC_SHIM % _EXEC_FAILED, *argv],
                 work=root,
                 cwd=work,
                 env=env,
@@ -186,6 +200,9 @@ def probe_binary_identity(
                           f"{binary} cannot be executed: {exc.strerror or exc}") from None
         result = confined.process
         output = (logs / "stdout.log").read_bytes() + (logs / "stderr.log").read_bytes()
+    if result.exit_code == 126 and output.startswith(_EXEC_FAILED.encode()):
+        why = output[len(_EXEC_FAILED):].decode("utf-8", "replace").splitlines()[0]
+        raise Blocked(BlockerCode.NOT_EXECUTABLE, f"{binary} cannot be executed: {why}")
     text = output.decode("utf-8", "replace")
     evidence = IdentityEvidence(
         binary=str(binary),
