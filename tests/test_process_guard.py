@@ -46,10 +46,10 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _zombie_children() -> list[int]:
-    me = os.getpid()
-    return [pid for pid in process_guard.children()
-            if (process_guard._stat(pid) or (me, "gone", 0))[1] == "Z"]
+def _new_zombie_children(before: frozenset[int]) -> list[int]:
+    """Our zombie children the test made (an earlier test's module fixture may hold others)."""
+    return [pid for pid in process_guard.children() - before
+            if (process_guard._stat(pid) or (0, "gone", 0))[1] == "Z"]
 
 
 def test_the_session_made_pytest_the_reaper_of_every_orphan(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_the_session_made_pytest_the_reaper_of_every_orphan(tmp_path: Path) -> N
     assert [line.split(":")[0] for line in leaked] == [f"pid {daemon} uid {os.geteuid()}"]
     assert leaked[0].split(": ", 1)[1].startswith(sys.executable)
     assert process_guard._stat(daemon) is None  # killed and reaped: not even a zombie
-    assert _zombie_children() == []
+    assert _new_zombie_children(before) == []
 
 
 def test_a_fork_and_exit_chain_is_killed_and_every_generation_reaped(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_a_fork_and_exit_chain_is_killed_and_every_generation_reaped(tmp_path: P
     time.sleep(0.2)
     assert _size(progress) == size, "the chain outlived the guard"
     assert process_guard.kill_left(before, grace=0.0) == []
-    assert _zombie_children() == []
+    assert _new_zombie_children(before) == []
 
 
 def test_nothing_is_killed_when_nothing_was_left(tmp_path: Path) -> None:
