@@ -106,10 +106,13 @@ def test_hand_over_never_gives_away_an_inode_another_tree_shares(tmp_path: Path)
 # Bounded (120 s) even so: should every containment fail, the chain still ends by itself.
 # The chain never outlives this test process, whatever kills it: each generation first checks
 # that the test's pid still exists (kill(pid, 0) answers EPERM across uids while it does), and
-# gives up after a minute in any case.
+# gives up after a minute in any case. argv: progress file, test pid, pause between generations;
+# with no pause the chain runs as fast as fork allows (a member lives a fraction of a
+# millisecond, shorter than one scan of /proc) and notes its progress every 100 generations.
 CHAIN = textwrap.dedent("""
     import os, sys, time
-    deadline, lifeline = time.time() + 60, int(sys.argv[2])
+    deadline, lifeline, pause = time.time() + 60, int(sys.argv[2]), float(sys.argv[3])
+    generation = 0
     while time.time() < deadline:
         try:
             os.kill(lifeline, 0)
@@ -119,20 +122,24 @@ CHAIN = textwrap.dedent("""
             pass
         if os.fork() != 0:
             os._exit(0)
-        with open(sys.argv[1], "a") as handle:
-            handle.write("x")
-        time.sleep(0.002)
+        generation += 1
+        if pause or generation % 100 == 0:
+            with open(sys.argv[1], "a") as handle:
+                handle.write("x")
+        if pause:
+            time.sleep(pause)
 """)
 
 
-def _start_chain(user: users.SandboxUser, progress: Path) -> subprocess.Popen[bytes]:
+def _start_chain(user: users.SandboxUser, progress: Path, pause: float = 0.002
+                 ) -> subprocess.Popen[bytes]:
     """The chain as the sandbox uid; the launcher only bridges to the interpreter (a mount
     namespace, no PID namespace: nothing contains the chain but what is under test)."""
     spec = {"uid": user.uid, "gid": user.gid, "namespaces": ["mount"], "tmpfs": ["/root"],
             "binds": [[p, p, False] for p in {sys.base_prefix, sys.prefix}]}
     proc = subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(spec), "--",
                              sys.executable, "-I", "-S", "-c", CHAIN, str(progress),
-                             str(os.getpid())],
+                             str(os.getpid()), str(pause)],
                             start_new_session=True)
     deadline = time.monotonic() + 30
     while _size(progress) < 5:  # running: a few generations have written
@@ -216,7 +223,7 @@ def test_the_subreaper_kill_never_calls_a_running_chain_clean(shared_dir: Path) 
     user = users.acquire(RANGE)  # only to clean up for sure afterwards
     try:
         progress = shared_dir / "progress"
-        proc = _start_chain(user, progress)
+        proc = _start_chain(user, progress, pause=0)  # as fast as it goes: a scan misses it
         proc.wait()  # the launcher is gone; the chain's generations are orphans of ours
         _, clean = kill_tree(proc.pid, frozenset(), rounds=50, prove=True)
         assert not clean or not _still_running(progress)

@@ -56,9 +56,10 @@ SWEEP_OFF: list[Patch] = [
      "    return\n    pid = os.fork()\n    if pid == 0:  # pragma"),
 ]
 PIDNS_OFF: list[Patch] = [(ISOLATION, NAMESPACES, 'ROOT_NAMESPACES = ("mount", "net", "ipc", "uts")')]
-ECHILD_OFF: list[Patch] = [
-    ("src/cto_harness/sandbox/process.py", "            if _no_children_left():\n",
-     "            if True:\n"),
+# The harness's own kill loop after the provider (scan, kill, until none is left).
+KILL_LOOP_OFF: list[Patch] = [
+    ("src/cto_harness/sandbox/process.py", "    for _ in range(rounds):\n",
+     "    for _ in range(0):\n"),
 ]
 GITDIR_OFF: list[Patch] = [
     ("src/cto_harness/core/gitdir.py", '    result = GitDirCheck()\n    dot_git = workspace / ".git"\n',
@@ -83,10 +84,14 @@ DEMOS: dict[str, tuple[list[Patch], str, str]] = {
     "private /run (canary off)": ([*PRIVATE_OFF, CANARY_OFF], HOSTILE, "unix_socket_escape"),
     "parent-death signals": (PDEATH_OFF, HOSTILE, "harness_killed"),
     "uid sweep": (SWEEP_OFF, UNITS, "sweep_stops"),
-    "uid sweep + launcher PID namespace": ([*SWEEP_OFF, *PIDNS_OFF], HOSTILE, "fork_chain"),
+    # Against a fork-and-exit chain three layers hold on landlock and none, each enough alone in
+    # practice: the PID namespace, the uid sweep and the harness's own kill loop (a subreaper's
+    # scan-and-kill, which a chain of Python or sh processes has not outrun here). So the demo
+    # removes all three; the sweep alone is shown by the unit test above.
+    "process containment (PID namespace, uid sweep, kill loop)": (
+        [*SWEEP_OFF, *PIDNS_OFF, *KILL_LOOP_OFF], HOSTILE, "fork_chain"),
     "uid + PID namespace (canary off)": ([*DROP_OFF, *PIDNS_OFF, CANARY_OFF], HOSTILE,
                                          "read_harness_environ or signal_harness"),
-    "ECHILD proof of the subreaper kill": (ECHILD_OFF, UNITS, "subreaper"),
     ".git check": (GITDIR_OFF, f"tests/case/test_case_confinement.py {UNITS}", "git_dir"),
     "confined identity probe": (PROBE_OFF, "tests/provider/test_identity.py", "confined"),
     "hand-over never gives away a shared inode": (UNSHARE_OFF, UNITS, "shares"),

@@ -110,7 +110,12 @@ patch asserted to apply) and runs the tests that must then fail; a guard whose t
 reported as not load-bearing. With a guard gone, the tests' hostile processes can escape every
 containment of the harness, so each test run is the child of PID 1 of a PID namespace of its own
 (`unshare --pid --fork --kill-child --mount-proc`): whatever is left dies with it, and without
-`unshare` nothing runs.
+`unshare` nothing runs. Against a fork-and-exit chain three layers hold on landlock and none: the
+PID namespace, the uid sweep and the harness's own scan-and-kill loop as a subreaper (with a
+`wait()` that must report no child before the tree is called clean). Each is enough alone in
+practice (the loop has caught every chain of Python or sh processes tried here), so the check
+removes them together; the uid sweep alone is shown by a unit test, and the `wait()` proof closes
+a race no test chain wins reliably (its unit test holds with and without it).
 
 The test suite holds itself to the same rule (`tests/process_guard.py`, a pytest plugin every
 session loads): pytest becomes a child subreaper first, so every orphan of every test (a daemon,

@@ -285,6 +285,9 @@ def run_attack(attack: hs.Attack, tier: str, base: Path) -> hs.Observation:
     left = [f"{p.pid} (sandbox uid): {p.cmdline[:120]}"
             for p in _survivors_of(report.get("isolation", {}).get("uid"))]
     left += hs._running(str(world["root"]))
+    if attack.name == "fork_chain" and report.get("run_dir"):
+        # A fast chain slips past any scan of /proc; its writes do not.
+        left += _still_writing(Path(report["run_dir"]) / "workspace" / "chain.txt")
     after = fingerprint(world["root"], frozenset({runs}))
     # The test's own writes: the exfiltration target, and the pid file its wrapper leaves.
     own = {str(world["case"] / "repo"), str(world["case"] / "repo" / "harness.pid")} \
@@ -308,6 +311,19 @@ def run_attack(attack: hs.Attack, tier: str, base: Path) -> hs.Observation:
     )
     obs.outcome, obs.evidence = classify(obs, world, files, services, fate, shadow)
     return obs
+
+
+def _still_writing(path: Path, seconds: float = 0.5) -> list[str]:
+    """`path` still growing after the run: something of the provider outlived it."""
+    def size() -> int:
+        with contextlib.suppress(OSError):
+            return path.lstat().st_size
+        return 0
+
+    before = size()
+    time.sleep(seconds)
+    grown = size() - before
+    return [f"{path.name} grew by {grown} bytes after the run ended"] if grown else []
 
 
 def _survivors_of(uid: int | None, seconds: float = 0.8) -> list[ProcessInfo]:
