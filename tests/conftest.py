@@ -28,6 +28,9 @@ from cto_harness.providers.build import build_provider  # noqa: E402
 from cto_harness.settings import Settings  # noqa: E402
 from standin_helpers import head_commit, make_standin_repo, policy_accepting  # noqa: E402
 
+# Nothing a test starts may outlive it or the session (tests/process_guard.py).
+pytest_plugins = ["process_guard"]
+
 
 @pytest.fixture(autouse=True)
 def harness_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -54,16 +54,26 @@ def test_the_fake_lane_passes_and_verifies_on_every_tier(
     assert info.tier == tier
     assert info.canary["ran"] and not info.canary["breach"]
     assert report.no_target_inspection.canary == info.canary
+    observed = info.canary["observed"]
+    # On every tier: never root, and nothing of the harness or the host network within reach.
+    assert observed.pop("uid") == info.uid != 0 and info.user_source == "allocated"
+    assert {k: v for k, v in observed.items() if k not in ("read_hidden_target",
+                                                          "write_outside_workspace")} == {
+        "connect_out": "denied", "connect_host_ip": observed["connect_host_ip"],
+        "read_root_only": "denied", "read_shadow": "denied", "read_signing_key": "denied",
+        "read_harness_environ": "denied", "signal_harness": "denied"}
+    assert observed["connect_host_ip"] in ("denied", "untested")
+    assert info.network == "none" and "net" in info.namespaces and "pid" in info.namespaces
+    assert info.containment["provider"]["tree_clean"] and info.containment["final"]["tree_clean"]
     if tier != "none":
-        assert info.canary["observed"] == {"read_hidden_target": "denied",
-                                           "write_outside_workspace": "denied",
-                                           "connect_out": "denied"}
-        assert info.network in ("none", "tcp_blocked")
+        assert observed["read_hidden_target"] == observed["write_outside_workspace"] == "denied"
         home = Settings.from_env().home
         assert str(home) in info.hidden_paths
         assert str(Path.home()) in info.hidden_paths
     else:
         assert info.reason
+    # The harness reads only what it owns again: the workspace was taken back.
+    assert {p.stat().st_uid for p in result.run_dir.joinpath("workspace").rglob("*")} == {0}
     verify_bundle(result.run_dir)
 
 
@@ -78,6 +88,7 @@ def test_run_case_script_passes_under_bwrap_with_its_report() -> None:
     report = json.loads(proc.stdout)
     iso = report["isolation"]
     assert (iso["tier"], iso["network"], iso["tool"]) == ("bwrap", "none", iso["probe"]["bwrap"])
+    assert iso["uid"] not in (None, 0)
     assert len(iso["digest"]) == 64 and iso["version"].startswith("bubblewrap")
     assert {"mount", "pid", "net"} <= set(iso["namespaces"])
     assert (Path(report["run_dir"]) / "evidence.dsse.json").is_file()
@@ -95,8 +106,10 @@ def test_an_unavailable_forced_tier_blocks(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_auto_falls_back_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = isolation.probe()
     monkeypatch.setattr(isolation, "probe", lambda: Probe(None, "bwrap is not installed", None,
-                                                          None, 0))
+                                                          None, 0, found.setpriv_path,
+                                                          found.namespaces_error))
     result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
     assert result.report.verdict == "pass"
     assert result.report.isolation.tier == "none"
@@ -214,3 +227,36 @@ def test_an_unsigned_bundle_fails_verify() -> None:
     (result.run_dir / "evidence.dsse.json").unlink()
     with pytest.raises(BundleInvalid, match="not signed"):
         verify_bundle(result.run_dir)
+
+
+SCRATCH_PROBE = """
+import os
+wrote = []
+for folder in ("/tmp", "/dev/shm"):
+    try:
+        with open(os.path.join(folder, "cto-scratch-probe"), "w") as handle:
+            handle.write("scratch")
+        wrote.append(folder)
+    except OSError:
+        pass
+with open("slugkit/text.py", "a") as handle:
+    handle.write("# scratch written: " + " ".join(wrote) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("tier", _tiers())
+def test_the_provider_has_a_scratch_tmp_of_its_own_on_every_tier(
+    tier: str, case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Programs write /tmp (an agent's `> /tmp/test.log`): the sandbox uid may, in a private
+    tmpfs that is gone with the run; nothing reaches the host's /tmp."""
+    root = case_factory("scratch-tmp", toml_edit=lambda t: t.replace(
+        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "probe.py"'),
+        files={"probe.py": SCRATCH_PROBE})
+    monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+    host_probe = Path("/tmp/cto-scratch-probe")
+    existed = host_probe.exists()
+    result = execute_run("scratch-tmp", harness_root=root)
+    text = (result.run_dir / "workspace" / "slugkit" / "text.py").read_text()
+    assert "# scratch written: /tmp /dev/shm\n" in text, result.report.blockers
+    assert host_probe.exists() == existed

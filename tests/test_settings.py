@@ -32,6 +32,7 @@ def test_each_value_comes_from_the_first_layer_that_has_it(tmp_path: Path) -> No
         "isolation": f"{home / 'config.toml'}: isolation",
         "workspace_limit_mb": "env CTO_HARNESS_WORKSPACE_LIMIT_MB",
         "target_repositories": "config file + env CTO_HARNESS_TARGET_REPOSITORIES",
+        "sandbox_uids": "default",
     }
 
 
@@ -40,6 +41,7 @@ def test_defaults_are_recorded_as_defaults(tmp_path: Path) -> None:
     assert settings.home == tmp_path / ".local" / "state" / "cto-harness"
     assert settings.runs_dir == settings.home / "harness-runs"
     assert settings.sources["home"] == settings.sources["runs_dir"] == "default"
+    assert settings.sandbox_uids == (61100, 61163)
 
 
 def test_a_bad_config_value_names_the_file_and_key(tmp_path: Path) -> None:
@@ -175,3 +177,13 @@ def test_flags_travel_as_the_variables_they_stand_for() -> None:
     env = {"CTO_HARNESS_CASE_TIMEOUT_SECONDS": "900"} | CaseSettings.variables_for(
         {"timeout_seconds": "30"})
     assert CaseSettings.load(env).timeout_seconds == 30
+
+
+def test_the_sandbox_uid_range_is_read_and_checked(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "CTO_HARNESS_SANDBOX_UIDS": "70000-70009"}
+    assert Settings.from_env(env).sandbox_uids == (70000, 70009)
+    assert Settings.from_env({**env, "CTO_HARNESS_SANDBOX_UIDS": "70001"}).sandbox_uids == \
+        (70001, 70001)
+    for bad in ("0-5", "9-3", "root", "-1"):
+        with pytest.raises(UsageError, match="CTO_HARNESS_SANDBOX_UIDS"):
+            Settings.from_env({**env, "CTO_HARNESS_SANDBOX_UIDS": bad})

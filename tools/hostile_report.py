@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from threat_model import THREAT_MODEL  # tools/, beside this script
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = REPO_ROOT / "harness" / "bin" / "python"  # the project's own interpreter
 
@@ -64,8 +66,15 @@ def main() -> int:
                         help="write nothing; exit 1 if an observation differs from expectation")
     parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "security.md"),
                         help="the file to write (default: docs/security.md)")
+    parser.add_argument("--rows", type=Path,
+                        help="render from the rows a test run already recorded "
+                             "(HOSTILE_REPORT=<file> pytest tests/hostile) instead of running it")
     args = parser.parse_args()
-    observed, pytest_status = _observe()
+    if args.rows is not None:
+        observed = [json.loads(line) for line in args.rows.read_text().splitlines()]
+        pytest_status = 0
+    else:
+        observed, pytest_status = _observe()
     if not observed:
         print(f"the hostile suite recorded nothing (pytest exit {pytest_status})", file=sys.stderr)
         return 1
@@ -121,7 +130,7 @@ def main() -> int:
         lines += ["", f"## Every attack on every tier: {group}", "",
                   "| attack | tier | expected | observed verdict | outcome (observed evidence) | "
                   "bundle verifies |", "|---|---|---|---|---|---|", *rows[group]]
-    lines += ["", NOTES]
+    lines += ["", NOTES, THREAT_MODEL]
     Path(args.out).write_text("\n".join(lines))
     print(f"wrote {args.out}", file=sys.stderr)
     return 1 if failed else 0
@@ -131,23 +140,20 @@ def _zero() -> dict[str, int]:
     return {"tried": 0, "prevented": 0, "detected": 0, "missed": 0}
 
 
-NOTES = """## What each tier promises, and the known gaps
+NOTES = """## What each tier promises, in short
 
+- **Every tier**: a sandbox uid (never root), a network namespace with loopback only and the one
+  allowed endpoint through the harness's logged proxy, a PID namespace tied to the harness by
+  parent-death signals, a uid sweep after every launch, private `/tmp` and `/run`.
 - **bwrap**: read-only root, hidden HOME / harness home (keys, registry, runs) / fixture cases /
-  target repositories, writable workspace and the provider's private dirs only, PID namespace (a
-  daemon dies with the provider), no network for the fake engine and verification, capabilities
-  dropped. The Case engine needs its model endpoint: `network: shared`, recorded in the report.
-- **landlock**: read allow-list (system dirs and the interpreter) and write allow-list (workspace,
-  provider private dirs); TCP connect/bind denied (ABI 4+; UDP and Unix sockets are not covered:
-  `network: tcp_blocked`). No PID namespace: daemons are caught by the harness's subreaper and
-  recorded as leftover processes (verdict `fail`), not prevented.
-- **none**: the process-tree kill and the after-the-fact guards only. Writes to watched places
-  (target repositories, the harness home, fixture cases, the bundle) are detected; writes anywhere
-  else and reads of anything (a target repository included) are missed. Choose it knowingly.
+  target repositories, writable workspace and the provider's private dirs only.
+- **landlock**: the same mounts through the harness's launcher, and Landlock read and write
+  allow-lists; TCP only to the endpoint forwarder (ABI 4+); signals scoped (ABI 6+).
+- **none**: no file-system rules: world-readable files outside `/tmp` and `/run` can be read.
 - On every tier: verification files are laid back before the harness's own test run, the time
   limit kills the whole tree, logs are capped at 32 MiB, one file stops at
   `CTO_HARNESS_WORKSPACE_LIMIT_MB` (RLIMIT_FSIZE) and the total is checked after the run, secrets
-  are redacted from every artifact, the bundle is signed with a key no provider can read, and a
+  are redacted from every artifact, the bundle is signed with a key only root can read, and a
   symlink the provider planted where the harness reads is refused.
 
 ## The harness's own file handling and test results

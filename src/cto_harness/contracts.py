@@ -384,11 +384,26 @@ class IsolationInfo(StrictModel):
     namespaces: list[str] = Field(default_factory=list)
     hidden_paths: list[str] = Field(default_factory=list)
     writable_paths: list[str] = Field(default_factory=list)
-    network: Literal["none", "tcp_blocked", "shared"] = "shared"
+    network: Literal["none", "endpoint", "tcp_blocked", "shared"] = Field(
+        default="shared", description="none: loopback only; endpoint: loopback and the one "
+        "allowed endpoint through the harness's proxy; shared: the host's network (marked)")
     reason: str = Field(default="", description="why no stronger tier was used")
     requested: str = Field(default="auto", description="CTO_HARNESS_ISOLATION")
     probe: dict[str, Any] = Field(default_factory=dict, description="what the machine offered")
     canary: dict[str, Any] = Field(default_factory=dict)
+    uid: int | None = Field(default=None, description="the uid every sandboxed process ran as")
+    gid: int | None = None
+    user_source: str | None = Field(
+        default=None, description="allocated (a sandbox uid locked for the run) or harness")
+    endpoint: dict[str, Any] | None = Field(
+        default=None, description="the one endpoint the provider could reach, and how")
+    network_log: str | None = Field(default=None, description="backend/network.jsonl")
+    connections: int = 0
+    containment: dict[str, Any] = Field(
+        default_factory=dict, description="PID namespace, uid sweep, and whether each proved "
+        "that nothing of the sandbox outlived it")
+    warnings: list[str] = Field(default_factory=list,
+                                description="weaker than promised, e.g. network: shared")
 
 
 class NoTargetInspection(StrictModel):

@@ -63,6 +63,10 @@ class BlockerCode(StrEnum):
     BUNDLE_TAMPERED = "bundle_tampered"
     OUTSIDE_WRITE_DETECTED = "outside_write_detected"
     WORKSPACE_SIZE_EXCEEDED = "workspace_size_exceeded"
+    # Confinement (sandbox/users.py, isolation.py): no unprivileged uid to run as; a process of
+    # the sandbox uid outlived the provider or the run.
+    SANDBOX_USER_UNAVAILABLE = "sandbox_user_unavailable"
+    CONTAINMENT_FAILED = "containment_failed"
     # The harness's own file handling and test run (issue 11).
     WORKSPACE_UNSTABLE = "workspace_unstable"
     TEST_COLLECTION_FAILED = "test_collection_failed"

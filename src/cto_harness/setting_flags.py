@@ -49,6 +49,9 @@ SETTING_FLAGS: tuple[SettingFlag, ...] = (
     SettingFlag("--target-repository", "target_repositories", "core", "PATH",
                 "also hide this absolute path from the provider; repeatable, adds to "
                 "config.toml's list and CTO_HARNESS_TARGET_REPOSITORIES", repeatable=True),
+    SettingFlag("--sandbox-uids", "sandbox_uids", "core", "N-M",
+                "the uids a harness running as root runs each provider as, one per run at a "
+                "time (CTO_HARNESS_SANDBOX_UIDS; default 61100-61163)"),
     SettingFlag("--timeout", "timeout_seconds", "engine", "SECONDS",
                 "the provider's wall-clock limit, whole seconds (every engine: "
                 "CTO_HARNESS_<ENGINE>_TIMEOUT_SECONDS; default 900)"),

@@ -53,6 +53,14 @@ def _digits(value: object) -> object:
 PositiveWhole = Annotated[int, BeforeValidator(_digits), Field(gt=0)]
 
 
+def _uid_range(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    from cto_harness.sandbox.users import parse_range  # the pool's own parser
+
+    return parse_range(value)
+
+
 def default_home(environ: Mapping[str, str]) -> Path:
     if environ.get("CTO_HARNESS_HOME"):
         return Path(environ["CTO_HARNESS_HOME"]).expanduser()
@@ -214,10 +222,13 @@ class Settings(SettingsBase):
     # Paths no provider may read: config.toml's target_repositories + CTO_HARNESS_TARGET_REPOSITORIES
     # (additive: an environment cannot make a run see less hidden than the file says).
     target_repositories: tuple[Path, ...] = ()
+    # CTO_HARNESS_SANDBOX_UIDS (`N` or `N-M`): the uids a root harness runs sandboxed processes as
+    # (sandbox/users.py allocates one per run).
+    sandbox_uids: Annotated[tuple[int, int], BeforeValidator(_uid_range)] = (61100, 61163)
 
     # Keys of config.toml that set a field here (target_repositories is merged, not overridden).
     CONFIG_KEYS: ClassVar[frozenset[str]] = frozenset({"runs_dir", "isolation",
-                                                       "workspace_limit_mb"})
+                                                       "workspace_limit_mb", "sandbox_uids"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,

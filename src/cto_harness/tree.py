@@ -75,22 +75,12 @@ class Budget:
             raise BudgetExceeded(self)
 
 
+_KINDS = {stat.S_IFREG: FILE, stat.S_IFDIR: DIR, stat.S_IFLNK: LINK, stat.S_IFIFO: FIFO,
+          stat.S_IFSOCK: SOCKET, stat.S_IFCHR: CHAR, stat.S_IFBLK: BLOCK}
+
+
 def kind_of(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return FILE
-    if stat.S_ISDIR(mode):
-        return DIR
-    if stat.S_ISLNK(mode):
-        return LINK
-    if stat.S_ISFIFO(mode):
-        return FIFO
-    if stat.S_ISSOCK(mode):
-        return SOCKET
-    if stat.S_ISCHR(mode):
-        return CHAR
-    if stat.S_ISBLK(mode):
-        return BLOCK
-    return UNKNOWN
+    return _KINDS.get(stat.S_IFMT(mode), UNKNOWN)
 
 
 @dataclass(slots=True)

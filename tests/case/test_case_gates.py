@@ -103,8 +103,9 @@ def test_identity_mismatch(case_repo, env, tmp_path) -> None:  # type: ignore[no
     """Admitted bytes whose `--help` is not a `ca`'s (a string-case tool, say): blocked, and the
     probe was `--help` only."""
     impostor = tmp_path / "ca"
-    calls = tmp_path / "calls.txt"
-    impostor.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n'
+    # The probe is confined (nothing outside its private folder is writable): the impostor
+    # tells how it was called on its output, which the evidence keeps.
+    impostor.write_text('#!/bin/sh\necho "CALLED WITH [$*]"\n'
                         'echo "Usage: case <string> [--to camel|snake|kebab]"\n')
     impostor.chmod(0o755)
     digest = hashlib.sha256(impostor.read_bytes()).hexdigest()
@@ -118,10 +119,11 @@ def test_identity_mismatch(case_repo, env, tmp_path) -> None:  # type: ignore[no
     env["CTO_HARNESS_CASE_BIN"] = str(impostor)
     report = assert_blocked(run_case(case_repo, env), "identity_mismatch", None)
     assert report["source_admission_status"] == "admitted"
-    assert calls.read_text().split("\n")[:-1] == ["--help"]
     evidence = json.loads((report_dir := Path(report["run_dir"])).joinpath(
         "backend", "provider-identity.json").read_text())
+    assert evidence["help_excerpt"].splitlines()[0] == "CALLED WITH [--help]"
     assert evidence["argv"][1:] == ["--help"] and evidence["markers_missing"]
+    assert evidence["confinement"]["uid"] not in (None, 0)
     assert report_dir.is_dir()
 
 
@@ -182,7 +184,12 @@ def test_gateway_model_writes_models_json(case_repo, env, standin) -> None:  # t
     assert model_info["endpoint"]["started_by_harness"] is False
     assert files_containing(run.run_dir, FAKE_KEY) == []
     started = json.loads((run.run_dir / "backend" / "stderr.log").read_text().splitlines()[0])
-    assert started["baseUrl"] == url
+    # Inside its network namespace Case reaches the gateway through the sandbox's forwarder.
+    assert started["baseUrl"] == "http://127.0.0.1:8080/v1"
+    endpoint = run.report["isolation"]["endpoint"]
+    assert (endpoint["url"], endpoint["mode"], endpoint["sandbox_url"]) == (
+        url, "forward", "http://127.0.0.1:8080/v1")
+    assert run.report["isolation"]["network"] == "endpoint"
     assert "OPENAI_API_KEY" in started["envNames"]
     assert "ANTHROPIC_API_KEY" not in started["envNames"]
 

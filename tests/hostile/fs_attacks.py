@@ -65,35 +65,33 @@ SPECS = [
 @dataclass(frozen=True)
 class Expect:
     verdict: str
-    outcome: str
+    outcome: str  # prevented | detected | missed
     blocker: str | None = None
 
 
-def _same(verdict: str, outcome: str, blocker: str | None = None) -> dict[str, Expect]:
+def same(verdict: str, outcome: str, blocker: str | None = None) -> dict[str, Expect]:
     return {tier: Expect(verdict, outcome, blocker) for tier in TIERS}
 
 
 EXPECTED: dict[str, dict[str, Expect]] = {
-    "tests_symlink_layback": _same("fail", "prevented"),
-    "verification_file_symlink": _same("fail", "prevented"),
-    "forged_summary": _same("fail", "detected"),
-    "fewer_tests": _same("fail", "detected"),
-    "skip_tests": _same("fail", "detected"),
-    "forged_channel": _same("fail", "detected"),
-    "memory_forgery": _same("pass", "missed"),
-    "git_hidden_code": _same("fail", "detected"),
-    "hardlink_bomb": _same("blocked", "prevented", "workspace_size_exceeded"),
-    "special_files": _same("fail", "prevented"),
-    "non_utf8": _same("fail", "prevented"),
-    "deep_path": _same("fail", "prevented"),
-    "report_forgery": _same("fail", "prevented"),
-    "bundle_planting": {"bwrap": Expect("pass", "prevented"),
-                        "landlock": Expect("pass", "prevented"),
-                        "none": Expect("blocked", "detected", "bundle_tampered")},
-    "setuid_copy": _same("fail", "detected"),
-    "harness_area_swap": {"bwrap": Expect("pass", "prevented"),
-                          "landlock": Expect("pass", "prevented"),
-                          "none": Expect("blocked", "prevented", "workspace_unstable")},
+    "tests_symlink_layback": same("fail", "prevented"),
+    "verification_file_symlink": same("fail", "prevented"),
+    "forged_summary": same("fail", "detected"),
+    "fewer_tests": same("fail", "detected"),
+    "skip_tests": same("fail", "detected"),
+    "forged_channel": same("fail", "detected"),
+    "memory_forgery": same("pass", "missed"),
+    "git_hidden_code": same("fail", "detected"),
+    "hardlink_bomb": same("blocked", "prevented", "workspace_size_exceeded"),
+    "special_files": same("fail", "prevented"),
+    "non_utf8": same("fail", "prevented"),
+    "deep_path": same("fail", "prevented"),
+    "report_forgery": same("fail", "prevented"),
+    # The sandbox uid (issue 12) owns neither the bundle nor the harness's private folders on
+    # any tier, and the take-back of its files (a chown by root) clears setuid/setgid bits.
+    "bundle_planting": same("pass", "prevented"),
+    "setuid_copy": same("pass", "prevented"),
+    "harness_area_swap": same("pass", "prevented"),
 }
 NAMES = frozenset(s.name for s in SPECS)
 
@@ -196,6 +194,10 @@ def classify(obs: Observation, files: list[Path]) -> tuple[str, str]:
             return "prevented", "the bundle folder was out of reach"
         return _judged(obs, f"{len(removed)} planted entries removed before sealing")
     if name == "setuid_copy":
+        copy = run_dir / "workspace" / "slugkit" / "text.py"
+        if obs.verdict == "pass" and not copy.lstat().st_mode & 0o6000:
+            return "prevented", ("no setuid/setgid bit left to copy (the take-back of the "
+                                 "sandbox uid's files cleared them)")
         change = _change(obs, "slugkit/text.py")
         notes = "; ".join(change["notes"]) if change else ""  # type: ignore[arg-type]
         return _judged(obs, f"setuid bits named ({notes[:60]}), never copied")

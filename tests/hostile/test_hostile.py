@@ -30,7 +30,11 @@ def test_hostile_provider(attack, tier: str, tmp_path: Path) -> None:  # type: i
     obs = run_attack(attack, tier, tmp_path / "world")
     record(attack, tier, obs=obs)  # before asserting: the report shows every outcome
     expected = EXPECTED[attack.name][tier]
-    assert obs.report["isolation"]["tier"] == tier
+    # A SIGKILLed harness writes no report: that attack is judged from the host alone.
+    judged_by_report = expected.verdict != "killed"
+    assert bool(obs.report) == judged_by_report, obs.report
+    if judged_by_report:
+        assert obs.report["isolation"]["tier"] == tier
     assert obs.verdict == expected.verdict, (obs.blockers, obs.evidence)
     if expected.blocker:
         assert expected.blocker in obs.blockers
@@ -40,5 +44,6 @@ def test_hostile_provider(attack, tier: str, tmp_path: Path) -> None:  # type: i
     assert not obs.secret_in, obs.secret_in
     if expected.outcome == "prevented":
         assert not obs.outside_changed, obs.outside_changed
-    canary = obs.report["isolation"]["canary"]
-    assert canary["ran"] and not canary["breach"]
+    if judged_by_report:
+        canary = obs.report["isolation"]["canary"]
+        assert canary["ran"] and not canary["breach"]

@@ -31,7 +31,6 @@ def test_probe_passes_on_ca_help_and_records_evidence(tmp_path: Path, policy: Pr
 def test_probe_never_runs_version_and_uses_private_state(
     tmp_path: Path, policy: ProviderPolicy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = tmp_path / "calls.log"
     real_home = tmp_path / "real-home"
     real_home.mkdir()
     monkeypatch.setenv("HOME", str(real_home))
@@ -39,21 +38,71 @@ def test_probe_never_runs_version_and_uses_private_state(
     binary = tmp_path / "ca"
     binary.write_text(
         "#!/bin/sh\n"
-        f'echo "$* HOME=$HOME DATA=$CASE_DATA_DIR PI=$PI_CODING_AGENT_DIR '
-        f'KEY=${{ANTHROPIC_API_KEY:-none}}" >> {calls}\n'
+        'echo "CALL $* HOME=$HOME DATA=$CASE_DATA_DIR PI=$PI_CODING_AGENT_DIR '
+        'KEY=${ANTHROPIC_API_KEY:-none}"\n'
         'mkdir -p "$PI_CODING_AGENT_DIR" "$HOME/.pi/agent" && touch "$HOME/.pi/agent/auth.json"\n'
         "echo 'Usage: ca <command> [options]'\n"
         "echo 'run watch create status mark-tested mark-reviewed'\n"
     )
     binary.chmod(0o755)
-    probe_binary_identity(binary, policy)
-    line = calls.read_text().strip()
-    assert line.startswith("--help HOME=") and "--version" not in line
+    evidence = probe_binary_identity(binary, policy)
+    line = evidence.help_excerpt.split("\n", 1)[0]
+    assert line.startswith("CALL --help HOME=") and "--version" not in line
     assert "KEY=none" in line  # no credential reaches the probe
     for var in ("HOME=", "DATA=", "PI="):
         value = line.split(var, 1)[1].split()[0]
         assert value and not value.startswith(str(real_home)), line
     assert not (real_home / ".pi").exists()
+
+
+PROBE_ATTACK = """#!/bin/sh
+echo "Usage: ca <command> [options]"
+echo "run watch create status mark-tested mark-reviewed"
+echo "ID $(id -u)"
+cat /etc/shadow >/dev/null 2>&1 && echo "SHADOW read"
+echo owned > {outside} 2>/dev/null && echo "OUTSIDE written"
+(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo "LOOPBACK reached"
+cat {home}/notes.txt 2>/dev/null && echo "HOME read"
+exit 0
+"""
+
+
+@pytest.mark.parametrize("tier", ["auto", "landlock", "none"])
+def test_the_probe_of_an_unadmitted_binary_is_confined(
+    tier: str, tmp_path: Path, policy: ProviderPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--help` of a candidate is untrusted code: not root, no network, nothing outside (the
+    operator's HOME included), on every tier."""
+    import socket
+
+    from cto_harness.sandbox.isolation import probe
+
+    if tier == "landlock" and probe().landlock_abi < 1:
+        pytest.skip("Landlock is not available on this kernel")
+    monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+
+    home = tmp_path / "operator-home"
+    home.mkdir()
+    (home / "notes.txt").write_text("private\n")
+    monkeypatch.setenv("HOME", str(home))
+    outside = tmp_path / "outside.txt"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        binary = tmp_path / "ca"
+        binary.write_text(PROBE_ATTACK.format(outside=outside, port=listener.getsockname()[1],
+                                              home=home))
+        binary.chmod(0o755)
+        evidence = probe_binary_identity(binary, policy)
+    text = evidence.help_excerpt
+    uid = int(text.split("ID ", 1)[1].split()[0])
+    assert uid != 0 and uid == evidence.confinement["uid"]
+    for leak in ("SHADOW read", "OUTSIDE written", "LOOPBACK reached", "HOME read", "private"):
+        assert leak not in text, text
+    assert not outside.exists()
+    assert evidence.confinement["network"] == "none"
+    assert tier == "auto" or evidence.confinement["tier"] == tier
+    assert evidence.confinement["tree_clean"] is True
 
 
 def test_missing_markers_block_with_evidence(tmp_path: Path, policy: ProviderPolicy) -> None:

@@ -199,7 +199,9 @@ def execute_run(
         pending.close()
     if ctx is None:  # the run folder could not even be laid out
         raise HarnessFault(f"cannot write in the run folder {run_dir}: {results.error}")
-    _release(engine, ctx)
+    if results.sandbox is not None:
+        results.sandbox.close()  # network log, last sweep, files and uid back; never raises
+    _release(engine, ctx)  # the model endpoint stops after the proxy that forwarded to it
     # A second signal must not cut the sealing short: hold signals until the bundle is whole.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
@@ -260,7 +262,9 @@ def _run_stages(engine: Engine, ctx: RunContext, results: StageResults,
                 pending: contextlib.ExitStack) -> None:
     """Run each stage and keep what it returns; a gate that refuses raises `Blocked`. What a
     stage leaves running goes on `pending` (closed before sealing)."""
-    results.sandbox = sandbox = choose_isolation(ctx)
+    results.sandbox = sandbox = choose_isolation(ctx)  # Blocked sandbox_user_unavailable
+    # The engine writes the endpoint it is given by whether the proxy stands between (prepare).
+    ctx = replace(ctx, network_isolated=sandbox.network_isolated)
     with ctx.events.span("gates") as attrs:
         results.task_scan = scan = scan_task(ctx)
         if not scan["passed"]:
@@ -281,12 +285,16 @@ def _run_stages(engine: Engine, ctx: RunContext, results: StageResults,
                         preflight.self_written_dirs(ctx.settings, ctx.run_dir))
     with tailing(_live_log(engine, ctx), observer_of(ctx.events)):
         results.process, process_span = launch_provider(ctx, launch, confined)
-    results.blockers += check_guards(ctx, sandbox, watch, launch, results.process)
+    # Nothing of the provider may run on, and its files are the harness's again, before the
+    # harness reads anything it wrote.
+    not_contained = sandbox.release(results.process)
+    results.blockers += check_guards(ctx, sandbox, watch, launch, results.process, not_contained)
     results.diff = diff_workspace(ctx, sandbox, snapshot, engine.bookkeeping_dirs)
     results.outcome = collect_outcome(engine, ctx, admission, results.process, process_span)
     if results.blockers:
         return
     results.verification = verify(ctx, sandbox, prepared, engine.bookkeeping_dirs)
+    sandbox.finish()  # Blocked containment_failed: something of the sandbox uid lives on
     if engine.needs_baseline:
         results.baseline = run_baseline(ctx, results.verification, results.changes)
         if results.baseline.comparison.verdict != "pass":
@@ -390,13 +398,15 @@ def launch_provider(ctx: RunContext, launch: Launch, confined: Launch
 
 
 def check_guards(ctx: RunContext, sandbox: Sandbox, watch: Watch, launch: Launch,
-                 process: ProcessResult) -> list[Blocker]:
-    """Tamper and outside-write guards (they raise `Blocked`; the disk limit is charged by the
-    one walk of `diff_workspace`); a time-out is returned as a blocker, because the run still
-    diffs and collects what the provider left."""
+                 process: ProcessResult, not_contained: Blocked | None = None) -> list[Blocker]:
+    """Containment, tamper and outside-write guards (they raise `Blocked`; the disk limit is
+    charged by the one walk of `diff_workspace`); a time-out is returned as a blocker, because
+    the run still diffs and collects what the provider left."""
     found: list[Blocker] = []
     with ctx.events.span("guards"):
         try:
+            if not_contained is not None:
+                raise not_contained
             # Before the harness writes anything more into the bundle folder.
             watch.check()
         finally:

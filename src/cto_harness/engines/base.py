@@ -61,6 +61,9 @@ class RunContext:
     harness_root: Path
     environ: Mapping[str, str]
     events: EventLog  # the run's event recorder (append-only)
+    # False when the sandbox cannot give the provider a network namespace (`network: shared`):
+    # an endpoint is then reached at its own address, not through the harness's proxy.
+    network_isolated: bool = True
 
     @property
     def workspace(self) -> Path:
@@ -206,7 +209,7 @@ class Engine(ABC):
     bookkeeping_dirs: ClassVar[tuple[str, ...]] = ()
     # Paired with a same-run fake baseline (DESIGN section 6, step 9).
     needs_baseline: ClassVar[bool] = False
-    # Must reach a network endpoint (its model): the sandbox then shares the network, recorded.
+    # Must reach a network endpoint (its model): the sandbox proxies exactly `Launch.endpoint`.
     needs_network: ClassVar[bool] = False
 
     def load_settings(self, environ: Mapping[str, str], *, flags: Mapping[str, Any] | None = None,

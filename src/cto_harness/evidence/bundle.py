@@ -222,6 +222,16 @@ def _artifact_lines(files: list[str]) -> list[str]:
     return lines
 
 
+def _sandbox_line(report: Report) -> str:
+    iso = report.isolation
+    uid = f"uid {iso.uid}" if iso.uid is not None else "uid not set"
+    line = f"- sandbox: {uid}, network `{iso.network}`"
+    if iso.endpoint:
+        line += (f" (only {iso.endpoint.get('host')}:{iso.endpoint.get('port')}, "
+                 f"{iso.connections} connections in `backend/network.jsonl`)")
+    return line
+
+
 def render_markdown(report: Report) -> str:
     """report.md: the verdict and why first, then the task, the change in numbers, the failing
     tests, and links to every other artifact (relative, so the bundle can move), with paths
@@ -241,6 +251,11 @@ def render_markdown(report: Report) -> str:
         *endpoint_banner(report),
         *outcome_lines(report),
     ]
+    if report.isolation.warnings:
+        # Weaker than promised (e.g. `network: shared`): never silent, so near the top.
+        lines += ["## Isolation warnings", ""]
+        lines += [f"- **{m(rel(w))}**" for w in report.isolation.warnings]
+        lines.append("")
     task, task_files = task_text(root)
     lines += ["## Task", ""]
     if task_files in ([], [NOT_GIVEN]):
@@ -312,6 +327,7 @@ def render_markdown(report: Report) -> str:
         f"- started {m(report.timing.started_at)}, took {report.timing.duration_ms} ms",
         f"- isolation: {m(report.isolation.tier)}"
         + (f" ({m(rel(report.isolation.reason))})" if report.isolation.reason else ""),
+        _sandbox_line(report),
     ]
     if report.forbidden_actions_attempted:
         lines += ["", "## Forbidden actions attempted", ""]

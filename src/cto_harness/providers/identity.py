@@ -2,11 +2,12 @@
 executable? Both read their rules from the policy (`[distribution.identity]`, `[binary_identity]`).
 
 The binary probe is the only way the harness ever executes an unadmitted provider binary: exactly
-`<binary> --help`, with a private `HOME`, `XDG_*`, `TMPDIR` and every folder variable the policy
-lists (Case: `CASE_DATA_DIR`, `PI_CODING_AGENT_DIR`; even `--help` writes files there), stdin
-`/dev/null`, no credentials in its environment and a time limit. It never runs `--version` (for
-Case that is not a flag, and it falls through to Case's default run path). The run pipeline calls
-`probe_binary_identity` again at run start, on the copy it will execute.
+`<binary> --help`, confined like a provider run (`sandbox/confined.py`: a sandbox uid, no network,
+HOME and the harness's state hidden), with a private `HOME`, `XDG_*`, `TMPDIR` and every folder
+variable the policy lists (Case: `CASE_DATA_DIR`, `PI_CODING_AGENT_DIR`; even `--help` writes files
+there), stdin `/dev/null`, no credentials in its environment and a time limit. It never runs
+`--version` (for Case that is not a flag, and it falls through to Case's default run path). The run
+pipeline calls `probe_binary_identity` again at run start, on the copy it will execute.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import re
 import stat
+import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC
@@ -28,7 +30,7 @@ from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.fsutil import resolve_within, sha256_bytes
 from cto_harness.providers.policy import PROBE_PRIVATE_DIRS, ProviderPolicy
 from cto_harness.providers.source import SourceIdentity
-from cto_harness.sandbox.process import run_process
+from cto_harness.sandbox.confined import run_confined
 
 PROBE_ARGS = ("--help",)
 _PROBE_OUTPUT_CAP = 1 << 20
@@ -67,6 +69,9 @@ class IdentityEvidence(StrictModel):
     help_sha256: str
     help_bytes: int
     help_excerpt: str
+    # How the probe was confined (tier, sandbox uid, network): an unadmitted binary never runs
+    # with the harness's privileges.
+    confinement: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -137,13 +142,27 @@ def _lists_command(text: str, command: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(command)}(?![\w-])", text) is not None
 
 
+# The probe's last step inside the sandbox: exec the candidate, or say why the kernel would not
+# (an execute bit on something that is no program) with a line and an exit status of its own.
+_EXEC_SHIM = (
+    "import os, sys\n"
+    "try:\n"
+    "    os.execv(sys.argv[1], sys.argv[1:])\n"
+    "except OSError as exc:\n"
+    "    sys.stderr.write('%s' + (exc.strerror or str(exc)) + '\\n')\n"
+    "    sys.exit(126)\n"
+)
+_EXEC_FAILED = "cto-harness probe: cannot execute: "
+
+
 def probe_binary_identity(
     binary: Path, policy: ProviderPolicy, *, timeout_seconds: float | None = None,
-    runtime: Sequence[str] = (),
+    runtime: Sequence[str] = (), readable: Sequence[Path] = (),
 ) -> IdentityEvidence:
     """Run `<binary> --help` in private directories; blocked `identity_mismatch` unless it exits 0
     and its output carries every marker and command name of the policy. `runtime` is the argv
-    prefix that runs a script entry point (an npm package's: `[<bun>]`).
+    prefix that runs a script entry point (an npm package's: `[<bun>]`); `readable` what the
+    probe may read besides the binary (an npm package's installed tree and its runtime).
 
     Blocked `dist_missing`/`not_executable` when the file is absent or has no execute bit.
     """
@@ -153,7 +172,10 @@ def probe_binary_identity(
     limit = timeout_seconds if timeout_seconds is not None else spec.probe_timeout_seconds
     argv = [*runtime, str(binary), *PROBE_ARGS]
     with tempfile.TemporaryDirectory(prefix="cto-harness-probe-") as tmp:
-        root = Path(tmp)
+        # `sandbox/` is handed to the sandbox uid; the logs stay in the harness's own folder,
+        # where the probed binary cannot replace them with a link to something else.
+        root, logs = Path(tmp) / "sandbox", Path(tmp) / "logs"
+        logs.mkdir()
         env = {name: os.environ[name] for name in _PASSTHROUGH if name in os.environ}
         env.setdefault("PATH", os.defpath)
         for var in (*PROBE_PRIVATE_DIRS, *spec.private_dirs):
@@ -162,19 +184,25 @@ def probe_binary_identity(
         work = root / "cwd"  # no manifest of the provider's own above it
         work.mkdir()
         try:
-            result = run_process(
-                argv,
+            confined = run_confined(
+                [sys.executable, "-I", "-S", "-c", _EXEC_SHIM % _EXEC_FAILED, *argv],
+                work=root,
                 cwd=work,
                 env=env,
-                stdout_path=root / "stdout.log",
-                stderr_path=root / "stderr.log",
+                readable=[binary, *(Path(p).absolute() for p in readable)],
+                stdout_path=logs / "stdout.log",
+                stderr_path=logs / "stderr.log",
                 timeout_seconds=limit,
                 max_log_bytes=_PROBE_OUTPUT_CAP,
             )
         except OSError as exc:  # e.g. ENOEXEC: an execute bit on something that is no program
             raise Blocked(BlockerCode.NOT_EXECUTABLE,
                           f"{binary} cannot be executed: {exc.strerror or exc}") from None
-        output = (root / "stdout.log").read_bytes() + (root / "stderr.log").read_bytes()
+        result = confined.process
+        output = (logs / "stdout.log").read_bytes() + (logs / "stderr.log").read_bytes()
+    if result.exit_code == 126 and output.startswith(_EXEC_FAILED.encode()):
+        why = output[len(_EXEC_FAILED):].decode("utf-8", "replace").splitlines()[0]
+        raise Blocked(BlockerCode.NOT_EXECUTABLE, f"{binary} cannot be executed: {why}")
     text = output.decode("utf-8", "replace")
     evidence = IdentityEvidence(
         binary=str(binary),
@@ -190,6 +218,7 @@ def probe_binary_identity(
         help_sha256=sha256_bytes(output),
         help_bytes=len(output),
         help_excerpt=text[:_EXCERPT_CHARS],
+        confinement=confined.isolation,
     )
     if not evidence.passed:
         if evidence.timed_out:

@@ -474,7 +474,8 @@ def admit_npm_package(
                 runtime_sha = sha256_file(parts.runtime)
                 lock_sha = sha256_file(parts.tree / "package-lock.json")
             with show.step(f"binary identity (bun {policy.binary} --help)"):
-                identity = probe_binary_identity(entry, policy, runtime=[str(parts.runtime)])
+                identity = probe_binary_identity(entry, policy, runtime=[str(parts.runtime)],
+                                                readable=[parts.tree, parts.runtime])
             store = NpmPaths(provider_store_dir(settings, policy.name) / digest)
             with show.step("store"):
                 remove_tree(store.entry_dir)

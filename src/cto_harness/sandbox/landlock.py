@@ -47,6 +47,10 @@ class _PathBeneathAttr(ctypes.Structure):
     _fields_ = (("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32))
 
 
+class _NetPortAttr(ctypes.Structure):
+    _fields_ = (("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64))
+
+
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
@@ -79,8 +83,11 @@ def _fail(what: str) -> None:
     raise OSError(errno, f"landlock: {what} failed: {os.strerror(errno)}")
 
 
-def restrict(read: list[str], write: list[str], *, deny_tcp: bool) -> int:
-    """Confine the calling process (and its future children); returns the ABI used."""
+def restrict(read: list[str], write: list[str], *, deny_tcp: bool,
+             tcp_ports: list[int] | None = None) -> int:
+    """Confine the calling process (and its future children); returns the ABI used. With
+    `deny_tcp`, TCP bind/connect is denied except on `tcp_ports` (the sandbox's endpoint
+    forwarder, inside its own network namespace)."""
     abi = abi_version()
     if abi < 1:
         raise OSError("landlock is not available on this kernel")
@@ -118,6 +125,12 @@ def restrict(read: list[str], write: list[str], *, deny_tcp: bool) -> int:
                         _fail(f"add_rule {path}")
                 finally:
                     os.close(fd)
+        if abi >= 4 and deny_tcp:
+            for port in tcp_ports or []:
+                net = _NetPortAttr(allowed_access=NET_BIND_TCP | NET_CONNECT_TCP, port=int(port))
+                if libc.syscall(SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(RULE_NET_PORT),
+                                ctypes.byref(net), ctypes.c_uint32(0)) != 0:
+                    _fail(f"add_rule tcp port {port}")
         if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             _fail("prctl(PR_SET_NO_NEW_PRIVS)")
         if libc.syscall(SYS_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
@@ -133,7 +146,8 @@ def main(argv: list[str]) -> int:
         return 126
     spec = json.loads(argv[0])
     try:
-        restrict(spec["read"], spec["write"], deny_tcp=bool(spec.get("deny_tcp")))
+        restrict(spec["read"], spec["write"], deny_tcp=bool(spec.get("deny_tcp")),
+                 tcp_ports=spec.get("tcp_ports"))
     except OSError as exc:
         print(f"cto-harness landlock launcher: {exc}", file=sys.stderr)
         return 126

@@ -15,6 +15,12 @@ class Launch:
     timeout_seconds: float
     # RLIMIT_FSIZE for the process (None: the run pipeline sets the workspace limit).
     file_size_limit: int | None = None
-    # True when the provider must reach a network endpoint (its model); the isolation then shares
-    # the network and records `network: shared`. Everything else runs without one.
+    # True when the provider must reach a network endpoint (its model): the sandbox then lets it
+    # reach `endpoint` through the harness's proxy (sandbox/netproxy.py), and nothing else.
+    # Everything else runs with loopback only.
     network: bool = False
+    endpoint: str | None = None
+    # The provider's own program (an npm package's installed tree and runtime, hard-linked from
+    # the admitted store): read and executed, never written and never handed to the sandbox uid
+    # (a hard link's owner is its store inode's owner).
+    readable: tuple[Path, ...] = ()

@@ -104,6 +104,10 @@ def _exiting(pid: int) -> bool:
         return True  # gone already
 
 
+def _alive_or_zombie(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
@@ -158,17 +162,41 @@ def _reap(pids: set[int]) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
+def _no_children_left() -> bool:
+    """With no child of our own from before the launch, every orphan of the launch is ours (the
+    subreaper): reap what has exited; True once wait reports no child at all (ECHILD), which a
+    /proc scan racing a fork-and-exit chain cannot prove; False while some child still runs."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if pid == 0:
+            return False
+
+
 def kill_tree(
-    root_pid: int, ignore_children: frozenset[int], *, rounds: int = 200
+    root_pid: int, ignore_children: frozenset[int], *, rounds: int = 200, prove: bool = False
 ) -> tuple[list[ProcessInfo], bool]:
-    """SIGKILL every live process of the launch until none is left; returns (killed, clean)."""
+    """SIGKILL every live process of the launch until none is left; returns (killed, clean).
+
+    With `prove` (only once Popen has reaped `root_pid`: a wait here must never steal its exit
+    status) and no child of the harness from before the launch, clean means `wait` reported no
+    child at all; otherwise that a scan of /proc found none. The sandbox proves more on top
+    (users.sweep: every process of the sandbox uid)."""
     killed: dict[int, ProcessInfo] = {}
     for _ in range(rounds):
         live, zombies = _tree_members(root_pid, ignore_children)
         _reap(zombies)
         live.discard(os.getpid())
         if not live:
-            return list(killed.values()), True
+            if not prove or ignore_children or _alive_or_zombie(root_pid) \
+                    or not ensure_subreaper():  # orphans went to init: wait proves nothing
+                return list(killed.values()), True
+            if _no_children_left():
+                return list(killed.values()), True
+            time.sleep(0.001)
+            continue  # a child the scan missed: scan and kill again
         # Name every member before killing any: killing a PID namespace's monitor first tears
         # the rest down, and a member caught mid-teardown would go unrecorded.
         for pid in live:
@@ -180,6 +208,8 @@ def kill_tree(
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.01)
     live, _ = _tree_members(root_pid, ignore_children)
+    if prove and not ignore_children and not _alive_or_zombie(root_pid) and ensure_subreaper():
+        return list(killed.values()), not live and _no_children_left()
     return list(killed.values()), not live
 
 
@@ -249,13 +279,22 @@ class _CappedPump(threading.Thread):
             return None
 
 
-def _limits(file_size_limit: int | None) -> Callable[[], None] | None:
-    if file_size_limit is None:
-        return None
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _child_setup(file_size_limit: int | None) -> Callable[[], None]:
+    parent = os.getpid()
 
     def apply() -> None:
-        # Makes one runaway file stop at the limit (EFBIG) instead of filling the disk.
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+        # The child dies with the harness (a SIGKILLed harness leaves no launcher behind; the
+        # sandbox's own chain of parent-death signals takes everything below it).
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(125)  # the harness died before the signal was armed
+        if file_size_limit is not None:
+            # Makes one runaway file stop at the limit (EFBIG) instead of filling the disk.
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
     return apply
 
@@ -290,7 +329,7 @@ def run_process(
         start_new_session=True,
         close_fds=True,
         pass_fds=tuple(pass_fds),
-        preexec_fn=_limits(file_size_limit),
+        preexec_fn=_child_setup(file_size_limit),
     )
     assert proc.stdout is not None and proc.stderr is not None
     pumps = [
@@ -312,11 +351,13 @@ def run_process(
             timed_out = True
             killed, clean = kill_tree(proc.pid, before)
             proc.wait()
+            more, clean = kill_tree(proc.pid, before, prove=True)
+            killed += [p for p in more if p.pid not in {k.pid for k in killed}]
         else:
             # The main process is gone; anything of its tree still alive once the exit has
             # settled is a leftover daemon.
             _settle(proc.pid, before)
-            leftovers, clean = kill_tree(proc.pid, before)
+            leftovers, clean = kill_tree(proc.pid, before, prove=True)
     except BaseException:
         # Interrupted (SIGTERM, Ctrl-C) or a fault: the tree must still die before we go on.
         kill_tree(proc.pid, before)

@@ -3,6 +3,8 @@ a FIFO, a symlink to the signing key, and a folder chain past PATH_MAX."""
 import json
 import os
 
+from _past_path_max import past_path_max  # pasted in by hostile_suite: one file runs
+
 CONFIG = json.loads(r'''__CONFIG__''')
 run_dir = os.path.dirname(os.getcwd())
 try:
@@ -12,9 +14,7 @@ try:
     os.mkdir("deep", dir_fd=fd)
     os.chdir(fd)
     os.chdir("deep")
-    for _ in range(2100):
-        os.mkdir("d")
-        os.chdir("d")
+    past_path_max()
     with open("note.txt", "w") as handle:
         handle.write("planted\n")
     print("planted in the bundle")

@@ -85,6 +85,7 @@ from cto_harness.providers import (
     lookup_admission,
     probe_binary_identity,
 )
+from cto_harness.sandbox.netproxy import model_endpoint, sandbox_base_url
 from cto_harness.sandbox.process import ProcessResult, run_quiet
 from cto_harness.settings import CREDENTIAL_VARIABLES, PositiveWhole
 from cto_harness.tree import files_in, iter_files, read_file
@@ -139,7 +140,7 @@ class CaseEngine(Engine):
     # Case keeps its tasks, events and markers under .case/ in the repository it works on.
     bookkeeping_dirs = (".case",)
     needs_baseline = True
-    # Case must reach its model endpoint: the sandbox shares the network, recorded as such.
+    # Case must reach its model endpoint, and only that: the sandbox proxies exactly it.
     needs_network = True
 
     def provider_configured(self, settings: EngineSettings) -> bool | None:
@@ -369,8 +370,11 @@ class CaseEngine(Engine):
 
         base_url, endpoint_key = self._start_endpoint(ctx, admission, task)
         if base_url:
+            # Inside its network namespace Case reaches the endpoint through the sandbox's
+            # forwarder (sandbox/netproxy.py), at the address that gives it.
+            given_url = sandbox_base_url(base_url) if ctx.network_isolated else base_url
             write_json(agent / "models.json",
-                       {"providers": {model.provider: {"baseUrl": base_url}}})
+                       {"providers": {model.provider: {"baseUrl": given_url}}})
         # And how Case was configured (data dir and agent dir), as evidence beside the task.
         inputs = ctx.backend / "case-inputs"
         inputs.mkdir(exist_ok=True)
@@ -394,8 +398,10 @@ class CaseEngine(Engine):
                                     "sha256": sha256_file(target)}
             for source, target in zip((task_file, brief_file, active), given, strict=True)
         })
+        # Case must reach its model endpoint, and only that: the sandbox proxies exactly it.
         return Launch(argv=argv, env=env, cwd=ctx.workspace,
-                      timeout_seconds=_settings(ctx).timeout_seconds)
+                      timeout_seconds=_settings(ctx).timeout_seconds,
+                      endpoint=model_endpoint(base_url, model.provider))
 
     def _start_endpoint(self, ctx: RunContext, admission: Admission, task: CaseTask
                         ) -> tuple[str | None, tuple[str, str] | None]:

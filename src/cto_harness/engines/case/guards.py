@@ -10,9 +10,10 @@ Two small programs are generated into the run's private `bin/`, first on the pro
   bare remote; everything else `exec`s the real git (resolved by absolute path at prepare time).
 
 They are recorders, not a sandbox: a provider that runs `/usr/bin/git` directly bypasses them, so
-after the run the workspace's `.git/config` is also read for remotes that point anywhere else,
-and every recorded pull request is checked against the local remote (its head commit must be
-there). Isolation (no network, hidden paths) is another layer's job.
+after the run the workspace's `.git` is checked whole and its `config` read (following no link) for
+remotes that point anywhere else, and every recorded pull request is checked against the local
+remote (its head commit must be there). The network namespace is what keeps such a push from
+leaving.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from cto_harness.contracts import ForbiddenAction, LocalPullRequest
+from cto_harness.core.gitdir import check_git_dir, config_entries, redact_url
 from cto_harness.engines.case import gh_sink
 from cto_harness.fsutil import sha256_bytes
-from cto_harness.git import git_env
 from cto_harness.sandbox.process import run_quiet
 from cto_harness.tree import read_file
 
@@ -234,30 +234,24 @@ def collect_pull_requests(
 
 def inspect_remotes(workspace: Path, local_remote: Path, git: str) -> list[ForbiddenAction]:
     """Remotes (or URL rewrites) in the workspace's `.git/config` that lead anywhere but the
-    local bare remote. The file is read without following any link (`.git` itself could be
-    one) into a private copy, which git reads with `--file` (no includes are followed)."""
-    data = read_file(workspace, ".git/config", _MAX_RECORD_BYTES)
-    if data is None:
-        return []
-    with tempfile.NamedTemporaryFile(prefix="cto-git-config-") as copy:
-        copy.write(data)
-        copy.flush()
-        result = run_quiet(
-            [git, "config", "--file", copy.name, "--get-regexp",
-             r"^(remote\..*\.(url|pushurl)|url\..*\.(insteadof|pushinsteadof))$"],
-            env=git_env(path=os.defpath),
-            check=False,
-        )
+    local bare remote. The whole `.git` is checked first and read following no link
+    (core/gitdir.py): a `.git` the provider pointed at another repository is reported, never read.
+    Reported URLs have their credentials masked."""
+    checked = check_git_dir(workspace)
+    found = [ForbiddenAction(action="git_dir_replaced", detail=problem[:300],
+                             source="workspace .git") for problem in checked.problems]
+    if checked.config is None:
+        return found
+    entries = config_entries(
+        checked.config, r"^(remote\..*\.(url|pushurl)|url\..*\.(insteadof|pushinsteadof))$", git)
     allowed = os.path.realpath(local_remote)
-    found = []
-    for line in result.stdout.splitlines():
-        key, _, value = line.partition(" ")
+    for key, value in entries:
         target = value[len("file://"):] if value.startswith("file://") else value
         if key.endswith(("url", "pushurl")) and not key.startswith("url.") and \
                 os.path.realpath(target) == allowed:
             continue
         found.append(ForbiddenAction(
-            action="git_remote_non_local", detail=f"{key} = {value}"[:300],
+            action="git_remote_non_local", detail=f"{key} = {redact_url(value)}"[:300],
             source="workspace .git/config",
         ))
     return found

@@ -49,6 +49,7 @@ from cto_harness.providers import (
     probe_binary_identity,
 )
 from cto_harness.providers.npm import NpmDistribution, NpmPaths
+from cto_harness.sandbox.netproxy import model_endpoint, sandbox_base_url
 from cto_harness.sandbox.process import ProcessResult
 from cto_harness.settings import CREDENTIAL_VARIABLES, PositiveWhole
 
@@ -80,7 +81,7 @@ class PiEngine(Engine):
     settings_model = PiSettings
     provider = "pi"
     needs_baseline = True
-    # pi must reach its model endpoint: the sandbox shares the network, recorded as such.
+    # pi must reach its model endpoint, and only that: the sandbox proxies exactly it.
     needs_network = True
 
     def provider_configured(self, settings: EngineSettings) -> bool | None:
@@ -132,8 +133,10 @@ class PiEngine(Engine):
         policy = self._policy(ctx)
         runtime = NpmPaths(self._dist(ctx)).runtime
         try:
+            program = NpmPaths(self._dist(ctx))
             evidence = probe_binary_identity(Path(admission.provider.executed_path or ""),
-                                             policy, runtime=[str(runtime)])
+                                             policy, runtime=[str(runtime)],
+                                             readable=[program.tree, program.runtime])
         except IdentityMismatch as mismatch:
             atomic_write_json(ctx.backend / "provider-identity.json",
                               mismatch.evidence.model_dump(mode="json"))
@@ -191,7 +194,10 @@ class PiEngine(Engine):
             raise Blocked(BlockerCode.TASK_CONTRACT_INVALID,
                           f"the task names paths outside the workspace: {', '.join(found)}")
         model = admission.model
-        config = model_config(model.provider or "", model.base_url, admission.credentials[0])
+        # Inside its network namespace pi reaches the endpoint through the sandbox's forwarder
+        # (sandbox/netproxy.py), at the address that gives it.
+        base_url = sandbox_base_url(model.base_url) if ctx.network_isolated else model.base_url
+        config = model_config(model.provider or "", base_url, admission.credentials[0])
         if config is not None:
             atomic_write_json(agent / "models.json", config)
             atomic_write_json(ctx.backend / "pi-models.json", config)
@@ -209,7 +215,9 @@ class PiEngine(Engine):
         ctx.events.emit("provider.task.written", task_id=ctx.case.spec.id,
                         files=["task/prompt.md"])
         return Launch(argv=argv, env=self._environment(ctx, admission, home, agent, tmp),
-                      cwd=ctx.workspace, timeout_seconds=_settings(ctx).timeout_seconds)
+                      cwd=ctx.workspace, timeout_seconds=_settings(ctx).timeout_seconds,
+                      endpoint=model_endpoint(model.base_url, model.provider),
+                      readable=(NpmPaths(self._dist(ctx)).tree, runtime))
 
     def _environment(self, ctx: RunContext, admission: Admission, home: Path, agent: Path,
                      tmp: Path) -> dict[str, str]:

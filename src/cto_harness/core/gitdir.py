@@ -1,0 +1,153 @@
+"""The workspace's `.git` after a provider ran: checked whole before the harness reads anything in
+it, and read without following a single link.
+
+A provider owns the workspace, `.git` included. It can make `.git` a symlink to another
+repository's (a hidden target's, with a token in its remote URL), a `gitdir:` file pointing
+anywhere, a worktree `commondir`, an object store borrowed through `alternates`, or `.git/config` a
+link or a hard link. The harness never follows any of those: `.git` must be a real directory,
+opened with O_NOFOLLOW; `config` a regular file with one link, opened relative to it with
+O_NOFOLLOW; and what it reads is parsed by git from those bytes on stdin (`git config --file -`,
+which follows no include). Anything else is reported as a problem (a forbidden action), never read.
+Values that are reported have any credential in a URL masked (`redact_url`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cto_harness.git import git_env
+
+MAX_CONFIG_BYTES = 1 << 20
+# Entries of a repository-local config that make git read or run things elsewhere.
+_ESCAPING_KEYS = re.compile(r"^(include\.|includeif\.|core\.worktree$|core\.fsmonitor$|"
+                            r"core\.hookspath$|core\.sshcommand$|core\.gitproxy$)", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
+_URL_QUERY = re.compile(r"\?[^\s]*")
+
+
+def redact_url(value: str) -> str:
+    """A URL with its user-info (user:token@) and query masked: safe for a report."""
+    return _URL_QUERY.sub("?***", _URL_USERINFO.sub(r"\g<scheme>***@", value))
+
+
+@dataclass
+class GitDirCheck:
+    """The outcome: problems found, and the config's bytes when it was safe to read them."""
+
+    problems: list[str] = field(default_factory=list)
+    config: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _open_dir(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def check_git_dir(workspace: Path) -> GitDirCheck:
+    """Check the workspace's `.git` and read its config, following nothing."""
+    result = GitDirCheck()
+    dot_git = workspace / ".git"
+    try:
+        st = os.lstat(dot_git)
+    except FileNotFoundError:
+        result.problems.append(".git was removed")
+        return result
+    if stat.S_ISLNK(st.st_mode):
+        result.problems.append(".git is a symbolic link (to another repository); not followed")
+        return result
+    if stat.S_ISREG(st.st_mode):
+        result.problems.append(".git is a file (a gitdir pointer to another repository); "
+                               "not followed")
+        return result
+    if not stat.S_ISDIR(st.st_mode):
+        result.problems.append(".git is not a directory")
+        return result
+    workspace_fd = _open_dir(workspace)
+    try:
+        git_fd = os.open(".git", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=workspace_fd)
+    except OSError as exc:
+        os.close(workspace_fd)
+        result.problems.append(f".git cannot be opened without following a link: {exc.strerror}")
+        return result
+    os.close(workspace_fd)
+    try:
+        for name, why in (("commondir", "a worktree's common directory elsewhere"),
+                          ("gitdir", "a pointer to another repository")):
+            if _exists(name, git_fd):
+                result.problems.append(f".git/{name} exists ({why}); not followed")
+        if _exists("objects/info/alternates", git_fd):
+            result.problems.append(".git/objects/info/alternates borrows another object store")
+        for name in ("HEAD", "config"):
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISLNK(os.lstat(name, dir_fd=git_fd).st_mode):
+                    result.problems.append(f".git/{name} is a symbolic link; not followed")
+        if result.problems:
+            return result
+        result.config = _read_config(git_fd, result)
+    finally:
+        os.close(git_fd)
+    if result.config is not None:
+        for key, value in config_entries(result.config, r"."):
+            if _ESCAPING_KEYS.match(key):
+                result.problems.append(f".git/config sets {key} = {redact_url(value)[:200]}")
+    return result
+
+
+def _exists(relative: str, dir_fd: int) -> bool:
+    try:
+        os.lstat(relative, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        return False
+    return True
+
+
+def _read_config(git_fd: int, result: GitDirCheck) -> bytes | None:
+    try:
+        fd = os.open("config", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                     dir_fd=git_fd)
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        result.problems.append(f".git/config cannot be opened safely: {exc.strerror}")
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            result.problems.append(".git/config is not a regular file")
+            return None
+        if st.st_nlink != 1:
+            result.problems.append(".git/config is a hard link to another file")
+            return None
+        if st.st_size > MAX_CONFIG_BYTES:
+            result.problems.append(f".git/config is {st.st_size} bytes: too big to read")
+            return None
+        return os.read(fd, MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
+def config_entries(config: bytes, key_regexp: str, git: str = "git") -> list[tuple[str, str]]:
+    """(key, value) pairs of a config file's bytes whose key matches `key_regexp`; includes are
+    not followed (the bytes come on stdin)."""
+    done = subprocess.run(
+        [git, "config", "--file", "-", "--get-regexp", key_regexp], input=config,
+        capture_output=True, timeout=60, check=False,
+        env=git_env(Path(os.devnull), path=os.defpath),
+    )
+    entries = []
+    for line in done.stdout.decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition(" ")
+        entries.append((key, value))
+    return entries

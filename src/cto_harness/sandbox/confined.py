@@ -1,0 +1,64 @@
+"""One confined command outside a run: the identity probe of a candidate provider binary.
+
+`ca --help` of a binary that is not admitted yet is untrusted code like any provider run: it runs
+in the strongest tier the machine has (or `CTO_HARNESS_ISOLATION`), as a sandbox uid of its own,
+with no network at all, the harness's state and HOME hidden, only its private folder writable,
+and a time limit; every process of that uid is killed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cto_harness.sandbox import users
+from cto_harness.sandbox.isolation import Confinement, _interpreter_paths, choose_tier, probe
+from cto_harness.sandbox.process import ProcessResult, run_process
+from cto_harness.settings import Settings
+
+
+@dataclass
+class ConfinedResult:
+    process: ProcessResult
+    isolation: dict[str, Any] = field(default_factory=dict)
+
+
+def run_confined(
+    argv: Sequence[str], *, work: Path, cwd: Path, env: Mapping[str, str], readable: list[Path],
+    stdout_path: Path, stderr_path: Path, timeout_seconds: float, max_log_bytes: int,
+    settings: Settings | None = None,
+) -> ConfinedResult:
+    """Run `argv` confined; `work` (which holds `cwd` and any HOME) is its only writable tree,
+    `readable` what it may read besides the system and the interpreter."""
+    settings = settings or Settings.from_env()
+    found = probe()
+    tier, reason = choose_tier(settings.isolation, found)  # Blocked isolation_unavailable
+    users.harden_harness()
+    user = users.acquire(settings.sandbox_uids)  # Blocked sandbox_user_unavailable
+    try:
+        users.hand_over([work], user)
+        home = env.get("HOME") or str(Path.home())
+        hidden = [Path(home), settings.home, settings.runs_dir, *settings.target_repositories]
+        conf = Confinement(
+            tier=tier, hidden=list(dict.fromkeys(Path(os.path.abspath(p)) for p in hidden)),
+            readonly=[*_interpreter_paths(), *readable], writable=[work], cwd=cwd, probe=found,
+            user=user,
+        )
+        result = run_process(
+            [*conf.prefix(), *argv], cwd=cwd, env=env, stdout_path=stdout_path,
+            stderr_path=stderr_path, timeout_seconds=timeout_seconds,
+            max_log_bytes=max_log_bytes,
+        )
+        killed, clean = users.sweep(user.uid) if user.separate else ([], True)
+        result.leftover_processes += killed
+        result.tree_clean = result.tree_clean and clean
+        if clean:
+            users.take_back([work], user)
+        info = {"tier": tier, "reason": reason, "uid": user.uid, "network": conf.network_mode,
+                "namespaces": conf.namespaces, "tree_clean": result.tree_clean}
+        return ConfinedResult(result, info)
+    finally:
+        user.release()
