@@ -15,7 +15,16 @@ def _interrupted_while_loading(signum: int, frame: object) -> None:
     _os._exit(3)
 
 
-# Only when this package is the program (`cto-harness`, `python -m cto_harness...`: runpy
-# imports the package while argv[0] is still "-m"), never when a library user imports it.
-if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "cto-harness" or _sys.argv[:1] == ["-m"]:
+def _is_the_program() -> bool:
+    """`cto-harness ...` or `python -m cto_harness[.module] ...`; never a library user's import."""
+    if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "cto-harness":
+        return True
+    command = list(getattr(_sys, "orig_argv", []))
+    for index, arg in enumerate(command[:-1]):
+        if arg == "-m":
+            return command[index + 1].split(".")[0] == "cto_harness"
+    return False
+
+
+if _is_the_program():
     _signal.signal(_signal.SIGINT, _interrupted_while_loading)
