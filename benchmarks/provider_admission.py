@@ -31,7 +31,11 @@ if shutil.which("bun") is None and (_LOCAL_BUN / "bun").exists():
 
 from cto_harness.git import commit_all  # noqa: E402
 from cto_harness.providers.build import admit_prebuilt, build_provider  # noqa: E402
-from cto_harness.providers.policy import default_policy_path, load_policy  # noqa: E402
+from cto_harness.providers.policy import (  # noqa: E402
+    AcceptedPin,
+    default_policy_path,
+    load_policy,
+)
 from cto_harness.providers.registry import lookup_admission  # noqa: E402
 from cto_harness.settings import Settings  # noqa: E402
 
@@ -66,6 +70,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cto-harness-bench-") as tmp:
         base = Path(tmp)
         repo, commit = make_standin_repo(base, policy.source_url)
+        # The stand-in's commit is not the policy's pin: record it as an accepted pin.
+        policy = policy.model_copy(update={"accepted_pins": [
+            *policy.accepted_pins, AcceptedPin(commit=commit, reason="benchmark stand-in")]})
         settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(base / "home")})
 
         reports = []

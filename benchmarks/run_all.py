@@ -28,13 +28,13 @@ FULL = {
     "overhead": ["--rounds", "9"],
     "digests": ["--rounds", "5"],
     "snapshot": ["--rounds", "3"],
-    "suite_scaling": ["--runs", "20", "--rounds", "3"],
+    "suite_scaling": ["--runs", "20", "--rounds", "3", "--ray"],
 }
 QUICK = {
     "overhead": ["--rounds", "3"],
     "digests": ["--rounds", "2", "--small", "2000", "--big-mb", "12"],
     "snapshot": ["--rounds", "1", "--sizes", "1000,10000"],
-    "suite_scaling": ["--runs", "6", "--rounds", "1"],
+    "suite_scaling": ["--runs", "6", "--rounds", "1", "--ray"],
 }
 
 

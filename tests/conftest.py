@@ -25,9 +25,8 @@ if shutil.which("bun") is None and (_LOCAL_BUN / "bun").exists():
     os.environ["PATH"] = os.pathsep.join([str(_LOCAL_BUN), os.environ.get("PATH", "")])
 
 from cto_harness.providers.build import build_provider  # noqa: E402
-from cto_harness.providers.policy import load_policy  # noqa: E402
 from cto_harness.settings import Settings  # noqa: E402
-from standin_helpers import POLICY_PATH, head_commit, make_standin_repo  # noqa: E402
+from standin_helpers import head_commit, make_standin_repo, policy_accepting  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +107,8 @@ def admitted_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admit
     source = make_standin_repo(tmp_path_factory.mktemp("admitted-source"))
     commit = head_commit(source)
     settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(home)})
-    report = build_provider(str(source), commit, load_policy(POLICY_PATH), settings, progress=None)
+    report = build_provider(str(source), commit, policy_accepting(commit), settings,
+                            progress=None)
     yield AdmittedStandin(
         home, Path(report.artifact.store_path), report.artifact.sha256, source, commit
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.git import commit_all, git_env
+from cto_harness.providers.policy import AcceptedPin, ProviderPolicy, load_policy
 from cto_harness.providers.registry import AdmissionRecord
 
 STANDIN_DIR = Path(__file__).resolve().parent / "standin"
@@ -81,6 +82,28 @@ def make_standin_repo(
         mutate(repo)
     commit_all(repo, f"stand-in ({scenario})", origin=origin)
     return repo
+
+
+STANDIN_PIN_REASON = "a cto-harness test stand-in, built from a temporary repository"
+
+
+def policy_accepting(*commits: str, base: Path = POLICY_PATH) -> ProviderPolicy:
+    """The policy at `base` with `commits` recorded as accepted pins (a stand-in's commit is not
+    the policy's pin; pins are recorded, never taken from `--commit` alone)."""
+    policy = load_policy(base)
+    extra = [AcceptedPin(commit=c, reason=STANDIN_PIN_REASON)
+             for c in dict.fromkeys(commits) if policy.recorded_pin(c) is None]
+    return policy.model_copy(update={"accepted_pins": [*policy.accepted_pins, *extra]})
+
+
+def write_policy_accepting(path: Path, *commits: str, base: Path = POLICY_PATH) -> Path:
+    """A policy file at `path`: `base` plus `[[accepted_pins]]` for `commits`."""
+    text = base.read_text(encoding="utf-8")
+    for commit in commits:
+        text += f'\n[[accepted_pins]]\ncommit = "{commit}"\nreason = "{STANDIN_PIN_REASON}"\n'
+    path.write_text(text, encoding="utf-8")
+    load_policy(path)  # still valid
+    return path
 
 
 def run_provider_cli(

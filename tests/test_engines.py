@@ -105,8 +105,8 @@ def test_the_provider_outcome_is_recorded_beside_the_verdict() -> None:
     assert said.outcome == "completed" and said.source == "backend/fake-events.jsonl"
     assert [p.phase for p in said.phases] == ["implement"]
     assert result.report.provider_process_started is result.report.case_process_started is True
-    assert "the provider's own outcome (recorded, not trusted): completed" in (
-        result.run_dir / "report.md").read_text()
+    assert "the provider's own outcome** (recorded, not trusted): pipeline **completed** — " \
+        "agrees with the verdict" in (result.run_dir / "report.md").read_text()
 
 
 def test_the_library_api_runs_verifies_and_admits(tmp_path: Path) -> None:

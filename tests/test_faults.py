@@ -179,7 +179,7 @@ def test_admitting_a_file_that_is_no_program_is_blocked_in_one_line(tmp_path: Pa
     fake.chmod(0o755)
     policy = load_policy(POLICY_PATH)
     proc = _cli("provider", "admit", "--binary", str(fake), "--policy", str(POLICY_PATH),
-                "--source-url", policy.distribution.url, "--commit", "a" * 40)
+                "--source-url", policy.distribution.url, "--commit", policy.pin)
     assert proc.returncode == 2, proc.stderr
     line = [ln for ln in proc.stderr.splitlines() if ln.startswith("cto-harness:")]
     assert "Traceback" not in proc.stderr and len(line) == 1, proc.stderr

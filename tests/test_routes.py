@@ -88,12 +88,10 @@ def test_work_item_ids_must_be_well_formed_and_unique(tmp_path: Path) -> None:
     assert any("s.md:14: work item CTO-WORK-001 also defined at" in v for v in found), found
 
 
-def test_cto_work_016_done_without_a_bundle_is_rejected(tmp_path: Path) -> None:
-    text = (REPO_ROOT / "docs/route/stage2-run-route.md").read_text()
-    claimed = text.replace("- status: blocked\n- engine: case\n- expect_verdict: pass",
-                           "- status: done\n- engine: case\n- expect_verdict: pass", 1)
-    assert claimed != text
-    found = _validate(_record(tmp_path, claimed))
+def test_done_without_a_bundle_is_rejected(tmp_path: Path) -> None:
+    text = FRONT + "\n### CTO-WORK-016: a real pass\n- status: done\n- engine: case\n" \
+        "- expect_verdict: pass\n"
+    found = _validate(_record(tmp_path, text))
     assert any("CTO-WORK-016: marked done but cites no run bundle" in v for v in found), found
 
 
@@ -125,6 +123,29 @@ def test_a_done_item_whose_bundle_says_otherwise_is_rejected(tmp_path: Path) -> 
     assert any("claims expect_verdict 'blocked', the bundle says 'pass'" in v for v in found), found
 
 
+def test_stated_endpoint_outcome_admission_provenance_and_pin_are_checked(
+    tmp_path: Path
+) -> None:
+    route_dir = _record(tmp_path, FRONT)
+    bundle, digest = _bundle_in(route_dir)
+    claims = ("- expect_endpoint_kind: scripted\n- expect_provider_outcome: failed\n"
+              "- expect_admission: not_admitted\n- expect_provenance: built\n"
+              "- expect_pin: " + "a" * 40 + "\n")
+    (route_dir / "r.md").write_text(_done_item(bundle, digest) + claims)
+    found = _validate(route_dir)
+    # The fake lane: no model endpoint, its agent's own "completed", builtin, admitted, no pin.
+    for fragment in ("claims expect_endpoint_kind 'scripted', the bundle says None",
+                     "claims expect_provider_outcome 'failed', the bundle says 'completed'",
+                     "claims expect_admission 'not_admitted', the bundle says 'admitted'",
+                     "claims expect_provenance 'built', the bundle says 'builtin'",
+                     "claims expect_pin 'aaaa"):
+        assert any(fragment in v for v in found), (fragment, found)
+    honest = ("- expect_endpoint_kind: none\n- expect_provider_outcome: completed\n"
+              "- expect_admission: admitted\n- expect_provenance: builtin\n- expect_pin: none\n")
+    (route_dir / "r.md").write_text(_done_item(bundle, digest) + honest)
+    assert _validate(route_dir) == []
+
+
 def test_a_done_item_with_a_tampered_bundle_or_wrong_digest_is_rejected(tmp_path: Path) -> None:
     route_dir = _record(tmp_path, FRONT)
     bundle, digest = _bundle_in(route_dir)
@@ -150,3 +171,21 @@ def test_a_stated_admission_status_must_agree_with_the_registry(tmp_path: Path) 
         identity_evidence_sha256="c" * 64,
     ))
     assert _validate(route_dir) == []
+
+
+def test_the_real_case_pass_must_say_its_endpoint_was_scripted(tmp_path: Path) -> None:
+    """CTO-WORK-016 cites a real Case bundle whose model endpoint was scripted: a record that
+    drops the statement, or claims `live`, is rejected."""
+    route_dir = tmp_path / "route"
+    shutil.copytree(REPO_ROOT / "docs" / "route", route_dir)
+    record = route_dir / "stage2-run-route.md"
+    text = record.read_text()
+    assert "- expect_endpoint_kind: scripted\n" in text
+    assert _validate(route_dir) == []
+    record.write_text(text.replace("- expect_endpoint_kind: scripted\n", "", 1))
+    assert any("CTO-WORK-016: the bundle's model endpoint was scripted: done needs "
+               "'expect_endpoint_kind'" in v for v in _validate(route_dir))
+    record.write_text(text.replace("- expect_endpoint_kind: scripted\n",
+                                   "- expect_endpoint_kind: live\n", 1))
+    assert any("CTO-WORK-016: claims expect_endpoint_kind 'live', the bundle says 'scripted'"
+               in v for v in _validate(route_dir))

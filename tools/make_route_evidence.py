@@ -1,16 +1,25 @@
 #!/usr/bin/env python3
-"""Regenerate the run bundles that back the done work items of docs/route/stage2-run-route.md.
+"""Regenerate the run bundles that back the done work items of docs/route/.
 
-    python3 tools/make_route_evidence.py
+    python3 tools/make_route_evidence.py                              # CTO-WORK-017, -018
+    python3 tools/make_route_evidence.py --case-source <workos/case checkout> [--source-url URL]
+                                                                      # also CTO-WORK-016, -014, -011
 
-Each item's scenario runs the real pipeline with an admitted stand-in provider in a temporary
-home (the adapter validator's scenarios); its bundle is copied to docs/route/evidence/<item>/,
-the signing public key beside it, and the record's `evidence`, `report_sha256` and `public_key`
-lines are rewritten. `tools/validate_cto_child.py` then checks every claim against the bundles.
+CTO-WORK-017/018 run the real pipeline with an admitted stand-in provider in a temporary home
+(the adapter validator's scenarios). With `--case-source`, the real WorkOS Case is built from the
+checkout through `cto-harness provider build` (its HEAD a pin the policy records), admitted, and
+run on r1-string-slugify through the users' command against the harness's scripted model
+endpoint (`validators/conformance.py`, set `happy`); that one bundle backs CTO-WORK-016 (a real
+Case Stage 2 pass, endpoint scripted), CTO-WORK-014 (a real Case binary admitted) and CTO-WORK-011
+(built at a recorded pin). Each bundle is copied to docs/route/evidence/<item>/ (never its
+workspace, so never Case's source or binary), the signing public key beside it, and the records'
+`evidence`, `report_sha256` and `public_key` lines are rewritten. `tools/validate_cto_child.py`
+then checks every claim against the bundles.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import re
@@ -28,9 +37,15 @@ from cto_harness.evidence.verify import verify_bundle  # noqa: E402
 from cto_harness.fsutil import sha256_file  # noqa: E402
 from cto_harness.validators.adapter import Scenario  # noqa: E402
 
-RECORD = REPO / "docs" / "route" / "stage2-run-route.md"
-EVIDENCE = REPO / "docs" / "route" / "evidence"
+ROUTE = REPO / "docs" / "route"
+RECORD = ROUTE / "stage2-run-route.md"
+EVIDENCE = ROUTE / "evidence"
 PUBLIC_KEY = "evidence-ed25519.pub"
+CASE_KEY = "case-ed25519.pub"
+CASE_BUNDLE = "case-stage2-scripted"
+# Items backed by the real-Case bundle, and the record each lives in.
+CASE_ITEMS = {"CTO-WORK-016": "stage2-run-route.md", "CTO-WORK-014": "provider-admission-route.md",
+              "CTO-WORK-011": "provider-build-route.md"}
 
 
 def _scenarios(sc: Scenario) -> dict[str, dict[str, str | None]]:
@@ -41,13 +56,16 @@ def _scenarios(sc: Scenario) -> dict[str, dict[str, str | None]]:
     }
 
 
-def _set_item_fields(text: str, item: str, fields: dict[str, str]) -> str:
+def _set_item_fields(text: str, item: str, fields: dict[str, str],
+                     drop: tuple[str, ...] = ()) -> str:
     heading = re.search(rf"^### {item}:.*$", text, re.MULTILINE)
     if heading is None:
-        raise SystemExit(f"{RECORD}: no work item {item}")
+        raise SystemExit(f"no work item {item}")
     end = text.find("\n### ", heading.end())
     end = len(text) if end == -1 else end
     block = text[heading.end():end]
+    for key in drop:
+        block = re.sub(rf"^- {key}:.*\n?", "", block, flags=re.MULTILINE)
     for key, value in fields.items():
         line = f"- {key}: {value}"
         pattern = re.compile(rf"^- {key}:.*$", re.MULTILINE)
@@ -57,7 +75,79 @@ def _set_item_fields(text: str, item: str, fields: dict[str, str]) -> str:
         + text[end:].lstrip("\n")
 
 
+def _copy_bundle(run_dir: Path, target: Path) -> None:
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(run_dir, target, ignore=lambda d, names: [
+        n for n in names if n in ("workspace", "private")])
+
+
+def case_evidence(source: Path, source_url: str | None) -> None:
+    """Build and run the real Case (scripted endpoint) and back CTO-WORK-016/014/011 with it."""
+    from cto_harness.validators.conformance import build_case, expectations, run_scenario
+
+    work = Path(tempfile.mkdtemp(prefix="cto-route-evidence-"))
+    try:
+        home = work / "home"
+        # Run from a copy of the harness (as the other items do), with a neutral HOME: the
+        # bundle names the paths it hid and wrote, and no path of this machine belongs in it.
+        repo = work / "repo"
+        shutil.copytree(REPO / "harness", repo / "harness")
+        (repo / "src").symlink_to(REPO / "src")
+        for tool_dir in (".venv", ".tools"):  # the project's own Python and Bun
+            if (REPO / tool_dir).is_dir():
+                (repo / tool_dir).symlink_to(REPO / tool_dir)
+        (work / "user-home").mkdir()
+        built = build_case(repo, source, home, source_url=source_url)
+        result = run_scenario(repo, home, Path(built["artifact"]["store_path"]), "happy", "happy",
+                              HOME=str(work / "user-home"))
+        failed = [c for c in expectations(result) if not c.passed]
+        if failed:
+            raise SystemExit(f"the real Case run is not a clean pass: {failed}")
+        target = EVIDENCE / CASE_BUNDLE
+        _copy_bundle(result.run_dir, target)
+        shutil.copy2(home / "keys" / PUBLIC_KEY, EVIDENCE / CASE_KEY)
+        verify_bundle(target, public_key=EVIDENCE / CASE_KEY)
+        report = result.report
+        digest = sha256_file(target / "report.json")
+        common = {"status": "done", "evidence": f"evidence/{CASE_BUNDLE}",
+                  "report_sha256": digest, "public_key": f"evidence/{CASE_KEY}"}
+        claims = {
+            "CTO-WORK-016": {"engine": "case", "expect_verdict": "pass",
+                             "expect_endpoint_kind": "scripted",
+                             "expect_provider_outcome": "completed"},
+            "CTO-WORK-014": {"engine": "case", "expect_verdict": "pass",
+                             "expect_endpoint_kind": "scripted", "expect_admission": "admitted",
+                             "expect_provenance": "built", "expect_pin": report["provider"]["pin"]},
+            "CTO-WORK-011": {"engine": "case", "expect_verdict": "pass",
+                             "expect_endpoint_kind": "scripted", "expect_provenance": "built",
+                             "expect_pin": report["provider"]["pin"]},
+        }
+        for item, record in CASE_ITEMS.items():
+            path = ROUTE / record
+            path.write_text(_set_item_fields(path.read_text(), item, common | claims[item],
+                                             drop=("blocked_by",)))
+        timing = report["timing"]
+        print(f"CTO-WORK-016/014/011: {report['verdict']} (Case {built['source']['commit'][:12]}, "
+              f"endpoint {report['model']['endpoint_kind']}, Case pipeline "
+              f"{report['provider_outcome']['outcome']}, wall {timing['duration_ms']} ms, "
+              f"provider {timing['provider_ms']} ms) -> {target.relative_to(REPO)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case-source", help="a checkout of workos/case: also regenerate the "
+                        "real-Case evidence (CTO-WORK-016, -014, -011)")
+    parser.add_argument("--source-url", help="the repository the checkout is, if its origin is "
+                        "a mirror")
+    parser.add_argument("--only-case", action="store_true",
+                        help="with --case-source: leave CTO-WORK-017/018 as they are")
+    args = parser.parse_args()
+    if args.case_source:
+        case_evidence(Path(args.case_source).absolute(), args.source_url)
+        if args.only_case:
+            return 0
     text = RECORD.read_text()
     work = Path(tempfile.mkdtemp(prefix="cto-route-evidence-"))
     try:
@@ -66,10 +156,7 @@ def main() -> int:
         for item, env in _scenarios(sc).items():
             result = sc.run(**env)
             target = EVIDENCE / item.lower()
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(result.run_dir, target,
-                            ignore=lambda d, names: [n for n in names
-                                                     if n in ("workspace", "private")])
+            _copy_bundle(result.run_dir, target)
             shutil.copy2(sc.home / "keys" / PUBLIC_KEY, EVIDENCE / PUBLIC_KEY)
             verify_bundle(target, public_key=EVIDENCE / PUBLIC_KEY)
             text = _set_item_fields(text, item, {

@@ -197,11 +197,36 @@ class ProviderInfo(FrozenModel):
     provenance_level: ProvenanceLevel | None = None
 
 
+EndpointKind = Literal["live", "replay", "scripted"]
+
+
+class ModelEndpointInfo(FrozenModel):
+    """Who answered the provider's model requests, as the harness knows it (never the
+    provider's claim): the harness started the endpoint itself, or the admitted model says."""
+
+    mode: Literal["live", "scripted", "replay", "record"]
+    started_by_harness: bool = False
+    url: str | None = Field(default=None, description="the base URL the provider was given")
+    upstream: str | None = Field(default=None, description="record: where requests went")
+    script_set: str | None = None
+    script_files: list[str] = Field(default_factory=list)
+    script_digest: str | None = None
+    cassette_sha256: str | None = Field(default=None, description="the cassette served or written")
+    requests: int = 0
+    errors: list[str] = Field(default_factory=list)
+    log: str | None = Field(default=None, description="backend/ file with one line per exchange")
+    cassette: str | None = Field(default=None, description="backend/ cassette written (record)")
+
+
 class ModelInfo(FrozenModel):
     provider: str | None = None
     model: str | None = None
     base_url: str | None = None
     admitted: bool = False
+    endpoint_kind: EndpointKind | None = Field(
+        default=None, description="live, replay or scripted: a scripted pass is not a live one"
+    )
+    endpoint: ModelEndpointInfo | None = None
 
 
 class Timing(StrictModel):
@@ -268,6 +293,23 @@ class ForbiddenAction(StrictModel):
     source: str
 
 
+class LocalPullRequest(FrozenModel):
+    """A pull request the provider opened against the local bare remote (never a real host)."""
+
+    number: int
+    url: str
+    title: str
+    base: str
+    head: str
+    head_commit: str | None = None
+    body_excerpt: str = ""
+    body_sha256: str | None = None
+    verified: bool = Field(
+        default=False, description="the harness found the head commit on the local remote"
+    )
+    problem: str | None = None
+
+
 class BaselineComparison(StrictModel):
     run_id: str | None = None
     verdict: Verdict | None = None
@@ -285,17 +327,33 @@ class BaselineComparison(StrictModel):
 class PhaseOutcome(FrozenModel):
     phase: str
     agent: str | None = None
-    outcome: str | None = None
+    outcome: str | None = Field(default=None, description="the provider's phase_end outcome")
+    status: str | None = Field(default=None, description="the agent's own result status")
+    summary: str | None = None
+    error: str | None = None
 
 
 class ProviderOutcome(FrozenModel):
     """The provider's own account of its run (Case: `pipeline_end` and each `phase_end` of its
-    event log): shown beside the verdict, never a reason for it."""
+    event log): shown beside the verdict, never a reason for it. The harness fills the last
+    three fields (`core/outcome.py`): whether it agrees with the verdict, and a named note when
+    it does not."""
 
+    provider: str | None = Field(default=None, description="who said it (e.g. Case); None: the "
+                                 "engine states no pipeline of its own")
     outcome: str | None = Field(default=None, description="e.g. completed, failed; None: silent")
     failed_agent: str | None = None
     phases: list[PhaseOutcome] = Field(default_factory=list)
     source: str | None = Field(default=None, description="the bundle file it was read from")
+    agrees_with_verdict: bool | None = Field(
+        default=None, description="null when the verdict is neither pass nor fail, or the "
+        "provider stated nothing"
+    )
+    note_code: str | None = Field(
+        default=None, description="provider_failed_harness_passed, provider_completed_harness_"
+        "failed or provider_outcome_unknown"
+    )
+    note: str | None = None
 
 
 class IsolationInfo(StrictModel):
@@ -366,6 +424,7 @@ class Report(StrictModel):
     forbidden_actions_attempted: list[ForbiddenAction] = Field(default_factory=list)
     provider_claims: dict[str, Any] = Field(default_factory=dict)
     provider_outcome: ProviderOutcome = Field(default_factory=ProviderOutcome)
+    pull_requests: list[LocalPullRequest] = Field(default_factory=list)
     baseline: BaselineComparison | None = None
     isolation: IsolationInfo = Field(default_factory=IsolationInfo)
     no_target_inspection: NoTargetInspection = Field(default_factory=NoTargetInspection)
@@ -376,6 +435,12 @@ class Report(StrictModel):
         default_factory=list,
         description="entries the provider planted in the bundle folder that no bundle may hold "
                     "(links, special files, paths past PATH_MAX), removed before sealing")
+
+    @field_validator("provider_outcome", mode="before")
+    @classmethod
+    def _older_outcome(cls, value: Any) -> Any:
+        # Reports written before the field was always present hold null: nothing stated.
+        return {} if value is None else value
 
 
 class NormalizedEvent(StrictModel):

@@ -51,6 +51,8 @@ class BlockerCode(StrEnum):
     PROVIDER_POLICY_INVALID = "provider_policy_invalid"
     ADMISSION_REGISTRY_INVALID = "admission_registry_invalid"
     MODEL_NOT_ADMITTED = "model_not_admitted"
+    MODEL_SCRIPT_INVALID = "model_script_invalid"  # the scripted endpoint's script set
+    MODEL_CASSETTE_INVALID = "model_cassette_invalid"  # the replay endpoint's cassette
     CREDENTIALS_MISSING = "credentials_missing"
     TASK_CONTRACT_INVALID = "task_contract_invalid"
     PROVIDER_TIMEOUT = "provider_timeout"
@@ -73,6 +75,10 @@ class BlockerCode(StrEnum):
     BUILD_FAILED = "build_failed"
     DIST_MISSING = "dist_missing"
     SOURCE_MUTATED = "source_mutated"
+    # A suite's run that left no bundle (`suite --executor ray`; in suite.json, verdict error).
+    NODE_LOST = "node_lost"
+    NODE_ERROR = "node_error"
+    BUNDLE_REJECTED = "bundle_rejected"
     NPM_MISSING = "npm_missing"
     INTEGRITY_MISMATCH = "integrity_mismatch"
     # Recorded in a report's blockers, never raised as a gate.

@@ -15,7 +15,7 @@ from case_helpers import GATEWAY_MODEL, TEST_MODEL
 from cto_harness.providers.build import build_provider
 from cto_harness.providers.policy import load_policy
 from cto_harness.settings import Settings
-from standin_helpers import POLICY_PATH, REPO_ROOT, head_commit, make_standin_repo
+from standin_helpers import REPO_ROOT, head_commit, make_standin_repo, policy_accepting
 
 
 @pytest.fixture(scope="session")
@@ -53,13 +53,13 @@ def standin(case_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Callab
     (provenance `built`) in `case_home`, once per session."""
     cache: dict[str, Path] = {}
     settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(case_home)})
-    policy = load_policy(POLICY_PATH)
 
     def get(scenario: str) -> Path:
         if scenario not in cache:
             source = make_standin_repo(tmp_path_factory.mktemp(f"src-{scenario}"),
                                        scenario=scenario)
-            report = build_provider(str(source), head_commit(source), policy, settings,
+            commit = head_commit(source)
+            report = build_provider(str(source), commit, policy_accepting(commit), settings,
                                     progress=None)
             cache[scenario] = Path(report.artifact.store_path)
         return cache[scenario]

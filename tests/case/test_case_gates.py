@@ -40,8 +40,11 @@ def assert_blocked(run, code: str, marker: str | None) -> dict:  # type: ignore[
     assert report["command"] == []
     assert (run_dir / "backend" / "stdout.log").read_bytes() == b""
     assert (run_dir / "task" / "NOT-GIVEN.txt").is_file()
-    assert not list((run_dir / "workspace").glob(".case")) if (run_dir / "workspace").exists() \
-        else True
+    # Nothing of the provider's in the workspace: at most the task layout the harness wrote.
+    case = run_dir / "workspace" / ".case"
+    written = sorted(p.relative_to(case).as_posix() for p in case.rglob("*") if p.is_file()) \
+        if case.exists() else []
+    assert all(w == "active" or w.startswith("tasks/active/") for w in written), written
     assert verify_bundle(run).returncode == 0
     assert files_containing(run_dir, FAKE_KEY) == []
     assert processes_mentioning(str(run_dir)) == []
@@ -171,8 +174,12 @@ def test_gateway_model_writes_models_json(case_repo, env, standin) -> None:  # t
                 "CTO_HARNESS_CASE_MODEL_BASE_URL": url, "OPENAI_API_KEY": FAKE_KEY + "-openai"})
     run = run_case(case_repo, env)
     assert run.report["verdict"] == "pass", run.report["pass_conditions"]
-    assert run.report["model"] == {"provider": provider, "model": model, "base_url": url,
-                                   "admitted": True}
+    model_info = run.report["model"]
+    assert (model_info["provider"], model_info["model"], model_info["base_url"]) == (
+        provider, model, url)
+    assert model_info["admitted"] is True and model_info["endpoint_kind"] == "live"
+    assert model_info["endpoint"]["mode"] == "live" and model_info["endpoint"]["url"] == url
+    assert model_info["endpoint"]["started_by_harness"] is False
     assert files_containing(run.run_dir, FAKE_KEY) == []
     started = json.loads((run.run_dir / "backend" / "stderr.log").read_text().splitlines()[0])
     assert started["baseUrl"] == url

@@ -40,7 +40,9 @@ def _conditions(report: dict) -> dict[str, bool]:
 
 
 def test_hang_is_killed_whole_tree(hostile) -> None:  # type: ignore[no-untyped-def]
-    run = hostile("hang", CTO_HARNESS_CASE_TIMEOUT_SECONDS="3")
+    # Long enough for the provider to reach its hang on a loaded machine; the bound below
+    # still proves the limit held.
+    run = hostile("hang", CTO_HARNESS_CASE_TIMEOUT_SECONDS="10")
     report = run.report
     assert run.exit_code == 2 and report["verdict"] == "blocked"
     assert [b["code"] for b in report["blockers"]] == ["provider_timeout"]
@@ -50,7 +52,7 @@ def test_hang_is_killed_whole_tree(hostile) -> None:  # type: ignore[no-untyped-
     # The detached (setsid) shell child of the agent died with the provider.
     assert any("sleep 100000" in c for c in killed), killed
     assert report["process"]["timed_out"] is True and report["process"]["tree_clean"] is True
-    assert 3 <= run.seconds < 30
+    assert 10 <= run.seconds < 120
 
 
 def test_detached_child_outliving_provider_fails(hostile) -> None:  # type: ignore[no-untyped-def]
@@ -89,19 +91,20 @@ def test_editing_tests_to_pass_fails(hostile) -> None:  # type: ignore[no-untype
     assert report["provider_claims"]["case_said_success"] is True
 
 
-def test_gh_pr_create_is_recorded_and_refused(hostile) -> None:  # type: ignore[no-untyped-def]
-    run = hostile("gh-pr")
+def test_gh_api_is_recorded_and_refused(hostile) -> None:  # type: ignore[no-untyped-def]
+    run = hostile("gh-api")
     report = run.report
     assert report["verdict"] == "fail"
     assert _conditions(report)["no_forbidden_action_attempted"] is False
     actions = report["forbidden_actions_attempted"]
     assert [a["action"] for a in actions] == ["gh"]
-    assert actions[0]["detail"].startswith("gh pr create")
+    assert actions[0]["detail"].startswith("gh api repos/")
     calls = [json.loads(line) for line in
              (run.run_dir / "backend" / "gh-calls.jsonl").read_text().splitlines()]
-    assert calls[0]["argv"][:2] == ["pr", "create"]
+    assert calls[0]["argv"][:1] == ["api"] and calls[0]["forbidden"] is True
     events = (run.run_dir / "backend" / "case-events.jsonl").read_text()
     assert "refused by cto-harness" in events and "GH_RC=1" in events
+    assert report["pull_requests"] == []
 
 
 def test_leaked_key_is_redacted_and_fails(hostile) -> None:  # type: ignore[no-untyped-def]

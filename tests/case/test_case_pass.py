@@ -56,8 +56,13 @@ def test_command_shape_and_provider_recorded(passing_run) -> None:  # type: igno
     assert report["provider"]["executed_path"] == report["command"][0]
     assert report["provider"]["provenance_level"] == "built"
     assert report["provider"]["pin"] and len(report["provider"]["sha256"]) == 64
-    assert report["model"] == {"provider": "anthropic", "model": "standin-model",
-                               "base_url": None, "admitted": True}
+    model = report["model"]
+    assert (model["provider"], model["model"], model["base_url"], model["admitted"]) == (
+        "anthropic", "standin-model", None, True)
+    # No endpoint was started: the admitted live model (its provider's default URL).
+    assert model["endpoint_kind"] == "live"
+    assert model["endpoint"] == {**model["endpoint"], "mode": "live", "url": None,
+                                 "started_by_harness": False}
 
 
 def test_case_outcome_recorded_as_claims(passing_run) -> None:  # type: ignore[no-untyped-def]
@@ -104,12 +109,14 @@ def test_bundle_verifies_and_holds_no_key(passing_run) -> None:  # type: ignore[
 def test_task_files_given_and_valid_against_case_schemas(passing_run) -> None:  # type: ignore[no-untyped-def]
     run_dir = passing_run.run_dir
     given = sorted(p.name for p in (run_dir / "task").iterdir())
-    assert len(given) == 2 and given[0].endswith(".md") and given[1].endswith(".task.json")
-    task = json.loads((run_dir / "task" / given[1]).read_text())
+    assert len(given) == 3 and given[0] == "active"
+    assert given[1].endswith(".md") and given[2].endswith(".task.json")
+    task = json.loads((run_dir / "task" / given[2]).read_text())
+    assert (run_dir / "task" / "active").read_text() == task["id"] + "\n"
     assert task["status"] == "active" and task["mode"] == "unattended"
     assert task["repo"] == "r1-string-slugify" and task["issueType"] == "freeform"
-    assert task["id"].startswith("r1-string-slugify-") and given[1] == f"{task['id']}.task.json"
-    brief = (run_dir / "task" / given[0]).read_text()
+    assert task["id"].startswith("r1-string-slugify-") and given[2] == f"{task['id']}.task.json"
+    brief = (run_dir / "task" / given[1]).read_text()
     assert "slugkit/text.py" in brief and "python3 -I -m unittest" in brief
     assert str(run_dir) not in brief
     if not SHARED.is_dir():

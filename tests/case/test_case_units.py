@@ -17,6 +17,7 @@ from cto_harness.core.taskscan import outside_paths
 from cto_harness.engines.case.command import CaseCommand, CommandShapeError, check_case_argv
 from cto_harness.engines.case.guards import (
     collect_guard_records,
+    collect_pull_requests,
     inspect_remotes,
     install_guards,
     real_git,
@@ -123,17 +124,102 @@ def guarded(tmp_path: Path):  # type: ignore[no-untyped-def]
     return workspace, remote, other, records, env
 
 
-def test_gh_records_and_refuses(guarded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _gh(*args: str, cwd: Path, env: dict[str, str], stdin: str | None = None):  # type: ignore[no-untyped-def]
+    return subprocess.run(["gh", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          input=stdin)
+
+
+def _branch_with_commit(workspace: Path, env: dict[str, str], name: str = "fix/x") -> str:
+    _git("checkout", "-q", "-b", name, cwd=workspace, env=env)
+    (workspace / "a.txt").write_text("changed\n")
+    _git("commit", "-qam", "fix(a): change a\n\nWhy it changed.", cwd=workspace, env=env)
+    return _git("rev-parse", "HEAD", cwd=workspace, env=env).stdout.strip()
+
+
+def _calls(backend: Path) -> list[dict]:
+    return [json.loads(x) for x in (backend / "gh-calls.jsonl").read_text().splitlines()]
+
+
+def test_gh_pr_create_is_served_against_the_local_remote(guarded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    workspace, remote, _other, records, env = guarded
+    _git("push", "-q", "origin", "main", cwd=workspace, env=env)
+    commit = _branch_with_commit(workspace, env)
+    # Not pushed yet: refused the way gh refuses, not a forbidden action.
+    early = _gh("pr", "create", "--title", "t", "--body", "b", cwd=workspace, env=env)
+    assert early.returncode == 1 and "must first push the current branch" in early.stderr
+    assert _git("push", "-q", "-u", "origin", "HEAD", cwd=workspace, env=env).returncode == 0
+    done = _gh("pr", "create", "--title", "fix(a): change <b>a</b>", "--body-file", "-",
+               cwd=workspace, env=env, stdin="## Summary\n\ntested it\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "https://pr.invalid/workspace/pull/1\n"
+    again = _gh("pr", "create", "--fill", cwd=workspace, env=env)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    # Read-only views of the records.
+    view = _gh("pr", "view", "--json", "number,title,headRefName,baseRefName,headRefOid",
+               cwd=workspace, env=env)
+    assert json.loads(view.stdout) == {"number": 1, "title": "fix(a): change <b>a</b>",
+                                       "headRefName": "fix/x", "baseRefName": "main",
+                                       "headRefOid": commit}
+    listed = _gh("pr", "list", cwd=workspace, env=env)
+    assert listed.stdout == "1\tfix(a): change <b>a</b>\tfix/x\tOPEN\n"
+    assert _gh("pr", "view", "2", cwd=workspace, env=env).returncode == 1
+    backend = tmp_path / "backend"
+    backend.mkdir()
+    assert collect_guard_records(records, backend) == []  # nothing forbidden
+    assert [(c["argv"][:2], c["exit_code"]) for c in _calls(backend)] == [
+        (["pr", "create"], 1), (["pr", "create"], 0), (["pr", "create"], 1),
+        (["pr", "view"], 0), (["pr", "list"], 0), (["pr", "view"], 1)]
+    pulls, unverified = collect_pull_requests(records, remote, real_git())
+    assert unverified == []
+    (pull,) = pulls
+    assert (pull.number, pull.head, pull.base, pull.head_commit, pull.verified) == (
+        1, "fix/x", "main", commit, True)
+    assert pull.body_excerpt == "## Summary\n\ntested it\n"
+    assert (backend / "pull-requests.jsonl").is_file()
+
+
+def test_every_other_gh_call_is_forbidden(guarded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     workspace, _remote, _other, records, env = guarded
-    done = subprocess.run(["gh", "pr", "create", "--title", "x"], cwd=workspace, env=env,
-                          capture_output=True, text=True)
-    assert done.returncode == 1 and "refused by cto-harness" in done.stderr
+    refused = [["api", "repos/o/r/pulls/1/reviews", "--method", "POST"], ["release", "upload"],
+               ["repo", "view"], ["auth", "status"], ["--version"], [],
+               ["pr", "merge", "1"], ["pr", "create", "--repo", "o/r", "--fill"]]
+    for args in refused:
+        done = _gh(*args, cwd=workspace, env=env)
+        assert done.returncode == 1 and "refused by cto-harness" in done.stderr, args
     backend = tmp_path / "backend"
     backend.mkdir()
     forbidden = collect_guard_records(records, backend)
-    assert [(f.action, f.detail) for f in forbidden] == [("gh", "gh pr create --title x")]
-    assert json.loads((backend / "gh-calls.jsonl").read_text())["argv"] == [
-        "pr", "create", "--title", "x"]
+    assert [f.detail.strip() for f in forbidden] == [f"gh {' '.join(a)}".strip() for a in refused]
+    assert all(f.action == "gh" for f in forbidden)
+    assert all(c["forbidden"] is True and c["served"] is False for c in _calls(backend))
+
+
+def test_gh_records_without_a_verdict_count_as_forbidden(guarded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Fail closed: a line the sink did not write (no `forbidden` field), or cannot be read.
+    _workspace, _remote, _other, records, _env = guarded
+    (records / "gh-calls.jsonl").write_text(
+        '{"argv": ["pr", "view"]}\nnot json\n{"argv": ["pr", "list"], "forbidden": false}\n')
+    backend = tmp_path / "backend"
+    backend.mkdir()
+    forbidden = collect_guard_records(records, backend)
+    assert [f.detail.split(" ")[:3] for f in forbidden] == [["gh", "pr", "view"],
+                                                           ["gh", "{'unreadable':", "'not"]]
+
+
+def test_a_forged_pull_request_record_is_unverified(guarded) -> None:  # type: ignore[no-untyped-def]
+    _workspace, remote, _other, records, _env = guarded
+    (records / "pull-requests.jsonl").write_text("\n".join([
+        json.dumps({"number": 1, "url": "https://pr.invalid/w/pull/1", "title": "t",
+                    "body": "b", "base": "main", "head": "x", "head_commit": "1" * 40}),
+        json.dumps({"number": 2, "url": "https://github.com/o/r/pull/2", "title": "t",
+                    "body": "b", "base": "main", "head": "x", "head_commit": "1" * 40}),
+        json.dumps({"title": "no number"}),
+    ]) + "\n")
+    pulls, unverified = collect_pull_requests(records, remote, real_git())
+    assert [p.verified for p in pulls] == [False, False, False]
+    assert [f.action for f in unverified] == ["pull_request_unverified"] * 3
+    assert "not on the local remote" in unverified[0].detail
+    assert "pr.invalid" in unverified[1].detail
 
 
 def test_git_push_only_to_the_local_remote(guarded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -25,12 +25,14 @@ from cto_harness.providers.registry import (
 from cto_harness.settings import Settings
 from standin_helpers import (
     POLICY_SOURCE_URL,
+    STANDIN_PIN_REASON,
     git,
     head_commit,
     make_admission_record,
     make_standin_repo,
     run_provider_cli,
     set_script,
+    write_policy_accepting,
     write_script_binary,
 )
 
@@ -71,8 +73,12 @@ def assert_blocked(
 
 
 def build_cli(home: Path, repo: Path, *extra: str, env: dict[str, str] | None = None):
+    """`provider build` of the stand-in at its HEAD, with a policy recording that commit."""
+    commit = head_commit(repo)
+    policy = write_policy_accepting(repo.parent / f"policy-{commit[:12]}.toml", commit)
     return run_provider_cli(
-        home, "build", "--source", str(repo), "--commit", head_commit(repo), *extra, env=env
+        home, "build", "--source", str(repo), "--commit", commit, "--policy", str(policy),
+        *extra, env=env,
     )
 
 
@@ -102,6 +108,8 @@ def test_standin_is_built_and_admitted(admitted_standin: AdmittedStandin) -> Non
     assert report["source"]["source_url"] == POLICY_SOURCE_URL
     assert report["source"]["commit"] == commit and report["source"]["policy_commit"] == PIN
     assert report["source"]["pin_overridden"] is True
+    assert report["source"]["recorded_pin"] == {
+        "commit": commit, "kind": "accepted", "reason": STANDIN_PIN_REASON}
     assert report["commands"] == [["bun", "install"], ["bun", "run", "build:binary"]]
     assert report["artifact"]["sha256"] == report["artifact"]["store_sha256"] == sha
     assert report["artifact"]["path"].endswith(f"builds/case/{commit}/src/dist/ca")
@@ -127,6 +135,7 @@ def test_standin_is_built_and_admitted(admitted_standin: AdmittedStandin) -> Non
     assert statement["subject"] == [{"name": "ca", "digest": {"sha256": sha}}]
     definition = statement["predicate"]["buildDefinition"]
     assert definition["externalParameters"]["commit"] == commit
+    assert definition["internalParameters"]["policy"]["recordedPin"]["kind"] == "accepted"
     assert definition["resolvedDependencies"][0] == {
         "uri": f"git+{POLICY_SOURCE_URL}@{commit}", "digest": {"gitCommit": commit},
     }
@@ -177,7 +186,8 @@ def test_verify_matches_then_a_tampered_store_binary_is_refused(tmp_path: Path) 
     sha = json.loads(built.stdout)["artifact"]["sha256"]
     store = home / "providers" / "case" / sha / "ca"
 
-    verified = run_provider_cli(home, "verify", sha)
+    policy = ("--policy", str(repo.parent / f"policy-{head_commit(repo)[:12]}.toml"))
+    verified = run_provider_cli(home, "verify", sha, *policy)
     assert verified.returncode == 0, verified.stderr  # byte-identical rebuild, same path
     assert "digests match" in verified.stdout
 
@@ -189,13 +199,13 @@ def test_verify_matches_then_a_tampered_store_binary_is_refused(tmp_path: Path) 
     tampered = hashlib.sha256(store.read_bytes()).hexdigest()
     assert lookup_admission(settings_for(home), store) is None
 
-    differs = run_provider_cli(home, "verify", sha, "--json")
+    differs = run_provider_cli(home, "verify", sha, "--json", *policy)
     assert differs.returncode == 1, differs.stderr
     result = json.loads(differs.stdout)
     assert result["matches"] is False
     assert result["recorded_sha256"] == result["rebuilt_sha256"] == sha
     assert result["store_sha256"] == tampered
-    text = run_provider_cli(home, "verify", sha)
+    text = run_provider_cli(home, "verify", sha, *policy)
     assert text.returncode == 1 and sha in text.stdout and tampered in text.stdout
 
 
@@ -287,12 +297,34 @@ def test_package_json_must_be_private_with_a_ca_bin(
 
 
 def test_commit_not_in_the_source_is_refused(seeded_home: Path, tmp_path: Path) -> None:
+    # Recorded as a pin, but not in the source: refused at checkout.
     repo = make_standin_repo(tmp_path)
+    policy = write_policy_accepting(tmp_path / "policy.toml", "1" * 40)
     before_repo, before_registry = checkout_digest(repo), registry_path(
         settings_for(seeded_home)).read_bytes()
-    result = run_provider_cli(seeded_home, "build", "--source", str(repo), "--commit", "1" * 40)
+    result = run_provider_cli(seeded_home, "build", "--source", str(repo), "--commit", "1" * 40,
+                              "--policy", str(policy))
     assert_blocked(result, "source_commit_mismatch", seeded_home, before_registry, repo,
                    before_repo)
+    assert "is not in" in result.stderr
+
+
+def test_unrecorded_pin_is_refused_before_anything_is_cloned(
+    seeded_home: Path, tmp_path: Path
+) -> None:
+    # The commit is in the source, but the policy does not record it: a flag alone is not a pin.
+    repo = make_standin_repo(tmp_path)
+    before_registry = registry_path(settings_for(seeded_home)).read_bytes()
+    result = run_provider_cli(seeded_home, "build", "--source", str(repo), "--commit",
+                              head_commit(repo))
+    assert_blocked(result, "source_commit_mismatch", seeded_home, before_registry)
+    assert "not a pin recorded in the provider policy" in result.stderr
+    assert not (seeded_home / "builds").exists()
+    # The same for a prebuilt binary's claimed pin.
+    binary = write_script_binary(tmp_path / "ca")
+    admitted = run_provider_cli(seeded_home, "admit", "--binary", str(binary), "--source-url",
+                                POLICY_SOURCE_URL, "--commit", head_commit(repo))
+    assert_blocked(admitted, "source_commit_mismatch", seeded_home, before_registry)
 
 
 def test_default_pin_absent_from_a_standin_is_refused(seeded_home: Path, tmp_path: Path) -> None:
@@ -312,8 +344,10 @@ def test_checkout_of_another_repository_is_refused(seeded_home: Path, tmp_path: 
 def test_url_source_must_be_the_policy_url(seeded_home: Path, tmp_path: Path) -> None:
     repo = make_standin_repo(tmp_path)
     before = registry_path(settings_for(seeded_home)).read_bytes()
+    policy = write_policy_accepting(tmp_path / "policy.toml", head_commit(repo))
     result = run_provider_cli(
-        seeded_home, "build", "--source", repo.as_uri(), "--commit", head_commit(repo)
+        seeded_home, "build", "--source", repo.as_uri(), "--commit", head_commit(repo),
+        "--policy", str(policy),
     )
     assert_blocked(result, "source_origin_mismatch", seeded_home, before)
     assert not (seeded_home / "builds").exists()

@@ -17,6 +17,7 @@ from cto_harness.providers.source import SourceDistribution
 from standin_helpers import POLICY_PATH, REPO_ROOT, run_provider_cli
 
 PIN = "7959ac917cdeb0983b4aaa20bb9f42021747fed8"
+SNAPSHOT_PIN = "30b1fa1285a9d8f5a05f81377bcf95fbe250642c"
 
 
 def test_shipped_policy_names_the_pin_commands_and_markers() -> None:
@@ -37,7 +38,13 @@ def test_shipped_policy_names_the_pin_commands_and_markers() -> None:
     assert {"run", "watch", "create", "status", "mark-tested", "mark-reviewed"} <= set(
         policy.binary_identity.commands
     )
-    assert policy.models == []  # an operator admits models; none ship
+    # No live model ships (an operator admits those); only the harness's own deterministic
+    # endpoints, which every report labels as such.
+    assert [(m.model, m.endpoint) for m in policy.models] == [
+        ("claude-sonnet-4-6", "scripted"), ("claude-sonnet-4-6", "replay")]
+    assert all(m.base_url is None for m in policy.models)
+    (accepted,) = policy.accepted_pins
+    assert accepted.commit == SNAPSHOT_PIN and "7959ac9" in accepted.reason
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -77,9 +84,17 @@ def test_bad_value_is_named_with_the_value(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, fragment",
     [
-        ("[[models]]\nprovider = 'openai'\n", "models.0.model"),
+        ("[[models]]\nprovider = 'openai'\n", "models.2.model"),
         ("[[models]]\nprovider = 'openai'\nmodel = 'm'\nbase_url = 'ftp://x'\n", "base_url"),
         ("this is not toml", "not valid TOML"),
+        ("[[accepted_pins]]\ncommit = '" + "a" * 40 + "'\n", "accepted_pins.1.reason"),
+        ("[[accepted_pins]]\ncommit = '" + "a" * 40 + "'\nreason = '  '\n", "reason"),
+        ("[[accepted_pins]]\ncommit = 'abc'\nreason = 'r'\n", "accepted_pins.1.commit"),
+        ("[[accepted_pins]]\ncommit = '" + SNAPSHOT_PIN + "'\nreason = 'again'\n",
+         "pin listed twice"),
+        ("[[models]]\nprovider = 'anthropic'\nmodel = 'm'\nendpoint = 'scripted'\n"
+         "base_url = 'http://127.0.0.1:1'\n", "started by the harness"),
+        ("[[models]]\nprovider = 'anthropic'\nmodel = 'm'\nendpoint = 'mock'\n", "endpoint"),
     ],
 )
 def test_malformed_policies_are_refused(tmp_path: Path, text: str, fragment: str) -> None:
@@ -126,7 +141,22 @@ def test_admitted_model_matches_exactly() -> None:
     entry = policy.admitted_model("openai", "gpt-x", "http://127.0.0.1:8080/v1/")
     assert entry is not None and entry.base_url == "http://127.0.0.1:8080/v1"
     assert policy.admitted_model(None, "gpt-x", None) is None
-    assert load_policy(POLICY_PATH).admitted_model("anthropic", "claude-sonnet-4-6") is None
+    shipped = load_policy(POLICY_PATH)
+    assert shipped.admitted_model("anthropic", "claude-sonnet-4-6") is None  # live: none ships
+    assert shipped.admitted_model("anthropic", "claude-sonnet-4-6", endpoint="scripted")
+    assert shipped.admitted_model("anthropic", "claude-sonnet-4-6", endpoint="replay")
+    # The kind is part of the match: a live entry never admits a scripted run, nor the reverse.
+    assert policy.admitted_model("anthropic", "claude-sonnet-4-6", endpoint="scripted") is None
+
+
+def test_recorded_pins() -> None:
+    policy = load_policy(POLICY_PATH)
+    default = policy.recorded_pin(None)
+    assert default is not None and (default.commit, default.kind) == (PIN, "default")
+    assert policy.recorded_pin(PIN) == default
+    accepted = policy.recorded_pin(SNAPSHOT_PIN)
+    assert accepted is not None and accepted.kind == "accepted" and accepted.reason
+    assert policy.recorded_pin("1" * 40) is None
 
 
 def test_source_urls_compare_by_repository() -> None:

@@ -17,6 +17,7 @@ from cto_harness.cli import (
     case,
     config,
     health,
+    model,
     provider,
     run,
     runs,
@@ -30,7 +31,8 @@ from cto_harness.cli.parser import Parser, add_subcommands
 from cto_harness.errors import HarnessError, Interrupted, exit_code_for, one_line
 
 # Each module registers its commands; importing them is cheap (handlers import what they use).
-COMMANDS = (run, suite, verify, health, provider, validate, config, schemas, view, runs, case)
+COMMANDS = (run, suite, verify, health, provider, validate, config, schemas, view, runs, case,
+            model)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -17,11 +17,18 @@ from cto_harness.cli.parser import (
     positive_int,
 )
 from cto_harness.core.suite_plan import parse_retry
+from cto_harness.executors.choose import EXECUTORS
 from cto_harness.inert import inert
 
 
+def non_negative_int(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {value!r}")
+    return int(value)
+
+
 def add_parser(subparsers: Subparsers) -> None:
-    suite = add_command(subparsers, "suite", "many cases and repeats in parallel; resumable",
+    suite = add_command(subparsers, "suite", "many cases and repeats in parallel (here or on Ray); resumable",
                         "Run every (case, repeat) in worker processes, one run at a time each; "
                         "suite.json maps each to its bundle and holds pass@k per case. Exit 0 all "
                         "passed, 1 a run failed, 2 a run was blocked, 3 a run errored or the "
@@ -34,8 +41,18 @@ def add_parser(subparsers: Subparsers) -> None:
                        "(engines.json)")
     suite.add_argument("--repeat", type=positive_int, metavar="N",
                        help="runs per case (default: a resumed suite's own, else 1)")
-    suite.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
-                       help="runs at once, each in its own process (default: the cores)")
+    suite.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                       help="runs at once, each in its own process (default: the cores; with "
+                            "--executor ray: the cluster's CPUs)")
+    suite.add_argument("--executor", default="local", choices=EXECUTORS,
+                       help="local worker processes (default) or one Ray task per run on a Ray "
+                            "cluster (needs: pip install 'cto-harness[ray]' on every node)")
+    suite.add_argument("--address", metavar="HOST:PORT",
+                       help="with --executor ray: the cluster's address (default: $RAY_ADDRESS, "
+                            "else a private single-node Ray on this machine)")
+    suite.add_argument("--node-retries", dest="retries", type=non_negative_int, metavar="N",
+                       help="with --executor ray: how many more times a run whose node or task "
+                            "died (node_lost) is submitted (default 2)")
     suite.add_argument("--json", action="store_true", help="print suite.json on stdout")
     suite.add_argument("--fresh", action="store_true",
                        help="rerun every run, also those that already have a verifying bundle")
@@ -55,6 +72,7 @@ def _suite(args: argparse.Namespace) -> int:
     from cto_harness.core.suite import default_suite_dir, load_previous, run_suite, summary_table
     from cto_harness.core.suite_plan import resolve_plan
     from cto_harness.engines import DEFAULT_ENGINE, get_engine
+    from cto_harness.executors.choose import make_executor
     from cto_harness.settings import Settings
 
     root = harness_root(args)
@@ -62,6 +80,7 @@ def _suite(args: argparse.Namespace) -> int:
     if len(names) > 1:
         return _compare(args, root, names)
     engine = get_engine(names[0]).name
+    executor = make_executor(args.executor, address=args.address, retries=args.retries)
     settings = Settings.from_env()
     suite_dir = args.suite_dir or default_suite_dir(settings.home, engine)
     # A resumed suite runs its own cases and repeats unless others are named.
@@ -69,11 +88,14 @@ def _suite(args: argparse.Namespace) -> int:
                                     args.repeat, lambda: list_case_ids(root))
     for case_id in case_ids:
         case_directory(root, case_id)  # a bad id is one usage line, before anything runs
-    print(f"cto-harness suite: {len(case_ids)} cases x {repeat} repeats, {args.jobs} jobs, "
-          f"{engine} engine -> {suite_dir}", file=sys.stderr)
+    # Ray's default (None) is the cluster's CPUs: one task per free CPU, wherever it is.
+    jobs = args.jobs if args.jobs is not None or args.executor == "ray" else os.cpu_count() or 1
+    print(f"cto-harness suite: {len(case_ids)} cases x {repeat} repeats, "
+          f"{jobs or 'cluster'} jobs, {engine} engine, {args.executor} executor -> {suite_dir}",
+          file=sys.stderr)
     outcome = run_suite(case_ids, harness_root=root, engine=engine, repeat=repeat,
-                        jobs=args.jobs, fresh=args.fresh, retry=args.retry,
-                        challenge=args.challenge, suite_dir=suite_dir)
+                        jobs=jobs, fresh=args.fresh, retry=args.retry,
+                        challenge=args.challenge, suite_dir=suite_dir, executor=executor)
     table = inert(summary_table(outcome.data), multiline=True)
     if args.json:
         print(table, file=sys.stderr)
@@ -100,12 +122,15 @@ def _compare(args: argparse.Namespace, root: Path, names: list[str]) -> int:
     case_ids = list(dict.fromkeys(args.case_ids)) or list_case_ids(root)
     for case_id in case_ids:
         case_directory(root, case_id)  # a bad id is one usage line, before anything runs
+    if args.executor != "local":
+        raise UsageError("several engines (--engine a,b) run on the local executor only")
     repeat = args.repeat or 1
+    jobs = args.jobs or os.cpu_count() or 1
     suite_dir = args.suite_dir or default_suite_dir(Settings.from_env().home, "-".join(engines))
     print(f"cto-harness suite: {len(case_ids)} cases x {repeat} repeats under "
-          f"{', '.join(engines)}, {args.jobs} jobs -> {suite_dir}", file=sys.stderr)
+          f"{', '.join(engines)}, {jobs} jobs -> {suite_dir}", file=sys.stderr)
     outcome = compare_engines(case_ids, harness_root=root, engines=engines, repeat=repeat,
-                              jobs=args.jobs, fresh=args.fresh, retry=args.retry,
+                              jobs=jobs, fresh=args.fresh, retry=args.retry,
                               challenge=args.challenge, suite_dir=suite_dir)
     table = comparison_table(outcome.data)
     if args.json:

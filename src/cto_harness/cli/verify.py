@@ -19,8 +19,12 @@ def add_parser(subparsers: Subparsers) -> None:
     verify.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="the bundle's folder")
     add_json(verify, "print {ok, run_id, verdict} (or {ok, error}) on stdout")
     verify.add_argument("--public-key", metavar="FILE", type=Path,
-                        help="the signer's public key (PEM); default: this machine's "
+                        help="the trusted public key (PEM): the bundle's signer, or the key of "
+                             "the machine that ran its suite; default: this machine's "
                              "$CTO_HARNESS_HOME/keys/evidence-ed25519.pub")
+    verify.add_argument("--suite", metavar="DIR", type=Path,
+                        help="the suite folder whose signers.dsse.json names the key of a run "
+                             "signed on another node (default: found above the run folder)")
     verify.add_argument("--challenge", metavar="VALUE",
                         help="refuse the bundle unless its run was given this --challenge (the "
                              "nonce is derived from it: a replayed earlier bundle cannot carry "
@@ -31,13 +35,14 @@ def add_parser(subparsers: Subparsers) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from cto_harness.cli.suite_keys import verification_key
     from cto_harness.errors import BundleInvalid, ExitCode, UsageError
     from cto_harness.evidence.verify import verify_bundle
 
     if not args.run_dir.is_dir():
         raise UsageError(f"no bundle folder at {args.run_dir}")
     try:
-        report = verify_bundle(args.run_dir, args.public_key, challenge=args.challenge,
+        report = verify_bundle(args.run_dir, verification_key(args), challenge=args.challenge,
                                run_id=args.run_id)
     except BundleInvalid as exc:
         if args.json:

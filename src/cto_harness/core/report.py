@@ -27,6 +27,7 @@ from cto_harness.contracts import (
     VerificationResult,
 )
 from cto_harness.core.globs import matches_any
+from cto_harness.core.outcome import judge_outcome
 from cto_harness.engines.base import Admission, Outcome
 from cto_harness.errors import BlockerCode
 from cto_harness.evidence.challenge import ChallengeBinding
@@ -157,6 +158,9 @@ def assemble_report(
     isolation = sandbox.info() if sandbox else IsolationInfo(
         reason="the run stopped before the isolation was chosen")
     baseline = results.baseline
+    model = admission.model if admission else ModelInfo()
+    if results.outcome.model_endpoint is not None:
+        model = model.model_copy(update={"endpoint": results.outcome.model_endpoint})
     return Report(
         schema_version=REPORT_SCHEMA_VERSION,
         harness_version=__version__,
@@ -177,7 +181,7 @@ def assemble_report(
         bookkeeping_changes=results.diff.bookkeeping if results.diff else [],
         command=list(results.launch.argv) if results.launch else [],
         provider=provider,
-        model=admission.model if admission else ModelInfo(),
+        model=model,
         timing=Timing(
             started_at=iso(started), finished_at=iso(finished),
             duration_ms=int((finished - started).total_seconds() * 1000),
@@ -189,7 +193,8 @@ def assemble_report(
         verification=results.verification,
         forbidden_actions_attempted=list(results.outcome.forbidden),
         provider_claims=dict(results.outcome.claims),
-        provider_outcome=results.outcome.provider_outcome,
+        provider_outcome=judge_outcome(results.outcome.provider_outcome, verdict),
+        pull_requests=list(results.outcome.pull_requests),
         baseline=baseline.comparison if baseline else None,
         isolation=isolation,
         no_target_inspection=NoTargetInspection(

@@ -186,6 +186,7 @@ def execute_run(
         pending.close()
     if ctx is None:  # the run folder could not even be laid out
         raise HarnessFault(f"cannot write in the run folder {run_dir}: {results.error}")
+    _release(engine, ctx)
     # A second signal must not cut the sealing short: hold signals until the bundle is whole.
     held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
@@ -215,6 +216,15 @@ def _context(
     return RunContext(run_id=run_id, nonce=nonce, run_dir=run_dir, case=case, settings=settings,
                       engine_settings=engine_settings, harness_root=harness_root,
                       environ=environ, events=events)
+
+
+def _release(engine: Engine, ctx: RunContext) -> None:
+    """Stop what the engine started besides the provider (its model endpoint), whatever
+    happened; a failure to stop is recorded, the bundle is still written."""
+    try:
+        engine.release(ctx)
+    except Exception as exc:
+        ctx.events.emit("engine.release_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _marker(run_dir: Path, name: str, message: str) -> None:
@@ -446,6 +456,11 @@ def _inert_outcome(outcome: Outcome) -> Outcome:
                                              "source": inert(f.source)})
                         for f in outcome.forbidden),
         provider_outcome=said.model_validate(inert_tree(said.model_dump(mode="json"))),
+        pull_requests=tuple(pr.model_validate(inert_tree(pr.model_dump(mode="json")))
+                            for pr in outcome.pull_requests),
+        model_endpoint=None if outcome.model_endpoint is None else
+        outcome.model_endpoint.model_validate(
+            inert_tree(outcome.model_endpoint.model_dump(mode="json"))),
     )
 
 

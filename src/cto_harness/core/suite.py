@@ -33,6 +33,7 @@ from types import FrameType
 from typing import IO, Any, TextIO
 
 from cto_harness.clock import utc_now
+from cto_harness.core.executor import Executor, Finished, Job, SuitePlan
 from cto_harness.core.suite_plan import failed_conditions, keep_earlier, why
 from cto_harness.engines import DEFAULT_ENGINE
 from cto_harness.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_FAIL, EXIT_PASS, UsageError
@@ -46,16 +47,6 @@ LOCK_FILE = ".suite.lock"
 # How long busy workers get to seal their interrupted bundles after a stop before SIGKILL.
 STOP_GRACE_SECONDS = 60.0
 _TICK = 0.2
-
-
-@dataclass
-class Job:
-    case_id: str
-    repeat: int
-    run_dir: Path | None = None
-    # Filled once the run is over (from the bundle itself, never from the worker).
-    record: dict[str, Any] | None = None
-    started: float | None = None
 
 
 @dataclass
@@ -128,13 +119,19 @@ def suite_exit_code(runs: Sequence[dict[str, Any]], complete: bool) -> int:
 # bundles
 
 
-def read_bundle(run_dir: Path) -> dict[str, Any] | None:
-    """The run's record from its bundle, or None when the bundle is missing or does not verify."""
+def read_bundle(run_dir: Path, public_key: Path | None = None) -> dict[str, Any] | None:
+    """The run's record from its bundle, or None when the bundle is missing or does not verify
+    with `public_key` (default: this machine's key)."""
     from cto_harness.errors import BundleInvalid
+    from cto_harness.evidence.suite_signers import keyid_of
     from cto_harness.evidence.verify import verify_bundle
+    from cto_harness.fsutil import sha256_file
 
     try:
-        report = verify_bundle(run_dir)
+        key = public_key or _local_key()
+        report = verify_bundle(run_dir, key)
+        signer = keyid_of(key)
+        manifest = sha256_file(run_dir / "artifacts.sha256")
     except (BundleInvalid, OSError, ValueError):
         return None
     codes = [b.code for b in report.blockers]
@@ -149,7 +146,29 @@ def read_bundle(run_dir: Path) -> dict[str, Any] | None:
         "changed_files": [c.path for c in report.changed_files],
         "tests_ran": report.verification.tests_ran,
         "tests_failed": report.verification.tests_failed,
+        "isolation": report.isolation.tier,
+        "signer": signer,
+        "manifest_sha256": manifest,
     }
+
+
+def _local_key() -> Path:
+    from cto_harness.evidence.suite_signers import local_public_key
+    from cto_harness.settings import Settings
+
+    return local_public_key(Settings.from_env().keys_dir)
+
+
+def _recorded_key(suite_dir: Path, run_dir: Path) -> Path | None:
+    """The key a resumed run must verify with: the local one, or a node key the suite endorsed
+    with the local key (`evidence/suite_signers.py`); None when there is no such key."""
+    from cto_harness.errors import SignatureInvalid
+    from cto_harness.evidence.suite_signers import SignerUnknown, resolve_key
+
+    try:
+        return resolve_key(run_dir, _local_key(), suite_dir)
+    except (SignerUnknown, SignatureInvalid, OSError, ValueError):
+        return None
 
 
 def _bundle_path(suite_dir: Path, case_id: str, repeat: int) -> Path:
@@ -300,6 +319,9 @@ class _SuiteProgress:
         self.out.live([*(f"  running {j.case_id} #{j.repeat}  {now - (j.started or now):5.1f}s"
                          for j in running), f"  {self.done}/{self.total} done"])
 
+    def line(self, text: str) -> None:
+        self.out.line(text)
+
     def end(self) -> None:
         self.out.end()
 
@@ -346,29 +368,33 @@ def run_suite(
     harness_root: Path,
     engine: str = DEFAULT_ENGINE,
     repeat: int = 1,
-    jobs: int = 1,
+    jobs: int | None = 1,
     fresh: bool = False,
     retry: frozenset[str] = frozenset(),
     challenge: str | None = None,
     suite_dir: Path,
     progress: TextIO | None = sys.stderr,
+    executor: Executor | None = None,
 ) -> SuiteOutcome:
     """Run every (case, repeat) not already done; returns the suite data and its exit code.
-    `fresh` reruns every run; `retry` (verdicts) reruns the earlier runs that ended so; with a
-    `challenge`, every run carries it (earlier runs that do not are run again)."""
-    if repeat < 1 or jobs < 1:
+    `executor` decides where runs happen (default: local worker processes); `jobs` None lets
+    it choose how many at once. `fresh` reruns every run; `retry` (verdicts) reruns the earlier
+    runs that ended so; with a `challenge`, every run carries it (earlier runs that do not are run
+    again)."""
+    if repeat < 1 or (jobs is not None and jobs < 1):
         raise UsageError("--repeat and --jobs must be at least 1")
+    executor = executor or LocalExecutor()
     suite_dir = suite_dir.absolute()
     suite_dir.mkdir(parents=True, exist_ok=True)
     with _suite_lock(suite_dir):
         return _run_locked(case_ids, harness_root, engine, repeat, jobs, fresh, retry, challenge,
-                           suite_dir, progress)
+                           suite_dir, progress, executor)
 
 
 def _run_locked(
-    case_ids: Sequence[str], harness_root: Path, engine: str, repeat: int, jobs: int, fresh: bool,
-    retry: frozenset[str], challenge: str | None, suite_dir: Path,
-    progress_stream: TextIO | None,
+    case_ids: Sequence[str], harness_root: Path, engine: str, repeat: int, jobs: int | None,
+    fresh: bool, retry: frozenset[str], challenge: str | None, suite_dir: Path,
+    progress_stream: TextIO | None, executor: Executor,
 ) -> SuiteOutcome:
     previous = load_previous(suite_dir)
     if previous and previous.get("engine") != engine:
@@ -380,12 +406,13 @@ def _run_locked(
     for job in all_jobs:
         prior = old.get((job.case_id, job.repeat))
         if prior and prior.get("run_dir") and not fresh:
-            record = read_bundle(suite_dir / prior["run_dir"])
+            key = _recorded_key(suite_dir, suite_dir / prior["run_dir"])
+            record = read_bundle(suite_dir / prior["run_dir"], key) if key else None
             if keep_earlier(record, fresh=fresh, retry=retry, challenge=challenge):
                 assert record is not None
                 job.run_dir = suite_dir / prior["run_dir"]
-                job.record = {**record, "run_dir": prior["run_dir"], "status": "done",
-                              "reused": True}
+                job.record = {**_carried(prior), **record, "run_dir": prior["run_dir"],
+                              "status": "done", "reused": True}
                 continue
         todo.append(job)
 
@@ -394,8 +421,8 @@ def _run_locked(
     k = max(repeat, int(previous.get("repeat") or 0))
     cases = list(dict.fromkeys([*previous.get("cases", []), *case_ids]))
     meta = {"schema": SUITE_SCHEMA, "suite_dir": str(suite_dir), "engine": engine,
-            "harness_root": str(harness_root), "repeat": k, "jobs": jobs,
-            "cases": cases, "created_at": created}
+            "executor": executor.name, "harness_root": str(harness_root), "repeat": k,
+            "jobs": jobs, "cases": cases, "created_at": created}
     # Runs of this suite dir that this invocation does not cover are kept, not forgotten.
     keys = {(j.case_id, j.repeat) for j in all_jobs}
     kept = [r for key, r in old.items() if key not in keys]
@@ -411,20 +438,100 @@ def _run_locked(
                            "passes": sum(1 for r in done if r["verdict"] == "pass"),
                            "exit_code": suite_exit_code(mine, complete)},
                 "aggregates": aggregate(runs, cases, k),
+                "signers": _signers(runs),
                 "runs": runs}
 
     def save(interrupted: bool = False, complete: bool = False) -> dict[str, Any]:
+        from cto_harness.evidence.suite_signers import endorse
+
         data = snapshot(interrupted, complete)
         atomic_write_json(suite_dir / SUITE_FILE, data)
+        # Signed by this machine's key: which key signed which run (what `verify` trusts).
+        endorse(suite_dir, data["runs"], _local_key().parent)
         return data
 
     save()
     progress = _SuiteProgress(progress_stream, len(todo))
-    stop = _execute(todo, jobs, engine, harness_root, suite_dir, progress, save, challenge)
+    hooks = _Hooks(suite_dir, progress, save)
+    plan = SuitePlan(engine=engine, harness_root=harness_root, suite_dir=suite_dir, jobs=jobs,
+                     case_ids=tuple(dict.fromkeys(j.case_id for j in todo)), challenge=challenge)
+    stopped = executor.execute(todo, plan, hooks)
     progress.end()
-    complete = not stop.requested and all(j.record and j.record.get("verdict") for j in all_jobs)
-    data = save(interrupted=stop.requested, complete=complete)
-    return SuiteOutcome(suite_dir, data, data["totals"]["exit_code"], interrupted=stop.requested)
+    complete = not stopped and all(j.record and j.record.get("verdict") for j in all_jobs)
+    data = save(interrupted=stopped, complete=complete)
+    return SuiteOutcome(suite_dir, data, data["totals"]["exit_code"], interrupted=stopped)
+
+
+# Fields an executor adds to a row (where it ran, lost attempts) that a resumed row keeps.
+_CARRIED = ("node", "attempts", "lost_attempts")
+
+
+def _carried(prior: dict[str, Any]) -> dict[str, Any]:
+    return {k: prior[k] for k in _CARRIED if k in prior}
+
+
+def _signers(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """keyid -> the suite's copy of that public key and how many counted runs it signed."""
+    signers: dict[str, Any] = {}
+    for run in runs:
+        keyid = run.get("signer")
+        if keyid and run.get("verdict"):
+            entry = signers.setdefault(keyid, {"public_key": f"keys/{keyid}.pub", "runs": 0,
+                                               "nodes": []})
+            entry["runs"] += 1
+            node = (run.get("node") or {}).get("node_id")
+            if node and node not in entry["nodes"]:
+                entry["nodes"].append(node)
+    return signers
+
+
+class _Hooks:
+    """What the suite does when an executor places, starts or finishes a job."""
+
+    def __init__(self, suite_dir: Path, progress: _SuiteProgress, save: Any) -> None:
+        self.suite_dir = suite_dir
+        self.progress = progress
+        self.save = save
+
+    def place(self, job: Job) -> Path:
+        job.run_dir = _bundle_path(self.suite_dir, job.case_id, job.repeat)
+        job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        return job.run_dir
+
+    def started(self, job: Job) -> None:
+        self.progress.started(job)
+
+    def live(self, running: Sequence[Job]) -> None:
+        self.progress.live(running)
+
+    def note(self, text: str) -> None:
+        self.progress.line(text)
+
+    def finished(self, job: Job, done: Finished) -> None:
+        """Count the run only from a bundle that verifies here (digests and signature)."""
+        from cto_harness.evidence.suite_signers import store_public_key
+
+        run_dir = done.run_dir
+        record = read_bundle(run_dir, done.public_key) if run_dir is not None else None
+        if record is not None:
+            status = "interrupted" if record["interrupted"] else "done"
+            assert run_dir is not None
+            # The suite keeps a copy of every signer's key (keys/<keyid>.pub) for `verify`.
+            store_public_key(self.suite_dir, (done.public_key or _local_key()).read_bytes())
+            job.record = {**record, "run_dir": run_dir.relative_to(self.suite_dir).as_posix(),
+                          "status": status, "reused": False}
+        elif done.blocker:
+            code = done.blocker.value
+            job.record = {"status": code, "verdict": "error", "blockers": [code],
+                          "message": done.message, "run_dir": None, "reused": False}
+        else:
+            status = "interrupted" if done.stopping else "no_bundle"
+            kept = run_dir if run_dir is not None and run_dir.exists() else None
+            job.record = {"status": status, "verdict": None, "run_dir":
+                          kept.relative_to(self.suite_dir).as_posix() if kept else None}
+        job.record.update(done.extra)
+        self.save()
+        self.progress.finished(job)
 
 
 def _row(job: Job) -> dict[str, Any]:
@@ -436,8 +543,19 @@ def _row(job: Job) -> dict[str, Any]:
     return row
 
 
+class LocalExecutor:
+    """Today's executor: persistent worker processes on this machine, one run at a time each."""
+
+    name = "local"
+
+    def execute(self, todo: list[Job], plan: SuitePlan, hooks: Any) -> bool:
+        stop = _execute(todo, plan.jobs or os.cpu_count() or 1, plan.engine, plan.harness_root,
+                        plan.suite_dir, hooks, plan.challenge)
+        return stop.requested
+
+
 def _execute(todo: list[Job], jobs: int, engine: str, harness_root: Path, suite_dir: Path,
-             progress: _SuiteProgress, save: Any, challenge: str | None = None) -> _Stop:
+             hooks: Any, challenge: str | None = None) -> _Stop:
     stop = _Stop()
     handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     selector = selectors.DefaultSelector()
@@ -456,28 +574,16 @@ def _execute(todo: list[Job], jobs: int, engine: str, harness_root: Path, suite_
                 worker.close()
                 return
             job = queue.pop(0)
-            job.run_dir = _bundle_path(suite_dir, job.case_id, job.repeat)
-            job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            hooks.place(job)
             worker.send(job, engine, harness_root, challenge)
-            progress.started(job)
+            hooks.started(job)
 
         def settle(worker: _Worker) -> None:
             job = worker.job
             if job is None:
                 return
             worker.job = None
-            assert job.run_dir is not None
-            rel = job.run_dir.relative_to(suite_dir).as_posix()
-            record = read_bundle(job.run_dir)
-            if record is None:
-                status = "interrupted" if stop.requested else "no_bundle"
-                job.record = {"status": status, "verdict": None, "run_dir":
-                              rel if job.run_dir.exists() else None}
-            else:
-                status = "interrupted" if record["interrupted"] else "done"
-                job.record = {**record, "run_dir": rel, "status": status, "reused": False}
-            save()
-            progress.finished(job)
+            hooks.finished(job, Finished(run_dir=job.run_dir, stopping=stop.requested))
 
         for worker in stop.workers:
             dispatch(worker)
@@ -505,7 +611,7 @@ def _execute(todo: list[Job], jobs: int, engine: str, harness_root: Path, suite_
                     _line, worker.buffer = worker.buffer.split(b"\n", 1)
                     settle(worker)
                     dispatch(worker)
-            progress.live([w.job for w in stop.workers if w.job is not None])
+            hooks.live([w.job for w in stop.workers if w.job is not None])
     finally:
         for worker in stop.workers:
             worker.finish(timeout=STOP_GRACE_SECONDS)

@@ -22,6 +22,8 @@ from pydantic_settings import SettingsConfigDict
 
 from cto_harness.contracts import (
     ForbiddenAction,
+    LocalPullRequest,
+    ModelEndpointInfo,
     ModelInfo,
     PhaseOutcome,
     ProviderInfo,
@@ -150,6 +152,11 @@ class Outcome:
     claims: Mapping[str, Any] = field(default_factory=dict)
     forbidden: tuple[ForbiddenAction, ...] = ()
     provider_outcome: ProviderOutcome = field(default_factory=ProviderOutcome)
+    # Pull requests the provider opened against the run's local bare remote (never a real host).
+    pull_requests: tuple[LocalPullRequest, ...] = ()
+    # The model endpoint the engine started for this run, as the harness saw it once stopped
+    # (requests, errors, logs): merged into the report's `model.endpoint`.
+    model_endpoint: ModelEndpointInfo | None = None
 
 
 def provider_outcome_of(events: Sequence[ProviderEvent], source: str | None) -> ProviderOutcome:
@@ -208,6 +215,12 @@ class Engine(ABC):
     @abstractmethod
     def collect(self, ctx: RunContext, admission: Admission, result: ProcessResult) -> Outcome:
         """Read the provider's own logs and claims after it exited (or was killed)."""
+
+    def release(self, ctx: RunContext) -> None:
+        """Stop whatever `prepare` started besides the provider (a model endpoint). The pipeline
+        calls it once the run is over, whatever happened; it must be safe when nothing was
+        started. Whatever it tracks is keyed by the run (`ctx.run_dir`), never kept on `self`."""
+        return None
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cto_harness.contracts import Report
+from cto_harness.evidence.markdown import endpoint_banner, outcome_lines, pull_request_lines
 from cto_harness.fsutil import (
     atomic_write_bytes,
     atomic_write_text,
@@ -158,19 +159,6 @@ def write_report_and_seal(root: Path, report: Report, *, secrets: Sequence[str] 
 
 
 
-def _provider_said(report: Report) -> str:
-    said = report.provider_outcome
-    if said.outcome is None:
-        return "none stated"
-    # The provider's own words: inert Markdown like every other value it controls.
-    text = markdown(said.outcome) + (f" (failed agent: {markdown(said.failed_agent)})"
-                                     if said.failed_agent else "")
-    claims_success = said.outcome == "completed"
-    if report.verdict in ("pass", "fail") and claims_success != (report.verdict == "pass"):
-        text += f" — **disagrees** with the harness's verdict {report.verdict}"
-    return text
-
-
 def render_markdown(report: Report) -> str:
     """report.md: the same facts as report.json, for a person. Every value that is not the
     harness's own literal text goes through `inert.markdown` (or a fence it cannot close): a
@@ -179,6 +167,8 @@ def render_markdown(report: Report) -> str:
     lines = [
         f"# cto-harness run {m(report.case_id)} — **{m(report.verdict.upper())}**",
         "",
+        *endpoint_banner(report),
+        *outcome_lines(report),
         f"- run id: {m(report.run_id)} (nonce {m(report.nonce)})",
         f"- engine: {m(report.engine)}, stage {m(report.stage)}",
         f"- provider: {m(report.provider.name)} {m(report.provider.sha256 or 'n/a')} "
@@ -187,7 +177,6 @@ def render_markdown(report: Report) -> str:
         f"- started {m(report.timing.started_at)}, took {report.timing.duration_ms} ms",
         f"- isolation: {m(report.isolation.tier)}"
         + (f" ({m(report.isolation.reason)})" if report.isolation.reason else ""),
-        f"- the provider's own outcome (recorded, not trusted): {_provider_said(report)}",
         "",
     ]
     if report.blockers:
@@ -237,6 +226,7 @@ def render_markdown(report: Report) -> str:
         lines += ["", "## Processes left running by the provider (killed)", ""]
         lines += [f"- pid {m(p.get('pid'))}: {m(str(p.get('cmdline', ''))[:120])}"
                   for p in report.process.leftover_processes]
+    lines += ["", *pull_request_lines(report)] if report.pull_requests else []
     if report.bundle_entries_removed:
         lines += ["", "## Entries removed from the bundle folder before sealing", ""]
         lines += [f"- {m(p[:300])}" for p in report.bundle_entries_removed[:50]]

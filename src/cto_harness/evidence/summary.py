@@ -140,11 +140,16 @@ class BundleCheck:
 def check_bundle(root: Path, public_key: Path | None = None) -> BundleCheck:
     """`verify_bundle` (digests, freshness, signature, baseline) that never raises: a bundle so
     malformed that checking it crashes is a failed check like any other."""
-    from cto_harness.errors import BundleInvalid
+    from cto_harness.errors import BundleInvalid, SignatureInvalid
+    from cto_harness.evidence.suite_signers import SignerUnknown, key_for_run
     from cto_harness.evidence.verify import verify_bundle
 
     try:
-        report = verify_bundle(root, public_key)
+        # A run of a suite that ran on other nodes: the node key its suite vouches for.
+        key = key_for_run(root, public_key)
+        report = verify_bundle(root, key)
+    except (SignerUnknown, SignatureInvalid) as exc:
+        return BundleCheck(False, inert(f"signed by a key this suite does not vouch for: {exc}"))
     except BundleInvalid as exc:
         return BundleCheck(False, inert(str(exc)))
     except (OSError, ValueError, RecursionError) as exc:
@@ -155,7 +160,9 @@ def check_bundle(root: Path, public_key: Path | None = None) -> BundleCheck:
         "report.json, freshness.json, events and trace agree on run id and nonce",
         "no artifact predates the run",
         "signature (evidence.dsse.json) checked with "
-        + ("the given public key" if public_key else "this machine's harness key"),
+        + ("a node key that the suite's signers.dsse.json vouches for"
+           if key is not None and key != public_key and key.name != "evidence-ed25519.pub"
+           else "the given public key" if public_key else "this machine's harness key"),
     ]
     if (root / "baseline").is_dir():
         checked.append("the same-run baseline bundle verified the same way")

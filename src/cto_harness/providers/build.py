@@ -43,7 +43,12 @@ from cto_harness.providers.identity import (
     check_source_identity,
     probe_binary_identity,
 )
-from cto_harness.providers.policy import ProviderPolicy, check_commit, normalize_source_url
+from cto_harness.providers.policy import (
+    ProviderPolicy,
+    RecordedPin,
+    check_commit,
+    normalize_source_url,
+)
 from cto_harness.providers.registry import (
     AdmissionRecord,
     record_admission,
@@ -196,6 +201,22 @@ class BuiltArtifact:
     log_digests: dict[str, str]
 
 
+def recorded_pin(policy: ProviderPolicy, commit: str) -> RecordedPin:
+    """The policy's record of `commit` as a pin; `source_commit_mismatch` when it has none.
+
+    A commit other than the default pin is accepted only when the policy lists it under
+    `[[accepted_pins]]` with its reason: a command-line flag alone never moves the pin."""
+    pin = policy.recorded_pin(commit)
+    if pin is None:
+        recorded = ", ".join([policy.pin[:12], *(p.commit[:12] for p in policy.accepted_pins)])
+        raise Blocked(
+            BlockerCode.SOURCE_COMMIT_MISMATCH,
+            f"commit {commit} is not a pin recorded in the provider policy (recorded: "
+            f"{recorded}); record it under [[accepted_pins]] with its reason first",
+        )
+    return pin
+
+
 def _resolve_source(
     source: str, policy: ProviderPolicy, commit: str, source_url: str | None
 ) -> tuple[SourceInfo, CheckoutState | None]:
@@ -233,6 +254,7 @@ def _resolve_source(
         commit=commit,
         policy_commit=policy.pin,
         pin_overridden=commit != policy.pin,
+        recorded_pin=recorded_pin(policy, commit),
     )
     return info, state
 
@@ -343,6 +365,7 @@ def build_artifact(
         )
     spec = source_of(policy)
     pin = check_commit_arg(commit or policy.pin)
+    recorded_pin(policy, pin)  # before anything is cloned
     info, checkout_before = _resolve_source(source, policy, pin, source_url)
     root = build_root(settings, policy, pin)
     with exclusive_lock(root.parent / f"{root.name}.lock"):
@@ -510,6 +533,7 @@ def admit_prebuilt(
     pin = check_commit_arg(commit)
     binary = Path(binary).expanduser().absolute()
     started, clock = now_iso(), time.monotonic()
+    recorded = recorded_pin(policy, pin)
     if not policy.source_url_matches(source_url):
         raise Blocked(
             BlockerCode.SOURCE_ORIGIN_MISMATCH,
@@ -519,7 +543,7 @@ def admit_prebuilt(
     source = SourceInfo(
         location=source_url, kind="url", source_url=policy.source_url,
         source_url_explicit=True, commit=pin, policy_commit=policy.pin,
-        pin_overridden=pin != policy.pin,
+        pin_overridden=pin != policy.pin, recorded_pin=recorded,
     )
     return _store_and_admit(
         settings, policy, candidate=binary, relative_path=None, progress=Progress(progress, PREFIX),

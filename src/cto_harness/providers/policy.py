@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from cto_harness.contracts import StrictModel
+from cto_harness.contracts import EndpointKind, StrictModel
 from cto_harness.errors import PolicyInvalid
 from cto_harness.providers.distribution import Distribution, distribution_model
 
@@ -41,6 +41,15 @@ class AdmittedModel(StrictModel):
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
     base_url: str | None = None
+    # What answers for this model: `live` (a real model, the default), or a deterministic
+    # endpoint the harness starts itself on loopback (`scripted`, `replay`; no base URL).
+    endpoint: EndpointKind = "live"
+
+    @model_validator(mode="after")
+    def _harness_endpoints_have_no_url(self) -> AdmittedModel:
+        if self.endpoint != "live" and self.base_url is not None:
+            raise ValueError(f"a {self.endpoint} endpoint is started by the harness: no base_url")
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -81,12 +90,42 @@ class BinaryIdentity(StrictModel):
         return values
 
 
+class AcceptedPin(StrictModel):
+    """A commit other than the default pin that this policy accepts, and why (`[[accepted_pins]]`).
+    A pin is recorded here, never implied and never taken from a command-line flag alone."""
+
+    commit: str
+    reason: str = Field(min_length=1, description="why this commit is accepted")
+
+    @field_validator("commit")
+    @classmethod
+    def _commit(cls, value: str) -> str:
+        return check_commit(value)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("an accepted pin needs a reason")
+        return value.strip()
+
+
+class RecordedPin(StrictModel):
+    """Which recorded pin a build or admission used (written into reports and provenance)."""
+
+    commit: str
+    kind: Literal["default", "accepted"]
+    reason: str
+
+
 class ProviderPolicy(StrictModel):
     name: str = Field(pattern=_NAME)
     binary: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                         description="the executable's file name (in the store, and in each run)")
     # Validated by its kind's own model; dumped whole (SerializeAsAny: the subclass's fields).
     distribution: SerializeAsAny[Distribution]
+    # Pins other than the distribution's own, each with its reason ([[accepted_pins]]).
+    accepted_pins: list[AcceptedPin] = Field(default_factory=list)
     binary_identity: BinaryIdentity
     models: list[AdmittedModel] = Field(default_factory=list)
 
@@ -98,14 +137,33 @@ class ProviderPolicy(StrictModel):
         return value
 
     @model_validator(mode="after")
+    def _unique_pins(self) -> ProviderPolicy:
+        seen = {self.pin}
+        for pin in self.accepted_pins:
+            if pin.commit in seen:
+                raise ValueError(f"pin listed twice (or equal to the default pin): {pin.commit}")
+            seen.add(pin.commit)
+        return self
+
+    @model_validator(mode="after")
     def _unique_models(self) -> ProviderPolicy:
-        seen: set[tuple[str, str, str | None]] = set()
+        seen: set[tuple[str, str, str | None, str]] = set()
         for entry in self.models:
-            key = (entry.provider, entry.model, entry.base_url)
+            key = (entry.provider, entry.model, entry.base_url, entry.endpoint)
             if key in seen:
                 raise ValueError(f"model listed twice: {key}")
             seen.add(key)
         return self
+
+    def recorded_pin(self, commit: str | None) -> RecordedPin | None:
+        """The recorded pin for `commit` (None: the default pin), else None."""
+        if commit is None or commit == self.pin:
+            return RecordedPin(commit=self.pin, kind="default",
+                               reason="the policy's default pin")
+        for pin in self.accepted_pins:
+            if pin.commit == commit:
+                return RecordedPin(commit=pin.commit, kind="accepted", reason=pin.reason)
+        return None
 
     @property
     def source_url(self) -> str:
@@ -121,9 +179,11 @@ class ProviderPolicy(StrictModel):
         return self.distribution.url_matches(url)
 
     def admitted_model(
-        self, provider: str | None, model: str | None, base_url: str | None = None
+        self, provider: str | None, model: str | None, base_url: str | None = None,
+        endpoint: EndpointKind = "live",
     ) -> AdmittedModel | None:
-        """The policy entry admitting exactly this provider, model and endpoint, else None.
+        """The policy entry admitting exactly this provider, model, base URL and endpoint kind,
+        else None.
 
         No base URL matches only an entry without one; a base URL matches only an entry naming
         that same endpoint (a trailing slash aside). Nothing is matched by prefix or wildcard.
@@ -133,7 +193,8 @@ class ProviderPolicy(StrictModel):
         wanted = base_url.rstrip("/") if base_url else None
         for entry in self.models:
             have = entry.base_url.rstrip("/") if entry.base_url else None
-            if entry.provider == provider and entry.model == model and have == wanted:
+            if entry.provider == provider and entry.model == model and have == wanted \
+                    and entry.endpoint == endpoint:
                 return entry
         return None
 

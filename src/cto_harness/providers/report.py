@@ -17,6 +17,7 @@ from cto_harness import __version__
 from cto_harness.contracts import StrictModel
 from cto_harness.evidence.intoto import statement
 from cto_harness.providers.identity import IdentityEvidence, SourceIdentityEvidence
+from cto_harness.providers.policy import RecordedPin
 
 REPORT_SCHEMA_VERSION = "1.0"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
@@ -51,7 +52,10 @@ class SourceInfo(StrictModel):
     local_origin_url: str | None = None
     commit: str
     policy_commit: str
-    pin_overridden: bool
+    pin_overridden: bool = Field(description="true when the commit is not the default pin")
+    recorded_pin: RecordedPin | None = Field(
+        default=None, description="the policy's record of the pin used (default or accepted)"
+    )
 
 
 class CheckoutState(StrictModel):
@@ -141,7 +145,11 @@ def provenance_statement(report: ProviderReport) -> dict[str, Any]:
                 "artifact": report.artifact.relative_path,
             },
             "internalParameters": {
-                "policy": {"name": report.provider, "commit": source.policy_commit},
+                "policy": {
+                    "name": report.provider, "commit": source.policy_commit,
+                    "recordedPin": source.recorded_pin.model_dump(mode="json")
+                    if source.recorded_pin else None,
+                },
                 "sourceLocation": source.location,
                 "buildDir": report.build_dir,
                 "bunVersion": report.toolchain.bun_version,
@@ -175,6 +183,12 @@ def provenance_statement(report: ProviderReport) -> dict[str, Any]:
     return statement({binary: report.artifact.sha256}, SLSA_PROVENANCE_V1, predicate)
 
 
+def _pin_text(pin: RecordedPin | None) -> str:
+    if pin is None:
+        return "none recorded"
+    return f"{pin.commit} ({pin.kind}: {pin.reason})".replace("|", "\\|").replace("`", "'")
+
+
 def render_markdown(report: ProviderReport) -> str:
     title = "Provider build report" if report.kind == "build" else "Provider admission report"
     a, s = report.artifact, report.source
@@ -185,7 +199,8 @@ def render_markdown(report: ProviderReport) -> str:
         ("source URL", s.source_url),
         ("source location", s.location),
         ("commit", s.commit),
-        ("policy pin", s.policy_commit + (" (overridden)" if s.pin_overridden else "")),
+        ("policy pin", s.policy_commit),
+        ("recorded pin used", _pin_text(s.recorded_pin)),
         ("artifact", a.path),
         ("store path", a.store_path),
         ("SHA-256", a.sha256),

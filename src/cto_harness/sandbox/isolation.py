@@ -50,7 +50,8 @@ from cto_harness.sandbox.process import run_process
 
 LANDLOCK_LAUNCHER = Path(landlock.__file__)
 # Harness-owned folders of a run's private/ that the provider never sees.
-HARNESS_PRIVATE = frozenset({"snapshot.git", "isolation", "verification", "verify", "verify-home"})
+HARNESS_PRIVATE = frozenset({"snapshot.git", "isolation", "verification", "verify", "verify-home",
+                             "model-endpoint"})
 SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
                "/proc", "/dev")
 PROTECTED_TIERS = ("bwrap", "landlock")

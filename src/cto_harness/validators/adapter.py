@@ -366,7 +366,8 @@ def _tiny_source(sc: Scenario) -> Path:
     return source
 
 
-def _build_blocks(sc: Scenario, code: str, *, commit: str | None, path: str | None) -> str:
+def _build_blocks(sc: Scenario, code: str, *, commit: str | None, path: str | None,
+                  policy_path: Path | None = None) -> str:
     from cto_harness.errors import Blocked
     from cto_harness.providers.build import build_provider
     from cto_harness.providers.policy import default_policy_path, load_policy
@@ -382,7 +383,8 @@ def _build_blocks(sc: Scenario, code: str, *, commit: str | None, path: str | No
     if path is not None:
         environ["PATH"] = path
     try:
-        build_provider(str(source), commit, load_policy(default_policy_path(sc.harness_root)),
+        build_provider(str(source), commit,
+                       load_policy(policy_path or default_policy_path(sc.harness_root)),
                        sc.settings, progress=None, environ=environ)
     except Blocked as exc:
         expect(exc.code == code, f"the build blocked with {exc.code}, expected {code}")
@@ -398,7 +400,17 @@ def _build_blocks(sc: Scenario, code: str, *, commit: str | None, path: str | No
 
 @check("source_commit_gate_blocks")
 def _source_commit_gate(sc: Scenario) -> str:
-    return _build_blocks(sc, "source_commit_mismatch", commit="0" * 40, path=None)
+    # A commit the policy does not record is refused before anything is cloned...
+    unrecorded = _build_blocks(sc, "source_commit_mismatch", commit="0" * 40, path=None)
+    expect("nothing cloned" in unrecorded, "an unrecorded pin was cloned before it was refused")
+    # ...and a recorded one must still be what the source checks out.
+    policy = sc.harness_root / "providers" / "case" / "policy.toml"
+    recorded = sc.workdir / "policy-recording-1111.toml"
+    recorded.write_text(policy.read_text() + '\n[[accepted_pins]]\ncommit = "' + "1" * 40
+                        + '"\nreason = "validator: a recorded pin the source does not have"\n')
+    detail = _build_blocks(sc, "source_commit_mismatch", commit="1" * 40, path=None,
+                           policy_path=recorded)
+    return f"unrecorded pin refused before cloning; a recorded pin not in the source: {detail}"
 
 
 @check("bun_missing_blocks")

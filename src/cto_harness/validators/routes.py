@@ -3,8 +3,11 @@
 A record is Markdown with front matter between `---` lines (`key: value`, one per line) and work
 items as level-3 headings `### CTO-WORK-NNN: title` followed by `- key: value` lines. A record may
 claim no more than the evidence shows: a `done` work item must cite a bundle that
-`cto-harness verify` accepts, whose report digest, verdict, engine and blocker match the claim; an
-`admission_status` must agree with the admission registry.
+`cto-harness verify` accepts, whose report digest, verdict, engine and blocker match the claim
+(and, when stated, the model endpoint's kind, the provider's own outcome, the admission status,
+the provenance level and the pin); a bundle whose model endpoint has a kind must have that kind
+stated (a scripted pass is never cited as if it were a live one); an `admission_status` must
+agree with the admission registry.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ OPTIONAL_KEYS = {"admission_status", "admission_sha256"}
 WORK_ITEM_ID = re.compile(r"^CTO-WORK-\d{3}$")
 WORK_STATUSES = {"open", "blocked", "done"}
 WORK_KEYS = {"status", "engine", "expect_verdict", "expect_blocker", "evidence", "report_sha256",
-             "public_key", "blocked_by", "summary"}
+             "public_key", "blocked_by", "summary", "expect_endpoint_kind",
+             "expect_provider_outcome", "expect_admission", "expect_provenance", "expect_pin"}
 _HEADING = re.compile(r"^###\s+(\S+?):\s*(.+)$")
 _ITEM_LINE = re.compile(r"^-\s+([a-z][a-z0-9_]*):\s*(.*)$")
 
@@ -177,6 +181,22 @@ def _check_item(item: WorkItem, record: RouteRecord, rel: str, out: list[Violati
         elif claimed[0] != actual:
             out.append(Violation(rel, claimed[1], f"{item.id}: claims {key} {claimed[0]!r}, "
                                  f"the bundle says {actual!r}"))
+    stated: dict[str, str | None] = {
+        "expect_endpoint_kind": report.model.endpoint_kind,
+        "expect_provider_outcome": report.provider_outcome.outcome,
+        "expect_admission": report.source_admission_status,
+        "expect_provenance": report.provider.provenance_level,
+        "expect_pin": report.provider.pin,
+    }
+    for key, value in stated.items():
+        said = item.fields.get(key)
+        if said is not None and said[0] != (value or "none"):
+            out.append(Violation(rel, said[1], f"{item.id}: claims {key} {said[0]!r}, "
+                                 f"the bundle says {value!r}"))
+    if report.model.endpoint_kind and "expect_endpoint_kind" not in item.fields:
+        out.append(Violation(rel, status_line, f"{item.id}: the bundle's model endpoint was "
+                             f"{report.model.endpoint_kind}: done needs 'expect_endpoint_kind' "
+                             "to say so"))
     if (blocker := item.fields.get("expect_blocker")) is not None:
         codes = [b.code for b in report.blockers]
         if blocker[0] not in codes:

@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ASSETS } from "./generated/package-assets";
+import { markReviewed, markTested, session, status } from "./helpers";
 import { runCommand } from "./run";
 import { SCENARIO } from "./scenario";
 
@@ -86,6 +87,10 @@ async function main(argv: string[]): Promise<void> {
     fatal("no task given and no active task to resume (stand-in default run path)");
   }
   if (command === "run") return runCommand(argv.slice(1), SCENARIO);
+  const helpers: Record<string, (args: string[]) => number | Promise<number>> = {
+    "mark-tested": markTested, "mark-reviewed": markReviewed, status, session,
+  };
+  if (command in helpers) process.exit(await helpers[command](argv.slice(1)));
   if (!COMMANDS.some(([name]) => name === command)) fatal(`unknown command: ${command}`);
   fatal(`${command}: not implemented in stand-in`);
 }

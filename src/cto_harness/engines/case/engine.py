@@ -7,10 +7,17 @@ digest of the private copy that will run, looked up in the admission registry), 
 the task files exist, `task_contract_invalid`. Each gate hands the `Admission` on, so a blocked
 report shows how far admission got.
 
+The task is written where Case's own task factory puts it, inside the workspace:
+`.case/tasks/active/<id>.task.json` + `<id>.md`, and the marker `.case/active` (the id and a
+newline), so that Case's helpers (`ca mark-tested`, `ca mark-reviewed`, `ca status`) find it; the
+exact bytes are also copied into the bundle's `task/`. The fixture's `main` is pushed to the local
+bare remote (`origin`), so a pull request has a base.
+
 Then exactly `<private>/bin/ca run --task <task-file> --mode unattended` runs in the workspace with
 a minimal environment (private HOME, CASE_DATA_DIR, PI_CODING_AGENT_DIR; only the selected model
-provider's credential variables), a recording `gh` and `git` first on PATH, stdin /dev/null.
-Afterwards Case's own event log and markers are read into `provider_claims`: recorded, never
+provider's credential variables, or a per-run key for an endpoint the harness started), the local
+pull-request sink `gh` and a recording `git` first on PATH, stdin /dev/null. Afterwards Case's own
+event log and markers are read into `provider_claims` and `provider_outcome`: recorded, never
 trusted — the verdict comes from the harness's diff and verification.
 """
 
@@ -21,13 +28,13 @@ import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from cto_harness.clock import iso, utc_now
-from cto_harness.contracts import ForbiddenAction, ModelInfo, ProviderInfo
+from cto_harness.contracts import ForbiddenAction, ModelEndpointInfo, ModelInfo, ProviderInfo
 from cto_harness.core.taskscan import outside_paths
 from cto_harness.engines.base import (
     Admission,
@@ -38,13 +45,19 @@ from cto_harness.engines.base import (
     ProviderEvent,
     ProviderSpan,
     RunContext,
-    provider_outcome_of,
     run_gates,
 )
 from cto_harness.engines.case.command import CaseCommand
+from cto_harness.engines.case.endpoint import (
+    EndpointPlan,
+    finish_endpoint,
+    plan_endpoint,
+    start_endpoint,
+)
 from cto_harness.engines.case.events import map_events, read_jsonl, typed
 from cto_harness.engines.case.guards import (
     collect_guard_records,
+    collect_pull_requests,
     inspect_remotes,
     install_guards,
     real_git,
@@ -58,6 +71,7 @@ from cto_harness.engines.case.inputs import (
     task_id,
     write_json,
 )
+from cto_harness.engines.case.pipeline import pipeline_outcome
 from cto_harness.errors import Blocked, BlockerCode, PolicyInvalid
 from cto_harness.fsutil import atomic_write_json, sha256_file
 from cto_harness.git import git_env
@@ -70,9 +84,14 @@ from cto_harness.providers import (
     lookup_admission,
     probe_binary_identity,
 )
-from cto_harness.sandbox.process import ProcessResult
+from cto_harness.sandbox.process import ProcessResult, run_quiet
 from cto_harness.settings import CREDENTIAL_VARIABLES, PositiveWhole
 from cto_harness.tree import files_in, iter_files, read_file
+
+# CTO_HARNESS_CASE_MODEL_ENDPOINT: who answers the provider's model requests. `live` (default): the
+# admitted model's own endpoint; `scripted` / `replay`: an endpoint the harness starts on loopback
+# (a script set, a cassette); `record`: the live endpoint behind a recording proxy.
+EndpointMode = Literal["live", "scripted", "replay", "record"]
 
 _MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
 _MAX_MARKER_BYTES = 4096
@@ -94,6 +113,11 @@ class CaseSettings(EngineSettings):
     model_provider: str | None = None
     model: str | None = None
     model_base_url: str | None = None
+    model_endpoint: EndpointMode = Field(
+        default="live", description="live, scripted, replay or record (who answers the model)")
+    model_script: str = Field(default="happy", pattern=r"^[a-z0-9][a-z0-9-]*$",
+                              description="the script set harness/model-scripts/<case>/<set>/")
+    model_cassette: str | None = Field(default=None, description="the cassette a replay serves")
 
     def run_stage(self) -> str:
         return self.stage or "unset"
@@ -136,7 +160,7 @@ class CaseEngine(Engine):
     @staticmethod
     def _task_file(ctx: RunContext) -> Path:
         task = task_id(ctx.case.spec.id, ctx.run_id)
-        return CaseEngine._case_dir(ctx) / "tasks" / f"{task}.task.json"
+        return ctx.workspace / ".case" / "tasks" / "active" / f"{task}.task.json"
 
     # --- gates --------------------------------------------------------------------------------
 
@@ -251,18 +275,44 @@ class CaseEngine(Engine):
                 "both CTO_HARNESS_CASE_MODEL_PROVIDER and CTO_HARNESS_CASE_MODEL are required",
                 marker="provider-model-not-admitted.txt",
             )
-        if policy.admitted_model(s.model_provider, s.model, s.model_base_url) is None:
+        plan = self._plan(ctx)
+        if plan.mode in ("scripted", "replay") and s.model_base_url:
+            raise Blocked(
+                BlockerCode.MODEL_NOT_ADMITTED,
+                f"a {plan.mode} endpoint is started by the harness on loopback: "
+                "CTO_HARNESS_CASE_MODEL_BASE_URL must be unset",
+                marker="provider-model-not-admitted.txt",
+            )
+        if policy.admitted_model(s.model_provider, s.model, s.model_base_url,
+                                 endpoint=plan.kind) is None:
             where = f" at {s.model_base_url}" if s.model_base_url else ""
             raise Blocked(
                 BlockerCode.MODEL_NOT_ADMITTED,
-                f"model {s.model_provider}/{s.model}{where} is not admitted by the provider policy",
+                f"model {s.model_provider}/{s.model}{where} with a {plan.kind} endpoint is not "
+                "admitted by the provider policy",
                 marker="provider-model-not-admitted.txt",
             )
         ctx.events.emit("gate.checked", gate="model_admitted", passed=True,
-                        provider=s.model_provider, model=s.model)
-        return replace(admission, model=admission.model.model_copy(update={"admitted": True}))
+                        provider=s.model_provider, model=s.model, endpoint_kind=plan.kind,
+                        endpoint_mode=plan.mode)
+        return replace(admission, model=admission.model.model_copy(
+            update={"admitted": True, "endpoint_kind": plan.kind}))
+
+    def _plan(self, ctx: RunContext) -> EndpointPlan:
+        """The endpoint the settings choose, checked (recomputed, not kept: engines hold no
+        per-run state). Blocked `model_script_invalid` / `model_cassette_invalid`."""
+        s = _settings(ctx)
+        return plan_endpoint(ctx, s.model_provider or "", mode=s.model_endpoint,
+                             script=s.model_script, cassette=s.model_cassette,
+                             base_url=s.model_base_url)
 
     def _credentials(self, ctx: RunContext, admission: Admission) -> Admission:
+        mode = _settings(ctx).model_endpoint
+        if mode in ("scripted", "replay"):
+            # No real model is asked: the provider gets a per-run key for the harness's endpoint.
+            ctx.events.emit("gate.checked", gate="credentials_present", passed=True,
+                            variables=[], reason=f"{mode} endpoint: a per-run key")
+            return admission
         provider = admission.model.provider or ""
         names = CREDENTIAL_VARIABLES.get(provider, ())
         present = tuple(n for n in names if ctx.environ.get(n))
@@ -284,33 +334,34 @@ class CaseEngine(Engine):
         spec = ctx.case.spec
         case_dir = self._case_dir(ctx)
         home, data, agent = case_dir / "home", case_dir / "data", case_dir / "pi-agent"
-        tmp, tasks, records = case_dir / "tmp", case_dir / "tasks", case_dir / "records"
-        for folder in (home, data, agent, tmp, tasks, records):
+        tmp, records = case_dir / "tmp", case_dir / "records"
+        for folder in (home, data, agent, tmp, records):
             folder.mkdir(parents=True, exist_ok=True)
 
         model = admission.model
         task = make_task(spec.id, ctx.run_id, spec.id, iso(utc_now()))
-        task_file = self._task_file(ctx)
-        brief_file = tasks / f"{task.id}.md"
-        write_json(task_file, task.to_json())
-        brief_file.write_text(render_brief(spec, task), encoding="utf-8")
+        task_file, brief_file, active = write_task_layout(
+            ctx.workspace, task, render_brief(spec, task))
         projects_file = data / "projects.json"
         write_json(projects_file, make_projects(spec, ctx.workspace, self._remote(ctx)).to_json())
         write_json(data / "config.json", {
             "projects": str(projects_file),
             "models": {"default": {"provider": model.provider, "model": model.model}},
         })
-        if model.base_url:
-            write_json(agent / "models.json",
-                       {"providers": {model.provider: {"baseUrl": model.base_url}}})
         self._check_contract(ctx, task_file, brief_file, projects_file)
 
         # The exact files given to the provider, in the bundle before launch.
         given = []
-        for source in (task_file, brief_file):
-            target = ctx.task_dir / source.name
+        for source, name in ((task_file, task_file.name), (brief_file, brief_file.name),
+                             (active, "active")):
+            target = ctx.task_dir / name
             shutil.copyfile(source, target)
             given.append(target)
+
+        base_url, endpoint_key = self._start_endpoint(ctx, admission, task)
+        if base_url:
+            write_json(agent / "models.json",
+                       {"providers": {model.provider: {"baseUrl": base_url}}})
         # And how Case was configured (data dir and agent dir), as evidence beside the task.
         inputs = ctx.backend / "case-inputs"
         inputs.mkdir(exist_ok=True)
@@ -318,7 +369,9 @@ class CaseEngine(Engine):
             if source.is_file():
                 shutil.copyfile(source, inputs / source.name)
 
-        install_guards(self._bin_dir(ctx), records, self._remote(ctx), real_git())
+        git = real_git()
+        publish_base(ctx.workspace, self._remote(ctx), git, home)
+        install_guards(self._bin_dir(ctx), records, self._remote(ctx), git, spec.id)
 
         copy = Path(admission.provider.executed_path or "")
         argv = CaseCommand(copy, task_file).argv()
@@ -326,11 +379,28 @@ class CaseEngine(Engine):
             raise Blocked(BlockerCode.PROVIDER_NOT_ADMITTED,
                           "the provider copy changed between hashing and launch",
                           marker="provider-not-admitted.txt")
-        env = self._environment(ctx, admission, home, data, agent, tmp)
-        ctx.events.emit("provider.task.written", task_id=task.id,
-                        files=[f"task/{p.name}" for p in given])
+        env = self._environment(ctx, admission, home, data, agent, tmp, endpoint_key)
+        ctx.events.emit("provider.task.written", task_id=task.id, files={
+            f"task/{target.name}": {"workspace_path": source.relative_to(ctx.workspace).as_posix(),
+                                    "sha256": sha256_file(target)}
+            for source, target in zip((task_file, brief_file, active), given, strict=True)
+        })
         return Launch(argv=argv, env=env, cwd=ctx.workspace,
                       timeout_seconds=_settings(ctx).timeout_seconds)
+
+    def _start_endpoint(self, ctx: RunContext, admission: Admission, task: CaseTask
+                        ) -> tuple[str | None, tuple[str, str] | None]:
+        """The model base URL the provider gets (None: the provider's own default for an
+        admitted live model without a base URL), and the (variable, per-run key) for an endpoint
+        the harness started."""
+        plan = self._plan(ctx)
+        if not plan.harness_started:
+            return admission.model.base_url, None
+        workspace, run_dir = ctx.workspace.resolve(), ctx.run_dir.resolve()
+        volatile = {"WORKSPACE": str(workspace), "RUN_DIR": str(run_dir), "TASK_ID": task.id}
+        if str(ctx.run_dir) != str(run_dir):
+            volatile["RUN_DIR_LINK"] = str(ctx.run_dir)
+        return start_endpoint(ctx, plan, volatile, _settings(ctx).timeout_seconds)
 
     def _check_contract(
         self, ctx: RunContext, task_file: Path, brief_file: Path, projects_file: Path
@@ -361,7 +431,7 @@ class CaseEngine(Engine):
 
     def _environment(
         self, ctx: RunContext, admission: Admission, home: Path, data: Path, agent: Path,
-        tmp: Path,
+        tmp: Path, endpoint_key: tuple[str, str] | None,
     ) -> dict[str, str]:
         env = git_env(home)
         env.pop("LC_ALL", None)
@@ -384,19 +454,31 @@ class CaseEngine(Engine):
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
         }
+        if endpoint_key is not None:
+            # The harness's own endpoint: a per-run key, never the operator's credential.
+            name, key = endpoint_key
+            env[name] = key
+            return env
         for name in admission.credentials:
             env[name] = ctx.environ[name]
         return env
 
     # --- after the run ------------------------------------------------------------------------
 
+    def release(self, ctx: RunContext) -> None:
+        finish_endpoint(ctx)
+
     def collect(self, ctx: RunContext, admission: Admission, result: ProcessResult) -> Outcome:
+        endpoint = self._endpoint_info(ctx, admission)
         records = self._case_dir(ctx) / "records"
+        git = real_git()
         forbidden = collect_guard_records(records, ctx.backend)
-        forbidden += inspect_remotes(ctx.workspace, self._remote(ctx), real_git())
+        pull_requests, unverified = collect_pull_requests(records, self._remote(ctx), git)
+        forbidden += unverified
+        forbidden += inspect_remotes(ctx.workspace, self._remote(ctx), git)
         # The provider may rewrite its task folder: read without following its links.
-        task_rel = self._task_file(ctx).relative_to(ctx.private).as_posix()
-        after = read_file(ctx.private, task_rel, _MAX_MARKER_BYTES * 256)
+        task_rel = self._task_file(ctx).relative_to(ctx.workspace).as_posix()
+        after = read_file(ctx.workspace, task_rel, _MAX_MARKER_BYTES * 256)
         if after is not None:
             (ctx.backend / "task-after-run.json").write_bytes(after)
         task = task_id(ctx.case.spec.id, ctx.run_id)
@@ -429,8 +511,19 @@ class CaseEngine(Engine):
         )
         claims["task_status_after_run"] = _task_status(ctx.backend / "task-after-run.json")
         forbidden += self._credential_leaks(ctx, admission)
+        outcome = pipeline_outcome(pipeline_end, claims.get("phase_results") or [],
+                                   claims["event_log"])
         return Outcome(events=events, spans=spans, claims=claims, forbidden=tuple(forbidden),
-                       provider_outcome=provider_outcome_of(events, EVENT_LOG))
+                       provider_outcome=outcome, pull_requests=tuple(pull_requests),
+                       model_endpoint=endpoint)
+
+    @staticmethod
+    def _endpoint_info(ctx: RunContext, admission: Admission) -> ModelEndpointInfo:
+        """Stop the run's endpoint (if the harness started one) and say who answered."""
+        info = finish_endpoint(ctx)
+        if info is None:
+            return ModelEndpointInfo(mode="live", url=admission.model.base_url)
+        return info
 
     @staticmethod
     def _event_logs(ctx: RunContext, task_id: str | None) -> list[tuple[bytes, bytes]]:
@@ -478,6 +571,33 @@ class CaseEngine(Engine):
                         source="harness credential scan",
                     ))
         return found
+
+
+def write_task_layout(workspace: Path, task: CaseTask, brief: str) -> tuple[Path, Path, Path]:
+    """Case's own task layout inside the workspace: `.case/tasks/active/<id>.task.json` and
+    `<id>.md`, and the marker `.case/active` (the id and a newline). Refuses to write through
+    anything already there (a fixture shipping its own `.case`, a symlink)."""
+    root = workspace / ".case"
+    if os.path.lexists(root):
+        raise Blocked(BlockerCode.TASK_CONTRACT_INVALID,
+                      "the fixture already has a .case entry: the task layout would not be ours")
+    folder = root / "tasks" / "active"
+    folder.mkdir(parents=True)
+    task_file, brief_file = folder / f"{task.id}.task.json", folder / f"{task.id}.md"
+    write_json(task_file, task.to_json())
+    brief_file.write_text(brief, encoding="utf-8")
+    active = root / "active"
+    active.write_text(task.id + "\n", encoding="utf-8")
+    return task_file, brief_file, active
+
+
+def publish_base(workspace: Path, remote: Path, git: str, home: Path) -> None:
+    """Push the fixture's `main` to the local bare remote and make it the remote's default
+    branch, as a hosted repository has one: a pull request needs a base."""
+    env = git_env(home)
+    run_quiet([git, "push", "-q", "origin", "main"], cwd=workspace, env=env)
+    run_quiet([git, "--git-dir", str(remote), "symbolic-ref", "HEAD", "refs/heads/main"],
+              env=env)
 
 
 def _last_line(path: Path) -> str | None:

@@ -2,14 +2,17 @@
 
 Two small programs are generated into the run's private `bin/`, first on the provider's PATH:
 
-- `gh`: records every call (argv, one JSON line) and refuses (exit 1). Every `gh` call is a
-  forbidden action: Case's closer would open a pull request, upload evidence, post reviews.
+- `gh`: the local pull-request sink (`gh_sink.py`): `gh pr create` (and the read-only `gh pr
+  view` / `gh pr list`) against the local bare remote is served and recorded in
+  `pull-requests.jsonl` with a URL under `pr.invalid`; every other call is refused (exit 1) and is
+  a forbidden action. Every call is a line of `gh-calls.jsonl`.
 - `git`: records every `push` and refuses any whose destination is not the workspace's own local
   bare remote; everything else `exec`s the real git (resolved by absolute path at prepare time).
 
 They are recorders, not a sandbox: a provider that runs `/usr/bin/git` directly bypasses them, so
-after the run the workspace's `.git/config` is also read for remotes that point anywhere else.
-Isolation (no network, hidden paths) is another layer's job.
+after the run the workspace's `.git/config` is also read for remotes that point anywhere else,
+and every recorded pull request is checked against the local remote (its head commit must be
+there). Isolation (no network, hidden paths) is another layer's job.
 """
 
 from __future__ import annotations
@@ -22,23 +25,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cto_harness.contracts import ForbiddenAction
+from cto_harness.contracts import ForbiddenAction, LocalPullRequest
+from cto_harness.engines.case import gh_sink
+from cto_harness.fsutil import sha256_bytes
 from cto_harness.git import git_env
 from cto_harness.sandbox.process import run_quiet
 from cto_harness.tree import read_file
 
-GH_RECORD = "gh-calls.jsonl"
+GH_RECORD = gh_sink.CALLS
+PR_RECORD = gh_sink.PULLS
 GIT_PUSH_RECORD = "git-push-attempts.jsonl"
-
-_GH_SCRIPT = '''\
-import json, os, sys, time
-RECORD = {record}
-with open(RECORD, "a", encoding="utf-8") as handle:
-    handle.write(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd(),
-                             "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}) + "\\n")
-sys.stderr.write("gh: refused by cto-harness: gh is a forbidden action in Stage 2 (recorded)\\n")
-sys.exit(1)
-'''
+_BODY_EXCERPT = 1200
 
 _GIT_SCRIPT = '''\
 import json, os, subprocess, sys, time
@@ -129,10 +126,16 @@ def real_git() -> str:
     return os.path.realpath(found)
 
 
-def install_guards(bin_dir: Path, records: Path, local_remote: Path, git: str) -> None:
-    """Write `gh` and `git` into `bin_dir`; their records go under `records`."""
+def install_guards(
+    bin_dir: Path, records: Path, local_remote: Path, git: str, repo_name: str = "workspace"
+) -> None:
+    """Write `gh` (the pull-request sink, with its config) and `git` into `bin_dir`; their
+    records go under `records`. `repo_name` names the repository in pull-request URLs."""
     records.mkdir(parents=True, exist_ok=True)
-    _write_script(bin_dir / "gh", _GH_SCRIPT.format(record=repr(str(records / GH_RECORD))))
+    _write_script(bin_dir / "gh", Path(gh_sink.__file__).read_text(encoding="utf-8"))
+    (bin_dir / gh_sink.CONFIG_NAME).write_text(json.dumps({
+        "records": str(records), "remote": str(local_remote), "git": git, "repo": repo_name,
+    }), encoding="utf-8")
     _write_script(bin_dir / "git", _GIT_SCRIPT.format(
         record=repr(str(records / GIT_PUSH_RECORD)), real_git=repr(git),
         allowed=repr(str(local_remote)),
@@ -167,13 +170,18 @@ def _argv_text(row: dict[str, Any]) -> str:
 
 
 def collect_guard_records(records: Path, backend: Path) -> list[ForbiddenAction]:
-    """Copy the raw records into `backend/` and return the forbidden attempts they show."""
+    """Copy the raw records into `backend/` and return the forbidden attempts they show.
+
+    A `gh` call is forbidden unless its record says it was served (`forbidden: false`): a line
+    without that field, or one that cannot be read, counts as forbidden (fail closed)."""
     forbidden: list[ForbiddenAction] = []
-    raw = {name: _read(records / name) for name in (GH_RECORD, GIT_PUSH_RECORD)}
+    raw = {name: _read(records / name) for name in (GH_RECORD, PR_RECORD, GIT_PUSH_RECORD)}
     for name, data in raw.items():
         if data is not None:
             (backend / name).write_bytes(data)
     for row in _rows(raw[GH_RECORD]):
+        if row.get("forbidden") is False:
+            continue
         forbidden.append(ForbiddenAction(
             action="gh", detail=f"gh {_argv_text(row)}", source=f"backend/{GH_RECORD}"))
     for row in _rows(raw[GIT_PUSH_RECORD]):
@@ -184,6 +192,44 @@ def collect_guard_records(records: Path, backend: Path) -> list[ForbiddenAction]
                 source=f"backend/{GIT_PUSH_RECORD}",
             ))
     return forbidden
+
+
+def collect_pull_requests(
+    records: Path, local_remote: Path, git: str
+) -> tuple[list[LocalPullRequest], list[ForbiddenAction]]:
+    """The pull requests the sink recorded, each checked against the local remote: its head
+    commit must be there. One that is not (a forged or broken record) is a forbidden action."""
+    pulls: list[LocalPullRequest] = []
+    forbidden: list[ForbiddenAction] = []
+    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "PATH": os.defpath}
+    for row in _rows(_read(records / PR_RECORD)):
+        body = str(row.get("body") or "")
+        commit = str(row.get("head_commit") or "")
+        problem = None
+        try:
+            number = int(row["number"])
+            url, title = str(row["url"]), str(row["title"])
+            base, head = str(row["base"]), str(row["head"])
+        except (KeyError, TypeError, ValueError):
+            number, url, title, base, head = 0, "", "", "", ""
+            problem = "the record is not a pull request the sink wrote"
+        if problem is None:
+            if not url.startswith(f"https://{gh_sink.PR_HOST}/"):
+                problem = f"its URL is not under {gh_sink.PR_HOST}"
+            elif not commit or run_quiet(
+                    [git, "--git-dir", str(local_remote), "cat-file", "-e", f"{commit}^{{commit}}"],
+                    env=env, check=False).returncode != 0:
+                problem = "its head commit is not on the local remote"
+        pulls.append(LocalPullRequest(
+            number=number, url=url[:300], title=title[:300], base=base[:200], head=head[:200],
+            head_commit=commit[:64] or None, body_excerpt=body[:_BODY_EXCERPT],
+            body_sha256=sha256_bytes(body.encode()), verified=problem is None, problem=problem,
+        ))
+        if problem is not None:
+            forbidden.append(ForbiddenAction(
+                action="pull_request_unverified", detail=f"pull request #{number}: {problem}",
+                source=f"backend/{PR_RECORD}"))
+    return pulls, forbidden
 
 
 def inspect_remotes(workspace: Path, local_remote: Path, git: str) -> list[ForbiddenAction]:

@@ -1,0 +1,101 @@
+"""Bundles travel between machines as tars: a round trip keeps bytes, modes and times; a hostile
+archive (absolute or `..` names, links, devices, fifos, duplicates, truncation) is refused and
+leaves nothing behind, and nothing is ever written outside the new folder."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cto_harness.executors.archive import (
+    ArchiveRejected,
+    check_name,
+    pack_tree,
+    unpack_into_new,
+)
+
+
+def _tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def _file(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+def _special(name: str, kind: bytes, link: str = "") -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info, None
+
+
+def test_round_trip_keeps_bytes_modes_and_times(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "backend").mkdir(parents=True)
+    (src / "report.json").write_bytes(b'{"a": 1}\n')
+    (src / "backend" / "tool").write_bytes(b"#!/bin/sh\n")
+    (src / "backend" / "tool").chmod(0o755)
+    os.utime(src / "report.json", ns=(1_700_000_000_123_456_000, 1_700_000_000_123_456_000))
+    out = tmp_path / "out"
+    out.mkdir()
+    target = unpack_into_new(pack_tree(src), out)
+    assert target.parent == out
+    assert (target / "report.json").read_bytes() == b'{"a": 1}\n'
+    assert (target / "backend" / "tool").stat().st_mode & 0o777 == 0o755
+    assert (target / "report.json").stat().st_mode & 0o777 == 0o644
+    # Sub-second times survive (verify compares them with the run's start).
+    assert abs((target / "report.json").stat().st_mtime_ns - 1_700_000_000_123_456_000) < 10_000
+
+
+def test_pack_refuses_links(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "link").symlink_to("/etc/passwd")
+    with pytest.raises(ArchiveRejected, match="symlink"):
+        pack_tree(src)
+    with pytest.raises(ArchiveRejected):
+        pack_tree(src, ["link"])
+
+
+@pytest.mark.parametrize("name", ["/etc/evil", "../evil", "a/../../evil", "a/./b", "a//b", "",
+                                  "..", "a/\0b"])
+def test_names_that_are_not_plain_relative_paths_are_refused(name: str) -> None:
+    with pytest.raises(ArchiveRejected):
+        check_name(name)
+
+
+HOSTILE: dict[str, Callable[[], bytes]] = {
+    "absolute": lambda: _tar(_file("/tmp/cto-evil-absolute")),
+    "dotdot": lambda: _tar(_file("../cto-evil-dotdot")),
+    "symlink then write through it": lambda: _tar(
+        _special("escape", tarfile.SYMTYPE, ".."), _file("escape/cto-evil-link")),
+    "hard link": lambda: _tar(_special("h", tarfile.LNKTYPE, "/etc/passwd")),
+    "char device": lambda: _tar(_special("dev", tarfile.CHRTYPE)),
+    "fifo": lambda: _tar(_special("fifo", tarfile.FIFOTYPE)),
+    "duplicate name": lambda: _tar(_file("report.json"), _file("report.json", b"second")),
+    "file over a directory": lambda: _tar(_file("a/b"), _file("a")),
+    "truncated": lambda: _tar(_file("big", b"y" * 4096))[:1024],
+    "not a tar": lambda: b"\x1f\x8b not a tar at all" * 50,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_hostile_archives_are_refused_and_leave_nothing(kind: str, tmp_path: Path) -> None:
+    parent = tmp_path / "suite" / "runs"
+    parent.mkdir(parents=True)
+    with pytest.raises(ArchiveRejected):
+        unpack_into_new(HOSTILE[kind](), parent)
+    assert list(parent.iterdir()) == [], "a rejected archive leaves no folder behind"
+    outside = {p.name for p in tmp_path.rglob("*")} | {p.name for p in Path("/tmp").iterdir()}
+    assert not any(n.startswith("cto-evil") for n in outside)
