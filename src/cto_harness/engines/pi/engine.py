@@ -6,11 +6,13 @@ Gates, in order (each `Blocked(code)`, exit 2, a full bundle): `provider_unavail
 admitted install at the policy's version, or the one `CTO_HARNESS_PI_ADMISSION` names),
 `provider_not_admitted` (the run's linked copy of the tree, entry point and runtime re-hashed
 against the record), `identity_mismatch` (`pi --help` on that copy), `model_not_admitted`,
-`credentials_missing`. Then pi runs in the workspace with a private HOME and agent dir (its
-`models.json` points the model provider at the admitted base URL; the key is passed by variable
-name), no extensions, skills, prompt templates, themes or context files, no session file,
-offline start-up (no update check, no telemetry). Its JSON event stream (stdout) is read back as
-its own account: recorded, never trusted.
+`credentials_missing` (a live endpoint only: a scripted or replayed endpoint, which the harness
+starts on loopback from `harness/model-scripts/<case>/<set>/` or a cassette, gets a per-run key;
+the endpoint is the Case engine's, `engines/case/endpoint.py`). Then pi runs in the workspace with
+a private HOME and agent dir (its `models.json` points the model provider at the base URL; the key
+goes by variable name), no extensions, skills, prompt templates, themes or context files, no
+session file, offline start-up (no update check, no telemetry). Its JSON event stream (stdout) is
+read back as its own account: recorded, never trusted.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from cto_harness.clock import iso, utc_now
-from cto_harness.contracts import ModelInfo, ProviderInfo
+from cto_harness.contracts import ModelEndpointInfo, ModelInfo, ProviderInfo
 from cto_harness.core.taskscan import outside_paths
 from cto_harness.engines.base import (
     Admission,
@@ -34,6 +36,12 @@ from cto_harness.engines.base import (
     Outcome,
     RunContext,
     run_gates,
+)
+from cto_harness.engines.case.endpoint import (
+    EndpointPlan,
+    finish_endpoint,
+    plan_endpoint,
+    start_endpoint,
 )
 from cto_harness.engines.pi.events import account, read_lines
 from cto_harness.engines.pi.install import choose_admission, place
@@ -53,6 +61,7 @@ from cto_harness.sandbox.process import ProcessResult
 from cto_harness.settings import CREDENTIAL_VARIABLES, PositiveWhole
 
 EVENT_LOG = "backend/stdout.log"
+EndpointMode = Literal["live", "scripted", "replay", "record"]
 
 
 class PiSettings(EngineSettings):
@@ -67,6 +76,11 @@ class PiSettings(EngineSettings):
     model_provider: str | None = Field(default=None, description="anthropic or openai")
     model: str | None = Field(default=None, description="the model id")
     model_base_url: str | None = Field(default=None, description="the admitted endpoint")
+    model_endpoint: EndpointMode = Field(
+        default="live", description="live, scripted, replay or record (who answers the model)")
+    model_script: str = Field(default="pi-happy", pattern=r"^[a-z0-9][a-z0-9-]*$",
+                              description="the script set harness/model-scripts/<case>/<set>/")
+    model_cassette: str | None = Field(default=None, description="the cassette a replay serves")
 
 
 def _settings(ctx: RunContext) -> PiSettings:
@@ -156,16 +170,39 @@ class PiEngine(Engine):
             raise Blocked(BlockerCode.MODEL_NOT_ADMITTED,
                           "both CTO_HARNESS_PI_MODEL_PROVIDER and CTO_HARNESS_PI_MODEL are "
                           "required", marker="provider-model-not-admitted.txt")
-        if self._policy(ctx).admitted_model(s.model_provider, s.model, s.model_base_url) is None:
+        plan = self._plan(ctx)
+        if plan.mode in ("scripted", "replay") and s.model_base_url:
+            raise Blocked(BlockerCode.MODEL_NOT_ADMITTED,
+                          f"a {plan.mode} endpoint is started by the harness on loopback: "
+                          "CTO_HARNESS_PI_MODEL_BASE_URL must be unset",
+                          marker="provider-model-not-admitted.txt")
+        if self._policy(ctx).admitted_model(s.model_provider, s.model, s.model_base_url,
+                                            endpoint=plan.kind) is None:
             where = f" at {s.model_base_url}" if s.model_base_url else ""
             raise Blocked(BlockerCode.MODEL_NOT_ADMITTED,
-                          f"model {s.model_provider}/{s.model}{where} is not admitted by the "
-                          "pi policy", marker="provider-model-not-admitted.txt")
+                          f"model {s.model_provider}/{s.model}{where} with a {plan.kind} "
+                          "endpoint is not admitted by the pi policy",
+                          marker="provider-model-not-admitted.txt")
         ctx.events.emit("gate.checked", gate="model_admitted", passed=True,
-                        provider=s.model_provider, model=s.model)
-        return replace(admission, model=admission.model.model_copy(update={"admitted": True}))
+                        provider=s.model_provider, model=s.model, endpoint_kind=plan.kind,
+                        endpoint_mode=plan.mode)
+        return replace(admission, model=admission.model.model_copy(
+            update={"admitted": True, "endpoint_kind": plan.kind}))
+
+    def _plan(self, ctx: RunContext) -> EndpointPlan:
+        """The endpoint the settings choose (recomputed per stage: engines keep no state)."""
+        s = _settings(ctx)
+        return plan_endpoint(ctx, s.model_provider or "", mode=s.model_endpoint,
+                             script=s.model_script, cassette=s.model_cassette,
+                             base_url=s.model_base_url)
 
     def _credentials(self, ctx: RunContext, admission: Admission) -> Admission:
+        mode = _settings(ctx).model_endpoint
+        if mode in ("scripted", "replay"):
+            # No real model is asked: pi gets a per-run key for the harness's endpoint.
+            ctx.events.emit("gate.checked", gate="credentials_present", passed=True,
+                            variables=[], reason=f"{mode} endpoint: a per-run key")
+            return admission
         provider = admission.model.provider or ""
         names = CREDENTIAL_VARIABLES.get(provider, ())
         present = tuple(n for n in names if ctx.environ.get(n))
@@ -191,7 +228,9 @@ class PiEngine(Engine):
             raise Blocked(BlockerCode.TASK_CONTRACT_INVALID,
                           f"the task names paths outside the workspace: {', '.join(found)}")
         model = admission.model
-        config = model_config(model.provider or "", model.base_url, admission.credentials[0])
+        base_url, key = self._start_endpoint(ctx, admission)
+        variable = key[0] if key is not None else admission.credentials[0]
+        config = model_config(model.provider or "", base_url, variable)
         if config is not None:
             atomic_write_json(agent / "models.json", config)
             atomic_write_json(ctx.backend / "pi-models.json", config)
@@ -208,11 +247,22 @@ class PiEngine(Engine):
                 "--no-context-files", prompt]
         ctx.events.emit("provider.task.written", task_id=ctx.case.spec.id,
                         files=["task/prompt.md"])
-        return Launch(argv=argv, env=self._environment(ctx, admission, home, agent, tmp),
-                      cwd=ctx.workspace, timeout_seconds=_settings(ctx).timeout_seconds)
+        env = self._environment(ctx, admission, home, agent, tmp, key)
+        return Launch(argv=argv, env=env, cwd=ctx.workspace,
+                      timeout_seconds=_settings(ctx).timeout_seconds)
+
+    def _start_endpoint(self, ctx: RunContext, admission: Admission
+                        ) -> tuple[str | None, tuple[str, str] | None]:
+        """The base URL pi gets (None: its provider's default for an admitted live model without
+        one) and, for an endpoint the harness started, its (variable, per-run key)."""
+        plan = self._plan(ctx)
+        if not plan.harness_started:
+            return admission.model.base_url, None
+        volatile = {"WORKSPACE": str(ctx.workspace.resolve()), "RUN_DIR": str(ctx.run_dir.resolve())}
+        return start_endpoint(ctx, plan, volatile, _settings(ctx).timeout_seconds)
 
     def _environment(self, ctx: RunContext, admission: Admission, home: Path, agent: Path,
-                     tmp: Path) -> dict[str, str]:
+                     tmp: Path, key: tuple[str, str] | None) -> dict[str, str]:
         env = git_env(home)
         env.pop("LC_ALL", None)
         env |= {
@@ -228,17 +278,25 @@ class PiEngine(Engine):
             # The fixture's Python tests: no byte-code caches in the workspace.
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
         }
+        if key is not None:  # the harness's endpoint: a per-run key, never the operator's
+            env[key[0]] = key[1]
+            return env
         for name in admission.credentials:
             env[name] = ctx.environ[name]
         return env
 
     # --- after the run ------------------------------------------------------------------------
 
+    def release(self, ctx: RunContext) -> None:
+        finish_endpoint(ctx)
+
     def collect(self, ctx: RunContext, admission: Admission, result: ProcessResult) -> Outcome:
+        endpoint = finish_endpoint(ctx) or ModelEndpointInfo(mode="live",
+                                                             url=admission.model.base_url)
         rows, bad = read_lines(ctx.backend / "stdout.log")
         told = account(rows, iso(utc_now()), EVENT_LOG)
         claims: dict[str, Any] = {"recorded_not_trusted": True, **told.claims,
                                   "unreadable_event_lines": bad}
         return Outcome(events=told.events, spans=told.spans, claims=claims,
-                       provider_outcome=told.outcome)
+                       provider_outcome=told.outcome, model_endpoint=endpoint)
 
