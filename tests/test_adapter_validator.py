@@ -173,8 +173,7 @@ BREAKS: dict[str, Callable[[Mp], None]] = {
     "provider_timeout_fail_closed": _timeout_not_reported,
     "model_provider_gate_blocks": _model_not_checked,
     "credentials_gate_blocks": lambda mp: mp.setattr(
-        "cto_harness.engines.case.engine.CaseEngine._credentials",
-        lambda self, ctx, admission: admission),
+        "cto_harness.engines.model.credentials_present", lambda ctx, admission: admission),
     "digest_gate_blocks": _any_binary_admitted,
     "identity_gate_blocks": lambda mp: mp.setattr(
         "cto_harness.engines.case.engine.CaseEngine._identity",
