@@ -37,14 +37,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TextIO
+from typing import Annotated, Any, ClassVar, Literal, TextIO
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from cto_harness import __version__
 from cto_harness.clock import now_iso
-from cto_harness.contracts import StrictModel
+from cto_harness.contracts import StrictModel, matching
 from cto_harness.errors import Blocked, BlockerCode, UsageError
 from cto_harness.evidence.intoto import statement
 from cto_harness.fsutil import (
@@ -92,12 +92,20 @@ BUILDER_ID = "urn:cto-harness:builder:local"
 INSTALL_MANIFEST = {"name": "cto-harness-provider-install", "version": "0.0.0", "private": True}
 
 
+def check_version(value: str) -> str:
+    if not _EXACT_VERSION.fullmatch(value):
+        raise ValueError(f"must be an exact version (like 1.2.3), not a range or tag: {value!r}")
+    return value
+
+
 class NpmDistribution(Distribution):
     """`[distribution] kind = "npm"`: `package` at exactly `version`, run under `runtime`."""
 
     kind: Literal["npm"]
-    package: str = Field(description="the npm package name (scoped names allowed)")
-    version: str = Field(description="the exact version: no range, tag or `latest`")
+    package: Annotated[str, matching(_PACKAGE_NAME, "not an npm package name")] = Field(
+        description="the npm package name (scoped names allowed)")
+    version: Annotated[str, AfterValidator(check_version)] = Field(
+        description="the exact version: no range, tag or `latest`")
     runtime: Literal["bun"] = Field(default="bun", description="what runs its entry point")
     install_timeout_seconds: int = Field(default=900, gt=0, le=7200)
     # Not in the policy: a package URL naming it (`pkg:npm/<name>`), so reports have an origin.
@@ -116,18 +124,6 @@ class NpmDistribution(Distribution):
             data = {**data, "url": f"pkg:npm/{data.get('package', '')}"}
         return data
 
-    @field_validator("package")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _PACKAGE_NAME.fullmatch(value):
-            raise ValueError(f"not an npm package name: {value!r}")
-        return value
-
-    @field_validator("version")
-    @classmethod
-    def _exact(cls, value: str) -> str:
-        return check_version(value)
-
     @property
     def pin(self) -> str:
         return self.version
@@ -135,12 +131,6 @@ class NpmDistribution(Distribution):
     @property
     def spec(self) -> str:
         return f"{self.package}@{self.version}"
-
-
-def check_version(value: str) -> str:
-    if not _EXACT_VERSION.fullmatch(value):
-        raise ValueError(f"must be an exact version (like 1.2.3), not a range or tag: {value!r}")
-    return value
 
 
 def npm_of(policy: ProviderPolicy) -> NpmDistribution:
