@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, Unpack
 
 from cto_harness.clock import now_iso
 from cto_harness.errors import Blocked, BlockerCode, UsageError
@@ -37,6 +37,7 @@ from cto_harness.fsutil import (
 )
 from cto_harness.git import user_git_env
 from cto_harness.progress import Progress
+from cto_harness.providers.distribution import AdmitOptions, VerifyOptions
 from cto_harness.providers.identity import (
     SourceIdentityEvidence,
     check_executable,
@@ -471,22 +472,15 @@ def _store_and_admit(
     return report
 
 
-def build_provider(
-    source: str | None,
-    commit: str | None,
-    policy: ProviderPolicy,
-    settings: Settings,
-    *,
-    progress: TextIO | None = sys.stderr,
-    source_url: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> ProviderReport:
+def build_provider(source: str | None, commit: str | None, policy: ProviderPolicy,
+                   settings: Settings, **options: Unpack[AdmitOptions]) -> ProviderReport:
     """Build `source` (a git URL or a local checkout) at `commit` (default: the policy's pin),
     prove it, store it and admit it with provenance `built`. Raises `Blocked` on any failed
     check, with the registry unchanged; returns the build report written next to the binary."""
     if not source:
         raise UsageError("--source is required: a git URL or a local checkout of the provider")
     started, clock = now_iso(), time.monotonic()
+    progress = options.get("progress", sys.stderr)
     show = Progress(progress, PREFIX)
     result: list[ProviderReport] = []
 
@@ -514,8 +508,9 @@ def build_provider(
             },
         ))
 
-    build_artifact(source, commit, policy, settings, progress=progress, source_url=source_url,
-                   environ=environ, on_built=admit)
+    build_artifact(source, commit, policy, settings, progress=progress,
+                   source_url=options.get("source_url"), environ=options.get("environ"),
+                   on_built=admit)
     return result[0]
 
 
@@ -568,23 +563,16 @@ class VerifyResult:
         return self.sha256 == self.store_sha256 == self.rebuilt_sha256
 
 
-def verify_provider(
-    record: AdmissionRecord,
-    policy: ProviderPolicy,
-    settings: Settings,
-    *,
-    source: str | None = None,
-    progress: TextIO | None = sys.stderr,
-    environ: Mapping[str, str] | None = None,
-) -> VerifyResult:
+def verify_provider(record: AdmissionRecord, policy: ProviderPolicy, settings: Settings,
+                    **options: Unpack[VerifyOptions]) -> VerifyResult:
     """Rebuild `record`'s source at its commit (same deterministic path) and compare the rebuilt
     digest and the store copy's current digest with the recorded one. Writes no admission."""
-    location = source or record.source_location or record.source_url
+    location = options.get("source") or record.source_location or record.source_url
     store = Path(record.store_path)
     store_sha = sha256_file(store) if store.is_file() else None
     built = build_artifact(
-        location, record.pin, policy, settings, progress=progress,
-        source_url=record.source_url, environ=environ,
+        location, record.pin, policy, settings, progress=options.get("progress", sys.stderr),
+        source_url=record.source_url, environ=options.get("environ"),
     )
     if built.checkout_before is not None:
         _check_unchanged(built.checkout_before)
