@@ -66,8 +66,9 @@ from cto_harness.providers.report import (
     render_markdown,
 )
 from cto_harness.providers.source import SourceDistribution
+from cto_harness.providers.steps import log_digests, run_step
 from cto_harness.providers.store import open_store_entry, remove_tree, staged_copy
-from cto_harness.sandbox.process import run_process, run_quiet
+from cto_harness.sandbox.process import run_quiet
 from cto_harness.settings import Settings
 
 _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
@@ -289,54 +290,16 @@ def _run_steps(
     policy: ProviderPolicy, clone: Path, logs: Path, env: dict[str, str], progress: Progress
 ) -> tuple[list[StepRecord], dict[str, str]]:
     steps: list[StepRecord] = []
-    digests: dict[str, str] = {}
     spec = source_of(policy)
     total = len(spec.commands)
     for index, argv in enumerate(spec.commands, start=1):
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", " ".join(argv)).strip("-")[:40]
-        stdout_log = logs / f"{index:02d}-{slug}.stdout.log"
-        stderr_log = logs / f"{index:02d}-{slug}.stderr.log"
         executable = shutil.which(argv[0], path=env["PATH"])
         with progress.step(f"build {index}/{total}: {' '.join(argv)}"):
             if executable is None:
                 raise Blocked(BlockerCode.BUILD_FAILED, f"{argv[0]!r} (build step {index}) is not on PATH")
-            result = run_process(
-                [executable, *argv[1:]],
-                cwd=clone,
-                env=env,
-                stdout_path=stdout_log,
-                stderr_path=stderr_log,
-                timeout_seconds=spec.step_timeout_seconds,
-            )
-            record = StepRecord(
-                argv=list(argv),
-                executable=executable,
-                exit_code=result.exit_code,
-                timed_out=result.timed_out,
-                duration_ms=result.duration_ms,
-                stdout_log=str(stdout_log),
-                stderr_log=str(stderr_log),
-                stdout_sha256=sha256_file(stdout_log),
-                stderr_sha256=sha256_file(stderr_log),
-            )
-            steps.append(record)
-            for log, digest in ((stdout_log, record.stdout_sha256),
-                                (stderr_log, record.stderr_sha256)):
-                digests[f"logs/{log.name}"] = digest
-            if result.timed_out:
-                raise Blocked(
-                    BlockerCode.BUILD_FAILED,
-                    f"`{' '.join(argv)}` exceeded {spec.step_timeout_seconds}s; "
-                    f"logs in {logs}",
-                )
-            if result.exit_code != 0:
-                tail = stderr_log.read_text("utf-8", "replace").strip().splitlines()[-3:]
-                raise Blocked(
-                    BlockerCode.BUILD_FAILED,
-                    f"`{' '.join(argv)}` exited {result.exit_code}: {' | '.join(tail)[-400:]} "
-                    f"(logs in {logs})",
-                )
-    return steps, digests
+            steps.append(run_step([executable, *argv[1:]], shown=argv, index=index, cwd=clone,
+                                  env=env, logs=logs, timeout=spec.step_timeout_seconds))
+    return steps, log_digests(steps)
 
 
 def build_artifact(

@@ -70,8 +70,9 @@ from cto_harness.providers.report import (
     Toolchain,
     render_markdown,
 )
+from cto_harness.providers.steps import log_digests, run_step
 from cto_harness.providers.store import remove_tree
-from cto_harness.sandbox.process import run_process, run_quiet
+from cto_harness.sandbox.process import run_quiet
 from cto_harness.settings import Settings
 
 PREFIX = "[provider] "
@@ -201,32 +202,16 @@ class _Npm:
     def run(self, label: str, args: list[str], cwd: Path, timeout: float,
             code: BlockerCode) -> Path:
         """Run `npm <args> --registry R`; its stdout log, or `Blocked(code)`."""
-        index = len(self.steps) + 1
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")[:40]
-        out, err = self.logs / f"{index:02d}-{slug}.stdout.log", self.logs / f"{index:02d}-{slug}.stderr.log"
         argv = [self.tool.path, *args, f"--registry={self.registry}"]
         with self.progress.step(label):
-            result = run_process(argv, cwd=cwd, env=self.env, stdout_path=out, stderr_path=err,
-                                 timeout_seconds=timeout)
-            self.steps.append(StepRecord(
-                argv=["npm", *args, f"--registry={self.registry}"], executable=self.tool.path,
-                exit_code=result.exit_code, timed_out=result.timed_out,
-                duration_ms=result.duration_ms, stdout_log=str(out), stderr_log=str(err),
-                stdout_sha256=sha256_file(out), stderr_sha256=sha256_file(err)))
-            if result.timed_out or result.exit_code != 0:
-                tail = err.read_text("utf-8", "replace").strip().splitlines()[-3:]
-                why = f"exceeded {timeout}s" if result.timed_out else f"exited {result.exit_code}"
-                raise Blocked(code, f"`npm {' '.join(args)}` {why}: {' | '.join(tail)[-400:]} "
-                                    f"(logs in {self.logs})")
-        return out
+            step = run_step(argv, shown=["npm", *argv[1:]], index=len(self.steps) + 1, cwd=cwd,
+                            env=self.env, logs=self.logs, timeout=timeout, code=code, label=label)
+        self.steps.append(step)
+        return Path(step.stdout_log)
 
     @property
     def log_digests(self) -> dict[str, str]:
-        digests: dict[str, str] = {}
-        for step in self.steps:
-            digests[f"logs/{Path(step.stdout_log).name}"] = step.stdout_sha256
-            digests[f"logs/{Path(step.stderr_log).name}"] = step.stderr_sha256
-        return digests
+        return log_digests(self.steps)
 
 
 def _npm_env(settings: Settings, root: Path, environ: Mapping[str, str]) -> dict[str, str]:
