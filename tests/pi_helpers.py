@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cto_harness.providers.npm import NpmDistribution
 from cto_harness.providers.policy import default_policy_path, load_policy
@@ -20,19 +21,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PI_POLICY = default_policy_path(REPO_ROOT / "harness", "pi")
 
 
-@dataclass(frozen=True)
-class AdmittedPi:
+class AdmittedPi(NamedTuple):
+    """pi admitted once through the real npm route: its home, build report, tree digest, and the
+    verified tarball the admission installed (kept in its build folder)."""
+
     home: Path
     report: ProviderReport
+    sha256: str
+    tarball: Path
 
-    @property
-    def sha256(self) -> str:
-        return self.report.artifact.sha256
-
-    @property
-    def tarball(self) -> Path:
-        """The verified tarball the admission installed (kept in its build folder)."""
-        return Path(self.report.build_dir or "") / "package.tgz"
+    @classmethod
+    def of(cls, home: Path, report: ProviderReport) -> AdmittedPi:
+        return cls(home, report, report.artifact.sha256,
+                   Path(report.build_dir or "") / "package.tgz")
 
 
 def pi_spec() -> NpmDistribution:

@@ -28,15 +28,10 @@ from cto_harness.providers.npm import (
 )
 from cto_harness.providers.policy import load_policy, parse_policy
 from cto_harness.providers.registry import list_admissions, registry_path
-from cto_harness.settings import Settings
 from pi_helpers import PI_POLICY, AdmittedPi, pi_spec
-from standin_helpers import run_provider_cli
+from standin_helpers import run_provider_cli, settings_for
 
 PACKAGE = "@mariozechner/pi-coding-agent"
-
-
-def settings_for(home: Path) -> Settings:
-    return Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(home)})
 
 
 def registry_dist() -> dict[str, str]:

@@ -22,7 +22,6 @@ from cto_harness.providers.registry import (
     record_admission,
     registry_path,
 )
-from cto_harness.settings import Settings
 from standin_helpers import (
     POLICY_SOURCE_URL,
     STANDIN_PIN_REASON,
@@ -32,15 +31,12 @@ from standin_helpers import (
     make_standin_repo,
     run_provider_cli,
     set_script,
+    settings_for,
     write_policy_accepting,
     write_script_binary,
 )
 
 PIN = "7959ac917cdeb0983b4aaa20bb9f42021747fed8"
-
-
-def settings_for(home: Path) -> Settings:
-    return Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(home)})
 
 
 def checkout_digest(repo: Path) -> tuple[str, str, str]:

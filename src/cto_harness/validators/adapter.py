@@ -74,6 +74,8 @@ class Scenario:
             f'\n[[models]]\nprovider = "{TEST_MODEL[0]}"\nmodel = "{TEST_MODEL[1]}"\n'))
         self.case_dir = self.harness_root / "evals" / "cases" / CASE_ID
         self._admitted: dict[str, Path] = {}
+        # What an engine's checks make once and share (an admitted install, a pass run).
+        self.cache: dict[str, Any] = {}
 
     def environ(self, **overrides: str | None) -> dict[str, str]:
         """A case-run environment that passes every gate; `None` removes a variable."""

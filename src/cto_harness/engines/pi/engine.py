@@ -41,6 +41,9 @@ from cto_harness.sandbox.process import ProcessResult
 from cto_harness.settings import PositiveWhole
 
 EVENT_LOG = "backend/stdout.log"
+# The run's private state (under `ctx.private`): the linked, re-hashed install; pi's HOME,
+# agent dir and TMPDIR.
+DIST, STATE = "pi-dist", "pi"
 
 
 class PiSettings(ModelSettings):
@@ -66,16 +69,6 @@ class PiEngine(AgentEngine):
     def provider_configured(self, settings: EngineSettings) -> bool | None:
         return None  # admitted from the registry, not configured by a path
 
-    # --- paths of the run's private state ---------------------------------------------------
-
-    @staticmethod
-    def _dist(ctx: RunContext) -> Path:
-        return ctx.private / "pi-dist"
-
-    @staticmethod
-    def _state(ctx: RunContext) -> Path:
-        return ctx.private / "pi"
-
     # --- gates --------------------------------------------------------------------------------
 
     def admit(self, ctx: RunContext) -> Admission:
@@ -88,7 +81,7 @@ class PiEngine(AgentEngine):
         record = choose_admission(ctx.settings, policy, PiSettings.of(ctx).admission)
         admission = admission.with_provider(path=record.store_path, pin=record.pin,
                                             source_url=record.source_url)
-        copy = place(record, policy, self._dist(ctx))
+        copy = place(record, policy, ctx.private / DIST)
         ctx.events.emit("gate.checked", gate="provider_digest", sha256=copy.tree_sha256,
                         entry_sha256=copy.entry_sha256, runtime_sha256=copy.runtime_sha256)
         ctx.events.emit("gate.checked", gate="provider_admitted", passed=True,
@@ -98,12 +91,12 @@ class PiEngine(AgentEngine):
         return replace(admitted, status="admitted")
 
     def identity_runtime(self, ctx: RunContext) -> list[str]:
-        return [str(NpmPaths(self._dist(ctx)).runtime)]
+        return [str(NpmPaths(ctx.private / DIST).runtime)]
 
     # --- launch -------------------------------------------------------------------------------
 
     def prepare(self, ctx: RunContext, admission: Admission) -> Launch:
-        state = self._state(ctx)
+        state = ctx.private / STATE
         home, agent, tmp = state / "home", state / "agent", state / "tmp"
         for folder in (home, agent, tmp):
             folder.mkdir(parents=True, exist_ok=True)
@@ -119,7 +112,7 @@ class PiEngine(AgentEngine):
             atomic_write_json(agent / "models.json", config)
             atomic_write_json(ctx.backend / "pi-models.json", config)
         entry = Path(admission.provider.executed_path or "")
-        runtime = NpmPaths(self._dist(ctx)).runtime
+        runtime = NpmPaths(ctx.private / DIST).runtime
         record = choose_admission(ctx.settings, self.policy(ctx), admission.provider.sha256)
         if sha256_file(entry) != record.origin.get("entry_sha256"):
             raise Blocked(BlockerCode.PROVIDER_NOT_ADMITTED,
