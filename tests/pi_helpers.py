@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from cto_harness.evidence.signing import PUBLIC_KEY
+from cto_harness.evidence.verify import verify_bundle
 from cto_harness.providers.npm import NpmDistribution
 from cto_harness.providers.policy import default_policy_path, load_policy
 from cto_harness.providers.report import ProviderReport
@@ -52,6 +54,7 @@ class PiRun:
     report: dict
     run_dir: Path
     stderr: str
+    home: Path  # the run's CTO_HARNESS_HOME (its signing key is there)
 
 
 def harness_copy(tmp_path: Path, models: str = "") -> Path:
@@ -92,10 +95,13 @@ def run_pi(root: Path, env: dict[str, str], case_id: str = "r1-string-slugify") 
     )
     assert done.stdout, f"no report (exit {done.returncode}): {done.stderr[-2000:]}"
     report = json.loads(done.stdout)
-    return PiRun(done.returncode, report, Path(report["run_dir"]), done.stderr)
+    return PiRun(done.returncode, report, Path(report["run_dir"]), done.stderr,
+                 Path(env["CTO_HARNESS_HOME"]))
 
 
 def assert_blocked(run: PiRun, code: str) -> None:
+    """Blocked with `code` alone, pi never started, a complete bundle that verifies, and the
+    operator's key nowhere in it."""
     assert run.exit_code == 2, run.stderr[-1500:]
     assert run.report["verdict"] == "blocked"
     assert [b["code"] for b in run.report["blockers"]] == [code]
@@ -104,3 +110,4 @@ def assert_blocked(run: PiRun, code: str) -> None:
     assert FAKE_KEY not in "".join(
         p.read_text(errors="replace") for p in run.run_dir.rglob("*") if p.is_file()
         and "private" not in p.relative_to(run.run_dir).parts)
+    verify_bundle(run.run_dir, run.home / "keys" / PUBLIC_KEY)

@@ -20,17 +20,21 @@ from pi_helpers import (
 PACKAGE = "@mariozechner/pi-coding-agent"
 
 
-def test_no_admitted_pi_blocks_provider_unavailable(tmp_path: Path) -> None:
-    root = harness_copy(tmp_path, live_model_table())
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """The repository's harness/ whose pi policy also admits the live test model."""
+    return harness_copy(tmp_path, live_model_table())
+
+
+def test_no_admitted_pi_blocks_provider_unavailable(root: Path, tmp_path: Path) -> None:
     run = run_pi(root, pi_env(tmp_path / "home", tmp_path / "runs"))
     assert_blocked(run, "provider_unavailable")
     assert "provider build --provider pi" in run.report["blockers"][0]["message"]
 
 
 def test_a_changed_store_file_blocks_provider_not_admitted(
-    admitted_pi: AdmittedPi, tmp_path: Path
+    admitted_pi: AdmittedPi, root: Path, tmp_path: Path
 ) -> None:
-    root = harness_copy(tmp_path, live_model_table())
     store = Path(admitted_pi.report.artifact.store_path)
     target = store / "node_modules" / PACKAGE / "dist" / "main.js"
     mode, original = target.stat().st_mode, target.read_bytes()
@@ -46,9 +50,8 @@ def test_a_changed_store_file_blocks_provider_not_admitted(
 
 
 def test_a_model_the_policy_does_not_admit_is_blocked(
-    admitted_pi: AdmittedPi, tmp_path: Path
+    admitted_pi: AdmittedPi, root: Path, tmp_path: Path
 ) -> None:
-    root = harness_copy(tmp_path, live_model_table())
     env = pi_env(admitted_pi.home, tmp_path / "runs",
                  model=("anthropic", "claude-sonnet-4-6", "http://127.0.0.1:10"))
     run = run_pi(root, env)
@@ -58,8 +61,8 @@ def test_a_model_the_policy_does_not_admit_is_blocked(
     assert run.report["provider"]["provenance_level"] == "fetched"
 
 
-def test_a_missing_credential_is_blocked(admitted_pi: AdmittedPi, tmp_path: Path) -> None:
-    root = harness_copy(tmp_path, live_model_table())
+def test_a_missing_credential_is_blocked(admitted_pi: AdmittedPi, root: Path,
+                                        tmp_path: Path) -> None:
     run = run_pi(root, pi_env(admitted_pi.home, tmp_path / "runs", key=None))
     assert_blocked(run, "credentials_missing")
     assert "ANTHROPIC_API_KEY" in run.report["blockers"][0]["message"]
@@ -67,8 +70,7 @@ def test_a_missing_credential_is_blocked(admitted_pi: AdmittedPi, tmp_path: Path
 
 @pytest.mark.parametrize("admission", ["0" * 12])
 def test_an_admission_that_does_not_exist_is_refused(
-    admitted_pi: AdmittedPi, tmp_path: Path, admission: str
+    admitted_pi: AdmittedPi, root: Path, tmp_path: Path, admission: str
 ) -> None:
-    root = harness_copy(tmp_path, live_model_table())
     env = pi_env(admitted_pi.home, tmp_path / "runs") | {"CTO_HARNESS_PI_ADMISSION": admission}
     assert_blocked(run_pi(root, env), "provider_unavailable")

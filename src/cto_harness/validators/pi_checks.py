@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,12 @@ from cto_harness.validators.adapter import (
     PLANTED_KEY,
     Scenario,
     _bundle_verifies,
-    _running_with,
+    baseline_paired,
     blocked_with,
+    evidence_complete,
     expect,
+    outside_write_failed,
+    timed_out,
 )
 
 # Admitted in the scenario's copy of the pi policy: one scripted entry, one live entry whose
@@ -208,7 +210,6 @@ def _command_shape(sc: Scenario) -> str:
 
 
 def _task_contract(sc: Scenario) -> str:
-    import shutil
 
     from cto_harness.core.taskscan import outside_paths
 
@@ -219,13 +220,7 @@ def _task_contract(sc: Scenario) -> str:
         expect(needle in prompt, f"the prompt does not carry {needle!r}")
     found = outside_paths([prompt], result.run_dir / "workspace")
     expect(not found, f"the prompt names paths outside the workspace: {found}")
-    leaky = sc.workdir / "leaky-harness"
-    if not leaky.exists():
-        shutil.copytree(sc.harness_root, leaky, symlinks=True)
-        toml = leaky / "evals" / "cases" / CASE_ID / "case.toml"
-        toml.write_text(toml.read_text().replace('title = "Implement slugify"',
-                                                 'title = "Implement slugify like /srv/target-repo"'))
-    _blocked(pi_run(sc, harness_root=leaky), "task_contract_invalid")
+    _blocked(pi_run(sc, harness_root=sc.leaky_harness()), "task_contract_invalid")
     return "the prompt: the task, its allowed paths and test command, no outside path; an " \
            "outside path in the task blocks"
 
@@ -239,24 +234,7 @@ def _provider_unavailable(sc: Scenario) -> str:
 
 
 def _provider_timeout(sc: Scenario) -> str:
-    limit = 5
-    started = time.monotonic()
-    result = pi_run(sc, script=HANG, CTO_HARNESS_PI_TIMEOUT_SECONDS=str(limit))
-    elapsed = time.monotonic() - started
-    report = result.report
-    codes = [b.code for b in report.blockers]
-    expect(report.verdict == "blocked" and codes[:1] == ["provider_timeout"],
-           f"verdict {report.verdict} with {codes}, expected blocked provider_timeout")
-    expect(report.provider_process_started, "pi never started")
-    expect((result.run_dir / "backend" / "provider-timeout.txt").is_file(),
-           "marker backend/provider-timeout.txt missing")
-    expect(elapsed < limit + 60, f"the run took {elapsed:.1f}s for a {limit}s limit")
-    left = _running_with(str(result.run_dir))
-    expect(not left, f"processes still running after the timeout: {left}")
-    expect(report.process.tree_clean, "the runner did not see a clean tree after the kill")
-    _bundle_verifies(result)
-    return (f"pi and its detached sleeper killed at the {limit}s limit "
-            f"({len(report.process.killed_on_timeout)} processes); nothing left running")
+    return timed_out(lambda: pi_run(sc, script=HANG, CTO_HARNESS_PI_TIMEOUT_SECONDS="5"), 5, 60)
 
 
 def _model_gate(sc: Scenario) -> str:
@@ -326,13 +304,8 @@ def _identity_gate(sc: Scenario) -> str:
 
 def _allowed_writes(sc: Scenario) -> str:
     result = pi_run(sc, script=OUTSIDE_WRITE)
-    report = result.report
-    expect(report.verdict == "fail", f"verdict {report.verdict}, expected fail")
-    expect(report.allowed_writes_passed is False, "allowed_writes_passed is not false")
-    expect(any(c.path == "README.md" and not c.allowed for c in report.changed_files),
-           "the outside write is not flagged in changed_files")
-    expect(report.verification.status == "passed", "the fix's tests did not pass")
-    _bundle_verifies(result)
+    outside_write_failed(result, "README.md")
+    expect(result.report.verification.status == "passed", "the fix's tests did not pass")
     return "pi's write outside the allowed paths fails the run although the tests pass"
 
 
@@ -351,48 +324,13 @@ def _verification_decides(sc: Scenario) -> str:
 
 
 def _same_run_baseline(sc: Scenario) -> str:
-    result = pass_run(sc).result
-    baseline = result.report.baseline
-    expect(baseline is not None, "no baseline comparison in the report")
-    assert baseline is not None
-    expect(baseline.verdict == "pass", f"baseline verdict {baseline.verdict}")
-    expect(baseline.evidence_shape_equal is True, f"evidence shapes differ: {baseline.notes}")
-    base = json.loads((result.run_dir / "baseline" / "report.json").read_text())
-    expect(base["nonce"] == result.report.nonce and base["engine"] == "fake",
-           "baseline/ is not this run's fake baseline")
-    return f"baseline {baseline.verdict}, same shape, changed {baseline.changed_files}"
+    return baseline_paired(pass_run(sc).result)
 
 
 def _evidence_shape(sc: Scenario) -> str:
-    import shutil
-
-    from cto_harness.errors import BundleInvalid
-    from cto_harness.evidence.bundle import REQUIRED_FILES
-    from cto_harness.evidence.verify import verify_bundle
-
-    outcomes = {"pass": pass_run(sc).result,
-                "blocked": pi_run(sc, CTO_HARNESS_PI_MODEL_SCRIPT="no-such-set")}
-    for label, result in outcomes.items():
-        expect(result.report.verdict == label, f"the {label} scenario ended "
-                                               f"{result.report.verdict}")
-        missing = [f for f in REQUIRED_FILES if not (result.run_dir / f).is_file()]
-        expect(not missing, f"{label} bundle lacks {missing}")
-        _bundle_verifies(result)
-    copy = sc.workdir / "changed-bundle"
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(outcomes["pass"].run_dir, copy, symlinks=True,
-                    ignore=shutil.ignore_patterns("workspace", "private"))
-    target = copy / "events.normalized.jsonl"
-    data = bytearray(target.read_bytes())
-    data[-2] ^= 0x01
-    target.write_bytes(bytes(data))
-    try:
-        verify_bundle(copy, outcomes["pass"].public_key)
-    except BundleInvalid:
-        pass
-    else:
-        raise CheckFailed("a bundle with one byte changed still verifies")
-    return "pass and blocked bundles complete and verifying; one changed byte is caught"
+    return evidence_complete({"pass": pass_run(sc).result,
+                              "blocked": pi_run(sc, CTO_HARNESS_PI_MODEL_SCRIPT="no-such-set")},
+                             sc.workdir / "changed-bundle")
 
 
 def _no_mutation(sc: Scenario) -> str:
