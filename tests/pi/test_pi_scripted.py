@@ -60,3 +60,18 @@ def test_a_wrong_fix_pi_claims_is_fine_fails(admitted_pi: AdmittedPi, tmp_path: 
     assert report["provider_outcome"]["outcome"] == "completed"  # pi said it was done
     assert report["verification"]["tests_failed"] >= 1
     assert report["model"]["endpoint"]["requests"] == 2
+
+
+def test_pi_changing_its_own_install_fails_and_the_next_run_is_clean(
+    admitted_pi: AdmittedPi, tmp_path: Path
+) -> None:
+    run = run_pi(REPO_ROOT / "harness",
+                 scripted_env(admitted_pi, tmp_path / "runs", "pi-tamper-install"))
+    report = run.report
+    assert run.exit_code == 1 and report["verdict"] == "fail", run.stderr[-2000:]
+    assert report["verification"]["status"] == "passed"  # the fix itself is right
+    assert [f["action"] for f in report["forbidden_actions_attempted"]] == [
+        "installed_copy_changed"]
+    assert report["pass_conditions"]["no_forbidden_action_attempted"] is False
+    after = run_pi(REPO_ROOT / "harness", scripted_env(admitted_pi, tmp_path / "runs", "pi-happy"))
+    assert after.exit_code == 0 and after.report["verdict"] == "pass", after.stderr[-2000:]

@@ -75,16 +75,8 @@ def _no_contract_scan(mp: Mp) -> None:
 
 
 def _changed_install_accepted(mp: Mp) -> None:
-    """The run's copy is no longer compared with the record: whatever is installed runs."""
-    import cto_harness.engines.pi.install as install
-
-    original = install.place
-
-    def place(record: Any, policy: Any, root: Any) -> Any:
-        mp.setattr(install, "tree_digest", lambda tree: record.sha256)
-        return original(record, policy, root)
-
-    mp.setattr(f"{PI_ENGINE}.place", place)
+    """The run's copy is no longer compared with the record before pi runs."""
+    mp.setattr("cto_harness.engines.pi.install.changed_parts", lambda copy, record: [])
 
 
 def _passthrough(mp: Mp, target: str) -> None:

@@ -3,8 +3,9 @@ the real admitted pi (`@mariozechner/pi-coding-agent` under its admitted Bun), d
 the harness's scripted model endpoint, each proving one behaviour of the contract the Case
 engine is held to (DESIGN section 8's names where they apply).
 
-pi is admitted into the scenario's home by linking the caller's admission (`$CTO_HARNESS_HOME`)
-file by file, never written through; without one it is fetched through the npm route. A check
+pi is admitted into the scenario's home by linking the launch copy of the caller's admission
+(`$CTO_HARNESS_HOME`) file by file, never written through; without one it is fetched through
+the npm route. A check
 that changes an install does so in a home of its own, on a copy (a replaced file, not a write
 through a link). The scripted pass run is made once per scenario and shared by the checks that
 read it; the digests `no_mutation` compares are taken just before it.
@@ -69,10 +70,13 @@ def _settings(home: Path) -> Settings:
 
 
 def admit_pi(sc: Scenario, home: Path) -> Path:
-    """pi admitted in `home`: linked from the caller's admission, or from the scenario's own
-    when the caller has none (fetched once, through the npm route). Returns the store tree."""
-    from cto_harness.engines.pi.install import choose_admission, link_tree
-    from cto_harness.providers.npm import admit_npm_package
+    """pi admitted in `home`: linked from the launch copy of the caller's admission (or of the
+    scenario's own when the caller has none: fetched once, through the npm route), never from
+    a store (whose link counts the outside-write guard watches). Returns the store tree."""
+    import shutil
+
+    from cto_harness.engines.pi.install import choose_admission, launch_copy, link_tree
+    from cto_harness.providers.npm import NpmPaths, admit_npm_package
     from cto_harness.providers.policy import load_policy
     from cto_harness.providers.registry import record_admission
 
@@ -88,11 +92,15 @@ def admit_pi(sc: Scenario, home: Path) -> Path:
         if Path(record.store_path).is_relative_to(home):
             return Path(record.store_path)
         entry = Path(record.store_path).parent
-        target = _settings(home).providers_dir / "pi" / entry.name
-        link_tree(entry, target)
+        copy, target = launch_copy(record, source), NpmPaths(
+            _settings(home).providers_dir / "pi" / entry.name)
+        link_tree(copy.tree, target.tree)
+        link_tree(copy.runtime.parent, target.runtime.parent)
+        shutil.copyfile(entry / "build-report.json", target.entry_dir / "build-report.json")
         record_admission(_settings(home), record.model_copy(update={
-            "store_path": str(target / "tree"), "build_report": str(target / "build-report.json")}))
-        return target / "tree"
+            "store_path": str(target.tree),
+            "build_report": str(target.entry_dir / "build-report.json")}))
+        return target.tree
     if home != sc.home:  # fetched once, into the scenario's home, then linked from there
         admit_pi(sc, sc.home)
         return admit_pi(sc, home)

@@ -26,12 +26,18 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from cto_harness.clock import iso, utc_now
-from cto_harness.contracts import ProviderInfo
+from cto_harness.contracts import ForbiddenAction, ProviderInfo
 from cto_harness.core.taskscan import outside_paths
 from cto_harness.engines.base import Admission, EngineSettings, Launch, Outcome, RunContext, run_gates
 from cto_harness.engines.model import AgentEngine, ModelAccess, ModelSettings, model_access
 from cto_harness.engines.pi.events import account, read_lines
-from cto_harness.engines.pi.install import choose_admission, place
+from cto_harness.engines.pi.install import (
+    changed_parts,
+    choose_admission,
+    drop_launch_copy,
+    hashed,
+    place,
+)
 from cto_harness.engines.pi.prompt import model_config, render_prompt
 from cto_harness.engines.provider import provider_environment
 from cto_harness.errors import Blocked, BlockerCode
@@ -81,7 +87,7 @@ class PiEngine(AgentEngine):
         record = choose_admission(ctx.settings, policy, PiSettings.of(ctx).admission)
         admission = admission.with_provider(path=record.store_path, pin=record.pin,
                                             source_url=record.source_url)
-        copy = place(record, policy, ctx.private / DIST)
+        copy = place(record, policy, ctx.settings, ctx.private / DIST)
         ctx.events.emit("gate.checked", gate="provider_digest", sha256=copy.tree_sha256,
                         entry_sha256=copy.entry_sha256, runtime_sha256=copy.runtime_sha256)
         ctx.events.emit("gate.checked", gate="provider_admitted", passed=True,
@@ -144,5 +150,17 @@ class PiEngine(AgentEngine):
         claims: dict[str, Any] = {"recorded_not_trusted": True, **told.claims,
                                   "unreadable_event_lines": bad}
         return Outcome(events=told.events, spans=told.spans, claims=claims,
-                       provider_outcome=told.outcome, model_endpoint=endpoint)
+                       provider_outcome=told.outcome, model_endpoint=endpoint,
+                       forbidden=self._install_changed(ctx, admission))
+
+    def _install_changed(self, ctx: RunContext, admission: Admission) -> tuple[ForbiddenAction, ...]:
+        """The run's linked copy hashed again: a write through a link (into the launch copy
+        other runs share) is named, and that copy dropped."""
+        record = choose_admission(ctx.settings, self.policy(ctx), admission.provider.sha256)
+        after = hashed(ctx.private / DIST, Path(admission.provider.executed_path or ""))
+        if not (wrong := changed_parts(after, record)):
+            return ()
+        drop_launch_copy(record, ctx.settings)
+        return (ForbiddenAction(action="installed_copy_changed", source="pi install",
+                                detail=f"the {' and '.join(wrong)} changed while pi ran"),)
 
