@@ -74,3 +74,16 @@ def test_an_admission_that_does_not_exist_is_refused(
 ) -> None:
     env = pi_env(admitted_pi.home, tmp_path / "runs") | {"CTO_HARNESS_PI_ADMISSION": admission}
     assert_blocked(run_pi(root, env), "provider_unavailable")
+
+
+@pytest.mark.parametrize("policy", ["not toml [", "case-policy"])
+def test_a_pi_policy_that_is_not_a_valid_npm_policy_is_blocked(
+    tmp_path: Path, policy: str
+) -> None:
+    root = harness_copy(tmp_path)
+    target = root / "providers" / "pi" / "policy.toml"
+    # Unreadable, or a valid policy of the wrong kind (the Case policy: a source build).
+    target.write_text(policy if policy != "case-policy"
+                      else (root / "providers" / "case" / "policy.toml").read_text())
+    run = run_pi(root, pi_env(tmp_path / "home", tmp_path / "runs"))
+    assert_blocked(run, "provider_policy_invalid")
