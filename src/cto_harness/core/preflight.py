@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -47,15 +48,32 @@ def check_writable_folder(path: Path, what: str) -> None:
     if not path.is_dir():
         raise UsageError(f"the {what} {path} is not a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".cto-harness-probe.", dir=path)
-        os.close(fd)
-        os.unlink(probe)
+        _probe_file(path)
         free = os.statvfs(path)
     except OSError as exc:
         raise _folder_error(path, what, exc) from None
     if free.f_bavail * free.f_frsize < MIN_FREE_BYTES:
         raise HarnessFault(f"no space left in the {what} {path} "
                            f"(less than {MIN_FREE_BYTES // (1024 * 1024)} MiB free)")
+
+
+def _probe_file(folder: Path) -> None:
+    """Create a file in `folder` and let it go, leaving nothing behind whatever happens: an
+    unnamed O_TMPFILE never appears in the folder; where the file system lacks it, a named
+    probe is made and removed with Ctrl-C and SIGTERM held, so no signal can strand it."""
+    try:
+        os.close(os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600))
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+    unheld = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cto-harness-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
 
 
 def _folder_error(path: Path, what: str, exc: OSError) -> UsageError | HarnessFault:

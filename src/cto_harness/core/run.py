@@ -140,12 +140,18 @@ def execute_run(
         preflight.check_writable_folder(run_dir.parent, "run's parent folder")
     preflight.check_signing_key(settings)
     started = utc_now()
+    # From the moment the run folder exists until a context that can seal it does, Ctrl-C and
+    # SIGTERM are held (a few milliseconds): a signal in between would leave an empty folder.
+    # Held signals are delivered inside the `try` below, so they end in a sealed bundle.
+    held = {signal.SIGINT, signal.SIGTERM}
+    unheld = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         if run_dir is None:
             run_dir = new_run_dir(settings.runs_dir, case_id, started)
         else:
             run_dir.mkdir(parents=True, exist_ok=False)
     except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
         raise HarnessFault(f"cannot create the run folder: {exc}") from None
     run_id = run_id or f"{started.strftime('%Y%m%dT%H%M%SZ')}-{case_id}-{secrets.token_hex(4)}"
     nonce = binding.nonce if binding else (nonce or secrets.token_hex(16))
@@ -154,16 +160,19 @@ def execute_run(
     ctx: RunContext | None = None
     # What a stage leaves under way (the harness's own test collection) is stopped before sealing.
     pending = contextlib.ExitStack()
+    case = None
     try:
-        events.emit("run.started", case_id=case_id, engine=engine.name)
-        case = None
         try:
+            events.emit("run.started", case_id=case_id, engine=engine.name)
             with events.span("task.load"):
                 case = load_case(case_dir)
         finally:
             # The context exists even when the case is malformed, so the bundle can be written.
-            ctx = _context(run_id, nonce, run_dir, case, case_dir, settings, engine_settings,
-                           harness_root, environ, events)
+            try:
+                ctx = _context(run_id, nonce, run_dir, case, case_dir, settings, engine_settings,
+                               harness_root, environ, events)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
         _run_stages(engine, ctx, results, pending)
     except Blocked as blocked:
         if isinstance(blocked, GateBlocked):
@@ -188,7 +197,6 @@ def execute_run(
         raise HarnessFault(f"cannot write in the run folder {run_dir}: {results.error}")
     _release(engine, ctx)
     # A second signal must not cut the sealing short: hold signals until the bundle is whole.
-    held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         report = seal_despite_faults(lambda: _seal(engine, ctx, results, started), ctx, results)
