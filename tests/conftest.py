@@ -24,9 +24,13 @@ _LOCAL_BUN = REPO_ROOT / ".tools" / "bun" / "node_modules" / ".bin"
 if shutil.which("bun") is None and (_LOCAL_BUN / "bun").exists():
     os.environ["PATH"] = os.pathsep.join([str(_LOCAL_BUN), os.environ.get("PATH", "")])
 
-from cto_harness.providers.build import build_provider  # noqa: E402
-from cto_harness.settings import Settings  # noqa: E402
-from standin_helpers import head_commit, make_standin_repo, policy_accepting  # noqa: E402
+from cto_harness.providers.report import ProviderReport  # noqa: E402
+from standin_helpers import (  # noqa: E402
+    head_commit,
+    make_standin_repo,
+    run_provider_cli,
+    write_policy_accepting,
+)
 
 # Nothing a test starts may outlive it or the session (tests/process_guard.py).
 pytest_plugins = ["process_guard"]
@@ -103,15 +107,20 @@ class AdmittedStandin(NamedTuple):
 @pytest.fixture(scope="session")
 def admitted_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdmittedStandin]:
     """The normal stand-in, built and admitted (provenance `built`) in its own temporary
-    `CTO_HARNESS_HOME`. Yields (home, store binary path, sha256, source checkout, commit)."""
+    `CTO_HARNESS_HOME` through the users' command (`provider build --json`, its printed report
+    read strictly). Yields (home, store binary path, sha256, source checkout, commit)."""
     if shutil.which("bun") is None:
         pytest.fail("Bun is required: npm install --prefix .tools/bun bun@1")
     home = tmp_path_factory.mktemp("admitted-home")
     source = make_standin_repo(tmp_path_factory.mktemp("admitted-source"))
     commit = head_commit(source)
-    settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(home)})
-    report = build_provider(str(source), commit, policy_accepting(commit), settings,
-                            progress=None)
+    policy = write_policy_accepting(tmp_path_factory.mktemp("admitted-policy") / "policy.toml",
+                                    commit)
+    built = run_provider_cli(home, "build", "--source", str(source), "--commit", commit,
+                             "--policy", str(policy), "--json")
+    if built.returncode != 0:
+        pytest.fail(f"the stand-in build failed (exit {built.returncode}): {built.stderr[-2000:]}")
+    report = ProviderReport.model_validate_json(built.stdout)
     yield AdmittedStandin(
         home, Path(report.artifact.store_path), report.artifact.sha256, source, commit
     )

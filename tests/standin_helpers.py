@@ -19,6 +19,7 @@ from typing import Any
 from cto_harness.git import commit_all, git_env
 from cto_harness.providers.policy import AcceptedPin, ProviderPolicy, load_policy
 from cto_harness.providers.registry import AdmissionRecord
+from cto_harness.settings import Settings
 
 STANDIN_DIR = Path(__file__).resolve().parent / "standin"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +105,11 @@ def write_policy_accepting(path: Path, *commits: str, base: Path = POLICY_PATH) 
     path.write_text(text, encoding="utf-8")
     load_policy(path)  # still valid
     return path
+
+
+def settings_for(home: Path) -> Settings:
+    """The harness's settings with `CTO_HARNESS_HOME=home` (the rest from this environment)."""
+    return Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(home)})
 
 
 def run_provider_cli(

@@ -12,9 +12,16 @@ from dataclasses import replace
 
 import pytest
 
+from adapter_breaks import (
+    digest_cached_beside_the_tree,
+    drop_gate,
+    everything_allowed,
+    timeout_not_reported,
+    verify_accepts_anything,
+)
 from conftest import HARNESS_ROOT, REPO_ROOT
-from cto_harness.errors import Blocked
 from cto_harness.validators.adapter import CHECKS, run_checks
+from cto_harness.validators.engine_checks import ENGINE_CHECKS
 
 pytestmark = pytest.mark.slow
 DESIGN_CHECKS = {
@@ -25,6 +32,7 @@ DESIGN_CHECKS = {
     "fake_default_lane", "same_run_baseline", "evidence_shape", "no_mutation",
 }
 Mp = pytest.MonkeyPatch
+CASE_ENGINE = "cto_harness.engines.case.engine"
 
 
 def test_the_script_passes_every_design_check_with_json() -> None:
@@ -47,20 +55,6 @@ def test_a_wrong_harness_root_is_a_clear_usage_error(root: str) -> None:
     assert "is not a harness folder" in proc.stderr
 
 
-def _drop_gate(mp: Mp, code: str) -> None:
-    """Make the Case engine's gates let a run through where gate `code` would have blocked it."""
-    def run_gates(ctx, admission, gates):  # type: ignore[no-untyped-def]
-        for gate in gates:
-            try:
-                admission = gate(ctx, admission)
-            except Blocked as exc:
-                if exc.code != code:
-                    raise
-        return admission
-
-    mp.setattr("cto_harness.engines.case.engine.run_gates", run_gates)
-
-
 def _default_engine_case(mp: Mp) -> None:
     mp.setattr("cto_harness.engines.DEFAULT_ENGINE", "case")
 
@@ -75,19 +69,6 @@ def _no_contract_scan(mp: Mp) -> None:
     mp.setattr("cto_harness.core.run.scan_contract",
                lambda *a, **k: {"scanned_strings": 0, "outside_paths": [], "passed": True})
     mp.setattr(CaseEngine, "_check_contract", lambda self, *a, **k: None)
-
-
-def _timeout_not_reported(mp: Mp) -> None:
-    import cto_harness.core.run as run
-
-    original = run.run_process
-
-    def run_process(*args, **kwargs):  # type: ignore[no-untyped-def]
-        result = original(*args, **kwargs)
-        result.timed_out = False
-        return result
-
-    mp.setattr(run, "run_process", run_process)
 
 
 def _any_binary_admitted(mp: Mp) -> None:
@@ -118,44 +99,10 @@ def _bun_assumed(mp: Mp) -> None:
     mp.setattr(build, "find_bun", lambda environ: build._Tool("/bin/true", "assumed"))
 
 
-def _everything_allowed(mp: Mp) -> None:
-    import cto_harness.core.run as run
-
-    original = run.split_changes
-
-    def split(changes, allowed, *rest, **named):  # type: ignore[no-untyped-def]
-        return original(changes, ["**"], *rest, **named)
-
-    mp.setattr(run, "split_changes", split)
-
-
 def _no_baseline(mp: Mp) -> None:
     from cto_harness.engines.case.engine import CaseEngine
 
     mp.setattr(CaseEngine, "needs_baseline", False)
-
-
-def _verify_accepts_anything(mp: Mp) -> None:
-    import cto_harness.evidence.verify as verify
-    from cto_harness.contracts import Report
-
-    mp.setattr(verify, "verify_bundle", lambda root, *a, **kw: Report.model_validate_json(
-        (root / "report.json").read_text()))
-
-
-def _digest_cached_beside_the_tree(mp: Mp) -> None:
-    # A tempting speed-up with a side effect: caching a tree's digest inside the tree (here, the
-    # fixture). Hard-linked copies would be another, but isolation's guard catches those too.
-    import cto_harness.core.run as run
-
-    original = run.tree_digest
-
-    def tree_digest(root, **kwargs):  # type: ignore[no-untyped-def]
-        digest = original(root, **kwargs)
-        (root / ".digest-cache").write_text(digest)
-        return digest
-
-    mp.setattr(run, "tree_digest", tree_digest)
 
 
 def _model_not_checked(mp: Mp) -> None:
@@ -169,23 +116,22 @@ BREAKS: dict[str, Callable[[Mp], None]] = {
     "fake_default_lane": _default_engine_case,
     "command_shape": _accept_any_command,
     "task_contract": _no_contract_scan,
-    "provider_unavailable_fail_closed": lambda mp: _drop_gate(mp, "provider_unavailable"),
-    "provider_timeout_fail_closed": _timeout_not_reported,
+    "provider_unavailable_fail_closed": lambda mp: drop_gate(mp, CASE_ENGINE, "provider_unavailable"),
+    "provider_timeout_fail_closed": timeout_not_reported,
     "model_provider_gate_blocks": _model_not_checked,
     "credentials_gate_blocks": lambda mp: mp.setattr(
-        "cto_harness.engines.case.engine.CaseEngine._credentials",
-        lambda self, ctx, admission: admission),
+        "cto_harness.engines.model.credentials_present", lambda ctx, admission: admission),
     "digest_gate_blocks": _any_binary_admitted,
     "identity_gate_blocks": lambda mp: mp.setattr(
         "cto_harness.engines.case.engine.CaseEngine._identity",
         lambda self, ctx, admission: admission),
-    "non_executable_blocks": lambda mp: _drop_gate(mp, "not_executable"),
+    "non_executable_blocks": lambda mp: drop_gate(mp, CASE_ENGINE, "not_executable"),
     "source_commit_gate_blocks": _pin_not_checked,
     "bun_missing_blocks": _bun_assumed,
-    "allowed_writes_enforced": _everything_allowed,
+    "allowed_writes_enforced": everything_allowed,
     "same_run_baseline": _no_baseline,
-    "evidence_shape": _verify_accepts_anything,
-    "no_mutation": _digest_cached_beside_the_tree,
+    "evidence_shape": verify_accepts_anything,
+    "no_mutation": digest_cached_beside_the_tree,
 }
 
 
@@ -198,5 +144,24 @@ def test_breaking_a_guarded_behaviour_turns_its_check_red(name: str, monkeypatch
     # Only the targeted check runs: the all-green run of every check is the script test above.
     BREAKS[name](monkeypatch)
     (result,) = run_checks(HARNESS_ROOT, [name])
+    assert result.name == name
+    assert not result.passed, f"{name} still passes with its guard broken: {result.detail}"
+
+
+# The fake engine's own checks (`validate adapter --engine fake`): each breaks too.
+FAKE_BREAKS: dict[str, Callable[[Mp], None]] = {
+    "fake_default_lane": _default_engine_case,
+    "fake_fixture_pristine": digest_cached_beside_the_tree,
+}
+
+
+def test_every_fake_check_has_a_break() -> None:
+    assert set(FAKE_BREAKS) == set(ENGINE_CHECKS["fake"])
+
+
+@pytest.mark.parametrize("name", sorted(FAKE_BREAKS))
+def test_breaking_what_a_fake_check_guards_turns_it_red(name: str, monkeypatch: Mp) -> None:
+    FAKE_BREAKS[name](monkeypatch)
+    (result,) = run_checks(HARNESS_ROOT, [name], ENGINE_CHECKS["fake"])
     assert result.name == name
     assert not result.passed, f"{name} still passes with its guard broken: {result.detail}"

@@ -6,9 +6,9 @@ these models (`cto-harness schemas --write`), never written by hand.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from cto_harness.errors import BlockerCode
 
@@ -35,6 +35,21 @@ def check_relative_glob(value: str) -> str:
     return value
 
 
+def matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    """A field check (`Annotated[str, matching(...)]`): the whole value matches `pattern`, else
+    the error `<what>: <value>`."""
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{what}: {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+# A path or glob relative to (and inside) the workspace or folder it is read against.
+RelativeGlob = Annotated[str, AfterValidator(check_relative_glob)]
+
+
 # --- the fixture case (case.toml) ------------------------------------------------------------
 
 
@@ -45,51 +60,32 @@ class VerificationSpec(StrictModel):
     framework: Literal["unittest", "pytest"] = Field(
         description="the runner whose results the harness's driver reports on its own channel"
     )
-    files: list[str] = Field(
+    files: list[RelativeGlob] = Field(
         min_length=1,
         description="globs of the fixture's verification files, laid back before verification",
     )
     timeout_seconds: int = Field(default=120, gt=0, le=3600)
 
-    @field_validator("files")
-    @classmethod
-    def _relative(cls, values: list[str]) -> list[str]:
-        return [check_relative_glob(v) for v in values]
-
 
 class EvidenceExpectations(StrictModel):
-    changed_paths: list[str] = Field(
+    changed_paths: list[RelativeGlob] = Field(
         default_factory=list, description="globs a correct solution is expected to change"
     )
     min_tests: int = Field(default=1, ge=1, description="fewer tests than this is a failure")
 
-    @field_validator("changed_paths")
-    @classmethod
-    def _relative(cls, values: list[str]) -> list[str]:
-        return [check_relative_glob(v) for v in values]
-
 
 class FakeSolution(StrictModel):
-    overlay: str = Field(
+    overlay: RelativeGlob = Field(
         default="fake/solution",
         description="directory (relative to the case folder) copied over the workspace",
     )
-    delete: list[str] = Field(default_factory=list, description="workspace paths to delete")
-    script: str | None = Field(
+    delete: list[RelativeGlob] = Field(default_factory=list,
+                                       description="workspace paths to delete")
+    script: RelativeGlob | None = Field(
         default=None,
         description="optional Python script (relative to the case folder) run in the workspace",
     )
     commit: bool = Field(default=False, description="commit the solution in the workspace's git")
-
-    @field_validator("overlay", "script")
-    @classmethod
-    def _relative_path(cls, value: str | None) -> str | None:
-        return None if value is None else check_relative_glob(value)
-
-    @field_validator("delete")
-    @classmethod
-    def _relative(cls, values: list[str]) -> list[str]:
-        return [check_relative_glob(v) for v in values]
 
 
 class AuthoringNotes(StrictModel):
@@ -106,38 +102,18 @@ class AuthoringNotes(StrictModel):
 class CaseSpec(StrictModel):
     """A fixture case: `harness/evals/cases/<id>/case.toml` beside its pristine `repo/`."""
 
-    id: str
+    id: Annotated[str, matching(CASE_ID_PATTERN, "case id must match [a-z0-9][a-z0-9-]*")]
     title: str = Field(min_length=1)
-    tags: list[str] = Field(
+    tags: list[Annotated[str, matching(CASE_ID_PATTERN, "tags match [a-z0-9][a-z0-9-]*")]] = Field(
         default_factory=list, description="labels for people and tools (`cto-harness cases "
         "--json`), [a-z0-9][a-z0-9-]*; never given to a provider")
     task: str = Field(min_length=1, description="the task text given to the provider")
-    allowed_paths: list[str] = Field(min_length=1)
+    allowed_paths: list[RelativeGlob] = Field(min_length=1)
     forbidden_actions: list[str] = Field(default_factory=list)
     verification: VerificationSpec
     evidence: EvidenceExpectations = Field(default_factory=EvidenceExpectations)
     fake: FakeSolution = Field(default_factory=FakeSolution)
     authoring: AuthoringNotes = Field(default_factory=AuthoringNotes)
-
-    @field_validator("id")
-    @classmethod
-    def _case_id(cls, value: str) -> str:
-        if not CASE_ID_PATTERN.fullmatch(value):
-            raise ValueError(f"case id must match [a-z0-9][a-z0-9-]*: {value!r}")
-        return value
-
-    @field_validator("allowed_paths")
-    @classmethod
-    def _relative(cls, values: list[str]) -> list[str]:
-        return [check_relative_glob(v) for v in values]
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if not CASE_ID_PATTERN.fullmatch(value):
-                raise ValueError(f"tags match [a-z0-9][a-z0-9-]*: {value!r}")
-        return values
 
 
 # --- what a provider is given ----------------------------------------------------------------

@@ -279,5 +279,12 @@ class Settings(SettingsBase):
         return self.home / "providers"
 
     @property
+    def launch_copies_dir(self) -> Path:
+        """Copies of admitted installs that runs hard-link from (an engine's, e.g. pi's): the
+        harness changes their link counts while other runs' providers run, so the outside-write
+        guard skips this folder; a run re-hashes what it linked, before and after."""
+        return self.home / "launch-copies"
+
+    @property
     def keys_dir(self) -> Path:
         return self.home / "keys"

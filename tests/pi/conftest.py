@@ -23,4 +23,4 @@ def admitted_pi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdmittedPi
     home = tmp_path_factory.mktemp("pi-home")
     settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(home)})
     report = admit_npm_package(None, None, load_policy(PI_POLICY), settings, progress=None)
-    yield AdmittedPi(home, report)
+    yield AdmittedPi.of(home, report)

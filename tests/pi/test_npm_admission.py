@@ -28,15 +28,10 @@ from cto_harness.providers.npm import (
 )
 from cto_harness.providers.policy import load_policy, parse_policy
 from cto_harness.providers.registry import list_admissions, registry_path
-from cto_harness.settings import Settings
 from pi_helpers import PI_POLICY, AdmittedPi, pi_spec
-from standin_helpers import run_provider_cli
+from standin_helpers import run_provider_cli, settings_for
 
 PACKAGE = "@mariozechner/pi-coding-agent"
-
-
-def settings_for(home: Path) -> Settings:
-    return Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(home)})
 
 
 def registry_dist() -> dict[str, str]:
@@ -204,30 +199,36 @@ def test_pinned_pi_is_admitted_with_the_registry_integrity(admitted_pi: Admitted
     assert "package-lock.json" in (tree.parent / "build-report.md").read_text()
 
 
-def test_refetch_verification_matches_then_catches_a_changed_store(
+def test_refetch_reproduces_the_admitted_tree_and_catches_a_changed_store(
     admitted_pi: AdmittedPi,
 ) -> None:
+    """One re-fetch (the expensive part: the registry asked again, `npm ci` from the recorded
+    lock) with one file of the store changed: the reinstall reproduces the recorded digest and
+    the registry still gives the recorded integrity, while the changed store is caught."""
     settings = settings_for(admitted_pi.home)
     policy = load_policy(PI_POLICY)
     (record,) = list_admissions(settings, "pi")
-    result = verify_npm_package(record, policy, settings, progress=None)
-    assert result.matches, result
-    assert result.rebuilt_sha256 == result.store_sha256 == record.sha256
-    assert result.fetched_integrity == record.origin["integrity"]
-    # A changed file in the store: the same re-fetch no longer matches.
     target = Path(record.store_path) / "node_modules" / PACKAGE / "package.json"
     mode = target.stat().st_mode
     target.chmod(0o644)
     original = target.read_bytes()
     try:
         target.write_bytes(original + b"\n")
-        changed = verify_npm_package(record, policy, settings, progress=None)
-        assert not changed.matches
-        assert changed.store_sha256 != record.sha256 == changed.rebuilt_sha256
+        result = verify_npm_package(record, policy, settings, progress=None)
     finally:
         target.write_bytes(original)
         target.chmod(mode)
     assert tree_digest(Path(record.store_path)) == record.sha256
+    assert result.rebuilt_sha256 == record.sha256  # reproducible from the recorded lock
+    assert result.fetched_integrity == record.origin["integrity"]
+    assert result.store_sha256 not in (None, record.sha256)
+    assert not result.matches
+    # With the store intact those same digests are a match (the store digest is all that
+    # differed); a missing store or another integrity never is.
+    intact = result.model_copy(update={"store_sha256": record.sha256})
+    assert intact.matches
+    assert not intact.model_copy(update={"store_sha256": None}).matches
+    assert not intact.model_copy(update={"fetched_integrity": "sha512-other"}).matches
 
 
 def test_a_policy_for_another_package_is_refused_as_not_that_package(

@@ -22,7 +22,6 @@ from cto_harness.providers.registry import (
     record_admission,
     registry_path,
 )
-from cto_harness.settings import Settings
 from standin_helpers import (
     POLICY_SOURCE_URL,
     STANDIN_PIN_REASON,
@@ -32,15 +31,12 @@ from standin_helpers import (
     make_standin_repo,
     run_provider_cli,
     set_script,
+    settings_for,
     write_policy_accepting,
     write_script_binary,
 )
 
 PIN = "7959ac917cdeb0983b4aaa20bb9f42021747fed8"
-
-
-def settings_for(home: Path) -> Settings:
-    return Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(home)})
 
 
 def checkout_digest(repo: Path) -> tuple[str, str, str]:
@@ -178,20 +174,27 @@ def test_build_never_touches_the_checkout_even_though_building_there_mutates_it(
 
 
 @pytest.mark.slow
-def test_verify_matches_then_a_tampered_store_binary_is_refused(tmp_path: Path) -> None:
+def test_verify_matches_then_a_tampered_store_binary_is_refused(
+    admitted_standin: AdmittedStandin, tmp_path: Path
+) -> None:
+    # The session's build (the users' `provider build`), verified from a home of its own: the
+    # same record, its store binary a private copy (tampered below; the session's stays intact).
+    sha = admitted_standin.sha256
     home = tmp_path / "home"
-    repo = make_standin_repo(tmp_path)
-    built = build_cli(home, repo, "--json")
-    assert built.returncode == 0, built.stderr
-    sha = json.loads(built.stdout)["artifact"]["sha256"]
+    (record,) = [r for r in list_admissions(settings_for(admitted_standin.home))
+                 if r.sha256 == sha]
     store = home / "providers" / "case" / sha / "ca"
+    store.parent.mkdir(parents=True)
+    shutil.copy2(admitted_standin.binary, store)
+    record_admission(settings_for(home), record.model_copy(update={"store_path": str(store)}))
+    assert lookup_admission(settings_for(home), store) is not None
 
-    policy = ("--policy", str(repo.parent / f"policy-{head_commit(repo)[:12]}.toml"))
+    policy = ("--policy", str(write_policy_accepting(tmp_path / "policy.toml",
+                                                     admitted_standin.commit)))
     verified = run_provider_cli(home, "verify", sha, *policy)
-    assert verified.returncode == 0, verified.stderr  # byte-identical rebuild, same path
+    assert verified.returncode == 0, verified.stderr  # a byte-identical rebuild
     assert "digests match" in verified.stdout
 
-    store.parent.chmod(0o755)
     store.chmod(0o755)
     with open(store, "r+b") as handle:
         handle.seek(4096)

@@ -111,7 +111,8 @@ def _first_line(exc: BaseException) -> str:
 
 def self_written_dirs(settings: Settings, run_dir: Path) -> frozenset[Path]:
     """The folders the harness writes while this run's provider runs, for the guard to skip."""
-    found = {settings.runs_dir.absolute(), (settings.home / SUITES_DIR).absolute()}
+    found = {settings.runs_dir.absolute(), (settings.home / SUITES_DIR).absolute(),
+             settings.launch_copies_dir.absolute()}
     for parent in run_dir.absolute().parents:
         if (parent / SUITE_MARKER).is_file():
             found.add(parent)  # the suite this run belongs to: its coordinator and other runs

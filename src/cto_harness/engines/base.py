@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic_settings import SettingsConfigDict
 
@@ -46,6 +46,15 @@ class EngineSettings(SettingsBase):
     def run_stage(self) -> str:
         """The stage the report records (DESIGN section 6: only Stage 2 exists)."""
         return "2"
+
+    @classmethod
+    def of(cls, ctx: RunContext) -> Self:
+        """The run's engine settings as this model (an engine reads its own: `CaseSettings.of`)."""
+        settings = ctx.engine_settings
+        if not isinstance(settings, cls):
+            raise TypeError(f"the run's engine settings are {type(settings).__name__}, "
+                            f"not {cls.__name__}")
+        return settings
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, Unpack
 
 from cto_harness.clock import now_iso
 from cto_harness.errors import Blocked, BlockerCode, UsageError
@@ -37,6 +37,7 @@ from cto_harness.fsutil import (
 )
 from cto_harness.git import user_git_env
 from cto_harness.progress import Progress
+from cto_harness.providers.distribution import AdmitOptions, VerifyOptions
 from cto_harness.providers.identity import (
     SourceIdentityEvidence,
     check_executable,
@@ -65,8 +66,9 @@ from cto_harness.providers.report import (
     render_markdown,
 )
 from cto_harness.providers.source import SourceDistribution
+from cto_harness.providers.steps import log_digests, run_step
 from cto_harness.providers.store import open_store_entry, remove_tree, staged_copy
-from cto_harness.sandbox.process import run_process, run_quiet
+from cto_harness.sandbox.process import run_quiet
 from cto_harness.settings import Settings
 
 _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
@@ -288,54 +290,16 @@ def _run_steps(
     policy: ProviderPolicy, clone: Path, logs: Path, env: dict[str, str], progress: Progress
 ) -> tuple[list[StepRecord], dict[str, str]]:
     steps: list[StepRecord] = []
-    digests: dict[str, str] = {}
     spec = source_of(policy)
     total = len(spec.commands)
     for index, argv in enumerate(spec.commands, start=1):
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", " ".join(argv)).strip("-")[:40]
-        stdout_log = logs / f"{index:02d}-{slug}.stdout.log"
-        stderr_log = logs / f"{index:02d}-{slug}.stderr.log"
         executable = shutil.which(argv[0], path=env["PATH"])
         with progress.step(f"build {index}/{total}: {' '.join(argv)}"):
             if executable is None:
                 raise Blocked(BlockerCode.BUILD_FAILED, f"{argv[0]!r} (build step {index}) is not on PATH")
-            result = run_process(
-                [executable, *argv[1:]],
-                cwd=clone,
-                env=env,
-                stdout_path=stdout_log,
-                stderr_path=stderr_log,
-                timeout_seconds=spec.step_timeout_seconds,
-            )
-            record = StepRecord(
-                argv=list(argv),
-                executable=executable,
-                exit_code=result.exit_code,
-                timed_out=result.timed_out,
-                duration_ms=result.duration_ms,
-                stdout_log=str(stdout_log),
-                stderr_log=str(stderr_log),
-                stdout_sha256=sha256_file(stdout_log),
-                stderr_sha256=sha256_file(stderr_log),
-            )
-            steps.append(record)
-            for log, digest in ((stdout_log, record.stdout_sha256),
-                                (stderr_log, record.stderr_sha256)):
-                digests[f"logs/{log.name}"] = digest
-            if result.timed_out:
-                raise Blocked(
-                    BlockerCode.BUILD_FAILED,
-                    f"`{' '.join(argv)}` exceeded {spec.step_timeout_seconds}s; "
-                    f"logs in {logs}",
-                )
-            if result.exit_code != 0:
-                tail = stderr_log.read_text("utf-8", "replace").strip().splitlines()[-3:]
-                raise Blocked(
-                    BlockerCode.BUILD_FAILED,
-                    f"`{' '.join(argv)}` exited {result.exit_code}: {' | '.join(tail)[-400:]} "
-                    f"(logs in {logs})",
-                )
-    return steps, digests
+            steps.append(run_step([executable, *argv[1:]], shown=argv, index=index, cwd=clone,
+                                  env=env, logs=logs, timeout=spec.step_timeout_seconds))
+    return steps, log_digests(steps)
 
 
 def build_artifact(
@@ -471,22 +435,15 @@ def _store_and_admit(
     return report
 
 
-def build_provider(
-    source: str | None,
-    commit: str | None,
-    policy: ProviderPolicy,
-    settings: Settings,
-    *,
-    progress: TextIO | None = sys.stderr,
-    source_url: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> ProviderReport:
+def build_provider(source: str | None, commit: str | None, policy: ProviderPolicy,
+                   settings: Settings, **options: Unpack[AdmitOptions]) -> ProviderReport:
     """Build `source` (a git URL or a local checkout) at `commit` (default: the policy's pin),
     prove it, store it and admit it with provenance `built`. Raises `Blocked` on any failed
     check, with the registry unchanged; returns the build report written next to the binary."""
     if not source:
         raise UsageError("--source is required: a git URL or a local checkout of the provider")
     started, clock = now_iso(), time.monotonic()
+    progress = options.get("progress", sys.stderr)
     show = Progress(progress, PREFIX)
     result: list[ProviderReport] = []
 
@@ -514,8 +471,9 @@ def build_provider(
             },
         ))
 
-    build_artifact(source, commit, policy, settings, progress=progress, source_url=source_url,
-                   environ=environ, on_built=admit)
+    build_artifact(source, commit, policy, settings, progress=progress,
+                   source_url=options.get("source_url"), environ=options.get("environ"),
+                   on_built=admit)
     return result[0]
 
 
@@ -568,23 +526,16 @@ class VerifyResult:
         return self.sha256 == self.store_sha256 == self.rebuilt_sha256
 
 
-def verify_provider(
-    record: AdmissionRecord,
-    policy: ProviderPolicy,
-    settings: Settings,
-    *,
-    source: str | None = None,
-    progress: TextIO | None = sys.stderr,
-    environ: Mapping[str, str] | None = None,
-) -> VerifyResult:
+def verify_provider(record: AdmissionRecord, policy: ProviderPolicy, settings: Settings,
+                    **options: Unpack[VerifyOptions]) -> VerifyResult:
     """Rebuild `record`'s source at its commit (same deterministic path) and compare the rebuilt
     digest and the store copy's current digest with the recorded one. Writes no admission."""
-    location = source or record.source_location or record.source_url
+    location = options.get("source") or record.source_location or record.source_url
     store = Path(record.store_path)
     store_sha = sha256_file(store) if store.is_file() else None
     built = build_artifact(
-        location, record.pin, policy, settings, progress=progress,
-        source_url=record.source_url, environ=environ,
+        location, record.pin, policy, settings, progress=options.get("progress", sys.stderr),
+        source_url=record.source_url, environ=options.get("environ"),
     )
     if built.checkout_before is not None:
         _check_unchanged(built.checkout_before)

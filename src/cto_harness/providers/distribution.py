@@ -16,8 +16,8 @@ obtains, proves and admits it, plus one line in `DISTRIBUTION_KINDS`.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TextIO, TypedDict
 
 from pydantic import Field
 
@@ -35,10 +35,10 @@ class Distribution(StrictModel):
     kind: str
     url: str = Field(min_length=1, description="where the provider comes from (its origin)")
     # "module:function" of the route that obtains, proves and admits a binary of this kind:
-    # (source, pin, policy, settings, *, progress, source_url, environ) -> ProviderReport.
+    # (source, pin, policy, settings, **AdmitOptions) -> ProviderReport.
     route: ClassVar[str]
     # "module:function" of the route that obtains it again and compares digests:
-    # (record, policy, settings, *, source, progress, environ) -> VerifyResult.
+    # (record, policy, settings, **VerifyOptions) -> a result with `matches`.
     verify_route: ClassVar[str]
 
     @property
@@ -48,6 +48,22 @@ class Distribution(StrictModel):
 
     def url_matches(self, url: str | None) -> bool:
         return url is not None and url.strip() == self.url.strip()
+
+
+class AdmitOptions(TypedDict, total=False):
+    """The keyword options of every kind's admission route (`Distribution.route`)."""
+
+    progress: TextIO | None  # where progress lines go (default stderr; None: quiet)
+    source_url: str | None  # the origin of a local source (a kind without one refuses it)
+    environ: Mapping[str, str] | None  # the caller's environment (default os.environ)
+
+
+class VerifyOptions(TypedDict, total=False):
+    """The keyword options of every kind's verification route (`Distribution.verify_route`)."""
+
+    source: str | None  # where to obtain it again (default: where the record says)
+    progress: TextIO | None
+    environ: Mapping[str, str] | None
 
 
 def distribution_model(kind: object) -> type[Distribution]:

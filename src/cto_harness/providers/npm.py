@@ -34,17 +34,18 @@ import sys
 import tarfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TextIO
+from typing import Annotated, Any, ClassVar, Literal, TextIO, Unpack
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from cto_harness import __version__
 from cto_harness.clock import now_iso
-from cto_harness.contracts import StrictModel
+from cto_harness.contracts import StrictModel, matching
 from cto_harness.errors import Blocked, BlockerCode, UsageError
 from cto_harness.evidence.intoto import statement
 from cto_harness.fsutil import (
@@ -56,7 +57,7 @@ from cto_harness.fsutil import (
     tree_digest,
 )
 from cto_harness.progress import Progress
-from cto_harness.providers.distribution import Distribution
+from cto_harness.providers.distribution import AdmitOptions, Distribution, VerifyOptions
 from cto_harness.providers.identity import check_executable, probe_binary_identity
 from cto_harness.providers.policy import ProviderPolicy
 from cto_harness.providers.registry import AdmissionRecord, provider_store_dir, record_admission
@@ -69,8 +70,9 @@ from cto_harness.providers.report import (
     Toolchain,
     render_markdown,
 )
+from cto_harness.providers.steps import log_digests, run_step
 from cto_harness.providers.store import remove_tree
-from cto_harness.sandbox.process import run_process, run_quiet
+from cto_harness.sandbox.process import run_quiet
 from cto_harness.settings import Settings
 
 PREFIX = "[provider] "
@@ -92,12 +94,20 @@ BUILDER_ID = "urn:cto-harness:builder:local"
 INSTALL_MANIFEST = {"name": "cto-harness-provider-install", "version": "0.0.0", "private": True}
 
 
+def check_version(value: str) -> str:
+    if not _EXACT_VERSION.fullmatch(value):
+        raise ValueError(f"must be an exact version (like 1.2.3), not a range or tag: {value!r}")
+    return value
+
+
 class NpmDistribution(Distribution):
     """`[distribution] kind = "npm"`: `package` at exactly `version`, run under `runtime`."""
 
     kind: Literal["npm"]
-    package: str = Field(description="the npm package name (scoped names allowed)")
-    version: str = Field(description="the exact version: no range, tag or `latest`")
+    package: Annotated[str, matching(_PACKAGE_NAME, "not an npm package name")] = Field(
+        description="the npm package name (scoped names allowed)")
+    version: Annotated[str, AfterValidator(check_version)] = Field(
+        description="the exact version: no range, tag or `latest`")
     runtime: Literal["bun"] = Field(default="bun", description="what runs its entry point")
     install_timeout_seconds: int = Field(default=900, gt=0, le=7200)
     # Not in the policy: a package URL naming it (`pkg:npm/<name>`), so reports have an origin.
@@ -116,18 +126,6 @@ class NpmDistribution(Distribution):
             data = {**data, "url": f"pkg:npm/{data.get('package', '')}"}
         return data
 
-    @field_validator("package")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _PACKAGE_NAME.fullmatch(value):
-            raise ValueError(f"not an npm package name: {value!r}")
-        return value
-
-    @field_validator("version")
-    @classmethod
-    def _exact(cls, value: str) -> str:
-        return check_version(value)
-
     @property
     def pin(self) -> str:
         return self.version
@@ -135,12 +133,6 @@ class NpmDistribution(Distribution):
     @property
     def spec(self) -> str:
         return f"{self.package}@{self.version}"
-
-
-def check_version(value: str) -> str:
-    if not _EXACT_VERSION.fullmatch(value):
-        raise ValueError(f"must be an exact version (like 1.2.3), not a range or tag: {value!r}")
-    return value
 
 
 def npm_of(policy: ProviderPolicy) -> NpmDistribution:
@@ -210,32 +202,16 @@ class _Npm:
     def run(self, label: str, args: list[str], cwd: Path, timeout: float,
             code: BlockerCode) -> Path:
         """Run `npm <args> --registry R`; its stdout log, or `Blocked(code)`."""
-        index = len(self.steps) + 1
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")[:40]
-        out, err = self.logs / f"{index:02d}-{slug}.stdout.log", self.logs / f"{index:02d}-{slug}.stderr.log"
         argv = [self.tool.path, *args, f"--registry={self.registry}"]
         with self.progress.step(label):
-            result = run_process(argv, cwd=cwd, env=self.env, stdout_path=out, stderr_path=err,
-                                 timeout_seconds=timeout)
-            self.steps.append(StepRecord(
-                argv=["npm", *args, f"--registry={self.registry}"], executable=self.tool.path,
-                exit_code=result.exit_code, timed_out=result.timed_out,
-                duration_ms=result.duration_ms, stdout_log=str(out), stderr_log=str(err),
-                stdout_sha256=sha256_file(out), stderr_sha256=sha256_file(err)))
-            if result.timed_out or result.exit_code != 0:
-                tail = err.read_text("utf-8", "replace").strip().splitlines()[-3:]
-                why = f"exceeded {timeout}s" if result.timed_out else f"exited {result.exit_code}"
-                raise Blocked(code, f"`npm {' '.join(args)}` {why}: {' | '.join(tail)[-400:]} "
-                                    f"(logs in {self.logs})")
-        return out
+            step = run_step(argv, shown=["npm", *argv[1:]], index=len(self.steps) + 1, cwd=cwd,
+                            env=self.env, logs=self.logs, timeout=timeout, code=code, label=label)
+        self.steps.append(step)
+        return Path(step.stdout_log)
 
     @property
     def log_digests(self) -> dict[str, str]:
-        digests: dict[str, str] = {}
-        for step in self.steps:
-            digests[f"logs/{Path(step.stdout_log).name}"] = step.stdout_sha256
-            digests[f"logs/{Path(step.stderr_log).name}"] = step.stderr_sha256
-        return digests
+        return log_digests(self.steps)
 
 
 def _npm_env(settings: Settings, root: Path, environ: Mapping[str, str]) -> dict[str, str]:
@@ -415,9 +391,20 @@ def build_root(settings: Settings, policy: ProviderPolicy, version: str) -> Path
     return settings.home / "builds" / policy.name / f"npm-{version}"
 
 
-def _prepare(policy: ProviderPolicy, settings: Settings, pin: str | None,
-             environ: Mapping[str, str] | None, progress: TextIO | None
-             ) -> tuple[NpmDistribution, Tool, Tool, str, Progress, dict[str, str]]:
+@dataclass(frozen=True)
+class _Route:
+    """What both npm routes start from: the pinned spec, the tools, the registry, progress."""
+
+    spec: NpmDistribution
+    npm: Tool
+    bun: Tool
+    registry: str
+    show: Progress
+    environ: dict[str, str]
+
+
+def _prepare(policy: ProviderPolicy, pin: str | None, environ: Mapping[str, str] | None,
+             progress: TextIO | None) -> _Route:
     spec = npm_of(policy)
     if pin is not None and pin != spec.version:
         raise Blocked(BlockerCode.SOURCE_COMMIT_MISMATCH,
@@ -428,35 +415,40 @@ def _prepare(policy: ProviderPolicy, settings: Settings, pin: str | None,
     with show.step("npm and bun check"):
         npm_tool, bun = find_npm(env_in), find_bun(env_in)
         registry = configured_registry(npm_tool, env_in)
-    return spec, npm_tool, bun, registry, show, env_in
+    return _Route(spec, npm_tool, bun, registry, show, env_in)
 
 
-def admit_npm_package(
-    source: str | None,
-    pin: str | None,
-    policy: ProviderPolicy,
-    settings: Settings,
-    *,
-    progress: TextIO | None = sys.stderr,
-    source_url: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> ProviderReport:
-    """Fetch `policy`'s package at its pinned version (or take `source`, a local tarball, which
-    must then match the registry's integrity), install it, probe it, store it, admit it."""
-    if source_url is not None:
-        raise UsageError("--source-url does not apply to an npm package: its origin is the "
-                         "registry npm is configured with")
-    started, clock = now_iso(), time.monotonic()
-    spec, npm_tool, bun, registry, show, env_in = _prepare(policy, settings, pin, environ,
-                                                           progress)
-    local = Path(source).expanduser().absolute() if source else None
-    root = build_root(settings, policy, spec.version)
+@contextmanager
+def _fresh_install(route: _Route, policy: ProviderPolicy, settings: Settings, local: Path | None,
+                   *, lock: tuple[Path, Path] | None = None
+                   ) -> Iterator[tuple[Path, _Npm, Fetched]]:
+    """Under the version's lock, its build folder wiped and filled again: the tarball fetched
+    and checked against the registry's integrity (`local`: that file instead), installed into
+    `<root>/install` (from `lock`, the recorded package.json and lock, with `npm ci`). Yields the
+    folder, the npm runner (its steps and logs) and what was fetched."""
+    root = build_root(settings, policy, route.spec.version)
     with exclusive_lock(root.parent / f"{root.name}.lock"):
         remove_tree(root)
         (root / "logs").mkdir(parents=True)
-        npm = _Npm(npm_tool, registry, _npm_env(settings, root, env_in), root / "logs", show, [])
-        fetched = fetch_package(npm, spec, policy.binary, root, local)
-        _install(npm, spec, root / "install")
+        npm = _Npm(route.npm, route.registry, _npm_env(settings, root, route.environ),
+                   root / "logs", route.show, [])
+        fetched = fetch_package(npm, route.spec, policy.binary, root, local)
+        _install(npm, route.spec, root / "install", lock=lock)
+        yield root, npm, fetched
+
+
+def admit_npm_package(source: str | None, pin: str | None, policy: ProviderPolicy,
+                      settings: Settings, **options: Unpack[AdmitOptions]) -> ProviderReport:
+    """Fetch `policy`'s package at its pinned version (or take `source`, a local tarball, which
+    must then match the registry's integrity), install it, probe it, store it, admit it."""
+    if options.get("source_url") is not None:
+        raise UsageError("--source-url does not apply to an npm package: its origin is the "
+                         "registry npm is configured with")
+    started, clock = now_iso(), time.monotonic()
+    route = _prepare(policy, pin, options.get("environ"), options.get("progress", sys.stderr))
+    spec, bun, show = route.spec, route.bun, route.show
+    local = Path(source).expanduser().absolute() if source else None
+    with _fresh_install(route, policy, settings, local) as (root, npm, fetched):
         check_executable(entry_path(root / "install", spec, fetched.entry))
         staging = provider_store_dir(settings, policy.name) / ".incoming" / uuid.uuid4().hex
         staging.mkdir(parents=True, mode=0o700)
@@ -484,12 +476,12 @@ def admit_npm_package(
         finally:
             remove_tree(staging)
         package = PackageInfo(
-            name=spec.package, version=spec.version, registry=registry,
+            name=spec.package, version=spec.version, registry=route.registry,
             tarball=fetched.location, integrity=fetched.integrity,
             tarball_sha256=fetched.sha256, tarball_shasum=fetched.shasum,
             entry=fetched.entry, entry_sha256=entry_sha, lock_sha256=lock_sha,
             runtime="bun", runtime_path=str(store.runtime), runtime_sha256=runtime_sha,
-            runtime_version=bun.version, npm_version=npm_tool.version,
+            runtime_version=bun.version, npm_version=route.npm.version,
         )
         report = ProviderReport(
             kind="build", provider=policy.name, status="admitted", provenance_level="fetched",
@@ -503,7 +495,8 @@ def admit_npm_package(
             commands=[list(step.argv) for step in npm.steps],
             steps=npm.steps,
             toolchain=Toolchain(bun_path=bun.path, bun_version=bun.version,
-                                bun_sha256=runtime_sha, node_version=_node_version(env_in)),
+                                bun_sha256=runtime_sha,
+                                node_version=_node_version(route.environ)),
             binary_identity=identity, identity_evidence_sha256=identity.digest(),
             artifact=ArtifactInfo(path=str(root / "install"), relative_path=TREE,
                                   sha256=digest, size_bytes=_tree_size(store.tree),
@@ -522,7 +515,7 @@ def admit_npm_package(
         policy_pin=spec.version, admitted_at=now_iso(),
         build_report=str(store.entry_dir / "build-report.json"),
         identity_evidence_sha256=report.identity_evidence_sha256,
-        origin={"registry": registry, "integrity": fetched.integrity,
+        origin={"registry": route.registry, "integrity": fetched.integrity,
                 "tarball_sha256": fetched.sha256, "entry": fetched.entry,
                 "entry_sha256": entry_sha, "lock_sha256": lock_sha, "runtime": "bun",
                 "runtime_sha256": runtime_sha, "runtime_version": bun.version},
@@ -611,35 +604,23 @@ class NpmVerifyResult(StrictModel):
                 and self.recorded_integrity == self.fetched_integrity)
 
 
-def verify_npm_package(
-    record: AdmissionRecord,
-    policy: ProviderPolicy,
-    settings: Settings,
-    *,
-    source: str | None = None,
-    progress: TextIO | None = sys.stderr,
-    environ: Mapping[str, str] | None = None,
-) -> NpmVerifyResult:
+def verify_npm_package(record: AdmissionRecord, policy: ProviderPolicy, settings: Settings,
+                       **options: Unpack[VerifyOptions]) -> NpmVerifyResult:
     """Fetch the recorded version again (integrity checked against the registry, which must
     still give the recorded integrity), `npm ci` it from the recorded lock at the same path,
     and compare the recorded, stored and reinstalled tree digests. Writes no admission."""
-    spec, npm_tool, _bun, registry, show, env_in = _prepare(policy, settings, record.pin,
-                                                            environ, progress)
+    route = _prepare(policy, record.pin, options.get("environ"),
+                     options.get("progress", sys.stderr))
     store = Path(record.store_path)
     lock = (store / "package.json", store / "package-lock.json")
     if not all(path.is_file() for path in lock):
         raise Blocked(BlockerCode.DIST_MISSING, f"the stored install {store} has no recorded lock")
     store_sha = tree_digest(store) if store.is_dir() else None
+    source = options.get("source")
     local = Path(source).expanduser().absolute() if source else None
-    root = build_root(settings, policy, spec.version)
-    with exclusive_lock(root.parent / f"{root.name}.lock"):
-        remove_tree(root)
-        (root / "logs").mkdir(parents=True)
-        npm = _Npm(npm_tool, registry, _npm_env(settings, root, env_in), root / "logs", show, [])
-        fetched = fetch_package(npm, spec, policy.binary, root, local)
-        _install(npm, spec, root / "install", lock=lock)
-        with show.step("digest"):
-            rebuilt = tree_digest(root / "install")
+    with _fresh_install(route, policy, settings, local, lock=lock) as (root, _npm, fetched), \
+            route.show.step("digest"):
+        rebuilt = tree_digest(root / "install")
     return NpmVerifyResult(
         sha256=record.sha256, store_path=record.store_path, store_sha256=store_sha,
         rebuilt_sha256=rebuilt, build_dir=str(root),

@@ -28,7 +28,7 @@ from cto_harness.errors import PolicyInvalid
 from cto_harness.providers.distribution import Distribution, distribution_model
 
 # Re-exported: the pin check and URL spelling of the source kind, used by the build route.
-from cto_harness.providers.source import check_commit, normalize_source_url
+from cto_harness.providers.source import Commit, check_commit, normalize_source_url
 
 DEFAULT_PROVIDER = "case"
 _NAME = r"^[a-z0-9][a-z0-9-]*$"
@@ -94,13 +94,8 @@ class AcceptedPin(StrictModel):
     """A commit other than the default pin that this policy accepts, and why (`[[accepted_pins]]`).
     A pin is recorded here, never implied and never taken from a command-line flag alone."""
 
-    commit: str
+    commit: Commit
     reason: str = Field(min_length=1, description="why this commit is accepted")
-
-    @field_validator("commit")
-    @classmethod
-    def _commit(cls, value: str) -> str:
-        return check_commit(value)
 
     @field_validator("reason")
     @classmethod

@@ -4,12 +4,12 @@ policy's commands (`providers/build.py` is its route), proven by its manifest an
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from cto_harness.contracts import StrictModel, check_relative_glob
+from cto_harness.contracts import RelativeGlob, StrictModel
 from cto_harness.providers.distribution import Distribution
 
 COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
@@ -19,6 +19,9 @@ def check_commit(value: str) -> str:
     if not COMMIT_PATTERN.fullmatch(value):
         raise ValueError(f"must be a full 40-character lowercase hex commit id, got {value!r}")
     return value
+
+
+Commit = Annotated[str, AfterValidator(check_commit)]
 
 
 def normalize_source_url(url: str) -> str:
@@ -36,22 +39,18 @@ class SourceIdentity(StrictModel):
     fields, and the name its `bin` table must declare. (The npm package `case`, a string-case
     library, has Case's name but is not private and has no `bin` at all.)"""
 
-    manifest: str = Field(default="package.json", description="path of the manifest in the source")
+    manifest: RelativeGlob = Field(default="package.json",
+                                   description="path of the manifest in the source")
     fields: dict[str, Any] = Field(min_length=1, description="top-level keys and their values")
     bin: str | None = Field(default=None, description="a name the manifest's `bin` must declare")
-
-    @field_validator("manifest")
-    @classmethod
-    def _relative(cls, value: str) -> str:
-        return check_relative_glob(value)
 
 
 class SourceDistribution(Distribution):
     kind: Literal["source"]
-    commit: str
+    commit: Commit
     commands: list[list[str]] = Field(min_length=1, description="build steps, argv lists")
     step_timeout_seconds: int = Field(default=600, gt=0, le=7200)
-    artifact: str = Field(description="the built executable, relative to the checkout")
+    artifact: RelativeGlob = Field(description="the built executable, relative to the checkout")
     identity: SourceIdentity
 
     route: ClassVar[str] = "cto_harness.providers.build:build_provider"
@@ -64,11 +63,6 @@ class SourceDistribution(Distribution):
     def url_matches(self, url: str | None) -> bool:
         return url is not None and normalize_source_url(url) == normalize_source_url(self.url)
 
-    @field_validator("commit")
-    @classmethod
-    def _commit(cls, value: str) -> str:
-        return check_commit(value)
-
     @field_validator("commands")
     @classmethod
     def _argv_lists(cls, values: list[list[str]]) -> list[list[str]]:
@@ -76,8 +70,3 @@ class SourceDistribution(Distribution):
             if not argv or any(not arg for arg in argv):
                 raise ValueError(f"each build command is a non-empty argv list, got {argv!r}")
         return values
-
-    @field_validator("artifact")
-    @classmethod
-    def _artifact(cls, value: str) -> str:
-        return check_relative_glob(value)

@@ -74,6 +74,8 @@ class Scenario:
             f'\n[[models]]\nprovider = "{TEST_MODEL[0]}"\nmodel = "{TEST_MODEL[1]}"\n'))
         self.case_dir = self.harness_root / "evals" / "cases" / CASE_ID
         self._admitted: dict[str, Path] = {}
+        # What an engine's checks make once and share (an admitted install, a pass run).
+        self.cache: dict[str, Any] = {}
 
     def environ(self, **overrides: str | None) -> dict[str, str]:
         """A case-run environment that passes every gate; `None` removes a variable."""
@@ -116,6 +118,16 @@ class Scenario:
                                     self.settings, progress=None)
             self._admitted[scenario] = Path(report.artifact.store_path)
         return self._admitted[scenario]
+
+    def leaky_harness(self) -> Path:
+        """A copy of the harness folder whose case names a path outside the workspace."""
+        leaky = self.workdir / "leaky-harness"
+        if not leaky.exists():
+            shutil.copytree(self.harness_root, leaky, symlinks=True)
+            toml = leaky / "evals" / "cases" / CASE_ID / "case.toml"
+            toml.write_text(toml.read_text().replace(
+                'title = "Implement slugify"', 'title = "Implement slugify like /srv/target-repo"'))
+        return leaky
 
     def run(self, engine: str | None = "case", case_id: str = CASE_ID, *,
             harness_root: Path | None = None, **env: str | None) -> RunResult:
@@ -217,12 +229,7 @@ def _task_contract(sc: Scenario) -> str:
     expect(task.get("status") == "active" and task.get("mode") == "unattended",
            f"task status/mode are {task.get('status')}/{task.get('mode')}")
     _validate_against_shared(task)
-    leaky = sc.workdir / "leaky-harness"
-    if not leaky.exists():
-        shutil.copytree(sc.harness_root, leaky, symlinks=True)
-        toml = leaky / "evals" / "cases" / CASE_ID / "case.toml"
-        toml.write_text(toml.read_text().replace('title = "Implement slugify"',
-                                                 'title = "Implement slugify like /srv/target-repo"'))
+    leaky = sc.leaky_harness()
     blocked = sc.run(harness_root=leaky)
     blocked_with(blocked, "task_contract_invalid")
     return "task file valid (status active, mode unattended); an outside path blocks"
@@ -251,27 +258,32 @@ def _provider_unavailable(sc: Scenario) -> str:
     return "unset and missing CTO_HARNESS_CASE_BIN both block with the marker"
 
 
-@check("provider_timeout_fail_closed")
-def _provider_timeout(sc: Scenario) -> str:
-    limit = 2
+def timed_out(run: Callable[[], RunResult], limit: int, slack: int) -> str:
+    """`run` (a hanging provider under a `limit`-second limit) must block `provider_timeout`
+    within `limit + slack` seconds, with its marker, its whole tree killed, nothing left."""
     started = time.monotonic()
-    result = sc.run(CTO_HARNESS_CASE_BIN=str(sc.admitted("hang")),
-                    CTO_HARNESS_CASE_TIMEOUT_SECONDS=str(limit))
+    result = run()
     elapsed = time.monotonic() - started
     report = result.report
     codes = [b.code for b in report.blockers]
     expect(report.verdict == "blocked" and codes[:1] == ["provider_timeout"],
            f"verdict {report.verdict} with {codes}, expected blocked provider_timeout")
-    expect(report.case_process_started, "the hanging provider never started")
+    expect(report.provider_process_started, "the hanging provider never started")
     expect((result.run_dir / "backend" / "provider-timeout.txt").is_file(),
            "marker backend/provider-timeout.txt missing")
-    expect(elapsed < limit + 20, f"the run took {elapsed:.1f}s for a {limit}s limit")
+    expect(elapsed < limit + slack, f"the run took {elapsed:.1f}s for a {limit}s limit")
     left = _running_with(str(result.run_dir))
     expect(not left, f"processes still running after the timeout: {left}")
     expect(report.process.tree_clean, "the runner did not see a clean tree after the kill")
     _bundle_verifies(result)
     return (f"killed after {limit}s limit ({len(report.process.killed_on_timeout)} processes, "
             f"detached child included); nothing left running")
+
+
+@check("provider_timeout_fail_closed")
+def _provider_timeout(sc: Scenario) -> str:
+    return timed_out(lambda: sc.run(CTO_HARNESS_CASE_BIN=str(sc.admitted("hang")),
+                                    CTO_HARNESS_CASE_TIMEOUT_SECONDS="2"), 2, 20)
 
 
 @check("model_provider_gate_blocks")
@@ -433,18 +445,27 @@ def _allowed_writes(sc: Scenario) -> str:
         toml = case_dir / "case.toml"
         toml.write_text(toml.read_text().replace(f'id = "{CASE_ID}"', 'id = "validator-outside-write"'))
         (case_dir / "fake" / "solution" / "README.md").write_text("rewritten outside the allowed paths\n")
-    result = sc.run(engine="fake", case_id="validator-outside-write")
+    outside_write_failed(sc.run(engine="fake", case_id="validator-outside-write"), "README.md")
+    return "a write outside the allowed paths fails the run (tests passing or not)"
+
+
+def outside_write_failed(result: RunResult, path: str) -> None:
+    """The run wrote `path`, outside the allowed paths: it fails, and `path` is flagged."""
     report = result.report
     expect(report.verdict == "fail", f"verdict {report.verdict}, expected fail")
     expect(report.allowed_writes_passed is False, "allowed_writes_passed is not false")
-    expect(any(c.path == "README.md" and not c.allowed for c in report.changed_files),
+    expect(any(c.path == path and not c.allowed for c in report.changed_files),
            "the outside write is not flagged in changed_files")
-    return "a write outside the allowed paths fails the run (tests passing or not)"
+    _bundle_verifies(result)
 
 
 @check("same_run_baseline")
 def _same_run_baseline(sc: Scenario) -> str:
-    result = sc.run()
+    return baseline_paired(sc.run())
+
+
+def baseline_paired(result: RunResult) -> str:
+    """The run's same-run fake baseline passed, with the same evidence shape, in `baseline/`."""
     baseline = result.report.baseline
     expect(baseline is not None, "no baseline comparison in the report")
     assert baseline is not None
@@ -460,24 +481,32 @@ def _same_run_baseline(sc: Scenario) -> str:
 
 @check("evidence_shape")
 def _evidence_shape(sc: Scenario) -> str:
+    # Its blocked scenario uses a gate no other check relies on, so checks fail independently.
+    return evidence_complete({"pass": sc.run(), "blocked": sc.run(CTO_HARNESS_ALLOW_CASE=None)},
+                             sc.workdir / "changed-bundle")
+
+
+def evidence_complete(outcomes: dict[str, RunResult], scratch: Path) -> str:
+    """Each run ended as its label says, with every required file and a verifying bundle; a
+    copy of the pass bundle (at `scratch`) with one byte changed no longer verifies."""
     from cto_harness.errors import BundleInvalid
     from cto_harness.evidence.bundle import REQUIRED_FILES
     from cto_harness.evidence.verify import verify_bundle
 
-    # Its blocked scenario uses a gate no other check relies on, so checks fail independently.
-    outcomes = {"pass": sc.run(), "blocked": sc.run(CTO_HARNESS_ALLOW_CASE=None)}
     for label, result in outcomes.items():
         expect(result.report.verdict == label, f"the {label} scenario ended {result.report.verdict}")
-    for label, result in outcomes.items():
         missing = [f for f in REQUIRED_FILES if not (result.run_dir / f).is_file()]
         expect(not missing, f"{label} bundle lacks {missing}")
         _bundle_verifies(result)
-    target = outcomes["pass"].run_dir / "events.normalized.jsonl"
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(outcomes["pass"].run_dir, scratch, symlinks=True,
+                    ignore=shutil.ignore_patterns("workspace", "private"))
+    target = scratch / "events.normalized.jsonl"
     data = bytearray(target.read_bytes())
     data[-2] ^= 0x01
     target.write_bytes(bytes(data))
     try:
-        verify_bundle(outcomes["pass"].run_dir, outcomes["pass"].public_key)
+        verify_bundle(scratch, outcomes["pass"].public_key)
     except BundleInvalid:
         pass
     else:

@@ -28,17 +28,16 @@ import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from cto_harness.clock import iso, utc_now
-from cto_harness.contracts import ForbiddenAction, ModelEndpointInfo, ModelInfo, ProviderInfo
+from cto_harness.contracts import ForbiddenAction, ProviderInfo
 from cto_harness.core.taskscan import outside_paths
 from cto_harness.engines.base import (
     Admission,
-    Engine,
     EngineSettings,
     Launch,
     LiveLog,
@@ -49,12 +48,6 @@ from cto_harness.engines.base import (
     run_gates,
 )
 from cto_harness.engines.case.command import CaseCommand
-from cto_harness.engines.case.endpoint import (
-    EndpointPlan,
-    finish_endpoint,
-    plan_endpoint,
-    start_endpoint,
-)
 from cto_harness.engines.case.events import live_event, map_events, read_jsonl, typed
 from cto_harness.engines.case.guards import (
     collect_guard_records,
@@ -73,27 +66,16 @@ from cto_harness.engines.case.inputs import (
     write_json,
 )
 from cto_harness.engines.case.pipeline import pipeline_outcome
-from cto_harness.errors import Blocked, BlockerCode, PolicyInvalid
-from cto_harness.fsutil import atomic_write_json, sha256_file
+from cto_harness.engines.model import AgentEngine, ModelAccess, ModelSettings, model_access
+from cto_harness.engines.provider import provider_environment
+from cto_harness.errors import Blocked, BlockerCode
+from cto_harness.fsutil import sha256_file
 from cto_harness.git import git_env
 from cto_harness.inert import path_text
-from cto_harness.providers import (
-    IdentityMismatch,
-    ProviderPolicy,
-    default_policy_path,
-    load_policy,
-    lookup_admission,
-    probe_binary_identity,
-)
-from cto_harness.sandbox.netproxy import model_endpoint, sandbox_base_url
+from cto_harness.providers import lookup_admission
 from cto_harness.sandbox.process import ProcessResult, run_quiet
-from cto_harness.settings import CREDENTIAL_VARIABLES, PositiveWhole
+from cto_harness.settings import PositiveWhole
 from cto_harness.tree import files_in, iter_files, read_file
-
-# CTO_HARNESS_CASE_MODEL_ENDPOINT: who answers the provider's model requests. `live` (default): the
-# admitted model's own endpoint; `scripted` / `replay`: an endpoint the harness starts on loopback
-# (a script set, a cassette); `record`: the live endpoint behind a recording proxy.
-EndpointMode = Literal["live", "scripted", "replay", "record"]
 
 _MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
 _MAX_MARKER_BYTES = 4096
@@ -102,8 +84,10 @@ SUCCESS_LINE = "[unattended] Pipeline completed successfully."
 EVENT_LOG = "backend/case-events.jsonl"
 
 
-class CaseSettings(EngineSettings):
-    """`CTO_HARNESS_CASE_*` and `CTO_HARNESS_ALLOW_CASE` (DESIGN section 3: contract names)."""
+class CaseSettings(ModelSettings):
+    """`CTO_HARNESS_CASE_*` and `CTO_HARNESS_ALLOW_CASE` (DESIGN section 3: contract names); the
+    model's fields (`CTO_HARNESS_CASE_MODEL_*`: who answers, `engines/endpoint.py`) come from
+    `ModelSettings`."""
 
     model_config = SettingsConfigDict(env_prefix="CTO_HARNESS_CASE_")
     # The two consent gates come from the environment of each invocation only.
@@ -114,34 +98,17 @@ class CaseSettings(EngineSettings):
     stage: str | None = Field(default=None, description="must be 2")
     bin: str | None = Field(default=None, description="path of the admitted `ca`")
     timeout_seconds: PositiveWhole = Field(default=900, description="the provider's time limit")
-    model_provider: str | None = None
-    model: str | None = None
-    model_base_url: str | None = None
-    model_endpoint: EndpointMode = Field(
-        default="live", description="live, scripted, replay or record (who answers the model)")
-    model_script: str = Field(default="happy", pattern=r"^[a-z0-9][a-z0-9-]*$",
-                              description="the script set harness/model-scripts/<case>/<set>/")
-    model_cassette: str | None = Field(default=None, description="the cassette a replay serves")
 
     def run_stage(self) -> str:
         return self.stage or "unset"
 
 
-def _settings(ctx: RunContext) -> CaseSettings:
-    settings = ctx.engine_settings
-    assert isinstance(settings, CaseSettings)
-    return settings
-
-
-class CaseEngine(Engine):
+class CaseEngine(AgentEngine):
     name = "case"
     settings_model = CaseSettings
     provider = "case"
     # Case keeps its tasks, events and markers under .case/ in the repository it works on.
     bookkeeping_dirs = (".case",)
-    needs_baseline = True
-    # Case must reach its model endpoint, and only that: the sandbox proxies exactly it.
-    needs_network = True
 
     def provider_configured(self, settings: EngineSettings) -> bool | None:
         assert isinstance(settings, CaseSettings)
@@ -175,21 +142,20 @@ class CaseEngine(Engine):
     # --- gates --------------------------------------------------------------------------------
 
     def admit(self, ctx: RunContext) -> Admission:
-        start = Admission(provider=ProviderInfo(name="case", path=_settings(ctx).bin))
+        start = Admission(provider=ProviderInfo(name="case", path=CaseSettings.of(ctx).bin))
         return run_gates(ctx, start, (
             self._allowed, self._stage, self._configured, self._present, self._executable,
-            self._admitted, self._identity, self._requested_model, self._model,
-            self._credentials,
+            self._admitted, self._identity, *self.model_gates(),
         ))
 
     def _allowed(self, ctx: RunContext, admission: Admission) -> Admission:
-        if _settings(ctx).allow != "1":
+        if CaseSettings.of(ctx).allow != "1":
             raise Blocked(BlockerCode.ENGINE_NOT_ALLOWED,
                           "--engine case needs CTO_HARNESS_ALLOW_CASE=1")
         return admission
 
     def _stage(self, ctx: RunContext, admission: Admission) -> Admission:
-        stage = _settings(ctx).stage
+        stage = CaseSettings.of(ctx).stage
         if stage != "2":
             raise Blocked(
                 BlockerCode.STAGE_NOT_AUTHORIZED,
@@ -198,7 +164,7 @@ class CaseEngine(Engine):
         return admission
 
     def _configured(self, ctx: RunContext, admission: Admission) -> Admission:
-        configured = _settings(ctx).bin
+        configured = CaseSettings.of(ctx).bin
         if not configured:
             raise Blocked(
                 BlockerCode.PROVIDER_UNAVAILABLE,
@@ -248,96 +214,6 @@ class CaseEngine(Engine):
                                            provenance_level=record.provenance_level)
         return replace(admitted, status="admitted")
 
-    def _policy(self, ctx: RunContext) -> ProviderPolicy:
-        path = default_policy_path(ctx.harness_root, self.provider or "case")
-        try:
-            return load_policy(path)
-        except PolicyInvalid as exc:
-            raise Blocked(BlockerCode.PROVIDER_POLICY_INVALID, str(exc)) from None
-
-    def _identity(self, ctx: RunContext, admission: Admission) -> Admission:
-        policy = self._policy(ctx)
-        copy = Path(admission.provider.executed_path or "")
-        try:
-            evidence = probe_binary_identity(copy, policy)
-        except IdentityMismatch as mismatch:
-            atomic_write_json(ctx.backend / "provider-identity.json",
-                              mismatch.evidence.model_dump(mode="json"))
-            raise
-        except Blocked as blocked:  # the copy vanished or lost its execute bit meanwhile
-            raise Blocked(BlockerCode.IDENTITY_MISMATCH, blocked.message) from None
-        atomic_write_json(ctx.backend / "provider-identity.json", evidence.model_dump(mode="json"))
-        ctx.events.emit("gate.checked", gate="provider_identity", passed=True,
-                        help_sha256=evidence.help_sha256)
-        return admission
-
-    def _requested_model(self, ctx: RunContext, admission: Admission) -> Admission:
-        s = _settings(ctx)
-        model = ModelInfo(provider=s.model_provider, model=s.model, base_url=s.model_base_url)
-        return replace(admission, model=model)
-
-    def _model(self, ctx: RunContext, admission: Admission) -> Admission:
-        policy = self._policy(ctx)
-        s = _settings(ctx)
-        if not s.model_provider or not s.model:
-            raise Blocked(
-                BlockerCode.MODEL_NOT_ADMITTED,
-                "both CTO_HARNESS_CASE_MODEL_PROVIDER and CTO_HARNESS_CASE_MODEL are required",
-                marker="provider-model-not-admitted.txt",
-            )
-        plan = self._plan(ctx)
-        if plan.mode in ("scripted", "replay") and s.model_base_url:
-            raise Blocked(
-                BlockerCode.MODEL_NOT_ADMITTED,
-                f"a {plan.mode} endpoint is started by the harness on loopback: "
-                "CTO_HARNESS_CASE_MODEL_BASE_URL must be unset",
-                marker="provider-model-not-admitted.txt",
-            )
-        if policy.admitted_model(s.model_provider, s.model, s.model_base_url,
-                                 endpoint=plan.kind) is None:
-            where = f" at {s.model_base_url}" if s.model_base_url else ""
-            raise Blocked(
-                BlockerCode.MODEL_NOT_ADMITTED,
-                f"model {s.model_provider}/{s.model}{where} with a {plan.kind} endpoint is not "
-                "admitted by the provider policy",
-                marker="provider-model-not-admitted.txt",
-            )
-        ctx.events.emit("gate.checked", gate="model_admitted", passed=True,
-                        provider=s.model_provider, model=s.model, endpoint_kind=plan.kind,
-                        endpoint_mode=plan.mode)
-        return replace(admission, model=admission.model.model_copy(
-            update={"admitted": True, "endpoint_kind": plan.kind}))
-
-    def _plan(self, ctx: RunContext) -> EndpointPlan:
-        """The endpoint the settings choose, checked (recomputed, not kept: engines hold no
-        per-run state). Blocked `model_script_invalid` / `model_cassette_invalid`."""
-        s = _settings(ctx)
-        return plan_endpoint(ctx, s.model_provider or "", mode=s.model_endpoint,
-                             script=s.model_script, cassette=s.model_cassette,
-                             base_url=s.model_base_url)
-
-    def _credentials(self, ctx: RunContext, admission: Admission) -> Admission:
-        mode = _settings(ctx).model_endpoint
-        if mode in ("scripted", "replay"):
-            # No real model is asked: the provider gets a per-run key for the harness's endpoint.
-            ctx.events.emit("gate.checked", gate="credentials_present", passed=True,
-                            variables=[], reason=f"{mode} endpoint: a per-run key")
-            return admission
-        provider = admission.model.provider or ""
-        names = CREDENTIAL_VARIABLES.get(provider, ())
-        present = tuple(n for n in names if ctx.environ.get(n))
-        if not present:
-            wanted = ", ".join(names) or "none known for this model provider"
-            raise Blocked(
-                BlockerCode.CREDENTIALS_MISSING,
-                f"no credential for model provider {provider!r} in the environment ({wanted})",
-                marker="credentials-missing.txt",
-            )
-        # Names only: a value is never written anywhere.
-        ctx.events.emit("gate.checked", gate="credentials_present", passed=True,
-                        variables=list(present))
-        return replace(admission, credentials=present)
-
     # --- launch -------------------------------------------------------------------------------
 
     def prepare(self, ctx: RunContext, admission: Admission) -> Launch:
@@ -368,13 +244,11 @@ class CaseEngine(Engine):
             shutil.copyfile(source, target)
             given.append(target)
 
-        base_url, endpoint_key = self._start_endpoint(ctx, admission, task)
-        if base_url:
-            # Inside its network namespace Case reaches the endpoint through the sandbox's
-            # forwarder (sandbox/netproxy.py), at the address that gives it.
-            given_url = sandbox_base_url(base_url) if ctx.network_isolated else base_url
+        access = model_access(ctx, admission, timeout_seconds=CaseSettings.of(ctx).timeout_seconds,
+                              volatile={"TASK_ID": task.id})
+        if access.base_url:
             write_json(agent / "models.json",
-                       {"providers": {model.provider: {"baseUrl": given_url}}})
+                       {"providers": {model.provider: {"baseUrl": access.base_url}}})
         # And how Case was configured (data dir and agent dir), as evidence beside the task.
         inputs = ctx.backend / "case-inputs"
         inputs.mkdir(exist_ok=True)
@@ -392,7 +266,7 @@ class CaseEngine(Engine):
             raise Blocked(BlockerCode.PROVIDER_NOT_ADMITTED,
                           "the provider copy changed between hashing and launch",
                           marker="provider-not-admitted.txt")
-        env = self._environment(ctx, admission, home, data, agent, tmp, endpoint_key)
+        env = self._environment(ctx, home, data, agent, tmp, access)
         ctx.events.emit("provider.task.written", task_id=task.id, files={
             f"task/{target.name}": {"workspace_path": source.relative_to(ctx.workspace).as_posix(),
                                     "sha256": sha256_file(target)}
@@ -400,22 +274,8 @@ class CaseEngine(Engine):
         })
         # Case must reach its model endpoint, and only that: the sandbox proxies exactly it.
         return Launch(argv=argv, env=env, cwd=ctx.workspace,
-                      timeout_seconds=_settings(ctx).timeout_seconds,
-                      endpoint=model_endpoint(base_url, model.provider))
-
-    def _start_endpoint(self, ctx: RunContext, admission: Admission, task: CaseTask
-                        ) -> tuple[str | None, tuple[str, str] | None]:
-        """The model base URL the provider gets (None: the provider's own default for an
-        admitted live model without a base URL), and the (variable, per-run key) for an endpoint
-        the harness started."""
-        plan = self._plan(ctx)
-        if not plan.harness_started:
-            return admission.model.base_url, None
-        workspace, run_dir = ctx.workspace.resolve(), ctx.run_dir.resolve()
-        volatile = {"WORKSPACE": str(workspace), "RUN_DIR": str(run_dir), "TASK_ID": task.id}
-        if str(ctx.run_dir) != str(run_dir):
-            volatile["RUN_DIR_LINK"] = str(ctx.run_dir)
-        return start_endpoint(ctx, plan, volatile, _settings(ctx).timeout_seconds)
+                      timeout_seconds=CaseSettings.of(ctx).timeout_seconds,
+                      endpoint=access.endpoint)
 
     def _check_contract(
         self, ctx: RunContext, task_file: Path, brief_file: Path, projects_file: Path
@@ -444,47 +304,15 @@ class CaseEngine(Engine):
         if problems:
             raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, "; ".join(problems))
 
-    def _environment(
-        self, ctx: RunContext, admission: Admission, home: Path, data: Path, agent: Path,
-        tmp: Path, endpoint_key: tuple[str, str] | None,
-    ) -> dict[str, str]:
-        env = git_env(home)
-        env.pop("LC_ALL", None)
-        env |= {
-            "PATH": os.pathsep.join(
-                [str(self._bin_dir(ctx)), ctx.environ.get("PATH") or os.defpath]
-            ),
-            "HOME": str(home),
-            "CASE_DATA_DIR": str(data),
-            "PI_CODING_AGENT_DIR": str(agent),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "XDG_DATA_HOME": str(home / ".local" / "share"),
-            "XDG_STATE_HOME": str(home / ".local" / "state"),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "LANG": "C.UTF-8",
-            "TMPDIR": str(tmp),
-            "GIT_TERMINAL_PROMPT": "0",
-            # Agents run the fixture's Python tests: byte-code caches in the workspace would be
-            # changes outside the allowed paths that nobody asked for.
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
-        }
-        if endpoint_key is not None:
-            # The harness's own endpoint: a per-run key, never the operator's credential.
-            name, key = endpoint_key
-            env[name] = key
-            return env
-        for name in admission.credentials:
-            env[name] = ctx.environ[name]
-        return env
+    def _environment(self, ctx: RunContext, home: Path, data: Path, agent: Path, tmp: Path,
+                     access: ModelAccess) -> dict[str, str]:
+        return provider_environment(ctx, home, tmp, path_first=[self._bin_dir(ctx)], extra={
+            "CASE_DATA_DIR": str(data), "PI_CODING_AGENT_DIR": str(agent), **access.environment})
 
     # --- after the run ------------------------------------------------------------------------
 
-    def release(self, ctx: RunContext) -> None:
-        finish_endpoint(ctx)
-
     def collect(self, ctx: RunContext, admission: Admission, result: ProcessResult) -> Outcome:
-        endpoint = self._endpoint_info(ctx, admission)
+        endpoint = self.model_endpoint(ctx, admission)
         records = self._case_dir(ctx) / "records"
         git = real_git()
         forbidden = collect_guard_records(records, ctx.backend)
@@ -531,14 +359,6 @@ class CaseEngine(Engine):
         return Outcome(events=events, spans=spans, claims=claims, forbidden=tuple(forbidden),
                        provider_outcome=outcome, pull_requests=tuple(pull_requests),
                        model_endpoint=endpoint)
-
-    @staticmethod
-    def _endpoint_info(ctx: RunContext, admission: Admission) -> ModelEndpointInfo:
-        """Stop the run's endpoint (if the harness started one) and say who answered."""
-        info = finish_endpoint(ctx)
-        if info is None:
-            return ModelEndpointInfo(mode="live", url=admission.model.base_url)
-        return info
 
     @staticmethod
     def _event_logs(ctx: RunContext, task_id: str | None) -> list[tuple[bytes, bytes]]:

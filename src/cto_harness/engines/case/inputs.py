@@ -14,11 +14,11 @@ import re
 import shlex
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cto_harness.contracts import CaseSpec, StrictModel
+from cto_harness.contracts import CaseSpec, StrictModel, matching
 
 TaskStatus = Literal[
     "active", "implementing", "verifying", "reviewing", "evaluating", "closing", "pr-opened",
@@ -58,7 +58,7 @@ class RevisionRequest(StrictModel):
 class CaseTask(StrictModel):
     """Case's `.task.json` (title "Case Task"). We write only the fields a fresh task has."""
 
-    id: str
+    id: Annotated[str, matching(_SLUG, "task id must be a slug ([a-z0-9][a-z0-9-]*)")]
     status: TaskStatus
     created: str
     repo: str
@@ -78,13 +78,6 @@ class CaseTask(StrictModel):
     checkBaseline: float | None = None
     checkTarget: float | None = None
     pendingRevision: RevisionRequest | None = None
-
-    @field_validator("id")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not _SLUG.fullmatch(value):
-            raise ValueError(f"task id must be a slug ([a-z0-9][a-z0-9-]*): {value!r}")
-        return value
 
     @field_validator("created")
     @classmethod

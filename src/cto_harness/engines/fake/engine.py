@@ -93,10 +93,8 @@ class FakeEngine(Engine):
         }
         argv = [sys.executable, "-I", "-S", str(agent), "run", "--task", str(given),
                 "--mode", "unattended"]
-        settings = ctx.engine_settings
-        assert isinstance(settings, FakeSettings)
         return Launch(argv=argv, env=env, cwd=ctx.workspace,
-                      timeout_seconds=settings.timeout_seconds)
+                      timeout_seconds=FakeSettings.of(ctx).timeout_seconds)
 
     def collect(self, ctx: RunContext, admission: Admission, result: ProcessResult) -> Outcome:
         # The provider can write here: read without following any link (to a key, a target),

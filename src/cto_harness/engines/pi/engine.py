@@ -6,16 +6,18 @@ Gates, in order (each `Blocked(code)`, exit 2, a full bundle): `provider_unavail
 admitted install at the policy's version, or the one `CTO_HARNESS_PI_ADMISSION` names),
 `provider_not_admitted` (the run's linked copy of the tree, entry point and runtime re-hashed
 against the record), `identity_mismatch` (`pi --help` on that copy), `model_not_admitted`,
-`credentials_missing`. Then pi runs in the workspace with a private HOME and agent dir (its
-`models.json` points the model provider at the admitted base URL; the key is passed by variable
-name), no extensions, skills, prompt templates, themes or context files, no session file,
-offline start-up (no update check, no telemetry). Its JSON event stream (stdout) is read back as
-its own account: recorded, never trusted.
+`credentials_missing` (a live endpoint only: a scripted or replayed endpoint, which the harness
+starts on loopback from `harness/model-scripts/<case>/<set>/` or a cassette, gets a per-run key).
+The model gates and the endpoint are the ones every engine shares (`engines/model.py`,
+`engines/endpoint.py`). Then pi runs in the workspace with a private HOME and agent dir (its
+`models.json` points the model provider at the base URL; the key goes by variable name), no
+extensions, skills, prompt templates, themes or context files, no session file, offline start-up
+(no update check, no telemetry). Its JSON event stream (stdout) is read back as its own account:
+recorded, never trusted.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,40 +26,35 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from cto_harness.clock import iso, utc_now
-from cto_harness.contracts import ModelInfo, ProviderInfo
+from cto_harness.contracts import ForbiddenAction, ProviderInfo
 from cto_harness.core.taskscan import outside_paths
-from cto_harness.engines.base import (
-    Admission,
-    Engine,
-    EngineSettings,
-    Launch,
-    Outcome,
-    RunContext,
-    run_gates,
-)
+from cto_harness.engines.base import Admission, EngineSettings, Launch, Outcome, RunContext, run_gates
+from cto_harness.engines.model import AgentEngine, ModelAccess, ModelSettings, model_access
 from cto_harness.engines.pi.events import account, read_lines
-from cto_harness.engines.pi.install import choose_admission, place
-from cto_harness.engines.pi.prompt import model_config, render_prompt
-from cto_harness.errors import Blocked, BlockerCode, PolicyInvalid
-from cto_harness.fsutil import atomic_write_json, sha256_file
-from cto_harness.git import git_env
-from cto_harness.providers import (
-    IdentityMismatch,
-    ProviderPolicy,
-    default_policy_path,
-    load_policy,
-    probe_binary_identity,
+from cto_harness.engines.pi.install import (
+    changed_parts,
+    choose_admission,
+    drop_launch_copy,
+    hashed,
+    place,
 )
-from cto_harness.providers.npm import NpmDistribution, NpmPaths
-from cto_harness.sandbox.netproxy import model_endpoint, sandbox_base_url
+from cto_harness.engines.pi.prompt import model_config, render_prompt
+from cto_harness.engines.provider import provider_environment
+from cto_harness.errors import Blocked, BlockerCode
+from cto_harness.fsutil import atomic_write_json, sha256_file
+from cto_harness.providers.npm import NpmPaths
 from cto_harness.sandbox.process import ProcessResult
-from cto_harness.settings import CREDENTIAL_VARIABLES, PositiveWhole
+from cto_harness.settings import PositiveWhole
 
 EVENT_LOG = "backend/stdout.log"
+# The run's private state (under `ctx.private`): the linked, re-hashed install; pi's HOME,
+# agent dir and TMPDIR.
+DIST, STATE = "pi-dist", "pi"
 
 
-class PiSettings(EngineSettings):
-    """`CTO_HARNESS_PI_*`."""
+class PiSettings(ModelSettings):
+    """`CTO_HARNESS_PI_*`; the model's fields (`CTO_HARNESS_PI_MODEL_*`) come from
+    `ModelSettings`."""
 
     model_config = SettingsConfigDict(env_prefix="CTO_HARNESS_PI_")
 
@@ -65,62 +62,32 @@ class PiSettings(EngineSettings):
         default=None, description="SHA-256 (or prefix) of the admitted install to run "
         "(default: the newest admitted at the policy's version)")
     timeout_seconds: PositiveWhole = Field(default=900, description="pi's time limit")
-    model_provider: str | None = Field(default=None, description="anthropic or openai")
-    model: str | None = Field(default=None, description="the model id")
-    model_base_url: str | None = Field(default=None, description="the admitted endpoint")
+    model_script: str = Field(default="pi-happy", pattern=r"^[a-z0-9][a-z0-9-]*$",
+                              description="the script set harness/model-scripts/<case>/<set>/")
 
 
-def _settings(ctx: RunContext) -> PiSettings:
-    settings = ctx.engine_settings
-    assert isinstance(settings, PiSettings)
-    return settings
-
-
-class PiEngine(Engine):
+class PiEngine(AgentEngine):
     name = "pi"
     settings_model = PiSettings
     provider = "pi"
-    needs_baseline = True
-    # pi must reach its model endpoint, and only that: the sandbox proxies exactly it.
-    needs_network = True
+    policy_kind = "npm"
 
     def provider_configured(self, settings: EngineSettings) -> bool | None:
         return None  # admitted from the registry, not configured by a path
-
-    # --- paths of the run's private state ---------------------------------------------------
-
-    @staticmethod
-    def _dist(ctx: RunContext) -> Path:
-        return ctx.private / "pi-dist"
-
-    @staticmethod
-    def _state(ctx: RunContext) -> Path:
-        return ctx.private / "pi"
 
     # --- gates --------------------------------------------------------------------------------
 
     def admit(self, ctx: RunContext) -> Admission:
         return run_gates(ctx, Admission(provider=ProviderInfo(name="pi")), (
-            self._installed, self._identity, self._requested_model, self._model,
-            self._credentials,
+            self._installed, self._identity, *self.model_gates(),
         ))
 
-    def _policy(self, ctx: RunContext) -> ProviderPolicy:
-        try:
-            policy = load_policy(default_policy_path(ctx.harness_root, self.provider or "pi"))
-        except PolicyInvalid as exc:
-            raise Blocked(BlockerCode.PROVIDER_POLICY_INVALID, str(exc)) from None
-        if not isinstance(policy.distribution, NpmDistribution):
-            raise Blocked(BlockerCode.PROVIDER_POLICY_INVALID,
-                          f"the {policy.name} policy is not of the npm kind")
-        return policy
-
     def _installed(self, ctx: RunContext, admission: Admission) -> Admission:
-        policy = self._policy(ctx)
-        record = choose_admission(ctx.settings, policy, _settings(ctx).admission)
+        policy = self.policy(ctx)
+        record = choose_admission(ctx.settings, policy, PiSettings.of(ctx).admission)
         admission = admission.with_provider(path=record.store_path, pin=record.pin,
                                             source_url=record.source_url)
-        copy = place(record, policy, self._dist(ctx))
+        copy = place(record, policy, ctx.settings, ctx.private / DIST)
         ctx.events.emit("gate.checked", gate="provider_digest", sha256=copy.tree_sha256,
                         entry_sha256=copy.entry_sha256, runtime_sha256=copy.runtime_sha256)
         ctx.events.emit("gate.checked", gate="provider_admitted", passed=True,
@@ -129,62 +96,17 @@ class PiEngine(Engine):
                                            provenance_level=record.provenance_level)
         return replace(admitted, status="admitted")
 
-    def _identity(self, ctx: RunContext, admission: Admission) -> Admission:
-        policy = self._policy(ctx)
-        runtime = NpmPaths(self._dist(ctx)).runtime
-        try:
-            program = NpmPaths(self._dist(ctx))
-            evidence = probe_binary_identity(Path(admission.provider.executed_path or ""),
-                                             policy, runtime=[str(runtime)],
-                                             readable=[program.tree, program.runtime])
-        except IdentityMismatch as mismatch:
-            atomic_write_json(ctx.backend / "provider-identity.json",
-                              mismatch.evidence.model_dump(mode="json"))
-            raise
-        except Blocked as blocked:
-            raise Blocked(BlockerCode.IDENTITY_MISMATCH, blocked.message) from None
-        atomic_write_json(ctx.backend / "provider-identity.json", evidence.model_dump(mode="json"))
-        ctx.events.emit("gate.checked", gate="provider_identity", passed=True,
-                        help_sha256=evidence.help_sha256)
-        return admission
+    def identity_runtime(self, ctx: RunContext) -> list[str]:
+        return [str(NpmPaths(ctx.private / DIST).runtime)]
 
-    def _requested_model(self, ctx: RunContext, admission: Admission) -> Admission:
-        s = _settings(ctx)
-        return replace(admission, model=ModelInfo(provider=s.model_provider, model=s.model,
-                                                  base_url=s.model_base_url))
-
-    def _model(self, ctx: RunContext, admission: Admission) -> Admission:
-        s = _settings(ctx)
-        if not s.model_provider or not s.model:
-            raise Blocked(BlockerCode.MODEL_NOT_ADMITTED,
-                          "both CTO_HARNESS_PI_MODEL_PROVIDER and CTO_HARNESS_PI_MODEL are "
-                          "required", marker="provider-model-not-admitted.txt")
-        if self._policy(ctx).admitted_model(s.model_provider, s.model, s.model_base_url) is None:
-            where = f" at {s.model_base_url}" if s.model_base_url else ""
-            raise Blocked(BlockerCode.MODEL_NOT_ADMITTED,
-                          f"model {s.model_provider}/{s.model}{where} is not admitted by the "
-                          "pi policy", marker="provider-model-not-admitted.txt")
-        ctx.events.emit("gate.checked", gate="model_admitted", passed=True,
-                        provider=s.model_provider, model=s.model)
-        return replace(admission, model=admission.model.model_copy(update={"admitted": True}))
-
-    def _credentials(self, ctx: RunContext, admission: Admission) -> Admission:
-        provider = admission.model.provider or ""
-        names = CREDENTIAL_VARIABLES.get(provider, ())
-        present = tuple(n for n in names if ctx.environ.get(n))
-        if not present:
-            wanted = ", ".join(names) or "none known for this model provider"
-            raise Blocked(BlockerCode.CREDENTIALS_MISSING,
-                          f"no credential for model provider {provider!r} in the environment "
-                          f"({wanted})", marker="credentials-missing.txt")
-        ctx.events.emit("gate.checked", gate="credentials_present", passed=True,
-                        variables=list(present))
-        return replace(admission, credentials=present[:1])
+    def identity_readable(self, ctx: RunContext) -> list[Path]:
+        program = NpmPaths(ctx.private / DIST)
+        return [program.tree, program.runtime]
 
     # --- launch -------------------------------------------------------------------------------
 
     def prepare(self, ctx: RunContext, admission: Admission) -> Launch:
-        state = self._state(ctx)
+        state = ctx.private / STATE
         home, agent, tmp = state / "home", state / "agent", state / "tmp"
         for folder in (home, agent, tmp):
             folder.mkdir(parents=True, exist_ok=True)
@@ -194,16 +116,14 @@ class PiEngine(Engine):
             raise Blocked(BlockerCode.TASK_CONTRACT_INVALID,
                           f"the task names paths outside the workspace: {', '.join(found)}")
         model = admission.model
-        # Inside its network namespace pi reaches the endpoint through the sandbox's forwarder
-        # (sandbox/netproxy.py), at the address that gives it.
-        base_url = sandbox_base_url(model.base_url) if ctx.network_isolated else model.base_url
-        config = model_config(model.provider or "", base_url, admission.credentials[0])
+        access = model_access(ctx, admission, timeout_seconds=PiSettings.of(ctx).timeout_seconds)
+        config = model_config(model.provider or "", access.base_url, access.key_variable or "")
         if config is not None:
             atomic_write_json(agent / "models.json", config)
             atomic_write_json(ctx.backend / "pi-models.json", config)
         entry = Path(admission.provider.executed_path or "")
-        runtime = NpmPaths(self._dist(ctx)).runtime
-        record = choose_admission(ctx.settings, self._policy(ctx), admission.provider.sha256)
+        runtime = NpmPaths(ctx.private / DIST).runtime
+        record = choose_admission(ctx.settings, self.policy(ctx), admission.provider.sha256)
         if sha256_file(entry) != record.origin.get("entry_sha256"):
             raise Blocked(BlockerCode.PROVIDER_NOT_ADMITTED,
                           "the entry point changed between hashing and launch",
@@ -214,39 +134,41 @@ class PiEngine(Engine):
                 "--no-context-files", prompt]
         ctx.events.emit("provider.task.written", task_id=ctx.case.spec.id,
                         files=["task/prompt.md"])
-        return Launch(argv=argv, env=self._environment(ctx, admission, home, agent, tmp),
-                      cwd=ctx.workspace, timeout_seconds=_settings(ctx).timeout_seconds,
-                      endpoint=model_endpoint(model.base_url, model.provider),
-                      readable=(NpmPaths(self._dist(ctx)).tree, runtime))
+        # pi must reach its model endpoint, and only that: the sandbox proxies exactly it. Its
+        # program is read in place, never handed over (the tree is hard-linked from the store).
+        return Launch(argv=argv, env=self._environment(ctx, home, agent, tmp, access),
+                      cwd=ctx.workspace, timeout_seconds=PiSettings.of(ctx).timeout_seconds,
+                      endpoint=access.endpoint,
+                      readable=(NpmPaths(ctx.private / DIST).tree, runtime))
 
-    def _environment(self, ctx: RunContext, admission: Admission, home: Path, agent: Path,
-                     tmp: Path) -> dict[str, str]:
-        env = git_env(home)
-        env.pop("LC_ALL", None)
-        env |= {
-            "PATH": ctx.environ.get("PATH") or os.defpath,
-            "HOME": str(home),
+    def _environment(self, ctx: RunContext, home: Path, agent: Path, tmp: Path,
+                     access: ModelAccess) -> dict[str, str]:
+        return provider_environment(ctx, home, tmp, extra={
             "PI_CODING_AGENT_DIR": str(agent),
-            "PI_OFFLINE": "1", "PI_SKIP_VERSION_CHECK": "1", "PI_TELEMETRY": "0",
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "XDG_DATA_HOME": str(home / ".local" / "share"),
-            "XDG_STATE_HOME": str(home / ".local" / "state"),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "LANG": "C.UTF-8", "TMPDIR": str(tmp), "GIT_TERMINAL_PROMPT": "0", "NO_COLOR": "1",
-            # The fixture's Python tests: no byte-code caches in the workspace.
-            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
-        }
-        for name in admission.credentials:
-            env[name] = ctx.environ[name]
-        return env
+            # Offline start-up: no update check, no telemetry, no colour codes in its stream.
+            "PI_OFFLINE": "1", "PI_SKIP_VERSION_CHECK": "1", "PI_TELEMETRY": "0", "NO_COLOR": "1",
+            **access.environment})
 
     # --- after the run ------------------------------------------------------------------------
 
     def collect(self, ctx: RunContext, admission: Admission, result: ProcessResult) -> Outcome:
+        endpoint = self.model_endpoint(ctx, admission)
         rows, bad = read_lines(ctx.backend / "stdout.log")
         told = account(rows, iso(utc_now()), EVENT_LOG)
         claims: dict[str, Any] = {"recorded_not_trusted": True, **told.claims,
                                   "unreadable_event_lines": bad}
         return Outcome(events=told.events, spans=told.spans, claims=claims,
-                       provider_outcome=told.outcome)
+                       provider_outcome=told.outcome, model_endpoint=endpoint,
+                       forbidden=self._install_changed(ctx, admission))
+
+    def _install_changed(self, ctx: RunContext, admission: Admission) -> tuple[ForbiddenAction, ...]:
+        """The run's linked copy hashed again: a write through a link (into the launch copy
+        other runs share) is named, and that copy dropped."""
+        record = choose_admission(ctx.settings, self.policy(ctx), admission.provider.sha256)
+        after = hashed(ctx.private / DIST, Path(admission.provider.executed_path or ""))
+        if not (wrong := changed_parts(after, record)):
+            return ()
+        drop_launch_copy(record, ctx.settings)
+        return (ForbiddenAction(action="installed_copy_changed", source="pi install",
+                                detail=f"the {' and '.join(wrong)} changed while pi ran"),)
 

@@ -1,27 +1,39 @@
-"""The admitted pi that one run executes: chosen from the admission registry, hard-linked from the
-store into the run's private folder, and re-hashed there before anything runs.
+"""The admitted pi that one run executes: chosen from the admission registry, hard-linked into the
+run's private folder from a launch copy of the store entry, and re-hashed there before pi runs
+and again after it exited.
 
-Linking (not copying) keeps a run's start cheap for a ~150 MB tree of ~20k files; the links are
-the store's own inodes, so a provider that wrote through one would change a file under
-`$CTO_HARNESS_HOME`, which the outside-write guard fingerprints around every launch (mode, size,
-mtime, ctime, link count), and the next run's re-hash would refuse the store. A different file
-system (no hard links) falls back to a copy.
+Linking (not copying) keeps a run's start cheap for a ~200 MB tree of ~20k files. The links never
+point into the store itself: linking changes an inode's link count and ctime, which the
+outside-write guard fingerprints under `$CTO_HARNESS_HOME` around every launch, so runs linking
+the store while another run's provider ran would block that run `outside_write_detected`. Runs
+link from one copy of the entry (`$CTO_HARNESS_HOME/launch-copies/pi/<sha256>/`, which the guard
+skips and providers never see), made once under a lock and made again whenever the store entry's
+metadata is no longer what it was copied from. A provider that
+wrote through a link would change that copy: the run's own re-hash after pi exited names it
+(`installed_copy_changed`, which fails the run) and drops the copy. A different file system (no
+hard links) falls back to a copy.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from cto_harness.errors import Blocked, BlockerCode
-from cto_harness.fsutil import sha256_file, tree_digest
-from cto_harness.providers.npm import NpmDistribution, NpmPaths, entry_path
+from cto_harness.fsutil import atomic_write_text, exclusive_lock, sha256_file, tree_digest
+from cto_harness.providers.npm import RUNTIME, TREE, NpmDistribution, NpmPaths, entry_path
 from cto_harness.providers.policy import ProviderPolicy
 from cto_harness.providers.registry import AdmissionRecord, list_admissions
+from cto_harness.providers.store import remove_tree
+from cto_harness.sandbox.guard import fingerprint
 from cto_harness.settings import Settings
+
+_COPIED_FROM = "copied-from.json"  # the store entry's metadata fingerprint at copy time
 
 
 @dataclass(frozen=True)
@@ -83,32 +95,93 @@ def link_tree(source: Path, target: Path) -> None:
                 _link_or_copy(str(src), str(dst))
 
 
-def place(record: AdmissionRecord, policy: ProviderPolicy, root: Path) -> RunCopy:
-    """Link the admitted store entry under `root` and hash the result (tree, entry point,
-    runtime). `provider_not_admitted` if any digest is not the recorded one."""
-    spec = policy.distribution
-    assert isinstance(spec, NpmDistribution)
+def _store_fingerprint(store: NpmPaths) -> str:
+    """The store entry's metadata (every path's mode, size, inode, mtime, ctime, link count)."""
+    entries = {**fingerprint(store.tree), **fingerprint(store.runtime)}
+    return json.dumps(sorted((k.removeprefix(str(store.entry_dir)), v)
+                             for k, v in entries.items()))
+
+
+def launch_copy(record: AdmissionRecord, settings: Settings) -> NpmPaths:
+    """The copy of the admitted store entry that runs link from (see the module's note); made
+    again when the store entry changed since it was copied (its re-hash then refuses it)."""
     store = NpmPaths(Path(record.store_path).parent)
     if not store.tree.is_dir() or not store.runtime.is_file():
-        raise Blocked(BlockerCode.PROVIDER_UNAVAILABLE,
-                      f"the store entry {store.entry_dir} is missing", marker="provider-unavailable.txt")
+        raise Blocked(BlockerCode.PROVIDER_UNAVAILABLE, f"the store entry {store.entry_dir} is "
+                      "missing", marker="provider-unavailable.txt")
+    copies = settings.launch_copies_dir / "pi"
+    target = NpmPaths(copies / record.sha256)
+    marker = target.entry_dir / _COPIED_FROM
+    now = _store_fingerprint(store)
+    if marker.is_file() and marker.read_text(encoding="utf-8") == now:
+        return target
+    with exclusive_lock(copies / f"{record.sha256}.lock"):
+        if marker.is_file() and marker.read_text(encoding="utf-8") == now:
+            return target
+        staging = copies / f".{record.sha256}.{uuid.uuid4().hex}"
+        try:
+            shutil.copytree(store.tree, staging / TREE, symlinks=True)
+            (staging / RUNTIME).mkdir()
+            shutil.copy2(store.runtime, NpmPaths(staging).runtime)
+            atomic_write_text(staging / _COPIED_FROM, now)
+            remove_tree(target.entry_dir)
+            os.replace(staging, target.entry_dir)
+        finally:
+            remove_tree(staging)
+    return target
+
+
+def drop_launch_copy(record: AdmissionRecord, settings: Settings) -> None:
+    """Forget the launch copy (the next run copies the store entry again). Runs that linked it
+    keep their links."""
+    copies = settings.launch_copies_dir / "pi"
+    with exclusive_lock(copies / f"{record.sha256}.lock"):
+        remove_tree(copies / record.sha256)
+
+
+def _link_copy(source: NpmPaths, root: Path, record: AdmissionRecord,
+               spec: NpmDistribution) -> RunCopy:
+    remove_tree(root)
     copy = NpmPaths(root)
-    link_tree(store.tree, copy.tree)
+    link_tree(source.tree, copy.tree)
     copy.runtime.parent.mkdir(parents=True, exist_ok=True)
-    _link_or_copy(str(store.runtime), str(copy.runtime))
-    entry = entry_path(copy.tree, spec, record.origin.get("entry", ""))
-    found = RunCopy(root=root, tree=copy.tree, entry=entry, runtime=copy.runtime,
-                    tree_sha256=tree_digest(copy.tree),
-                    entry_sha256=sha256_file(entry) if entry.is_file() else "",
-                    runtime_sha256=sha256_file(copy.runtime))
-    wrong = [what for what, have, want in (
-        ("installed tree", found.tree_sha256, record.sha256),
-        ("entry point", found.entry_sha256, record.origin.get("entry_sha256")),
-        ("runtime", found.runtime_sha256, record.origin.get("runtime_sha256")),
+    _link_or_copy(str(source.runtime), str(copy.runtime))
+    return hashed(root, entry_path(copy.tree, spec, record.origin.get("entry", "")))
+
+
+def hashed(root: Path, entry: Path) -> RunCopy:
+    """The run's copy under `root` (its entry point `entry`), hashed now."""
+    copy = NpmPaths(root)
+    return RunCopy(root=root, tree=copy.tree, entry=entry, runtime=copy.runtime,
+                   tree_sha256=tree_digest(copy.tree),
+                   entry_sha256=sha256_file(entry) if entry.is_file() else "",
+                   runtime_sha256=sha256_file(copy.runtime))
+
+
+def changed_parts(copy: RunCopy, record: AdmissionRecord) -> list[str]:
+    """What of `copy` no longer hashes to the admitted digests."""
+    return [what for what, have, want in (
+        ("installed tree", copy.tree_sha256, record.sha256),
+        ("entry point", copy.entry_sha256, record.origin.get("entry_sha256")),
+        ("runtime", copy.runtime_sha256, record.origin.get("runtime_sha256")),
     ) if have != want]
-    if wrong:
+
+
+def place(record: AdmissionRecord, policy: ProviderPolicy, settings: Settings,
+          root: Path) -> RunCopy:
+    """Link the admitted install under `root` (from its launch copy) and hash the result (tree,
+    entry point, runtime). A copy that no longer hashes right is dropped and made again from
+    the store once; `provider_not_admitted` if the store itself does not hash right."""
+    spec = policy.distribution
+    assert isinstance(spec, NpmDistribution)
+    found = _link_copy(launch_copy(record, settings), root, record, spec)
+    if changed_parts(found, record) and \
+            tree_digest(Path(record.store_path)) == record.sha256:  # only the copy is wrong
+        drop_launch_copy(record, settings)
+        found = _link_copy(launch_copy(record, settings), root, record, spec)
+    if wrong := changed_parts(found, record):
         raise Blocked(BlockerCode.PROVIDER_NOT_ADMITTED,
                       f"the {' and '.join(wrong)} of {spec.spec} no longer hash to the admitted "
-                      f"digests (store {store.entry_dir}); admit it again",
+                      f"digests (store {Path(record.store_path).parent}); admit it again",
                       marker="provider-not-admitted.txt")
     return found

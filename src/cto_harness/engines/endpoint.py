@@ -1,7 +1,8 @@
-"""Which model endpoint a Case run talks to, and how the harness knows its kind.
+"""Which model endpoint an engine's provider talks to, and how the harness knows its kind.
 
-`CTO_HARNESS_CASE_MODEL_ENDPOINT` chooses the mode; the kind recorded in the report
-(`model.endpoint_kind`) follows from what the harness itself did, never from the provider:
+An engine's `<PREFIX>MODEL_ENDPOINT` setting (`engines/model.py`) chooses the mode; the kind
+recorded in the report (`model.endpoint_kind`) follows from what the harness itself did, never
+from the provider:
 
 | mode | who answers | kind (= the admitted entry's `endpoint`) |
 |---|---|---|
@@ -28,6 +29,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from cto_harness.contracts import EndpointKind, ModelEndpointInfo
 from cto_harness.engines.base import RunContext
@@ -44,6 +46,8 @@ from cto_harness.modelserver import (
 from cto_harness.modelserver.server import read_jsonl, summary
 from cto_harness.settings import CREDENTIAL_VARIABLES, secret_values
 
+# Who answers the provider's model requests (the table above).
+EndpointMode = Literal["live", "scripted", "replay", "record"]
 SCRIPTS_DIR = "model-scripts"
 # Where each model provider's API lives when no base URL is admitted (record mode's upstream),
 # and the path its client appends to the base URL it is given.
@@ -74,9 +78,11 @@ class EndpointPlan:
 
 
 def plan_endpoint(ctx: RunContext, provider: str, *, mode: str, script: str,
-                  cassette: str | None, base_url: str | None) -> EndpointPlan:
+                  cassette: str | None, base_url: str | None,
+                  cassette_variable: str) -> EndpointPlan:
     """Blocked `model_script_invalid` / `model_cassette_invalid` / `model_not_admitted` when the
-    chosen endpoint cannot be set up; nothing is started here."""
+    chosen endpoint cannot be set up; nothing is started here. `cassette_variable` is the
+    engine's setting that names a cassette (for the message)."""
     kind = endpoint_kind(mode)
     plan = EndpointPlan(mode=mode, kind=kind, provider=provider)
     if mode in ("scripted", "replay", "record") and provider not in BASE_PATH:
@@ -94,8 +100,7 @@ def plan_endpoint(ctx: RunContext, provider: str, *, mode: str, script: str,
     elif mode == "replay":
         if not cassette:
             raise Blocked(BlockerCode.MODEL_CASSETTE_INVALID,
-                          "CTO_HARNESS_CASE_MODEL_ENDPOINT=replay needs "
-                          "CTO_HARNESS_CASE_MODEL_CASSETTE (a recorded cassette)")
+                          f"a replay endpoint needs {cassette_variable} (a recorded cassette)")
         try:
             plan.cassette = Cassette(Path(cassette).absolute())
         except CassetteError as exc:
