@@ -18,8 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic_settings import SettingsConfigDict
-
 from cto_harness.contracts import (
     ForbiddenAction,
     LocalPullRequest,
@@ -34,7 +32,7 @@ from cto_harness.core.fixtures import FixtureCase
 from cto_harness.errors import Blocked
 from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.process import ProcessResult
-from cto_harness.settings import Settings, SettingsBase
+from cto_harness.settings import Settings, SettingsBase, SettingsConfigDict
 
 
 class EngineSettings(SettingsBase):

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
-from pydantic_settings import SettingsConfigDict
 
 from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import ForbiddenAction, ModelEndpointInfo, ModelInfo, ProviderInfo
@@ -85,7 +84,7 @@ from cto_harness.providers import (
     probe_binary_identity,
 )
 from cto_harness.sandbox.process import ProcessResult, run_quiet
-from cto_harness.settings import CREDENTIAL_VARIABLES, PositiveWhole
+from cto_harness.settings import CREDENTIAL_VARIABLES, PositiveWhole, SettingsConfigDict
 from cto_harness.tree import files_in, iter_files, read_file
 
 # CTO_HARNESS_CASE_MODEL_ENDPOINT: who answers the provider's model requests. `live` (default): the
