@@ -48,10 +48,11 @@ demo: install
 	cat "$$($(VENV)/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_dir"])' $$out)/report.md"; \
 	rm -f $$out; exit $$status
 
-# One worker per core, a test file's tests on one worker (its module fixtures built once); the
-# slowest tests are listed at the end, so a slow one shows.
+# One worker per core, a test file's tests on one worker (its module fixtures built once), files
+# handed out in collection order, where tests/conftest.py puts the longest first; the slowest
+# tests are listed at the end, so a slow one shows.
 test: install
-	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile --durations=15
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=15
 	$(MAKE) --no-print-directory lint
 
 # ruff everywhere; mypy on the package (strict on core/, evidence/, sandbox/: pyproject.toml).
