@@ -299,6 +299,7 @@ def test_record_writes_no_credential_and_replay_serves_by_digest(
     direct = assemble_anthropic_stream(post(upstream.url, "/v1/messages", body,
                                             {"x-api-key": "upstream-secret-key-1"})[2].decode())
     assert relayed == direct  # the proxy relays what the upstream sent
+    recorder.stop()  # waits for the exchange under way: its row is written after the reply
     text = cassette.read_text()
     for secret in ("upstream-secret-key-1", "client-run-key-987654", "an-env-secret-value"):
         assert secret not in text
