@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cto_harness.core.run import RunResult, execute_run
 from cto_harness.fsutil import tree_digest
-from cto_harness.settings import CREDENTIAL_VARIABLES, Settings
+from cto_harness.settings import Settings
 from cto_harness.validators.adapter import (
     CASE_ID,
     CHECKS,
@@ -26,6 +26,7 @@ from cto_harness.validators.adapter import (
     _bundle_verifies,
     _fake_default_lane,
     expect,
+    validator_environ,
 )
 
 Check = Callable[[Scenario], str]
@@ -65,19 +66,11 @@ def _fake_pristine(sc: Scenario) -> str:
 
 
 def _pi_env(sc: Scenario, **overrides: str | None) -> dict[str, str]:
-    secrets = {n for names in CREDENTIAL_VARIABLES.values() for n in names}
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CTO_HARNESS_") and k not in secrets}
-    env |= {"CTO_HARNESS_HOME": str(sc.home), "CTO_HARNESS_RUNS_DIR": str(sc.runs),
-            "CTO_HARNESS_PI_MODEL_PROVIDER": PI_MODEL[0], "CTO_HARNESS_PI_MODEL": PI_MODEL[1],
-            "CTO_HARNESS_PI_MODEL_BASE_URL": PI_MODEL[2], "CTO_HARNESS_PI_TIMEOUT_SECONDS": "60",
-            "ANTHROPIC_API_KEY": PLANTED_KEY}
-    for key, value in overrides.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
+    return validator_environ(
+        {"CTO_HARNESS_HOME": str(sc.home), "CTO_HARNESS_RUNS_DIR": str(sc.runs),
+         "CTO_HARNESS_PI_MODEL_PROVIDER": PI_MODEL[0], "CTO_HARNESS_PI_MODEL": PI_MODEL[1],
+         "CTO_HARNESS_PI_MODEL_BASE_URL": PI_MODEL[2], "CTO_HARNESS_PI_TIMEOUT_SECONDS": "60",
+         "ANTHROPIC_API_KEY": PLANTED_KEY}, overrides)
 
 
 def _pi_run(sc: Scenario, **overrides: str | None) -> RunResult:
