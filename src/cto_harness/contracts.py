@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cto_harness.errors import BlockerCode
 
+# A case id (and a Case task id): a slug.
 CASE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 Verdict = Literal["pass", "fail", "blocked", "error"]
@@ -25,6 +26,12 @@ class StrictModel(BaseModel):
     """Unknown fields are an error everywhere: a typo must never pass silently."""
 
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def check_slug(value: str, what: str) -> str:
+    if not CASE_ID_PATTERN.fullmatch(value):
+        raise ValueError(f"{what} must be a slug ([a-z0-9][a-z0-9-]*): {value!r}")
+    return value
 
 
 def check_relative_glob(value: str) -> str:
@@ -119,9 +126,7 @@ class CaseSpec(StrictModel):
     @field_validator("id")
     @classmethod
     def _case_id(cls, value: str) -> str:
-        if not CASE_ID_PATTERN.fullmatch(value):
-            raise ValueError(f"case id must match [a-z0-9][a-z0-9-]*: {value!r}")
-        return value
+        return check_slug(value, "case id")
 
     @field_validator("allowed_paths")
     @classmethod

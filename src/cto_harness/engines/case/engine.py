@@ -53,7 +53,7 @@ from cto_harness.engines.case.endpoint import (
     plan_endpoint,
     start_endpoint,
 )
-from cto_harness.engines.case.events import map_events, read_jsonl, typed
+from cto_harness.engines.case.events import map_events, typed
 from cto_harness.engines.case.guards import (
     collect_guard_records,
     collect_pull_requests,
@@ -72,7 +72,7 @@ from cto_harness.engines.case.inputs import (
 )
 from cto_harness.engines.case.pipeline import pipeline_outcome
 from cto_harness.errors import Blocked, BlockerCode, PolicyInvalid
-from cto_harness.fsutil import atomic_write_json, sha256_file
+from cto_harness.fsutil import atomic_write_json, read_jsonl, sha256_file
 from cto_harness.git import git_env
 from cto_harness.inert import path_text
 from cto_harness.providers import (

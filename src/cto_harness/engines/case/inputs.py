@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shlex
 from datetime import datetime
 from pathlib import Path
@@ -18,13 +17,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cto_harness.contracts import CaseSpec, StrictModel
+from cto_harness.contracts import CaseSpec, StrictModel, check_slug
 
 TaskStatus = Literal[
     "active", "implementing", "verifying", "reviewing", "evaluating", "closing", "pr-opened",
     "merged",
 ]
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class AgentPhase(StrictModel):
@@ -82,9 +80,7 @@ class CaseTask(StrictModel):
     @field_validator("id")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _SLUG.fullmatch(value):
-            raise ValueError(f"task id must be a slug ([a-z0-9][a-z0-9-]*): {value!r}")
-        return value
+        return check_slug(value, "task id")
 
     @field_validator("created")
     @classmethod
