@@ -4,14 +4,13 @@ condition, never `pass`; the text of test.log is only a cross-check."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import HARNESS_ROOT, CaseFactory
+from conftest import CaseFactory
 from cto_harness.contracts import VerificationResult
 from cto_harness.core.run import execute_run
 from cto_harness.core.testchannel import (
@@ -256,42 +255,3 @@ def test_malformed_records_are_failures_never_exceptions() -> None:
     j = judge_run(_records("t", rows), EXPECTED, exit_code=0, timed_out=False, min_tests=1)
     assert {"framework_tampered", "expected_tests_missing", "unexpected_tests",
             "end_counts_inconsistent", "tests_failed"} <= set(j.failures)
-
-
-def test_collected_ids_are_cached_per_fixture_and_an_unsound_entry_is_collected_again(
-    tmp_path: Path
-) -> None:
-    from cto_harness.core import testchannel
-    from cto_harness.core.fixtures import load_case
-    from cto_harness.core.testrun import verification_env
-    from cto_harness.fsutil import tree_digest
-
-    case = load_case(HARNESS_ROOT / "evals" / "cases" / "r1-string-slugify")
-    spec = case.spec.verification
-    cache = tmp_path / "cache"
-
-    def collect(digest: str) -> testchannel.Collection:
-        testchannel._EXPECTED.clear()  # as a new process: only the folder remembers
-        return testchannel.Collection.start(
-            command=list(spec.command), framework=spec.framework, repo=case.repo,
-            env=verification_env(tmp_path / "home"), log=tmp_path / "collect.log",
-            fixture_digest=digest, timeout=120, cache_dir=cache)
-
-    digest = tree_digest(case.repo)
-    first = collect(digest)
-    assert first.proc is not None  # collected by a process of its own
-    expected = first.result()
-    (entry,) = cache.iterdir()
-    again = collect(digest)
-    assert again.proc is None and again.result() == expected  # from the cache, no process
-    # Another fixture (digest) is collected, not served another's ids.
-    other = collect("0" * 64)
-    assert other.proc is not None
-    other.result()
-    # An entry that is not sound (no ids, or another key) is ignored and written again.
-    record = json.loads(entry.read_text())
-    for broken in ({**record, "ids": []}, {**record, "key": ["x"]}, "not json"):
-        entry.write_text(broken if isinstance(broken, str) else json.dumps(broken))
-        redo = collect(digest)
-        assert redo.proc is not None and redo.result() == expected
-        assert json.loads(entry.read_text()) == record

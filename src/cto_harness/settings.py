@@ -207,6 +207,6 @@ class Settings(SettingsBase):
         return self.home / "keys"
 
     @property
-    def collections_dir(self) -> Path:
-        """The pristine fixtures' test ids, as collected (a cache: computed again if absent)."""
-        return self.home / "cache" / "collections"
+    def cache_dir(self) -> Path:
+        """What the harness may compute again at any time (the pristine fixtures' test ids)."""
+        return self.home / "cache"

@@ -322,7 +322,7 @@ def prepare_workspace(ctx: RunContext) -> PreparedWorkspace:
             command=list(spec.command), framework=spec.framework, repo=ctx.case.repo,
             env=verification_env(area / "collect-home"), log=area / "collect.log",
             fixture_digest=fixture_digest, timeout=spec.timeout_seconds,
-            cache_dir=ctx.settings.collections_dir)
+            cache_dir=ctx.settings.cache_dir / "collections")
         copy_tree(ctx.case.repo, ctx.workspace)
         init_workspace_repo(ctx.workspace, ctx.private / "remote.git", ctx.private / "git-home")
         snapshot = Snapshot(ctx.workspace, ctx.private / "snapshot.git", ctx.private / "git-home")

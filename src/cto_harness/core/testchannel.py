@@ -347,8 +347,8 @@ def _cached(cache_dir: Path | None, key: tuple[Any, ...]) -> tuple[Path | None, 
 class Collection:
     """Expected test ids, collected from the pristine fixture by a process of the harness's own
     (started early, so it overlaps the provider's run), remembered per fixture digest, command
-    and interpreter: in this process, and in `cache_dir` (`$CTO_HARNESS_HOME/cache/collections`)
-    so that the next command does not collect the same fixture again."""
+    and interpreter: in this process, and in `cache_dir` (`$CTO_HARNESS_HOME/cache`) so that
+    the next command does not collect the same fixture again."""
 
     key: tuple[Any, ...]
     done: Expected | None = None
