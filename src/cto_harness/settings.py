@@ -205,8 +205,3 @@ class Settings(SettingsBase):
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
-
-    @property
-    def cache_dir(self) -> Path:
-        """What the harness may compute again at any time (the pristine fixtures' test ids)."""
-        return self.home / "cache"

@@ -8,17 +8,13 @@
   or empty key file, or a home where none can be created, stops the run with one line instead of
   leaving an unsigned bundle behind; creating it first also keeps a first run of a parallel suite
   from writing `keys/` into the home while another run's provider is watched.
-* `make_cache_dir`: `$CTO_HARNESS_HOME/cache` (what a run may compute again: the pristine
-  fixtures' test ids) is created before any provider is watched.
 * `self_written_dirs`: the folders the harness itself writes while a provider runs (every runs
-  folder: the configured one, `$CTO_HARNESS_HOME/suites`, the suite folder holding this run; and
-  `$CTO_HARNESS_HOME/cache`, where a parallel run records the tests it collected). The
+  folder: the configured one, `$CTO_HARNESS_HOME/suites`, the suite folder holding this run). The
   outside-write guard leaves them out, or the harness's own parallel runs would block each other.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import signal
@@ -108,13 +104,6 @@ def check_signing_key(settings: Settings) -> None:
                          f"the old key then need --public-key to verify)") from None
 
 
-def make_cache_dir(settings: Settings) -> None:
-    """Create the home's cache folder before any provider is watched: created later, by a
-    parallel run, it would change the watched home (an outside write)."""
-    with contextlib.suppress(OSError):  # only a cache: without it, each run collects its tests
-        settings.cache_dir.mkdir(parents=True, exist_ok=True)
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -122,8 +111,7 @@ def _first_line(exc: BaseException) -> str:
 
 def self_written_dirs(settings: Settings, run_dir: Path) -> frozenset[Path]:
     """The folders the harness writes while this run's provider runs, for the guard to skip."""
-    found = {settings.runs_dir.absolute(), (settings.home / SUITES_DIR).absolute(),
-             settings.cache_dir.absolute()}
+    found = {settings.runs_dir.absolute(), (settings.home / SUITES_DIR).absolute()}
     for parent in run_dir.absolute().parents:
         if (parent / SUITE_MARKER).is_file():
             found.add(parent)  # the suite this run belongs to: its coordinator and other runs

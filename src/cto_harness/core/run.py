@@ -139,7 +139,6 @@ def execute_run(
     if run_dir is not None:
         preflight.check_writable_folder(run_dir.parent, "run's parent folder")
     preflight.check_signing_key(settings)
-    preflight.make_cache_dir(settings)
     started = utc_now()
     # From the moment the run folder exists until a context that can seal it does, Ctrl-C and
     # SIGTERM are held (a few milliseconds): a signal in between would leave an empty folder.
@@ -321,8 +320,7 @@ def prepare_workspace(ctx: RunContext) -> PreparedWorkspace:
         collection = Collection.start(
             command=list(spec.command), framework=spec.framework, repo=ctx.case.repo,
             env=verification_env(area / "collect-home"), log=area / "collect.log",
-            fixture_digest=fixture_digest, timeout=spec.timeout_seconds,
-            cache_dir=ctx.settings.cache_dir / "collections")
+            fixture_digest=fixture_digest, timeout=spec.timeout_seconds)
         copy_tree(ctx.case.repo, ctx.workspace)
         init_workspace_repo(ctx.workspace, ctx.private / "remote.git", ctx.private / "git-home")
         snapshot = Snapshot(ctx.workspace, ctx.private / "snapshot.git", ctx.private / "git-home")

@@ -18,12 +18,10 @@ The runner's text output (test.log) is still parsed, as a cross-check for people
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import threading
@@ -35,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.errors import Blocked, BlockerCode
-from cto_harness.fsutil import atomic_write_json
 from cto_harness.inert import inert
 
 _CHANNEL_CAP = 32 << 20
@@ -310,45 +307,10 @@ def _fixture_holder(ident: str) -> bool:
 _EXPECTED: dict[tuple[Any, ...], Expected] = {}
 
 
-def _interpreter(command: list[str], env: dict[str, str]) -> list[Any]:
-    """Which program the command's interpreter is (resolved on its PATH, and that file's
-    identity), so that a cached collection is never reused across interpreters."""
-    found = shutil.which(command[0], path=env.get("PATH", "")) if command else None
-    if found is None:
-        return [None]
-    real = os.path.realpath(found)
-    try:
-        info = os.stat(real)
-    except OSError:
-        return [real]
-    return [real, info.st_size, info.st_mtime_ns, info.st_ino]
-
-
-def _cached(cache_dir: Path | None, key: tuple[Any, ...]) -> tuple[Path | None, Expected | None]:
-    """The cache file for `key` under `cache_dir`, and what it holds when it is sound."""
-    if cache_dir is None:
-        return None, None
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
-    path = cache_dir / f"{digest}.json"
-    try:
-        data = json.loads(path.read_bytes())
-        if data["key"] != json.loads(json.dumps(key)):
-            return path, None
-        ids, may_skip = data["ids"], data["may_skip"]
-        if not (isinstance(ids, list) and ids and isinstance(may_skip, list)
-                and all(isinstance(i, str) for i in ids + may_skip)):
-            return path, None
-        return path, Expected(ids=tuple(ids), may_skip=frozenset(may_skip))
-    except (OSError, ValueError, KeyError, TypeError):
-        return path, None
-
-
 @dataclass
 class Collection:
     """Expected test ids, collected from the pristine fixture by a process of the harness's own
-    (started early, so it overlaps the provider's run), remembered per fixture digest, command
-    and interpreter: in this process, and in `cache_dir` (`$CTO_HARNESS_HOME/cache`) so that
-    the next command does not collect the same fixture again."""
+    (started early, so it overlaps the provider's run), remembered per fixture digest."""
 
     key: tuple[Any, ...]
     done: Expected | None = None
@@ -357,20 +319,13 @@ class Collection:
     log: Path | None = None
     timeout: float = 120.0
     started: float = 0.0
-    cache_file: Path | None = None
 
     @classmethod
     def start(cls, *, command: list[str], framework: str, repo: Path, env: dict[str, str],
-              log: Path, fixture_digest: str, timeout: float,
-              cache_dir: Path | None = None) -> Collection:
-        key = (fixture_digest, tuple(command), framework, env.get("PATH", ""),
-               *_interpreter(command, env))
+              log: Path, fixture_digest: str, timeout: float) -> Collection:
+        key = (fixture_digest, tuple(command), framework, env.get("PATH", ""))
         if key in _EXPECTED:
             return cls(key=key, done=_EXPECTED[key])
-        cache_file, cached = _cached(cache_dir, key)
-        if cached is not None:
-            _EXPECTED[key] = cached
-            return cls(key=key, done=cached)
         try:
             channel = Channel()
             argv = instrument(command, framework, "collect", channel.out_fd, channel.token_fd)
@@ -383,7 +338,7 @@ class Collection:
                                     pass_fds=channel.pass_fds, start_new_session=True)
         channel.close_child_ends()
         return cls(key=key, proc=proc, channel=channel, log=log, timeout=timeout,
-                   started=time.monotonic(), cache_file=cache_file)
+                   started=time.monotonic())
 
     def result(self) -> Expected:
         if self.done is not None:
@@ -414,12 +369,6 @@ class Collection:
         self.done = Expected(ids=tuple(i for i, _ in records.collected),
                              may_skip=frozenset(i for i, skip in records.collected if skip))
         _EXPECTED[self.key] = self.done
-        if self.cache_file is not None:
-            record = {"key": self.key, "ids": list(self.done.ids),
-                      "may_skip": sorted(self.done.may_skip)}
-            with contextlib.suppress(OSError):  # a cache: the next run collects again
-                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(self.cache_file, record)
         return self.done
 
     def cancel(self) -> None:
