@@ -32,7 +32,8 @@ def python(*args: str) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(SRC)}
+    # As the program itself runs (cli/entry.py): no pydantic plugins.
+    return {**os.environ, "PYTHONPATH": str(SRC), "PYDANTIC_DISABLE_PLUGINS": "__all__"}
 
 
 def importtime(code: str) -> dict[str, tuple[int, int]]:
