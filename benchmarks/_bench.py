@@ -7,19 +7,42 @@ machine absolute times drift, ratios of interleaved samples much less.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
+
+if TYPE_CHECKING:
+    from cto_harness.core.fixtures import FixtureCase
+
+
+def arguments(doc: str, *, rounds: int) -> argparse.ArgumentParser:
+    """A benchmark's parser: its docstring's first paragraph, `--rounds` and `--json`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=rounds,
+                        help=f"measured rounds ({rounds})")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    return parser
+
+
+def solved_copy(case: FixtureCase, into: Path) -> Path:
+    """The fixture with the fake solution laid over it: where the bare verification command runs
+    (what a passing run verifies, without the harness)."""
+    shutil.copytree(case.repo, into, symlinks=True)
+    if case.overlay_dir().is_dir():
+        shutil.copytree(case.overlay_dir(), into, symlinks=True, dirs_exist_ok=True)
+    return into
 
 
 def interleaved(actions: Mapping[str, Callable[[], object]], rounds: int, *,

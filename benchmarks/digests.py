@@ -14,14 +14,13 @@ Prints medians, throughput (MB/s) and the ratio to sha256sum. The files stay in 
 
 from __future__ import annotations
 
-import argparse
 import random
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _bench import ROOT, emit, interleaved, median, ms
+from _bench import ROOT, arguments, emit, interleaved, median, ms
 
 from cto_harness.evidence.bundle import artifact_digests
 from cto_harness.fsutil import tree_digest
@@ -44,11 +43,9 @@ def generate(root: Path, small: int, big_mb: int) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = arguments(__doc__, rounds=5)
     parser.add_argument("--small", type=int, default=20_000)
     parser.add_argument("--big-mb", type=int, default=120)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cto-bench-digests-", dir=ROOT.parent) as tmp:
         root = Path(tmp) / "ws"

@@ -14,15 +14,13 @@ Target: overhead <= max(250 ms, 0.5 x bare), i.e. at most 250 ms or 1.5x bare, w
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _bench import ROOT, emit, interleaved, median, ms
+from _bench import ROOT, arguments, emit, interleaved, median, ms, solved_copy
 
 from cto_harness.core.fixtures import case_directory, list_case_ids, load_case
 from cto_harness.core.run import execute_run
@@ -36,10 +34,8 @@ def target_ok(run: float, bare: float) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, rounds=9)
     parser.add_argument("cases", nargs="*")
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cases = args.cases or list_case_ids(HARNESS)
     figures: dict[str, dict[str, float | bool]] = {}
@@ -51,10 +47,7 @@ def main() -> int:
         os.environ.update({k: env[k] for k in ("CTO_HARNESS_HOME", "CTO_HARNESS_RUNS_DIR")})
         for case_id in cases:
             case = load_case(case_directory(HARNESS, case_id))
-            prepared = base / f"prepared-{case_id}"
-            shutil.copytree(case.repo, prepared, symlinks=True)
-            if case.overlay_dir().is_dir():
-                shutil.copytree(case.overlay_dir(), prepared, symlinks=True, dirs_exist_ok=True)
+            prepared = solved_copy(case, base / f"prepared-{case_id}")
             home = base / f"home-{case_id}"
             home.mkdir()
             venv = verification_env(home)

@@ -17,7 +17,6 @@ Target: the harness within 2x of `git status --porcelain` at 100k files.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _bench import ROOT, emit, median, ms
+from _bench import ROOT, arguments, emit, median, ms
 
 from cto_harness.core.workspace import Snapshot
 from cto_harness.fsutil import tree_digest
@@ -111,10 +110,8 @@ def measure(base: Path, count: int, rounds: int) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, rounds=3)
     parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, dict[str, float]] = {}

@@ -28,17 +28,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _bench import ROOT, emit, interleaved, median, ms
+from _bench import ROOT, arguments, emit, interleaved, median, ms
 
 INSIDE_FLAG = "--ray-inside-namespace"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, rounds=3)
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--case", default="r1-string-slugify")
-    parser.add_argument("--json", action="store_true")
     parser.add_argument("--ray", action="store_true",
                         help="also measure the Ray executor (1 and 2 worker nodes)")
     parser.add_argument(INSIDE_FLAG, action="store_true", help=argparse.SUPPRESS)

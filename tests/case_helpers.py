@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cto_harness.settings import CREDENTIAL_VARIABLES
+from cto_harness.validators.conformance import processes_mentioning
 from standin_helpers import REPO_ROOT
 
 # A recognisable fake credential: it must never appear in any bundle file.
@@ -77,29 +78,6 @@ def verify_bundle(run: CaseRun) -> subprocess.CompletedProcess[str]:
     )
 
 
-def processes_mentioning(text: str) -> list[str]:
-    """Live processes whose command line or environment mentions `text` (e.g. a run dir)."""
-    found = []
-    needle = text.encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                if handle.read().rpartition(b")")[2].split()[0] == b"Z":
-                    continue
-            blobs = []
-            for part in ("cmdline", "environ"):
-                with open(f"/proc/{name}/{part}", "rb") as handle:
-                    blobs.append(handle.read())
-        except OSError:
-            continue
-        if any(needle in blob for blob in blobs):
-            command = blobs[0].replace(b"\0", b" ").decode(errors="replace")
-            found.append(f"{name}: {command}")
-    return found
-
-
 def files_containing(
     root: Path, secret: str, *, skip: tuple[str, ...] = ("workspace",)
 ) -> list[str]:
@@ -112,3 +90,16 @@ def files_containing(
         if path.is_file() and not path.is_symlink() and secret.encode() in path.read_bytes():
             hits.append(rel.as_posix())
     return hits
+
+
+def assert_sound(run: CaseRun) -> None:
+    """What every Case run must leave, whatever its verdict: a bundle `cto-harness verify`
+    accepts, no trace of the planted key (in the bundle or the command's output), nothing of the
+    run still running, and no private folder."""
+    done = verify_bundle(run)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] is True
+    assert files_containing(run.run_dir, FAKE_KEY) == []
+    assert FAKE_KEY not in run.stdout + run.stderr
+    assert processes_mentioning(str(run.run_dir)) == []
+    assert not (run.run_dir / "private").exists()

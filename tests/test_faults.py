@@ -49,13 +49,18 @@ def _one_line(stderr: str) -> str:
     return lines[0]
 
 
-def _in_mount_namespace(script: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`script` (sh) in a private mount namespace: its mounts vanish with it."""
+def _in_mount_namespace(tmp_path: Path, script: str, runs: Path) -> Path:
+    """`script` (sh) in a private mount namespace (its mounts vanish with it), with `runs` as
+    the runs folder and $OUT a new folder for what it records; returns $OUT once it succeeded."""
     if shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.skip("fault mounts need root and unshare (util-linux)")
-    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc", script],
-                          env=_env(**env), text=True, capture_output=True, timeout=300,
-                          check=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc", script],
+                          env=_env(OUT=str(out), CTO_HARNESS_RUNS_DIR=str(runs)), text=True,
+                          capture_output=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return out
 
 
 def _cli_line(*args: str) -> str:
@@ -89,10 +94,7 @@ mount --bind {home} {home}; mount -o remount,bind,ro {home}
 CTO_HARNESS_RUNS_DIR={runs} {_cli_line("run", CASE)} 2>"$OUT/home.err" \
   && echo 0 >"$OUT/home.rc" || echo $? >"$OUT/home.rc"
 """
-    out = tmp_path / "out"
-    out.mkdir()
-    proc = _in_mount_namespace(script, OUT=str(out), CTO_HARNESS_RUNS_DIR=str(runs))
-    assert proc.returncode == 0, proc.stderr
+    out = _in_mount_namespace(tmp_path, script, runs)
     assert (out / "runs.rc").read_text().strip() == "64"
     assert "Read-only file system" in _one_line((out / "runs.err").read_text())
     # A read-only home: no signing key can be created there, so no run starts.
@@ -124,10 +126,7 @@ mount -t tmpfs -o size=1m tmpfs {runs}
 {_cli_line("run", CASE)} 2>"$OUT/err" && echo 0 >"$OUT/rc" || echo $? >"$OUT/rc"
 ls -A {runs} >"$OUT/left"
 """
-    out = tmp_path / "out"
-    out.mkdir()
-    proc = _in_mount_namespace(script, OUT=str(out), CTO_HARNESS_RUNS_DIR=str(runs))
-    assert proc.returncode == 0, proc.stderr
+    out = _in_mount_namespace(tmp_path, script, runs)
     assert (out / "rc").read_text().strip() == "3"
     assert "no space left" in _one_line((out / "err").read_text())
     assert (out / "left").read_text() == ""
@@ -152,10 +151,7 @@ mount -t tmpfs -o size=24m tmpfs {runs}
 {_cli_line("verify", "--json")} {runs}/*/ >"$OUT/verify" 2>&1 && echo 0 >"$OUT/vrc" \
   || echo $? >"$OUT/vrc"
 """
-    out = tmp_path / "out"
-    out.mkdir()
-    proc = _in_mount_namespace(script, OUT=str(out), CTO_HARNESS_RUNS_DIR=str(runs))
-    assert proc.returncode == 0, proc.stderr
+    out = _in_mount_namespace(tmp_path, script, runs)
     err = (out / "err").read_text()
     assert "Traceback" not in err, err
     assert (out / "rc").read_text().strip() == "3", err

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CaseFactory
+from cto_harness.contracts import VerificationResult
 from cto_harness.core.run import execute_run
 from cto_harness.core.testchannel import (
     Expected,
@@ -33,6 +34,15 @@ def slugify(value: str) -> str:
 def _solved_with(case_factory: CaseFactory, case_id: str, text_py: str, **kw: object) -> Path:
     """A case whose fake solution writes `text_py` as slugkit/text.py (the allowed file)."""
     return case_factory(case_id, files={"fake/solution/slugkit/text.py": text_py}, **kw)
+
+
+def _failed_verification(case_factory: CaseFactory, case_id: str, text_py: str
+                         ) -> VerificationResult:
+    """The verification of a fake run whose solution is `text_py`, which must have failed."""
+    root = _solved_with(case_factory, case_id, text_py)
+    verification = execute_run(case_id, harness_root=root).report.verification
+    assert verification.status == "failed", verification.reason
+    return verification
 
 
 def test_a_printed_summary_and_an_early_exit_fail(case_factory: CaseFactory) -> None:
@@ -58,9 +68,7 @@ def test_fewer_tests_than_the_pristine_files_define_fail(case_factory: CaseFacto
         "import unittest\n"
         "_names = unittest.TestLoader.getTestCaseNames\n"
         "unittest.TestLoader.getTestCaseNames = lambda self, cls: _names(self, cls)[:1]\n")
-    root = _solved_with(case_factory, "fewer-tests", fewer)
-    v = execute_run("fewer-tests", harness_root=root).report.verification
-    assert v.status == "failed"
+    v = _failed_verification(case_factory, "fewer-tests", fewer)
     assert "expected_tests_missing" in v.failures
     assert v.tests_expected == 5 and v.tests_ran == 1
     assert len(v.missing_tests) == 4
@@ -70,9 +78,7 @@ def test_fewer_tests_than_the_pristine_files_define_fail(case_factory: CaseFacto
 
 def test_tests_skipped_by_the_code_under_test_fail(case_factory: CaseFactory) -> None:
     skipping = "import unittest\n\n\ndef slugify(value):\n    raise unittest.SkipTest('no')\n"
-    root = _solved_with(case_factory, "skip-all", skipping)
-    v = execute_run("skip-all", harness_root=root).report.verification
-    assert v.status == "failed"
+    v = _failed_verification(case_factory, "skip-all", skipping)
     assert "tests_skipped" in v.failures
     assert v.tests_skipped == 5 and v.tests_passed == 0
 
@@ -95,9 +101,7 @@ for fd in os.listdir("/proc/self/fd"):
         pass
 os._exit(0)
 '''
-    root = _solved_with(case_factory, "forged-records", forger)
-    v = execute_run("forged-records", harness_root=root).report.verification
-    assert v.status == "failed"
+    v = _failed_verification(case_factory, "forged-records", forger)
     assert {"channel_record_invalid", "runner_did_not_finish"} <= set(v.failures)
 
 
@@ -108,9 +112,7 @@ def test_a_framework_patched_to_pass_everything_is_named(case_factory: CaseFacto
         "    result.addSuccess(self)\n"
         "    result.stopTest(self)\n\n\n"
         "unittest.TestCase.run = _run\n")
-    root = _solved_with(case_factory, "patched-run", wrong)
-    v = execute_run("patched-run", harness_root=root).report.verification
-    assert v.status == "failed"
+    v = _failed_verification(case_factory, "patched-run", wrong)
     assert v.failures == ["framework_tampered"]
     assert "TestCase.run" in v.framework_tampered
 
@@ -119,8 +121,7 @@ def test_verification_files_changed_by_the_tests_fail(case_factory: CaseFactory)
     rewriter = SOLUTION + (
         "import pathlib\n"
         "pathlib.Path('tests/__init__.py').write_text('# rewritten during the run\\n')\n")
-    root = _solved_with(case_factory, "rewrite-tests", rewriter)
-    v = execute_run("rewrite-tests", harness_root=root).report.verification
+    v = _failed_verification(case_factory, "rewrite-tests", rewriter)
     assert v.failures == ["verification_files_changed"]
 
 

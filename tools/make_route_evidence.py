@@ -36,6 +36,7 @@ if importlib.util.find_spec("cto_harness") is None:  # a bare python3: the proje
 from cto_harness.evidence.verify import verify_bundle  # noqa: E402
 from cto_harness.fsutil import sha256_file  # noqa: E402
 from cto_harness.validators.adapter import Scenario  # noqa: E402
+from cto_harness.validators.conformance import linked_checkout  # noqa: E402
 
 ROUTE = REPO / "docs" / "route"
 RECORD = ROUTE / "stage2-run-route.md"
@@ -90,12 +91,7 @@ def case_evidence(source: Path, source_url: str | None) -> None:
         home = work / "home"
         # Run from a copy of the harness (as the other items do), with a neutral HOME: the
         # bundle names the paths it hid and wrote, and no path of this machine belongs in it.
-        repo = work / "repo"
-        shutil.copytree(REPO / "harness", repo / "harness")
-        (repo / "src").symlink_to(REPO / "src")
-        for tool_dir in (".venv", ".tools"):  # the project's own Python and Bun
-            if (REPO / tool_dir).is_dir():
-                (repo / tool_dir).symlink_to(REPO / tool_dir)
+        repo = linked_checkout(REPO, work / "repo")
         (work / "user-home").mkdir()
         built = build_case(repo, source, home, source_url=source_url)
         result = run_scenario(repo, home, Path(built["artifact"]["store_path"]), "happy", "happy",

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from cto_harness.errors import BlockerCode
 
+# A case id (and a Case task id): a slug.
 CASE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 Verdict = Literal["pass", "fail", "blocked", "error"]

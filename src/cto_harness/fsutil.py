@@ -48,6 +48,31 @@ def atomic_write_json(path: Path, value: Any, *, mode: int = 0o644) -> None:
     atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n", mode=mode)
 
 
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The objects of a JSON-lines file the harness wrote, and how many non-blank lines were not
+    one (a missing file has none; invalid UTF-8 is replaced). Provider-written text is read with
+    limits through `tree.read_file` first, or made inert by `inert.read_jsonl`."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], 0
+    rows: list[dict[str, Any]] = []
+    bad = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad += 1
+    return rows, bad
+
+
 def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 

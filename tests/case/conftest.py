@@ -16,18 +16,16 @@ from case_helpers import GATEWAY_MODEL, TEST_MODEL
 from cto_harness.providers.build import build_provider
 from cto_harness.providers.policy import load_policy
 from cto_harness.settings import Settings
+from cto_harness.validators.conformance import linked_checkout
 from standin_helpers import REPO_ROOT, head_commit, make_standin_repo, policy_accepting
 
 
 @pytest.fixture(scope="session")
 def case_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the repository's `harness/` (with `src` and `.venv` linked) whose policy admits test models,
-    so that `harness/evals/run-case.sh` in it is the users' command against that policy."""
-    root = tmp_path_factory.mktemp("case-repo")
-    shutil.copytree(REPO_ROOT / "harness", root / "harness")
-    (root / "src").symlink_to(REPO_ROOT / "src")
-    if (REPO_ROOT / ".venv").is_dir():
-        (root / ".venv").symlink_to(REPO_ROOT / ".venv")
+    """A copy of the repository's `harness/` (with `src`, `.venv` and `.tools` linked) whose
+    policy admits test models, so that `harness/evals/run-case.sh` in it is the users' command
+    against that policy."""
+    root = linked_checkout(REPO_ROOT, tmp_path_factory.mktemp("case-repo"))
     policy = root / "harness" / "providers" / "case" / "policy.toml"
     with open(policy, "a", encoding="utf-8") as handle:
         handle.write(

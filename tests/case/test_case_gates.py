@@ -10,15 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from case_helpers import (
-    FAKE_KEY,
-    GATEWAY_MODEL,
-    base_env,
-    files_containing,
-    processes_mentioning,
-    run_case,
-    verify_bundle,
-)
+from case_helpers import FAKE_KEY, GATEWAY_MODEL, assert_sound, base_env, files_containing, run_case
 from cto_harness.clock import now_iso
 from cto_harness.providers.registry import AdmissionRecord, record_admission
 from cto_harness.settings import Settings
@@ -45,9 +37,7 @@ def assert_blocked(run, code: str, marker: str | None) -> dict:  # type: ignore[
     written = sorted(p.relative_to(case).as_posix() for p in case.rglob("*") if p.is_file()) \
         if case.exists() else []
     assert all(w == "active" or w.startswith("tasks/active/") for w in written), written
-    assert verify_bundle(run).returncode == 0
-    assert files_containing(run_dir, FAKE_KEY) == []
-    assert processes_mentioning(str(run_dir)) == []
+    assert_sound(run)
     return report
 
 

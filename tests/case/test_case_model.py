@@ -16,14 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from case_helpers import (
-    FAKE_KEY,
-    base_env,
-    files_containing,
-    processes_mentioning,
-    run_case,
-    verify_bundle,
-)
+from case_helpers import assert_sound, base_env, run_case
 from markdown_helpers import assert_links_resolve
 from standin_helpers import REPO_ROOT
 
@@ -43,10 +36,7 @@ def scripted(case_repo, standin, case_home, tmp_path_factory):  # type: ignore[n
             "CTO_HARNESS_CASE_MODEL_ENDPOINT": "scripted",
             "CTO_HARNESS_CASE_MODEL_SCRIPT": script_set} | extra
         result = run_case(repo, env)
-        assert verify_bundle(result).returncode == 0
-        assert processes_mentioning(str(result.run_dir)) == []
-        assert files_containing(result.run_dir, FAKE_KEY) == []
-        assert not (result.run_dir / "private").exists()
+        assert_sound(result)
         return result
 
     return run

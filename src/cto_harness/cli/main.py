@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import traceback
 from collections.abc import Sequence
 from types import FrameType
 
@@ -65,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         raise  # stdout's reader went away: cli/entry.py says so in one line
     except Exception as exc:  # a bug: the traceback helps whoever reports it, then one line
+        import traceback  # only a bug needs it
+
         traceback.print_exc()
         print(one_line(exc), file=sys.stderr)
         return exit_code_for(exc)

@@ -24,7 +24,6 @@ from types import FrameType
 
 from cto_harness.cli.parser import Subparsers, add_command, add_subcommands
 from cto_harness.errors import UsageError
-from cto_harness.fsutil import atomic_write_text
 
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -71,6 +70,7 @@ def _volatile(items: list[str]) -> dict[str, str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from cto_harness.fsutil import atomic_write_text
     from cto_harness.modelserver import (
         Cassette,
         CassetteError,

@@ -66,9 +66,10 @@ def init_workspace_repo(workspace: Path, remote: Path, home: Path) -> None:
     run_quiet(["git", "init", "-q", "--bare", str(remote)], env=env)
     run_quiet(["git", "init", "-q", "-b", "main"], cwd=workspace, env=env)
     run_quiet(["git", "add", "-A"], cwd=workspace, env=env)
-    # gc.auto=0: no detached `git gc` left running (and rewriting .git) when the provider starts.
-    run_quiet(["git", "-c", "gc.auto=0", "commit", "-q", "--no-gpg-sign", "-m", "fixture"],
-              cwd=workspace, env=env)
+    # gc.auto=0: no detached `git gc` left running (and rewriting .git) when the provider starts;
+    # maintenance.auto=false: no `git maintenance run --auto` process after the commit either.
+    run_quiet(["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", "commit", "-q",
+               "--no-gpg-sign", "-m", "fixture"], cwd=workspace, env=env)
     run_quiet(["git", "remote", "add", "origin", str(remote)], cwd=workspace, env=env)
 
 
@@ -180,7 +181,10 @@ class Snapshot:
             self._store_id = (st.st_dev, st.st_ino)
         with tempfile.TemporaryFile() as errors:
             proc = subprocess.Popen(
-                ["git", "-c", "core.compression=1", "fast-import", "--quiet", "--done", "--force"],
+                # unpackLimit=0: the one pack is kept as it is (a small import was otherwise
+                # unpacked again into loose objects, by one more process).
+                ["git", "-c", "core.compression=1", "-c", "fastimport.unpackLimit=0",
+                 "fast-import", "--quiet", "--done", "--force"],
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=self._env(),
                 cwd=self.state_dir,
             )

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING
 
 from cto_harness.errors import HarnessFault, UsageError
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from cto_harness.engines.base import Engine
 
 DEFAULT_ENGINE = "fake"
@@ -39,6 +40,8 @@ def register_engine(cls: type[Engine]) -> type[Engine]:
 
 @cache
 def _entry_points() -> dict[str, EntryPoint]:
+    from importlib.metadata import entry_points  # ~10 ms, and only a non-built-in engine needs it
+
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

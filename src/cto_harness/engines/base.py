@@ -18,8 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic_settings import SettingsConfigDict
-
 from cto_harness.config import engine_table_origin, engine_tables
 from cto_harness.contracts import (
     ForbiddenAction,
@@ -35,7 +33,7 @@ from cto_harness.core.fixtures import FixtureCase
 from cto_harness.errors import Blocked
 from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.process import ProcessResult
-from cto_harness.settings import Settings, SettingsBase, default_home
+from cto_harness.settings import Settings, SettingsBase, SettingsConfigDict, default_home
 
 
 class EngineSettings(SettingsBase):

@@ -34,7 +34,7 @@ from typing import Literal
 from cto_harness.contracts import EndpointKind, ModelEndpointInfo
 from cto_harness.engines.base import RunContext
 from cto_harness.errors import Blocked, BlockerCode, UsageError
-from cto_harness.fsutil import resolve_within, sha256_file
+from cto_harness.fsutil import read_jsonl, resolve_within, sha256_file
 from cto_harness.modelserver import (
     Cassette,
     CassetteError,
@@ -43,7 +43,7 @@ from cto_harness.modelserver import (
     ScriptError,
     ScriptSet,
 )
-from cto_harness.modelserver.server import read_jsonl, summary
+from cto_harness.modelserver.server import summary
 from cto_harness.settings import CREDENTIAL_VARIABLES, secret_values
 
 # Who answers the provider's model requests (the table above).
@@ -177,7 +177,7 @@ class RunEndpoint:
         log = self.folder / EXCHANGES
         if log.is_file():
             shutil.copyfile(log, ctx.backend / EXCHANGES)
-            counts = summary(read_jsonl(log))
+            counts = summary(read_jsonl(log)[0])
             fields |= {"log": f"backend/{EXCHANGES}", "requests": int(counts["requests"]),
                        "errors": list(counts["errors"])}
         cassette = self.folder / CASSETTE

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from cto_harness.core.executor import Executor
+from typing import TYPE_CHECKING
+
 from cto_harness.errors import UsageError
+
+if TYPE_CHECKING:
+    from cto_harness.core.executor import Executor
 
 EXECUTORS = ("local", "ray")
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from cto_harness.core.run import RunResult, execute_run
 from cto_harness.errors import CheckFailed
 from cto_harness.fsutil import sha256_file, tree_digest
 from cto_harness.git import commit_all
-from cto_harness.settings import Settings
+from cto_harness.settings import CREDENTIAL_VARIABLES, Settings
 from cto_harness.validators.script_standin import solution_of, write_script_standin
 
 TEST_MODEL = ("anthropic", "validator-model")
@@ -79,10 +79,7 @@ class Scenario:
 
     def environ(self, **overrides: str | None) -> dict[str, str]:
         """A case-run environment that passes every gate; `None` removes a variable."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("CTO_HARNESS_") and k not in ("ANTHROPIC_API_KEY",
-                                                                 "ANTHROPIC_OAUTH_TOKEN")}
-        env |= {
+        values = {
             "CTO_HARNESS_HOME": str(self.home),
             "CTO_HARNESS_RUNS_DIR": str(self.runs),
             "CTO_HARNESS_ALLOW_CASE": "1",
@@ -93,13 +90,8 @@ class Scenario:
             "CTO_HARNESS_CASE_TIMEOUT_SECONDS": "60",
         }
         if "CTO_HARNESS_CASE_BIN" not in overrides:
-            env["CTO_HARNESS_CASE_BIN"] = str(self.admitted("normal"))
-        for key, value in overrides.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = value
-        return env
+            values["CTO_HARNESS_CASE_BIN"] = str(self.admitted("normal"))
+        return validator_environ(values, overrides)
 
     @property
     def settings(self) -> Settings:
@@ -139,6 +131,22 @@ class Scenario:
         environ = self.environ(**env)
         return execute_run(case_id, engine, harness_root=harness_root or self.harness_root,
                            settings=Settings.from_env(environ), environ=environ)
+
+
+def validator_environ(values: Mapping[str, str], overrides: Mapping[str, str | None]
+                      ) -> dict[str, str]:
+    """The caller's environment without any harness variable or model credential, then
+    `values`, then `overrides` (`None` removes a variable)."""
+    credentials = {name for names in CREDENTIAL_VARIABLES.values() for name in names}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CTO_HARNESS_") and k not in credentials}
+    env |= values
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
 
 
 def blocked_with(result: RunResult, code: str, marker: str | None = None) -> str:

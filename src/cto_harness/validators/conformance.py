@@ -141,6 +141,20 @@ def build_case(repo: Path, source: Path, home: Path, *, source_url: str | None =
     return json.loads(done.stdout)
 
 
+def linked_checkout(repo: Path, into: Path) -> Path:
+    """A copy of `repo`'s harness/ in `into`, with the project's src/ and its own Python and
+    Bun (.venv, .tools) linked: its harness/evals/run-case.sh is the users' command against
+    the copy's policy and cases."""
+    import shutil
+
+    shutil.copytree(repo / "harness", into / "harness")
+    (into / "src").symlink_to(repo / "src")
+    for tool_dir in (".venv", ".tools"):
+        if (repo / tool_dir).is_dir():
+            (into / tool_dir).symlink_to(repo / tool_dir)
+    return into
+
+
 def processes_mentioning(text: str) -> list[str]:
     """Live (non-zombie) processes whose command line or environment mentions `text`."""
     found, needle = [], text.encode()
@@ -290,14 +304,7 @@ def record_then_replay(repo: Path, home: Path, binary: Path, work: Path,
     """The happy set served by a separate scripted endpoint (`serve(url_file)` starts it and
     returns (url, stop)), admitted as a live base URL in a copy of the harness, recorded through
     the harness's proxy; then the upstream is stopped and the cassette replayed."""
-    import shutil
-
-    harness = work / "rr-repo"
-    shutil.copytree(repo / "harness", harness / "harness")
-    (harness / "src").symlink_to(repo / "src")
-    for tool_dir in (".venv", ".tools"):  # the project's own Python and Bun
-        if (repo / tool_dir).is_dir():
-            (harness / tool_dir).symlink_to(repo / tool_dir)
+    harness = linked_checkout(repo, work / "rr-repo")
     url, stop = serve(work / "upstream-url")
     token = "conformance-upstream-key"
     with open(harness / "harness" / "providers" / "case" / "policy.toml", "a",

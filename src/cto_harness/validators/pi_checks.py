@@ -22,7 +22,7 @@ from pathlib import Path
 from cto_harness.core.run import RunResult, execute_run
 from cto_harness.errors import Blocked, CheckFailed
 from cto_harness.fsutil import sha256_file, tree_digest
-from cto_harness.settings import CREDENTIAL_VARIABLES, Settings
+from cto_harness.settings import Settings
 from cto_harness.validators.adapter import (
     CASE_ID,
     PLANTED_KEY,
@@ -34,6 +34,7 @@ from cto_harness.validators.adapter import (
     expect,
     outside_write_failed,
     timed_out,
+    validator_environ,
 )
 
 # Admitted in the scenario's copy of the pi policy: one scripted entry, one live entry whose
@@ -123,19 +124,13 @@ def pi_run(sc: Scenario, *, home: Path | None = None, harness_root: Path | None 
     it must reach nothing."""
     root = harness_root or sc.harness_root
     _with_models(root)
-    secrets = {n for names in CREDENTIAL_VARIABLES.values() for n in names}
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CTO_HARNESS_") and k not in secrets}
-    env |= {"CTO_HARNESS_HOME": str(home or pi_home(sc)), "CTO_HARNESS_RUNS_DIR": str(sc.runs),
-            "CTO_HARNESS_PI_MODEL_PROVIDER": SCRIPTED_MODEL[0],
-            "CTO_HARNESS_PI_MODEL": SCRIPTED_MODEL[1],
-            "CTO_HARNESS_PI_MODEL_ENDPOINT": "scripted", "CTO_HARNESS_PI_MODEL_SCRIPT": script,
-            "CTO_HARNESS_PI_TIMEOUT_SECONDS": "120", "ANTHROPIC_API_KEY": PLANTED_KEY}
-    for key, value in {**(env_changes or {}), **overrides}.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
+    env = validator_environ(
+        {"CTO_HARNESS_HOME": str(home or pi_home(sc)), "CTO_HARNESS_RUNS_DIR": str(sc.runs),
+         "CTO_HARNESS_PI_MODEL_PROVIDER": SCRIPTED_MODEL[0],
+         "CTO_HARNESS_PI_MODEL": SCRIPTED_MODEL[1],
+         "CTO_HARNESS_PI_MODEL_ENDPOINT": "scripted", "CTO_HARNESS_PI_MODEL_SCRIPT": script,
+         "CTO_HARNESS_PI_TIMEOUT_SECONDS": "120", "ANTHROPIC_API_KEY": PLANTED_KEY},
+        {**(env_changes or {}), **overrides})
     return execute_run(CASE_ID, "pi", harness_root=root, settings=Settings.from_env(env),
                        environ=env)
 

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError
-from pydantic_settings import SettingsConfigDict
 
 from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import ForbiddenAction, ProviderInfo
@@ -48,7 +47,7 @@ from cto_harness.engines.base import (
     run_gates,
 )
 from cto_harness.engines.case.command import CaseCommand
-from cto_harness.engines.case.events import live_event, map_events, read_jsonl, typed
+from cto_harness.engines.case.events import live_event, map_events, typed
 from cto_harness.engines.case.guards import (
     collect_guard_records,
     collect_pull_requests,
@@ -69,12 +68,12 @@ from cto_harness.engines.case.pipeline import pipeline_outcome
 from cto_harness.engines.model import AgentEngine, ModelAccess, ModelSettings, model_access
 from cto_harness.engines.provider import provider_environment
 from cto_harness.errors import Blocked, BlockerCode
-from cto_harness.fsutil import sha256_file
+from cto_harness.fsutil import read_jsonl, sha256_file
 from cto_harness.git import git_env
 from cto_harness.inert import path_text
 from cto_harness.providers import lookup_admission
 from cto_harness.sandbox.process import ProcessResult, run_quiet
-from cto_harness.settings import PositiveWhole
+from cto_harness.settings import PositiveWhole, SettingsConfigDict
 from cto_harness.tree import files_in, iter_files, read_file
 
 _MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024

@@ -3,10 +3,8 @@ mapped into normalized events and trace spans. Provider events are recorded, nev
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cto_harness.engines.base import ProviderEvent, ProviderSpan
@@ -38,24 +36,6 @@ def _cut(value: Any) -> Any:
     if isinstance(value, str) and len(value) > _MAX_FIELD:
         return value[:_MAX_FIELD] + "…"
     return value
-
-
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
-    rows: list[dict[str, Any]] = []
-    bad = 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            bad += 1
-    return rows, bad
 
 
 def live_event(row: Mapping[str, Any]) -> ProviderEvent | None:

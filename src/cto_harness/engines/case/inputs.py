@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shlex
 from datetime import datetime
 from pathlib import Path
@@ -18,13 +17,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cto_harness.contracts import CaseSpec, StrictModel, matching
+from cto_harness.contracts import CASE_ID_PATTERN, CaseSpec, StrictModel, matching
 
 TaskStatus = Literal[
     "active", "implementing", "verifying", "reviewing", "evaluating", "closing", "pr-opened",
     "merged",
 ]
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class AgentPhase(StrictModel):
@@ -58,7 +56,7 @@ class RevisionRequest(StrictModel):
 class CaseTask(StrictModel):
     """Case's `.task.json` (title "Case Task"). We write only the fields a fresh task has."""
 
-    id: Annotated[str, matching(_SLUG, "task id must be a slug ([a-z0-9][a-z0-9-]*)")]
+    id: Annotated[str, matching(CASE_ID_PATTERN, "task id must be a slug ([a-z0-9][a-z0-9-]*)")]
     status: TaskStatus
     created: str
     repo: str

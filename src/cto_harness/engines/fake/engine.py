@@ -7,8 +7,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from pydantic_settings import SettingsConfigDict
-
 from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import ProviderInfo, TaskContract
 from cto_harness.engines.base import (
@@ -20,12 +18,12 @@ from cto_harness.engines.base import (
     RunContext,
     provider_outcome_of,
 )
-from cto_harness.engines.case.events import map_events, read_jsonl, typed
+from cto_harness.engines.case.events import map_events, typed
 from cto_harness.errors import HarnessFault
-from cto_harness.fsutil import atomic_write_bytes, atomic_write_json, sha256_file
+from cto_harness.fsutil import atomic_write_bytes, atomic_write_json, read_jsonl, sha256_file
 from cto_harness.git import git_env
 from cto_harness.sandbox.process import ProcessResult
-from cto_harness.settings import PositiveWhole
+from cto_harness.settings import PositiveWhole, SettingsConfigDict
 from cto_harness.tree import read_file
 
 AGENT_SOURCE = Path(__file__).with_name("agent.py")

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import ForbiddenAction, ProviderInfo
@@ -44,7 +43,7 @@ from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.fsutil import atomic_write_json, sha256_file
 from cto_harness.providers.npm import NpmPaths
 from cto_harness.sandbox.process import ProcessResult
-from cto_harness.settings import PositiveWhole
+from cto_harness.settings import PositiveWhole, SettingsConfigDict
 
 EVENT_LOG = "backend/stdout.log"
 # The run's private state (under `ctx.private`): the linked, re-hashed install; pi's HOME,
