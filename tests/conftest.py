@@ -32,8 +32,10 @@ from standin_helpers import (  # noqa: E402
     write_policy_accepting,
 )
 
-# Nothing a test starts may outlive it or the session (tests/process_guard.py).
-pytest_plugins = ["process_guard"]
+# Nothing a test starts may outlive it or the session (tests/process_guard.py). The browser
+# fixtures are registered here, once: a fixture imported into two conftests is two session
+# fixtures, and a second Playwright started beside the first one in a worker fails.
+pytest_plugins = ["process_guard", "browser_helpers"]
 
 # `python3` as the interpreter running the tests resolves it, without a version manager's shim in
 # front (pyenv's runs ~15 helper processes, ~100 ms, on every start): the harness starts

@@ -107,7 +107,7 @@ def test_a_process_carrying_the_marker_is_found() -> None:
 
 
 INNER = textwrap.dedent('''
-    import subprocess, sys, textwrap
+    import os, subprocess, sys, textwrap, time
 
     import pytest
 
@@ -126,6 +126,18 @@ INNER = textwrap.dedent('''
     def careless_server(tmp_path_factory):
         # Started before any test's snapshot, never stopped: only the session's guard sees it.
         subprocess.run([sys.executable, "-c", DAEMON, "{session_pid}", "session-daemon"])
+        # The daemon is ours only once its parent has exited (it is then re-parented to this
+        # subreaper): wait for that event, or the first test's snapshot could miss it.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                pid = int(open("{session_pid}").read())
+                with open(f"/proc/{{pid}}/stat") as handle:
+                    if int(handle.read().rpartition(")")[2].split()[1]) == os.getpid():
+                        break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.001)
         yield
 
 

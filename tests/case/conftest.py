@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from browser_helpers import browser, screenshots, tab  # noqa: F401 (fixtures)
 from case_helpers import GATEWAY_MODEL, TEST_MODEL
 from cto_harness.providers.build import build_provider
 from cto_harness.providers.policy import load_policy

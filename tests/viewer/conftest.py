@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from browser_helpers import Tab, browser, screenshots, tab  # noqa: F401 (fixtures)
 from conftest import HARNESS_ROOT
 from cto_harness.core.run import execute_run
 from cto_harness.core.suite import run_suite

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
+from browser_helpers import Tab
 from cto_harness.viewer.serve import serving
 from cto_harness.viewer.site import build_site, mounts_for
-from viewer.conftest import Evidence, Tab, copy_bundle
+from viewer.conftest import Evidence, copy_bundle
 
 
 def _open(tab: Tab, evidence: Evidence, folders: list[Path], out: Path) -> Path:
