@@ -31,11 +31,12 @@ def scripted(case_repo, standin, case_home, tmp_path_factory):  # type: ignore[n
     harness-started scripted endpoint; checked for what every run must hold."""
     runs = tmp_path_factory.mktemp("runs-model")
 
-    def run(script_set: str, repo: Path = case_repo, **extra: str):  # type: ignore[no-untyped-def]
+    def run(script_set: str, repo: Path = case_repo, case_id: str = "r1-string-slugify",
+            **extra: str):  # type: ignore[no-untyped-def]
         env = base_env(case_home, runs, standin("model")) | SCRIPTED_MODEL | {
             "CTO_HARNESS_CASE_MODEL_ENDPOINT": "scripted",
             "CTO_HARNESS_CASE_MODEL_SCRIPT": script_set} | extra
-        result = run_case(repo, env)
+        result = run_case(repo, env, case_id)
         assert_sound(result)
         return result
 
@@ -87,6 +88,42 @@ def test_scripted_pass_with_a_local_pull_request(happy) -> None:  # type: ignore
              (run_dir / "backend" / "gh-calls.jsonl").read_text().splitlines()]
     assert [(c["argv"][:2], c["served"], c["forbidden"]) for c in calls] == [
         (["pr", "create"], True, False)]
+
+
+# The other fixtures' `happy` sets: what a suite over all three cases runs on the Case side.
+OTHER_FIXTURES = {
+    "r2-inventory-report": (["inventory/parser.py", "inventory/report.py"], 6,
+                            "fix/inventory-report"),
+    "r3-config-merge": (["confmerge/merge.py"], 4, "fix/deep-merge"),
+}
+
+
+@pytest.mark.parametrize("case_id", sorted(OTHER_FIXTURES))
+def test_happy_set_passes_on_the_other_fixtures(scripted, case_id: str) -> None:  # type: ignore[no-untyped-def]
+    changed, tests, branch = OTHER_FIXTURES[case_id]
+    run = scripted("happy", case_id=case_id)  # checks the bundle is sound
+    report = run.report
+    assert run.exit_code == 0, (report["blockers"], report["pass_conditions"])
+    assert report["case_id"] == case_id
+    assert report["verdict"] == "pass" and all(report["pass_conditions"].values())
+    assert report["forbidden_actions_attempted"] == []
+    assert sorted(c["path"] for c in report["changed_files"]) == changed
+    assert all(c["allowed"] for c in report["changed_files"])
+    # The harness ran the fixture's own tests itself, and they all passed.
+    verification = report["verification"]
+    assert verification["status"] == "passed" and verification["failures"] == []
+    assert verification["tests_ran"] == verification["tests_passed"] == tests
+    endpoint = report["model"]["endpoint"]
+    assert endpoint["script_set"] == "happy" and endpoint["errors"] == []
+    exchanges = [json.loads(x) for x in
+                 (run.run_dir / "backend" / "model-exchanges.jsonl").read_text().splitlines()]
+    assert {x["role"] for x in exchanges} == {
+        "implementer", "verifier", "reviewer", "closer", "retrospective"}
+    outcome = report["provider_outcome"]
+    assert outcome["outcome"] == "completed" and outcome["agrees_with_verdict"] is True
+    (pr,) = report["pull_requests"]
+    assert pr["url"] == f"https://pr.invalid/{case_id}/pull/1"
+    assert (pr["head"], pr["base"], pr["verified"]) == (branch, "main", True)
 
 
 def test_case_helpers_found_the_task_in_the_workspace(happy) -> None:  # type: ignore[no-untyped-def]
