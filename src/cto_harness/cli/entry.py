@@ -33,7 +33,19 @@ def main() -> int:
         _say("cto-harness: interrupted")
     except BrokenPipeError:
         _say("cto-harness: output closed early (broken pipe); output is incomplete")
+    finally:
+        _end_children()
     return EXIT_ERROR
+
+
+def _end_children() -> None:
+    """Nothing the program started outlives it (sandbox/process.py `end_own_children`)."""
+    if "subprocess" not in sys.modules:  # it started nothing
+        return
+    with contextlib.suppress(Exception, KeyboardInterrupt):
+        from cto_harness.sandbox.process import end_own_children
+
+        end_own_children()
 
 
 def _say(line: str) -> None:

@@ -12,7 +12,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -33,6 +32,7 @@ from cto_harness.core import preflight
 from cto_harness.core.events import EventLog
 from cto_harness.core.faultseal import seal_despite_faults
 from cto_harness.core.fixtures import FixtureCase, case_directory, load_case
+from cto_harness.core.interrupts import InterruptGate
 from cto_harness.core.live import RunObserver, observer_of, tailing
 from cto_harness.core.report import (
     BaselineRun,
@@ -79,7 +79,7 @@ from cto_harness.evidence.signing import PUBLIC_KEY, sign_bundle
 from cto_harness.fsutil import atomic_write_bytes, atomic_write_jsonl, atomic_write_text, tree_digest
 from cto_harness.inert import inert, inert_tree, path_text
 from cto_harness.sandbox.guard import Watch
-from cto_harness.sandbox.isolation import Sandbox
+from cto_harness.sandbox.isolation import Sandbox, probe
 from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.process import ProcessResult, run_process
 from cto_harness.settings import Settings, secret_values
@@ -143,71 +143,66 @@ def execute_run(
     if run_dir is not None:
         preflight.check_writable_folder(run_dir.parent, "run's parent folder")
     preflight.check_signing_key(settings)
+    # What the machine can isolate with is probed (once per process) before the run folder
+    # exists: a signal during a child's start can orphan the child, so none starts in between.
+    probe()
     started = utc_now()
-    # From the moment the run folder exists until a context that can seal it does, Ctrl-C and
-    # SIGTERM are held (a few milliseconds): a signal in between would leave an empty folder.
-    # Held signals are delivered inside the `try` below, so they end in a sealed bundle.
-    held = {signal.SIGINT, signal.SIGTERM}
-    unheld = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        if run_dir is None:
-            run_dir = new_run_dir(settings.runs_dir, case_id, started)
-        else:
-            run_dir.mkdir(parents=True, exist_ok=False)
-    except OSError as exc:
-        signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
-        raise HarnessFault(f"cannot create the run folder: {exc}") from None
-    run_id = run_id or f"{started.strftime('%Y%m%dT%H%M%SZ')}-{case_id}-{secrets.token_hex(4)}"
-    nonce = binding.nonce if binding else (nonce or secrets.token_hex(16))
-    events = EventLog(run_id, nonce, observer)
-    results = StageResults(challenge=binding)
-    ctx: RunContext | None = None
-    # What a stage leaves under way (the harness's own test collection) is stopped before sealing.
-    pending = contextlib.ExitStack()
-    case = None
-    try:
+    # Ctrl-C and SIGTERM interrupt the stages only; anywhere else (the run folder's creation,
+    # the handlers below, closing the sandbox, sealing) they wait until the bundle is whole.
+    with InterruptGate() as gate:
         try:
-            events.emit("run.started", case_id=case_id, engine=engine.name)
-            with events.span("task.load"):
-                case = load_case(case_dir)
-        finally:
-            # The context exists even when the case is malformed, so the bundle can be written.
+            if run_dir is None:
+                run_dir = new_run_dir(settings.runs_dir, case_id, started)
+            else:
+                run_dir.mkdir(parents=True, exist_ok=False)
+        except OSError as exc:
+            raise HarnessFault(f"cannot create the run folder: {exc}") from None
+        stamp = started.strftime('%Y%m%dT%H%M%SZ')
+        run_id = run_id or f"{stamp}-{case_id}-{secrets.token_hex(4)}"
+        nonce = binding.nonce if binding else (nonce or secrets.token_hex(16))
+        events = EventLog(run_id, nonce, observer)
+        results = StageResults(challenge=binding)
+        ctx: RunContext | None = None
+        # What a stage leaves under way (the harness's own test collection) is stopped before
+        # sealing.
+        pending = contextlib.ExitStack()
+        case = None
+        try:
             try:
+                events.emit("run.started", case_id=case_id, engine=engine.name)
+                with events.span("task.load"):
+                    case = load_case(case_dir)
+            finally:
+                # The context exists even when the case is malformed: the bundle can be written.
                 ctx = _context(run_id, nonce, run_dir, case, case_dir, settings, engine_settings,
                                harness_root, environ, events)
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, unheld)
-        _run_stages(engine, ctx, results, pending)
-    except Blocked as blocked:
-        if isinstance(blocked, GateBlocked):
-            results.admission = blocked.admission  # how far admission got
-        results.blockers.append(Blocker(code=blocked.code, message=blocked.message))
-        events.emit("gate.blocked", code=blocked.code, message=blocked.message)
-        if blocked.marker:
-            _marker(run_dir, blocked.marker, blocked.message)
-    except (Interrupted, KeyboardInterrupt):
-        results.error = "interrupted by a signal before the run finished"
-        results.blockers.append(Blocker(code=BlockerCode.INTERRUPTED, message=results.error))
-        events.emit("run.interrupted")
-    except UsageError:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    except Exception as exc:  # a harness fault: still a bundle, verdict error
-        results.error = inert(f"{type(exc).__name__}: {exc}")
-        events.emit("run.error", error=results.error)
-    finally:
-        pending.close()
-    if ctx is None:  # the run folder could not even be laid out
-        raise HarnessFault(f"cannot write in the run folder {run_dir}: {results.error}")
-    if results.sandbox is not None:
-        results.sandbox.close()  # network log, last sweep, files and uid back; never raises
-    _release(engine, ctx)  # the model endpoint stops after the proxy that forwarded to it
-    # A second signal must not cut the sealing short: hold signals until the bundle is whole.
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
+            with gate.opened():
+                _run_stages(engine, ctx, results, pending)
+        except Blocked as blocked:
+            if isinstance(blocked, GateBlocked):
+                results.admission = blocked.admission  # how far admission got
+            results.blockers.append(Blocker(code=blocked.code, message=blocked.message))
+            events.emit("gate.blocked", code=blocked.code, message=blocked.message)
+            if blocked.marker:
+                _marker(run_dir, blocked.marker, blocked.message)
+        except (Interrupted, KeyboardInterrupt):
+            results.error = "interrupted by a signal before the run finished"
+            results.blockers.append(Blocker(code=BlockerCode.INTERRUPTED, message=results.error))
+            events.emit("run.interrupted")
+        except UsageError:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        except Exception as exc:  # a harness fault: still a bundle, verdict error
+            results.error = inert(f"{type(exc).__name__}: {exc}")
+            events.emit("run.error", error=results.error)
+        finally:
+            pending.close()
+        if ctx is None:  # the run folder could not even be laid out
+            raise HarnessFault(f"cannot write in the run folder {run_dir}: {results.error}")
+        if results.sandbox is not None:
+            results.sandbox.close()  # network log, last sweep, files and uid back; never raises
+        _release(engine, ctx)  # the model endpoint stops after the proxy that forwarded to it
         report = seal_despite_faults(lambda: _seal(engine, ctx, results, started), ctx, results)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return RunResult(report=report, run_dir=run_dir, public_key=settings.keys_dir / PUBLIC_KEY)
 
 

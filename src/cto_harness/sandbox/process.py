@@ -409,6 +409,26 @@ def _children_of_self() -> list[int]:
     return [pid for pid, (ppid, _state) in _process_table().items() if ppid == me]
 
 
+def end_own_children(rounds: int = 100) -> list[int]:
+    """Kill and reap every child this process still has, until wait reports none (the program's
+    last step). The harness is a subreaper, so whatever it started and lost track of (a child
+    whose Popen was cut short by a signal, a grandchild orphaned by it) is its child here; none
+    may outlive the program. Returns the pids that were still running."""
+    killed: list[int] = []
+    for _ in range(rounds):
+        children = [pid for pid in _children_of_self() if _alive_or_zombie(pid)]
+        if not children and _no_children_left():
+            break
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+    return killed
+
+
 def run_quiet(
     argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
     timeout: float = 120, check: bool = True,

@@ -1,0 +1,80 @@
+"""The run's interrupt gate with real signals sent to this process: a signal interrupts only the
+open stretch; anywhere else it is remembered and handed back to the caller's handler at the end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cto_harness.core.interrupts import InterruptGate
+from cto_harness.errors import Interrupted
+
+
+@pytest.fixture
+def caller_saw() -> Iterator[list[int]]:
+    """The caller's own SIGINT/SIGTERM handler, recording what reaches it."""
+    seen: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: seen.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    yield seen
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def test_a_signal_while_closed_waits_for_the_end_and_reaches_the_caller(
+    caller_saw: list[int]
+) -> None:
+    with InterruptGate():
+        os.kill(os.getpid(), signal.SIGINT)
+        sealed = "the bundle is written here"  # not cut short
+        assert caller_saw == []
+    assert sealed and caller_saw == [signal.SIGINT]
+
+
+def test_a_signal_while_open_interrupts_there_once(caller_saw: list[int]) -> None:
+    with InterruptGate() as gate:
+        with pytest.raises(Interrupted, match="SIGTERM"), gate.opened():
+            os.kill(os.getpid(), signal.SIGTERM)
+            pytest.fail("the stage went on after the signal")
+        os.kill(os.getpid(), signal.SIGTERM)  # a second one, while sealing: remembered
+    assert caller_saw == [signal.SIGTERM]
+
+
+def test_a_signal_before_the_stages_interrupts_them_at_their_start(
+    caller_saw: list[int]
+) -> None:
+    with InterruptGate() as gate:
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(Interrupted, match="SIGINT"), gate.opened():
+            pytest.fail("the stages started although a signal was waiting")
+    assert caller_saw == []  # it interrupted the run: not handed back a second time
+
+
+def test_the_callers_handlers_are_back_after_the_gate(caller_saw: list[int]) -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with InterruptGate():
+        assert signal.getsignal(signal.SIGINT) is not before
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_nothing_the_program_started_outlives_it(tmp_path: Path) -> None:
+    # A child the program lost track of (here: started and never waited for, as when a signal
+    # cuts a Popen short) is killed and reaped as the program ends.
+    code = ("import subprocess, sys\n"
+            "from cto_harness.cli import entry\n"
+            "child = subprocess.Popen(['sleep', '300'])\n"
+            "open(sys.argv[1], 'w').write(str(child.pid))\n"
+            "sys.argv = ['cto-harness', '--version']\n"
+            "entry.main()\n")
+    pid_file = tmp_path / "child.pid"
+    done = subprocess.run([sys.executable, "-c", code, str(pid_file)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    pid = int(pid_file.read_text())
+    assert not Path(f"/proc/{pid}").exists(), "the program's child outlived it"
