@@ -28,6 +28,7 @@ from cto_harness.sandbox import users
 from cto_harness.sandbox.isolation import LAUNCHER, launcher_namespaces
 from cto_harness.sandbox.netproxy import Endpoint, EndpointProxy, endpoint_for, model_endpoint
 from cto_harness.sandbox.process import ensure_subreaper, kill_tree
+from loopback_helpers import loopback_service
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="these tests drive a root harness")
 RANGE = users.DEFAULT_UID_RANGE
@@ -383,23 +384,13 @@ def test_urls_lose_their_credentials() -> None:
 
 
 @pytest.fixture
-def echo_server() -> tuple[str, int]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(4)
+def echo_server() -> Iterator[tuple[str, int]]:
+    def echo_upper(conn: socket.socket) -> None:
+        while data := conn.recv(4096):
+            conn.sendall(data.upper())
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                while data := conn.recv(4096):
-                    conn.sendall(data.upper())
-
-    threading.Thread(target=serve, daemon=True).start()
-    return "127.0.0.1", server.getsockname()[1]
+    with loopback_service(echo_upper) as port:
+        yield "127.0.0.1", port
 
 
 def _client(path: Path, payload: bytes) -> bytes:

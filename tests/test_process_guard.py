@@ -107,19 +107,11 @@ def test_a_process_carrying_the_marker_is_found() -> None:
 
 
 INNER = textwrap.dedent('''
-    import os, subprocess, sys, textwrap, time
+    import os, subprocess, sys, time
 
     import pytest
 
-    DAEMON = textwrap.dedent("""
-        import os, sys, time
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                open(sys.argv[1], "w").write(str(os.getpid()))
-                time.sleep(120)
-            os._exit(0)
-    """)
+    DAEMON = {daemon!r}
 
 
     @pytest.fixture(scope="session")
@@ -155,7 +147,7 @@ def test_a_session_that_leaks_fails_naming_what_it_left_and_leaves_nothing(tmp_p
     session fixture's daemon fails the session; both are dead afterwards."""
     test_pid, session_pid = tmp_path / "test.pid", tmp_path / "session.pid"
     (tmp_path / "test_leaky.py").write_text(
-        INNER.format(test_pid=test_pid, session_pid=session_pid))
+        INNER.format(daemon=DAEMON, test_pid=test_pid, session_pid=session_pid))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).parent), str(Path(__file__).parents[1] / "src")])}
     done = subprocess.run(

@@ -30,6 +30,7 @@ from cto_harness.providers.build import admit_prebuilt
 from cto_harness.providers.policy import default_policy_path, load_policy
 from cto_harness.settings import Settings
 from cto_harness.validators.script_standin import solution_of, write_script_standin
+from loopback_helpers import loopback_service
 from standin_helpers import REPO_ROOT
 
 CASE_ID = "r1-string-slugify"
@@ -104,26 +105,16 @@ def _bundle_text(run_dir: Path) -> str:
 def loopback_listener() -> Iterator[tuple[int, list[bytes]]]:
     """A TCP service on the host's loopback that records whatever reaches it."""
     received: list[bytes] = []
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(2)
-                try:
-                    received.append(conn.recv(1024) or b"<connected>")
-                except OSError:
-                    received.append(b"<connected>")
+    def record(conn: socket.socket) -> None:
+        conn.settimeout(2)
+        try:
+            received.append(conn.recv(1024) or b"<connected>")
+        except OSError:
+            received.append(b"<connected>")
 
-    threading.Thread(target=serve, daemon=True).start()
-    yield server.getsockname()[1], received
-    server.close()
+    with loopback_service(record) as port:
+        yield port, received
 
 
 def test_git_push_to_a_loopback_daemon_reaches_nothing(tmp_path: Path) -> None:
