@@ -9,6 +9,9 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
+from cto_harness import tree
 from cto_harness.core.live import LiveTail
 from cto_harness.engines.base import LiveLog, ProviderEvent
 from cto_harness.engines.case.events import live_event
@@ -112,3 +115,33 @@ def test_provider_text_reaches_the_terminal_inert() -> None:
         assert "\x1b" not in ours and "\x07" not in ours and "\u202e" not in ours
         assert "last tool bash: rm -rf /" in progress.status()
         assert ("\x1b[1F\x1b[J" in text) is stream.isatty()
+
+
+def test_a_folder_flooded_with_files_is_listed_only_until_the_logs_are_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A provider may fill its events folder with entries: only names that look like logs are
+    # looked at, at most eight logs are followed, and once they are open it is not listed again.
+    events = tmp_path / ".case" / "t" / "events"
+    events.mkdir(parents=True)
+    for i in range(200):
+        (events / f"noise-{i}").write_bytes(b"")
+    for i in range(10):
+        (events / f"run-{i}.jsonl").write_bytes(_line("phase_start", phase=f"p{i}"))
+    stats: list[bytes] = []
+    real_stat = os.stat
+
+    def counting_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if isinstance(path, bytes):
+            stats.append(path)
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tree.os, "stat", counting_stat)
+    tail, seen = _tail(tmp_path)
+    tail._read_all()
+    assert stats and all(n.startswith(b"run-") for n in stats)
+    assert len(seen.events) == 8  # eight logs followed, the rest left alone
+    stats.clear()
+    tail._read_all()
+    assert stats == []  # full: the folder is not listed again
+    tail.stop()

@@ -362,14 +362,16 @@ def read_file(root: Path, rel: bytes | str, cap: int) -> bytes | None:
         os.close(fd)
 
 
-def files_in(root: Path, rel: bytes | str) -> list[bytes]:
+def files_in(root: Path, rel: bytes | str,
+             keep: Callable[[bytes], bool] | None = None) -> list[bytes]:
     """Names of the regular files directly inside the folder `root/rel`, reached without
-    following any link; [] when it is absent or not a folder."""
+    following any link; [] when it is absent or not a folder. `keep` picks names before any is
+    looked at (a folder of a million other entries costs one listing, not a million stats)."""
     try:
         with Cursor(root) as cursor:
             for name in _split(rel):
                 cursor.down(name)
-            names = _names(cursor.fd)
+            names = [n for n in _names(cursor.fd) if keep is None or keep(n)]
             return [n for n in names if stat.S_ISREG(
                 os.stat(n, dir_fd=cursor.fd, follow_symlinks=False).st_mode)]
     except (OSError, TreeChanged):

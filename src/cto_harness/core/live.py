@@ -74,10 +74,12 @@ class LiveTail:
             self._read_all()
 
     def _read_all(self) -> None:
+        prefix, suffix = os.fsencode(self.log.prefix), os.fsencode(self.log.suffix)
         try:
-            names = sorted(n for n in files_in(self.log.root, self.log.folder)
-                           if n.startswith(os.fsencode(self.log.prefix))
-                           and n.endswith(os.fsencode(self.log.suffix)))
+            # Once full, only the files already open are read: the folder is not listed again.
+            names = sorted(self._files) if len(self._files) >= _MAX_FILES else sorted(files_in(
+                self.log.root, self.log.folder,
+                keep=lambda n: n.startswith(prefix) and n.endswith(suffix)))
             for name in names:
                 file = self._files.get(name)
                 if file is None:
