@@ -293,17 +293,27 @@ def test_ctrl_c_mid_suite_then_resume(
     assert [r["verdict"] for r in final["runs"]] == ["pass"] * 3
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def _task_workers(base: Path) -> list[int]:
     """This cluster's Ray worker processes busy with our task (Ray titles them
-    `ray::run_task`; their environment names their node's home under the cluster's base)."""
-    found = []
+    `ray::run_task`; their environment names their node's home under the cluster's base).
+    A child the worker is starting shows the same title until its `exec` (a vfork child shares
+    the worker's memory), so a process whose parent is itself listed is not a worker."""
+    titled = set()
     for pid in _pids_with(str(base)):
         try:
             if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::run_task"):
-                found.append(pid)
+                titled.add(pid)
         except OSError:
             continue
-    return found
+    return sorted(pid for pid in titled if _parent(pid) not in titled)
 
 
 def test_a_killed_task_is_node_lost_then_retried(
@@ -315,8 +325,12 @@ def test_a_killed_task_is_node_lost_then_retried(
     proc = _suite(cluster, "slow-slugify", "--node-retries", "1", "--harness-root", str(root),
                   "--suite-dir", str(suite_dir))
     _wait_for_a_run([w.home for w in cluster.workers], proc, before)
-    busy = _task_workers(cluster.base)
-    assert len(busy) == 1, busy
+    # A worker still ending an earlier test's cancelled task may show for a moment: wait for one.
+    deadline = time.monotonic() + 60
+    while len(busy := _task_workers(cluster.base)) != 1 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    assert len(busy) == 1, _describe(busy)
     fd = os.pidfd_open(busy[0])
     try:
         signal.pidfd_send_signal(fd, signal.SIGKILL)  # the task's worker process, nothing else
