@@ -10,11 +10,12 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+StrPath = str | os.PathLike[str]
 _CHUNK = 1 << 20
 # Files at least this large are hashed on their own thread.
 _PARALLEL_MIN_BYTES = 4 << 20
@@ -91,7 +92,7 @@ def exclusive_lock(lock_file: Path, *, wait: bool = True) -> Iterator[None]:
         os.close(fd)
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: StrPath) -> str:
     """SHA-256 of a regular file. Anything else raises OSError instead of being read: a FIFO
     (opened non-blocking, so it cannot hang) or a device swapped in for a file."""
     digest = hashlib.sha256()
@@ -125,23 +126,23 @@ def tree_digest(root: Path, *, exclude: frozenset[str] = frozenset()) -> str:
     """A SHA-256 over every path, type, exec bit and content below `root` (symlinks by target).
 
     Top-level names in `exclude` are skipped without being walked; large files are hashed on
-    background threads (`sha256_files`); the digest is the one a sequential walk gives."""
-    entries: list[tuple[list[str], str, Path]] = []
-    stack = [root]
+    background threads (`sha256_files`); the digest is the one a sequential walk gives. Paths
+    stay plain strings: an npm install is tens of thousands of files, hashed on every run."""
+    entries: list[tuple[list[str], str, str]] = []  # (relative parts, relative path, path)
+    stack = [(os.fspath(root), "")]
     while stack:
-        current = stack.pop()
+        current, prefix = stack.pop()
         with os.scandir(current) as listing:
             for entry in listing:
-                path = Path(entry.path)
-                if current == root and entry.name in exclude:
+                if not prefix and entry.name in exclude:
                     continue
+                rel = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(path)
+                    stack.append((entry.path, rel + "/"))
                     continue
-                rel = path.relative_to(root).as_posix()
-                entries.append((rel.split("/"), rel, path))
+                entries.append((rel.split("/"), rel, entry.path))
     entries.sort(key=lambda item: item[0])
-    stats = [path.lstat() for _parts, _rel, path in entries]
+    stats = [os.lstat(path) for _parts, _rel, path in entries]
     regular = [(path, st.st_size) for (_p, _r, path), st in zip(entries, stats, strict=True)
                if stat.S_ISREG(st.st_mode)]
     hashes = dict(zip([p for p, _ in regular],
@@ -159,7 +160,7 @@ def tree_digest(root: Path, *, exclude: frozenset[str] = frozenset()) -> str:
     return digest.hexdigest()
 
 
-def sha256_files(paths: list[Path], sizes: list[int] | None = None) -> list[str]:
+def sha256_files(paths: Sequence[StrPath], sizes: list[int] | None = None) -> list[str]:
     """`sha256_file` of each path, in order. Large files are hashed on background threads while
     this thread hashes the small ones: hashlib releases the GIL on large buffers, while threads
     on many small files only fight over it."""

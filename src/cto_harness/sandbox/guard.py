@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,23 +28,25 @@ Entry = tuple[int, int, int, int, int, int]
 
 
 def fingerprint(root: Path, exclude: frozenset[Path] = frozenset()) -> dict[str, Entry]:
-    """Path → (mode, size, inode, mtime_ns, ctime_ns, nlink) for `root` and all below it."""
+    """Path → (mode, size, inode, mtime_ns, ctime_ns, nlink) for `root` and all below it.
+
+    Plain strings and `lstat` only (no Path objects per entry): this walks the whole harness
+    home twice per run, tens of thousands of entries with an npm provider installed."""
     found: dict[str, Entry] = {}
-    if not os.path.lexists(root):
-        return found
-    stack = [root]
+    skip = {os.fspath(p) for p in exclude}
+    stack = [os.fspath(root)]
     while stack and len(found) < MAX_ENTRIES:
         current = stack.pop()
         try:
-            st = current.lstat()
+            st = os.lstat(current)
         except OSError:
             continue
-        found[str(current)] = (st.st_mode, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns,
-                               st.st_nlink)
-        if current.is_dir() and not current.is_symlink():
+        found[current] = (st.st_mode, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns,
+                          st.st_nlink)
+        if stat.S_ISDIR(st.st_mode):
             try:
                 with os.scandir(current) as entries:
-                    stack.extend(Path(e.path) for e in entries if Path(e.path) not in exclude)
+                    stack.extend(path for e in entries if (path := e.path) not in skip)
             except OSError:
                 continue
     return found

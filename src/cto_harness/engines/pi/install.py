@@ -83,16 +83,19 @@ def _link_or_copy(source: str, target: str) -> None:
 
 def link_tree(source: Path, target: Path) -> None:
     """Recreate `source` under `target`: folders made, files hard-linked, symlinks re-created
-    as links (never followed)."""
-    for dirpath, dirnames, filenames in os.walk(source):
-        rel = Path(dirpath).relative_to(source)
-        (target / rel).mkdir(parents=True, exist_ok=True)
-        for name in [*filenames, *(d for d in dirnames if (Path(dirpath) / d).is_symlink())]:
-            src, dst = Path(dirpath) / name, target / rel / name
-            if src.is_symlink():
+    as links (never followed). Plain string paths: this runs over an npm install per run."""
+    source_root, target_root = os.fspath(source), os.fspath(target)
+    for dirpath, dirnames, filenames in os.walk(source_root):
+        rel = os.path.relpath(dirpath, source_root)
+        made = target_root if rel == "." else os.path.join(target_root, rel)
+        os.makedirs(made, exist_ok=True)
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in [*filenames, *links]:
+            src, dst = os.path.join(dirpath, name), os.path.join(made, name)
+            if os.path.islink(src):
                 os.symlink(os.readlink(src), dst)
             else:
-                _link_or_copy(str(src), str(dst))
+                _link_or_copy(src, dst)
 
 
 def _store_fingerprint(store: NpmPaths) -> str:
