@@ -118,6 +118,37 @@ def test_an_unusable_signing_key_is_one_usage_line_and_no_run(
     assert (keys / "evidence-ed25519.pem").read_bytes() == content  # never replaced silently
 
 
+class _KeyBreaker:
+    """A run observer that empties the signing key file once the provider has run."""
+
+    def __init__(self, key_file: Path) -> None:
+        self.key_file = key_file
+
+    def step(self, name: str) -> None:
+        if name == "verification":
+            self.key_file.write_bytes(b"")
+
+    def harness_event(self, type_: str, data: object) -> None:
+        pass
+
+    def provider_event(self, event: object) -> None:
+        pass
+
+
+def test_a_key_file_that_breaks_during_the_run_still_leaves_a_signed_bundle(
+    harness_home: Path,
+) -> None:
+    from cto_harness.core.run import execute_run
+
+    key_file = harness_home / "keys" / "evidence-ed25519.pem"
+    public = harness_home / "keys" / "evidence-ed25519.pub"
+    result = execute_run(CASE, harness_root=HARNESS_ROOT, observer=_KeyBreaker(key_file))
+    assert key_file.read_bytes() == b""  # the key file did break while the run went
+    assert result.report.verdict == "pass"
+    proc = _cli("verify", str(result.run_dir), "--public-key", str(public))
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # signed with the key loaded first
+
+
 def test_a_full_runs_folder_is_one_line_before_the_run(tmp_path: Path) -> None:
     runs = tmp_path / "full"
     runs.mkdir()

@@ -15,7 +15,7 @@ import pytest
 from conftest import HARNESS_ROOT, REPO_ROOT, CaseFactory
 from cto_harness.core.run import execute_run
 from cto_harness.errors import UsageError
-from cto_harness.evidence.signing import PRIVATE_KEY, PUBLIC_KEY, sign_bundle
+from cto_harness.evidence.signing import PRIVATE_KEY, PUBLIC_KEY, load_or_create_key, sign_bundle
 from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 from cto_harness.sandbox import isolation
 from cto_harness.sandbox.isolation import Probe
@@ -202,7 +202,7 @@ def test_a_bundle_resigned_with_another_key_fails_but_verifies_with_that_key(
     result = execute_run("r1-string-slugify", harness_root=HARNESS_ROOT)
     verify_bundle(result.run_dir)
     other = tmp_path / "other-keys"
-    sign_bundle(result.run_dir, other, {"forged": True})
+    sign_bundle(result.run_dir, load_or_create_key(other), {"forged": True})
     with pytest.raises(BundleInvalid, match="no valid signature"):
         verify_bundle(result.run_dir)
     assert _cli("verify", str(result.run_dir)).returncode == 1

@@ -4,10 +4,11 @@
   some room left. A path that is a file, a read-only mount or a folder without write permission
   is a usage error (exit 64, one line); a full disk is a harness fault (exit 3, one line). Either
   way nothing is written and no traceback is printed.
-* `check_signing_key`: the signing key is loaded (or created) before the run, so that a corrupt
+* `load_signing_key`: the signing key is loaded (or created) before the run, so that a corrupt
   or empty key file, or a home where none can be created, stops the run with one line instead of
   leaving an unsigned bundle behind; creating it first also keeps a first run of a parallel suite
-  from writing `keys/` into the home while another run's provider is watched.
+  from writing `keys/` into the home while another run's provider is watched. The run signs with
+  this key, loaded once: a key file that breaks while the run goes cannot leave it unsigned.
 * `self_written_dirs`: the folders the harness itself writes while a provider runs (every runs
   folder: the configured one, `$CTO_HARNESS_HOME/suites`, the suite folder holding this run). The
   outside-write guard leaves them out, or the harness's own parallel runs would block each other.
@@ -20,9 +21,13 @@ import os
 import signal
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cto_harness.errors import HarnessFault, UsageError
 from cto_harness.settings import Settings
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 # Less free space than this in the runs folder stops a run before it starts (a bundle is small,
 # but the workspace copy and the verification copy are the fixture's size each).
@@ -85,13 +90,13 @@ def _folder_error(path: Path, what: str, exc: OSError) -> UsageError | HarnessFa
     return HarnessFault(f"cannot use the {what} {path}: {reason}")
 
 
-def check_signing_key(settings: Settings) -> None:
+def load_signing_key(settings: Settings) -> Ed25519PrivateKey:
     """Load (or create) the signing key; an unusable one is one line, before anything is written."""
     from cto_harness.evidence.signing import PRIVATE_KEY, load_or_create_key
 
     path = settings.keys_dir / PRIVATE_KEY
     try:
-        load_or_create_key(settings.keys_dir)
+        return load_or_create_key(settings.keys_dir)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise HarnessFault(f"cannot create the signing key {path}: "

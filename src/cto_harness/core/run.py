@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cto_harness import engines
 from cto_harness.clock import iso, utc_now
@@ -85,6 +85,9 @@ from cto_harness.sandbox.process import ProcessResult, run_process
 from cto_harness.settings import Settings, secret_values
 from cto_harness.tree import Budget, BudgetExceeded, TreeChanged, identity, remove_tree, walk
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 EXIT_CODES = {"pass": ExitCode.PASS, "fail": ExitCode.FAIL, "blocked": ExitCode.BLOCKED,
               "error": ExitCode.ERROR}
 
@@ -142,7 +145,7 @@ def execute_run(
     preflight.check_run_folders(settings)
     if run_dir is not None:
         preflight.check_writable_folder(run_dir.parent, "run's parent folder")
-    preflight.check_signing_key(settings)
+    key = preflight.load_signing_key(settings)  # signs this run's bundle, whatever happens
     # What the machine can isolate with is probed (once per process) before the run folder
     # exists: a signal during a child's start can orphan the child, so none starts in between.
     probe()
@@ -202,7 +205,8 @@ def execute_run(
         if results.sandbox is not None:
             results.sandbox.close()  # network log, last sweep, files and uid back; never raises
         _release(engine, ctx)  # the model endpoint stops after the proxy that forwarded to it
-        report = seal_despite_faults(lambda: _seal(engine, ctx, results, started), ctx, results)
+        report = seal_despite_faults(lambda: _seal(engine, ctx, results, started, key),
+                                      ctx, results)
     return RunResult(report=report, run_dir=run_dir, public_key=settings.keys_dir / PUBLIC_KEY)
 
 
@@ -565,7 +569,8 @@ def _shape_differences(baseline: Report, verification: VerificationResult,
 # --- sealing ----------------------------------------------------------------------------------
 
 
-def _seal(engine: Engine, ctx: RunContext, results: StageResults, started: datetime) -> Report:
+def _seal(engine: Engine, ctx: RunContext, results: StageResults, started: datetime,
+          key: Ed25519PrivateKey) -> Report:
     """Every artifact (placeholders where a stage never ran), then report, manifest, freshness
     and signature. Runs whatever happened before it."""
     run_dir = ctx.run_dir
@@ -599,7 +604,7 @@ def _seal(engine: Engine, ctx: RunContext, results: StageResults, started: datet
     remove_tree(ctx.private)  # by descriptors: no link followed, no depth limit
     report = write_report_and_seal(run_dir, report, secrets=secrets_)
     # Last: the signature over the manifest and freshness record (evidence.dsse.json).
-    sign_bundle(run_dir, ctx.settings.keys_dir, {
+    sign_bundle(run_dir, key, {
         "run_id": report.run_id, "nonce": report.nonce, "case_id": report.case_id,
         "engine": report.engine, "verdict": report.verdict, "isolation": report.isolation.tier,
         "challenge": report.freshness.challenge,

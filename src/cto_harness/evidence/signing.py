@@ -102,9 +102,9 @@ def bundle_statement(root: Path, predicate: dict[str, Any]) -> dict[str, Any]:
                      predicate)
 
 
-def sign_bundle(root: Path, keys_dir: Path, predicate: dict[str, Any]) -> dict[str, Any]:
-    """Write `evidence.dsse.json` over the sealed bundle at `root`; returns the envelope."""
-    key = load_or_create_key(keys_dir)
+def sign_bundle(root: Path, key: Ed25519PrivateKey, predicate: dict[str, Any]) -> dict[str, Any]:
+    """Write `evidence.dsse.json` over the sealed bundle at `root` with `key`; returns the
+    envelope."""
     payload = json.dumps(bundle_statement(root, predicate), sort_keys=True,
                          separators=(",", ":")).encode()
     envelope = {
