@@ -155,12 +155,15 @@ def main() -> int:
             _copy_bundle(result.run_dir, target)
             shutil.copy2(sc.home / "keys" / PUBLIC_KEY, EVIDENCE / PUBLIC_KEY)
             verify_bundle(target, public_key=EVIDENCE / PUBLIC_KEY)
-            text = _set_item_fields(text, item, {
+            fields = {
                 "status": "done",
                 "evidence": f"evidence/{item.lower()}",
                 "report_sha256": sha256_file(target / "report.json"),
                 "public_key": f"evidence/{PUBLIC_KEY}",
-            })
+            }
+            if result.report.model.endpoint_kind:  # the record says which endpoint it had
+                fields["expect_endpoint_kind"] = result.report.model.endpoint_kind
+            text = _set_item_fields(text, item, fields)
             print(f"{item}: {result.report.verdict} "
                   f"{[b.code for b in result.report.blockers]} -> {target.relative_to(REPO)}")
     finally:
