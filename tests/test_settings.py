@@ -153,6 +153,22 @@ def test_a_bad_flag_value_names_the_flag_not_the_variable() -> None:
         Settings.from_env({"HOME": "/nonexistent"}, flags={"isolation": "chroot"})
 
 
+def test_a_gate_message_names_the_flag_beside_the_variable(harness_home: Path) -> None:
+    """A value may come from a flag or its variable: a blocked run's message names both (a
+    consent gate, read only from the environment, names only its variable)."""
+    from conftest import HARNESS_ROOT
+    from cto_harness.core.run import execute_run
+
+    assert CaseSettings.setting_name("allow") == "CTO_HARNESS_ALLOW_CASE"
+    environ = {"CTO_HARNESS_HOME": str(harness_home), "CTO_HARNESS_ALLOW_CASE": "1",
+               "CTO_HARNESS_CASE_STAGE": "2", "PATH": "/usr/bin:/bin"}
+    report = execute_run("r1-string-slugify", "case", harness_root=HARNESS_ROOT,
+                         environ=environ).report
+    (blocker,) = report.blockers
+    assert blocker.code == "provider_unavailable"
+    assert blocker.message.startswith("CTO_HARNESS_CASE_BIN (--provider-bin) is not set")
+
+
 def test_target_repositories_from_a_flag_add_to_file_and_environment(tmp_path: Path) -> None:
     add_target(tmp_path, str(tmp_path / "from-file"))
     env = {"CTO_HARNESS_HOME": str(tmp_path),

@@ -144,6 +144,13 @@ class SettingsBase(BaseModel):
         return None if field in cls.ENV_ONLY else flag_for(cls.FLAG_SCOPE, field)
 
     @classmethod
+    def setting_name(cls, field: str) -> str:
+        """How a user sets `field`, for messages: `CTO_HARNESS_CASE_MODEL (--model)`; a value
+        may have come from either, so a message names both."""
+        flag = cls.flag_name(field)
+        return f"{cls.env_names(field)[0]} ({flag})" if flag else cls.env_names(field)[0]
+
+    @classmethod
     def variables_for(cls, flags: Mapping[str, Any],
                       environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """Flag values as the variables a run's other processes read (suite workers, cluster

@@ -58,8 +58,8 @@ class ModelSettings(EngineSettings):
 
     @classmethod
     def variable(cls, field: str) -> str:
-        """The environment variable of `field` (`CTO_HARNESS_CASE_MODEL`), for messages."""
-        return cls.env_names(field)[0]
+        """How `field` is set, for messages: `CTO_HARNESS_CASE_MODEL (--model)`."""
+        return cls.setting_name(field)
 
 
 def endpoint_plan(ctx: RunContext) -> EndpointPlan:

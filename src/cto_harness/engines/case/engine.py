@@ -167,7 +167,7 @@ class CaseEngine(AgentEngine):
         if not configured:
             raise Blocked(
                 BlockerCode.PROVIDER_UNAVAILABLE,
-                "CTO_HARNESS_CASE_BIN is not set: no Case provider is configured",
+                f"{CaseSettings.setting_name('bin')} is not set: no Case provider is configured",
                 marker="provider-unavailable.txt",
             )
         binary = Path(configured).absolute()
@@ -178,7 +178,7 @@ class CaseEngine(AgentEngine):
         if not binary.is_file():
             raise Blocked(
                 BlockerCode.PROVIDER_UNAVAILABLE,
-                f"CTO_HARNESS_CASE_BIN names no file: {binary}",
+                f"{CaseSettings.setting_name('bin')} names no file: {binary}",
                 marker="provider-unavailable.txt",
             )
         return admission
