@@ -27,9 +27,17 @@ from pydantic import Field
 from cto_harness.clock import iso, utc_now
 from cto_harness.contracts import ForbiddenAction, ProviderInfo
 from cto_harness.core.taskscan import outside_paths
-from cto_harness.engines.base import Admission, EngineSettings, Launch, Outcome, RunContext, run_gates
+from cto_harness.engines.base import (
+    Admission,
+    EngineSettings,
+    Launch,
+    LiveLog,
+    Outcome,
+    RunContext,
+    run_gates,
+)
 from cto_harness.engines.model import AgentEngine, ModelAccess, ModelSettings, model_access
-from cto_harness.engines.pi.events import account, read_lines
+from cto_harness.engines.pi.events import account, live_event, read_lines
 from cto_harness.engines.pi.install import (
     changed_parts,
     choose_admission,
@@ -147,6 +155,11 @@ class PiEngine(AgentEngine):
             # Offline start-up: no update check, no telemetry, no colour codes in its stream.
             "PI_OFFLINE": "1", "PI_SKIP_VERSION_CHECK": "1", "PI_TELEMETRY": "0", "NO_COLOR": "1",
             **access.environment})
+
+    def live_log(self, ctx: RunContext) -> LiveLog:
+        """pi's JSON lines as it prints them (the harness writes them to backend/stdout.log)."""
+        return LiveLog(root=ctx.run_dir, folder="backend", prefix="stdout", suffix=".log",
+                       parse=live_event)
 
     # --- after the run ------------------------------------------------------------------------
 

@@ -65,6 +65,18 @@ def _text_of(message: Any) -> str:
     return "\n".join(p for p in parts if isinstance(p, str))[:_TEXT_CAP]
 
 
+def live_event(row: Mapping[str, Any]) -> ProviderEvent | None:
+    """One line of pi's output as it is printed, for the live progress line (never recorded):
+    each tool call as it starts, and the end of the agent's work."""
+    kind = row.get("type")
+    if kind == "tool_execution_start":
+        return ProviderEvent("", "provider.tool.started",
+                             {"tool": str(row.get("toolName", ""))[:80], "args": row.get("args")})
+    if kind == "agent_end":
+        return ProviderEvent("", "provider.pipeline.ended", {"outcome": "ended"})
+    return None
+
+
 def account(rows: Iterable[dict[str, Any]], ts: str, source: str) -> PiAccount:
     events: list[ProviderEvent] = []
     spans: list[ProviderSpan] = []
