@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from cto_harness.core.executor import SuitePlan
 from cto_harness.executors.archive import ArchiveRejected, pack_tree
 from cto_harness.executors.ray_executor import _harness_archive
 from cto_harness.executors.ray_node import (
+    TASKS,
     engine_variables,
     install_provider,
     materialize_harness,
@@ -111,5 +113,41 @@ def test_a_task_takes_only_the_engines_variables_from_the_driver(
     node_key = harness_home / "keys" / "evidence-ed25519.pub"
     assert result["public_key"] == node_key.read_bytes()
     # The scratch run is gone from the node; the bundle travelled back as the archive.
-    assert not any((Settings.from_env().runs_dir / "ray" / "runs").glob("*/*"))
+    assert not any((Settings.from_env().runs_dir / "ray" / "tasks").iterdir())
     assert result["archive"]
+
+
+def test_a_task_removes_the_scratch_of_tasks_whose_process_is_gone(
+    tmp_path: Path, harness_home: Path
+) -> None:
+    """A task killed outright leaves its scratch folder; the node's next task removes it, and
+    never one whose process still lives (nor anything not named like a task's folder)."""
+    plan = SuitePlan(engine="fake", harness_root=HARNESS_ROOT, suite_dir=tmp_path / "suite",
+                     jobs=1, case_ids=("r1-string-slugify",))
+    harness = _harness_archive(plan)
+    tasks = Settings.from_env().runs_dir / "ray" / TASKS
+    dead_pid = _exited_pid()
+    me = Path(f"/proc/{os.getpid()}/stat").read_bytes().rpartition(b")")[2].split()[19].decode()
+    abandoned = tasks / f"{dead_pid}-12345-0123abcd"
+    reused = tasks / f"{os.getpid()}-{int(me) + 1}-0123abcd"  # this pid, another process's start
+    live = tasks / f"{os.getpid()}-{me}-0123abcd"
+    other = tasks / "not-a-task"
+    for folder in (abandoned, reused, live, other):
+        (folder / "t" / "run" / "workspace").mkdir(parents=True)
+    (abandoned / "t" / "run" / "workspace" / "link").symlink_to(tmp_path / "outside")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "kept.txt").write_text("never reached\n")
+    spec = {"harness_version": __version__, "engine": "fake", "suite_token": "t",
+            "harness_digest": hashlib.sha256(harness).hexdigest(), "provider": None,
+            "case_id": "r1-string-slugify", "repeat": 1, "attempt": 1}
+    result = run_task(spec, [harness], [])
+    assert result["ok"] and result["verdict"] == "pass", result.get("message")
+    assert sorted(p.name for p in tasks.iterdir()) == sorted([live.name, other.name])
+    assert (tmp_path / "outside" / "kept.txt").is_file()  # the planted link was not followed
+
+
+def _exited_pid() -> int:
+    """The pid of a child that has exited and been reaped."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

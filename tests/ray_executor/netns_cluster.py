@@ -177,7 +177,7 @@ def test_suite_over_all_cases_on_two_nodes_verifies(
     assert _verify(loose, harness_home).returncode == 1
     # Each node's scratch copy of its runs is gone; its harness copy stays (one per digest).
     for node in cluster.workers:
-        assert not list((node.home / "harness-runs" / "ray" / "runs").glob("*/*"))
+        assert not list((node.home / "harness-runs" / "ray" / "tasks").glob("*/*"))
         assert len(list((node.home / "harness-runs" / "ray" / "harness").iterdir())) == 1
 
     # Resume works as locally: every verifying bundle is kept, nothing runs again.
@@ -256,7 +256,8 @@ def _slow_case(case_factory: CaseFactory) -> Path:
 
 
 def _workspaces(homes: list[Path]) -> set[Path]:
-    return {w for h in homes for w in (h / "harness-runs" / "ray" / "runs").glob("*/*/workspace")}
+    return {w for h in homes
+            for w in (h / "harness-runs" / "ray" / "tasks").glob("*/*/*/workspace")}
 
 
 def _wait_for_a_run(homes: list[Path], proc: subprocess.Popen[str], before: set[Path]) -> None:

@@ -18,6 +18,8 @@ registry, config), its own isolation tier (probed here, recorded in the report),
 credentials (none travel through the object store). Only the engine's own settings (Case: allow,
 stage, model, time limit) come from the driver. The bundle goes back as a tar of its evidence
 files (the working copy stays out) with the node's public key; the node's scratch copy is removed.
+Each task's scratch copy lives in a folder named after its process (pid and start time): a task
+killed outright (its worker process gone) cannot remove its own, so the node's next task does.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from cto_harness import __version__
 from cto_harness.executors.archive import ArchiveRejected, pack_tree, unpack_into_new
 from cto_harness.fsutil import exclusive_lock, sha256_bytes
 from cto_harness.settings import Settings
+from cto_harness.tree import remove_tree
 
 # The binary an engine with a provider runs is its settings' `bin` field (Case:
 # CTO_HARNESS_CASE_BIN); on a node it is always the copy this node installed from the shipped bytes.
@@ -57,6 +60,7 @@ def engine_variables(engine: str) -> tuple[tuple[str, ...], str | None]:
 
 
 INSTALL_LOCK = ".install.lock"
+TASKS = "tasks"  # one folder per task: <pid>-<process start time>-<random>
 
 
 def node_info() -> dict[str, Any]:
@@ -102,7 +106,9 @@ def run_task(spec: dict[str, Any], harness: list[Any], provider: list[Any]) -> d
             environ[binary_var] = str(install_provider(settings, scratch, spec["provider"],
                                                        provider))
         key = load_or_create_key(settings.keys_dir)
-    run_dir = (scratch / "runs" / spec["suite_token"]
+        remove_abandoned_tasks(scratch / TASKS)
+    task_dir = scratch / TASKS / f"{_process_tag(os.getpid()) or os.getpid()}-{uuid.uuid4().hex[:8]}"
+    run_dir = (task_dir / spec["suite_token"]
                / f"{spec['case_id']}-r{spec['repeat']:03d}-{uuid.uuid4().hex[:8]}")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -113,13 +119,36 @@ def run_task(spec: dict[str, Any], harness: list[Any], provider: list[Any]) -> d
         exec_ms = (time.monotonic() - run_began) * 1000
         archive = pack_tree(run_dir, bundle_files(run_dir))
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        remove_tree(task_dir)  # by descriptors: no link the provider planted is followed
     report = result.report
     # Timings for the benchmark's overhead split (the suite reads nothing but the bundle).
     timing = {"task_ms": (time.monotonic() - began) * 1000, "exec_ms": exec_ms,
               "run_ms": report.timing.duration_ms}
     return {"ok": True, "node": node, "archive": archive, "public_key": public_pem(key.public_key()),
             "verdict": report.verdict, "isolation": report.isolation.tier, "timing": timing}
+
+
+def _process_tag(pid: int) -> str | None:
+    """`<pid>-<start time>` of a live process (the start time tells a reused pid apart), else
+    None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    return f"{pid}-{int(fields[19])}"
+
+
+def remove_abandoned_tasks(tasks: Path) -> list[str]:
+    """Remove the scratch folders of tasks whose process is gone (killed before its own clean-up
+    ran); returns their names. A folder whose name is not a task's is left alone."""
+    removed = []
+    for entry in sorted(tasks.iterdir()) if tasks.is_dir() else []:
+        match = re.fullmatch(r"(\d+)-(\d+)-[0-9a-f]{8}", entry.name)
+        if match and _process_tag(int(match[1])) != f"{match[1]}-{match[2]}":
+            remove_tree(entry)
+            removed.append(entry.name)
+    return removed
 
 
 def _resolve(item: Any) -> bytes:
