@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +19,13 @@ from adapter_breaks import (
     verification_ignored,
     verify_accepts_anything,
 )
+from cto_harness.validators.adapter import run_checks
+from cto_harness.validators.pi_checks import PI_CHECKS
+from pi_helpers import REPO_ROOT
 
 Mp = pytest.MonkeyPatch
 PI_ENGINE = "cto_harness.engines.pi.engine"
+HARNESS_ROOT = REPO_ROOT / "harness"
 
 
 def _extensions_allowed(mp: Mp) -> None:
@@ -90,3 +95,13 @@ GATE_CHECKS = ("task_contract", "provider_unavailable_fail_closed", "provider_ti
                "identity_gate_blocks")
 RUN_CHECKS = ("command_shape", "allowed_writes_enforced", "verification_decides",
               "same_run_baseline", "evidence_shape", "no_mutation", "scripted_endpoint")
+
+
+def assert_break_turns_red(name: str, home: Path, mp: Mp) -> None:
+    """With the behaviour check `name` guards broken, that check (alone, on the real pi admitted
+    in `home`, linked from there) fails."""
+    mp.setenv("CTO_HARNESS_HOME", str(home))
+    BREAKS[name](mp)
+    (result,) = run_checks(HARNESS_ROOT, [name], PI_CHECKS)
+    assert result.name == name
+    assert not result.passed, f"{name} still passes with its guard broken: {result.detail}"

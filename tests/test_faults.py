@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import HARNESS_ROOT, REPO_ROOT, CaseFactory
+from observer_helpers import CollectEvents
 
 CASE = "r1-string-slugify"
 CLI = [sys.executable, "-m", "cto_harness"]
@@ -118,21 +119,16 @@ def test_an_unusable_signing_key_is_one_usage_line_and_no_run(
     assert (keys / "evidence-ed25519.pem").read_bytes() == content  # never replaced silently
 
 
-class _KeyBreaker:
-    """A run observer that empties the signing key file once the provider has run."""
+class _KeyBreaker(CollectEvents):
+    """A run observer that empties the signing key file as verification starts."""
 
     def __init__(self, key_file: Path) -> None:
+        super().__init__()
         self.key_file = key_file
 
     def step(self, name: str) -> None:
         if name == "verification":
             self.key_file.write_bytes(b"")
-
-    def harness_event(self, type_: str, data: object) -> None:
-        pass
-
-    def provider_event(self, event: object) -> None:
-        pass
 
 
 def test_a_key_file_that_breaks_during_the_run_still_leaves_a_signed_bundle(

@@ -16,28 +16,15 @@ from cto_harness.core.live import LiveTail
 from cto_harness.engines.base import LiveLog, ProviderEvent
 from cto_harness.engines.case.events import live_event
 from cto_harness.progress import RunProgress
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[ProviderEvent] = []
-
-    def step(self, name: str) -> None:
-        pass
-
-    def harness_event(self, type_: str, data: object) -> None:
-        pass
-
-    def provider_event(self, event: ProviderEvent) -> None:
-        self.events.append(event)
+from observer_helpers import CollectEvents
 
 
 def _line(event: str, **fields: object) -> bytes:
     return json.dumps({"event": event, **fields}).encode() + b"\n"
 
 
-def _tail(root: Path) -> tuple[LiveTail, Collect]:
-    seen = Collect()
+def _tail(root: Path) -> tuple[LiveTail, CollectEvents]:
+    seen = CollectEvents()
     log = LiveLog(root=root, folder=".case/t/events", prefix="run-", suffix=".jsonl",
                   parse=live_event)
     return LiveTail(log, seen), seen

@@ -4,25 +4,16 @@ The CLI run of every check is in test_pi_validator.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from cto_harness.validators.adapter import run_checks
-from cto_harness.validators.pi_checks import PI_CHECKS
-from pi_breaks import BREAKS, GATE_CHECKS
-from pi_helpers import REPO_ROOT, AdmittedPi
+from pi_breaks import GATE_CHECKS, assert_break_turns_red
+from pi_helpers import AdmittedPi
 
 pytestmark = pytest.mark.slow
-HARNESS_ROOT = REPO_ROOT / "harness"
 
 
 @pytest.mark.parametrize("name", GATE_CHECKS)
-def test_breaking_what_a_pi_check_guards_turns_it_red(
-    name: str, admitted_pi: AdmittedPi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_breaking_what_a_gate_check_guards_turns_it_red(
+    name: str, admitted_pi: AdmittedPi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CTO_HARNESS_HOME", str(admitted_pi.home))  # pi is linked from here
-    BREAKS[name](monkeypatch)
-    (result,) = run_checks(HARNESS_ROOT, [name], PI_CHECKS)
-    assert result.name == name
-    assert not result.passed, f"{name} still passes with its guard broken: {result.detail}"
+    assert_break_turns_red(name, admitted_pi.home, monkeypatch)

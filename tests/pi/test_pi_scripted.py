@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cto_harness.engines.base import ProviderEvent
+from observer_helpers import CollectEvents
 from pi_helpers import FAKE_KEY, REPO_ROOT, AdmittedPi, pi_env, run_pi
 
 SCRIPTED = ("anthropic", "claude-sonnet-4-6")
@@ -82,28 +82,12 @@ def test_pi_cannot_change_its_own_install_and_the_next_run_is_clean(
     assert after.exit_code == 0 and after.report["verdict"] == "pass", after.stderr[-2000:]
 
 
-class _SeenEvents:
-    """A run observer that keeps the provider's events as the live progress line gets them."""
-
-    def __init__(self) -> None:
-        self.events: list[ProviderEvent] = []
-
-    def step(self, name: str) -> None:
-        pass
-
-    def harness_event(self, type_: str, data: object) -> None:
-        pass
-
-    def provider_event(self, event: ProviderEvent) -> None:
-        self.events.append(event)
-
-
 def test_pi_tool_calls_reach_the_live_progress_as_pi_prints_them(
     admitted_pi: AdmittedPi, tmp_path: Path
 ) -> None:
     from cto_harness.core.run import execute_run
 
-    seen = _SeenEvents()
+    seen = CollectEvents()
     result = execute_run("r1-string-slugify", "pi", harness_root=REPO_ROOT / "harness",
                          environ=scripted_env(admitted_pi, tmp_path / "runs", "pi-happy"),
                          observer=seen)
