@@ -32,6 +32,7 @@ from cto_harness.executors.local_cluster import (
     bring_up_loopback,
     interfaces_up,
 )
+from cto_harness.sandbox.process import stat_fields
 
 if os.environ.get("CTO_HARNESS_IN_LOOPBACK_NETNS") != "1":
     pytest.skip("runs only inside the loopback-only namespace of tests/ray_executor/test_multinode.py",
@@ -295,11 +296,8 @@ def test_ctrl_c_mid_suite_then_resume(
 
 
 def _parent(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[1])
 
 
 def _task_workers(base: Path) -> list[int]:

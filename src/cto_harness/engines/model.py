@@ -56,11 +56,6 @@ class ModelSettings(EngineSettings):
                               description="the script set harness/model-scripts/<case>/<set>/")
     model_cassette: str | None = Field(default=None, description="the cassette a replay serves")
 
-    @classmethod
-    def variable(cls, field: str) -> str:
-        """How `field` is set, for messages: `CTO_HARNESS_CASE_MODEL (--model)`."""
-        return cls.setting_name(field)
-
 
 def endpoint_plan(ctx: RunContext) -> EndpointPlan:
     """The endpoint the settings choose, checked (recomputed per stage, never kept: engines hold
@@ -68,7 +63,7 @@ def endpoint_plan(ctx: RunContext) -> EndpointPlan:
     s = ModelSettings.of(ctx)
     return plan_endpoint(ctx, s.model_provider or "", mode=s.model_endpoint,
                          script=s.model_script, cassette=s.model_cassette,
-                         base_url=s.model_base_url, cassette_variable=s.variable("model_cassette"))
+                         base_url=s.model_base_url, cassette_variable=s.setting_name("model_cassette"))
 
 
 def requested_model(ctx: RunContext, admission: Admission) -> Admission:
@@ -83,13 +78,13 @@ def admitted_model(ctx: RunContext, admission: Admission, policy: ProviderPolicy
     s = ModelSettings.of(ctx)
     if not s.model_provider or not s.model:
         raise Blocked(BlockerCode.MODEL_NOT_ADMITTED,
-                      f"both {s.variable('model_provider')} and {s.variable('model')} are "
+                      f"both {s.setting_name('model_provider')} and {s.setting_name('model')} are "
                       "required", marker=MODEL_MARKER)
     plan = endpoint_plan(ctx)
     if plan.mode in ("scripted", "replay") and s.model_base_url:
         raise Blocked(BlockerCode.MODEL_NOT_ADMITTED,
                       f"a {plan.mode} endpoint is started by the harness on loopback: "
-                      f"{s.variable('model_base_url')} must be unset", marker=MODEL_MARKER)
+                      f"{s.setting_name('model_base_url')} must be unset", marker=MODEL_MARKER)
     if policy.admitted_model(s.model_provider, s.model, s.model_base_url,
                              endpoint=plan.kind) is None:
         where = f" at {s.model_base_url}" if s.model_base_url else ""

@@ -36,6 +36,7 @@ from typing import Any
 from cto_harness import __version__
 from cto_harness.executors.archive import ArchiveRejected, pack_tree, unpack_into_new
 from cto_harness.fsutil import exclusive_lock, sha256_bytes
+from cto_harness.sandbox.process import stat_fields
 from cto_harness.settings import Settings
 from cto_harness.tree import remove_tree
 
@@ -129,14 +130,10 @@ def run_task(spec: dict[str, Any], harness: list[Any], provider: list[Any]) -> d
 
 
 def _process_tag(pid: int) -> str | None:
-    """`<pid>-<start time>` of a live process (the start time tells a reused pid apart), else
-    None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rpartition(b")")[2].split()
-    except OSError:
-        return None
-    return f"{pid}-{int(fields[19])}"
+    """`<pid>-<start time>` of a live process (the start time, field 22 of proc(5), tells a
+    reused pid apart), else None."""
+    fields = stat_fields(pid)
+    return None if fields is None else f"{pid}-{fields[19]}"
 
 
 def remove_abandoned_tasks(tasks: Path) -> list[str]:

@@ -79,16 +79,22 @@ class ProcessResult:
         return int((self.finished_at - self.started_at).total_seconds() * 1000)
 
 
-def _read_stat(pid: int) -> tuple[int, str] | None:
-    """(ppid, state) of `pid`, or None when it is gone."""
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (index 0 is the state, field 3 of
+    proc(5)), or None when `pid` is gone. The name may hold spaces and parentheses: the split is
+    after the last ')'."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             raw = handle.read().decode("utf-8", "replace")
     except OSError:
         return None
-    # The command name may hold spaces and parentheses: split after the last ')'.
-    fields = raw.rpartition(")")[2].split()
-    return int(fields[1]), fields[0]
+    return raw.rpartition(")")[2].split()
+
+
+def _read_stat(pid: int) -> tuple[int, str] | None:
+    """(ppid, state) of `pid`, or None when it is gone."""
+    fields = stat_fields(pid)
+    return None if fields is None else (int(fields[1]), fields[0])
 
 
 PF_EXITING = 0x4
@@ -96,11 +102,10 @@ PF_EXITING = 0x4
 
 def _exiting(pid: int) -> bool:
     """True when the kernel is already tearing `pid` down (PF_EXITING in /proc/<pid>/stat)."""
+    fields = stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().decode("utf-8", "replace").rpartition(")")[2].split()
-        return bool(int(fields[6]) & PF_EXITING)
-    except (OSError, IndexError, ValueError):
+        return fields is None or bool(int(fields[6]) & PF_EXITING)
+    except (IndexError, ValueError):
         return True  # gone already
 
 
