@@ -51,8 +51,9 @@ demo: install
 # One worker per core, a test file's tests on one worker (its module fixtures built once), files
 # handed out in collection order, where tests/conftest.py puts the longest first; the slowest
 # tests are listed at the end, so a slow one shows.
+# The tests' /tmp is a private tmpfs where the machine allows it (tools/with_tmp_on_tmpfs.sh).
 test: install
-	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=15
+	tools/with_tmp_on_tmpfs.sh $(VENV)/bin/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=15
 	$(MAKE) --no-print-directory lint
 
 # ruff everywhere; mypy on the package (strict on core/, evidence/, sandbox/: pyproject.toml).

@@ -74,12 +74,10 @@ EXPECTED: dict[str, dict[str, hs.Expect]] = {
     "unix_socket_escape": hs.same("pass", "prevented"),
     "read_harness_environ": hs.same("pass", "prevented"),
     "signal_harness": hs.same("pass", "prevented"),
-    # Nothing survives anywhere; where the launcher's PID 1 saw the chain still running when the
-    # provider exited, it is recorded as a leftover and the run fails.
-    # The chain's file is outside the allowed paths: the run fails on every tier for that alone.
-    "fork_chain": {"bwrap": hs.Expect("fail", "prevented"),
-                   "landlock": hs.Expect("fail", "detected"),
-                   "none": hs.Expect("fail", "detected")},
+    # Nothing survives anywhere (where the launcher's PID 1 saw the chain still running when the
+    # provider exited, it is also recorded as a leftover). The chain's file is outside the
+    # allowed paths: the run fails on every tier for that alone.
+    "fork_chain": hs.same("fail", "prevented"),
     "harness_killed": hs.same("killed", "prevented"),
 }
 
@@ -411,10 +409,13 @@ def classify(obs: hs.Observation, world: dict[str, Path], files: list[Path], ser
             return "missed", f"the harness was {fate}"
         return "prevented", "the harness finished undisturbed (other uid, other PID namespace)"
     if name == "fork_chain":
+        # The chain's aim is to outlive the run; nothing of it did (`left_running`, asserted
+        # apart). Whether the launcher's scan caught a link of it still running as the provider
+        # exited is a race the chain is built to win sometimes, so it only changes the wording.
         leftovers = obs.report["process"]["leftover_processes"]
-        if leftovers:
-            return hs._flagged(obs, f"{len(leftovers)} leftover processes killed by the harness")
-        return "prevented", "the chain died with the sandbox (PID namespace, uid sweep)"
+        seen = f"{len(leftovers)} leftover processes recorded and killed by the harness" \
+            if leftovers else "the chain died with the sandbox (PID namespace, uid sweep)"
+        return "prevented", f"nothing of it outlived the run: {seen}"
     if name == "harness_killed":
         if fate != "killed":
             return "missed", fate
