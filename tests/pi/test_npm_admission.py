@@ -247,3 +247,55 @@ def test_a_policy_for_another_package_is_refused_as_not_that_package(
     assert caught.value.code in (BlockerCode.INTEGRITY_MISMATCH,
                                  BlockerCode.SOURCE_IDENTITY_MISMATCH)
     assert not registry_path(settings_for(home), "pi").exists()
+
+
+# --- a registry that lists no version a dependency asks for ----------------------------------
+
+
+def _install_of_a_package_depending_on(tmp_path: Path, dependency: dict[str, str]
+                                       ) -> tuple[Blocked, str, list[str]]:
+    """`_install` (real npm, the configured registry) of a package whose one dependency is
+    `dependency`; returns the refusal, the progress text and the install folder's names."""
+    from cto_harness.progress import Progress
+    from cto_harness.providers.npm import _install, _Npm, _npm_env, configured_registry, find_npm
+
+    root = tmp_path / "root"
+    root.mkdir()
+    manifest = {"name": "cto-harness-etarget-probe", "version": "1.0.0",
+                "dependencies": dependency}
+    with tarfile.open(root / "package.tgz", "w:gz") as tar:
+        data = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("package/package.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    env = dict(os.environ)
+    npm_tool = find_npm(env)
+    shown = io.StringIO()
+    npm = _Npm(npm_tool, configured_registry(npm_tool, env),
+               _npm_env(settings_for(tmp_path / "home"), root, env), root / "logs",
+               Progress(shown, "test: "), [])
+    (root / "logs").mkdir()
+    spec = NpmDistribution(kind="npm", package="cto-harness-etarget-probe", version="1.0.0")
+    with pytest.raises(Blocked) as refused:
+        _install(npm, spec, root / "install", waits=(0.0,))
+    return refused.value, shown.getvalue(), sorted(p.name for p in (root / "install").iterdir())
+
+
+def test_a_dependency_version_the_registry_lacks_is_tried_again_then_named(
+        tmp_path: Path) -> None:
+    # A version no registry has: npm stops with ETARGET each time; the install is tried again
+    # (here without a wait) and then refused, saying so.
+    refused, shown, left = _install_of_a_package_depending_on(tmp_path, {"is-number": "999.0.0"})
+    assert refused.code == BlockerCode.BUILD_FAILED
+    assert "notarget" in refused.message or "ETARGET" in refused.message
+    assert refused.message.endswith("(tried 2 times)")
+    assert "trying again in 0s" in shown
+    assert left == ["package.json"]  # each try starts from the manifest alone
+
+
+def test_another_install_failure_is_not_tried_again(tmp_path: Path) -> None:
+    refused, shown, _ = _install_of_a_package_depending_on(
+        tmp_path, {"cto-harness-no-such-package-7f3a9c": "1.0.0"})  # E404
+    assert refused.code == BlockerCode.BUILD_FAILED
+    assert "tried" not in refused.message
+    assert "trying again" not in shown

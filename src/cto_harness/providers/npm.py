@@ -8,7 +8,8 @@ written; the registry is written last):
     npm + bun check -> registry (npm config) -> metadata `npm view name@version` (name, version,
     dist.integrity) -> tarball (`npm pack`, or a local file) -> its SHA-512 against
     dist.integrity -> its package.json (name, version, bin) -> `npm install --ignore-scripts`
-    of the verified tarball (dependencies resolved and recorded: package-lock.json) -> entry point
+    of the verified tarball (dependencies resolved and recorded: package-lock.json; tried again
+    on ETARGET, see NOTARGET_WAITS) -> entry point
     present -> staged tree + digest + runtime copy -> `<runtime> <entry> --help` probe
     -> store/<tree-sha256>/ + reports + provenance -> admission
 
@@ -339,16 +340,45 @@ def fetch_package(npm: _Npm, spec: NpmDistribution, binary: str, root: Path,
                    entry=entry)
 
 
+# While a family of packages is being published (the AWS SDK's, say), a registry can list a
+# version that depends on a sibling version it does not list yet, for a few minutes: npm then
+# stops with ETARGET ("notarget"). The resolving install is tried again after these waits.
+NOTARGET_WAITS = (20.0, 60.0)
+
+
+def missing_version(blocked: Blocked) -> bool:
+    """npm could not find a version a dependency asks for (ETARGET)."""
+    return "ETARGET" in blocked.message or "notarget" in blocked.message
+
+
 def _install(npm: _Npm, spec: NpmDistribution, install: Path, *,
-             lock: tuple[Path, Path] | None = None) -> None:
+             lock: tuple[Path, Path] | None = None,
+             waits: tuple[float, ...] = NOTARGET_WAITS) -> None:
     """`npm install` of `../package.tgz` into `install/` (its lock resolved and written), or,
     with a recorded (package.json, package-lock.json), `npm ci` from exactly that lock."""
     install.mkdir()
     common = ["--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund"]
     if lock is None:
         atomic_write_json(install / "package.json", INSTALL_MANIFEST)
-        npm.run(f"install {spec.spec}", ["install", *common, "--save-exact", "../package.tgz"],
-                install, spec.install_timeout_seconds, BlockerCode.BUILD_FAILED)
+        for attempt, wait in enumerate((*waits, None), start=1):
+            try:
+                npm.run(f"install {spec.spec}",
+                        ["install", *common, "--save-exact", "../package.tgz"],
+                        install, spec.install_timeout_seconds, BlockerCode.BUILD_FAILED)
+                return
+            except Blocked as blocked:
+                if wait is None or not missing_version(blocked):
+                    if attempt == 1:
+                        raise
+                    raise Blocked(blocked.code, f"{blocked.message} (tried {attempt} times)",
+                                  marker=blocked.marker) from blocked
+                npm.progress.line(f"the registry lists no version a dependency asks for "
+                                  f"(ETARGET; usually for minutes while packages are being "
+                                  f"published): trying again in {wait:g}s")
+                time.sleep(wait)
+                remove_tree(install / "node_modules")
+                (install / "package-lock.json").unlink(missing_ok=True)
+                atomic_write_json(install / "package.json", INSTALL_MANIFEST)
     else:
         shutil.copyfile(lock[0], install / "package.json")
         shutil.copyfile(lock[1], install / "package-lock.json")
