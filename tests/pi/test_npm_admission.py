@@ -253,9 +253,10 @@ def test_a_policy_for_another_package_is_refused_as_not_that_package(
 
 
 def _install_of_a_package_depending_on(tmp_path: Path, dependency: dict[str, str]
-                                       ) -> tuple[Blocked, str, list[str]]:
+                                       ) -> tuple[Blocked, str, list[str], list[str]]:
     """`_install` (real npm, the configured registry) of a package whose one dependency is
-    `dependency`; returns the refusal, the progress text and the install folder's names."""
+    `dependency`; returns the refusal, the progress text, the install folder's names and the
+    stderr logs the tries left."""
     from cto_harness.progress import Progress
     from cto_harness.providers.npm import _install, _Npm, _npm_env, configured_registry, find_npm
 
@@ -278,24 +279,41 @@ def _install_of_a_package_depending_on(tmp_path: Path, dependency: dict[str, str
     spec = NpmDistribution(kind="npm", package="cto-harness-etarget-probe", version="1.0.0")
     with pytest.raises(Blocked) as refused:
         _install(npm, spec, root / "install", waits=(0.0,))
-    return refused.value, shown.getvalue(), sorted(p.name for p in (root / "install").iterdir())
+    return (refused.value, shown.getvalue(), sorted(p.name for p in (root / "install").iterdir()),
+            sorted(p.name for p in (root / "logs").glob("*.stderr.log")))
 
 
 def test_a_dependency_version_the_registry_lacks_is_tried_again_then_named(
         tmp_path: Path) -> None:
     # A version no registry has: npm stops with ETARGET each time; the install is tried again
     # (here without a wait) and then refused, saying so.
-    refused, shown, left = _install_of_a_package_depending_on(tmp_path, {"is-number": "999.0.0"})
+    refused, shown, left, logs = _install_of_a_package_depending_on(
+        tmp_path, {"is-number": "999.0.0"})
     assert refused.code == BlockerCode.BUILD_FAILED
     assert "notarget" in refused.message or "ETARGET" in refused.message
     assert refused.message.endswith("(tried 2 times)")
     assert "trying again in 0s" in shown
     assert left == ["package.json"]  # each try starts from the manifest alone
+    assert len(logs) == 2 and "try-2" in logs[1], logs  # each try's logs kept
 
 
 def test_another_install_failure_is_not_tried_again(tmp_path: Path) -> None:
-    refused, shown, _ = _install_of_a_package_depending_on(
+    refused, shown, _, logs = _install_of_a_package_depending_on(
         tmp_path, {"cto-harness-no-such-package-7f3a9c": "1.0.0"})  # E404
     assert refused.code == BlockerCode.BUILD_FAILED
     assert "tried" not in refused.message
     assert "trying again" not in shown
+    assert len(logs) == 1
+
+
+def test_only_npms_own_notarget_lines_count_as_a_missing_version() -> None:
+    from cto_harness.providers.npm import missing_version
+
+    def said(tail: str) -> Blocked:
+        return Blocked(BlockerCode.BUILD_FAILED, f"`npm install` exited 1: {tail}")
+
+    assert missing_version(said("npm error notarget No matching version found for a@9.9.9."))
+    assert missing_version(said("npm ERR! notarget No matching version found for a@9.9.9."))
+    # A package (or a folder) named after the error is no ETARGET: names hold no space.
+    assert not missing_version(said("npm error 404 'notarget@1.0.0' is not in this registry."))
+    assert not missing_version(said("npm error 404 Not Found - GET /notarget-ETARGET - notarget"))

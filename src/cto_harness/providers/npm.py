@@ -346,9 +346,14 @@ def fetch_package(npm: _Npm, spec: NpmDistribution, binary: str, root: Path,
 NOTARGET_WAITS = (20.0, 60.0)
 
 
+# npm's own prefix for the lines of an ETARGET error (npm 10, and npm 6-9's); a package name,
+# which holds no space, cannot forge it.
+_NOTARGET_LINE = re.compile(r"npm (?:error|ERR!) notarget ")
+
+
 def missing_version(blocked: Blocked) -> bool:
     """npm could not find a version a dependency asks for (ETARGET)."""
-    return "ETARGET" in blocked.message or "notarget" in blocked.message
+    return bool(_NOTARGET_LINE.search(blocked.message))
 
 
 def _install(npm: _Npm, spec: NpmDistribution, install: Path, *,
@@ -362,7 +367,8 @@ def _install(npm: _Npm, spec: NpmDistribution, install: Path, *,
         atomic_write_json(install / "package.json", INSTALL_MANIFEST)
         for attempt, wait in enumerate((*waits, None), start=1):
             try:
-                npm.run(f"install {spec.spec}",
+                # A label of its own per try: each try's logs are kept, none overwritten.
+                npm.run((f"install (try {attempt}) " if attempt > 1 else "install ") + spec.spec,
                         ["install", *common, "--save-exact", "../package.tgz"],
                         install, spec.install_timeout_seconds, BlockerCode.BUILD_FAILED)
                 return
