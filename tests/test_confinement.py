@@ -25,8 +25,8 @@ import pytest
 from cto_harness.core.gitdir import check_git_dir, redact_url
 from cto_harness.errors import Blocked
 from cto_harness.sandbox import users
-from cto_harness.sandbox.isolation import LAUNCHER, launcher_namespaces
 from cto_harness.sandbox.netproxy import Endpoint, EndpointProxy, endpoint_for, model_endpoint
+from cto_harness.sandbox.probe import LAUNCHER, launcher_namespaces
 from cto_harness.sandbox.process import ensure_subreaper, kill_tree
 from loopback_helpers import loopback_service
 

@@ -18,7 +18,7 @@ from cto_harness.errors import UsageError
 from cto_harness.evidence.signing import PRIVATE_KEY, PUBLIC_KEY, load_or_create_key, sign_bundle
 from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 from cto_harness.sandbox import isolation
-from cto_harness.sandbox.isolation import Probe
+from cto_harness.sandbox.probe import Probe
 from cto_harness.settings import Settings
 
 RUN_CASE = str(REPO_ROOT / "harness" / "evals" / "run-case.sh")

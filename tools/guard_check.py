@@ -22,6 +22,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1]
 ISOLATION = "src/cto_harness/sandbox/isolation.py"
 LAUNCHER = "src/cto_harness/sandbox/launcher.py"
+PROBE = "src/cto_harness/sandbox/probe.py"  # ROOT_NAMESPACES
 HOSTILE = "tests/hostile/test_hostile.py"
 UNITS = "tests/test_confinement.py"
 Patch = tuple[str, str, str]  # (file, text, replacement)
@@ -39,7 +40,7 @@ DROP_OFF: list[Patch] = [
 NAMESPACES = 'ROOT_NAMESPACES = ("mount", "pid", "net", "ipc", "uts")'
 NET_OFF: list[Patch] = [
     (ISOLATION, '"--unshare-uts", "--unshare-net",', '"--unshare-uts",'),
-    (ISOLATION, NAMESPACES, 'ROOT_NAMESPACES = ("mount", "pid", "ipc", "uts")'),
+    (PROBE, NAMESPACES, 'ROOT_NAMESPACES = ("mount", "pid", "ipc", "uts")'),
 ]
 PRIVATE_OFF: list[Patch] = [
     (ISOLATION, 'PRIVATE_DIRS = ("/tmp", "/run", "/dev/shm", "/dev/mqueue")',
@@ -55,7 +56,7 @@ SWEEP_OFF: list[Patch] = [
     ("src/cto_harness/sandbox/users.py", "    pid = os.fork()\n    if pid == 0:  # pragma",
      "    return\n    pid = os.fork()\n    if pid == 0:  # pragma"),
 ]
-PIDNS_OFF: list[Patch] = [(ISOLATION, NAMESPACES, 'ROOT_NAMESPACES = ("mount", "net", "ipc", "uts")')]
+PIDNS_OFF: list[Patch] = [(PROBE, NAMESPACES, 'ROOT_NAMESPACES = ("mount", "net", "ipc", "uts")')]
 # The harness's own kill loop after the provider (scan, kill, until none is left).
 KILL_LOOP_OFF: list[Patch] = [
     ("src/cto_harness/sandbox/process.py", "    for _ in range(rounds):\n",

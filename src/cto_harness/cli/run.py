@@ -52,6 +52,9 @@ def add_parser(subparsers: Subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cto_harness.sandbox.probe import start_probe
+
+    start_probe()  # what the machine can isolate with, found while the run's modules load
     from cto_harness.cli.settings_flags import resolve
     from cto_harness.core.fixtures import case_directory
     from cto_harness.core.run import execute_run

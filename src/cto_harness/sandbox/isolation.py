@@ -43,14 +43,11 @@ cannot be reached, and that the allowed endpoint can. A promise the canary break
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import secrets
-import shutil
 import socket
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,14 +60,20 @@ from cto_harness.contracts import IsolationInfo
 from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.evidence.signing import PRIVATE_KEY, load_or_create_key
 from cto_harness.fsutil import atomic_write_text, sha256_file
-from cto_harness.sandbox import landlock, launcher, users
+from cto_harness.sandbox import landlock, users
 from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.netproxy import FORWARDER_CODE, Endpoint, EndpointProxy, endpoint_for
+from cto_harness.sandbox.probe import (
+    BWRAP_DROP_CAPS,
+    Probe,
+    launcher_argv,
+    launcher_namespaces,
+    probe,
+)
 from cto_harness.sandbox.process import ProcessInfo, ProcessResult, run_process
 from cto_harness.sandbox.users import SandboxUser
 
 LANDLOCK_LAUNCHER = Path(landlock.__file__)
-LAUNCHER = Path(launcher.__file__)
 # Harness-owned folders of a run's private/ that the provider never sees nor writes (the model
 # endpoint's log and the network proxy's socket folder among them).
 HARNESS_PRIVATE = frozenset({"snapshot.git", "isolation", "verification", "verify", "verify-home",
@@ -83,10 +86,7 @@ PRIVATE_DIRS = ("/tmp", "/run", "/dev/shm", "/dev/mqueue")
 # the sandbox's own, world-writable and sticky as on any system (nothing of the host is in it).
 SCRATCH_DIRS = ("/tmp", "/dev/shm")
 PROTECTED_TIERS = ("bwrap", "landlock")
-ROOT_NAMESPACES = ("mount", "pid", "net", "ipc", "uts")
 SETPRIV_DROP = ("--clear-groups", "--no-new-privs", "--inh-caps", "-all", "--bounding-set", "-all")
-BWRAP_DROP_CAPS = ("--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add",
-                   "CAP_SETPCAP")
 
 
 class SandboxSettings(Protocol):
@@ -123,80 +123,6 @@ class SandboxRun(Protocol):
     def environ(self) -> Mapping[str, str]: ...
     @property
     def settings(self) -> SandboxSettings: ...
-
-
-@dataclass(frozen=True)
-class Probe:
-    bwrap_path: str | None
-    bwrap_error: str | None
-    bwrap_version: str | None
-    bwrap_digest: str | None
-    landlock_abi: int
-    setpriv_path: str | None = None
-    # None when the launcher can create its namespaces here (mount, pid, net, ipc, uts).
-    namespaces_error: str | None = "not probed"
-
-    @property
-    def bwrap_ok(self) -> bool:
-        return self.bwrap_path is not None and self.bwrap_error is None
-
-    @property
-    def namespaces_ok(self) -> bool:
-        return self.namespaces_error is None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"bwrap": self.bwrap_path, "bwrap_error": self.bwrap_error,
-                "bwrap_version": self.bwrap_version, "landlock_abi": self.landlock_abi,
-                "setpriv": self.setpriv_path, "namespaces_error": self.namespaces_error}
-
-
-def launcher_namespaces() -> list[str]:
-    return [*ROOT_NAMESPACES, *([] if os.geteuid() == 0 else ["user"])]
-
-
-def _launcher_argv(spec: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(spec), "--"]
-
-
-def _probe_namespaces() -> str | None:
-    spec: dict[str, Any] = {"namespaces": launcher_namespaces(), "tmpfs": ["/tmp"]}
-    if os.geteuid() != 0:
-        spec |= {"uid": os.geteuid(), "gid": os.getegid()}
-    try:
-        trial = subprocess.run([*_launcher_argv(spec), "/bin/true"], stdin=subprocess.DEVNULL,
-                               capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"the launcher does not run: {exc}"
-    if trial.returncode != 0:
-        return f"cannot create namespaces here: {trial.stderr.strip()[:200]}"
-    return None
-
-
-@functools.lru_cache(maxsize=1)
-def probe() -> Probe:
-    """What this machine offers; cached for the process (tens of milliseconds, once)."""
-    path = shutil.which("bwrap")
-    error = version = digest = None
-    if path is None:
-        error = "bwrap is not installed (Debian package bubblewrap)"
-    else:
-        try:
-            trial = subprocess.run(
-                [path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                 "--unshare-pid", "--unshare-net", "--cap-drop", "ALL",
-                 *(BWRAP_DROP_CAPS if os.geteuid() == 0 else ()), "--die-with-parent",
-                 "--", "/bin/true"],
-                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20,
-            )
-            if trial.returncode != 0:
-                error = f"bwrap cannot create namespaces here: {trial.stderr.strip()[:200]}"
-            version = subprocess.run([path, "--version"], capture_output=True, text=True,
-                                     timeout=20).stdout.strip() or None
-            digest = sha256_file(Path(path).resolve())
-        except (OSError, subprocess.SubprocessError) as exc:
-            error = f"bwrap does not run: {exc}"
-    return Probe(path, error, version, digest, landlock.abi_version(), shutil.which("setpriv"),
-                 _probe_namespaces())
 
 
 def choose_tier(requested: str, found: Probe) -> tuple[str, str]:
@@ -326,10 +252,10 @@ class Confinement:
         if self.tier == "bwrap":
             outer: list[str] = []
             if self.own:
-                outer = _launcher_argv({"mode": "exec", "own": [str(p) for p in self.own],
+                outer = launcher_argv({"mode": "exec", "own": [str(p) for p in self.own],
                                         "uid": self.user.uid, "gid": self.user.gid})
             return [*outer, *self._bwrap(), *self._drop(), *inner]
-        return [*_launcher_argv(self._launcher_spec()), *inner]
+        return [*launcher_argv(self._launcher_spec()), *inner]
 
     def _forwarder(self) -> list[str]:
         if not (self.endpoint and self.proxy_socket and self.namespaced):
@@ -345,7 +271,7 @@ class Confinement:
             return [self.probe.setpriv_path, "--reuid", str(self.user.uid), "--regid",
                     str(self.user.gid), *SETPRIV_DROP, "--"]
         spec = {"mode": "drop", "uid": self.user.uid, "gid": self.user.gid}
-        return _launcher_argv(spec)
+        return launcher_argv(spec)
 
     def _launcher_spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"uid": self.user.uid, "gid": self.user.gid,
