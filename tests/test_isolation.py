@@ -37,6 +37,42 @@ def _tiers() -> list[str]:
     return [*tiers, "none"]
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_the_background_probe_is_the_one_probe_waits_for() -> None:
+    """`run` starts the probe on a thread; `probe()` waits for that thread's result instead of
+    probing a second time beside it (the cache then counts one computation, not two)."""
+    done = _python(
+        "from cto_harness.sandbox import probe as p\n"
+        "p.start_probe(); p.start_probe()\n"
+        "first = p.probe(); second = p.probe()\n"
+        "assert first is second, 'two probes'\n"
+        "assert not p._started.is_alive()\n"
+        "print(p._probe_once.cache_info().misses, first.bwrap_ok == p._probe_once().bwrap_ok)\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "True"]
+
+
+def test_a_background_probe_that_fails_fails_in_the_caller_without_a_thread_traceback() -> None:
+    done = _python(
+        "import shutil\n"
+        "def broken(name): raise RuntimeError('which is broken')\n"
+        "shutil.which = broken\n"
+        "from cto_harness.sandbox import probe as p\n"
+        "p.start_probe()\n"
+        "try:\n"
+        "    p.probe()\n"
+        "except RuntimeError as exc:\n"
+        "    print('caller saw:', exc)\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "caller saw: which is broken"
+    assert "Exception in thread" not in done.stderr and "Traceback" not in done.stderr
+
+
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cto_harness", *args], capture_output=True,
                           text=True, env=env or dict(os.environ), cwd=REPO_ROOT)
