@@ -35,7 +35,7 @@ import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from cto_harness.core.run import execute_run
-from cto_harness.sandbox.isolation import probe
+from cto_harness.sandbox.probe import probe
 from cto_harness.settings import Settings
 found = probe()
 print(json.dumps({"bwrap": found.bwrap_ok, "bwrap_version": found.bwrap_version,

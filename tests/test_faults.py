@@ -140,7 +140,10 @@ def test_a_key_file_that_breaks_during_the_run_still_leaves_a_signed_bundle(
     public = harness_home / "keys" / "evidence-ed25519.pub"
     result = execute_run(CASE, harness_root=HARNESS_ROOT, observer=_KeyBreaker(key_file))
     assert key_file.read_bytes() == b""  # the key file did break while the run went
-    assert result.report.verdict == "pass"
+    # Noticed too: the harness home is watched until the verification has ended.
+    assert [b.code for b in result.report.blockers] == ["outside_write_detected"]
+    assert str(key_file) in result.report.blockers[0].message
+    assert result.report.verification.status == "passed"
     proc = _cli("verify", str(result.run_dir), "--public-key", str(public))
     assert proc.returncode == 0, proc.stdout + proc.stderr  # signed with the key loaded first
 

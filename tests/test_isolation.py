@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,50 @@ def test_configured_targets_are_hidden_and_scanned(
         'Change only `slugkit/text.py`.', f"See {target.name} in {target}."))
     blocked = execute_run("leaky", harness_root=root)
     assert [b.code for b in blocked.report.blockers] == ["task_contract_invalid"]
+
+
+@pytest.mark.parametrize("tier", ["landlock", "none"])
+def test_a_write_outside_during_verification_blocks_outside_write_detected(
+    tier: str, case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verification runs code the provider may have changed (the tests import its source).
+    A write it makes outside the workspace, here into a world-writable folder of a target
+    repository, is prevented on the protected tiers and blocks the run on `none`, where only the
+    outside-write guard stands between: the guard's window covers the verification too."""
+    if tier == "landlock" and not isolation.probe().landlock_abi:
+        pytest.skip("Landlock is not available on this kernel")
+    # Traversable by the sandbox uid (pytest's folders are root's alone), as a real checkout is.
+    world = Path(tempfile.mkdtemp(prefix="cto-verify-outside-", dir="/var/tmp"))
+    try:
+        world.chmod(0o755)
+        target = world / "product-repo"
+        (target / "shared").mkdir(parents=True)
+        (target / "shared").chmod(0o777)
+        planted = target / "shared" / "planted.txt"
+        root = case_factory("writes-outside", files={"repo/tests/test_outside.py": (
+            "import unittest\n\n\nclass Outside(unittest.TestCase):\n"
+            "    def test_writes_outside(self):\n"
+            "        try:\n"
+            f"            with open({str(planted)!r}, 'w') as handle:\n"
+            "                handle.write('written during verification')\n"
+            "        except OSError:\n"
+            "            pass\n")})
+        monkeypatch.setenv("CTO_HARNESS_TARGET_REPOSITORIES", str(target))
+        monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+        result = execute_run("writes-outside", harness_root=root)
+        report = result.report
+        if planted.exists():
+            assert [b.code for b in report.blockers] == ["outside_write_detected"], report.verdict
+            assert str(planted) in report.blockers[0].message
+            assert "verification" in report.blockers[0].message
+            assert report.verdict == "blocked"
+        else:
+            assert report.verdict == "pass", [b.message for b in report.blockers]
+        if tier == "none":  # the sandbox uid can write a world-writable folder on none
+            assert planted.exists()
+        verify_bundle(result.run_dir, result.public_key)
+    finally:
+        shutil.rmtree(world, ignore_errors=True)
 
 
 def test_a_relative_target_is_a_usage_error(harness_home: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import HARNESS_ROOT, REPO_ROOT
-from cto_harness.sandbox.isolation import probe
+from cto_harness.sandbox.probe import probe
 
 UID = 61098  # outside the sandbox range a root harness allocates from
 SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / \

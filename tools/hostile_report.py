@@ -52,7 +52,7 @@ def _observe() -> tuple[list[dict[str, Any]], int]:
 
 def _machine() -> str:
     done = subprocess.run(
-        [str(PYTHON), "-c", "import json; from cto_harness.sandbox.isolation import probe; "
+        [str(PYTHON), "-c", "import json; from cto_harness.sandbox.probe import probe; "
          "p = probe(); print(json.dumps([p.bwrap_ok, p.bwrap_version, p.landlock_abi]))"],
         capture_output=True, text=True, check=True)
     bwrap_ok, version, abi = json.loads(done.stdout)

@@ -32,7 +32,7 @@ from cto_harness.evidence.bundle import bundle_files
 from cto_harness.evidence.signing import PRIVATE_KEY, PUBLIC_KEY, load_or_create_key
 from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 from cto_harness.sandbox.guard import fingerprint
-from cto_harness.sandbox.isolation import probe
+from cto_harness.sandbox.probe import probe
 from cto_harness.settings import Settings
 
 HERE = Path(__file__).resolve().parent

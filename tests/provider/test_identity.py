@@ -75,7 +75,7 @@ def test_the_probe_of_an_unadmitted_binary_is_confined(
     operator's HOME included), on every tier."""
     import socket
 
-    from cto_harness.sandbox.isolation import probe
+    from cto_harness.sandbox.probe import probe
 
     if tier == "landlock" and probe().landlock_abi < 1:
         pytest.skip("Landlock is not available on this kernel")

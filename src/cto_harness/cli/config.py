@@ -60,7 +60,8 @@ def _show(args: argparse.Namespace) -> int:
     from cto_harness.cli.settings_flags import resolve
     from cto_harness.config import config_path
     from cto_harness.errors import Blocked
-    from cto_harness.sandbox.isolation import choose_tier, probe
+    from cto_harness.sandbox.isolation import choose_tier
+    from cto_harness.sandbox.probe import probe
 
     engines = [n.strip() for n in args.engine.split(",")] if args.engine else None
     resolved = resolve(args, engines)

@@ -79,8 +79,9 @@ from cto_harness.evidence.signing import PUBLIC_KEY, sign_bundle
 from cto_harness.fsutil import atomic_write_bytes, atomic_write_jsonl, atomic_write_text, tree_digest
 from cto_harness.inert import inert, inert_tree, path_text
 from cto_harness.sandbox.guard import Watch
-from cto_harness.sandbox.isolation import Sandbox, probe
+from cto_harness.sandbox.isolation import Sandbox
 from cto_harness.sandbox.launch import Launch
+from cto_harness.sandbox.probe import probe
 from cto_harness.sandbox.process import ProcessResult, run_process
 from cto_harness.settings import Settings, secret_values
 from cto_harness.tree import Budget, BudgetExceeded, TreeChanged, identity, remove_tree, walk
@@ -294,6 +295,8 @@ def _run_stages(engine: Engine, ctx: RunContext, results: StageResults,
         return
     results.verification = verify(ctx, sandbox, prepared, engine.bookkeeping_dirs)
     sandbox.finish()  # Blocked containment_failed: something of the sandbox uid lives on
+    with ctx.events.span("guards.verification"):
+        watch.check_outside("the verification")  # Blocked outside_write_detected
     if engine.needs_baseline:
         results.baseline = run_baseline(ctx, results.verification, results.changes)
         if results.baseline.comparison.verdict != "pass":

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.sandbox import users
-from cto_harness.sandbox.isolation import Confinement, _interpreter_paths, choose_tier, probe
+from cto_harness.sandbox.isolation import Confinement, _interpreter_paths, choose_tier
+from cto_harness.sandbox.probe import probe
 from cto_harness.sandbox.process import ProcessResult, run_process
 from cto_harness.settings import Settings
 

@@ -2,11 +2,12 @@
 
 * **Outside writes**: a cheap metadata fingerprint (type, size, mode, inode, mtime, ctime: ctime
   cannot be set back by a process) of every watched root, taken just before the provider starts
-  and again just after it exits. Watched: the run's own bundle folder (all but the workspace, the
-  private dirs and the two logs the harness is writing), every configured target repository, the
-  harness's fixture cases and `$CTO_HARNESS_HOME` (all but the runs directory). A change in the
-  bundle blocks `bundle_tampered`; anywhere else `outside_write_detected`. On the bwrap and
-  Landlock tiers such writes are already prevented; on `none` this is what detects them.
+  and again just after it exits, and outside the bundle once more after the verification (which
+  runs code the provider may have changed). Watched: the run's own bundle folder (all but the
+  workspace, the private dirs and the two logs the harness is writing), every configured target
+  repository, the harness's fixture cases and `$CTO_HARNESS_HOME` (all but the runs directory).
+  A change in the bundle blocks `bundle_tampered`; anywhere else `outside_write_detected`. On the
+  bwrap and Landlock tiers such writes are already prevented; on `none` this is what detects them.
 * **Disk**: the same limit, `CTO_HARNESS_WORKSPACE_LIMIT_MB`, is set as RLIMIT_FSIZE on the
   provider (one runaway file stops there instead of filling the disk); the total is charged by
   the one walk of the workspace after the run (`tree.py` Budget, every hard link at full
@@ -77,10 +78,14 @@ class Watch:
         """(changed paths in the bundle, changed paths elsewhere)."""
         bundle = _diff(self.before[self.bundle_root],
                        fingerprint(self.bundle_root, self.bundle_exclude))
+        return bundle, self.outside_changes()
+
+    def outside_changes(self) -> list[str]:
+        """Changed paths outside the bundle since the provider started."""
         outside: list[str] = []
         for root, skip in self.roots.items():
             outside += _diff(self.before[root], fingerprint(root, skip | {self.bundle_root}))
-        return bundle, sorted(set(outside))
+        return sorted(set(outside))
 
     def check(self) -> dict[str, list[str]]:
         bundle, outside = self.changes()
@@ -93,6 +98,15 @@ class Watch:
                           f"paths outside the workspace changed while the provider ran: "
                           f"{', '.join(outside[:5])}")
         return {"bundle": bundle, "outside": outside}
+
+    def check_outside(self, during: str) -> None:
+        """Again after a later sandboxed step (the verification runs code the provider may have
+        changed): nothing outside may have changed since the provider started. The bundle is
+        not compared: the harness writes into it meanwhile, and the seal covers it."""
+        if outside := self.outside_changes():
+            raise Blocked(BlockerCode.OUTSIDE_WRITE_DETECTED,
+                          f"paths outside the workspace changed during {during}: "
+                          f"{', '.join(outside[:5])}")
 
 
 def _diff(before: dict[str, Entry], after: dict[str, Entry]) -> list[str]:
