@@ -78,3 +78,37 @@ def test_nothing_the_program_started_outlives_it(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     pid = int(pid_file.read_text())
     assert not Path(f"/proc/{pid}").exists(), "the program's child outlived it"
+
+
+def test_a_signal_whose_exception_python_swallows_still_interrupts_the_stretch() -> None:
+    # A signal that comes while a child is being started with a `preexec_fn` (as the harness
+    # starts every sandboxed process) is handled in the first Python code after the fork: an
+    # at-fork hook (logging's, in every program that imports logging), where Python prints the
+    # exception and drops it. Here a hook of the test's own makes that happen every time. The
+    # stretch must still be interrupted, while it waits, and only once.
+    code = (
+        "import os, signal, subprocess, threading\n"
+        "from cto_harness.core.interrupts import InterruptGate\n"
+        "from cto_harness.errors import Interrupted\n"
+        "fired = []\n"
+        "def during_fork():\n"
+        "    if not fired:\n"
+        "        fired.append(True)\n"
+        "        signal.raise_signal(signal.SIGINT)  # handled here, inside the hook\n"
+        "os.register_at_fork(after_in_parent=during_fork)\n"
+        "with InterruptGate() as gate:\n"
+        "    try:\n"
+        "        with gate.opened():\n"
+        "            subprocess.run(['true'], check=True, preexec_fn=lambda: None)\n"
+        "            threading.Event().wait(60)  # a stage waiting on something that never comes\n"
+        "        print('the stretch ran to its end')\n"
+        "    except Interrupted as exc:\n"
+        "        print('interrupted:', exc)\n"
+        "print('after the gate')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["interrupted: SIGINT", "after the gate"], done.stdout
+    assert "Exception ignored" not in done.stderr, done.stderr

@@ -8,6 +8,14 @@ otherwise only remembers the signal. Once the bundle is whole and the previous h
 a remembered signal is sent again, so the caller (the CLI, a suite worker) still sees it. No
 signal can leave a half bundle, by construction, not by shrinking windows.
 
+Python swallows an exception raised where it cannot propagate: in an at-fork hook (logging's
+runs in the parent after every child is started, and a signal that comes during the `fork` is
+handled there), a `__del__`, a weakref callback. The stages would go on as if no signal had come
+(a provider left to run to its time limit, a run that ends `pass`). Such an exception reaches
+`sys.unraisablehook`: the gate's own hook takes its `Interrupted` back and has the signal sent
+again from a thread, so that it raises in the stages' own code; if the stretch ends first, it
+raises there.
+
 Handlers can only be installed from the main thread; elsewhere (a thread of a library caller)
 Python never raises a signal's exception anyway, and the gate does nothing.
 """
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType, TracebackType
@@ -33,23 +42,59 @@ class InterruptGate:
         self._open = False
         self._pending: int | None = None  # a signal seen while closed, delivered on exit
         self._previous: dict[int, Any] = {}
+        self._previous_unraisable: Any = None
+        # The last `Interrupted` raised, and the signal of one Python swallowed, to be sent
+        # again (claimed once, by the sending thread or by the end of the stretch).
+        self._raised: tuple[Interrupted, int] | None = None
+        self._resend: int | None = None
+        self._lock = threading.Lock()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._open:
             self._open = False  # one raise: a second signal while unwinding is only remembered
-            raise Interrupted(signal.Signals(signum).name)
+            interrupted = Interrupted(signal.Signals(signum).name)
+            self._raised = (interrupted, signum)
+            raise interrupted
         self._pending = self._pending or signum
+
+    def _on_unraisable(self, unraisable: Any) -> None:
+        raised = self._raised
+        if raised is None or unraisable.exc_value is not raised[0]:
+            self._previous_unraisable(unraisable)
+            return
+        # Swallowed where it was raised (see the module's docstring): the stages go on, so the
+        # stretch is open again, and the signal comes again once this hook has returned (were it
+        # handled in here, its exception would be swallowed once more).
+        self._raised = None
+        with self._lock:
+            self._resend = raised[1]
+        hook_left = threading.Event()
+        threading.Thread(target=self._send_again, args=(hook_left,),
+                         name="cto-harness-resend-signal", daemon=True).start()
+        self._open = True
+        hook_left.set()
+
+    def _send_again(self, hook_left: threading.Event) -> None:
+        hook_left.wait()
+        with self._lock:
+            signum, self._resend = self._resend, None
+        if signum is not None:  # to the main thread: one it blocks in is cut short
+            signal.pthread_kill(threading.main_thread().ident or 0, signum)
 
     def __enter__(self) -> InterruptGate:
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._on_signal)
+            self._previous_unraisable = sys.unraisablehook
+            sys.unraisablehook = self._on_unraisable
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+        if self._previous_unraisable is not None:
+            sys.unraisablehook = self._previous_unraisable
         if self._pending is not None:
             # The caller's own handling (an exception, the default action) takes over now.
             signal.raise_signal(self._pending)
@@ -62,7 +107,16 @@ class InterruptGate:
             signum, self._pending = self._pending, None
             raise Interrupted(signal.Signals(signum).name)
         self._open = True
+        ended_cleanly = False
         try:
             yield
+            ended_cleanly = True
         finally:
             self._open = False
+            self._raised = None
+            with self._lock:  # a swallowed signal not yet sent again: it is this stretch's
+                left, self._resend = self._resend, None
+            if left is not None and not ended_cleanly:
+                self._pending = self._pending or left
+        if left is not None:
+            raise Interrupted(signal.Signals(left).name)
