@@ -129,7 +129,7 @@ def _ray_inside(args: argparse.Namespace) -> dict:
     import time
 
     from cto_harness.core.suite import LocalExecutor, _recorded_key, read_bundle, run_suite
-    from cto_harness.evidence.bundle import bundle_files
+    from cto_harness.evidence.layout import bundle_files
     from cto_harness.executors.archive import pack_tree
     from cto_harness.executors.local_cluster import LocalCluster, bring_up_loopback
     from cto_harness.executors.ray_executor import RayExecutor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cto_harness.evidence.bundle import bundle_files
+from cto_harness.evidence.layout import bundle_files
 
 LINK = re.compile(r"\[([^\]]*)\]\(([^)]*)\)")
 

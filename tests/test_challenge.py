@@ -18,6 +18,7 @@ import pytest
 from conftest import REPO_ROOT
 from cto_harness.core.suite_plan import keep_earlier
 from cto_harness.evidence.challenge import derive_nonce
+from cto_harness.evidence.signing import load_or_create_key, sign_bundle
 
 CASE = "r1-string-slugify"
 
@@ -91,8 +92,8 @@ def test_a_rewritten_challenge_does_not_give_the_nonce(bundles: dict[str, Path],
                                                        tmp_path: Path) -> None:
     bundle = tmp_path / "forged"
     shutil.copytree(bundles["plain"], bundle)
-    # The forger writes the demanded value into both records and re-lists every digest; only
-    # the nonce (and the signature) can no longer agree.
+    # The forger writes the demanded value into both records, re-lists every digest and (as
+    # a thief of the harness's key could) signs again: only the nonce can no longer agree.
     report = json.loads((bundle / "report.json").read_text())
     report["freshness"].update(challenge="verifier-7f3a ok", challenge_salt="00" * 16)
     (bundle / "report.json").write_text(json.dumps(report))
@@ -107,6 +108,9 @@ def test_a_rewritten_challenge_does_not_give_the_nonce(bundles: dict[str, Path],
                  artifacts_manifest_sha256=hashlib.sha256(
                      (bundle / "artifacts.sha256").read_bytes()).hexdigest())
     (bundle / "freshness.json").write_text(json.dumps(fresh))
+    proc = _verify(bundles, bundle, "--challenge", "verifier-7f3a ok")
+    assert proc.returncode == 1 and "not the file that was signed" in proc.stderr
+    sign_bundle(bundle, load_or_create_key(bundles["home"] / "keys"), {"resigned": True})
     proc = _verify(bundles, bundle, "--challenge", "verifier-7f3a ok")
     assert proc.returncode == 1
     assert "not derived from the recorded challenge" in proc.stderr

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import HARNESS_ROOT, REPO_ROOT, CaseFactory
+from cto_harness.evidence.signing import load_or_create_key, sign_bundle
 from observer_helpers import CollectEvents
 
 CASE = "r1-string-slugify"
@@ -294,6 +295,13 @@ def _verify(bundle: Path, home: Path) -> subprocess.CompletedProcess[str]:
     return _cli("verify", str(bundle), env={"CTO_HARNESS_HOME": str(home)})
 
 
+def _resign(bundle: Path, home: Path) -> None:
+    """Sign the edited bundle with the home's own key, as only the harness (or a thief of its
+    key) could: `verify` checks the signature before it reads anything else, so this is what
+    lets a test reach the checks behind it."""
+    sign_bundle(bundle, load_or_create_key(home / "keys"), {"resigned": True})
+
+
 def _relist(bundle: Path) -> None:
     """Recompute every digest a forger can (manifest, report's artifacts, freshness), so that
     only the edited content and the signature can fail."""
@@ -318,7 +326,40 @@ def test_verify_names_a_manifest_that_is_not_utf8(sealed_bundle: tuple[Path, Pat
     manifest.write_bytes(manifest.read_bytes() + b"\xff\xfe  report\xc3.json\n")
     proc = _verify(bundle, sealed_bundle[1])
     assert proc.returncode == 1
+    assert "artifacts.sha256 is not the file that was signed" in _one_line(proc.stderr)
+    _resign(bundle, sealed_bundle[1])
+    proc = _verify(bundle, sealed_bundle[1])
+    assert proc.returncode == 1
     assert "artifacts.sha256 is not UTF-8" in _one_line(proc.stderr)
+
+
+@pytest.mark.parametrize("envelope", ["fifo", "link_to_device", "deep_json", "huge_manifest"])
+def test_verify_reads_what_it_checks_with_bounds(sealed_bundle: tuple[Path, Path],
+                                                  tmp_path: Path, envelope: str) -> None:
+    # Read before anything in the bundle is trusted: a FIFO must not hang the check, a link
+    # must not be followed (here to an endless device), deep JSON must not crash it, and a
+    # sparse manifest of 300 MiB (no disk used) must not be read into memory.
+    bundle = _copy(sealed_bundle, tmp_path)
+    target = bundle / "evidence.dsse.json"
+    target.unlink()
+    if envelope == "fifo":
+        os.mkfifo(target)
+    elif envelope == "link_to_device":
+        target.symlink_to("/dev/zero")
+    elif envelope == "deep_json":
+        target.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        shutil.copy2(sealed_bundle[0] / "evidence.dsse.json", target)
+        os.truncate(bundle / "artifacts.sha256", 300 << 20)
+    proc = _verify(bundle, sealed_bundle[1])
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = _one_line(proc.stderr)
+    expected = {"fifo": "not a regular file: evidence.dsse.json",
+                "link_to_device": "not a regular file: evidence.dsse.json",
+                "deep_json": "evidence.dsse.json is malformed",
+                "huge_manifest": "artifacts.sha256 is 314572800 bytes"}[envelope]
+    assert expected in line, line
 
 
 def test_verify_names_an_events_line_that_is_a_json_array(sealed_bundle: tuple[Path, Path],
@@ -327,6 +368,7 @@ def test_verify_names_an_events_line_that_is_a_json_array(sealed_bundle: tuple[P
     events = bundle / "events.normalized.jsonl"
     events.write_text(events.read_text() + "[1, 2, 3]\n")
     _relist(bundle)
+    _resign(bundle, sealed_bundle[1])
     proc = _verify(bundle, sealed_bundle[1])
     assert proc.returncode == 1
     assert "events.normalized.jsonl line" in _one_line(proc.stderr)
@@ -336,10 +378,15 @@ def test_verify_names_an_events_line_that_is_a_json_array(sealed_bundle: tuple[P
 def test_verify_refuses_unlisted_files_but_the_workspace(sealed_bundle: tuple[Path, Path],
                                                          tmp_path: Path) -> None:
     home = sealed_bundle[1]
-    for extra in ("private/planted.txt", ".report.json.x.tmp", "backend/.stdout.log.1.tmp"):
+    for extra in ("private/planted.txt", ".report.json.x.tmp", "backend/.stdout.log.1.tmp",
+                  # a folder named like a temporary file is no hiding place
+                  ".evil.tmp/report.json", "task/.x.tmp/brief.md", ".empty.tmp/"):
         bundle = _copy(sealed_bundle, tmp_path / extra.replace("/", "_"))
-        (bundle / extra).parent.mkdir(parents=True, exist_ok=True)
-        (bundle / extra).write_text("planted\n")
+        if extra.endswith("/"):
+            (bundle / extra).mkdir()
+        else:
+            (bundle / extra).parent.mkdir(parents=True, exist_ok=True)
+            (bundle / extra).write_text("planted\n")
         proc = _verify(bundle, home)
         assert proc.returncode == 1, extra
         assert "not in artifacts.sha256" in _one_line(proc.stderr)

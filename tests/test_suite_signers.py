@@ -104,6 +104,30 @@ def test_another_bundle_of_the_same_node_is_refused(
     assert done.returncode == 1 and "manifest" in done.stderr
 
 
+@pytest.mark.parametrize("damage", ["byte_after_the_key", "key_is_a_fifo", "deep_signers",
+                                    "deep_envelope"])
+def test_a_damaged_suite_record_is_a_failed_check_not_a_crash(
+    node_suite: tuple[Path, Path, Path], damage: str
+) -> None:
+    # The suite's records are read to find the key, before the bundle's signature is checked:
+    # each malformed one must be a named failure (exit 1), never a traceback or a hang.
+    suite_dir, run_dir, _ = node_suite
+    (key,) = (suite_dir / "keys").iterdir()
+    if damage == "byte_after_the_key":
+        key.write_bytes(key.read_bytes() + b"\xff")  # still a PEM key; no longer ASCII
+    elif damage == "key_is_a_fifo":
+        key.unlink()
+        os.mkfifo(key)
+    elif damage == "deep_signers":
+        (suite_dir / SIGNERS_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    else:  # the bundle's envelope names the signer: read to find the key
+        (run_dir / "evidence.dsse.json").write_text("[" * 100_000 + "]" * 100_000)
+    done = _verify(run_dir)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, \
+        done.stderr
+
+
 def _cli(*args: str, pythonpath: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": pythonpath}
     return subprocess.run([sys.executable, "-m", "cto_harness", *args], env=env,

@@ -105,6 +105,25 @@ def sha256_file(path: StrPath) -> str:
     return digest.hexdigest()
 
 
+def read_regular(path: StrPath, cap: int, *, follow_link: bool = False) -> bytes:
+    """The bytes of a regular file of at most `cap` bytes, for input someone else wrote (a bundle,
+    a suite's key). OSError otherwise, before anything is read: a link (not followed unless
+    `follow_link`), a FIFO (opened non-blocking, so it cannot hang), a device, or a file over
+    `cap`."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_link else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    with open(fd, "rb", buffering=0) as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > cap:
+            raise OSError(errno.EFBIG, f"larger than {cap} bytes", str(path))
+        data = handle.read(cap + 1)
+    if len(data) > cap:  # grew after the check
+        raise OSError(errno.EFBIG, f"larger than {cap} bytes", str(path))
+    return data
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -28,7 +28,7 @@ from fs_attacks import TIERS as TIERS  # the tiers every attack runs on, for its
 from fs_attacks import Expect, same
 
 from cto_harness.core.run import execute_run
-from cto_harness.evidence.bundle import bundle_files
+from cto_harness.evidence.layout import bundle_files
 from cto_harness.evidence.signing import PRIVATE_KEY, PUBLIC_KEY, load_or_create_key
 from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 from cto_harness.sandbox.guard import fingerprint

@@ -68,13 +68,13 @@ from cto_harness.errors import (
     UsageError,
 )
 from cto_harness.evidence.bundle import (
-    bundle_files,
     clean_bundle,
     redact_files,
     render_markdown,
     write_report_and_seal,
 )
 from cto_harness.evidence.challenge import bind
+from cto_harness.evidence.layout import bundle_files
 from cto_harness.evidence.signing import PUBLIC_KEY, sign_bundle
 from cto_harness.fsutil import atomic_write_bytes, atomic_write_jsonl, atomic_write_text, tree_digest
 from cto_harness.inert import inert, inert_tree, path_text

@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from cto_harness.contracts import Report
+from cto_harness.evidence.layout import WORK_DIRS, bundle_files
 from cto_harness.evidence.markdown import endpoint_banner, outcome_lines, pull_request_lines
 from cto_harness.evidence.summary import failing_tests, one_line_reason, task_text
 from cto_harness.fsutil import (
@@ -26,8 +27,6 @@ from cto_harness.fsutil import (
 from cto_harness.inert import code_fence, code_span, markdown, path_text
 from cto_harness.tree import DIR, FILE, PATH_MAX, TreeChanged, remove_at, walk
 
-# Working folders of a run: present in the run directory, never part of the evidence.
-WORK_DIRS = frozenset({"workspace", "private"})
 # Files that cannot list their own digest.
 NOT_IN_REPORT = frozenset(
     {"report.json", "artifacts.sha256", "freshness.json", "evidence.dsse.json"}
@@ -49,29 +48,6 @@ MANIFEST = "artifacts.sha256"
 # Written in place of the task when the run stopped before the provider was given one.
 NOT_GIVEN = "task/NOT-GIVEN.txt"
 REDACTED = b"[REDACTED]"
-
-
-def bundle_files(root: Path) -> list[str]:
-    """Every file of the bundle rooted at `root` (and of a nested baseline bundle), sorted."""
-    found: list[str] = []
-    # (folder, its path in the bundle, whether it is a bundle root): a stack, not recursion.
-    stack: list[tuple[Path, str, bool]] = [(root, "", True)]
-    while stack:
-        folder, rel_prefix, bundle_root = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if bundle_root and entry.name in WORK_DIRS:
-                    continue
-                if entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                    continue
-                rel = f"{rel_prefix}{entry.name}"
-                if entry.is_dir(follow_symlinks=False):
-                    # A nested baseline is a bundle of its own, with its own working folders.
-                    stack.append((Path(entry.path), rel + "/",
-                                  bundle_root and entry.name == "baseline"))
-                else:
-                    found.append(rel)
-    return sorted(found)
 
 
 # Room left under PATH_MAX for the harness's own temporary names beside a bundle file, and the

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from cto_harness.errors import SignatureInvalid
 from cto_harness.evidence.intoto import STATEMENT_TYPE, statement
-from cto_harness.fsutil import atomic_write_bytes, atomic_write_text, sha256_file
+from cto_harness.fsutil import atomic_write_bytes, atomic_write_text, read_regular, sha256_file
 
 ENVELOPE = "evidence.dsse.json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -40,6 +40,10 @@ PREDICATE_TYPE = "https://cto-harness.dev/evidence-bundle/v1"
 PRIVATE_KEY = "evidence-ed25519.pem"
 PUBLIC_KEY = "evidence-ed25519.pub"
 SUBJECTS = ("artifacts.sha256", "freshness.json")
+# Read before anything is trusted, so read with a bound: a PEM key is ~120 bytes, an envelope
+# ~1 kB; what is far larger is not one.
+KEY_CAP = 64 << 10
+ENVELOPE_CAP = 1 << 20
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -86,9 +90,12 @@ def public_pem(public: Ed25519PublicKey) -> bytes:
                                serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def load_public_key(path: Path) -> Ed25519PublicKey:
+def load_public_key(path: Path, *, follow_link: bool = True) -> Ed25519PublicKey:
+    """The ed25519 key in the PEM file `path`; a link is followed only with `follow_link` (a key
+    the user names may be one; a key inside a bundle or suite folder may not)."""
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        key = serialization.load_pem_public_key(read_regular(path, KEY_CAP,
+                                                             follow_link=follow_link))
     except (OSError, ValueError) as exc:
         raise SignatureInvalid(f"cannot read the public key {path}: {exc}") from exc
     if not isinstance(key, Ed25519PublicKey):
@@ -124,11 +131,11 @@ def verify_envelope(root: Path, public: Ed25519PublicKey) -> dict[str, Any]:
     if not path.is_file():
         raise SignatureInvalid(f"missing {ENVELOPE}: the bundle is not signed")
     try:
-        envelope = json.loads(path.read_text(encoding="utf-8"))
+        envelope = json.loads(read_regular(path, ENVELOPE_CAP))
         payload = base64.b64decode(envelope["payload"], validate=True)
         signatures = envelope["signatures"]
         payload_type = envelope["payloadType"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise SignatureInvalid(f"{ENVELOPE} is malformed: {exc}") from exc
     if payload_type != PAYLOAD_TYPE:
         raise SignatureInvalid(f"{ENVELOPE}: unexpected payloadType {payload_type!r}")
@@ -147,7 +154,7 @@ def verify_envelope(root: Path, public: Ed25519PublicKey) -> dict[str, Any]:
     try:
         stmt: dict[str, Any] = json.loads(payload)
         subjects = {s["name"]: s["digest"]["sha256"] for s in stmt["subject"]}
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise SignatureInvalid(f"{ENVELOPE}: the signed statement is malformed: {exc}") from exc
     if stmt.get("_type") != STATEMENT_TYPE:
         raise SignatureInvalid(f"{ENVELOPE}: not an in-toto Statement v1")

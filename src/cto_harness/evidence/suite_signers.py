@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cto_harness.errors import SignatureInvalid
 from cto_harness.evidence.signing import (
     ENVELOPE,
+    ENVELOPE_CAP,
+    KEY_CAP,
     PAYLOAD_TYPE,
     PUBLIC_KEY,
     key_id,
@@ -35,7 +37,7 @@ from cto_harness.evidence.signing import (
     pae,
     public_pem,
 )
-from cto_harness.fsutil import atomic_write_bytes, atomic_write_text
+from cto_harness.fsutil import atomic_write_bytes, atomic_write_text, read_regular
 
 SIGNERS_FILE = "signers.dsse.json"
 SIGNERS_TYPE = "https://cto-harness.dev/suite-signers/v1"
@@ -43,6 +45,8 @@ KEYS_DIR = "keys"
 SUITE_FILE = "suite.json"
 # runs/<case>/<rNNN>: a run folder is three levels below its suite folder.
 _MAX_SUITE_DEPTH = 4
+# signers.dsse.json: ~200 bytes a run and ~120 a key; far more than any suite writes.
+_SIGNERS_CAP = 64 << 20
 
 
 class SignerUnknown(SignatureInvalid):
@@ -71,7 +75,7 @@ def key_path(suite_dir: Path, keyid: str) -> Path:
     if len(keyid) != 64 or any(c not in "0123456789abcdef" for c in keyid):
         raise SignerUnknown(f"malformed key id {keyid[:80]!r}")
     path = suite_dir / KEYS_DIR / f"{keyid}.pub"
-    if key_id(load_public_key(path)) != keyid:
+    if key_id(load_public_key(path, follow_link=False)) != keyid:
         raise SignerUnknown(f"{path} does not hold the key {keyid[:16]}…")
     return path
 
@@ -94,7 +98,7 @@ def endorse(suite_dir: Path, runs: Iterable[Mapping[str, Any]], keys_dir: Path) 
             continue
         entries[str(rel)] = {"keyid": str(keyid), "manifest_sha256": str(manifest)}
         if keyid not in keys:
-            keys[str(keyid)] = key_path(suite_dir, str(keyid)).read_text(encoding="ascii")
+            keys[str(keyid)] = _key_text(key_path(suite_dir, str(keyid)))
     key = load_or_create_key(keys_dir)
     payload = json.dumps({"_type": SIGNERS_TYPE, "runs": entries, "keys": keys},
                          sort_keys=True, separators=(",", ":")).encode()
@@ -120,19 +124,19 @@ def find_suite(run_dir: Path) -> Path | None:
 def bundle_signer(run_dir: Path) -> str | None:
     """The key id the bundle's envelope names (a hint only: the signature decides)."""
     try:
-        envelope = json.loads((run_dir / ENVELOPE).read_text(encoding="utf-8"))
+        envelope = json.loads(read_regular(run_dir / ENVELOPE, ENVELOPE_CAP))
         return str(envelope["signatures"][0]["keyid"])
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError, RecursionError):
         return None
 
 
 def _endorsement(suite_dir: Path, trusted: Ed25519PublicKey) -> dict[str, Any]:
     path = suite_dir / SIGNERS_FILE
     try:
-        envelope = json.loads(path.read_text(encoding="utf-8"))
+        envelope = json.loads(read_regular(path, _SIGNERS_CAP))
         payload = base64.b64decode(envelope["payload"], validate=True)
         signatures = envelope["signatures"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise SignerUnknown(f"{path} is missing or malformed: {exc}") from exc
     if envelope.get("payloadType") != PAYLOAD_TYPE:
         raise SignerUnknown(f"{path}: unexpected payloadType")
@@ -147,7 +151,10 @@ def _endorsement(suite_dir: Path, trusted: Ed25519PublicKey) -> dict[str, Any]:
             continue
     else:
         raise SignerUnknown(f"{path} is not signed by the trusted key {key_id(trusted)[:16]}…")
-    data = json.loads(payload)
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise SignerUnknown(f"{path}: the signed statement does not parse: {exc}") from exc
     if not isinstance(data, dict) or data.get("_type") != SIGNERS_TYPE:
         raise SignerUnknown(f"{path} is not a suite signers statement")
     return data
@@ -158,7 +165,23 @@ def resolve_key(run_dir: Path, trusted_key: Path, suite_dir: Path | None = None)
 
     `trusted_key` itself when it signed the bundle or when the run belongs to no suite; otherwise
     the suite's recorded key for this run, provided `signers.dsse.json` verifies with
-    `trusted_key` and names this run, this key and this manifest. Raises SignerUnknown if not."""
+    `trusted_key` and names this run, this key and this manifest. Raises SignerUnknown if not
+    (SignatureInvalid if `trusted_key` cannot be read), and nothing else: every file it reads
+    here is input, and a malformed one is a failed check."""
+    try:
+        return _resolve_key(run_dir, trusted_key, suite_dir)
+    except SignatureInvalid:
+        raise
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
+        raise SignerUnknown(f"the suite's record of the signer cannot be read: "
+                            f"{type(exc).__name__}: {exc}") from exc
+
+
+def _key_text(path: Path) -> str:
+    return read_regular(path, KEY_CAP).decode("ascii")
+
+
+def _resolve_key(run_dir: Path, trusted_key: Path, suite_dir: Path | None) -> Path:
     from cto_harness.fsutil import sha256_file
 
     suite = suite_dir.resolve() if suite_dir is not None else find_suite(run_dir)
@@ -181,7 +204,7 @@ def resolve_key(run_dir: Path, trusted_key: Path, suite_dir: Path | None = None)
     if not isinstance(pem, str):
         raise SignerUnknown(f"the suite's endorsement lacks the key {signer[:16]}…")
     path = key_path(suite, signer)
-    if path.read_text(encoding="ascii") != pem:
+    if _key_text(path) != pem:
         raise SignerUnknown(f"{path} differs from the endorsed key")
     return path
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cto_harness.evidence.layout import bundle_files
 from cto_harness.inert import inert, read_json, read_text
 
 VERDICTS = ("pass", "fail", "blocked", "error")
@@ -113,8 +114,14 @@ def task_text(root: Path) -> tuple[str, list[str]]:
     folder = root / "task"
     if folder.is_symlink() or not folder.is_dir():
         return "", []
-    files = sorted(p.relative_to(root).as_posix() for p in folder.rglob("*")
-                   if p.is_file() and not p.is_symlink())
+    # The files the manifest was made from (and `verify` holds it to), no other: never a
+    # leftover temporary file's name, never a link.
+    try:
+        listed = bundle_files(root)
+    except OSError:
+        return "", []
+    files = [rel for rel in listed if rel.startswith("task/") and (root / rel).is_file()
+             and not (root / rel).is_symlink()]
     shown = [inert(f) for f in files]
     for rel in files:
         if rel.endswith(".md"):

@@ -17,14 +17,17 @@ from cto_harness.evidence.bundle import (
     NOT_IN_MANIFEST,
     NOT_IN_REPORT,
     REQUIRED_FILES,
-    bundle_files,
 )
 from cto_harness.evidence.challenge import check_bundle_challenge
-from cto_harness.fsutil import sha256_file
+from cto_harness.evidence.layout import bundle_files, is_temporary_name
+from cto_harness.fsutil import read_regular, sha256_file
 from cto_harness.inert import inert
 
 # File timestamps come from a coarse kernel clock that may lag the one the run read.
 _CLOCK_SLACK = timedelta(seconds=1)
+# The most of one text file `verify` reads into memory (the manifest, report, freshness record,
+# events, trace): the harness caps every log it keeps at 32 MiB, and these are smaller still.
+TEXT_CAP = 256 << 20
 
 
 def _parse_time(value: str) -> datetime:
@@ -67,6 +70,20 @@ def _verify(root: Path, public_key: Path | None) -> Report:
             raise BundleInvalid(f"missing artifact: {rel}")
     if not any(p.startswith("task/") for p in bundle_files(root)):
         raise BundleInvalid("missing artifact: task/ holds no file")
+    for rel in sorted(r for r in NOT_IN_MANIFEST if os.path.lexists(root / r)):
+        info = os.lstat(root / rel)
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleInvalid(f"not a regular file: {inert(rel)}")
+        if info.st_size > TEXT_CAP:
+            raise BundleInvalid(f"{rel} is {info.st_size} bytes, more than any bundle's")
+
+    # The signature first: nothing the signer did not vouch for is parsed (the signed statement
+    # covers the manifest, which covers every other file).
+    key_path = public_key or _local_public_key()
+    try:
+        verify_envelope(root, load_public_key(key_path))
+    except SignatureInvalid as exc:
+        raise BundleInvalid(str(exc)) from exc
 
     listed: dict[str, str] = {}
     for number, line in enumerate(_text(root / MANIFEST).splitlines(), 1):
@@ -75,7 +92,7 @@ def _verify(root: Path, public_key: Path | None) -> Report:
             raise BundleInvalid(f"{MANIFEST} line {number} is malformed")
         listed[rel] = digest
     present = {rel for rel in bundle_files(root) if rel not in NOT_IN_MANIFEST}
-    for rel in sorted(present | {r for r in NOT_IN_MANIFEST if os.path.lexists(root / r)}):
+    for rel in sorted(present):
         if not stat.S_ISREG(os.lstat(root / rel).st_mode):
             raise BundleInvalid(f"not a regular file: {inert(rel)}")
     if unlisted := sorted(present - set(listed)) or unlisted_extras(root):
@@ -139,12 +156,6 @@ def _verify(root: Path, public_key: Path | None) -> Report:
         if modified < started:
             raise BundleInvalid(f"artifact predates the run: {rel}")
 
-    key_path = public_key or _local_public_key()
-    try:
-        verify_envelope(root, load_public_key(key_path))
-    except SignatureInvalid as exc:
-        raise BundleInvalid(str(exc)) from exc
-
     if (root / "baseline").is_dir():
         try:
             baseline = verify_bundle(root / "baseline", key_path)
@@ -157,14 +168,15 @@ def _verify(root: Path, public_key: Path | None) -> Report:
 
 def _text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular(path, TEXT_CAP).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BundleInvalid(f"{path.name} is not UTF-8 text (byte {exc.start})") from None
 
 
 def unlisted_extras(root: Path) -> list[str]:
     """Files of a sealed bundle that `bundle_files` passes over: a `private/` folder (removed
-    before sealing) and leftover `.*.tmp` files. Only `workspace/` may hold unlisted files."""
+    before sealing) and leftover temporary files; also a folder named like one (its files are
+    listed, so only an empty one can reach here). Only `workspace/` may hold unlisted files."""
     found: list[str] = []
     stack = [(root, "")]
     while stack:
@@ -177,8 +189,10 @@ def unlisted_extras(root: Path) -> list[str]:
                 if entry.name == "private" and (prefix == "" or prefix == "baseline/"):
                     found.append(rel + "/")
                 elif entry.is_dir(follow_symlinks=False):
+                    if is_temporary_name(entry.name):
+                        found.append(rel + "/")
                     stack.append((Path(entry.path), rel + "/"))
-                elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                elif is_temporary_name(entry.name):
                     found.append(rel)
     return sorted(found)
 

@@ -89,7 +89,7 @@ def run_task(spec: dict[str, Any], harness: list[Any], provider: list[Any]) -> d
                 "message": f"this node runs cto-harness {__version__}, the driver "
                            f"{spec.get('harness_version')}: install the same version on every node"}
     from cto_harness.core.run import execute_run
-    from cto_harness.evidence.bundle import bundle_files
+    from cto_harness.evidence.layout import bundle_files
     from cto_harness.evidence.signing import load_or_create_key, public_pem
 
     suite_names, binary_var = engine_variables(spec["engine"])

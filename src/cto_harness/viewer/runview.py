@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from cto_harness.contracts import DiffStats
-from cto_harness.evidence.bundle import bundle_files
 from cto_harness.evidence.bundlecheck import BundleCheck, check_bundle
 from cto_harness.evidence.diffstat import diff_stats
+from cto_harness.evidence.layout import bundle_files
 from cto_harness.evidence.summary import (
     ProviderOutcomeView,
     explain_condition,
