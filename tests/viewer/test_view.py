@@ -20,6 +20,7 @@ from cto_harness.errors import UsageError
 from cto_harness.viewer import render
 from cto_harness.viewer.serve import serving
 from cto_harness.viewer.site import build_site, mounts_for
+from cto_harness.viewer.suiteview import load_suite
 from viewer.conftest import Evidence, copy_bundle
 
 
@@ -133,6 +134,28 @@ def test_the_verdict_is_read_from_the_bundle_not_from_suite_json(
     assert "suite.json says pass, the bundle says fail" in html
     assert "suite.json counts 2 passes for wrong-slugify" in html
     assert 'data-verified="false"' in html and not site.verified
+
+
+def test_suite_json_cannot_count_one_bundle_twice_or_under_another_case(
+        evidence: Evidence, tmp_path: Path) -> None:
+    suite = copy_bundle(evidence.suite, tmp_path / "suite")
+    data = json.loads((suite / "suite.json").read_text())
+    passing = next(r for r in data["runs"] if r["verdict"] == "pass")
+    failing_case = next(r["case_id"] for r in data["runs"] if r["verdict"] == "fail")
+    # The unsigned index lists one genuine passing bundle three more times: twice again under
+    # its own case (as if the other repeats had passed) and once under the failing case.
+    data["runs"] = [r for r in data["runs"] if r["case_id"] != passing["case_id"]] + [
+        {**passing, "repeat": 1}, {**passing, "repeat": 2},
+        {**passing, "case_id": failing_case, "repeat": 3}]
+    (suite / "suite.json").write_text(json.dumps(data))
+    view = load_suite(suite, evidence.public_key)
+    assert view.aggregates[passing["case_id"]]["passes"] == 1
+    assert view.aggregates[failing_case]["passes"] == 0
+    disputed = [r for r in view.runs if r.disputed]
+    assert len(disputed) == 2 and all(r.status == "unverified" for r in disputed)
+    assert "again" in disputed[0].note and "lists case" in disputed[1].note
+    site = build_site([suite], tmp_path / "s.html", public_key=evidence.public_key)
+    assert not site.verified and 'data-verified="false"' in site.main.read_text()
 
 
 def test_suite_json_cannot_point_the_viewer_outside_the_suite(

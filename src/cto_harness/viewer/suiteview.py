@@ -1,7 +1,8 @@
 """A suite folder read for its page: `suite.json` is an index, not evidence (it is not signed),
 so every run it lists is re-verified from its own bundle, the verdicts shown are the bundles'
 own, and pass@k is recomputed from the verified runs only. Where suite.json disagrees with a
-bundle, the page says so."""
+bundle, the page says so. A run counts once, under the case its own report names: a row that
+lists a bundle again (the same run id), or under another case, is disputed and counts nowhere."""
 
 from __future__ import annotations
 
@@ -24,17 +25,19 @@ class SuiteRun:
     listed_verdict: str | None
     run: RunView | None
     note: str = ""
+    # suite.json lists this bundle again, or under a case its report does not name.
+    disputed: bool = False
 
     @property
     def verified(self) -> bool:
-        return self.run is not None and self.run.verification.ok
+        return self.run is not None and self.run.verification.ok and not self.disputed
 
     @property
     def status(self) -> str:
         """What the grid shows: the bundle's verdict if it verified, else why not."""
         if self.run is None:
             return "missing"
-        return self.run.verdict if self.run.verification.ok else "unverified"
+        return self.run.verdict if self.verified else "unverified"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
     listed = [r for r in data.get("runs", []) if isinstance(r, dict)] \
         if isinstance(data.get("runs"), list) else []
     runs: list[SuiteRun] = []
+    seen: dict[str, int] = {}  # run id -> the row that first listed its bundle
     for index, row in enumerate(listed):
         case_id = str(row.get("case_id", "?"))
         raw_repeat = row.get("repeat")
@@ -99,12 +103,19 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
                 note = "suite.json names a bundle that is not there"
         else:
             note = f"no bundle ({row.get('status', 'pending')})"
+        disputed = False
         if run is not None and run.verification.ok:
-            if listed_verdict != run.verdict:
-                note = f"suite.json says {listed_verdict}, the bundle says {run.verdict}"
-            elif run.case_id != case_id:
+            if run.case_id != case_id:
+                disputed = True
                 note = f"suite.json lists case {case_id}, the bundle holds {run.case_id}"
-        runs.append(SuiteRun(index, case_id, repeat, listed_verdict, run, note))
+            elif run.run_id in seen:
+                disputed = True
+                note = (f"suite.json lists run {run.run_id} again (first in row "
+                        f"{seen[run.run_id] + 1}): counted once")
+            elif listed_verdict != run.verdict:
+                note = f"suite.json says {listed_verdict}, the bundle says {run.verdict}"
+            seen.setdefault(run.run_id, index)
+        runs.append(SuiteRun(index, case_id, repeat, listed_verdict, run, note, disputed))
 
     cases = [str(c) for c in data.get("cases", []) if isinstance(c, str)] \
         if isinstance(data.get("cases"), list) else []
