@@ -15,6 +15,7 @@ import pytest
 
 from conftest import HARNESS_ROOT, REPO_ROOT, CaseFactory
 from cto_harness.core.run import execute_run
+from cto_harness.core.workspace import LINK_OUT_NOTE
 from cto_harness.errors import UsageError
 from cto_harness.evidence.signing import PRIVATE_KEY, PUBLIC_KEY, load_or_create_key, sign_bundle
 from cto_harness.evidence.verify import BundleInvalid, verify_bundle
@@ -308,6 +309,51 @@ def test_an_unsigned_bundle_fails_verify() -> None:
     (result.run_dir / "evidence.dsse.json").unlink()
     with pytest.raises(BundleInvalid, match="not signed"):
         verify_bundle(result.run_dir)
+
+
+@pytest.mark.parametrize("tier", _tiers())
+def test_an_allowed_file_made_a_link_out_of_the_workspace_is_never_tested_through(
+    tier: str, case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The allowed file becomes an absolute link to code the provider left outside (a
+    world-writable folder no guard watches): patch.diff holds only the link's target, so the
+    code the tests would run is in no bundle. The link is a disallowed change on every tier and
+    is left out of the verification's copy (on `none` nothing else keeps the tests from
+    following it, and the run passed)."""
+    if tier == "landlock" and not isolation.probe().landlock_abi:
+        pytest.skip("Landlock is not available on this kernel")
+    world = Path(tempfile.mkdtemp(prefix="cto-link-out-", dir="/var/tmp"))
+    try:
+        world.chmod(0o755)  # traversable by the sandbox uid (pytest's folders are root's)
+        drop = world / "drop"
+        drop.mkdir()
+        drop.chmod(0o777)
+        hidden = drop / "impl.py"
+        script = ("import os, shutil\n"
+                  f"hidden = {str(hidden)!r}\n"
+                  "try:  # the solved file, kept where no bundle looks\n"
+                  "    shutil.copyfile('slugkit/text.py', hidden)\n"
+                  "    os.chmod(hidden, 0o644)\n"
+                  "except OSError:\n"
+                  "    pass\n"
+                  "os.unlink('slugkit/text.py')\n"
+                  "os.symlink(hidden, 'slugkit/text.py')\n")
+        root = case_factory("link-out", toml_edit=lambda t: t.replace(
+            'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "link_out.py"'),
+            files={"link_out.py": script})
+        monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+        result = execute_run("link-out", harness_root=root)
+        report = result.report
+        (change,) = [c for c in report.changed_files if c.path == "slugkit/text.py"]
+        assert change.kind == "symlink" and not change.allowed, change
+        assert LINK_OUT_NOTE in change.notes
+        assert report.verdict == "fail"
+        assert report.verification.status == "failed"
+        if tier == "none":  # the code was there to be run: only the copy's rule kept it out
+            assert hidden.is_file()
+        verify_bundle(result.run_dir, result.public_key)
+    finally:
+        shutil.rmtree(world, ignore_errors=True)
 
 
 SCRATCH_PROBE = """

@@ -7,7 +7,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cto_harness.core.workspace import Snapshot, copy_tree, init_workspace_repo, split_changes
+from cto_harness.core.workspace import (
+    LINK_OUT_NOTE,
+    Snapshot,
+    copy_tree,
+    init_workspace_repo,
+    split_changes,
+)
 
 
 def _fixture(root: Path) -> Path:
@@ -162,3 +168,23 @@ def test_special_and_disallowed_changes_are_never_allowed_by_globs(tmp_path: Pat
     assert allowed == {"src/pipe": False, "tests": False, "tests/test_a.py": True,
                        "src/b.py": False, ".case/evil": False}
     assert [c.path for c in bookkeeping] == [".case/log.jsonl"]
+
+
+def test_a_link_that_leads_out_of_the_workspace_is_never_allowed(tmp_path: Path) -> None:
+    # Resolved as the kernel resolves it, through the tree's other links: `m` climbs out only
+    # because `l` (inside on its own) goes up two folders first.
+    workspace, snap = _snapshot(tmp_path, {"pkg/mod.py": b"x = 1\n", "a/b/keep.txt": b"k\n"})
+    links = {
+        "pkg/inside": "mod.py", "pkg/up_and_back": "../pkg/mod.py", "a/b/l": "../../pkg",
+        "pkg/absolute": "/etc/passwd", "pkg/up": "../../x", "a/b/m": "l/../../..",
+        "pkg/missing_then_up": "nothere/../../..", "pkg/loop1": "loop2", "pkg/loop2": "loop1",
+    }
+    for rel, target in links.items():
+        os.symlink(target, workspace / rel)
+    snap.take_after()
+    source, _ = split_changes(snap.changes(), ["**"])
+    leads_out = {c.path for c in source if LINK_OUT_NOTE in c.notes}
+    assert leads_out == {"pkg/absolute", "pkg/up", "a/b/m", "pkg/missing_then_up",
+                         "pkg/loop1", "pkg/loop2"}
+    assert all(not c.allowed for c in source if c.path in leads_out)
+    assert all(c.allowed for c in source if c.path not in leads_out)

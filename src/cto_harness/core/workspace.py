@@ -23,7 +23,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -79,6 +79,10 @@ _CHUNK = 1 << 20
 _GIT_MODE_EXEC = 0o100
 _SPECIAL_BITS = 0o7000
 _SPECIAL_BITS_NOTE = "mode "
+LINK_OUT_NOTE = ("a symlink that leads out of the workspace (absolute, or up past its root, "
+                 "through other links too): never copied for the tests")
+# The kernel gives up after 40 links in one path (ELOOP); so does the resolution below.
+_MAX_LINK_HOPS = 40
 _REFS = {"before": "refs/snapshots/before", "after": "refs/snapshots/after"}
 
 
@@ -311,7 +315,9 @@ class Snapshot:
                 new_mode=new.git_mode if new else None,
                 symlink=LINK in (old.kind if old else "", new.kind if new else ""),
                 kind=current.kind,
-                notes=_notes(rel, new, old, root_length),
+                notes=_notes(rel, new, old, root_length)
+                + ([LINK_OUT_NOTE] if new is not None and new.kind == LINK
+                   and link_leaves_tree(after, rel) else []),
             ))
         return changes
 
@@ -392,6 +398,36 @@ def _compare(old: Entry | None, new: Entry | None) -> str | None:
     return "modified" if (old.node.mode, old.node.size) != (new.node.mode, new.node.size) else None
 
 
+def link_leaves_tree(entries: Mapping[bytes, Entry], rel: bytes) -> bool:
+    """Whether the link at `rel` resolves, as the kernel would resolve it, to a place outside
+    the tree the inventory `entries` describes: an absolute target, a `..` above the root, or
+    either one reached through the tree's other links (`a -> l/../..` where `l -> ../x` is
+    inside on its own). A component the tree does not hold is taken as a plain name; a path of
+    more than 40 links counts as leaving."""
+    stack = rel.split(b"/")[:-1]  # the link's folder, from the root
+    todo = [rel.rpartition(b"/")[2]]
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part in (b"", b"."):
+            continue
+        if part == b"..":
+            if not stack:
+                return True
+            stack.pop()
+            continue
+        entry = entries.get(b"/".join([*stack, part]))
+        if entry is None or entry.kind != LINK:
+            stack.append(part)
+            continue
+        hops += 1
+        target = entry.node.target
+        if hops > _MAX_LINK_HOPS or target.startswith(b"/"):
+            return True
+        todo[:0] = target.split(b"/")
+    return False
+
+
 def _notes(rel: bytes, new: Entry | None, old: Entry | None, root_length: int) -> list[str]:
     """What the report must say about an entry beyond its change kind."""
     notes: list[str] = []
@@ -438,8 +474,8 @@ def split_changes(
 
     Always disallowed, whatever the globs say: special and unreadable entries; anything but a
     directory where the fixture has a directory; a symlink at a verification file's path; a
-    setuid, setgid or sticky bit. Links and special files under `.case/` are source changes,
-    not bookkeeping."""
+    symlink that leads out of the workspace; a setuid, setgid or sticky bit. Links and special
+    files under `.case/` are source changes, not bookkeeping."""
     verification_files = list(verification_files)
     source: list[ChangedFile] = []
     bookkeeping: list[ChangedFile] = []
@@ -460,7 +496,8 @@ def split_changes(
         if change.path.split("/", 1)[0] in bookkeeping_dirs:
             change.allowed = False
             change.notes.append("a link or special file in the provider's bookkeeping")
-        if any(note.startswith(_SPECIAL_BITS_NOTE) for note in change.notes):
+        if any(note.startswith(_SPECIAL_BITS_NOTE) or note == LINK_OUT_NOTE
+               for note in change.notes):
             change.allowed = False
         source.append(change)
     return source, bookkeeping
