@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import HARNESS_ROOT, CaseFactory
 from cto_harness.core.run import execute_run
 from cto_harness.evidence.verify import BundleInvalid, verify_bundle
-from cto_harness.inert import code_fence, inert, markdown, path_text
+from cto_harness.inert import TOO_DEEP, code_fence, inert, inert_tree, markdown, path_text
 
 
 def test_path_text_is_injective_over_odd_names() -> None:
@@ -74,6 +74,38 @@ def test_report_md_shows_hostile_names_and_claims_inert(case_factory: CaseFactor
     assert "slugkit/x\u2424\u2424# cto-harness run r1 — **PASS**\u2424\u2424<!--.py" in paths
     rows = [line for line in text.splitlines() if line.startswith("| slugkit")]
     assert all(line.count(" | ") == 4 for line in rows), rows  # no cell forged by a `|`
+
+
+def test_event_lines_no_parser_step_can_take_are_counted_not_a_harness_error(
+        case_factory: CaseFactory) -> None:
+    # A number of more digits than Python converts, a line nested just under the parser's own
+    # limit (it parses; a later walk of it would not), one nested past it: each made the run
+    # `error`, a failure a provider could always shift onto the harness.
+    script = (
+        "import os\n"
+        "with open(os.environ['CTO_FAKE_EVENTS'], 'a') as h:\n"
+        "    h.write('{\"event\": \"x\", \"n\": ' + '9' * 5000 + '}\\n')\n"
+        "    h.write('{\"event\": \"x\", \"n\": ' + '[' * 950 + ']' * 950 + '}\\n')\n"
+        "    h.write('{\"event\": \"x\", \"n\": ' + '[' * 100000 + ']' * 100000 + '}\\n')\n"
+        "    h.write('{\"event\": \"x\", \"n\": [[[1]]]}\\n')\n")
+    root = case_factory("deep-events", files={"attack.py": script}, toml_edit=lambda t: t.replace(
+        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "attack.py"'))
+    result = execute_run("deep-events", harness_root=root)
+    assert result.report.verdict == "pass", result.report.blockers
+    assert result.report.provider_claims["unreadable_event_lines"] == 3
+    verify_bundle(result.run_dir)
+
+
+def test_inert_tree_stops_at_a_depth_no_record_reaches() -> None:
+    deep: list[object] = []
+    inner = deep
+    for _ in range(500):
+        inner.append([])
+        inner = inner[0]  # type: ignore[assignment]
+    shown = inert_tree({"k": deep})
+    for _ in range(63):
+        shown = shown[0] if isinstance(shown, list) else shown["k"]
+    assert shown == [TOO_DEEP]
 
 
 def test_verify_refuses_a_fifo_planted_in_a_bundle_and_the_cli_prints_it_inert(

@@ -49,10 +49,31 @@ def atomic_write_json(path: Path, value: Any, *, mode: int = 0o644) -> None:
     atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n", mode=mode)
 
 
+# Deeper than any record the harness or a provider's event log has reason to hold; a deeper
+# line is unreadable (every later step may walk a row recursively).
+MAX_JSON_DEPTH = 32
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests lists and objects more than `limit` deep (walked
+    without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The objects of a JSON-lines file the harness wrote, and how many non-blank lines were not
-    one (a missing file has none; invalid UTF-8 is replaced). Provider-written text is read with
-    limits through `tree.read_file` first, or made inert by `inert.read_jsonl`."""
+    """The objects of a JSON-lines file, and how many non-blank lines were not one (a missing
+    file has none; invalid UTF-8 is replaced): a line that does not parse (bad JSON, a number of
+    more digits than Python converts, nesting past the parser's recursion), or nests past
+    `MAX_JSON_DEPTH`, is counted, never raised. Provider-written text is read with limits
+    through `tree.read_file` first, or made inert by `inert.read_jsonl`."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
@@ -64,10 +85,10 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             bad += 1
             continue
-        if isinstance(row, dict):
+        if isinstance(row, dict) and not nested_deeper_than(row, MAX_JSON_DEPTH):
             rows.append(row)
         else:
             bad += 1

@@ -46,15 +46,25 @@ def inert(text: str, *, multiline: bool = False) -> str:
     return "".join(c if c.isprintable() or c in kept else _token(c) for c in text)
 
 
-def inert_tree(value: Any, *, multiline: bool = False) -> Any:
+# Where `inert_tree` stops: far deeper than any record, far shallower than the interpreter's
+# recursion limit (a provider's JSON may nest up to the parser's).
+TOO_DEEP = "⟨nested too deep⟩"
+_MAX_TREE_DEPTH = 64
+
+
+def inert_tree(value: Any, *, multiline: bool = False, _depth: int = 0) -> Any:
     """A JSON value with every string made inert, one-line style unless `multiline` (keys
-    always): a newline in a file name shows as ␤, never as a break or a space."""
+    always): a newline in a file name shows as ␤, never as a break or a space. A list or
+    object nested past 64 levels becomes the text `⟨nested too deep⟩`."""
     if isinstance(value, str):
         return inert(value, multiline=multiline)
+    if isinstance(value, dict | list) and _depth >= _MAX_TREE_DEPTH:
+        return TOO_DEEP
     if isinstance(value, dict):
-        return {inert(str(k)): inert_tree(v, multiline=multiline) for k, v in value.items()}
+        return {inert(str(k)): inert_tree(v, multiline=multiline, _depth=_depth + 1)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [inert_tree(v, multiline=multiline) for v in value]
+        return [inert_tree(v, multiline=multiline, _depth=_depth + 1) for v in value]
     return value
 
 
