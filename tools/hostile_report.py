@@ -170,8 +170,11 @@ NOTES = """## What each tier promises, in short
   Nested `.git` folders are stored and diffed like any folder.
 - **Always disallowed**, whatever the allowed globs say: special and unreadable entries,
   anything but a folder where the fixture has a folder, a symlink at a verification file's
-  path, setuid/setgid/sticky bits, links or special files under `.case/`. Each change says what
-  it is (`kind`) and why (`notes`: nested .git, hard link, name not UTF-8, past PATH_MAX, ...).
+  path, a symlink that leads out of the workspace (absolute, or up past its root, resolved as
+  the kernel would through the tree's other links; such a link is also left out of the
+  verification copy, so the tests never run code the bundle does not hold), setuid/setgid/sticky
+  bits, links or special files under `.case/`. Each change says what it is (`kind`) and why
+  (`notes`: nested .git, hard link, name not UTF-8, past PATH_MAX, ...).
 - **The verification copy** is planned in memory and made in a fresh folder with
   `O_CREAT|O_EXCL|O_NOFOLLOW`, `mkdirat` and `symlinkat` only: a pristine verification file
   (`tests/**` covers `tests` itself) wins over anything at its place, its parents or below it,
@@ -205,7 +208,9 @@ NOTES = """## What each tier promises, in short
   (bytes that are not UTF-8 as `⟨0xFF⟩`). `patch.diff` keeps names and contents as bytes.
 - **The bundle folder** (reachable on `none` only) is cleaned before sealing of links, FIFOs,
   sockets, devices and paths too long or deep for any bundle (`bundle_entries_removed`);
-  `cto-harness verify` refuses any entry that is not a regular file and reads none.
+  `cto-harness verify` refuses any entry that is not a regular file and reads none. It checks
+  the signature before it parses anything the signer did not vouch for, and reads every file a
+  bundle or suite supplies without following a link, without blocking, and with a size bound.
 """
 
 if __name__ == "__main__":
