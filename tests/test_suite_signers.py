@@ -5,6 +5,8 @@ the usage errors of `--executor`."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +18,13 @@ import pytest
 from conftest import HARNESS_ROOT, REPO_ROOT
 from cto_harness.core.run import execute_run
 from cto_harness.core.suite import read_bundle
-from cto_harness.evidence.suite_signers import SIGNERS_FILE, endorse, store_public_key
+from cto_harness.evidence.signing import PAYLOAD_TYPE, key_id, load_or_create_key, pae
+from cto_harness.evidence.suite_signers import (
+    SIGNERS_FILE,
+    SIGNERS_TYPE,
+    endorse,
+    store_public_key,
+)
 from cto_harness.settings import Settings
 
 
@@ -104,10 +112,20 @@ def test_another_bundle_of_the_same_node_is_refused(
     assert done.returncode == 1 and "manifest" in done.stderr
 
 
+def _sign_signers(suite_dir: Path, keys_dir: Path, statement: object) -> None:
+    """signers.dsse.json over any statement, signed with the key in `keys_dir`."""
+    key = load_or_create_key(keys_dir)
+    payload = json.dumps(statement).encode()
+    (suite_dir / SIGNERS_FILE).write_text(json.dumps({
+        "payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
+        "signatures": [{"keyid": key_id(key.public_key()), "sig": base64.b64encode(
+            key.sign(pae(PAYLOAD_TYPE, payload))).decode()}]}))
+
+
 @pytest.mark.parametrize("damage", ["byte_after_the_key", "key_is_a_fifo", "deep_signers",
-                                    "deep_envelope"])
+                                    "deep_envelope", "signed_wrong_shape"])
 def test_a_damaged_suite_record_is_a_failed_check_not_a_crash(
-    node_suite: tuple[Path, Path, Path], damage: str
+    node_suite: tuple[Path, Path, Path], damage: str, harness_home: Path
 ) -> None:
     # The suite's records are read to find the key, before the bundle's signature is checked:
     # each malformed one must be a named failure (exit 1), never a traceback or a hang.
@@ -120,6 +138,9 @@ def test_a_damaged_suite_record_is_a_failed_check_not_a_crash(
         os.mkfifo(key)
     elif damage == "deep_signers":
         (suite_dir / SIGNERS_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    elif damage == "signed_wrong_shape":  # by the trusted key itself: "runs" is not a mapping
+        _sign_signers(suite_dir, harness_home / "keys",
+                      {"_type": SIGNERS_TYPE, "runs": ["runs/r1-string-slugify/r001"]})
     else:  # the bundle's envelope names the signer: read to find the key
         (run_dir / "evidence.dsse.json").write_text("[" * 100_000 + "]" * 100_000)
     done = _verify(run_dir)

@@ -172,7 +172,8 @@ def resolve_key(run_dir: Path, trusted_key: Path, suite_dir: Path | None = None)
         return _resolve_key(run_dir, trusted_key, suite_dir)
     except SignatureInvalid:
         raise
-    except (OSError, ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
+    # UnicodeError is a ValueError; the others come from a signed record of the wrong shape.
+    except (OSError, ValueError, RecursionError, TypeError, KeyError, AttributeError) as exc:
         raise SignerUnknown(f"the suite's record of the signer cannot be read: "
                             f"{type(exc).__name__}: {exc}") from exc
 
