@@ -3,8 +3,13 @@ reading aid), the one-line reason and the provider's outcome, on reports of eith
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from cto_harness.evidence.summary import one_line_reason, provider_outcome
 from cto_harness.inert import inert, inert_tree
+from cto_harness.viewer.runview import safe_path
 from cto_harness.viewer.testresults import FROM_LOG, STRUCTURED, collect
 
 UNITTEST_LOG = """\
@@ -37,6 +42,20 @@ PYTEST_LOG = """\
 tests/test_y.py::test_one PASSED                                         [ 50%]
 tests/test_y.py::test_two FAILED                                         [100%]
 """
+
+
+def test_a_hostile_log_line_is_read_in_linear_time() -> None:
+    # One 1 MiB line of colons: the old pattern (`\S+::\S+`) backtracked quadratically on it
+    # (about 4 s for 32 KiB, hours for this). Read in a process of its own with a bound far
+    # above the milliseconds it takes, so a regression fails instead of hanging the suite.
+    code = ("import sys\n"
+            "from cto_harness.viewer.testresults import collect\n"
+            "log = ':' * (1 << 20) + '\\n' + sys.argv[1]\n"
+            "print(len(collect({}, log).tests))\n")
+    done = subprocess.run([sys.executable, "-c", code, PYTEST_LOG], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"
 
 
 def test_inert_shows_controls_and_invisible_formatting() -> None:
@@ -118,3 +137,11 @@ def test_provider_outcome_prefers_the_report_field_and_names_disagreement() -> N
     assert older is not None and older.outcome == "completed"
     assert older.disagreement == "the provider says completed but the harness's own checks failed"
     assert provider_outcome(_report()) is None
+
+
+def test_a_name_past_name_max_is_no_safe_path_and_no_crash(tmp_path: Path) -> None:
+    # suite.json and a tampered manifest are unsigned: a 300-byte name made lstat raise
+    # ENAMETOOLONG, and the viewer stopped with a harness error instead of a page.
+    assert safe_path(tmp_path, "x" * 300) is None
+    assert safe_path(tmp_path, "runs/" + "y" * 300 + "/report.json") is None
+    assert safe_path(tmp_path, "runs/r001") == tmp_path / "runs" / "r001"  # need not exist

@@ -7,7 +7,9 @@ then marked unverified everywhere it appears. Every string is made inert on the 
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,16 +92,26 @@ class RunView:
         return [str(c.get("path")) for c in self.items("changed_files") if isinstance(c, dict)]
 
 
+_NAME_MAX = 255
+
+
 def safe_path(root: Path, rel: str) -> Path | None:
     """`root/rel` when `rel` is relative, never climbs, and no part of it is a symlink (so the
     path stays under `root` by construction); None otherwise. Existence is not checked."""
     parts = Path(rel).parts
     if not parts or Path(rel).is_absolute() or ".." in parts or "\0" in rel:
         return None
+    if any(len(os.fsencode(part)) > _NAME_MAX for part in parts):  # no file is named so
+        return None
     current = root
     for part in parts:
         current = current / part
-        if current.is_symlink():
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return None
+        except FileNotFoundError:
+            continue
+        except OSError:  # a name past NAME_MAX, a folder it may not search: not a safe path
             return None
     return current
 
