@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -75,7 +77,25 @@ def test_names_that_are_not_plain_relative_paths_are_refused(name: str) -> None:
         check_name(name)
 
 
+def _with_mtime(mtime: str) -> bytes:
+    info, data = _file("report.json", b"{}")
+    info.pax_headers = {"mtime": mtime}
+    return _tar((info, data))
+
+
+def _sparse(tar_format: str, tmp: Path) -> bytes:
+    """A 64 MiB file that is one hole, as GNU tar stores it: a few KiB that expand."""
+    (tmp / "src").mkdir()
+    with open(tmp / "src" / "trace.jsonl", "wb") as handle:
+        handle.truncate(64 << 20)
+        handle.write(b"x")
+    return subprocess.run(["tar", "--sparse", f"--format={tar_format}", "-C", str(tmp / "src"),
+                           "-cf", "-", "trace.jsonl"], capture_output=True, check=True).stdout
+
+
 HOSTILE: dict[str, Callable[[], bytes]] = {
+    "mtime inf": lambda: _with_mtime("inf"),
+    "mtime past any clock": lambda: _with_mtime("1e30"),
     "absolute": lambda: _tar(_file("/tmp/cto-evil-absolute")),
     "dotdot": lambda: _tar(_file("../cto-evil-dotdot")),
     "symlink then write through it": lambda: _tar(
@@ -88,6 +108,19 @@ HOSTILE: dict[str, Callable[[], bytes]] = {
     "truncated": lambda: _tar(_file("big", b"y" * 4096))[:1024],
     "not a tar": lambda: b"\x1f\x8b not a tar at all" * 50,
 }
+
+
+@pytest.mark.parametrize("tar_format", ["gnu", "pax"])
+def test_a_sparse_member_is_refused_before_it_expands(tar_format: str, tmp_path: Path) -> None:
+    if shutil.which("tar") is None:
+        pytest.skip("no tar program to write a sparse archive with")
+    data = _sparse(tar_format, tmp_path)
+    assert len(data) < 64 << 10
+    parent = tmp_path / "suite" / "runs"
+    parent.mkdir(parents=True)
+    with pytest.raises(ArchiveRejected, match="sparse"):
+        unpack_into_new(data, parent)
+    assert list(parent.iterdir()) == []
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))

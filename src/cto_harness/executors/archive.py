@@ -100,7 +100,7 @@ def unpack_into_new(data: bytes, parent: Path, prefix: str = ".incoming-") -> Pa
     except ArchiveRejected:
         remove_plain_tree(target)
         raise
-    except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
+    except (tarfile.TarError, OSError, ValueError, EOFError, ArithmeticError) as exc:
         remove_plain_tree(target)
         raise ArchiveRejected(f"unreadable archive: {type(exc).__name__}: {exc}") from exc
     os.chmod(target, 0o755)
@@ -117,6 +117,9 @@ def _unpack(data: bytes, target: Path) -> None:
                 parts = check_name(member.name)
                 if member.isdir():
                     _open_dirs(root_fd, parts, create=True, close_last=True)
+                elif member.issparse():
+                    # Its size is the expanded one: a few KiB of archive could write GiBs.
+                    raise ArchiveRejected(f"member {member.name[:80]!r} is a sparse file")
                 elif member.isreg():
                     _write_file(root_fd, parts, tar, member)
                 else:
@@ -170,6 +173,8 @@ def _write_file(root_fd: int, parts: list[str], tar: tarfile.TarFile,
             remaining -= len(chunk)
         out.flush()
         os.fchmod(out.fileno(), mode)
+        if not 0 <= member.mtime < 1 << 33:  # inf, NaN, 1e30: no time of any bundle
+            raise ArchiveRejected(f"member {member.name[:80]!r} has no usable time")
         mtime_ns = int(member.mtime * 1e9)
         os.utime(out.fileno(), ns=(mtime_ns, mtime_ns))
 
