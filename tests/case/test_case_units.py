@@ -15,6 +15,7 @@ from case_helpers import SHARED
 from cto_harness.core.fixtures import load_case
 from cto_harness.core.taskscan import outside_paths
 from cto_harness.engines.case.command import CaseCommand, CommandShapeError, check_case_argv
+from cto_harness.engines.case.engine import _task_status
 from cto_harness.engines.case.guards import (
     collect_guard_records,
     collect_pull_requests,
@@ -204,6 +205,32 @@ def test_gh_records_without_a_verdict_count_as_forbidden(guarded, tmp_path: Path
     forbidden = collect_guard_records(records, backend)
     assert [f.detail.split(" ")[:3] for f in forbidden] == [["gh", "pr", "view"],
                                                            ["gh", "{'unreadable':", "'not"]]
+
+
+def test_records_no_parser_step_can_take_are_forbidden_not_a_harness_error(
+        tmp_path: Path) -> None:
+    # The records folder is written as the sandbox uid: the provider can put anything there.
+    # Each of these raised out of collect and turned the run into `error`, not `fail`.
+    records, backend = tmp_path / "records", tmp_path / "backend"
+    records.mkdir()
+    backend.mkdir()
+    hostile = ['{"argv": ["pr"], "n": ' + "9" * 5000 + "}",  # past Python's int digits
+               '{"argv": ' + "[" * 100_000 + "]" * 100_000 + "}",  # past the parser
+               '{"argv": ' + "[" * 900 + "]" * 900 + "}"]  # parses; too deep to walk
+    for name in ("gh-calls.jsonl", "git-push-attempts.jsonl"):
+        (records / name).write_text("\n".join(hostile) + "\n")
+    forbidden = collect_guard_records(records, backend)
+    assert len(forbidden) == 6 and all("unreadable" in f.detail for f in forbidden)
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    (records / "pull-requests.jsonl").write_text(
+        '{"number": Infinity, "url": "u", "title": "t", "base": "main", "head": "h"}\n')
+    pulls, unverified = collect_pull_requests(records, remote, real_git())
+    assert pulls == [] or all(not p.verified for p in pulls)
+    assert len(unverified) == 1
+    deep = backend / "task-after-run.json"
+    deep.write_text("[" * 100_000)
+    assert _task_status(deep) is None
 
 
 def test_a_forged_pull_request_record_is_unverified(guarded) -> None:  # type: ignore[no-untyped-def]

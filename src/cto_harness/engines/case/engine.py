@@ -447,5 +447,5 @@ def _last_line(path: Path) -> str | None:
 def _task_status(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None

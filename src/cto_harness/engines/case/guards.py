@@ -28,7 +28,7 @@ from typing import Any
 from cto_harness.contracts import ForbiddenAction, LocalPullRequest
 from cto_harness.core.gitdir import check_git_dir, config_entries, redact_url
 from cto_harness.engines.case import gh_sink
-from cto_harness.fsutil import sha256_bytes
+from cto_harness.fsutil import MAX_JSON_DEPTH, nested_deeper_than, sha256_bytes
 from cto_harness.sandbox.process import run_quiet
 from cto_harness.tree import read_file
 
@@ -158,9 +158,10 @@ def _rows(data: bytes | None) -> list[dict[str, Any]]:
     for line in data.decode("utf-8", "replace").splitlines():
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # bad JSON, a number past Python's digits, nesting
             row = {"unreadable": line[:300]}
-        rows.append(row if isinstance(row, dict) else {"unreadable": line[:300]})
+        usable = isinstance(row, dict) and not nested_deeper_than(row, MAX_JSON_DEPTH)
+        rows.append(row if usable else {"unreadable": line[:300]})
     return rows
 
 
@@ -210,7 +211,7 @@ def collect_pull_requests(
             number = int(row["number"])
             url, title = str(row["url"]), str(row["title"])
             base, head = str(row["base"]), str(row["head"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # int(Infinity) overflows
             number, url, title, base, head = 0, "", "", "", ""
             problem = "the record is not a pull request the sink wrote"
         if problem is None:
