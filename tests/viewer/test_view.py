@@ -158,6 +158,29 @@ def test_suite_json_cannot_count_one_bundle_twice_or_under_another_case(
     assert not site.verified and 'data-verified="false"' in site.main.read_text()
 
 
+def test_suite_json_cannot_leave_out_runs_the_suite_signed_for(
+        evidence: Evidence, tmp_path: Path) -> None:
+    suite = copy_bundle(evidence.suite, tmp_path / "suite")
+    data = json.loads((suite / "suite.json").read_text())
+    dropped = sorted(r["run_dir"] for r in data["runs"] if r["verdict"] == "fail")
+    assert dropped
+    # The unsigned index keeps only the passing runs, and its numbers to match.
+    data["runs"] = [r for r in data["runs"] if r["verdict"] == "pass"]
+    data["cases"] = sorted({r["case_id"] for r in data["runs"]})
+    data["aggregates"] = {c: a for c, a in data["aggregates"].items() if c in data["cases"]}
+    (suite / "suite.json").write_text(json.dumps(data))
+    view = load_suite(suite, evidence.public_key)
+    assert all(r.verified for r in view.runs)
+    assert not view.all_verified
+    (note,) = [n for n in view.notes if "leaves out" in n]
+    assert f"{len(dropped)} run(s)" in note and dropped[0] in note
+    site = build_site([suite], tmp_path / "s.html", public_key=evidence.public_key)
+    assert not site.verified
+    # Without the signed list there is nothing to hold suite.json to: said, never verified.
+    (suite / "signers.dsse.json").unlink()
+    assert any("signers.dsse.json" in n for n in load_suite(suite, evidence.public_key).notes)
+
+
 def test_suite_json_cannot_point_the_viewer_outside_the_suite(
         evidence: Evidence, tmp_path: Path) -> None:
     suite = copy_bundle(evidence.suite, tmp_path / "suite")

@@ -160,6 +160,17 @@ def _endorsement(suite_dir: Path, trusted: Ed25519PublicKey) -> dict[str, Any]:
     return data
 
 
+def endorsed_runs(suite_dir: Path, trusted_key: Path) -> frozenset[str]:
+    """The run folders (relative to the suite) that `signers.dsse.json` names, once it verifies
+    with `trusted_key`: the suite's signed list of its finished runs, which suite.json (unsigned)
+    must not leave out. Raises SignerUnknown (or SignatureInvalid for the key itself)."""
+    trusted = load_public_key(trusted_key)
+    runs = _endorsement(suite_dir, trusted).get("runs")
+    if not isinstance(runs, dict):
+        raise SignerUnknown(f"{suite_dir / SIGNERS_FILE} lists no runs")
+    return frozenset(str(rel) for rel in runs)
+
+
 def resolve_key(run_dir: Path, trusted_key: Path, suite_dir: Path | None = None) -> Path:
     """The public key to check `run_dir`'s signature with.
 

@@ -75,6 +75,29 @@ def is_suite(path: Path) -> bool:
     return (path / SUITE_FILE).is_file()
 
 
+def _unlisted_endorsed_runs(root: Path, listed: list[dict[str, Any]],
+                            public_key: Path | None) -> list[str]:
+    """Runs the suite's signed record (`signers.dsse.json`, checked with the trusted key) names
+    and suite.json does not: leaving a failed run out of the unsigned index would otherwise
+    raise the pass rate of a page that says every bundle verified."""
+    from cto_harness.errors import SignatureInvalid
+    from cto_harness.evidence.suite_signers import SIGNERS_FILE, endorsed_runs, local_public_key
+
+    if public_key is None:
+        from cto_harness.settings import Settings
+
+        public_key = local_public_key(Settings.from_env().keys_dir)
+    try:
+        endorsed = endorsed_runs(root, public_key)
+    except SignatureInvalid as exc:
+        return [f"the suite's signed list of its runs ({SIGNERS_FILE}) does not hold: {exc}"]
+    missing = sorted(endorsed - {str(r.get("run_dir")) for r in listed})
+    if not missing:
+        return []
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return [f"suite.json leaves out {len(missing)} run(s) the suite signed for: {shown}"]
+
+
 def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
     root = root.absolute()
     data = read_json(root / SUITE_FILE)
@@ -117,6 +140,7 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
             seen.setdefault(run.run_id, index)
         runs.append(SuiteRun(index, case_id, repeat, listed_verdict, run, note, disputed))
 
+    notes += _unlisted_endorsed_runs(root, listed, public_key)
     cases = [str(c) for c in data.get("cases", []) if isinstance(c, str)] \
         if isinstance(data.get("cases"), list) else []
     for listed_run in runs:
