@@ -288,8 +288,38 @@ def test_view_serve_prints_a_loopback_url_and_stops_on_ctrl_c(evidence: Evidence
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
 
 
+def test_the_server_sends_only_the_bytes_it_verified_from_the_folders_it_opened(
+        evidence: Evidence, tmp_path: Path) -> None:
+    # Someone who can write the bundle's folder while it is served: a file rewritten after the
+    # page said "verified", and the whole bundle folder swapped for a link to another folder
+    # holding the same names (it served /etc/passwd this way).
+    bundle = copy_bundle(evidence.passing, tmp_path / "bundle")
+    (bundle / "extra.txt").write_text("linked from the page as not in the manifest\n")
+    site = build_site([bundle], tmp_path / "site" / "index.html", public_key=evidence.public_key,
+                      serve=True)
+    assert {"patch.diff", "extra.txt"} <= {f.name for f in site.files}
+    original = (bundle / "patch.diff").read_bytes()
+    with serving(site.main, site.pages, mounts_for([bundle]), site.files) as server:
+        port = server.server_address[1]
+        assert _get(port, "/files/bundle/patch.diff")[2] == original
+        (bundle / "patch.diff").write_bytes(b"rewritten after verification\n")
+        status, _headers, body = _get(port, "/files/bundle/patch.diff")
+        assert status == 409 and b"rewritten" not in body
+        (bundle / "patch.diff").write_bytes(original)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / "extra.txt").write_text("outside the bundle\n")
+        (elsewhere / "patch.diff").write_text("outside the bundle\n")
+        bundle.rename(tmp_path / "moved")
+        bundle.symlink_to(elsewhere)
+        for name in ("extra.txt", "patch.diff"):
+            status, _headers, body = _get(port, f"/files/bundle/{name}")
+            assert b"outside" not in body, name
+        assert _get(port, "/files/bundle/patch.diff") [:1] == (200,)  # the folder it opened
+
+
 def test_serve_refuses_a_port_it_cannot_bind(evidence: Evidence, tmp_path: Path) -> None:
-    with serving(tmp_path / "x.html", [], {}, []) as server:
+    with serving(tmp_path / "x.html", [], {}, {}) as server:
         port = server.server_address[1]
         proc = _cli(evidence, str(evidence.passing), "--serve", "--port", str(port))
     assert proc.returncode == 64 and "cannot listen" in proc.stderr

@@ -95,7 +95,8 @@ class Site:
     main: Path
     pages: list[Path] = field(default_factory=list)
     verified: bool = True
-    files: set[Path] = field(default_factory=set)  # the bundle files the pages link to
+    # The bundle files the pages link to, each with its SHA-256 when the site was built.
+    files: dict[Path, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

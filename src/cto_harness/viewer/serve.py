@@ -1,12 +1,15 @@
 """`view --serve`: the generated pages and the bundle files they link to, on 127.0.0.1 only.
 
 Nothing else is served: a request must name one of the generated pages or one of the bundle
-files a page links to (an allow-list built while rendering). Every request path is split into
-segments and walked from its root one segment at a time with `lstat`: a symlink anywhere, a
-`..`, an encoded slash or NUL, or anything but a regular file at the end is a 404, so no request
-can reach outside its root (by construction, not by a check on the final path). Bundle files go
-out as plain text with `nosniff` and a sandboxing CSP, so a provider's file can never run as a
-page. The Host header must name this server, which shuts out DNS rebinding.
+files a page links to (an allow-list built while rendering). Each root (the pages' folder, each
+mounted bundle or suite) is opened once, when the server starts, and every request is walked
+from that descriptor one segment at a time with `openat(O_NOFOLLOW)`: a symlink anywhere, a
+`..`, an encoded slash or NUL, or anything but a regular file at the end is a 404. Nothing is
+looked up by path after it was checked, so a folder swapped for a link while the server runs
+leads nowhere (by construction, not by a check on the final path). A bundle file is served only
+while its bytes are those it had when the site was built, right after verification. Bundle files
+go out as plain text with `nosniff` and a sandboxing CSP, so a provider's file can never run as
+a page. The Host header must name this server, which shuts out DNS rebinding.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from cto_harness.fsutil import sha256_bytes
 
 HOST = "127.0.0.1"
 _PAGE_TYPES = {".html": "text/html; charset=utf-8"}
@@ -28,24 +33,39 @@ _PAGE_CSP_HEADER = "frame-ancestors 'none'"
 _MAX_FILE = 256 << 20
 
 
-def resolve_request(root: Path, segments: list[str]) -> Path | None:
-    """The regular file `root/<segments>` reached through real directories, else None."""
-    current = root
-    for segment in segments:
-        if segment in ("", ".", "..") or "/" in segment or "\0" in segment or "\\" in segment:
-            return None
-        current = current / segment
-        try:
-            mode = os.lstat(current).st_mode
-        except OSError:
-            return None
-        if stat.S_ISLNK(mode):
-            return None
+def _plain_segment(segment: str) -> bool:
+    return segment not in ("", ".", "..") and not any(c in segment for c in "/\0\\")
+
+
+def open_within(root_fd: int, segments: list[str]) -> int | None:
+    """A read descriptor of the regular file `<root_fd>/<segments>`, reached through real
+    directories only, each opened from the one before (never a link, never by path); None
+    otherwise. The caller closes it."""
+    if not segments or not all(_plain_segment(s) for s in segments):
+        return None
+    folder = root_fd
     try:
-        mode = os.lstat(current).st_mode
+        for segment in segments[:-1]:
+            child = os.open(segment, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            dir_fd=folder)
+            if folder != root_fd:
+                os.close(folder)
+            folder = child
+        fd = os.open(segments[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=folder)
     except OSError:
         return None
-    return current if stat.S_ISREG(mode) else None
+    finally:
+        if folder != root_fd:
+            os.close(folder)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _open_root(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -56,22 +76,27 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # quiet: the URL is the output
         return
 
-    def _route(self) -> tuple[Path | None, bool]:
-        """The file for this request and whether it is a generated page."""
+    def _route(self) -> tuple[Path | None, int | None, bool]:
+        """The file for this request (its allow-listed path and an open descriptor) and whether
+        it is a generated page."""
         raw = urlsplit(self.path).path
         if not raw.startswith("/"):
-            return None, False
+            return None, None, False
         # Split before decoding, so an encoded "/" (%2F) stays inside one segment and is refused.
         segments = [unquote(s, errors="strict") for s in raw[1:].split("/")]
         if segments == [""]:
             segments = [self.server.index.name]
         if segments[0] == "files":
             if len(segments) < 3 or segments[1] not in self.server.mounts:
-                return None, False
-            path = resolve_request(self.server.mounts[segments[1]], segments[2:])
-            return (path, False) if path in self.server.files else (None, False)
-        path = resolve_request(self.server.root, segments)
-        return (path, True) if path in self.server.pages else (None, True)
+                return None, None, False
+            path = self.server.mounts[segments[1]].joinpath(*segments[2:])
+            if path not in self.server.files or not all(map(_plain_segment, segments[2:])):
+                return None, None, False
+            return path, open_within(self.server.mount_fds[segments[1]], segments[2:]), False
+        path = self.server.root.joinpath(*segments)
+        if path not in self.server.pages or not all(map(_plain_segment, segments)):
+            return None, None, True
+        return path, open_within(self.server.root_fd, segments), True
 
     def _host_ok(self) -> bool:
         host = (self.headers.get("Host") or "").strip().lower()
@@ -83,24 +108,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(HTTPStatus.MISDIRECTED_REQUEST, "unknown host")
             return
         try:
-            path, is_page = self._route()
+            path, fd, is_page = self._route()
         except UnicodeDecodeError:
-            path, is_page = None, False
-        if path is None:
-            self.send_error(HTTPStatus.NOT_FOUND, "not found")
-            return
-        try:
-            # O_NOFOLLOW: the last segment cannot have become a link since it was checked.
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
+            path, fd, is_page = None, None, False
+        if path is None or fd is None:
             self.send_error(HTTPStatus.NOT_FOUND, "not found")
             return
         with os.fdopen(fd, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode) or size > _MAX_FILE:
+            if size > _MAX_FILE:
                 self.send_error(HTTPStatus.NOT_FOUND, "not found")
                 return
-            body = b"" if head_only else handle.read(size)
+            body = handle.read(size + 1)
+        expected = None if is_page else self.server.files[path]
+        if len(body) != size or (expected is not None and sha256_bytes(body) != expected):
+            self.send_error(HTTPStatus.CONFLICT, "changed since the page was verified")
+            return
+        if head_only:
+            body = b""
         self.send_response(HTTPStatus.OK)
         if is_page and path.suffix in _PAGE_TYPES:
             self.send_header("Content-Type", _PAGE_TYPES[path.suffix])
@@ -128,13 +153,25 @@ class ViewServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, index: Path, pages: Iterable[Path], mounts: dict[str, Path],
-                 files: Iterable[Path], port: int = 0) -> None:
+                 files: Mapping[Path, str], port: int = 0) -> None:
+        """`files`: each bundle file a page links to, with the SHA-256 it had when the site was
+        built; it is served only with those bytes."""
         self.index = index.absolute()
         self.root = self.index.parent
         self.pages = frozenset(p.absolute() for p in pages)
         self.mounts = {name: root.absolute() for name, root in mounts.items()}
-        self.files = frozenset(f.absolute() for f in files)
+        self.files = {f.absolute(): digest for f, digest in files.items()}
+        # Opened now: what these paths name later (a folder swapped for a link) is never asked.
+        self.root_fd = _open_root(self.root)
+        self.mount_fds = {name: _open_root(root) for name, root in self.mounts.items()}
         super().__init__((HOST, port), _Handler)
+
+    def server_close(self) -> None:
+        super().server_close()
+        for fd in [self.root_fd, *self.mount_fds.values()]:
+            if fd >= 0:
+                os.close(fd)
+        self.root_fd, self.mount_fds = -1, {}
 
     @property
     def url(self) -> str:
@@ -142,8 +179,8 @@ class ViewServer(ThreadingHTTPServer):
 
 
 @contextmanager
-def serving(index: Path, pages: Iterable[Path], mounts: dict[str, Path], files: Iterable[Path],
-            port: int = 0) -> Iterator[ViewServer]:
+def serving(index: Path, pages: Iterable[Path], mounts: dict[str, Path],
+            files: Mapping[Path, str], port: int = 0) -> Iterator[ViewServer]:
     """A server on a background thread for the duration of the block."""
     server = ViewServer(index, pages, mounts, files, port)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

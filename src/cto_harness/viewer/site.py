@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
 from cto_harness.errors import UsageError
+from cto_harness.fsutil import sha256_file
 from cto_harness.viewer.compare import compare_runs, compare_suites
 from cto_harness.viewer.render import (
     Links,
@@ -67,5 +68,17 @@ def build_site(paths: Sequence[Path], out: Path, *, public_key: Path | None = No
         render_suite_comparison(env, compare_suites(load_suite(paths[0], public_key),
                                                     load_suite(paths[1], public_key)),
                                 out, links, site, baseline)
-    site.files = set(links.linked)
+    site.files = _digests(links.linked) if serve else {}
     return site
+
+
+def _digests(files: Iterable[Path]) -> dict[Path, str]:
+    """Each file's SHA-256 now, just after verification: the server sends only these bytes. A
+    file that cannot be read as a regular file is left out (never served)."""
+    digests = {}
+    for path in files:
+        try:
+            digests[path] = sha256_file(path)
+        except OSError:
+            continue
+    return digests
