@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 from cto_harness.errors import Blocked
 from cto_harness.providers.identity import IdentityMismatch, probe_binary_identity
 from cto_harness.providers.policy import ProviderPolicy, load_policy
+from cto_harness.sandbox.confined import PROBE_FILE_SIZE_LIMIT
 from standin_helpers import POLICY_PATH, write_script_binary
 
 
@@ -103,6 +107,52 @@ def test_the_probe_of_an_unadmitted_binary_is_confined(
     assert evidence.confinement["network"] == "none"
     assert tier == "auto" or evidence.confinement["tier"] == tier
     assert evidence.confinement["tree_clean"] is True
+
+
+LEAK_ATTACK = """#!/bin/sh
+echo "Usage: ca <command> [options]"
+echo "run watch create status mark-tested mark-reviewed"
+cat {target}/secret.txt 2>/dev/null && echo "TARGET read"
+cat {home}/notes.txt 2>/dev/null && echo "HOME read"
+head -c 20000000 /dev/zero > big.bin 2>/dev/null; echo "BIG $(wc -c < big.bin)"
+exit 0
+"""
+
+
+@pytest.mark.parametrize("tier", ["auto", "landlock"])
+def test_the_probe_hides_what_the_callers_settings_hide_and_caps_its_files(
+    tier: str, policy: ProviderPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target repository named only by a run's flag (the caller's settings, not the
+    environment) and the operator's HOME, both world-readable as real checkouts are, stay
+    hidden from `--help`; a file it writes stops at the probe's size limit. (On `none` a
+    world-readable file is readable: only the uid stands between there.)"""
+    from cto_harness.sandbox.probe import probe
+    from cto_harness.settings import Settings
+
+    if tier == "landlock" and probe().landlock_abi < 1:
+        pytest.skip("Landlock is not available on this kernel")
+    monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+    monkeypatch.delenv("CTO_HARNESS_TARGET_REPOSITORIES", raising=False)
+    world = Path(tempfile.mkdtemp(prefix="cto-probe-leak-", dir="/var/tmp"))
+    try:
+        world.chmod(0o755)  # traversable and readable by any uid, pytest's folders are not
+        target, home = world / "product-repo", world / "operator-home"
+        for folder, name in ((target, "secret.txt"), (home, "notes.txt")):
+            folder.mkdir()
+            (folder / name).write_text("private\n")
+        monkeypatch.setenv("HOME", str(home))
+        settings = Settings.from_env({**os.environ,
+                                      "CTO_HARNESS_TARGET_REPOSITORIES": str(target)})
+        binary = world / "ca"
+        binary.write_text(LEAK_ATTACK.format(target=target, home=home))
+        binary.chmod(0o755)
+        evidence = probe_binary_identity(binary, policy, settings=settings)
+    finally:
+        shutil.rmtree(world, ignore_errors=True)
+    text = evidence.help_excerpt
+    assert "TARGET read" not in text and "HOME read" not in text and "private" not in text, text
+    assert f"BIG {PROBE_FILE_SIZE_LIMIT}" in text, text
 
 
 def test_missing_markers_block_with_evidence(tmp_path: Path, policy: ProviderPolicy) -> None:

@@ -45,7 +45,8 @@ def identity_gate(ctx: RunContext, admission: Admission, policy: ProviderPolicy,
     way."""
     try:
         evidence = probe_binary_identity(Path(admission.provider.executed_path or ""), policy,
-                                         runtime=runtime, readable=readable)
+                                         runtime=runtime, readable=readable,
+                                         settings=ctx.settings)
     except IdentityMismatch as mismatch:
         atomic_write_json(ctx.backend / IDENTITY_EVIDENCE,
                           mismatch.evidence.model_dump(mode="json"))

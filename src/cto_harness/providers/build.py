@@ -386,7 +386,7 @@ def _store_and_admit(
     details, `started_at`); `clock` is its `time.monotonic()` start."""
     with staged_copy(settings, candidate, policy.name, policy.binary) as staged:
         with progress.step(f"binary identity ({policy.binary} --help)"):
-            identity = probe_binary_identity(staged.path, policy)
+            identity = probe_binary_identity(staged.path, policy, settings=settings)
         guard = before_store()
         with progress.step("store"), open_store_entry(settings, staged, policy.name) as entry:
             store_path = entry / policy.binary

@@ -31,6 +31,7 @@ from cto_harness.fsutil import resolve_within, sha256_bytes
 from cto_harness.providers.policy import PROBE_PRIVATE_DIRS, ProviderPolicy
 from cto_harness.providers.source import SourceIdentity
 from cto_harness.sandbox.confined import run_confined
+from cto_harness.settings import Settings
 
 PROBE_ARGS = ("--help",)
 _PROBE_OUTPUT_CAP = 1 << 20
@@ -157,12 +158,13 @@ _EXEC_FAILED = "cto-harness probe: cannot execute: "
 
 def probe_binary_identity(
     binary: Path, policy: ProviderPolicy, *, timeout_seconds: float | None = None,
-    runtime: Sequence[str] = (), readable: Sequence[Path] = (),
+    runtime: Sequence[str] = (), readable: Sequence[Path] = (), settings: Settings | None = None,
 ) -> IdentityEvidence:
     """Run `<binary> --help` in private directories; blocked `identity_mismatch` unless it exits 0
     and its output carries every marker and command name of the policy. `runtime` is the argv
     prefix that runs a script entry point (an npm package's: `[<bun>]`); `readable` what the
-    probe may read besides the binary (an npm package's installed tree and its runtime).
+    probe may read besides the binary (an npm package's installed tree and its runtime);
+    `settings` the caller's (a run's: the folders it hides are hidden from the probe too).
 
     Blocked `dist_missing`/`not_executable` when the file is absent or has no execute bit.
     """
@@ -194,6 +196,7 @@ def probe_binary_identity(
                 stderr_path=logs / "stderr.log",
                 timeout_seconds=limit,
                 max_log_bytes=_PROBE_OUTPUT_CAP,
+                settings=settings,
             )
         except OSError as exc:  # e.g. ENOEXEC: an execute bit on something that is no program
             raise Blocked(BlockerCode.NOT_EXECUTABLE,

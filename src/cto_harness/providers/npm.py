@@ -503,7 +503,8 @@ def admit_npm_package(source: str | None, pin: str | None, policy: ProviderPolic
                 lock_sha = sha256_file(parts.tree / "package-lock.json")
             with show.step(f"binary identity (bun {policy.binary} --help)"):
                 identity = probe_binary_identity(entry, policy, runtime=[str(parts.runtime)],
-                                                readable=[parts.tree, parts.runtime])
+                                                readable=[parts.tree, parts.runtime],
+                                                settings=settings)
             store = NpmPaths(provider_store_dir(settings, policy.name) / digest)
             with show.step("store"):
                 remove_tree(store.entry_dir)

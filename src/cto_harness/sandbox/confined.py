@@ -20,6 +20,9 @@ from cto_harness.sandbox.probe import probe
 from cto_harness.sandbox.process import ProcessResult, run_process
 from cto_harness.settings import Settings
 
+# No file the probe writes may grow past this (EFBIG): `--help` writes nothing it needs to.
+PROBE_FILE_SIZE_LIMIT = 16 << 20
+
 
 @dataclass
 class ConfinedResult:
@@ -33,7 +36,8 @@ def run_confined(
     settings: Settings | None = None,
 ) -> ConfinedResult:
     """Run `argv` confined; `work` (which holds `cwd` and any HOME) is its only writable tree,
-    `readable` what it may read besides the system and the interpreter."""
+    `readable` what it may read besides the system and the interpreter. `settings` are the
+    caller's (a run's, with its flags): what they name is hidden, as from the run itself."""
     settings = settings or Settings.from_env()
     found = probe()
     tier, reason = choose_tier(settings.isolation, found)  # Blocked isolation_unavailable
@@ -41,7 +45,8 @@ def run_confined(
     user = users.acquire(settings.sandbox_uids)  # Blocked sandbox_user_unavailable
     try:
         users.hand_over([work], user)
-        home = env.get("HOME") or str(Path.home())
+        # The harness's own HOME (`env` holds the probe's private one): an operator's files.
+        home = os.environ.get("HOME") or str(Path.home())
         hidden = [Path(home), settings.home, settings.runs_dir, *settings.target_repositories]
         conf = Confinement(
             tier=tier, hidden=list(dict.fromkeys(Path(os.path.abspath(p)) for p in hidden)),
@@ -51,7 +56,7 @@ def run_confined(
         result = run_process(
             [*conf.prefix(), *argv], cwd=cwd, env=env, stdout_path=stdout_path,
             stderr_path=stderr_path, timeout_seconds=timeout_seconds,
-            max_log_bytes=max_log_bytes,
+            max_log_bytes=max_log_bytes, file_size_limit=PROBE_FILE_SIZE_LIMIT,
         )
         killed, clean = users.sweep(user.uid) if user.separate else ([], True)
         result.leftover_processes += killed
