@@ -76,6 +76,25 @@ def test_invalid_registry_fails_closed(tmp_path: Path) -> None:
     assert admission_summary(settings)["valid"] is False
 
 
+@pytest.mark.parametrize("shape", ["directory", "fifo", "link_to_device"])
+def test_a_registry_that_is_no_file_fails_closed_at_once(tmp_path: Path, shape: str) -> None:
+    # A directory was a traceback, a FIFO hung every command that reads the registry (health
+    # ignored SIGTERM), a link to /dev/zero ran out of memory.
+    settings = settings_for(tmp_path)
+    path = registry_path(settings)
+    path.parent.mkdir(parents=True)
+    if shape == "directory":
+        path.mkdir()
+    elif shape == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(Blocked) as caught:
+        list_admissions(settings)
+    assert caught.value.code == "admission_registry_invalid"
+    assert admission_summary(settings)["valid"] is False
+
+
 def test_summary_counts(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     record_admission(settings, make_record("a" * 64))

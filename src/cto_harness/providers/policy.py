@@ -25,6 +25,7 @@ from pydantic_core import ErrorDetails
 
 from cto_harness.contracts import EndpointKind, StrictModel
 from cto_harness.errors import PolicyInvalid
+from cto_harness.fsutil import read_regular
 from cto_harness.providers.distribution import Distribution, distribution_model
 
 # Re-exported: the pin check and URL spelling of the source kind, used by the build route.
@@ -219,10 +220,14 @@ def parse_policy(data: dict[str, Any], *, origin: str) -> ProviderPolicy:
         raise PolicyInvalid(f"invalid provider policy {origin}: {problems}") from None
 
 
+_POLICY_CAP = 1 << 20
+
+
 def load_policy(path: Path) -> ProviderPolicy:
     """Read and validate a policy file; any problem is `PolicyInvalid` naming the file."""
     try:
-        raw = path.read_bytes()
+        # A FIFO or a device named as the policy is refused, not waited on or read forever.
+        raw = read_regular(path, _POLICY_CAP, follow_link=True)
     except OSError as exc:
         raise PolicyInvalid(f"cannot read provider policy {path}: {exc.strerror or exc}") from None
     try:

@@ -24,7 +24,7 @@ from pydantic import AliasChoices, Field, ValidationError
 
 from cto_harness.contracts import StrictModel
 from cto_harness.errors import Blocked, BlockerCode
-from cto_harness.fsutil import atomic_write_json, exclusive_lock, sha256_file
+from cto_harness.fsutil import atomic_write_json, exclusive_lock, read_regular, sha256_file
 from cto_harness.providers.policy import DEFAULT_PROVIDER
 from cto_harness.settings import Settings
 
@@ -75,11 +75,23 @@ def registry_path(settings: Settings, provider: str = DEFAULT_PROVIDER) -> Path:
     return provider_store_dir(settings, provider) / REGISTRY_NAME
 
 
+# Far more than any registry holds (~1 kB a record).
+_REGISTRY_CAP = 16 << 20
+
+
 def _read(path: Path) -> list[AdmissionRecord]:
     try:
-        raw = path.read_bytes()
+        # Never a link followed, never a FIFO waited on, never more than the cap: whatever
+        # stands at this path, it is read as a registry or refused.
+        raw = read_regular(path, _REGISTRY_CAP)
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise Blocked(
+            BlockerCode.ADMISSION_REGISTRY_INVALID,
+            f"{path} cannot be read as an admission registry ({exc.strerror or exc}); "
+            "repair or remove it",
+        ) from None
     try:
         return _RegistryFile.model_validate_json(raw).admissions
     except ValidationError as exc:
