@@ -89,6 +89,34 @@ def test_provider_not_admitted_when_bytes_differ(case_repo, env, tmp_path) -> No
     assert report["provider"]["sha256"] == hashlib.sha256(tampered.read_bytes()).hexdigest()
 
 
+@pytest.mark.parametrize("other", ["source_url", "kind"])
+def test_an_admission_under_another_policy_does_not_admit(  # type: ignore[no-untyped-def]
+        case_repo, env, tmp_path, other: str) -> None:
+    """A record with status `admitted` is not enough: it must be of this harness's policy. A
+    binary admitted with another `--policy` (another source, another kind) ran as admitted."""
+    copy = tmp_path / "ca"
+    shutil.copyfile(env["CTO_HARNESS_CASE_BIN"], copy)
+    with open(copy, "ab") as handle:
+        handle.write(b"\n")  # bytes of its own, admitted only by the record below
+    copy.chmod(0o755)
+    settings = Settings.from_env({"CTO_HARNESS_HOME": env["CTO_HARNESS_HOME"]})
+    record_admission(settings, AdmissionRecord(
+        sha256=hashlib.sha256(copy.read_bytes()).hexdigest(), status="admitted",
+        provenance_level="built", store_path=str(copy), size_bytes=copy.stat().st_size,
+        source_url="https://evil.example/not-case.git" if other == "source_url"
+        else "https://github.com/workos/case.git",
+        kind="source" if other == "source_url" else "npm",
+        pin="0" * 40, policy_pin="0" * 40, admitted_at=now_iso(),
+        build_report=str(tmp_path / "none.json"), identity_evidence_sha256="0" * 64,
+    ))
+    env["CTO_HARNESS_CASE_BIN"] = str(copy)
+    report = assert_blocked(run_case(case_repo, env), "provider_not_admitted",
+                            "provider-not-admitted.txt")
+    message = report["blockers"][0]["message"]
+    assert "not admitted under this harness's policy" in message
+    assert ("evil.example" if other == "source_url" else "'npm'") in message
+
+
 def test_identity_mismatch(case_repo, env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Admitted bytes whose `--help` is not a `ca`'s (a string-case tool, say): blocked, and the
     probe was `--help` only."""

@@ -13,6 +13,7 @@ from cto_harness.errors import Blocked, BlockerCode, PolicyInvalid
 from cto_harness.fsutil import atomic_write_json
 from cto_harness.git import git_env
 from cto_harness.providers import (
+    AdmissionRecord,
     IdentityMismatch,
     ProviderPolicy,
     default_policy_path,
@@ -21,6 +22,19 @@ from cto_harness.providers import (
 )
 
 IDENTITY_EVIDENCE = "provider-identity.json"
+
+
+def outside_policy(record: AdmissionRecord, policy: ProviderPolicy) -> str | None:
+    """Why an admission record does not belong to the policy a run is under (None when it
+    does): a binary admitted with another `--policy` (another source, another kind) is not
+    admitted under this one, whatever its record's status says."""
+    if record.kind != policy.distribution.kind:
+        return (f"it was admitted as a {record.kind!r} distribution; the {policy.name} policy "
+                f"is of kind {policy.distribution.kind!r}")
+    if not policy.source_url_matches(record.source_url):
+        return (f"it was admitted from {record.source_url}; the {policy.name} policy's source "
+                f"is {policy.source_url}")
+    return None
 
 
 def engine_policy(ctx: RunContext, provider: str, *, kind: str | None = None) -> ProviderPolicy:

@@ -66,7 +66,7 @@ from cto_harness.engines.case.inputs import (
 )
 from cto_harness.engines.case.pipeline import pipeline_outcome
 from cto_harness.engines.model import AgentEngine, ModelAccess, ModelSettings, model_access
-from cto_harness.engines.provider import provider_environment
+from cto_harness.engines.provider import engine_policy, outside_policy, provider_environment
 from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.fsutil import read_jsonl, sha256_file
 from cto_harness.git import git_env
@@ -205,6 +205,13 @@ class CaseEngine(AgentEngine):
                 f"no admission record for {admission.provider.path} (sha256 "
                 f"{admission.provider.sha256}); build or admit it with "
                 "`cto-harness provider build|admit`",
+                marker="provider-not-admitted.txt",
+            )
+        if why := outside_policy(record, engine_policy(ctx, self.provider or "case")):
+            raise Blocked(
+                BlockerCode.PROVIDER_NOT_ADMITTED,
+                f"{admission.provider.path} (sha256 {admission.provider.sha256}) is not "
+                f"admitted under this harness's policy: {why}",
                 marker="provider-not-admitted.txt",
             )
         ctx.events.emit("gate.checked", gate="provider_admitted", passed=True,

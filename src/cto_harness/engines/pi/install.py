@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from cto_harness.engines.provider import outside_policy
 from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.fsutil import atomic_write_text, exclusive_lock, sha256_file, tree_digest
 from cto_harness.providers.npm import RUNTIME, TREE, NpmDistribution, NpmPaths, entry_path
@@ -55,8 +56,9 @@ def choose_admission(settings: Settings, policy: ProviderPolicy, wanted: str | N
     record at the policy's version. `provider_unavailable` when there is none."""
     spec = policy.distribution
     assert isinstance(spec, NpmDistribution)
+    # Only admissions of this policy's package: one made with another `--policy` is not.
     records = [r for r in list_admissions(settings, policy.name)
-               if r.status == "admitted" and r.kind == "npm"]
+               if r.status == "admitted" and outside_policy(r, policy) is None]
     if wanted:
         matches = [r for r in records if r.sha256.startswith(wanted.lower())]
         if len(matches) != 1:
