@@ -181,6 +181,20 @@ def test_suite_json_cannot_leave_out_runs_the_suite_signed_for(
     assert any("signers.dsse.json" in n for n in load_suite(suite, evidence.public_key).notes)
 
 
+def test_suite_json_cannot_blow_the_grid_up(evidence: Evidence, tmp_path: Path) -> None:
+    # 20,000 declared case ids and a repeat of 1e9 (capped at 500): ten million cells, a
+    # 570 MB page, from a suite.json of 192 kB.
+    suite = copy_bundle(evidence.suite, tmp_path / "suite")
+    data = json.loads((suite / "suite.json").read_text())
+    listed = sorted({r["case_id"] for r in data["runs"]})
+    data["cases"] = listed + [f"c{i}" for i in range(20_000)]
+    data["repeat"] = 10**9
+    (suite / "suite.json").write_text(json.dumps(data))
+    view = load_suite(suite, evidence.public_key)
+    assert view.cases == listed and view.k == max(r["repeat"] for r in data["runs"])
+    assert any("20002 cases" in n for n in view.notes) and not view.all_verified
+
+
 def test_suite_json_cannot_point_the_viewer_outside_the_suite(
         evidence: Evidence, tmp_path: Path) -> None:
     suite = copy_bundle(evidence.suite, tmp_path / "suite")

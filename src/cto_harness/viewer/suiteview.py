@@ -15,6 +15,7 @@ from cto_harness.inert import read_json
 from cto_harness.viewer.runview import RunView, load_run, safe_path
 
 MAX_REPEATS = 500
+MAX_GRID_CELLS = 20_000
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,13 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
     declared = raw_declared if isinstance(raw_declared, int) else 1
     # Columns of the grid: bounded, whatever suite.json claims.
     k = min(max([declared, 1, *(r.repeat for r in runs)]), MAX_REPEATS)
+    if len(cases) * k > MAX_GRID_CELLS:
+        # A few bytes of unsigned suite.json (many case ids, a huge repeat) would otherwise
+        # make a grid of millions of cells: only what it lists runs for is shown.
+        notes.append(f"suite.json declares {len(cases)} cases and {declared} repeats; "
+                     "only the cases and repeats it lists runs for are shown")
+        cases = list(dict.fromkeys(r.case_id for r in runs))
+        k = min(max([1, *(r.repeat for r in runs)]), MAX_REPEATS)
     verified = [{"case_id": r.case_id, "verdict": r.run.verdict, "duration_ms": r.run.duration_ms}
                 for r in runs if r.verified and r.run is not None]
     aggregates = aggregate(verified, cases, k)
