@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -219,3 +220,29 @@ def test_a_registry_written_before_distribution_kinds_still_reads(tmp_path: Path
     (record,) = list_admissions(settings)
     assert (record.kind, record.pin, record.policy_pin) == ("source", old["commit"],
                                                             old["policy_commit"])
+
+
+@pytest.mark.parametrize("planted", ["entry", "binary"])
+def test_a_link_planted_in_the_store_carries_nothing_out(tmp_path: Path, planted: str) -> None:
+    # The entry's name is the digest, known before admission: a link there was followed, the
+    # folder it led to made read-only and the binary and reports moved into it.
+    from cto_harness.errors import HarnessFault
+    from cto_harness.providers.store import open_store_entry, staged_copy, store_entry_dir
+
+    settings = settings_for(tmp_path / "home")
+    source = tmp_path / "ca"
+    source.write_bytes(b"#!/bin/sh\necho ca\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    with staged_copy(settings, source, "case", "ca") as staged:
+        entry = store_entry_dir(settings, staged.sha256, "case")
+        if planted == "entry":
+            entry.symlink_to(elsewhere)
+        else:
+            entry.mkdir()
+            (entry / "ca").symlink_to(elsewhere / "ca")
+        with pytest.raises(HarnessFault, match="not a plain"), \
+                open_store_entry(settings, staged, "case"):
+            pass
+    assert list(elsewhere.iterdir()) == []
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o700

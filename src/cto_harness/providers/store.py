@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,9 +73,19 @@ def open_store_entry(settings: Settings, staged: StagedBinary, provider: str) ->
     entry = store_entry_dir(settings, staged.sha256, provider)
     with exclusive_lock(root / f".{staged.sha256}.lock"):
         entry.mkdir(parents=True, exist_ok=True)
+        target = entry / staged.path.name
+        # The digest is known in advance: a link planted at the entry (or at the binary's
+        # place in it) would carry the move, the chmod and the reports out of the store.
+        for path, want in ((entry, stat.S_ISDIR), (target, stat.S_ISREG)):
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                continue
+            if not want(mode):
+                raise HarnessFault(f"store entry {path} is not a plain "
+                                   f"{'folder' if path == entry else 'file'}: remove it")
         os.chmod(entry, WRITABLE_DIR)
         try:
-            target = entry / staged.path.name
             if not (target.is_file() and sha256_file(target) == staged.sha256):
                 # Missing, or tampered with since an earlier admission: replace it.
                 os.replace(staged.path, target)
