@@ -3,6 +3,7 @@ open stretch; anywhere else it is remembered and handed back to the caller's han
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -112,3 +113,43 @@ def test_a_signal_whose_exception_python_swallows_still_interrupts_the_stretch()
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["interrupted: SIGINT", "after the gate"], done.stdout
     assert "Exception ignored" not in done.stderr, done.stderr
+
+
+class _LibraryError(Exception):
+    """What a library (or a stage's own fallback) makes of any exception it catches."""
+
+
+def test_a_signal_turned_into_another_error_still_ends_the_stretch_interrupted(
+    caller_saw: list[int]
+) -> None:
+    # `Interrupted` is an `Exception`, so any `except Exception` between the signal and the run
+    # may catch it; the run must still be `interrupted`, never an `error` that is not retried.
+    gate = InterruptGate()
+    with gate, pytest.raises(Interrupted, match="SIGINT") as caught, gate.opened():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            pytest.fail("the stage went on after the signal")
+        except Exception as exc:
+            raise _LibraryError("a step failed") from exc
+    assert isinstance(caught.value.__cause__, _LibraryError)
+    assert caller_saw == []
+
+
+def test_a_signal_dropped_by_the_stages_still_ends_the_stretch_interrupted(
+    caller_saw: list[int]
+) -> None:
+    ran_on = []
+    gate = InterruptGate()
+    with gate, pytest.raises(Interrupted, match="SIGTERM"), gate.opened():
+        with contextlib.suppress(Exception):  # a fallback that drops whatever went wrong
+            os.kill(os.getpid(), signal.SIGTERM)
+        ran_on.append("the rest of the stage")
+    assert ran_on == ["the rest of the stage"] and caller_saw == []
+
+
+def test_an_error_with_no_signal_comes_out_of_the_stretch_unchanged() -> None:
+    with InterruptGate() as gate:
+        with pytest.raises(_LibraryError), gate.opened():
+            raise _LibraryError("a real fault")
+        with gate.opened():
+            pass  # a clean stretch after a failed one is not interrupted

@@ -47,6 +47,9 @@ class InterruptGate:
         # again (claimed once, by the sending thread or by the end of the stretch).
         self._raised: tuple[Interrupted, int] | None = None
         self._resend: int | None = None
+        # The signal that interrupted this stretch: whatever the stages' code (or a library's)
+        # makes of the exception, the stretch ends in `Interrupted`.
+        self._fired: int | None = None
         self._lock = threading.Lock()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -54,6 +57,7 @@ class InterruptGate:
             self._open = False  # one raise: a second signal while unwinding is only remembered
             interrupted = Interrupted(signal.Signals(signum).name)
             self._raised = (interrupted, signum)
+            self._fired = self._fired or signum
             raise interrupted
         self._pending = self._pending or signum
 
@@ -101,22 +105,29 @@ class InterruptGate:
 
     @contextlib.contextmanager
     def opened(self) -> Iterator[None]:
-        """The one stretch a signal may interrupt; one already remembered raises at once. A
-        signal that arrives as the stretch ends raises here, inside the caller's `try`."""
+        """The one stretch a signal may interrupt; one already remembered raises at once.
+
+        Once a signal has interrupted the stretch, the stretch ends in `Interrupted` whatever
+        its code did with the exception: caught by an `except Exception` and turned into
+        another error, or dropped (a library's fallback), the run is still interrupted, never
+        an `error` or a `pass`. A swallowed signal not yet sent again raises here too."""
         if self._pending is not None:
             signum, self._pending = self._pending, None
             raise Interrupted(signal.Signals(signum).name)
+        self._fired = None
         self._open = True
-        ended_cleanly = False
         try:
             yield
-            ended_cleanly = True
+        except Interrupted:
+            raise
+        except BaseException as exc:
+            if self._fired is None:
+                raise
+            raise Interrupted(signal.Signals(self._fired).name) from exc
         finally:
             self._open = False
             self._raised = None
-            with self._lock:  # a swallowed signal not yet sent again: it is this stretch's
-                left, self._resend = self._resend, None
-            if left is not None and not ended_cleanly:
-                self._pending = self._pending or left
-        if left is not None:
-            raise Interrupted(signal.Signals(left).name)
+            with self._lock:  # a swallowed signal not yet sent again: raised just below
+                self._resend = None
+        if self._fired is not None:
+            raise Interrupted(signal.Signals(self._fired).name)
