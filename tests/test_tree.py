@@ -129,6 +129,40 @@ def test_cursor_up_refuses_a_folder_moved_meanwhile(tmp_path: Path) -> None:
             cursor.up()
 
 
+class _Signal(BaseException):
+    """Stands for a signal's exception, landing right after a close (no real signal can be
+    aimed at one bytecode)."""
+
+
+def test_an_interrupt_inside_a_cursor_step_never_closes_a_descriptor_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Closing a number twice in a threaded program can close a descriptor another thread has
+    # just been given (a run's log pump, a Ray worker's own); the second close also used to
+    # replace the interrupt by `EBADF`, and the interrupted run ended `error`.
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    real_close = os.close
+    armed = [False]
+
+    def close_then_interrupt(fd: int) -> None:
+        real_close(fd)  # a second close of the same descriptor fails here: EBADF
+        if armed[0]:
+            armed[0] = False
+            raise _Signal
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    monkeypatch.setattr(os, "close", close_then_interrupt)
+    for step in ("down", "up"):
+        before = open_fds()
+        with pytest.raises(_Signal), Cursor(tmp_path) as cursor:
+            cursor.down(b"a")
+            armed[0] = True
+            cursor.down(b"b") if step == "down" else cursor.up()
+        assert cursor.fd == -1 and open_fds() == before, step  # nothing left open either
+
+
 def test_materialize_never_writes_through_and_drops_special_bits(tmp_path: Path) -> None:
     target = tmp_path / "copy"
     plan = [Planned(b"pkg", "directory"),

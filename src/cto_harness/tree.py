@@ -120,13 +120,19 @@ class Cursor:
     `down(name)` opens a child with O_NOFOLLOW | O_DIRECTORY (a link there fails, it is never
     entered); `up()` opens ".." and checks it is the directory the cursor came from."""
 
+    # A descriptor is forgotten before it is closed, never after: an interrupt (a signal's
+    # exception lands between any two steps) may then leak one, but never closes one twice,
+    # which in a threaded program could close a descriptor another thread has just opened.
+
     def __init__(self, root: Path | str | bytes) -> None:
+        self.fd = -1
+        self._trail: list[tuple[int, int]] = []
+        self.parts: list[bytes] = []
         try:
-            self.fd = os.open(root, _DIR_FLAGS)
+            fd = os.open(root, _DIR_FLAGS)
         except OSError as exc:  # gone, or replaced by a link or a file: never entered
             raise TreeChanged(b"", f"cannot open the root: {exc.strerror}") from exc
-        self._trail: list[tuple[int, int]] = [_ident(os.fstat(self.fd))]
-        self.parts: list[bytes] = []
+        self._trail.append(self._take(fd, None))
 
     def __enter__(self) -> Cursor:
         return self
@@ -135,26 +141,40 @@ class Cursor:
         self.close()
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def _take(self, fd: int, expect: tuple[int, int] | None) -> tuple[int, int]:
+        """Make `fd` (a directory just opened) the cursor's, closing the one it held; `fd` is
+        closed instead if it is not the directory `expect` names or if anything interrupts."""
+        try:
+            ident = _ident(os.fstat(fd))
+            if expect is not None and ident != expect:
+                raise TreeChanged(self.rel, "a different directory than expected")
+        except BaseException:
+            os.close(fd)
+            raise
+        old, self.fd = self.fd, fd
+        if old >= 0:
+            os.close(old)
+        return ident
 
     @property
     def rel(self) -> bytes:
         return b"/".join(self.parts)
 
     def down(self, name: bytes, expect: tuple[int, int] | None = None) -> None:
+        rel = b"/".join([*self.parts, name])
         try:
             child = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
         except OSError as exc:
-            raise TreeChanged(b"/".join([*self.parts, name]),
-                              f"cannot enter: {errno.errorcode.get(exc.errno or 0, exc)}") from exc
-        ident = _ident(os.fstat(child))
-        if expect is not None and ident != expect:
-            os.close(child)
-            raise TreeChanged(b"/".join([*self.parts, name]), "a different directory than listed")
-        os.close(self.fd)
-        self.fd = child
+            raise TreeChanged(rel, f"cannot enter: {errno.errorcode.get(exc.errno or 0, exc)}"
+                              ) from exc
+        try:
+            ident = self._take(child, expect)
+        except TreeChanged:
+            raise TreeChanged(rel, "a different directory than listed") from None
         self._trail.append(ident)
         self.parts.append(name)
 
@@ -162,11 +182,10 @@ class Cursor:
         if not self.parts:
             raise ValueError("already at the root")
         parent = os.open(b"..", _DIR_FLAGS, dir_fd=self.fd)
-        if _ident(os.fstat(parent)) != self._trail[-2]:
-            os.close(parent)
-            raise TreeChanged(self.rel, "moved while the harness walked it")
-        os.close(self.fd)
-        self.fd = parent
+        try:
+            self._take(parent, self._trail[-2])
+        except TreeChanged:
+            raise TreeChanged(self.rel, "moved while the harness walked it") from None
         self._trail.pop()
         self.parts.pop()
 

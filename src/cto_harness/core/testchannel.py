@@ -118,10 +118,10 @@ class Channel:
         """Once the child has its own copies: our write end must go for EOF to come."""
         for name in ("out_fd", "token_fd"):
             fd = getattr(self, name)
+            setattr(self, name, -1)  # forgotten first: never closed twice (tree.Cursor)
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-                setattr(self, name, -1)
 
     def finish(self, timeout: float = 10.0) -> Records:
         self.close_child_ends()

@@ -48,9 +48,9 @@ def open_within(root_fd: int, segments: list[str]) -> int | None:
         for segment in segments[:-1]:
             child = os.open(segment, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                             dir_fd=folder)
-            if folder != root_fd:
-                os.close(folder)
-            folder = child
+            previous, folder = folder, child  # forgotten before closed: never closed twice
+            if previous != root_fd:
+                os.close(previous)
         fd = os.open(segments[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      dir_fd=folder)
     except OSError:
