@@ -55,6 +55,18 @@ def test_concurrent_runs_get_distinct_uids_and_a_released_uid_returns() -> None:
     again.release()
 
 
+def test_a_uid_whose_holder_is_dropped_without_release_is_free_again() -> None:
+    # An interrupt (Ctrl-C, a Ray cancel) can land after a uid is taken and before the run has
+    # the sandbox that releases it; a long-lived process (a Ray worker runs task after task)
+    # must not keep the uid, or the range runs dry and every later run there is blocked.
+    first = users.acquire(RANGE)
+    single = (first.uid, first.uid)
+    del first
+    again = users.acquire(single)
+    again.release()
+    assert again.uid == single[0]
+
+
 def test_a_uid_that_belongs_to_an_account_is_never_used() -> None:
     nobody = pwd.getpwnam("nobody").pw_uid
     with pytest.raises(Blocked) as caught:

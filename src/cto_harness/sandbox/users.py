@@ -26,6 +26,7 @@ import ctypes
 import errno
 import fcntl
 import grp
+import io
 import os
 import pwd
 import random
@@ -55,7 +56,9 @@ class SandboxUser:
     # allocated: a uid of the range, locked for this run; harness: the (non-root) harness's own.
     source: str
     lock_path: Path | None = None
-    _lock_fd: int | None = field(default=None, repr=False)
+    # The open lock file: the uid is this run's for as long as this object lives, and no longer
+    # (an interrupt that drops the object before `release` still frees the uid).
+    _lock: io.FileIO | None = field(default=None, repr=False)
 
     @property
     def separate(self) -> bool:
@@ -63,9 +66,9 @@ class SandboxUser:
         return self.uid != os.geteuid()
 
     def release(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def to_dict(self) -> dict[str, object]:
         return {"uid": self.uid, "gid": self.gid, "source": self.source}
@@ -117,6 +120,10 @@ def _has_account(uid: int) -> bool:
     return False
 
 
+def _open_lock(path: str, _flags: int) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+
+
 def acquire(uid_range: tuple[int, int]) -> SandboxUser:
     """A sandbox identity for one run; blocked `sandbox_user_unavailable` when there is none."""
     if os.geteuid() != 0:
@@ -131,11 +138,13 @@ def acquire(uid_range: tuple[int, int]) -> SandboxUser:
             skipped.append(f"{uid} (has a passwd or group entry)")
             continue
         path = folder / f"{uid}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        # Owned by a file object from the moment it opens: whatever interrupts this loop or the
+        # run (Ctrl-C, a Ray cancel in a worker that lives on), the lock is closed with it.
+        lock = io.FileIO(path, "r+", opener=_open_lock)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            os.close(fd)
+            lock.close()
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 continue
             raise
@@ -143,10 +152,10 @@ def acquire(uid_range: tuple[int, int]) -> SandboxUser:
         # died without cleaning up. It must not meet this run's provider.
         _, clean = sweep(uid)
         if not clean:
-            os.close(fd)
+            lock.close()
             skipped.append(f"{uid} (processes that do not die)")
             continue
-        return SandboxUser(uid=uid, gid=uid, source="allocated", lock_path=path, _lock_fd=fd)
+        return SandboxUser(uid=uid, gid=uid, source="allocated", lock_path=path, _lock=lock)
     detail = f"; skipped {', '.join(skipped[:5])}" if skipped else ""
     raise Blocked(BlockerCode.SANDBOX_USER_UNAVAILABLE,
                   f"every sandbox uid of {low}-{high} (CTO_HARNESS_SANDBOX_UIDS) is in use{detail}")
@@ -161,17 +170,12 @@ def sweep_strays(uid_range: tuple[int, int]) -> list[ProcessInfo]:
     folder = _lock_dir()
     killed: list[ProcessInfo] = []
     for uid in sorted(_uids_running(uid_range)):
-        fd = os.open(folder / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
-                     0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            continue  # held: that uid is some run's, alive
-        try:
+        with io.FileIO(folder / f"{uid}.lock", "r+", opener=_open_lock) as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # held: that uid is some run's, alive
             killed += sweep(uid)[0]
-        finally:
-            os.close(fd)
     return killed
 
 
