@@ -10,6 +10,7 @@ manifest is not UTF-8 or whose events line is a JSON array.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -269,6 +270,62 @@ def test_ctrl_c_once_the_run_folder_exists_leaves_a_sealed_interrupted_bundle(
     report = json.loads((bundle / "report.json").read_text())
     assert report["verdict"] == "error"
     assert [b["code"] for b in report["blockers"]] == ["interrupted"]
+
+
+class _Signal(BaseException):
+    """Stands for a signal's exception at one exact point (no real signal can be aimed there)."""
+
+
+def test_an_interrupt_right_after_an_atomic_writes_file_exists_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cto_harness.fsutil import atomic_write_bytes
+
+    real_open = os.open
+
+    def open_then_interrupt(*args: object, **kwargs: object) -> int:
+        real_open(*args, **kwargs)  # type: ignore[arg-type]
+        raise _Signal
+
+    folder = tmp_path / "task"
+    folder.mkdir()
+    before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    with contextlib.suppress(_Signal):  # raised only if the write goes through os.open
+        atomic_write_bytes(folder / "task.json", b"{}")
+    monkeypatch.undo()
+    assert list(folder.iterdir()) in ([], [folder / "task.json"])  # no temporary file left
+    assert len(os.listdir("/proc/self/fd")) == before  # and no descriptor
+
+
+class _LeftoverWriter(CollectEvents):
+    """Leaves what an interrupted write leaves in task/ (a temporary file) as the case loads."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+    def step(self, name: str) -> None:
+        if name == "task.load":
+            (self.run_dir / "task").mkdir(parents=True)
+            (self.run_dir / "task" / ".task.json.0123abcd.tmp").write_text("{")
+
+
+def test_a_leftover_temporary_task_file_is_no_task_file(
+    case_factory: CaseFactory, harness_home: Path, tmp_path: Path
+) -> None:
+    # The bundle must still hold a task file (`verify` demands one): the placeholder that says
+    # none was given, since a temporary file is never part of the bundle.
+    from cto_harness.core.run import execute_run
+    from cto_harness.evidence.verify import verify_bundle
+
+    root = case_factory("bad-case", toml="not toml")
+    run_dir = tmp_path / "run"
+    result = execute_run("bad-case", harness_root=root, run_dir=run_dir,
+                         observer=_LeftoverWriter(run_dir))
+    assert [b.code for b in result.report.blockers] == ["task_contract_invalid"]
+    assert (run_dir / "task" / "NOT-GIVEN.txt").is_file()
+    verify_bundle(run_dir)
 
 
 # --- verify on malformed bundles -----------------------------------------------------------

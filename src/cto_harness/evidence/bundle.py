@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from cto_harness.contracts import Report
-from cto_harness.evidence.layout import WORK_DIRS, bundle_files
+from cto_harness.evidence.layout import WORK_DIRS, bundle_files, is_temporary_name
 from cto_harness.evidence.markdown import endpoint_banner, outcome_lines, pull_request_lines
 from cto_harness.evidence.summary import failing_tests, one_line_reason, task_text
 from cto_harness.fsutil import (
@@ -58,11 +58,11 @@ _MAX_DEPTH = 16
 
 def clean_bundle(root: Path) -> list[str]:
     """Remove from a bundle folder (and its nested baseline) every entry no bundle may hold: a
-    link, a FIFO, socket or device, a path too long to be opened by name, or nested deeper than
-    any bundle nests. Only a provider on
-    the weakest tier can put one there (the run is then blocked `bundle_tampered`); removing it
-    keeps sealing and `verify` from following, blocking on or choking over it. Returns what was
-    removed (shown escaped)."""
+    link, a FIFO, socket or device, a path too long to be opened by name, nested deeper than
+    any bundle nests, or named like an atomic write's temporary file (`verify` refuses one).
+    Only a provider on the weakest tier can put one there (the run is then blocked
+    `bundle_tampered`), or an interrupted write; removing it keeps sealing and `verify` from
+    following, blocking on or choking over it. Returns what was removed (shown escaped)."""
     base = len(os.fsencode(root.absolute())) + 1
 
     def working_folder(rel: bytes) -> bool:
@@ -78,7 +78,8 @@ def clean_bundle(root: Path) -> list[str]:
             if any(node.rel.startswith(d + b"/") for d in doomed):
                 continue
             if (node.kind not in (FILE, DIR) or base + len(node.rel) > PATH_MAX - _PATH_ROOM
-                    or node.rel.count(b"/") >= _MAX_DEPTH):
+                    or node.rel.count(b"/") >= _MAX_DEPTH
+                    or is_temporary_name(os.fsdecode(node.name))):
                 doomed.append(node.rel)
     except (OSError, TreeChanged) as exc:  # something still moves it: remove what was found
         failure = str(exc)
