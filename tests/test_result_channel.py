@@ -4,6 +4,7 @@ condition, never `pass`; the text of test.log is only a cross-check."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from conftest import CaseFactory
 from cto_harness.contracts import VerificationResult
 from cto_harness.core.run import execute_run
 from cto_harness.core.testchannel import (
+    Channel,
     Expected,
     Records,
     UnsupportedCommand,
@@ -255,3 +257,17 @@ def test_malformed_records_are_failures_never_exceptions() -> None:
     j = judge_run(_records("t", rows), EXPECTED, exit_code=0, timed_out=False, min_tests=1)
     assert {"framework_tampered", "expected_tests_missing", "unexpected_tests",
             "end_counts_inconsistent", "tests_failed"} <= set(j.failures)
+
+
+def test_a_channel_dropped_before_it_is_finished_closes_and_its_thread_ends() -> None:
+    # What an interrupt leaves when it lands while a run builds or uses its channel: the caller
+    # never gets to finish() it. In a process that lives on (a Ray worker), its pipes and its
+    # draining thread must still go, not wait forever on a write end nobody will close.
+    before = sorted(os.listdir("/proc/self/fd"))
+    channel = Channel()
+    thread = channel._thread
+    del channel
+    gc.collect()
+    thread.join(timeout=60)  # the event: the thread's end (EOF once the write end is closed)
+    assert not thread.is_alive(), "the draining thread still waits on its pipe"
+    assert sorted(os.listdir("/proc/self/fd")) == before

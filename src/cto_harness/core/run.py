@@ -275,8 +275,7 @@ def _run_stages(engine: Engine, ctx: RunContext, results: StageResults,
         attrs["admission"] = admission.status
         ctx.events.emit("gate.checked", gate="provider_admission", passed=True,
                         sha256=admission.provider.sha256)
-    prepared = prepare_workspace(ctx)
-    pending.callback(prepared.collection.cancel)
+    prepared = prepare_workspace(ctx, pending)
     snapshot, results.fixture_digest = prepared.snapshot, prepared.fixture_digest
     results.launch = launch = prepare_launch(engine, ctx, admission)
     confined = confine(ctx, sandbox, launch)
@@ -331,9 +330,9 @@ class PreparedWorkspace:
     area_id: tuple[int, int] | None
 
 
-def prepare_workspace(ctx: RunContext) -> PreparedWorkspace:
-    """Start collecting the pristine tests, copy the fixture in, give it a git history and a
-    local remote, snapshot it."""
+def prepare_workspace(ctx: RunContext, pending: contextlib.ExitStack) -> PreparedWorkspace:
+    """Start collecting the pristine tests (stopped by `pending` if the run stops first), copy
+    the fixture in, give it a git history and a local remote, snapshot it."""
     with ctx.events.span("workspace.prepare"):
         fixture_digest = tree_digest(ctx.case.repo)
         # Started first so that it overlaps the copy, the canary and the provider's run (its
@@ -345,7 +344,7 @@ def prepare_workspace(ctx: RunContext) -> PreparedWorkspace:
         collection = Collection.start(
             command=list(spec.command), framework=spec.framework, repo=ctx.case.repo,
             env=verification_env(area / "collect-home"), log=area / "collect.log",
-            fixture_digest=fixture_digest, timeout=spec.timeout_seconds)
+            fixture_digest=fixture_digest, timeout=spec.timeout_seconds, stop_with=pending)
         copy_tree(ctx.case.repo, ctx.workspace)
         init_workspace_repo(ctx.workspace, ctx.private / "remote.git", ctx.private / "git-home")
         snapshot = Snapshot(ctx.workspace, ctx.private / "snapshot.git", ctx.private / "git-home")

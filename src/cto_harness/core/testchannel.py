@@ -18,6 +18,7 @@ The runner's text output (test.log) is still parsed, as a cross-check for people
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -87,47 +88,65 @@ def instrument(command: list[str], framework: str, mode: str, out_fd: int,
         "so that the harness can read the results from its own channel")
 
 
+class _Drain:
+    """What the draining thread holds: the pipe's read end and the bytes read. Not the channel:
+    a channel dropped half-made (an interrupt while it is built) then closes its write end, and
+    the thread ends at EOF instead of waiting forever."""
+
+    def __init__(self, reader: io.FileIO) -> None:
+        self.reader = reader
+        self.data = bytearray()
+        self.truncated = False
+
+    def run(self) -> None:
+        with self.reader:
+            while chunk := self.reader.read(1 << 16):
+                room = _CHANNEL_CAP - len(self.data)
+                if len(chunk) > room:
+                    self.truncated = True
+                self.data += chunk[:max(room, 0)]
+
+
 class Channel:
-    """One result pipe (the driver writes, a thread here drains it) and one token pipe."""
+    """One result pipe (the driver writes, a thread here drains it) and one token pipe.
+
+    Every descriptor is a file object's from the moment it exists, so whatever stops the run
+    (an interrupt lands anywhere), each is closed once, when its object goes."""
 
     def __init__(self) -> None:
-        self._read_fd, self.out_fd = os.pipe()
-        token_read, token_write = os.pipe()
         self.token = secrets.token_hex(16)
-        os.write(token_write, self.token.encode())
-        os.close(token_write)
-        self.token_fd = token_read
-        self._data = bytearray()
-        self.truncated = False
-        self._thread = threading.Thread(target=self._pump, daemon=True)
+        read_fd, write_fd = os.pipe()
+        self._drain = _Drain(io.FileIO(read_fd, "rb"))
+        self._out = io.FileIO(write_fd, "wb")
+        token_read, token_write = os.pipe()
+        self._token = io.FileIO(token_read, "rb")
+        with io.FileIO(token_write, "wb") as writer:
+            writer.write(self.token.encode())
+        self._thread = threading.Thread(target=self._drain.run, daemon=True)
         self._thread.start()
+
+    @property
+    def out_fd(self) -> int:
+        return -1 if self._out.closed else self._out.fileno()
+
+    @property
+    def token_fd(self) -> int:
+        return -1 if self._token.closed else self._token.fileno()
 
     @property
     def pass_fds(self) -> tuple[int, int]:
         return (self.out_fd, self.token_fd)
 
-    def _pump(self) -> None:
-        while chunk := os.read(self._read_fd, 1 << 16):
-            room = _CHANNEL_CAP - len(self._data)
-            if len(chunk) > room:
-                self.truncated = True
-            self._data += chunk[:max(room, 0)]
-        os.close(self._read_fd)
-
     def close_child_ends(self) -> None:
         """Once the child has its own copies: our write end must go for EOF to come."""
-        for name in ("out_fd", "token_fd"):
-            fd = getattr(self, name)
-            setattr(self, name, -1)  # forgotten first: never closed twice (tree.Cursor)
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        self._out.close()
+        self._token.close()
 
     def finish(self, timeout: float = 10.0) -> Records:
         self.close_child_ends()
         self._thread.join(timeout)
-        return parse_records(bytes(self._data), self.token,
-                             truncated=self.truncated or self._thread.is_alive())
+        return parse_records(bytes(self._drain.data), self.token,
+                             truncated=self._drain.truncated or self._thread.is_alive())
 
 
 @dataclass
@@ -322,23 +341,28 @@ class Collection:
 
     @classmethod
     def start(cls, *, command: list[str], framework: str, repo: Path, env: dict[str, str],
-              log: Path, fixture_digest: str, timeout: float) -> Collection:
+              log: Path, fixture_digest: str, timeout: float,
+              stop_with: contextlib.ExitStack) -> Collection:
+        """Start collecting; `stop_with` (the run's) stops it at the latest when it closes."""
         key = (fixture_digest, tuple(command), framework, env.get("PATH", ""))
         if key in _EXPECTED:
             return cls(key=key, done=_EXPECTED[key])
+        collection = cls(key=key, log=log, timeout=timeout, started=time.monotonic())
+        # Registered before its pipes and its process exist: whatever interrupts the run from
+        # here on (a signal lands anywhere), neither outlives it.
+        stop_with.callback(collection.cancel)
         try:
-            channel = Channel()
+            collection.channel = channel = Channel()
             argv = instrument(command, framework, "collect", channel.out_fd, channel.token_fd)
         except UnsupportedCommand as exc:
             raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, str(exc)) from exc
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, cwd=repo, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT,
-                                    pass_fds=channel.pass_fds, start_new_session=True)
+            collection.proc = subprocess.Popen(
+                argv, cwd=repo, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, pass_fds=channel.pass_fds, start_new_session=True)
         channel.close_child_ends()
-        return cls(key=key, proc=proc, channel=channel, log=log, timeout=timeout,
-                   started=time.monotonic())
+        return collection
 
     def result(self) -> Expected:
         if self.done is not None:

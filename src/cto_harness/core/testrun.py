@@ -159,21 +159,20 @@ def run_verification(
                       f"the snapshot store disagreed with its inventory: {exc}") from exc
     home.mkdir(parents=True, exist_ok=True)
     channel = Channel()
-    try:
-        argv = [*(wrap or []), *instrument(list(spec.command), spec.framework, "run",
-                                           channel.out_fd, channel.token_fd)]
-    except UnsupportedCommand as exc:
-        channel.finish(timeout=1)
-        raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, str(exc)) from exc
     stderr_path = log_path.with_suffix(".stderr.tmp")
-    try:
+    try:  # whatever stops this (an interrupt too), the channel's pipes and thread end with it
+        try:
+            argv = [*(wrap or []), *instrument(list(spec.command), spec.framework, "run",
+                                               channel.out_fd, channel.token_fd)]
+        except UnsupportedCommand as exc:
+            raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, str(exc)) from exc
         result = run_process(
             argv, cwd=copy_dir, env=verification_env(home), stdout_path=log_path,
             stderr_path=stderr_path, timeout_seconds=spec.timeout_seconds,
             pass_fds=channel.pass_fds,
         )
     finally:
-        records = channel.finish()
+        records = channel.finish(timeout=10)
     judgement = judge_run(records, expected, exit_code=result.exit_code,
                           timed_out=result.timed_out, min_tests=case.spec.evidence.min_tests)
     changed = _changed_verification_files(copy_dir, snapshot, plan, spec.files)

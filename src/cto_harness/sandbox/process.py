@@ -336,20 +336,21 @@ def run_process(
         pass_fds=tuple(pass_fds),
         preexec_fn=_child_setup(file_size_limit),
     )
-    assert proc.stdout is not None and proc.stderr is not None
-    pumps = [
-        _CappedPump(proc.stdout, stdout_path, max_log_bytes),
-        _CappedPump(proc.stderr, stderr_path, max_log_bytes),
-    ]
-    for pump in pumps:
-        pump.start()
-    if on_start is not None:
-        on_start(proc.pid)
+    pumps: list[_CappedPump] = []
     timed_out = False
     killed: list[ProcessInfo] = []
     leftovers: list[ProcessInfo] = []
     clean = True
-    try:
+    try:  # from the first step after the start: an interrupt anywhere still kills the tree
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            _CappedPump(proc.stdout, stdout_path, max_log_bytes),
+            _CappedPump(proc.stderr, stderr_path, max_log_bytes),
+        ]
+        for pump in pumps:
+            pump.start()
+        if on_start is not None:
+            on_start(proc.pid)
         try:
             _wait_exit(proc, timeout_seconds)
         except subprocess.TimeoutExpired:
@@ -371,7 +372,8 @@ def run_process(
         raise
     finally:
         for pump in pumps:
-            pump.join(timeout=10)
+            if pump.ident is not None:  # started (an interrupt may come between the two)
+                pump.join(timeout=10)
     finished = datetime.now(UTC)
     return ProcessResult(
         argv=list(argv),
