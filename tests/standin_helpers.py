@@ -107,6 +107,19 @@ def write_policy_accepting(path: Path, *commits: str, base: Path = POLICY_PATH) 
     return path
 
 
+def accept_pin(policy_path: Path, commit: str) -> None:
+    """Record `commit` as an accepted pin in the policy file at `policy_path` (a run counts an
+    admission only under a policy that records its pin), unless it already does."""
+    if load_policy(policy_path).recorded_pin(commit) is not None:
+        return
+    text = policy_path.read_text(encoding="utf-8")
+    text += f'\n[[accepted_pins]]\ncommit = "{commit}"\nreason = "{STANDIN_PIN_REASON}"\n'
+    staged = policy_path.with_name(f".{policy_path.name}.{os.getpid()}.tmp")
+    staged.write_text(text, encoding="utf-8")
+    os.replace(staged, policy_path)  # a run reading it meanwhile sees the old or the new
+    load_policy(policy_path)  # still valid
+
+
 def settings_for(home: Path) -> Settings:
     """The harness's settings with `CTO_HARNESS_HOME=home` (the rest from this environment)."""
     return Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(home)})

@@ -16,7 +16,13 @@ from cto_harness.providers.build import build_provider
 from cto_harness.providers.policy import load_policy
 from cto_harness.settings import Settings
 from cto_harness.validators.conformance import linked_checkout
-from standin_helpers import REPO_ROOT, head_commit, make_standin_repo, policy_accepting
+from standin_helpers import (
+    REPO_ROOT,
+    accept_pin,
+    head_commit,
+    make_standin_repo,
+    policy_accepting,
+)
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +52,11 @@ def case_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def standin(case_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+def standin(case_home: Path, case_repo: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Callable[[str], Path]:
     """`standin(scenario)`: the store path of that stand-in variant, built with Bun and admitted
-    (provenance `built`) in `case_home`, once per session."""
+    (provenance `built`) in `case_home`, once per session; its commit is recorded as an accepted
+    pin in `case_repo`'s policy (runs under the shipped policy do not accept it)."""
     cache: dict[str, Path] = {}
     settings = Settings.from_env({**os.environ, "CTO_HARNESS_HOME": str(case_home)})
 
@@ -59,6 +67,7 @@ def standin(case_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Callab
             commit = head_commit(source)
             report = build_provider(str(source), commit, policy_accepting(commit), settings,
                                     progress=None)
+            accept_pin(case_repo / "harness" / "providers" / "case" / "policy.toml", commit)
             cache[scenario] = Path(report.artifact.store_path)
         return cache[scenario]
 

@@ -14,6 +14,7 @@ from case_helpers import FAKE_KEY, GATEWAY_MODEL, assert_sound, base_env, files_
 from cto_harness.clock import now_iso
 from cto_harness.providers.registry import AdmissionRecord, record_admission
 from cto_harness.settings import Settings
+from standin_helpers import POLICY_PIN
 
 pytestmark = pytest.mark.slow
 
@@ -89,11 +90,12 @@ def test_provider_not_admitted_when_bytes_differ(case_repo, env, tmp_path) -> No
     assert report["provider"]["sha256"] == hashlib.sha256(tampered.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("other", ["source_url", "kind"])
+@pytest.mark.parametrize("other", ["source_url", "kind", "pin"])
 def test_an_admission_under_another_policy_does_not_admit(  # type: ignore[no-untyped-def]
         case_repo, env, tmp_path, other: str) -> None:
     """A record with status `admitted` is not enough: it must be of this harness's policy. A
-    binary admitted with another `--policy` (another source, another kind) ran as admitted."""
+    binary admitted with another `--policy` (another source, another kind) ran as admitted, and
+    so did one built from a pin this policy does not record (or no longer does: revoked)."""
     copy = tmp_path / "ca"
     shutil.copyfile(env["CTO_HARNESS_CASE_BIN"], copy)
     with open(copy, "ab") as handle:
@@ -105,16 +107,17 @@ def test_an_admission_under_another_policy_does_not_admit(  # type: ignore[no-un
         provenance_level="built", store_path=str(copy), size_bytes=copy.stat().st_size,
         source_url="https://evil.example/not-case.git" if other == "source_url"
         else "https://github.com/workos/case.git",
-        kind="source" if other == "source_url" else "npm",
-        pin="0" * 40, policy_pin="0" * 40, admitted_at=now_iso(),
-        build_report=str(tmp_path / "none.json"), identity_evidence_sha256="0" * 64,
+        kind="npm" if other == "kind" else "source",
+        pin="0" * 40 if other == "pin" else POLICY_PIN, policy_pin=POLICY_PIN,
+        admitted_at=now_iso(), build_report=str(tmp_path / "none.json"),
+        identity_evidence_sha256="0" * 64,
     ))
     env["CTO_HARNESS_CASE_BIN"] = str(copy)
     report = assert_blocked(run_case(case_repo, env), "provider_not_admitted",
                             "provider-not-admitted.txt")
     message = report["blockers"][0]["message"]
     assert "not admitted under this harness's policy" in message
-    assert ("evil.example" if other == "source_url" else "'npm'") in message
+    assert {"source_url": "evil.example", "kind": "'npm'", "pin": "0" * 40}[other] in message
 
 
 def test_identity_mismatch(case_repo, env, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -131,7 +134,7 @@ def test_identity_mismatch(case_repo, env, tmp_path) -> None:  # type: ignore[no
     record_admission(settings, AdmissionRecord(
         sha256=digest, status="admitted", provenance_level="asserted", store_path=str(impostor),
         size_bytes=impostor.stat().st_size, source_url="https://github.com/workos/case.git",
-        pin="0" * 40, policy_pin="0" * 40, admitted_at=now_iso(),
+        pin=POLICY_PIN, policy_pin=POLICY_PIN, admitted_at=now_iso(),
         build_report=str(tmp_path / "none.json"), identity_evidence_sha256="0" * 64,
     ))
     env["CTO_HARNESS_CASE_BIN"] = str(impostor)

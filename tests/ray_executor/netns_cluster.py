@@ -33,6 +33,7 @@ from cto_harness.executors.local_cluster import (
     interfaces_up,
 )
 from cto_harness.sandbox.process import stat_fields
+from standin_helpers import accept_pin
 
 if os.environ.get("CTO_HARNESS_IN_LOOPBACK_NETNS") != "1":
     pytest.skip("runs only inside the loopback-only namespace of tests/ray_executor/test_multinode.py",
@@ -189,13 +190,15 @@ def test_suite_over_all_cases_on_two_nodes_verifies(
     assert sorted(p for p in (suite_dir / "runs").glob("*/*")) == before
 
 
-def _case_policy_root(tmp_path: Path) -> Path:
-    """A harness folder whose provider policy admits the test model (shipped to the nodes)."""
+def _case_policy_root(tmp_path: Path, standin: AdmittedStandin) -> Path:
+    """A harness folder whose provider policy admits the test model and records the stand-in's
+    commit as an accepted pin (shipped to the nodes)."""
     root = tmp_path / "harness"
     shutil.copytree(HARNESS_ROOT, root)
     policy = root / "providers" / "case" / "policy.toml"
     with open(policy, "a", encoding="utf-8") as handle:
         handle.write(f'\n[[models]]\nprovider = "{TEST_MODEL[0]}"\nmodel = "{TEST_MODEL[1]}"\n')
+    accept_pin(policy, standin.commit)
     return root
 
 
@@ -220,7 +223,8 @@ def test_tampered_binary_on_one_worker_blocks_there(
     suite_dir = tmp_path / "suite"
     code, data, err = _finish(_suite(
         cluster, "r1-string-slugify", "--engine", "case", "--repeat", "4",
-        "--harness-root", str(_case_policy_root(tmp_path)), "--suite-dir", str(suite_dir),
+        "--harness-root", str(_case_policy_root(tmp_path, admitted_standin)),
+        "--suite-dir", str(suite_dir),
         env=env))
     by_node: dict[str, list[dict]] = {good.node_id: [], bad.node_id: []}
     for run in data["runs"]:

@@ -34,6 +34,10 @@ def outside_policy(record: AdmissionRecord, policy: ProviderPolicy) -> str | Non
     if not policy.source_url_matches(record.source_url):
         return (f"it was admitted from {record.source_url}; the {policy.name} policy's source "
                 f"is {policy.source_url}")
+    if policy.recorded_pin(record.pin) is None:
+        # A pin the policy dropped is revoked: its binaries stop running, admitted or not.
+        return (f"it was built from {record.pin}, a pin the {policy.name} policy neither pins "
+                f"nor accepts ([[accepted_pins]])")
     return None
 
 
