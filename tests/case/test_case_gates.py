@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -237,3 +240,28 @@ def test_repository_command_without_provider_is_unavailable(env) -> None:  # typ
 
     del env["CTO_HARNESS_CASE_BIN"]
     assert_blocked(run_case(REPO_ROOT, env), "provider_unavailable", "provider-unavailable.txt")
+
+
+def test_ctrl_c_during_the_baseline_interrupts_the_run(  # type: ignore[no-untyped-def]
+        case_repo, env) -> None:
+    """Ctrl-C while the same-run fake baseline runs: the nested run takes the signal and ends
+    interrupted, and so must this run, not blocked `baseline_failed` ("the fixture is
+    unsound"), which a resume never reruns."""
+    runs = Path(env["CTO_HARNESS_RUNS_DIR"])
+    proc = subprocess.Popen(
+        [str(case_repo / "harness" / "evals" / "run-case.sh"), "r1-string-slugify", "--engine",
+         "case", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not list(runs.glob("*/baseline/workspace")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.01)  # polling for the event: the baseline's workspace appears
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    report = json.loads(out)
+    assert proc.returncode == 3, err[-2000:]
+    assert [b["code"] for b in report["blockers"]] == ["interrupted"], report["blockers"]
+    check = subprocess.run(
+        [str(case_repo / "harness" / "bin" / "cto-harness"), "verify", report["run_dir"]],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr

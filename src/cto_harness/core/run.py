@@ -542,6 +542,10 @@ def run_baseline(ctx: RunContext, verification: VerificationResult,
     )
     duration_ms = int((utc_now() - start).total_seconds() * 1000)
     b = baseline.report
+    if any(blocker.code == BlockerCode.INTERRUPTED for blocker in b.blockers):
+        # The signal interrupted the nested run (its own gate took it): this run is interrupted
+        # too, not judged on a baseline that never finished (`baseline_failed` said "unsound").
+        raise Interrupted("the same-run baseline was interrupted")
     provider_files = sorted(c.path for c in changes)
     notes = _shape_differences(b, verification, bool(changes))
     comparison = BaselineComparison(
