@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Interrupt many runs of the fake lane at random points, in one long-lived process, and say what
-each became. `python3 tools/interrupt_stress.py [--runs N] [--max-delay S] [--case ID]`
+"""Interrupt many runs (of the fake lane by default) at random points, in one long-lived process,
+and say what each became.
+`python3 tools/interrupt_stress.py [--runs N] [--max-delay S] [--case ID] [--engine E]`
 
 This is what a Ray worker lives through: task after task in the same process, each cancelled
 (`ray.cancel`, which calls `_thread.interrupt_main()` from another thread) at whatever point it
@@ -13,8 +14,9 @@ has reached. Every run must end in one of these, and nothing may pile up across 
 * `finished first`: the run was over before the signal came (a `pass`).
 
 Anything else (an `error` bundle, another blocker, a bundle that does not verify, a descriptor
-or a sandbox uid kept after the run) is listed and the exit status is 1. The runs use a private
-home under a temporary folder, removed at the end.
+or a sandbox uid kept after the run) is listed and the exit status is 1. The runs go to a
+temporary folder, removed at the end, and so does the home unless `$CTO_HARNESS_HOME` names one
+(the Case and pi lanes need the home that holds their admissions).
 """
 
 from __future__ import annotations
@@ -76,9 +78,16 @@ def main() -> int:
                         help="the signal comes 0.01 s to this many seconds into a run "
                              "(default 0.4: about a fake run's length here)")
     parser.add_argument("--case", default="r1-string-slugify")
+    parser.add_argument("--engine", default="fake",
+                        help="default fake; `case` or `pi` need their usual settings in the "
+                             "environment (an admitted binary, a model) and a harness root "
+                             "whose policy admits them")
+    parser.add_argument("--harness-root", type=Path, default=REPO / "harness")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="cto-interrupt-stress-"))
-    os.environ["CTO_HARNESS_HOME"] = str(scratch / "home")
+    # A home of its own, unless the engine needs the caller's (its admissions are there).
+    os.environ.setdefault("CTO_HARNESS_HOME", str(scratch / "home"))
+    os.environ["CTO_HARNESS_RUNS_DIR"] = str(scratch / "runs")
     from cto_harness.core.run import execute_run
     from cto_harness.settings import Settings
 
@@ -102,7 +111,7 @@ def main() -> int:
             canceller = threading.Thread(target=cancel, daemon=True)
             try:
                 canceller.start()
-                execute_run(args.case, "fake", harness_root=REPO / "harness",
+                execute_run(args.case, args.engine, harness_root=args.harness_root,
                             settings=settings, run_dir=run_dir)
             except KeyboardInterrupt:
                 escaped = True
