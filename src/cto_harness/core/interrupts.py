@@ -16,6 +16,11 @@ handled there), a `__del__`, a weakref callback. The stages would go on as if no
 again from a thread, so that it raises in the stages' own code; if the stretch ends first, it
 raises there.
 
+The stages' own code may also catch `Interrupted` (it is an `Exception`): a step that turns
+whatever it catches into its own error, a fallback that drops it. So the gate remembers that it
+fired, and the stretch then ends in `Interrupted` whatever came out of it: an interrupted run is
+never an `error` or a `pass`, which a resumed suite would not run again.
+
 Handlers can only be installed from the main thread; elsewhere (a thread of a library caller)
 Python never raises a signal's exception anyway, and the gate does nothing.
 """
