@@ -14,9 +14,10 @@ has reached. Every run must end in one of these, and nothing may pile up across 
 * `finished first`: the run was over before the signal came (a `pass`).
 
 Anything else (an `error` bundle, another blocker, a bundle that does not verify, a descriptor
-or a sandbox uid kept after the run) is listed and the exit status is 1. The runs go to a
-temporary folder, removed at the end, and so does the home unless `$CTO_HARNESS_HOME` names one
-(the Case and pi lanes need the home that holds their admissions).
+or a sandbox uid kept after the run, a thread or a child process still running at the end) is
+listed and the exit status is 1. The runs go to a temporary folder, removed at the end, and so
+does the home unless `$CTO_HARNESS_HOME` names one (the Case and pi lanes need the home that
+holds their admissions).
 """
 
 from __future__ import annotations
@@ -50,6 +51,21 @@ def _open_fds() -> dict[str, str]:
             found[name] = os.readlink(f"/proc/self/fd/{name}")
         except OSError:
             continue  # the listing's own descriptor, closed meanwhile
+    return found
+
+
+def _children() -> list[str]:
+    """This process's live child processes (pid and name)."""
+    me, found = str(os.getpid()), []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat_line = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat_line[stat_line.index("(") + 1:stat_line.rindex(")")], \
+            stat_line[stat_line.rindex(")") + 2:].split()
+        if rest[1] == me and rest[0] != "Z":
+            found.append(f"{pid} {name}")
     return found
 
 
@@ -135,6 +151,9 @@ def main() -> int:
             if (number + 1) % 50 == 0:
                 print(f"{number + 1}/{args.runs} runs", file=sys.stderr, flush=True)
         kept = sorted(set(_open_fds().items()) - set(fds_before.items()))
+        threads = [t.name for t in threading.enumerate()
+                   if t is not threading.main_thread() and t.is_alive()]
+        children = _children()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for outcome, count in tally.most_common():
@@ -142,9 +161,12 @@ def main() -> int:
     print(f"descriptors kept across runs: {len(kept)}")
     for fd, target in kept:
         print(f"KEPT descriptor {fd}: {target}")
+    print(f"threads still running: {len(threads)}; child processes: {len(children)}")
+    for what in [*threads, *children]:
+        print(f"LEFT {what}")
     for line in wrong:
         print(f"WRONG {line}")
-    return 1 if wrong or kept else 0
+    return 1 if wrong or kept or threads or children else 0
 
 
 if __name__ == "__main__":
