@@ -33,10 +33,10 @@ from cto_harness.fsutil import (
     atomic_write_text,
     exclusive_lock,
     sha256_file,
-    tree_digest,
 )
 from cto_harness.git import user_git_env
 from cto_harness.progress import Progress
+from cto_harness.providers.checkout import check_unchanged, observe_checkout, origin_url
 from cto_harness.providers.distribution import AdmitOptions, VerifyOptions
 from cto_harness.providers.identity import (
     SourceIdentityEvidence,
@@ -136,39 +136,6 @@ def _git(args: list[str], cwd: Path | None = None) -> tuple[int, str]:
     return result.returncode, out
 
 
-def _checkout_state(path: Path) -> CheckoutState:
-    """Observe the user's checkout without writing to it (no index refresh: optional locks off)."""
-    git_dir = path / ".git"
-    code_head, head = _git(["--no-optional-locks", "-C", str(path), "rev-parse", "HEAD"])
-    code_status, status = _git(
-        ["--no-optional-locks", "-C", str(path), "status", "--porcelain=v1",
-         "--untracked-files=all", "--ignored=no"]
-    )
-    return CheckoutState(
-        path=str(path),
-        worktree_digest=tree_digest(path, exclude=frozenset({".git"})),
-        git_dir_digest=tree_digest(git_dir) if git_dir.is_dir() else None,
-        head=head if code_head == 0 else None,
-        porcelain_status=status.splitlines() if code_status == 0 else [f"error: {status}"],
-    )
-
-
-def _check_unchanged(before: CheckoutState) -> CheckoutGuard:
-    after = _checkout_state(Path(before.path))
-    guard = CheckoutGuard(before=before, after=after, unchanged=before == after)
-    if not guard.unchanged:
-        changed = [
-            name for name in ("worktree_digest", "git_dir_digest", "head", "porcelain_status")
-            if getattr(before, name) != getattr(after, name)
-        ]
-        raise Blocked(
-            BlockerCode.SOURCE_MUTATED,
-            f"the source checkout {before.path} changed during the build ({', '.join(changed)}); "
-            "nothing was admitted",
-        )
-    return guard
-
-
 def _build_env(
     settings: Settings, root: Path, bun: _Tool, environ: Mapping[str, str]
 ) -> dict[str, str]:
@@ -233,11 +200,8 @@ def _resolve_source(
         checkout = Path(source).expanduser().absolute()
         if not checkout.is_dir():
             raise UsageError(f"source {source!r} is neither a git URL nor a directory")
-        state = _checkout_state(checkout)
-        code, origin_out = _git(
-            ["--no-optional-locks", "-C", str(checkout), "config", "--get", "remote.origin.url"]
-        )
-        origin = origin_out if code == 0 and origin_out else None
+        state = observe_checkout(checkout)
+        origin = origin_url(checkout)
         claimed = source_url or origin
         kind = "local"
         location = str(checkout)
@@ -262,8 +226,11 @@ def _resolve_source(
 
 
 def _clone_at_pin(info: SourceInfo, clone: Path, commit: str) -> None:
+    # --no-local: a local source is read through git's transport, which hashes every object it
+    # receives; a plain local clone copies the object files as they are, so a checkout whose
+    # loose object was rewritten under the same id would build other code under the pin.
     code, out = _git(
-        ["clone", "--quiet", "--no-checkout", "--no-hardlinks", info.location, str(clone)]
+        ["clone", "--quiet", "--no-checkout", "--no-local", info.location, str(clone)]
     )
     if code != 0:
         raise Blocked(BlockerCode.SOURCE_UNAVAILABLE, f"git clone of {info.location} failed: {out[-400:]}")
@@ -452,7 +419,7 @@ def build_provider(source: str | None, commit: str | None, policy: ProviderPolic
             if built.checkout_before is None:
                 return None
             with show.step("source checkout unchanged"):
-                return _check_unchanged(built.checkout_before)
+                return check_unchanged(built.checkout_before)
 
         result.append(_store_and_admit(
             settings, policy, candidate=built.path, relative_path=built.relative_path,
@@ -538,7 +505,7 @@ def verify_provider(record: AdmissionRecord, policy: ProviderPolicy, settings: S
         source_url=record.source_url, environ=options.get("environ"),
     )
     if built.checkout_before is not None:
-        _check_unchanged(built.checkout_before)
+        check_unchanged(built.checkout_before)
     return VerifyResult(
         sha256=record.sha256,
         store_path=record.store_path,
