@@ -65,6 +65,11 @@ def _outcome(outcome: str | None, failed: str | None = None) -> ProviderOutcome:
     ("failed", "fail", True, None),
     ("failed", "blocked", None, None),
     (None, "pass", None, "provider_outcome_unknown"),
+    # A word outside the closed set is never agreement, whatever the verdict: "completed" with
+    # an invisible mark after it, another case, another word.
+    ("completed\u034f", "fail", None, "provider_outcome_unknown"),
+    ("COMPLETED", "fail", None, "provider_outcome_unknown"),
+    ("done", "pass", None, "provider_outcome_unknown"),
 ])
 def test_the_outcome_is_judged_against_the_verdict(outcome: str | None, verdict: str,
                                                   agrees: bool | None, code: str | None) -> None:

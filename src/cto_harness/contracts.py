@@ -330,6 +330,22 @@ class PhaseOutcome(FrozenModel):
     error: str | None = None
 
 
+_COMPLETED_OUTCOMES = frozenset({"completed", "success", "succeeded", "passed"})
+_FAILED_OUTCOMES = frozenset({"failed", "failure", "error", "errored", "aborted"})
+
+
+def outcome_class(outcome: object) -> Literal["completed", "failed"] | None:
+    """A provider's outcome word in a closed set: "completed", "failed", or None for anything
+    else (`COMPLETED`, `done`, `completed` with an invisible mark after it). Only a word of the
+    set is ever compared with the verdict: a provider cannot make agreement out of a word the
+    harness does not know."""
+    if outcome in _COMPLETED_OUTCOMES:
+        return "completed"
+    if outcome in _FAILED_OUTCOMES:
+        return "failed"
+    return None
+
+
 class ProviderOutcome(FrozenModel):
     """The provider's own account of its run (Case: `pipeline_end` and each `phase_end` of its
     event log): shown beside the verdict, never a reason for it. The harness fills the last
@@ -344,7 +360,8 @@ class ProviderOutcome(FrozenModel):
     source: str | None = Field(default=None, description="the bundle file it was read from")
     agrees_with_verdict: bool | None = Field(
         default=None, description="null when the verdict is neither pass nor fail, or the "
-        "provider stated nothing"
+        "provider stated nothing or an outcome outside the known words (completed, success, "
+        "succeeded, passed; failed, failure, error, errored, aborted)"
     )
     note_code: str | None = Field(
         default=None, description="provider_failed_harness_passed, provider_completed_harness_"

@@ -137,6 +137,11 @@ def test_provider_outcome_prefers_the_report_field_and_names_disagreement() -> N
     assert older is not None and older.outcome == "completed"
     assert older.disagreement == "the provider says completed but the harness's own checks failed"
     assert provider_outcome(_report()) is None
+    # A word outside the closed set is named as such, never taken as agreeing with a FAIL.
+    masked = provider_outcome(_report(verdict="fail",
+                                      provider_outcome={"outcome": "completed\u034f"}))
+    assert masked is not None and masked.disagreement is not None
+    assert "does not recognise" in masked.disagreement
 
 
 def test_a_name_past_name_max_is_no_safe_path_and_no_crash(tmp_path: Path) -> None:

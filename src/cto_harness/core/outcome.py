@@ -7,12 +7,11 @@ disagree — for instance Case ending `failed` at its closer while the harness's
 
 from __future__ import annotations
 
-from cto_harness.contracts import ProviderOutcome, Verdict
+from cto_harness.contracts import ProviderOutcome, Verdict, outcome_class
 
 PROVIDER_FAILED_HARNESS_PASSED = "provider_failed_harness_passed"
 PROVIDER_COMPLETED_HARNESS_FAILED = "provider_completed_harness_failed"
 PROVIDER_OUTCOME_UNKNOWN = "provider_outcome_unknown"
-_COMPLETED = ("completed", "success", "succeeded", "passed")
 
 
 def judge_outcome(outcome: ProviderOutcome, verdict: Verdict) -> ProviderOutcome:
@@ -30,7 +29,14 @@ def judge_outcome(outcome: ProviderOutcome, verdict: Verdict) -> ProviderOutcome
     who = who or "the provider"
     if verdict not in ("pass", "fail"):
         return outcome  # blocked or error: no verdict on the merits to compare with
-    provider_ok = outcome.outcome in _COMPLETED
+    said = outcome_class(outcome.outcome)
+    if said is None:
+        return outcome.model_copy(update={
+            "note_code": PROVIDER_OUTCOME_UNKNOWN,
+            "note": f"{who} ended its pipeline with an outcome the harness does not recognise "
+                    f"(shown as written): its own outcome is not compared with the verdict.",
+        })
+    provider_ok = said == "completed"
     update: dict[str, object] = {"agrees_with_verdict": provider_ok == (verdict == "pass")}
     if verdict == "pass" and not provider_ok:
         where = f" at its {outcome.failed_agent}" if outcome.failed_agent else ""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cto_harness.contracts import outcome_class
 from cto_harness.evidence.layout import bundle_files
 from cto_harness.inert import inert, read_json, read_text
 
@@ -171,10 +172,13 @@ def provider_outcome(report: dict[str, Any]) -> ProviderOutcomeView | None:
             for p in phases if isinstance(p, dict)]
     verdict = verdict_of(report)
     disagreement = None
-    said_ok = outcome in ("completed", "success", "succeeded", "passed")
-    if outcome is not None and verdict == "pass" and not said_ok:
+    said = outcome_class(outcome)
+    if outcome is not None and said is None:
+        disagreement = f"the provider's own pipeline ended {outcome}, an outcome the harness " \
+                       f"does not recognise: not compared with the verdict"
+    elif outcome is not None and verdict == "pass" and said == "failed":
         disagreement = f"the harness says PASS but the provider's own pipeline says {outcome}"
-    elif outcome is not None and verdict == "fail" and said_ok:
+    elif outcome is not None and verdict == "fail" and said == "completed":
         disagreement = f"the provider says {outcome} but the harness's own checks failed"
     return ProviderOutcomeView(
         outcome=None if outcome is None else str(outcome),
