@@ -18,10 +18,13 @@ leaving.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +32,13 @@ from cto_harness.contracts import ForbiddenAction, LocalPullRequest
 from cto_harness.core.gitdir import check_git_dir, config_entries, redact_url
 from cto_harness.engines.case import gh_sink
 from cto_harness.fsutil import MAX_JSON_DEPTH, nested_deeper_than, sha256_bytes
+from cto_harness.git import git_env
 from cto_harness.sandbox.process import run_quiet
-from cto_harness.tree import read_file
+from cto_harness.tree import Budget, BudgetExceeded, iter_files, read_file
+
+# The most the local remote's objects may hold for the pull-request check (the fixture and
+# what the provider pushed): past it, no pull request is verified.
+REMOTE_OBJECTS_LIMIT = 512 << 20
 
 GH_RECORD = gh_sink.CALLS
 PR_RECORD = gh_sink.PULLS
@@ -195,41 +203,79 @@ def collect_guard_records(records: Path, backend: Path) -> list[ForbiddenAction]
     return forbidden
 
 
+@contextlib.contextmanager
+def objects_of(local_remote: Path, git: str) -> Iterator[Path | None]:
+    """A bare repository of the harness's own holding the local remote's objects, copied as
+    data; None when they cannot be (over REMOTE_OBJECTS_LIMIT, unreadable).
+
+    The provider pushes to the local remote, so it owns every byte of it, its config too: run
+    there, git would do what that config says (a promisor remote whose `uploadpack` is a shell
+    command, run on a lazy fetch of a missing object). Here git only ever runs under a config
+    the harness wrote; `objects/info` (alternates that borrow objects from elsewhere) and
+    promisor marks are left out, and no link is followed."""
+    with tempfile.TemporaryDirectory(prefix="cto-harness-remote-") as tmp:
+        copy = Path(tmp) / "remote.git"
+        env = git_env(Path(tmp), path=os.defpath)
+        if run_quiet([git, "init", "--quiet", "--bare", str(copy)], env=env,
+                     check=False).returncode != 0:
+            yield None
+            return
+        objects = copy / "objects"
+        try:
+            for rel, data in iter_files(local_remote / "objects", cap=REMOTE_OBJECTS_LIMIT,
+                                        budget=Budget(REMOTE_OBJECTS_LIMIT)):
+                if rel.startswith(b"info/") or rel.endswith(b".promisor"):
+                    continue
+                target = objects / os.fsdecode(rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        except (BudgetExceeded, OSError):
+            yield None
+            return
+        yield copy
+
+
 def collect_pull_requests(
     records: Path, local_remote: Path, git: str
 ) -> tuple[list[LocalPullRequest], list[ForbiddenAction]]:
     """The pull requests the sink recorded, each checked against the local remote: its head
-    commit must be there. One that is not (a forged or broken record) is a forbidden action."""
+    commit must be there (looked up in the harness's own copy of its objects, `objects_of`).
+    One that is not (a forged or broken record) is a forbidden action."""
     pulls: list[LocalPullRequest] = []
     forbidden: list[ForbiddenAction] = []
-    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "PATH": os.defpath}
-    for row in _rows(_read(records / PR_RECORD)):
-        body = str(row.get("body") or "")
-        commit = str(row.get("head_commit") or "")
-        problem = None
-        try:
-            number = int(row["number"])
-            url, title = str(row["url"]), str(row["title"])
-            base, head = str(row["base"]), str(row["head"])
-        except (KeyError, TypeError, ValueError, OverflowError):  # int(Infinity) overflows
-            number, url, title, base, head = 0, "", "", "", ""
-            problem = "the record is not a pull request the sink wrote"
-        if problem is None:
-            if not url.startswith(f"https://{gh_sink.PR_HOST}/"):
-                problem = f"its URL is not under {gh_sink.PR_HOST}"
-            elif not commit or run_quiet(
-                    [git, "--git-dir", str(local_remote), "cat-file", "-e", f"{commit}^{{commit}}"],
-                    env=env, check=False).returncode != 0:
-                problem = "its head commit is not on the local remote"
-        pulls.append(LocalPullRequest(
-            number=number, url=url[:300], title=title[:300], base=base[:200], head=head[:200],
-            head_commit=commit[:64] or None, body_excerpt=body[:_BODY_EXCERPT],
-            body_sha256=sha256_bytes(body.encode()), verified=problem is None, problem=problem,
-        ))
-        if problem is not None:
-            forbidden.append(ForbiddenAction(
-                action="pull_request_unverified", detail=f"pull request #{number}: {problem}",
-                source=f"backend/{PR_RECORD}"))
+    rows = _rows(_read(records / PR_RECORD))
+    with objects_of(local_remote, git) if rows else contextlib.nullcontext() as remote:
+        env = git_env(local_remote.parent, path=os.defpath)
+        for row in rows:
+            body = str(row.get("body") or "")
+            commit = str(row.get("head_commit") or "")
+            problem = None
+            try:
+                number = int(row["number"])
+                url, title = str(row["url"]), str(row["title"])
+                base, head = str(row["base"]), str(row["head"])
+            except (KeyError, TypeError, ValueError, OverflowError):  # int(Infinity) overflows
+                number, url, title, base, head = 0, "", "", "", ""
+                problem = "the record is not a pull request the sink wrote"
+            if problem is None:
+                if not url.startswith(f"https://{gh_sink.PR_HOST}/"):
+                    problem = f"its URL is not under {gh_sink.PR_HOST}"
+                elif remote is None:
+                    problem = "the local remote's objects could not be read"
+                elif not commit or commit.startswith("-") or run_quiet(
+                        [git, "--git-dir", str(remote), "cat-file", "-e",
+                         f"{commit}^{{commit}}"], env=env, check=False).returncode != 0:
+                    problem = "its head commit is not on the local remote"
+            pulls.append(LocalPullRequest(
+                number=number, url=url[:300], title=title[:300], base=base[:200],
+                head=head[:200], head_commit=commit[:64] or None,
+                body_excerpt=body[:_BODY_EXCERPT], body_sha256=sha256_bytes(body.encode()),
+                verified=problem is None, problem=problem,
+            ))
+            if problem is not None:
+                forbidden.append(ForbiddenAction(
+                    action="pull_request_unverified", detail=f"pull request #{number}: {problem}",
+                    source=f"backend/{PR_RECORD}"))
     return pulls, forbidden
 
 

@@ -1,0 +1,83 @@
+"""The pull-request check runs git only under a config the harness wrote: the provider owns the
+local remote (it pushes there), config included. Real git, no provider binary needed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from cto_harness.engines.case.guards import PR_RECORD, collect_pull_requests, real_git
+from cto_harness.git import git_env
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, env=git_env(), capture_output=True,
+                          text=True, check=True)
+    return done.stdout.strip()
+
+
+def pull_request(records: Path, number: int, commit: str) -> None:
+    records.mkdir(parents=True, exist_ok=True)
+    row = {"number": number, "url": f"https://pr.invalid/r/pull/{number}", "title": "t",
+           "base": "main", "head": "fix", "head_commit": commit, "body": ""}
+    with open(records / PR_RECORD, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def test_a_remote_config_naming_a_command_runs_nothing_and_verifies_nothing(
+        tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    (work / "a.txt").write_text("one\n")
+    git("add", "a.txt", cwd=work)
+    git("commit", "-q", "-m", "one", cwd=work)
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote))
+    git("push", "-q", str(remote), "main", cwd=work)
+    pushed = git("rev-parse", "HEAD", cwd=work)
+    (work / "a.txt").write_text("two\n")
+    git("commit", "-q", "-am", "two", cwd=work)
+    not_pushed = git("rev-parse", "HEAD", cwd=work)
+
+    # What a provider can write into the remote it owns: a partial clone whose promisor remote
+    # fetches a missing object with a shell command of its choosing.
+    marker = tmp_path / "ran.txt"
+    config = remote / "config"
+    for key, value in (("core.repositoryformatversion", "1"),
+                       ("extensions.partialClone", "origin"),
+                       ("remote.origin.url", str(work)), ("remote.origin.promisor", "true"),
+                       ("remote.origin.uploadpack",
+                        f"f() {{ id > {marker}; exec git-upload-pack \"$@\"; }}; f")):
+        git("config", "--file", str(config), key, value)
+    records = tmp_path / "records"
+    pull_request(records, 1, pushed)
+    pull_request(records, 2, not_pushed)
+
+    pulls, forbidden = collect_pull_requests(records, remote, real_git())
+
+    assert not marker.exists(), marker.read_text()
+    assert [(p.number, p.verified) for p in pulls] == [(1, True), (2, False)]
+    assert pulls[1].problem == "its head commit is not on the local remote"
+    assert [f.action for f in forbidden] == ["pull_request_unverified"]
+
+
+def test_borrowed_objects_do_not_verify_a_pull_request(tmp_path: Path) -> None:
+    # An alternates file makes another repository's objects the remote's: the commit exists
+    # only in the workspace, never pushed.
+    work = tmp_path / "work"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    (work / "a.txt").write_text("x\n")
+    git("add", "a.txt", cwd=work)
+    git("commit", "-q", "-m", "x", cwd=work)
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote))
+    (remote / "objects" / "info" / "alternates").write_text(f"{work / '.git' / 'objects'}\n")
+    records = tmp_path / "records"
+    pull_request(records, 3, git("rev-parse", "HEAD", cwd=work))
+
+    pulls, _forbidden = collect_pull_requests(records, remote, real_git())
+
+    assert [(p.number, p.verified) for p in pulls] == [(3, False)]
