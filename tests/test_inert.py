@@ -25,6 +25,15 @@ def test_path_text_is_injective_over_odd_names() -> None:
     assert all(s.isprintable() for s in shown)
 
 
+def test_characters_that_show_nothing_are_tokens() -> None:
+    # Printable to Python, invisible on screen: each made `text.py` look like `text.py`.
+    for hidden in ("\u034f", "\ufe0f", "\u3164", "\u2800", "\u2060", "\U000e0041"):
+        assert path_text(f"text.py{hidden}") != "text.py"
+        assert path_text(f"text.py{hidden}") == f"text.py\u27e8U+{ord(hidden):04X}\u27e9"
+        assert inert(f"completed{hidden}") != "completed"
+    assert inert("héllo ✓ 日本") == "héllo ✓ 日本"  # visible text stays as it is
+
+
 def test_inert_leaves_no_control_character() -> None:
     hostile = "ok\x1b[2J\x1b[1;1Hverdict PASS\r\x07\u202e\u200b\udcff\U000e0041"
     assert inert(hostile).isprintable()

@@ -139,7 +139,12 @@ def test_provider_written_text_stays_inert() -> None:
 
 
 def test_inline_and_block_escaping() -> None:
-    assert inline("a\nb\r\tc") == "a b  c"
+    # A control character is a visible token, never dropped (a hidden character would be).
+    assert inline("a\nb\r\tc") == "a\u2424b\u240d\u2409c"
+    # No autolink can form: the `.` of www., the `:` of a scheme and the `@` of an address.
+    assert inline("see www.evil.example or https://e.example or a@evil.example") == \
+        "see www\\.evil\\.example or https\\://e\\.example or a\\@evil\\.example"
+    assert inline("completed\u034f") == "completed\u27e8U+034F\u27e9"
     assert inline("<b>&") == "&lt;b&gt;&amp;"
     assert inline("[x](y)") == "\\[x\\]\\(y\\)"
     assert inline("a" * 10, limit=4) == "aaaa…"
@@ -236,6 +241,10 @@ def test_diff_stats_count_only_hunk_lines_as_git_does() -> None:
     )
     assert diff_stats(patch) == DiffStats(files=2, additions=1, deletions=1, binary_files=1)
     assert diff_stats(b"") == DiffStats()
+    # A line break Python knows but git does not (U+2028, a form feed) ends no hunk.
+    tricky = ("diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1,4 @@\n-a\n"
+              "+# note:\u2028x\n+b\x0cc\n+d\n+e\n").encode()
+    assert diff_stats(tricky) == DiffStats(files=1, additions=4, deletions=1)
 
 
 def test_paths_inside_the_run_folder_are_shown_relative_to_it() -> None:
@@ -249,7 +258,7 @@ def test_paths_inside_the_run_folder_are_shown_relative_to_it() -> None:
                  "/runs/r/workspace/.case/tasks/active/t.task.json", "--mode", "unattended"])
     text = render_markdown(report)
     assert "/runs/r" not in text
-    assert "killed; see backend/provider-timeout.txt" in text
+    assert "killed; see backend/provider-timeout\\.txt" in text
     assert "`private/bin/ca run --task workspace/.case/tasks/active/t.task.json --mode " \
         "unattended`" in text
     assert code_span("a `b` c") == "``a `b` c``" and code_span("`x") == "`` `x ``"

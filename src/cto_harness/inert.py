@@ -3,8 +3,9 @@
 Every string in a bundle is provider-controlled: file names, claims, test names, event text.
 There is one rule for showing such text, `inert`: control characters (ANSI escapes, carriage
 returns, NUL) and invisible formatting characters (bidirectional overrides, zero-width joiners,
-lone surrogates from bytes that were not UTF-8, ...: everything `str.isprintable` rejects) are
-shown as visible tokens instead of acting. Built on it:
+lone surrogates from bytes that were not UTF-8, ...: everything `str.isprintable` rejects), and
+the printable characters that show nothing (default-ignorable code points such as U+034F or a
+variation selector, the blank Braille pattern), are shown as visible tokens instead. Built on it:
 
 * `markdown(text)`: `inert`, then every Markdown and HTML metacharacter escaped (report.md), so
   a name like `**PASS**`, a `<!--` comment or a `|` cannot become markup, a heading or a cell;
@@ -24,6 +25,16 @@ from pathlib import Path
 from typing import Any
 
 _KEPT_MULTILINE = frozenset("\n\t")
+# Printable to Python, yet nothing on screen: Unicode's default-ignorable code points (the
+# combining grapheme joiner, variation selectors, Hangul fillers, tags...) and the blank Braille
+# pattern. `text.py` with one of them after it looks like `text.py`; shown as a token, it cannot.
+_INVISIBLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2060-\u206f\u2800\u3164"
+    "\ufe00-\ufe0f\uffa0\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+
+
+def _shown(char: str) -> bool:
+    return char.isprintable() and not _INVISIBLE.match(char)
 
 
 def _token(char: str) -> str:
@@ -40,10 +51,10 @@ def _token(char: str) -> str:
 def inert(text: str, *, multiline: bool = False) -> str:
     """`text` with every hidden or acting character made visible. One-line values also show
     newlines and tabs as tokens, so a file name cannot start a new line."""
-    if text.isprintable():
+    if text.isprintable() and not _INVISIBLE.search(text):
         return text
     kept = _KEPT_MULTILINE if multiline else frozenset()
-    return "".join(c if c.isprintable() or c in kept else _token(c) for c in text)
+    return "".join(c if _shown(c) or c in kept else _token(c) for c in text)
 
 
 # Where `inert_tree` stops: far deeper than any record, far shallower than the interpreter's
@@ -77,7 +88,8 @@ def path_text(raw: bytes | str) -> str:
     name's own `⟨` or control-picture character is itself written as a token, so every token in
     the result stands for exactly one thing."""
     text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
-    if text.isprintable() and not any(c == "\u27e8" or "\u2400" <= c <= "\u2426" for c in text):
+    if text.isprintable() and not _INVISIBLE.search(text) and \
+            not any(c == "\u27e8" or "\u2400" <= c <= "\u2426" for c in text):
         return text
     out = []
     for char in text:
@@ -86,7 +98,7 @@ def path_text(raw: bytes | str) -> str:
             out.append(f"\u27e80x{code - 0xDC00:02X}\u27e9")
         elif char == "\u27e8" or 0x2400 <= code <= 0x2426:  # our own token characters
             out.append(f"\u27e8U+{code:04X}\u27e9")
-        elif not char.isprintable():
+        elif not _shown(char):
             out.append(_token(char))
         else:
             out.append(char)
@@ -97,10 +109,13 @@ def path_text(raw: bytes | str) -> str:
 
 # These three become HTML entities, so that no raw HTML (comments, tags) survives anywhere.
 _ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
-# Backslash-escaped: every character that can open inline markup (emphasis, code, links,
-# images, tables, strike-through, math, headings). Provider text never starts a line (newlines
-# are tokens), so line-start markers such as `-`, `+` or `1.` stay plain and readable.
-_MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()!|~$#")
+# Backslash-escaped: every ASCII punctuation character that can take part in markup or in an
+# autolink (CommonMark makes an escaped one literal): emphasis, code, links, images, tables,
+# math, and the `www.`, `https:` and `name@host.` of GFM's autolinks (their `.`, `:` and `@`).
+# Kept plain for a readable report.md: characters that are markup only at the start of a line
+# (`-`, `+`, `=`), which provider text never is (its newlines are tokens), and ones that are
+# never markup (`/`, `,`, `;`, quotes, `?`, `%`, `^`).
+_MARKDOWN_PUNCTUATION = frozenset("!#$()*.:@[\\]_`{|}~")
 
 
 def markdown(text: object) -> str:

@@ -8,11 +8,13 @@ from cto_harness.contracts import DiffStats
 
 def diff_stats(patch: bytes | str) -> DiffStats:
     """Count a unified git diff. Only lines inside a hunk count, so a removed line that reads
-    `-- x` is a deletion, never mistaken for the `--- a/x` header."""
+    `-- x` is a deletion, never mistaken for the `--- a/x` header. Lines end at `\n` alone, as
+    git writes them: a U+2028 or a form feed inside an added line (`str.splitlines` breaks
+    there) must not end the hunk and leave the lines after it uncounted."""
     text = patch.decode("utf-8", "replace") if isinstance(patch, bytes) else patch
     files = added = removed = binary = 0
     in_hunk = False
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if line.startswith("diff --git "):
             files += 1
             in_hunk = False

@@ -1,10 +1,9 @@
-"""report.md pieces that show provider-written text, and the escaping that keeps it inert.
+"""report.md pieces that show provider-written text, kept inert by the one rule of `inert.py`.
 
 Anything a provider wrote (a file name, a pull request title or body, an argv, its phase names)
-is shown either as escaped inline text (`inline`: control characters dropped, `<`, `>`, `&` as
-entities, every other ASCII punctuation backslash-escaped, so no link, image, HTML, heading,
-table cell or emphasis can come out of it) or inside a fenced block whose fence is longer than
-any run of backticks in the text (`block`), where nothing is interpreted.
+is shown either as escaped inline text (`inline`: `inert.markdown`, cut to a length) or inside a
+fenced block whose fence is longer than any run of backticks in the text (`block`), where
+nothing is interpreted; either way every control or invisible character is a visible token.
 """
 
 from __future__ import annotations
@@ -12,22 +11,16 @@ from __future__ import annotations
 import re
 
 from cto_harness.contracts import Report
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e]")
-_PUNCT = re.compile(r"([!\"#$%'()*+,\-./:;=?@\[\\\]^_`{|}~])")
-_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+from cto_harness.inert import inert, markdown
 
 
 def inline(text: object, limit: int = 300) -> str:
-    value = _CONTROL.sub("", str(text).replace("\r", " ").replace("\n", " ").replace("\t", " "))
-    if len(value) > limit:
-        value = value[:limit] + "…"
-    value = _PUNCT.sub(r"\\\1", value)
-    return "".join(_ENTITIES.get(ch, ch) for ch in value)
+    value = str(text)
+    return markdown(value[:limit] + "…" if len(value) > limit else value)
 
 
 def block(text: object, limit: int = 4000, info: str = "text") -> list[str]:
-    value = _CONTROL.sub("", str(text).replace("\r\n", "\n").replace("\t", "    "))
+    value = inert(str(text).replace("\r\n", "\n").replace("\t", "    "), multiline=True)
     if len(value) > limit:
         value = value[:limit] + "\n…"
     longest = max((len(run) for run in re.findall(r"`+", value)), default=0)

@@ -42,7 +42,7 @@ def _patches(diff: str) -> dict[str, str]:
     parts: dict[str, str] = {}
     current: str | None = None
     lines: list[str] = []
-    for line in diff.splitlines():
+    for line in diff.split("\n"):  # git's line end only (not U+2028 inside a line)
         if line.startswith("diff --git "):
             if current is not None:
                 parts[current] = "\n".join(lines)
