@@ -317,3 +317,21 @@ def test_only_npms_own_notarget_lines_count_as_a_missing_version() -> None:
     # A package (or a folder) named after the error is no ETARGET: names hold no space.
     assert not missing_version(said("npm error 404 'notarget@1.0.0' is not in this registry."))
     assert not missing_version(said("npm error 404 Not Found - GET /notarget-ETARGET - notarget"))
+
+
+def test_the_registry_is_never_a_project_npmrc_in_the_working_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `provider build --provider pi` started from a folder holding a package with its own
+    # .npmrc (or below a world-writable folder holding one): that file is nobody's choice of
+    # registry, and the registry is the npm kind's only source of the package's bytes.
+    from cto_harness.providers.npm import configured_registry, find_npm
+
+    env = dict(os.environ)
+    npm_tool = find_npm(env)
+    expected = configured_registry(npm_tool, env)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "package.json").write_text('{"name": "p", "version": "1.0.0"}\n')
+    (project / ".npmrc").write_text("registry=http://attacker.invalid/\n")
+    monkeypatch.chdir(project)
+    assert configured_registry(npm_tool, env) == expected != "http://attacker.invalid/"

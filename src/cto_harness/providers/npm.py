@@ -178,9 +178,12 @@ def find_bun(environ: Mapping[str, str]) -> Tool:
 
 
 def configured_registry(npm: Tool, environ: Mapping[str, str]) -> str:
-    """The registry the machine's npm is configured with (user, global, environment)."""
+    """The registry the machine's npm is configured with (user, global, environment), never a
+    project's: npm also reads the `.npmrc` of the package its working folder is in, and the
+    folder `provider build` was started from (or a world-writable one above it) is nobody's
+    choice of registry. Asked from `/`, whose config only root can write."""
     result = run_quiet([npm.path, "config", "get", "registry"], env=dict(environ), timeout=60,
-                       check=False)
+                       check=False, cwd=Path("/"))
     registry = (result.stdout or "").strip()
     parts = urlsplit(registry)
     if result.returncode != 0 or parts.scheme not in ("http", "https") or not parts.netloc:
