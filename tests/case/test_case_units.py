@@ -170,7 +170,7 @@ def test_gh_pr_create_is_served_against_the_local_remote(guarded, tmp_path: Path
     assert [(c["argv"][:2], c["exit_code"]) for c in _calls(backend)] == [
         (["pr", "create"], 1), (["pr", "create"], 0), (["pr", "create"], 1),
         (["pr", "view"], 0), (["pr", "list"], 0), (["pr", "view"], 1)]
-    pulls, unverified = collect_pull_requests(records, remote, real_git())
+    pulls, unverified = collect_pull_requests(records, remote, real_git(), workspace)
     assert unverified == []
     (pull,) = pulls
     assert (pull.number, pull.head, pull.base, pull.head_commit, pull.verified) == (
@@ -225,7 +225,7 @@ def test_records_no_parser_step_can_take_are_forbidden_not_a_harness_error(
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
     (records / "pull-requests.jsonl").write_text(
         '{"number": Infinity, "url": "u", "title": "t", "base": "main", "head": "h"}\n')
-    pulls, unverified = collect_pull_requests(records, remote, real_git())
+    pulls, unverified = collect_pull_requests(records, remote, real_git(), tmp_path)
     assert pulls == [] or all(not p.verified for p in pulls)
     assert len(unverified) == 1
     deep = backend / "task-after-run.json"
@@ -234,7 +234,7 @@ def test_records_no_parser_step_can_take_are_forbidden_not_a_harness_error(
 
 
 def test_a_forged_pull_request_record_is_unverified(guarded) -> None:  # type: ignore[no-untyped-def]
-    _workspace, remote, _other, records, _env = guarded
+    workspace, remote, _other, records, _env = guarded
     (records / "pull-requests.jsonl").write_text("\n".join([
         json.dumps({"number": 1, "url": "https://pr.invalid/w/pull/1", "title": "t",
                     "body": "b", "base": "main", "head": "x", "head_commit": "1" * 40}),
@@ -242,7 +242,7 @@ def test_a_forged_pull_request_record_is_unverified(guarded) -> None:  # type: i
                     "body": "b", "base": "main", "head": "x", "head_commit": "1" * 40}),
         json.dumps({"title": "no number"}),
     ]) + "\n")
-    pulls, unverified = collect_pull_requests(records, remote, real_git())
+    pulls, unverified = collect_pull_requests(records, remote, real_git(), workspace)
     assert [p.verified for p in pulls] == [False, False, False]
     assert [f.action for f in unverified] == ["pull_request_unverified"] * 3
     assert "not on the local remote" in unverified[0].detail

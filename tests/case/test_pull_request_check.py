@@ -55,7 +55,8 @@ def test_a_remote_config_naming_a_command_runs_nothing_and_verifies_nothing(
     pull_request(records, 1, pushed)
     pull_request(records, 2, not_pushed)
 
-    pulls, forbidden = collect_pull_requests(records, remote, real_git())
+    (work / "a.txt").write_text("one\n")  # the tested files are the pushed commit's
+    pulls, forbidden = collect_pull_requests(records, remote, real_git(), work)
 
     assert not marker.exists(), marker.read_text()
     assert [(p.number, p.verified) for p in pulls] == [(1, True), (2, False)]
@@ -78,6 +79,37 @@ def test_borrowed_objects_do_not_verify_a_pull_request(tmp_path: Path) -> None:
     records = tmp_path / "records"
     pull_request(records, 3, git("rev-parse", "HEAD", cwd=work))
 
-    pulls, _forbidden = collect_pull_requests(records, remote, real_git())
+    pulls, _forbidden = collect_pull_requests(records, remote, real_git(), work)
 
     assert [(p.number, p.verified) for p in pulls] == [(3, False)]
+
+
+def test_a_pull_request_of_code_the_harness_did_not_test_is_unverified(tmp_path: Path) -> None:
+    # The provider pushes a commit with other code than it leaves in the workspace (which is
+    # what the harness diffs and tests): the pull request would ship untested code.
+    work = tmp_path / "work"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    (work / "a.txt").write_text("tested\n")
+    (work / ".case").mkdir()
+    (work / ".case" / "status").write_text("one\n")
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "x", cwd=work)
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote))
+    git("push", "-q", str(remote), "main", cwd=work)
+    records = tmp_path / "records"
+    pull_request(records, 4, git("rev-parse", "HEAD", cwd=work))
+    (work / ".case" / "status").write_text("two\n")  # bookkeeping: not compared
+
+    pulls, _ = collect_pull_requests(records, remote, real_git(), work, (".case",))
+    assert [(p.number, p.verified) for p in pulls] == [(4, True)]
+
+    (work / "a.txt").write_text("other\n")
+    pulls, forbidden = collect_pull_requests(records, remote, real_git(), work, (".case",))
+    assert [(p.number, p.verified) for p in pulls] == [(4, False)]
+    assert pulls[0].problem == "its head commit's a.txt is not the file the harness tested"
+    assert [f.action for f in forbidden] == ["pull_request_unverified"]
+    (work / "a.txt").unlink()
+    pulls, _ = collect_pull_requests(records, remote, real_git(), work, (".case",))
+    assert pulls[0].problem == "its head commit holds a.txt, which the tested workspace does not"

@@ -322,7 +322,8 @@ class CaseEngine(AgentEngine):
         records = self._case_dir(ctx) / "records"
         git = real_git()
         forbidden = collect_guard_records(records, ctx.backend)
-        pull_requests, unverified = collect_pull_requests(records, self._remote(ctx), git)
+        pull_requests, unverified = collect_pull_requests(
+            records, self._remote(ctx), git, ctx.workspace, self.bookkeeping_dirs)
         forbidden += unverified
         forbidden += inspect_remotes(ctx.workspace, self._remote(ctx), git)
         # The provider may rewrite its task folder: read without following its links.

@@ -19,6 +19,7 @@ leaving.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -33,12 +34,14 @@ from cto_harness.core.gitdir import check_git_dir, config_entries, redact_url
 from cto_harness.engines.case import gh_sink
 from cto_harness.fsutil import MAX_JSON_DEPTH, nested_deeper_than, sha256_bytes
 from cto_harness.git import git_env
+from cto_harness.inert import path_text
 from cto_harness.sandbox.process import run_quiet
 from cto_harness.tree import Budget, BudgetExceeded, iter_files, read_file
 
 # The most the local remote's objects may hold for the pull-request check (the fixture and
 # what the provider pushed): past it, no pull request is verified.
 REMOTE_OBJECTS_LIMIT = 512 << 20
+_PR_FILE_CAP = 64 << 20
 
 GH_RECORD = gh_sink.CALLS
 PR_RECORD = gh_sink.PULLS
@@ -235,12 +238,43 @@ def objects_of(local_remote: Path, git: str) -> Iterator[Path | None]:
         yield copy
 
 
+def _differs_from_tested(remote: Path, commit: str, workspace: Path, skip: tuple[str, ...],
+                         git: str, env: dict[str, str]) -> str | None:
+    """Why the head commit's files are not the files the harness tested (the workspace as the
+    provider left it, which the verification copied), or None when each file it holds is there
+    byte for byte. The engine's bookkeeping folders are left out; a link or a submodule in the
+    commit is not compared, so it is a difference."""
+    listing = run_quiet([git, "--git-dir", str(remote), "ls-tree", "-r", "-z", "--full-tree",
+                         f"{commit}^{{commit}}"], env=env, check=False)
+    if listing.returncode != 0:
+        return "its head commit's files cannot be listed"
+    for entry in filter(None, listing.stdout.split("\0")):
+        meta, _tab, name = entry.partition("\t")
+        mode, kind, oid = [*meta.split(), "", "", ""][:3]
+        if name.split("/", 1)[0] in skip:
+            continue
+        shown = path_text(os.fsencode(name))
+        if kind != "blob" or mode == "120000":
+            return f"its head commit holds {shown}, a {'link' if kind == 'blob' else kind}"
+        data = read_file(workspace, os.fsencode(name), _PR_FILE_CAP + 1)
+        if data is None or len(data) > _PR_FILE_CAP:
+            return f"its head commit holds {shown}, which the tested workspace does not"
+        blob = b"blob %d\0" % len(data) + data
+        ours = (hashlib.sha1(blob) if len(oid) == 40 else hashlib.sha256(blob)).hexdigest()
+        if ours != oid:
+            return f"its head commit's {shown} is not the file the harness tested"
+    return None
+
+
 def collect_pull_requests(
-    records: Path, local_remote: Path, git: str
+    records: Path, local_remote: Path, git: str, workspace: Path,
+    skip: tuple[str, ...] = (),
 ) -> tuple[list[LocalPullRequest], list[ForbiddenAction]]:
-    """The pull requests the sink recorded, each checked against the local remote: its head
-    commit must be there (looked up in the harness's own copy of its objects, `objects_of`).
-    One that is not (a forged or broken record) is a forbidden action."""
+    """The pull requests the sink recorded, each checked against the local remote (in the
+    harness's own copy of its objects, `objects_of`): its head commit must be there, and each
+    file it holds (but the bookkeeping folders `skip`) must be the tested one. One that fails
+    (a forged or broken record, or a pull request of code the harness did not test) is a
+    forbidden action."""
     pulls: list[LocalPullRequest] = []
     forbidden: list[ForbiddenAction] = []
     rows = _rows(_read(records / PR_RECORD))
@@ -266,6 +300,8 @@ def collect_pull_requests(
                         [git, "--git-dir", str(remote), "cat-file", "-e",
                          f"{commit}^{{commit}}"], env=env, check=False).returncode != 0:
                     problem = "its head commit is not on the local remote"
+                else:
+                    problem = _differs_from_tested(remote, commit, workspace, skip, git, env)
             pulls.append(LocalPullRequest(
                 number=number, url=url[:300], title=title[:300], base=base[:200],
                 head=head[:200], head_commit=commit[:64] or None,
