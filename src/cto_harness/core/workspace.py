@@ -16,6 +16,7 @@ the working tree itself is compared.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import os
@@ -83,6 +84,7 @@ LINK_OUT_NOTE = ("a symlink that leads out of the workspace (absolute, or up pas
                  "through other links too): never copied for the tests")
 # The kernel gives up after 40 links in one path (ELOOP); so does the resolution below.
 _MAX_LINK_HOPS = 40
+_MAX_LINK_STEPS = 256  # path components walked to resolve one link
 _REFS = {"before": "refs/snapshots/before", "after": "refs/snapshots/after"}
 
 
@@ -403,12 +405,16 @@ def link_leaves_tree(entries: Mapping[bytes, Entry], rel: bytes) -> bool:
     the tree the inventory `entries` describes: an absolute target, a `..` above the root, or
     either one reached through the tree's other links (`a -> l/../..` where `l -> ../x` is
     inside on its own). A component the tree does not hold is taken as a plain name; a path of
-    more than 40 links counts as leaving."""
+    more than 40 links, or of more than 256 components in all, counts as leaving: the kernel
+    would give up on such a maze too, and its work here stays bounded per link."""
     stack = rel.split(b"/")[:-1]  # the link's folder, from the root
-    todo = [rel.rpartition(b"/")[2]]
-    hops = 0
+    todo = collections.deque([rel.rpartition(b"/")[2]])
+    hops = steps = 0
     while todo:
-        part = todo.pop(0)
+        part = todo.popleft()
+        steps += 1
+        if steps > _MAX_LINK_STEPS:
+            return True
         if part in (b"", b"."):
             continue
         if part == b"..":
@@ -424,7 +430,7 @@ def link_leaves_tree(entries: Mapping[bytes, Entry], rel: bytes) -> bool:
         target = entry.node.target
         if hops > _MAX_LINK_HOPS or target.startswith(b"/"):
             return True
-        todo[:0] = target.split(b"/")
+        todo.extendleft(reversed(target.split(b"/")))
     return False
 
 
