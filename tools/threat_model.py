@@ -66,7 +66,9 @@ Out of scope, or known gaps:
 - CPU, memory and process count are not limited (only disk: RLIMIT_FSIZE and the workspace limit,
   and logs: 32 MiB).
 - Building a provider from source (`bun install`, `bun run build:binary`) runs the source's
-  scripts unconfined, with the package registry reachable. Only the built binary is confined.
+  scripts confined like the identity probe (a sandbox uid, the harness's home and HOME hidden,
+  only the build folder writable), but with the host's network: they can reach the package
+  registry and anything else the machine can. npm admission (pi) runs `npm` unconfined.
 - An https endpoint reached in forward mode is not possible (https always uses CONNECT); an http
   gateway on another host sees `Host: 127.0.0.1:<port>`.
 

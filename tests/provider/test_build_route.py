@@ -404,22 +404,47 @@ def test_binary_whose_help_lacks_the_markers_is_refused(seeded_home: Path, tmp_p
 
 
 @pytest.mark.slow
-def test_build_that_writes_into_the_checkout_is_refused(seeded_home: Path, tmp_path: Path):
+def test_build_steps_reach_nothing_outside_their_build_folder(seeded_home: Path,
+                                                              tmp_path: Path) -> None:
+    # The source's own scripts run in the build (here its prebuild): they tried to write into
+    # the user's checkout, read the evidence signing key and forge the admission registry. Each
+    # step runs confined (a sandbox uid, the harness's home hidden, only the build folder
+    # writable): every attempt is refused, and the build itself still succeeds.
+    from cto_harness.evidence.signing import PRIVATE_KEY, load_or_create_key
+
+    keys = settings_for(seeded_home).keys_dir
+    load_or_create_key(keys)
+    key_before = (keys / PRIVATE_KEY).read_bytes()
+    registry = registry_path(settings_for(seeded_home))
     target = tmp_path / "standin-escape" / "ESCAPED.txt"
+    attempts = {
+        "checkout": f"writeFileSync({json.dumps(str(target))}, 'a build script wrote here')",
+        "key": f"readFileSync({json.dumps(str(keys / PRIVATE_KEY))})",
+        "registry": f"appendFileSync({json.dumps(str(registry))}, 'forged')",
+    }
 
     def mutate(repo: Path) -> None:
-        (repo / "scripts" / "escape.ts").write_text(
-            f'import {{ writeFileSync }} from "node:fs";\n'
-            f"writeFileSync({json.dumps(str(target))}, 'a build script wrote here\\n');\n"
-        )
+        lines = ['import { appendFileSync, readFileSync, writeFileSync } from "node:fs";']
+        lines += [f'try {{ {code}; console.log("{name}: reached"); }} '
+                  f'catch {{ console.log("{name}: refused"); }}'
+                  for name, code in attempts.items()]
+        (repo / "scripts" / "escape.ts").write_text("\n".join(lines) + "\n")
         set_script(repo, "prebuild:binary", "bun scripts/escape.ts && bun scripts/gen-assets.ts")
 
     repo = make_standin_repo(tmp_path, scenario="escape", mutate=mutate)
     assert target.parent == repo
-    before = registry_path(settings_for(seeded_home)).read_bytes()
-    result = build_cli(seeded_home, repo)
-    assert target.exists()  # the escape happened: the guard must see it
-    assert_blocked(result, "source_mutated", seeded_home, before)
+    before = registry.read_bytes()
+    result = build_cli(seeded_home, repo, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    (step,) = [s for s in report["steps"] if s["argv"][:2] == ["bun", "run"]]
+    said = Path(step["stdout_log"]).read_text()
+    assert [line for line in said.splitlines() if line.endswith(("reached", "refused"))] == [
+        "checkout: refused", "key: refused", "registry: refused"]
+    assert not target.exists()
+    assert (keys / PRIVATE_KEY).read_bytes() == key_before
+    assert registry.read_bytes() != before  # the build's own admission, written by the harness
+    assert b"forged" not in registry.read_bytes()
 
 
 def test_explicit_source_url_stands_for_a_checkout_without_origin(

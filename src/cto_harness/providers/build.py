@@ -66,7 +66,7 @@ from cto_harness.providers.report import (
     render_markdown,
 )
 from cto_harness.providers.source import SourceDistribution
-from cto_harness.providers.steps import log_digests, run_step
+from cto_harness.providers.steps import StepConfinement, log_digests, run_step
 from cto_harness.providers.store import open_store_entry, remove_tree, staged_copy
 from cto_harness.sandbox.process import run_quiet
 from cto_harness.settings import Settings
@@ -136,9 +136,7 @@ def _git(args: list[str], cwd: Path | None = None) -> tuple[int, str]:
     return result.returncode, out
 
 
-def _build_env(
-    settings: Settings, root: Path, bun: _Tool, environ: Mapping[str, str]
-) -> dict[str, str]:
+def _build_env(root: Path, bun: _Tool, environ: Mapping[str, str]) -> dict[str, str]:
     home, tmp = root / "home", root / "tmp"
     home.mkdir(parents=True, exist_ok=True)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -148,7 +146,9 @@ def _build_env(
         PATH=os.pathsep.join([bun_dir, environ.get("PATH", os.defpath)]),
         HOME=str(home),
         TMPDIR=str(tmp),
-        BUN_INSTALL_CACHE_DIR=str(settings.home / "cache" / "bun-install"),
+        # Inside the build root: a step may write nothing else (the shared cache under the
+        # harness's home would let one build's scripts plant packages for the next).
+        BUN_INSTALL_CACHE_DIR=str(root / "bun-cache"),
         GIT_TERMINAL_PROMPT="0",
         NO_COLOR="1",
     )
@@ -254,8 +254,10 @@ def _clone_at_pin(info: SourceInfo, clone: Path, commit: str) -> None:
 
 
 def _run_steps(
-    policy: ProviderPolicy, clone: Path, logs: Path, env: dict[str, str], progress: Progress
+    policy: ProviderPolicy, clone: Path, logs: Path, env: dict[str, str], progress: Progress,
+    confine: StepConfinement,
 ) -> tuple[list[StepRecord], dict[str, str]]:
+    """The policy's build commands, each confined: they run the source's own scripts."""
     steps: list[StepRecord] = []
     spec = source_of(policy)
     total = len(spec.commands)
@@ -265,7 +267,8 @@ def _run_steps(
             if executable is None:
                 raise Blocked(BlockerCode.BUILD_FAILED, f"{argv[0]!r} (build step {index}) is not on PATH")
             steps.append(run_step([executable, *argv[1:]], shown=argv, index=index, cwd=clone,
-                                  env=env, logs=logs, timeout=spec.step_timeout_seconds))
+                                  env=env, logs=logs, timeout=spec.step_timeout_seconds,
+                                  confine=confine))
     return steps, log_digests(steps)
 
 
@@ -308,8 +311,13 @@ def build_artifact(
         with show.step("source identity"):
             source_identity = check_source_identity(clone, spec.identity, policy.name)
         logs = root / "logs"
-        env = _build_env(settings, root, bun, env_in)
-        steps, digests = _run_steps(policy, clone, logs, env, show)
+        env = _build_env(root, bun, env_in)
+        # Bun's own files (the PATH entry and the binary it leads to) are all a step may read
+        # outside the system; the build root is all it may write.
+        tools = list(dict.fromkeys([Path(bun.path).parent, Path(bun.path).resolve().parent]))
+        steps, digests = _run_steps(policy, clone, logs, env, show,
+                                    StepConfinement(work=root, settings=settings,
+                                                    readable=tools))
         artifact = clone / spec.artifact
         check_executable(artifact)
         built = BuiltArtifact(

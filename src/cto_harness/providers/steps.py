@@ -1,30 +1,52 @@
 """One step of a provider's build or install (`bun install`, `npm pack`, ...), the same for every
 distribution kind: run with a time limit and a private environment, its output logged under
-`logs/` and digested, recorded as a `StepRecord`; a failure blocks with the log's last lines."""
+`logs/` and digested, recorded as a `StepRecord`; a failure blocks with the log's last lines.
+A step that runs the source's own code is confined (`StepConfinement`, sandbox/confined.py)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.fsutil import sha256_file
 from cto_harness.providers.report import StepRecord
-from cto_harness.sandbox.process import run_process
+from cto_harness.sandbox.confined import run_confined
+from cto_harness.sandbox.process import DEFAULT_MAX_LOG_BYTES, run_process
+from cto_harness.settings import Settings
+
+
+@dataclass(frozen=True)
+class StepConfinement:
+    """Where a confined step may write (`work`, its only writable tree) and read besides the
+    system (`readable`: the tool's own files), under whose settings (what they name is hidden)."""
+
+    work: Path
+    settings: Settings
+    readable: list[Path] = field(default_factory=list)
 
 
 def run_step(argv: Sequence[str], *, shown: Sequence[str], index: int, cwd: Path,
              env: Mapping[str, str], logs: Path, timeout: float,
-             code: BlockerCode = BlockerCode.BUILD_FAILED, label: str | None = None
-             ) -> StepRecord:
+             code: BlockerCode = BlockerCode.BUILD_FAILED, label: str | None = None,
+             confine: StepConfinement | None = None) -> StepRecord:
     """Run `argv` (its program already resolved to a path); `shown` is how the step is named in
     records and messages (`["bun", "install"]`), `label` (default: `shown`) in its logs' names.
-    `Blocked(code)` if it times out or exits non-zero."""
+    With `confine`, as a sandbox uid with the host's network (a registry). `Blocked(code)` if
+    it times out or exits non-zero."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", label or " ".join(shown)).strip("-")[:40]
     out, err = logs / f"{index:02d}-{slug}.stdout.log", logs / f"{index:02d}-{slug}.stderr.log"
-    result = run_process(list(argv), cwd=cwd, env=dict(env), stdout_path=out, stderr_path=err,
-                         timeout_seconds=timeout)
+    if confine is None:
+        result = run_process(list(argv), cwd=cwd, env=dict(env), stdout_path=out,
+                             stderr_path=err, timeout_seconds=timeout)
+    else:
+        result = run_confined(list(argv), work=confine.work, cwd=cwd, env=env,
+                              readable=confine.readable, stdout_path=out, stderr_path=err,
+                              timeout_seconds=timeout, max_log_bytes=DEFAULT_MAX_LOG_BYTES,
+                              settings=confine.settings, network=True,
+                              file_size_limit=None).process
     if result.timed_out or result.exit_code != 0:
         tail = err.read_text("utf-8", "replace").strip().splitlines()[-3:]
         why = f"exceeded {timeout}s" if result.timed_out else f"exited {result.exit_code}"
@@ -45,4 +67,4 @@ def log_digests(steps: Sequence[StepRecord]) -> dict[str, str]:
     return digests
 
 
-__all__ = ["log_digests", "run_step"]
+__all__ = ["StepConfinement", "log_digests", "run_step"]

@@ -212,6 +212,9 @@ class Confinement:
     own: list[Path] = field(default_factory=list)
     # Where the launcher's PID 1 reports what it found still running (landlock/none).
     status_path: Path | None = None
+    # The host's network, for a build step that fetches from a package registry; a provider,
+    # the canary and the identity probe never get it.
+    share_network: bool = False
 
     @property
     def namespaced(self) -> bool:
@@ -219,6 +222,8 @@ class Confinement:
 
     @property
     def network_mode(self) -> str:
+        if self.share_network:
+            return "shared"
         if self.namespaced:
             return "endpoint" if self.endpoint else "none"
         if self.tier == "landlock" and self.probe.landlock_abi >= 4 and not self.endpoint:
@@ -228,8 +233,10 @@ class Confinement:
     @property
     def namespaces(self) -> list[str]:
         if self.tier == "bwrap":
-            return ["mount", "pid", "ipc", "uts", "net"]
-        return launcher_namespaces() if self.probe.namespaces_ok else []
+            names = ["mount", "pid", "ipc", "uts", "net"]
+        else:
+            names = launcher_namespaces() if self.probe.namespaces_ok else []
+        return [n for n in names if not (self.share_network and n == "net")]
 
     def grants(self) -> list[Path]:
         extra = [self.proxy_socket.parent] if self.proxy_socket else []
@@ -288,7 +295,7 @@ class Confinement:
         else:
             tmpfs, binds = self.mount_plan()
             hidden_files = [p for p in _existing(self.hidden) if not p.is_dir()]
-            spec |= {"namespaces": launcher_namespaces(), "tmpfs": [str(p) for p in tmpfs],
+            spec |= {"namespaces": self.namespaces, "tmpfs": [str(p) for p in tmpfs],
                      "scratch": [str(p) for p in tmpfs if str(p) in SCRATCH_DIRS],
                      "binds": [[str(p), str(p), w] for p, w in binds]
                      + [["/dev/null", str(p), False] for p in hidden_files]}
@@ -307,7 +314,8 @@ class Confinement:
     def _bwrap(self) -> list[str]:
         assert self.probe.bwrap_path
         args = [self.probe.bwrap_path, "--die-with-parent", "--new-session", "--unshare-pid",
-                "--unshare-ipc", "--unshare-uts", "--unshare-net", "--cap-drop", "ALL"]
+                "--unshare-ipc", "--unshare-uts",
+                *([] if self.share_network else ["--unshare-net"]), "--cap-drop", "ALL"]
         if self.user.separate and os.geteuid() == 0:
             args += BWRAP_DROP_CAPS  # only for the drop that follows; cleared by it
         args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
