@@ -8,7 +8,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 from cto_harness.sandbox import isolation
 from cto_harness.sandbox.probe import Probe
 from cto_harness.settings import Settings
+from world_helpers import world_dir
 
 RUN_CASE = str(REPO_ROOT / "harness" / "evals" / "run-case.sh")
 REQUIRE_BWRAP = os.environ.get("CTO_HARNESS_REQUIRE_BWRAP") == "1"
@@ -208,7 +208,7 @@ def test_a_write_outside_during_verification_blocks_outside_write_detected(
     if tier == "landlock" and not isolation.probe().landlock_abi:
         pytest.skip("Landlock is not available on this kernel")
     # Traversable by the sandbox uid (pytest's folders are root's alone), as a real checkout is.
-    world = Path(tempfile.mkdtemp(prefix="cto-verify-outside-", dir="/var/tmp"))
+    world = world_dir("cto-verify-outside-")
     try:
         world.chmod(0o755)
         target = world / "product-repo"
@@ -322,7 +322,7 @@ def test_an_allowed_file_made_a_link_out_of_the_workspace_is_never_tested_throug
     following it, and the run passed)."""
     if tier == "landlock" and not isolation.probe().landlock_abi:
         pytest.skip("Landlock is not available on this kernel")
-    world = Path(tempfile.mkdtemp(prefix="cto-link-out-", dir="/var/tmp"))
+    world = world_dir("cto-link-out-")
     try:
         world.chmod(0o755)  # traversable by the sandbox uid (pytest's folders are root's)
         drop = world / "drop"
@@ -359,7 +359,7 @@ def test_an_allowed_file_made_a_link_out_of_the_workspace_is_never_tested_throug
 SCRATCH_PROBE = """
 import os
 wrote = []
-for folder in ("/tmp", "/dev/shm"):
+for folder in ("/tmp", "/var/tmp", "/dev/shm"):
     try:
         with open(os.path.join(folder, "cto-scratch-probe"), "w") as handle:
             handle.write("scratch")
@@ -376,14 +376,15 @@ def test_the_provider_has_a_scratch_tmp_of_its_own_on_every_tier(
     tier: str, case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Programs write /tmp (an agent's `> /tmp/test.log`): the sandbox uid may, in a private
-    tmpfs that is gone with the run; nothing reaches the host's /tmp."""
+    tmpfs that is gone with the run; nothing reaches the host's /tmp or /var/tmp, and nothing
+    another local user left there (code an admitted program might load) reaches the sandbox."""
     root = case_factory("scratch-tmp", toml_edit=lambda t: t.replace(
         'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "probe.py"'),
         files={"probe.py": SCRATCH_PROBE})
     monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
-    host_probe = Path("/tmp/cto-scratch-probe")
-    existed = host_probe.exists()
+    host_probes = [Path(d) / "cto-scratch-probe" for d in ("/tmp", "/var/tmp")]
+    existed = [p.exists() for p in host_probes]
     result = execute_run("scratch-tmp", harness_root=root)
     text = (result.run_dir / "workspace" / "slugkit" / "text.py").read_text()
-    assert "# scratch written: /tmp /dev/shm\n" in text, result.report.blockers
-    assert host_probe.exists() == existed
+    assert "# scratch written: /tmp /var/tmp /dev/shm\n" in text, result.report.blockers
+    assert [p.exists() for p in host_probes] == existed

@@ -39,11 +39,11 @@ DROP_OFF: list[Patch] = [
 ]
 NAMESPACES = 'ROOT_NAMESPACES = ("mount", "pid", "net", "ipc", "uts")'
 NET_OFF: list[Patch] = [
-    (ISOLATION, '"--unshare-uts", "--unshare-net",', '"--unshare-uts",'),
+    (ISOLATION, '*([] if self.share_network else ["--unshare-net"]), ', ''),
     (PROBE, NAMESPACES, 'ROOT_NAMESPACES = ("mount", "pid", "ipc", "uts")'),
 ]
 PRIVATE_OFF: list[Patch] = [
-    (ISOLATION, 'PRIVATE_DIRS = ("/tmp", "/run", "/dev/shm", "/dev/mqueue")',
+    (ISOLATION, 'PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run", "/dev/shm", "/dev/mqueue")',
      'PRIVATE_DIRS = ("/tmp",)'),
 ]
 PDEATH_OFF: list[Patch] = [

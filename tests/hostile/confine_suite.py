@@ -4,8 +4,9 @@ process (its /proc environment, signals), and containment (a fork-and-exit chain
 is SIGKILLed). Each runs on every tier, like the rest of `hostile_suite`, which takes these
 attacks in (`ATTACKS`, `EXPECTED`) and hands them to `run_attack` here.
 
-Worlds live under /var/tmp, not /tmp: /tmp is private in every sandbox, and an attack must not
-look prevented only because its world happened to sit there. Three ways of running the harness:
+Worlds live under `world_helpers.WORLD_PARENT`, not /tmp or /var/tmp: those are private in every
+sandbox, and an attack must not look prevented only because its world happened to sit there.
+Three ways of running the harness:
 
 * `inprocess`: `execute_run` in this process, as the other attacks;
 * `process`: the CLI in a child process whose pid the provider finds in `harness.pid` in its
@@ -27,7 +28,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,8 +42,8 @@ from cto_harness.sandbox import users
 from cto_harness.sandbox.guard import fingerprint
 from cto_harness.sandbox.process import ProcessInfo
 from cto_harness.settings import Settings
+from world_helpers import world_dir
 
-WORLD_PARENT = Path("/var/tmp")
 PROCESS_TIMEOUT = 120
 
 
@@ -178,8 +178,7 @@ def _start_services(attack: ConfineAttack, world: dict[str, Path]) -> Services:
 
 
 def _new_base(name: str) -> Path:
-    parent = WORLD_PARENT if os.access(WORLD_PARENT, os.W_OK) else Path(tempfile.gettempdir())
-    base = Path(tempfile.mkdtemp(prefix=f"cto-hostile-{name}-", dir=parent))
+    base = world_dir(f"cto-hostile-{name}-")
     atexit.register(shutil.rmtree, base, True)
     return base / "world"
 

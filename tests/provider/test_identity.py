@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from cto_harness.providers.identity import IdentityMismatch, probe_binary_identi
 from cto_harness.providers.policy import ProviderPolicy, load_policy
 from cto_harness.sandbox.confined import PROBE_FILE_SIZE_LIMIT
 from standin_helpers import POLICY_PATH, write_script_binary
+from world_helpers import world_dir
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_the_probe_hides_what_the_callers_settings_hide_and_caps_its_files(
         pytest.skip("Landlock is not available on this kernel")
     monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
     monkeypatch.delenv("CTO_HARNESS_TARGET_REPOSITORIES", raising=False)
-    world = Path(tempfile.mkdtemp(prefix="cto-probe-leak-", dir="/var/tmp"))
+    world = world_dir("cto-probe-leak-")
     try:
         world.chmod(0o755)  # traversable and readable by any uid, pytest's folders are not
         target, home = world / "product-repo", world / "operator-home"

@@ -80,11 +80,13 @@ HARNESS_PRIVATE = frozenset({"snapshot.git", "isolation", "verification", "verif
                              "model-endpoint", "proxy"})
 SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
                "/proc", "/dev")
-# Private on every tier: no host IPC endpoint (a Unix socket in /tmp or /run, shared memory).
-PRIVATE_DIRS = ("/tmp", "/run", "/dev/shm", "/dev/mqueue")
+# Private on every tier: no host IPC endpoint (a Unix socket in /tmp or /run, shared memory),
+# and nothing any local user may write (an admitted program that loads code from /var/tmp would
+# run code its digest does not cover).
+PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run", "/dev/shm", "/dev/mqueue")
 # Of those, the scratch space every program expects to write (`/tmp/test.log`): a fresh tmpfs of
 # the sandbox's own, world-writable and sticky as on any system (nothing of the host is in it).
-SCRATCH_DIRS = ("/tmp", "/dev/shm")
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 PROTECTED_TIERS = ("bwrap", "landlock")
 SETPRIV_DROP = ("--clear-groups", "--no-new-privs", "--inh-caps", "-all", "--bounding-set", "-all")
 
