@@ -349,3 +349,21 @@ def test_tool_output_is_not_part_of_the_digest() -> None:
     assert request_digest("/v1/messages", other, {}) != request_digest("/v1/messages", one, {})
     assert request_digest("/v1/chat/completions", one, {}) != request_digest(
         "/v1/messages", one, {})
+
+
+@pytest.mark.parametrize("target", [":{port}/v1/messages", "//127.0.0.1:{port}/v1/messages"])
+def test_record_never_sends_the_key_to_another_origin(  # type: ignore[no-untyped-def]
+        serve, scripts, tmp_path: Path, target: str) -> None:
+    # A request target that is not a path on the upstream (`.evil.example/v1/messages` against
+    # https://api.anthropic.com, or a port) made the recorder send the operator's key to a
+    # host or port of the provider's choosing and hand the answer back.
+    other_log = tmp_path / "other.jsonl"
+    other = serve(mode="scripted", scripts=scripts, token="operator-key-1", log_path=other_log)
+    other_port = other.url.rsplit(":", 1)[1]
+    recorder = serve(mode="record", upstream="http://127.0.0.1", record_to=tmp_path / "c.jsonl",
+                     upstream_headers={"x-api-key": "operator-key-1"})
+    status, _type, raw = post(recorder.url, target.format(port=other_port),
+                              anthropic_body(stream=False), {"x-api-key": "run-key-1"})
+    assert status != 200, raw  # refused, or sent to the upstream's own origin (nobody there)
+    other.stop()
+    assert not other_log.exists() or other_log.read_text() == ""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from cto_harness.modelserver.cassette import (
     Cassette,
@@ -64,7 +65,27 @@ FORWARDED = ("content-type", "accept", "anthropic-version", "anthropic-beta", "x
 AUTH_HEADERS = ("x-api-key", "authorization")
 
 
+def upstream_url(upstream: str, path: str) -> str | None:
+    """The upstream URL a request target stands for: the upstream's URL and the target, or None
+    unless that URL has exactly the upstream's scheme, host and port (and no user), so a target
+    can never carry the operator's key to another origin."""
+    if api_of(path) is None:
+        return None
+    url = upstream.rstrip("/") + path
+    try:
+        base, got = urlsplit(upstream), urlsplit(url)
+        same = (got.scheme, got.hostname, got.port) == (base.scheme, base.hostname, base.port)
+    except ValueError:  # an invalid port
+        return None
+    return url if same and not got.username and not got.password else None
+
+
 def api_of(path: str) -> Api | None:
+    """Which API a request target asks for; None for anything but an origin-form target (`/...`)
+    (`.evil.example/v1/messages` or `//host/...` would name another host once joined to the
+    upstream's URL in record mode)."""
+    if not path.startswith("/") or path.startswith("//"):
+        return None
     route = path.split("?", 1)[0].rstrip("/")
     if route.endswith("/messages") and not route.endswith("/count_tokens"):
         return "anthropic"
@@ -257,6 +278,13 @@ class ModelEndpoint:
 
     def _record(self, handler: _Handler, api: Api, body: Any) -> None:
         assert self.config.upstream is not None and self._writer is not None
+        url = upstream_url(self.config.upstream, handler.path)
+        if url is None:  # the operator's credential goes to the upstream's origin, nowhere else
+            self.log({"api": api, "path": handler.path, "status": 400,
+                      "error": "the target leaves the upstream's origin"})
+            handler.fail(api, 400, "cto-harness record endpoint: the request target must be a "
+                                   "path on the upstream")
+            return
         headers = {k: v for k, v in handler.headers.items() if k.lower() in FORWARDED}
         for name in AUTH_HEADERS:
             value = handler.headers.get(name)
@@ -265,7 +293,6 @@ class ModelEndpoint:
         if self.config.upstream_headers:
             headers = {k: v for k, v in headers.items() if k.lower() not in AUTH_HEADERS}
             headers |= self.config.upstream_headers
-        url = self.config.upstream.rstrip("/") + handler.path
         data = json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")
         started = time.monotonic()
