@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, CaseFactory
+from cto_harness.core.executor import Finished, Job, SuiteHooks, SuitePlan
+from cto_harness.core.run import execute_run
 from cto_harness.core.suite import aggregate, pass_at_k, run_suite, suite_exit_code
 from cto_harness.evidence.verify import verify_bundle
 
@@ -102,6 +105,82 @@ def test_a_mixed_suite_in_parallel_then_resume_then_fresh(
     assert len(_bundles(suite_dir)) == len(before) + 1 + 4
     for run in fresh.data["runs"]:
         verify_bundle(suite_dir / run["run_dir"])
+
+
+def test_resume_counts_only_what_each_rows_own_bundle_proves(
+    case_factory: CaseFactory, tmp_path: Path
+) -> None:
+    # suite.json is unsigned. Edited so that the failing case's row names the passing case's
+    # bundle (inside the suite, and by an absolute path), with rows that no bundle backs and
+    # rows of no run's shape, a resume counted 2/2 passes for a failing case and signed that.
+    root = case_factory("wrong-slugify", files=WRONG)
+    suite_dir = tmp_path / "suite"
+    cases = ["r1-string-slugify", "wrong-slugify"]
+    first = run_suite(cases, harness_root=root, repeat=1, jobs=1, suite_dir=suite_dir,
+                      progress=None)
+    data = json.loads((suite_dir / "suite.json").read_text())
+    good = next(r for r in data["runs"] if r["case_id"] == "r1-string-slugify")
+    for row in data["runs"]:
+        if row["case_id"] == "wrong-slugify":
+            row.update(verdict="pass", run_dir=good["run_dir"])
+    data["runs"] += [
+        {**good, "case_id": "wrong-slugify", "repeat": 2,
+         "run_dir": str(suite_dir / good["run_dir"])},
+        {"case_id": "wrong-slugify", "repeat": 3, "verdict": "pass", "run_dir": None},
+        {"case_id": "r1-string-slugify", "repeat": 2, "verdict": "pass",
+         "run_dir": "../elsewhere/r002"},
+        "not a row", {"repeat": 1}, {"case_id": "r1-string-slugify", "repeat": [1]},
+    ]
+    (suite_dir / "suite.json").write_text(json.dumps(data))
+
+    again = run_suite(cases, harness_root=root, repeat=1, jobs=1, suite_dir=suite_dir,
+                      progress=None)
+    aggregates = again.data["aggregates"]
+    assert (aggregates["wrong-slugify"]["runs"], aggregates["wrong-slugify"]["passes"]) == (1, 0)
+    assert (aggregates["r1-string-slugify"]["runs"],
+            aggregates["r1-string-slugify"]["passes"]) == (1, 1)
+    rows = {(r["case_id"], r["repeat"]): r for r in again.data["runs"]}
+    assert set(rows) == {("r1-string-slugify", 1), ("wrong-slugify", 1)}
+    assert rows[("r1-string-slugify", 1)]["reused"] is True
+    assert rows[("wrong-slugify", 1)]["verdict"] == "fail"
+    assert not rows[("wrong-slugify", 1)].get("reused")
+    assert again.exit_code == first.exit_code == 1
+
+
+class _HandsBackOneBundle:
+    """An executor (a stale or wrong node) that answers every job with the same bundle."""
+
+    name = "hands-back"
+
+    def __init__(self, bundle: Path) -> None:
+        self.bundle = bundle
+
+    def execute(self, todo: list[Job], plan: SuitePlan, hooks: SuiteHooks) -> bool:
+        for job in todo:
+            place = hooks.place(job)
+            shutil.copytree(self.bundle, place)
+            hooks.finished(job, Finished(run_dir=place))
+        return False
+
+
+def test_a_bundle_that_is_not_the_jobs_run_is_rejected(
+    case_factory: CaseFactory, tmp_path: Path
+) -> None:
+    # It verifies (this machine signed it), but it is a run of another case, or lacks the
+    # challenge the suite demanded: counted, it made a failing case pass.
+    root = case_factory("wrong-slugify", files=WRONG)
+    bundle = execute_run("r1-string-slugify", "fake", harness_root=root).run_dir
+    other_case = run_suite(["wrong-slugify"], harness_root=root, suite_dir=tmp_path / "a",
+                           executor=_HandsBackOneBundle(bundle), progress=None)
+    no_challenge = run_suite(["r1-string-slugify"], harness_root=root, challenge="fresh-1",
+                             suite_dir=tmp_path / "b", executor=_HandsBackOneBundle(bundle),
+                             progress=None)
+    for outcome, why in ((other_case, "is a run of r1-string-slugify"),
+                         (no_challenge, "does not carry the suite's challenge")):
+        (row,) = outcome.data["runs"]
+        assert (row["status"], row["verdict"]) == ("bundle_rejected", "error"), row
+        assert why in row["message"]
+        assert next(iter(outcome.data["aggregates"].values()))["passes"] == 0
 
 
 def _cli(*args: str, **kwargs: object) -> subprocess.Popen[str]:

@@ -20,8 +20,10 @@ import contextlib
 import json
 import math
 import os
+import re
 import selectors
 import signal
+import stat
 import statistics
 import subprocess
 import sys
@@ -36,13 +38,21 @@ from cto_harness.clock import utc_now
 from cto_harness.core.executor import Executor, Finished, Job, SuitePlan
 from cto_harness.core.suite_plan import failed_conditions, keep_earlier, why
 from cto_harness.engines import DEFAULT_ENGINE
-from cto_harness.errors import EXIT_BLOCKED, EXIT_ERROR, EXIT_FAIL, EXIT_PASS, UsageError
-from cto_harness.fsutil import atomic_write_json, exclusive_lock
+from cto_harness.errors import (
+    EXIT_BLOCKED,
+    EXIT_ERROR,
+    EXIT_FAIL,
+    EXIT_PASS,
+    BlockerCode,
+    UsageError,
+)
+from cto_harness.fsutil import atomic_write_json, exclusive_lock, read_regular
 from cto_harness.inert import inert
 from cto_harness.progress import Progress
 
 SUITE_SCHEMA = "cto-harness.suite/1"
 SUITE_FILE = "suite.json"
+SUITE_FILE_CAP = 64 << 20  # far above any suite's file; read before anything is checked
 LOCK_FILE = ".suite.lock"
 # How long busy workers get to seal their interrupted bundles after a stop before SIGKILL.
 STOP_GRACE_SECONDS = 60.0
@@ -137,6 +147,8 @@ def read_bundle(run_dir: Path, public_key: Path | None = None) -> dict[str, Any]
     codes = [b.code for b in report.blockers]
     return {
         "run_id": report.run_id,
+        "case_id": report.case_id,
+        "engine": report.engine,
         "verdict": report.verdict,
         "interrupted": "interrupted" in codes,
         "blockers": codes,
@@ -350,16 +362,64 @@ def default_suite_dir(home: Path, engine: str) -> Path:
 
 
 def load_previous(suite_dir: Path) -> dict[str, Any]:
+    """The suite file of an earlier invocation (unsigned: anyone with write access to the folder
+    may have written it), read with a bound and no link followed. Only its rows that have the
+    shape of a run (a case id, a repeat) are kept; every one of them is still checked against
+    its bundle before it counts (`_verified_prior`)."""
     path = suite_dir / SUITE_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
     try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(read_regular(path, SUITE_FILE_CAP))
+    except (OSError, ValueError, RecursionError) as exc:
         raise UsageError(f"{path} does not parse: {exc}") from exc
     if not isinstance(data, dict) or data.get("schema") != SUITE_SCHEMA:
         raise UsageError(f"{path} is not a cto-harness suite file")
+    rows = data.get("runs")
+    data["runs"] = [r for r in rows if _run_shaped(r)] if isinstance(rows, list) else []
+    cases = data.get("cases")
+    data["cases"] = [c for c in cases if isinstance(c, str)] if isinstance(cases, list) else []
+    if not isinstance(data.get("repeat"), int) or isinstance(data.get("repeat"), bool):
+        data["repeat"] = 0
     return data
+
+
+def _run_shaped(row: object) -> bool:
+    return (isinstance(row, dict) and isinstance(row.get("case_id"), str)
+            and type(row.get("repeat")) is int and row["repeat"] >= 1)
+
+
+def _verified_prior(suite_dir: Path, prior: dict[str, Any], engine: str,
+                    seen: set[str]) -> tuple[str, dict[str, Any]] | None:
+    """An earlier row's run folder and its record, when its bundle proves the row: the folder is
+    where this suite puts that case's repeat (`runs/<case>/rNNN[.n]`, no link on the way; a path
+    suite.json names is never followed elsewhere), its bundle verifies with a key the suite
+    trusts, its report names the row's case and the suite's engine, and its run id was not
+    counted already. None otherwise (the run is done again, or the row dropped)."""
+    rel = prior.get("run_dir")
+    case_id, repeat = prior["case_id"], prior["repeat"]
+    if not isinstance(rel, str) or not re.fullmatch(
+            rf"runs/{re.escape(case_id)}/r{repeat:03d}(\.[1-9][0-9]{{0,5}})?", rel):
+        return None
+    folder = suite_dir
+    for part in rel.split("/"):
+        folder = folder / part
+        if not stat.S_ISDIR(_lstat_mode(folder)):
+            return None
+    key = _recorded_key(suite_dir, folder)
+    record = read_bundle(folder, key) if key else None
+    if (record is None or record["case_id"] != case_id or record["engine"] != engine
+            or record["run_id"] in seen):
+        return None
+    seen.add(record["run_id"])
+    return rel, record
+
+
+def _lstat_mode(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return 0
 
 
 def run_suite(
@@ -403,15 +463,15 @@ def _run_locked(
     old = {(r["case_id"], r["repeat"]): r for r in previous.get("runs", [])}
     all_jobs = [Job(case_id, r) for r in range(1, repeat + 1) for case_id in case_ids]
     todo: list[Job] = []
+    seen: set[str] = set()  # run ids counted once, whatever rows name them
     for job in all_jobs:
         prior = old.get((job.case_id, job.repeat))
-        if prior and prior.get("run_dir") and not fresh:
-            key = _recorded_key(suite_dir, suite_dir / prior["run_dir"])
-            record = read_bundle(suite_dir / prior["run_dir"], key) if key else None
+        proven = _verified_prior(suite_dir, prior, engine, seen) if prior and not fresh else None
+        if prior is not None and proven is not None:
+            rel, record = proven
             if keep_earlier(record, fresh=fresh, retry=retry, challenge=challenge):
-                assert record is not None
-                job.run_dir = suite_dir / prior["run_dir"]
-                job.record = {**_carried(prior), **record, "run_dir": prior["run_dir"],
+                job.run_dir = suite_dir / rel
+                job.record = {**_carried(prior), **record, "run_dir": rel,
                               "status": "done", "reused": True}
                 continue
         todo.append(job)
@@ -423,9 +483,14 @@ def _run_locked(
     meta = {"schema": SUITE_SCHEMA, "suite_dir": str(suite_dir), "engine": engine,
             "executor": executor.name, "harness_root": str(harness_root), "repeat": k,
             "jobs": jobs, "cases": cases, "created_at": created}
-    # Runs of this suite dir that this invocation does not cover are kept, not forgotten.
+    # Runs of this suite dir that this invocation does not cover are kept, not forgotten, but
+    # only as their bundles prove them: a row suite.json merely states counts nowhere.
     keys = {(j.case_id, j.repeat) for j in all_jobs}
-    kept = [r for key, r in old.items() if key not in keys]
+    kept = []
+    for key, prior in sorted(old.items()):
+        if key not in keys and (proven := _verified_prior(suite_dir, prior, engine, seen)):
+            kept.append({**_carried(prior), **proven[1], "case_id": key[0], "repeat": key[1],
+                         "run_dir": proven[0], "status": "done", "reused": True})
 
     def snapshot(interrupted: bool, complete: bool) -> dict[str, Any]:
         runs = kept + [_row(job) for job in all_jobs]
@@ -452,7 +517,7 @@ def _run_locked(
 
     save()
     progress = _SuiteProgress(progress_stream, len(todo))
-    hooks = _Hooks(suite_dir, progress, save)
+    hooks = _Hooks(suite_dir, progress, save, engine, challenge)
     plan = SuitePlan(engine=engine, harness_root=harness_root, suite_dir=suite_dir, jobs=jobs,
                      case_ids=tuple(dict.fromkeys(j.case_id for j in todo)), challenge=challenge)
     stopped = executor.execute(todo, plan, hooks)
@@ -488,10 +553,13 @@ def _signers(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 class _Hooks:
     """What the suite does when an executor places, starts or finishes a job."""
 
-    def __init__(self, suite_dir: Path, progress: _SuiteProgress, save: Any) -> None:
+    def __init__(self, suite_dir: Path, progress: _SuiteProgress, save: Any, engine: str,
+                 challenge: str | None) -> None:
         self.suite_dir = suite_dir
         self.progress = progress
         self.save = save
+        self.engine = engine
+        self.challenge = challenge
 
     def place(self, job: Job) -> Path:
         job.run_dir = _bundle_path(self.suite_dir, job.case_id, job.repeat)
@@ -507,12 +575,28 @@ class _Hooks:
     def note(self, text: str) -> None:
         self.progress.line(text)
 
+    def _not_this_job(self, job: Job, record: dict[str, Any]) -> str | None:
+        """Why a verifying bundle is not the run of `job` (another case or engine, or without
+        the suite's challenge), or None."""
+        if (record["case_id"], record["engine"]) != (job.case_id, self.engine):
+            return (f"the bundle returned for {job.case_id} is a run of "
+                    f"{inert(str(record['case_id']))} with the {inert(str(record['engine']))} "
+                    f"engine")
+        if self.challenge is not None and record["challenge"] != self.challenge:
+            return f"the bundle returned for {job.case_id} does not carry the suite's challenge"
+        return None
+
     def finished(self, job: Job, done: Finished) -> None:
         """Count the run only from a bundle that verifies here (digests and signature)."""
         from cto_harness.evidence.suite_signers import store_public_key
 
         run_dir = done.run_dir
         record = read_bundle(run_dir, done.public_key) if run_dir is not None else None
+        if record is not None and (wrong := self._not_this_job(job, record)):
+            # A bundle that verifies but is another run (a node's stale or wrong answer).
+            done = Finished(run_dir=None, blocker=BlockerCode.BUNDLE_REJECTED, message=wrong,
+                            extra=done.extra)
+            record = None
         if record is not None:
             status = "interrupted" if record["interrupted"] else "done"
             assert run_dir is not None
