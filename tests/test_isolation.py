@@ -99,7 +99,7 @@ def test_the_fake_lane_passes_and_verifies_on_every_tier(
                                                           "write_outside_workspace")} == {
         "connect_out": "denied", "connect_host_ip": observed["connect_host_ip"],
         "read_root_only": "denied", "read_shadow": "denied", "read_signing_key": "denied",
-        "read_harness_environ": "denied", "signal_harness": "denied"}
+        "read_harness_environ": "denied", "signal_harness": "denied", "keyring": "denied"}
     assert observed["connect_host_ip"] in ("denied", "untested")
     assert info.network == "none" and "net" in info.namespaces and "pid" in info.namespaces
     assert info.containment["provider"]["tree_clean"] and info.containment["final"]["tree_clean"]
@@ -354,6 +354,41 @@ def test_an_allowed_file_made_a_link_out_of_the_workspace_is_never_tested_throug
         verify_bundle(result.run_dir, result.public_key)
     finally:
         shutil.rmtree(world, ignore_errors=True)
+
+
+KEYRING_PROBE = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+add_key, keyctl = {"x86_64": (248, 250), "aarch64": (217, 219)}[os.uname().machine]
+said = []
+# Into the uid's own keyring (it outlives the run), and a look at the session keyring the
+# harness's process held (KEYCTL_GET_KEYRING_ID of KEY_SPEC_SESSION_KEYRING).
+for name, call in (("add_key", lambda: libc.syscall(add_key, b"user", b"cto-k", b"v", 1, -4)),
+                   ("keyctl", lambda: libc.syscall(keyctl, 0, -3, 0))):
+    result = call()
+    said.append(name + "=" + ("ok" if result >= 0 else os.strerror(ctypes.get_errno())))
+with open("slugkit/text.py", "a") as handle:
+    handle.write("# keyring: " + " ".join(said) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("tier", _tiers())
+def test_no_sandboxed_process_reaches_the_kernel_keyring(
+    tier: str, case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys belong to a uid, not to any namespace: a key the provider added outlived the uid
+    sweep (a later run on that uid read it), its permissions opened it to other sandbox uids,
+    and the session keyring the harness held stayed reachable. The launcher's seccomp filter
+    answers every keyring call with ENOSYS, and the canary proves it before each start."""
+    root = case_factory("keyring", toml_edit=lambda t: t.replace(
+        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "probe.py"'),
+        files={"probe.py": KEYRING_PROBE})
+    monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+    result = execute_run("keyring", harness_root=root)
+    text = (result.run_dir / "workspace" / "slugkit" / "text.py").read_text()
+    nosys = os.strerror(38)
+    assert f"# keyring: add_key={nosys} keyctl={nosys}\n" in text, result.report.blockers
+    assert result.report.isolation.canary["observed"]["keyring"] == "denied"
 
 
 SCRATCH_PROBE = """

@@ -283,6 +283,8 @@ def _serve(scripts: Path, url_file: Path, token: str) -> subprocess.Popen[str]:
 def test_record_then_replay_gives_the_same_patch_and_verdict_offline(
     case_repo, standin, case_home, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
+    # Built (and its pin recorded in the policy) before the policy is copied below.
+    binary = standin("model")
     # A local upstream (the scripted server, run as its own process) stands for a live model.
     token = "upstream-token-7e1f0c"
     upstream = _serve(case_repo / "harness" / "model-scripts" / "r1-string-slugify" / "happy",
@@ -297,7 +299,7 @@ def test_record_then_replay_gives_the_same_patch_and_verdict_offline(
         with open(repo / "harness" / "providers" / "case" / "policy.toml", "a") as handle:
             handle.write(f'\n[[models]]\nprovider = "anthropic"\nmodel = "claude-sonnet-4-6"\n'
                          f'base_url = "{url}"\n')
-        env = base_env(case_home, tmp_path / "runs", standin("model")) | SCRIPTED_MODEL
+        env = base_env(case_home, tmp_path / "runs", binary) | SCRIPTED_MODEL
         recorded = run_case(repo, env | {"CTO_HARNESS_CASE_MODEL_ENDPOINT": "record",
                                          "CTO_HARNESS_CASE_MODEL_BASE_URL": url,
                                          "ANTHROPIC_API_KEY": token})

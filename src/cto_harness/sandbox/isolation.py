@@ -65,6 +65,7 @@ from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.netproxy import FORWARDER_CODE, Endpoint, EndpointProxy, endpoint_for
 from cto_harness.sandbox.probe import (
     BWRAP_DROP_CAPS,
+    LAUNCHER,
     Probe,
     launcher_argv,
     launcher_namespaces,
@@ -88,7 +89,6 @@ PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run", "/dev/shm", "/dev/mqueue")
 # the sandbox's own, world-writable and sticky as on any system (nothing of the host is in it).
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 PROTECTED_TIERS = ("bwrap", "landlock")
-SETPRIV_DROP = ("--clear-groups", "--no-new-privs", "--inh-caps", "-all", "--bounding-set", "-all")
 
 
 class SandboxSettings(Protocol):
@@ -167,8 +167,10 @@ def _outermost(paths: Iterable[Path]) -> list[Path]:
 
 
 def _interpreter_paths() -> list[Path]:
+    """The interpreter's folders, and the launcher's, read-only in every sandbox: inside bwrap
+    the launcher drops to the sandbox uid and installs the keyring filter itself."""
     found = {Path(sys.base_prefix), Path(sys.prefix), Path(os.path.realpath(sys.executable)).parent,
-             Path(sys.executable).parent}
+             Path(sys.executable).parent, LAUNCHER.parent}
     return sorted(found)
 
 
@@ -273,13 +275,11 @@ class Confinement:
         return [sys.executable, "-I", "-S", "-c", FORWARDER_CODE, json.dumps(spec), "--"]
 
     def _drop(self) -> list[str]:
-        """Inside bwrap (started as root): become the sandbox uid for good."""
-        if not self.user.separate:
-            return []
-        if self.probe.setpriv_path:
-            return [self.probe.setpriv_path, "--reuid", str(self.user.uid), "--regid",
-                    str(self.user.gid), *SETPRIV_DROP, "--"]
-        spec = {"mode": "drop", "uid": self.user.uid, "gid": self.user.gid}
+        """Inside bwrap: become the sandbox uid for good (when bwrap started as root), with
+        no-new-privs and the launcher's keyring filter, which bwrap and setpriv do not give."""
+        spec: dict[str, Any] = {"mode": "drop"}
+        if self.user.separate:
+            spec |= {"uid": self.user.uid, "gid": self.user.gid}
         return launcher_argv(spec)
 
     def _launcher_spec(self) -> dict[str, Any]:
@@ -429,6 +429,15 @@ if spec.get("endpoint_port"):
     # What must get through is given time on a loaded machine (what must not fails at once).
     out["endpoint"], out["endpoint_detail"] = connect("127.0.0.1", spec["endpoint_port"], payload,
                                                       timeout=15, status=status)
+# The kernel keyring (shared by a uid's processes, outside every namespace): add_key must fail.
+try:
+    import ctypes
+    add_key = {"x86_64": 248, "aarch64": 217}.get(os.uname().machine)
+    libc = ctypes.CDLL(None, use_errno=True)
+    added = libc.syscall(add_key, b"user", b"cto-canary", b"x", 1, -2) if add_key else -1
+    out["keyring"] = "allowed" if added >= 0 else "denied"
+except OSError:
+    out["keyring"] = "denied"
 visible = {}
 for path, allowed in spec["hidden"].items():
     try:
@@ -713,6 +722,7 @@ class Sandbox:
             "read_signing_key": inside.get("read_signing_key", "allowed"),
             "read_harness_environ": inside.get("read_harness_environ", "allowed"),
             "signal_harness": inside.get("signal_harness", "allowed"),
+            "keyring": inside.get("keyring", "allowed"),
         }
         protected = self.tier in PROTECTED_TIERS
         separate = self.user.separate
@@ -727,6 +737,7 @@ class Sandbox:
             "read_signing_key": "denied",
             "read_harness_environ": "denied",
             "signal_harness": "denied",
+            "keyring": "denied",
         }
         breaches = [f"{k}: expected {expected[k]}, got {v}" for k, v in observed.items()
                     if expected[k] == "denied" and v == "allowed"]

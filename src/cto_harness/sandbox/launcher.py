@@ -95,6 +95,59 @@ def _prctl(option: int, value: int) -> None:
     _check(_libc().prctl(option, value, 0, 0, 0), f"prctl({option})")
 
 
+# The kernel keyring is no namespace of any tier: keys outlive the uid sweep, a key's own
+# permissions open it to other sandbox uids (a channel between concurrent runs), and a process
+# keeps the harness's session keyring across the drop. No sandboxed process may use it: a
+# seccomp filter answers add_key, request_key and keyctl with ENOSYS, on the native ABI and the
+# 32-bit one (x32's numbers carry bit 30, masked off).
+_KEYRING_SYSCALLS: dict[str, list[tuple[int, int | None, tuple[int, int, int]]]] = {
+    "x86_64": [(0xC000003E, 0xBFFFFFFF, (248, 249, 250)), (0x40000003, None, (286, 287, 288))],
+    "aarch64": [(0xC00000B7, None, (217, 218, 219)), (0x40000028, None, (309, 310, 311))],
+}
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+_BPF_LD_ABS_W, _BPF_AND_K, _BPF_JEQ_K, _BPF_RET_K = 0x20, 0x54, 0x15, 0x06
+_SECCOMP_RET_ALLOW, _SECCOMP_RET_ERRNO, _ENOSYS = 0x7FFF0000, 0x00050000, 38
+
+
+def keyring_filter(machine: str) -> list[tuple[int, int, int, int]]:
+    """The filter's instructions (code, jt, jf, k) for `machine`: per ABI, the arch check, the
+    syscall number (masked), a match to DENY; any other call is allowed."""
+    blocks: list[list[tuple[int, int, int, int]]] = []
+    for arch, mask, numbers in _KEYRING_SYSCALLS[machine]:
+        body = [(_BPF_LD_ABS_W, 0, 0, 0), *([(_BPF_AND_K, 0, 0, mask)] if mask else []),
+                *[(_BPF_JEQ_K, 0, 0, n) for n in numbers], (_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW)]
+        blocks.append([(_BPF_LD_ABS_W, 0, 0, 4), (_BPF_JEQ_K, 0, len(body), arch), *body])
+    program = [insn for block in blocks for insn in block]
+    program.append((_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW))  # another ABI: not a keyring call
+    deny = len(program)
+    program.append((_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | _ENOSYS))
+    # Each number's match jumps to DENY (offsets are relative to the next instruction).
+    return [(code, deny - i - 1, jf, k) if code == _BPF_JEQ_K and jt == 0 and jf == 0 else
+            (code, jt, jf, k) for i, (code, jt, jf, k) in enumerate(program)]
+
+
+def deny_keyring() -> None:
+    """Install the keyring filter on this process and all it execs (no-new-privs is set)."""
+    import ctypes
+
+    machine = os.uname().machine
+    if machine not in _KEYRING_SYSCALLS:
+        raise SetupError(f"no keyring filter for {machine}: the kernel keyring would be shared")
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                    ("k", ctypes.c_uint32)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+    program = keyring_filter(machine)
+    filters = (SockFilter * len(program))(*[SockFilter(*insn) for insn in program])
+    fprog = SockFprog(len(program), filters)
+    _check(_libc().prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0),
+           "seccomp")
+
+
 def die_with_parent(parent: int, alive_fd: int | None = None) -> None:
     """SIGKILL when the parent goes; if it already went, go now. Across a PID namespace getppid()
     says 0, so there the parent's liveness is the write end of a pipe it holds (`alive_fd`)."""
@@ -308,6 +361,7 @@ def payload(spec: dict[str, Any], argv: list[str], parent: int) -> None:
                           tcp_ports=rules.get("tcp_ports", []))
     if spec.get("cwd"):
         os.chdir(spec["cwd"])
+    deny_keyring()
     os.execvp(argv[0], argv)
 
 

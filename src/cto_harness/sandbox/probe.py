@@ -24,7 +24,8 @@ from typing import Any
 from cto_harness.fsutil import sha256_file
 from cto_harness.sandbox import landlock, launcher
 
-LAUNCHER = Path(launcher.__file__)
+# Its real path: bwrap starts it inside the sandbox, where only that path is bound.
+LAUNCHER = Path(os.path.realpath(launcher.__file__))
 ROOT_NAMESPACES = ("mount", "pid", "net", "ipc", "uts")
 BWRAP_DROP_CAPS = ("--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add",
                    "CAP_SETPCAP")
