@@ -3,6 +3,7 @@ from; every engine reads only its own prefix."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,18 @@ def test_defaults_are_recorded_as_defaults(tmp_path: Path) -> None:
 def test_a_bad_config_value_names_the_file_and_key(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('isolation = "chroot"\n')
     with pytest.raises(UsageError, match=r"config\.toml: isolation"):
+        Settings.from_env({"CTO_HARNESS_HOME": str(tmp_path)})
+
+
+def test_a_config_file_no_parser_step_can_take_is_one_usage_error(tmp_path: Path) -> None:
+    # Nested past the parser (a RecursionError was a traceback for every command), or not a
+    # file at all (a FIFO would block every command).
+    (tmp_path / "config.toml").write_text("runs_dir = " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(UsageError, match=r"config\.toml is not a readable TOML file"):
+        Settings.from_env({"CTO_HARNESS_HOME": str(tmp_path)})
+    (tmp_path / "config.toml").unlink()
+    os.mkfifo(tmp_path / "config.toml")
+    with pytest.raises(UsageError, match=r"config\.toml is not a readable TOML file"):
         Settings.from_env({"CTO_HARNESS_HOME": str(tmp_path)})
 
 
@@ -129,6 +142,11 @@ def test_an_engine_setting_comes_from_flag_then_env_then_its_config_table(tmp_pa
     ('[engine.case]\nstage = "2"\n', "stage is read from the environment only"),
     ('[engine.case]\ntimeout = 5\n', "unknown key 'timeout'"),
     ('[engine.case]\ntimeout_seconds = 0\n', "[engine.case]: timeout_seconds"),
+    # Values that validated and then broke a run (an overflowing timestamp, rlimit), or a TOML
+    # boolean taken as 1.
+    ('[engine.case]\ntimeout_seconds = 99999999999999999999\n',
+     "[engine.case]: timeout_seconds"),
+    ('[engine.case]\ntimeout_seconds = true\n', "[engine.case]: timeout_seconds"),
     ('engine = 5\n', "[engine.<name>] tables"),
 ])
 def test_a_bad_engine_table_is_a_usage_error_naming_file_and_key(tmp_path: Path, toml: str,
@@ -151,6 +169,9 @@ def test_a_bad_flag_value_names_the_flag_not_the_variable() -> None:
         FakeSettings.load({"CTO_HARNESS_FAKE_TIMEOUT_SECONDS": "5"}, flags={"timeout_seconds": "x"})
     with pytest.raises(UsageError, match=r"^--isolation: "):
         Settings.from_env({"HOME": "/nonexistent"}, flags={"isolation": "chroot"})
+    with pytest.raises(UsageError, match=r"^CTO_HARNESS_WORKSPACE_LIMIT_MB: .*less than or eq"):
+        Settings.from_env({"HOME": "/nonexistent",
+                           "CTO_HARNESS_WORKSPACE_LIMIT_MB": "99999999999999999999"})
 
 
 def test_a_gate_message_names_the_flag_beside_the_variable(harness_home: Path) -> None:

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cto_harness.errors import UsageError
-from cto_harness.fsutil import atomic_write_text
+from cto_harness.fsutil import atomic_write_text, read_regular
 
 CONFIG_FILE = "config.toml"
 ENV_TARGETS = "CTO_HARNESS_TARGET_REPOSITORIES"
@@ -55,14 +55,20 @@ def check_target(raw: str, where: str) -> Path:
     return path
 
 
+CONFIG_CAP = 1 << 20  # a settings file: far below this
+
+
 def read_config(home: Path) -> dict[str, object]:
+    """The home's config.toml (the user names the home, so a link to it is followed), read with
+    a bound; anything that does not parse, nests past the parser or is not a file is one usage
+    error naming the file."""
     path = config_path(home)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path} is not valid TOML: {exc}") from exc
+        data = tomllib.loads(read_regular(path, CONFIG_CAP, follow_link=True).decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError, OSError) as exc:
+        raise UsageError(f"{path} is not a readable TOML file: {exc}") from exc
     if unknown := sorted(set(data) - KNOWN_KEYS):
         raise UsageError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})")
     targets = data.get("target_repositories", [])

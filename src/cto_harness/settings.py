@@ -51,13 +51,17 @@ _SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGN
 
 
 def _digits(value: object) -> object:
-    """Whole numbers only, as a string of digits (no sign, no spaces, no decimals)."""
-    if isinstance(value, str) and not value.isdigit():
+    """Whole numbers only, as a string of digits (no sign, no spaces, no decimals); a TOML
+    `true` is no number."""
+    if isinstance(value, bool) or (isinstance(value, str) and not value.isdigit()):
         raise ValueError("must be a positive whole number")
     return value
 
 
-PositiveWhole = Annotated[int, BeforeValidator(_digits), Field(gt=0)]
+# At most 10^9: a time limit of 31 years, a disk limit of a petabyte. Past it a value is a usage
+# error here, not an overflow deep in a run (a timestamp, an rlimit).
+MAX_WHOLE = 10**9
+PositiveWhole = Annotated[int, BeforeValidator(_digits), Field(gt=0, le=MAX_WHOLE)]
 
 
 def _uid_range(value: object) -> object:
