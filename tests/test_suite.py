@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, CaseFactory
+from conftest import HARNESS_ROOT, REPO_ROOT, CaseFactory
 from cto_harness.core.executor import Finished, Job, SuiteHooks, SuitePlan
 from cto_harness.core.run import execute_run
 from cto_harness.core.suite import aggregate, pass_at_k, run_suite, suite_exit_code
+from cto_harness.errors import UsageError
 from cto_harness.evidence.verify import verify_bundle
 
 WRONG = {"fake/solution/slugkit/text.py": "def slugify(value):\n    return value.lower()\n"}
@@ -145,6 +146,27 @@ def test_resume_counts_only_what_each_rows_own_bundle_proves(
     assert rows[("wrong-slugify", 1)]["verdict"] == "fail"
     assert not rows[("wrong-slugify", 1)].get("reused")
     assert again.exit_code == first.exit_code == 1
+
+
+@pytest.mark.parametrize("planted", ["runs/r1-string-slugify", ".suite.lock",
+                                     "workers/worker-0.log"])
+def test_a_link_planted_in_the_suite_folder_is_never_written_through(
+    tmp_path: Path, planted: str
+) -> None:
+    # Anyone who can write the suite folder could plant these: the suite (root) wrote its
+    # bundles, created its lock or appended its worker log wherever they led.
+    suite_dir, victim = tmp_path / "suite", tmp_path / "victim"
+    victim.mkdir()
+    link = suite_dir / planted
+    link.parent.mkdir(parents=True)
+    link.symlink_to(victim if planted.startswith("runs") else victim / "made-by-the-suite")
+    try:
+        run_suite(["r1-string-slugify"], harness_root=HARNESS_ROOT, suite_dir=suite_dir,
+                  progress=None)
+    except UsageError as exc:
+        assert planted.split("/")[-1] in str(exc)
+    assert list(victim.iterdir()) == []
+    assert link.is_symlink()
 
 
 class _HandsBackOneBundle:

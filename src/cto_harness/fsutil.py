@@ -106,9 +106,11 @@ def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 def exclusive_lock(lock_file: Path, *, wait: bool = True) -> Iterator[None]:
     """An exclusive `flock` on `lock_file` (created if needed) for the duration of the block.
     The kernel releases it when the descriptor closes, also when the process dies. With
-    `wait=False`, a lock someone else holds raises `BlockingIOError` at once."""
+    `wait=False`, a lock someone else holds raises `BlockingIOError` at once. A link there is
+    never followed (ELOOP): a lock file planted as a link would have the harness create or open
+    a file of the link's choosing."""
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield

@@ -183,12 +183,26 @@ def _recorded_key(suite_dir: Path, run_dir: Path) -> Path | None:
         return None
 
 
+def real_folders(root: Path, rel: Path) -> None:
+    """Make each folder of `rel` below `root` (a suite's `runs/<case>`, `workers`) where missing,
+    and refuse one that is anything but a real folder: a link planted there would have the suite
+    write its bundles or logs wherever it leads."""
+    folder = root
+    for part in rel.parts:
+        folder = folder / part
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+        if not stat.S_ISDIR(_lstat_mode(folder)):
+            raise UsageError(f"{folder} is not a folder of the suite (a link or a file): "
+                             f"remove it, or use another --suite-dir")
+
+
 def _bundle_path(suite_dir: Path, case_id: str, repeat: int) -> Path:
     folder = suite_dir / "runs" / case_id
     base = f"r{repeat:03d}"
     candidate = folder / base
     attempt = 1
-    while candidate.exists():
+    while os.path.lexists(candidate):
         attempt += 1
         candidate = folder / f"{base}.{attempt}"
     return candidate
@@ -201,6 +215,9 @@ def _suite_lock(suite_dir: Path) -> Iterator[None]:
         held.enter_context(exclusive_lock(suite_dir / LOCK_FILE, wait=False))
     except BlockingIOError:
         raise UsageError(f"another suite is running in {suite_dir}") from None
+    except OSError as exc:  # ELOOP: a link planted at the lock's name
+        raise UsageError(f"{suite_dir / LOCK_FILE} cannot be the suite's lock "
+                         f"({exc.strerror}): remove it, or use another --suite-dir") from None
     with held:
         yield
 
@@ -220,7 +237,14 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
         self.index = index
-        self.log = open(log, "ab")  # noqa: SIM115 (kept open for the worker's lifetime)
+        # Kept open for the worker's lifetime; a link planted at its name is never followed.
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise UsageError(f"{log} cannot be a worker's log ({exc.strerror}): remove it, or "
+                             f"use another --suite-dir") from None
+        self.log = open(fd, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cto_harness.core.suite", "--worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
@@ -456,6 +480,9 @@ def _run_locked(
     fresh: bool, retry: frozenset[str], challenge: str | None, suite_dir: Path,
     progress_stream: TextIO | None, executor: Executor,
 ) -> SuiteOutcome:
+    # Every folder the suite writes into is a real one before anything runs.
+    for case_id in case_ids:
+        real_folders(suite_dir, Path("runs") / case_id)
     previous = load_previous(suite_dir)
     if previous and previous.get("engine") != engine:
         raise UsageError(f"{suite_dir} holds a suite of the {previous.get('engine')} engine, "
@@ -562,8 +589,8 @@ class _Hooks:
         self.challenge = challenge
 
     def place(self, job: Job) -> Path:
+        real_folders(self.suite_dir, Path("runs") / job.case_id)
         job.run_dir = _bundle_path(self.suite_dir, job.case_id, job.repeat)
-        job.run_dir.parent.mkdir(parents=True, exist_ok=True)
         return job.run_dir
 
     def started(self, job: Job) -> None:
@@ -646,7 +673,7 @@ def _execute(todo: list[Job], jobs: int, engine: str, harness_root: Path, suite_
     queue = list(todo)
     try:
         if queue:
-            (suite_dir / "workers").mkdir(exist_ok=True)
+            real_folders(suite_dir, Path("workers"))
         for index in range(min(jobs, len(queue))):
             worker = _Worker(index, suite_dir / "workers" / f"worker-{index}.log")
             stop.workers.append(worker)
