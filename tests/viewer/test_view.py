@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -179,6 +180,33 @@ def test_suite_json_cannot_leave_out_runs_the_suite_signed_for(
     # Without the signed list there is nothing to hold suite.json to: said, never verified.
     (suite / "signers.dsse.json").unlink()
     assert any("signers.dsse.json" in n for n in load_suite(suite, evidence.public_key).notes)
+
+
+def test_a_bundle_copied_in_from_elsewhere_counts_nowhere(
+        evidence: Evidence, tmp_path: Path) -> None:
+    # A genuine passing bundle of the same case, signed by the same key (another suite's), put
+    # in place of a failing one with suite.json to match: the page counted it and said that
+    # everything verified. The suite's signed list names another bundle there.
+    suite = copy_bundle(evidence.suite, tmp_path / "suite")
+    data = json.loads((suite / "suite.json").read_text())
+    row = next(r for r in data["runs"] if r["verdict"] == "fail")
+    fixed = json.loads((evidence.suite_fixed / "suite.json").read_text())
+    donor = next(r for r in fixed["runs"] if r["case_id"] == row["case_id"])
+    assert donor["verdict"] == "pass"
+    shutil.rmtree(suite / row["run_dir"])
+    copy_bundle(evidence.suite_fixed / donor["run_dir"], suite / row["run_dir"])
+    row.update(verdict="pass", run_id=donor["run_id"])
+    (suite / "suite.json").write_text(json.dumps(data))
+    view = load_suite(suite, evidence.public_key)
+    (swapped,) = [r for r in view.runs if r.disputed]
+    assert swapped.run is not None and swapped.run.verification.ok  # it verifies on its own
+    assert "signed list does not name this bundle" in swapped.note
+    assert view.aggregates[row["case_id"]]["passes"] == 0 and not view.all_verified
+
+    # A suite.json that claims another engine than its bundles' counts none of them.
+    data["engine"] = "case"
+    (suite / "suite.json").write_text(json.dumps(data))
+    assert not any(r.verified for r in load_suite(suite, evidence.public_key).runs)
 
 
 def test_suite_json_cannot_blow_the_grid_up(evidence: Evidence, tmp_path: Path) -> None:

@@ -164,11 +164,19 @@ def endorsed_runs(suite_dir: Path, trusted_key: Path) -> frozenset[str]:
     """The run folders (relative to the suite) that `signers.dsse.json` names, once it verifies
     with `trusted_key`: the suite's signed list of its finished runs, which suite.json (unsigned)
     must not leave out. Raises SignerUnknown (or SignatureInvalid for the key itself)."""
+    return frozenset(endorsed_manifests(suite_dir, trusted_key))
+
+
+def endorsed_manifests(suite_dir: Path, trusted_key: Path) -> dict[str, str]:
+    """Each run folder the signed list names -> the digest of that bundle's artifacts.sha256:
+    a bundle counts in this suite only where it is that one (not a bundle copied in from
+    another suite, the runs history or a baseline). Raises as `endorsed_runs`."""
     trusted = load_public_key(trusted_key)
     runs = _endorsement(suite_dir, trusted).get("runs")
     if not isinstance(runs, dict):
         raise SignerUnknown(f"{suite_dir / SIGNERS_FILE} lists no runs")
-    return frozenset(str(rel) for rel in runs)
+    return {str(rel): str(entry.get("manifest_sha256")) if isinstance(entry, dict) else ""
+            for rel, entry in runs.items()}
 
 
 def resolve_key(run_dir: Path, trusted_key: Path, suite_dir: Path | None = None) -> Path:

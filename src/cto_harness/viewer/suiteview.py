@@ -1,8 +1,11 @@
 """A suite folder read for its page: `suite.json` is an index, not evidence (it is not signed),
 so every run it lists is re-verified from its own bundle, the verdicts shown are the bundles'
 own, and pass@k is recomputed from the verified runs only. Where suite.json disagrees with a
-bundle, the page says so. A run counts once, under the case its own report names: a row that
-lists a bundle again (the same run id), or under another case, is disputed and counts nowhere."""
+bundle, the page says so. A run counts once, under the case its own report names, and only as
+the bundle the suite's signed list (`signers.dsse.json`) names at that place, of the suite's
+engine: a row that lists a bundle again (the same run id), under another case, or a bundle
+copied in from elsewhere (another suite, the runs history, a Case run's fake baseline) is
+disputed and counts nowhere."""
 
 from __future__ import annotations
 
@@ -76,27 +79,44 @@ def is_suite(path: Path) -> bool:
     return (path / SUITE_FILE).is_file()
 
 
-def _unlisted_endorsed_runs(root: Path, listed: list[dict[str, Any]],
-                            public_key: Path | None) -> list[str]:
-    """Runs the suite's signed record (`signers.dsse.json`, checked with the trusted key) names
-    and suite.json does not: leaving a failed run out of the unsigned index would otherwise
-    raise the pass rate of a page that says every bundle verified."""
+def _endorsed(root: Path, public_key: Path | None) -> tuple[dict[str, str], list[str]]:
+    """The suite's signed list of its runs (`signers.dsse.json`, checked with the trusted key):
+    run folder -> manifest digest; and a note when it does not hold (then nothing counts)."""
     from cto_harness.errors import SignatureInvalid
-    from cto_harness.evidence.suite_signers import SIGNERS_FILE, endorsed_runs, local_public_key
+    from cto_harness.evidence.suite_signers import (
+        SIGNERS_FILE,
+        endorsed_manifests,
+        local_public_key,
+    )
 
     if public_key is None:
         from cto_harness.settings import Settings
 
         public_key = local_public_key(Settings.from_env().keys_dir)
     try:
-        endorsed = endorsed_runs(root, public_key)
+        return endorsed_manifests(root, public_key), []
     except SignatureInvalid as exc:
-        return [f"the suite's signed list of its runs ({SIGNERS_FILE}) does not hold: {exc}"]
-    missing = sorted(endorsed - {str(r.get("run_dir")) for r in listed})
+        return {}, [f"the suite's signed list of its runs ({SIGNERS_FILE}) does not hold: {exc}"]
+
+
+def _unlisted_endorsed_runs(endorsed: dict[str, str], listed: list[dict[str, Any]]) -> list[str]:
+    """Runs the suite's signed list names and suite.json does not: leaving a failed run out of
+    the unsigned index would otherwise raise the pass rate of a page that says every bundle
+    verified."""
+    missing = sorted(set(endorsed) - {str(r.get("run_dir")) for r in listed})
     if not missing:
         return []
     shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
     return [f"suite.json leaves out {len(missing)} run(s) the suite signed for: {shown}"]
+
+
+def _manifest_digest(run_dir: Path) -> str | None:
+    from cto_harness.fsutil import sha256_file
+
+    try:
+        return sha256_file(run_dir / "artifacts.sha256")
+    except OSError:
+        return None
 
 
 def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
@@ -109,6 +129,8 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
         if isinstance(data.get("runs"), list) else []
     runs: list[SuiteRun] = []
     seen: dict[str, int] = {}  # run id -> the row that first listed its bundle
+    endorsed, endorsement_notes = _endorsed(root, public_key)
+    engine = data.get("engine")
     for index, row in enumerate(listed):
         case_id = str(row.get("case_id", "?"))
         raw_repeat = row.get("repeat")
@@ -129,7 +151,15 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
             note = f"no bundle ({row.get('status', 'pending')})"
         disputed = False
         if run is not None and run.verification.ok:
-            if run.case_id != case_id:
+            if endorsed.get(str(rel)) != _manifest_digest(run.root):
+                # A bundle that verifies but is not the one the suite signed for at this place:
+                # copied in from another suite, the runs history or a run's baseline.
+                disputed = True
+                note = "the suite's signed list does not name this bundle here: not counted"
+            elif run.engine != engine:
+                disputed = True
+                note = f"the bundle is a run of the {run.engine} engine, the suite's is {engine}"
+            elif run.case_id != case_id:
                 disputed = True
                 note = f"suite.json lists case {case_id}, the bundle holds {run.case_id}"
             elif run.run_id in seen:
@@ -141,7 +171,7 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
             seen.setdefault(run.run_id, index)
         runs.append(SuiteRun(index, case_id, repeat, listed_verdict, run, note, disputed))
 
-    notes += _unlisted_endorsed_runs(root, listed, public_key)
+    notes += endorsement_notes or _unlisted_endorsed_runs(endorsed, listed)
     cases = [str(c) for c in data.get("cases", []) if isinstance(c, str)] \
         if isinstance(data.get("cases"), list) else []
     for listed_run in runs:
