@@ -391,6 +391,31 @@ def test_no_sandboxed_process_reaches_the_kernel_keyring(
     assert result.report.isolation.canary["observed"]["keyring"] == "denied"
 
 
+WORLD_WRITABLE = """
+import os
+os.chmod(".", 0o777)
+os.chmod("slugkit", 0o777)
+os.chmod("slugkit/text.py", 0o666)
+"""
+
+
+@pytest.mark.parametrize("tier", _tiers())
+def test_the_workspace_taken_back_is_writable_by_nobody_else(
+    tier: str, case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider made its workspace world-writable before it exited; taken back, it was a
+    root-owned tree beside the bundle that any local user could write into."""
+    root = case_factory("world-writable", toml_edit=lambda t: t.replace(
+        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "chmod.py"'),
+        files={"chmod.py": WORLD_WRITABLE})
+    monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+    result = execute_run("world-writable", harness_root=root)
+    workspace = result.run_dir / "workspace"
+    for path in (workspace, workspace / "slugkit", workspace / "slugkit" / "text.py"):
+        assert path.stat().st_uid == os.geteuid() and not path.stat().st_mode & 0o022, path
+    assert result.report.verdict == "pass", result.report.blockers
+
+
 SCRATCH_PROBE = """
 import os
 wrote = []

@@ -201,10 +201,13 @@ def _unshare_inode(name: bytes, dir_fd: int, st: os.stat_result) -> None:
     os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
-def _walk_chown(root: Path, uid: int, gid: int, *, unshare_links: bool = False) -> int:
+def _walk_chown(root: Path, uid: int, gid: int, *, unshare_links: bool = False,
+                strip_write: bool = False) -> int:
     """lchown `root` and everything below it (never following a symlink); returns the count.
     By directory descriptor and name (tree.walk), so a tree deeper than PATH_MAX is no limit.
-    `unshare_links`: a regular file with other hard links gets an inode of its own first."""
+    `unshare_links`: a regular file with other hard links gets an inode of its own first.
+    `strip_write`: no group or other write bit is left on a file or folder (a provider's
+    `chmod 0777` would leave a root-owned tree any local user may write)."""
     try:
         st = os.lstat(root)
     except FileNotFoundError:
@@ -213,6 +216,8 @@ def _walk_chown(root: Path, uid: int, gid: int, *, unshare_links: bool = False) 
     if (st.st_uid, st.st_gid) != (uid, gid):
         os.lchown(root, uid, gid)
         count += 1
+    if strip_write and not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o022:
+        os.chmod(root, stat.S_IMODE(st.st_mode) & ~0o022, follow_symlinks=False)
     if not stat.S_ISDIR(st.st_mode):
         return count
     for node, dir_fd in walk(root):
@@ -223,6 +228,15 @@ def _walk_chown(root: Path, uid: int, gid: int, *, unshare_links: bool = False) 
                 _unshare_inode(name, dir_fd, st)
             os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
             count += 1
+        if strip_write and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) \
+                and st.st_mode & 0o022:
+            # Owned by the harness now (chown above), so the mode can no longer be raced.
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=dir_fd)
+            try:
+                os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) & ~0o022)
+            finally:
+                os.close(fd)
     return count
 
 
@@ -241,7 +255,7 @@ def take_back(paths: Iterable[Path], user: SandboxUser) -> int:
     if not user.separate:
         return 0
     uid, gid = os.geteuid(), os.getegid()
-    return sum(_walk_chown(p, uid, gid) for p in paths if os.path.lexists(p))
+    return sum(_walk_chown(p, uid, gid, strip_write=True) for p in paths if os.path.lexists(p))
 
 
 # --- processes ------------------------------------------------------------------------------
