@@ -335,3 +335,33 @@ def test_the_registry_is_never_a_project_npmrc_in_the_working_folder(
     (project / ".npmrc").write_text("registry=http://attacker.invalid/\n")
     monkeypatch.chdir(project)
     assert configured_registry(npm_tool, env) == expected != "http://attacker.invalid/"
+
+
+def test_the_policy_pins_the_tarballs_bytes(admitted_pi: AdmittedPi, tmp_path: Path) -> None:
+    """The npm kind's trust anchor was whichever registry answered (a mirror, a proxy, a
+    project's .npmrc): it served the tarball and the integrity checked against. The shipped
+    policy pins the integrity as published; a registry with other bytes for the version is
+    refused before anything is fetched, and an admission of other bytes does not count."""
+    from cto_harness.engines.provider import outside_policy
+
+    shipped = load_policy(PI_POLICY)
+    spec = shipped.distribution
+    assert isinstance(spec, NpmDistribution) and spec.integrity
+    (record,) = [r for r in list_admissions(settings_for(admitted_pi.home), "pi")
+                 if r.sha256 == admitted_pi.sha256]
+    assert record.origin["integrity"] == spec.integrity  # what the registry has
+
+    data = shipped.model_dump(mode="json")
+    data["distribution"] = {k: v for k, v in data["distribution"].items() if k != "url"}
+    data["distribution"]["integrity"] = "sha512-" + "A" * 86 + "=="
+    other = parse_policy(data, origin="test")
+    home = tmp_path / "home"
+    with pytest.raises(Blocked) as caught:
+        admit_npm_package(str(admitted_pi.tarball), None, other, settings_for(home),
+                          progress=None)
+    assert caught.value.code == BlockerCode.INTEGRITY_MISMATCH
+    assert "the policy pins" in str(caught.value)
+    assert not registry_path(settings_for(home), "pi").exists()
+
+    assert outside_policy(record, shipped) is None
+    assert "pins" in (outside_policy(record, other) or "")

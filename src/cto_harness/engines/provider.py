@@ -38,6 +38,10 @@ def outside_policy(record: AdmissionRecord, policy: ProviderPolicy) -> str | Non
         # A pin the policy dropped is revoked: its binaries stop running, admitted or not.
         return (f"it was built from {record.pin}, a pin the {policy.name} policy neither pins "
                 f"nor accepts ([[accepted_pins]])")
+    pinned = getattr(policy.distribution, "integrity", None)
+    if pinned is not None and record.origin.get("integrity") != pinned:
+        return (f"its package's integrity is {record.origin.get('integrity', 'unrecorded')!s:.30}"
+                f"…; the {policy.name} policy pins {pinned[:30]}…")
     return None
 
 

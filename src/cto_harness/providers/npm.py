@@ -110,6 +110,10 @@ class NpmDistribution(Distribution):
     version: Annotated[str, AfterValidator(check_version)] = Field(
         description="the exact version: no range, tag or `latest`")
     runtime: Literal["bun"] = Field(default="bun", description="what runs its entry point")
+    integrity: str | None = Field(
+        default=None, pattern=r"^sha512-[A-Za-z0-9+/]{86}==$",
+        description="the tarball's dist.integrity as published (SHA-512, SRI): the pin of its "
+                    "bytes, so no registry (a mirror, a proxy, a .npmrc) can serve others")
     install_timeout_seconds: int = Field(default=900, gt=0, le=7200)
     # Not in the policy: a package URL naming it (`pkg:npm/<name>`), so reports have an origin.
     url: str = ""
@@ -266,6 +270,11 @@ def _metadata(npm: _Npm, spec: NpmDistribution, cwd: Path) -> dict[str, Any]:
         raise Blocked(BlockerCode.INTEGRITY_MISMATCH,
                       f"the registry's integrity for {spec.spec} is not SHA-512: "
                       f"{dist['integrity'][:40]!r}")
+    if spec.integrity is not None and dist["integrity"] != spec.integrity:
+        raise Blocked(BlockerCode.INTEGRITY_MISMATCH,
+                      f"the registry's dist.integrity for {spec.spec} is "
+                      f"{dist['integrity'][:30]}…, the policy pins {spec.integrity[:30]}…; "
+                      "nothing was fetched")
     return data
 
 
