@@ -448,3 +448,31 @@ def test_the_provider_has_a_scratch_tmp_of_its_own_on_every_tier(
     text = (result.run_dir / "workspace" / "slugkit" / "text.py").read_text()
     assert "# scratch written: /tmp /var/tmp /dev/shm\n" in text, result.report.blockers
     assert [p.exists() for p in host_probes] == existed
+
+
+def test_the_workspace_left_beside_the_bundle_runs_nothing_the_provider_configured(
+    case_factory: CaseFactory, tmp_path: Path
+) -> None:
+    """The README sends the operator to `workspace/`; the provider wrote its `.git`. A plain
+    `git status` there ran the provider's fsmonitor command as the operator (root)."""
+    marker = tmp_path / "ran.txt"
+    script = (
+        "import os, subprocess\n"
+        f"subprocess.run(['git', 'config', 'core.fsmonitor', \"sh -c 'id >> {marker}'; false\"])\n"
+        "os.makedirs('.git/hooks', exist_ok=True)\n"
+        f"open('.git/hooks/pre-commit', 'w').write('#!/bin/sh\\nid >> {marker}\\n')\n"
+        "os.chmod('.git/hooks/pre-commit', 0o755)\n")
+    root = case_factory("git-trap", toml_edit=lambda t: t.replace(
+        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "trap.py"'),
+        files={"trap.py": script})
+    result = execute_run("git-trap", harness_root=root)
+    assert result.report.verdict == "pass", result.report.blockers
+    workspace = result.run_dir / "workspace"
+    assert "fsmonitor" in (workspace / ".git" / "config.provider-written").read_text()
+    status = subprocess.run(["git", "-C", str(workspace), "status", "--porcelain"],
+                            capture_output=True, text=True)
+    assert status.returncode == 0 and " M slugkit/text.py" in status.stdout
+    subprocess.run(["git", "-C", str(workspace), "-c", "user.name=o", "-c", "user.email=o@o",
+                    "commit", "-qam", "operator"], check=True)
+    assert not marker.exists(), marker.read_text()
+    verify_bundle(result.run_dir)

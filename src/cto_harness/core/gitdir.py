@@ -151,3 +151,68 @@ def config_entries(config: bytes, key_regexp: str, git: str = "git") -> list[tup
         key, _, value = line.partition(" ")
         entries.append((key, value))
     return entries
+
+
+# --- after the run ------------------------------------------------------------------------------
+
+SET_ASIDE = ".provider-written"
+# The workspace repository's config once the run is over: what `git init` writes, nothing more.
+SAFE_CONFIG = (b"[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
+               b"\tlogallrefupdates = true\n")
+
+
+def disarm_git_dir(workspace: Path) -> list[str]:
+    """Leave the workspace's `.git` as nothing git would run code from: the operator opens this
+    folder beside the bundle, and the provider wrote its config (`core.fsmonitor`, filter
+    drivers, `core.pager`), its hooks and its worktree indirections. Each is set aside under
+    `<name>.provider-written` (removed where that cannot be), and a plain config is written; a
+    `.git` that is no folder is set aside whole. Returns the names set aside; never raises."""
+    done: list[str] = []
+    try:
+        fd = _open_dir(workspace)
+    except OSError:
+        return done
+    try:
+        with contextlib.suppress(OSError):
+            mode = os.stat(".git", dir_fd=fd, follow_symlinks=False).st_mode
+            if not stat.S_ISDIR(mode):
+                _set_aside(workspace, fd, ".git")
+                return [".git"]
+            git_fd = os.open(".git", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=fd)
+            try:
+                for name in ("config", "hooks", "commondir", "gitdir"):
+                    if _lexists(name, git_fd):
+                        _set_aside(workspace / ".git", git_fd, name)
+                        done.append(f".git/{name}")
+                config = os.open("config", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o644, dir_fd=git_fd)
+                try:
+                    os.write(config, SAFE_CONFIG)
+                finally:
+                    os.close(config)
+            finally:
+                os.close(git_fd)
+    finally:
+        os.close(fd)
+    return done
+
+
+def _lexists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _set_aside(folder: Path, dir_fd: int, name: str) -> None:
+    """`name` in `folder` (open as `dir_fd`) renamed to `name.provider-written`, or removed when
+    that name is taken by something that cannot be replaced (a folder planted there). The
+    provider has ended: nothing races the path."""
+    from cto_harness.tree import remove_at
+
+    try:
+        os.rename(name, name + SET_ASIDE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        remove_at(folder, name.encode())

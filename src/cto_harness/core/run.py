@@ -32,6 +32,7 @@ from cto_harness.core import preflight
 from cto_harness.core.events import EventLog
 from cto_harness.core.faultseal import seal_despite_faults
 from cto_harness.core.fixtures import FixtureCase, case_directory, load_case
+from cto_harness.core.gitdir import disarm_git_dir
 from cto_harness.core.interrupts import InterruptGate
 from cto_harness.core.live import RunObserver, observer_of, tailing
 from cto_harness.core.report import (
@@ -206,6 +207,7 @@ def execute_run(
         if results.sandbox is not None:
             results.sandbox.close()  # network log, last sweep, files and uid back; never raises
         _release(engine, ctx)  # the model endpoint stops after the proxy that forwarded to it
+        disarm_git_dir(ctx.workspace)  # what the operator opens beside the bundle runs nothing
         report = seal_despite_faults(lambda: _seal(engine, ctx, results, started, key),
                                       ctx, results)
     return RunResult(report=report, run_dir=run_dir, public_key=settings.keys_dir / PUBLIC_KEY)
