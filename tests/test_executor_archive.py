@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cto_harness.core.executor import Finished, Job, SuitePlan
 from cto_harness.executors.archive import (
     ArchiveRejected,
     check_name,
@@ -132,3 +133,59 @@ def test_hostile_archives_are_refused_and_leave_nothing(kind: str, tmp_path: Pat
     assert list(parent.iterdir()) == [], "a rejected archive leaves no folder behind"
     outside = {p.name for p in tmp_path.rglob("*")} | {p.name for p in Path("/tmp").iterdir()}
     assert not any(n.startswith("cto-evil") for n in outside)
+
+
+# --- what a node answers -------------------------------------------------------------------
+
+
+class _Recorded:
+    """Suite hooks that keep what the executor reports."""
+
+    def __init__(self, suite_dir: Path) -> None:
+        self.suite_dir = suite_dir
+        self.finished_with: list[Finished] = []
+
+    def place(self, job: Job) -> Path:
+        job.run_dir = self.suite_dir / "runs" / job.case_id / "r001"
+        job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        return job.run_dir
+
+    def started(self, job: Job) -> None: ...
+
+    def live(self, running: object) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def finished(self, job: Job, done: Finished) -> None:
+        self.finished_with.append(done)
+
+
+@pytest.mark.parametrize("answer", [
+    ["not", "a", "result"],
+    {"ok": False, "blocker": "node_error", "message": b"\xff", "node": "a string"},
+    {"ok": True, "archive": b"", "public_key": b"x", "timing": "not a mapping"},
+    {"ok": True, "archive": b"", "public_key": b"x", "node": {"node_id": ["x"] * 1000}},
+])
+def test_a_nodes_answer_of_any_shape_is_a_named_refusal(tmp_path: Path, answer: object) -> None:
+    # A misbehaving node's answer (a list, bytes where text goes, a timing that is no mapping)
+    # raised out of the driver's loop and ended the whole suite with a traceback.
+    import types
+
+    from cto_harness.executors.ray_executor import RayExecutor, _Attempt
+
+    pytest.importorskip("ray")
+    errors = types.SimpleNamespace(**{name: type(name, (Exception,), {}) for name in (
+        "TaskCancelledError", "NodeDiedError", "WorkerCrashedError", "ObjectLostError",
+        "LocalRayletDiedError", "RayError")})
+    executor = RayExecutor(retries=0)
+    executor.ray = types.SimpleNamespace(exceptions=errors, get=lambda ref: answer)
+    hooks = _Recorded(tmp_path / "suite")
+    job = Job("r1-string-slugify", 1)
+    hooks.place(job)
+    plan = SuitePlan(engine="fake", harness_root=tmp_path, suite_dir=hooks.suite_dir, jobs=1,
+                     case_ids=("r1-string-slugify",))
+    executor._settle("ref", _Attempt(job, 1, 0.0), plan, hooks, False)
+    (done,) = hooks.finished_with
+    assert done.run_dir is None and done.blocker is not None
+    node = done.extra.get("node")
+    assert node is None or (isinstance(node, dict) and len(str(node)) < 4096)

@@ -283,10 +283,18 @@ class RayExecutor:
             hooks.finished(job, Finished(run_dir=None, blocker=BlockerCode.NODE_ERROR,
                                          message=_first_line(exc), extra=_extra(attempt)))
             return None
-        extra = {**_extra(attempt), "node": result.get("node")}
+        if not isinstance(result, dict):  # whatever a node sends back is checked, never trusted
+            hooks.finished(job, Finished(run_dir=None, blocker=BlockerCode.BUNDLE_REJECTED,
+                                         message=f"the node answered a {type(result).__name__}, "
+                                                 "not a result", extra=_extra(attempt)))
+            return None
+        node = result.get("node")
+        extra = {**_extra(attempt), "node": node if _plain_record(node) else None}
         if not result.get("ok"):
+            message = result.get("message")
             hooks.finished(job, Finished(run_dir=None, blocker=_node_blocker(result.get("blocker")),
-                                         message=result.get("message"), extra=extra))
+                                         message=str(message)[:500] if message else None,
+                                         extra=extra))
             return None
         from cto_harness.errors import SignatureInvalid
         from cto_harness.evidence.suite_signers import store_public_key
@@ -303,11 +311,23 @@ class RayExecutor:
                                          message=str(exc), extra=extra))
             return None
         finally:
+            timing = result.get("timing")
             self.timings.append({"latency_ms": latency_ms,
                                  "unpack_ms": (time.perf_counter() - began) * 1000,
-                                 **(result.get("timing") or {})})
+                                 **({k: v for k, v in timing.items() if isinstance(k, str)
+                                     and type(v) in (int, float)}
+                                    if isinstance(timing, dict) else {})})
         hooks.finished(job, Finished(run_dir=job.run_dir, public_key=key_file, extra=extra))
         return None
+
+
+def _plain_record(value: object) -> bool:
+    """A node's self-description as suite.json keeps it: a flat object of short strings and
+    numbers (anything else is dropped, never written into the suite's records)."""
+    return isinstance(value, dict) and len(value) <= 32 and all(
+        isinstance(k, str) and len(k) <= 64
+        and (type(v) in (int, float, bool) or (isinstance(v, str) and len(v) <= 256))
+        for k, v in value.items())
 
 
 def _node_blocker(code: object) -> BlockerCode:
