@@ -19,7 +19,13 @@ import pytest
 from conftest import HARNESS_ROOT, REPO_ROOT, CaseFactory
 from cto_harness.core.executor import Finished, Job, SuiteHooks, SuitePlan
 from cto_harness.core.run import execute_run
-from cto_harness.core.suite import aggregate, pass_at_k, run_suite, suite_exit_code
+from cto_harness.core.suite import (
+    aggregate,
+    pass_at_k,
+    run_suite,
+    suite_exit_code,
+    summary_table,
+)
 from cto_harness.errors import UsageError
 from cto_harness.evidence.verify import verify_bundle
 
@@ -167,6 +173,22 @@ def test_a_link_planted_in_the_suite_folder_is_never_written_through(
         assert planted.split("/")[-1] in str(exc)
     assert list(victim.iterdir()) == []
     assert link.is_symlink()
+
+
+def test_a_row_of_suite_json_names_a_few_changed_files_and_counts_them_all(
+    case_factory: CaseFactory, tmp_path: Path
+) -> None:
+    # Every changed file's name went into suite.json: 9,000 long names made it 36 MB, past what
+    # the suite page reads, and the whole page went blank.
+    root = case_factory("many-files", toml_edit=lambda t: t.replace(
+        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "many.py"'),
+        files={"many.py": "for i in range(30):\n    open(f'extra-{i:02d}.txt', 'w').write('x')\n"})
+    outcome = run_suite(["many-files"], harness_root=root, suite_dir=tmp_path / "suite",
+                        progress=None)
+    (row,) = outcome.data["runs"]
+    assert row["changed_files_count"] == 31 and len(row["changed_files"]) == 20
+    assert row["changed_files"][0] == "extra-00.txt"
+    assert "(+11 more)" in summary_table(outcome.data)
 
 
 class _HandsBackOneBundle:

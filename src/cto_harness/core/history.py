@@ -25,6 +25,7 @@ from cto_harness.clock import parse_iso
 from cto_harness.errors import UsageError
 from cto_harness.evidence.bundlecheck import check_bundle
 from cto_harness.evidence.summary import one_line_reason, verdict_of
+from cto_harness.evidence.verify import TEXT_CAP
 from cto_harness.inert import read_json
 from cto_harness.settings import Settings
 
@@ -134,7 +135,7 @@ def discover(settings: Settings) -> Iterator[tuple[Path, str]]:
 
 def read_entry(path: Path, location: str, public_key: Path | None = None) -> RunEntry:
     check = check_bundle(path, public_key)
-    raw = read_json(path / "report.json")
+    raw = read_json(path / "report.json", limit=TEXT_CAP)
     report: dict[str, Any] = raw if isinstance(raw, dict) else {}
     raw_timing = report.get("timing")
     timing: dict[str, Any] = raw_timing if isinstance(raw_timing, dict) else {}
@@ -177,7 +178,7 @@ def find_run(settings: Settings, ident: str, public_key: Path | None = None) -> 
     prefixed: list[tuple[Path, str]] = []
     for path, location in discover(settings):
         names = {path.name, _ident(path, location)}
-        raw = read_json(path / "report.json")
+        raw = read_json(path / "report.json", limit=TEXT_CAP)
         if isinstance(raw, dict) and isinstance(raw.get("run_id"), str):
             names.add(raw["run_id"])
         if ident in names:

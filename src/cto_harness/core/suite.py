@@ -53,6 +53,7 @@ from cto_harness.progress import Progress
 SUITE_SCHEMA = "cto-harness.suite/1"
 SUITE_FILE = "suite.json"
 SUITE_FILE_CAP = 64 << 20  # far above any suite's file; read before anything is checked
+SUITE_CHANGED_FILES = 20  # changed files a run's row of suite.json names
 LOCK_FILE = ".suite.lock"
 # How long busy workers get to seal their interrupted bundles after a stop before SIGKILL.
 STOP_GRACE_SECONDS = 60.0
@@ -155,7 +156,10 @@ def read_bundle(run_dir: Path, public_key: Path | None = None) -> dict[str, Any]
         "failed_conditions": failed_conditions(report.pass_conditions),
         "challenge": report.freshness.challenge,
         "duration_ms": report.timing.duration_ms,
-        "changed_files": [c.path for c in report.changed_files],
+        # The first few: suite.json is an index (the bundle has them all); a provider's 9,000
+        # long names made it 36 MB, past what the suite page reads.
+        "changed_files": [c.path for c in report.changed_files[:SUITE_CHANGED_FILES]],
+        "changed_files_count": len(report.changed_files),
         "tests_ran": report.verification.tests_ran,
         "tests_failed": report.verification.tests_failed,
         "isolation": report.isolation.tier,
@@ -748,6 +752,8 @@ def summary_table(data: dict[str, Any]) -> str:
             verdict = "interrupted"
         duration = f"{run['duration_ms']} ms" if run.get("duration_ms") is not None else "-"
         changed = ", ".join(run.get("changed_files") or []) or "-"
+        if (more := (run.get("changed_files_count") or 0) - len(run.get("changed_files") or [])) > 0:
+            changed += f" (+{more} more)"
         bundle = str(suite_dir / run["run_dir"]) if run.get("run_dir") else "-"
         rows.append((run["case_id"], str(run["repeat"]), verdict, why(run) or "-", duration,
                      changed, bundle))

@@ -27,6 +27,7 @@ from cto_harness.evidence.summary import (
     task_text,
     verdict_of,
 )
+from cto_harness.evidence.verify import TEXT_CAP
 from cto_harness.inert import inert, read_json, read_text
 from cto_harness.viewer import testresults, timeline
 
@@ -170,14 +171,15 @@ def _admission(report: dict[str, Any]) -> dict[str, Any]:
 def load_run(root: Path, public_key: Path | None = None) -> RunView:
     root = root.absolute()
     verification = check_bundle(root, public_key)
-    raw = read_json(root / "report.json")
+    # As large as `verify` reads: a report it verified is never "missing" here.
+    raw = read_json(root / "report.json", limit=TEXT_CAP)
     report: dict[str, Any] = raw if isinstance(raw, dict) else {}
     verdict = verdict_of(report)
     diff, diff_cut = read_text(root / "patch.diff", limit=DIFF_LIMIT)
     log, log_cut = read_text(root / "test.log", limit=LOG_LIMIT)
     task, task_files = task_text(root)
     # Per-test details (tracebacks) keep their lines; everything else is one-line inert.
-    with_lines = read_json(root / "report.json", multiline=True)
+    with_lines = read_json(root / "report.json", limit=TEXT_CAP, multiline=True)
     verification_section = with_lines.get("verification") if isinstance(with_lines, dict) \
         else None
     pulls = with_lines.get("pull_requests") if isinstance(with_lines, dict) else None
