@@ -60,7 +60,9 @@ Detected (the run does not pass, the evidence names it):
 
 Out of scope, or known gaps:
 
-- The kernel: all tiers share it; there is no seccomp filter. A kernel exploit escapes.
+- The kernel: all tiers share it; the only seccomp filter is the launcher's, which refuses the
+  kernel keyring (add_key, request_key, keyctl: keys belong to a uid, not to a namespace). A
+  kernel exploit escapes.
 - The allowed endpoint is a channel: the provider may send its model anything it can read; the
   log has bytes and times, not content (TLS in CONNECT mode is end to end).
 - CPU, memory and process count are not limited (only disk: RLIMIT_FSIZE and the workspace limit,
