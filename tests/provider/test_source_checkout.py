@@ -91,3 +91,19 @@ def test_a_git_link_in_the_checkout_is_refused_not_followed(tmp_path: Path) -> N
     assert "blocked: source_unavailable: " in result.stderr
     assert ".git" in result.stderr and "is a link" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_credential_in_the_source_url_is_never_recorded_or_shown(tmp_path: Path) -> None:
+    # Reports, provenance and the registry are world-readable and shipped to cluster nodes; a
+    # token in `--source https://user:TOKEN@mirror/...` went into each, and into the progress.
+    home = tmp_path / "home"
+    source = "https://someone:SECRET-TOKEN-4242@127.0.0.1:9/case.git"
+    result = run_provider_cli(home, "build", "--source", source, "--source-url",
+                              "https://github.com/workos/case.git")
+    assert result.returncode == 2, result.stderr
+    assert "blocked: source_unavailable: " in result.stderr
+    assert "SECRET-TOKEN-4242" not in result.stdout + result.stderr
+    assert "https://***@127.0.0.1:9/case.git" in result.stderr
+    for path in home.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert b"SECRET-TOKEN-4242" not in path.read_bytes(), path

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO, Unpack
 
 from cto_harness.clock import now_iso
+from cto_harness.core.gitdir import redact_url
 from cto_harness.errors import Blocked, BlockerCode, UsageError
 from cto_harness.fsutil import (
     atomic_write_json,
@@ -195,7 +196,9 @@ def _resolve_source(
         origin = None
         state = None
         kind = "url"
-        location = source
+        # What is recorded (reports, provenance, the registry: all world-readable) never holds
+        # a credential given in the URL; the clone below uses the URL as given.
+        location = redact_url(source)
     else:
         checkout = Path(source).expanduser().absolute()
         if not checkout.is_dir():
@@ -225,15 +228,17 @@ def _resolve_source(
     return info, state
 
 
-def _clone_at_pin(info: SourceInfo, clone: Path, commit: str) -> None:
+def _clone_at_pin(info: SourceInfo, source: str, clone: Path, commit: str) -> None:
     # --no-local: a local source is read through git's transport, which hashes every object it
     # receives; a plain local clone copies the object files as they are, so a checkout whose
     # loose object was rewritten under the same id would build other code under the pin.
     code, out = _git(
-        ["clone", "--quiet", "--no-checkout", "--no-local", info.location, str(clone)]
+        ["clone", "--quiet", "--no-checkout", "--no-local",
+         source if is_url(source) else info.location, str(clone)]
     )
     if code != 0:
-        raise Blocked(BlockerCode.SOURCE_UNAVAILABLE, f"git clone of {info.location} failed: {out[-400:]}")
+        raise Blocked(BlockerCode.SOURCE_UNAVAILABLE,
+                      f"git clone of {info.location} failed: {redact_url(out)[-400:]}")
     if _git(["cat-file", "-e", f"{commit}^{{commit}}"], clone)[0] != 0:
         # Not on a branch or tag: a server may still serve it by id.
         _git(["fetch", "--quiet", "origin", commit], clone)
@@ -307,7 +312,7 @@ def build_artifact(
             remove_tree(root)
             root.mkdir(parents=True)
             clone = root / "src"
-            _clone_at_pin(info, clone, pin)
+            _clone_at_pin(info, source, clone, pin)
         with show.step("source identity"):
             source_identity = check_source_identity(clone, spec.identity, policy.name)
         logs = root / "logs"
