@@ -107,6 +107,9 @@ def test_summary_counts(tmp_path: Path) -> None:
     assert summary["by_provenance"] == {"built": 1, "fetched": 0, "asserted": 1}
     assert summary["latest"]["sha256"] == "b" * 64
     assert summary["store_missing"] == 2
+    # A recorded path no system call takes is missing, not an OSError out of `health`.
+    record_admission(settings, make_record("d" * 64, store_path="/" + "a" * 5000))
+    assert admission_summary(settings)["store_missing"] == 3
 
 
 # A writer in its own process: `crash-before-rename` dies (like a power cut) right after writing

@@ -190,7 +190,7 @@ def admission_summary(settings: Settings, provider: str = DEFAULT_PROVIDER) -> d
             level: sum(1 for r in admitted if r.provenance_level == level)
             for level in ("built", "fetched", "asserted")
         },
-        "store_missing": sum(1 for r in admitted if not Path(r.store_path).is_file()),
+        "store_missing": sum(1 for r in admitted if not _is_file(r.store_path)),
         "latest": None if latest is None else {
             "sha256": latest.sha256,
             "pin": latest.pin,
@@ -199,3 +199,12 @@ def admission_summary(settings: Settings, provider: str = DEFAULT_PROVIDER) -> d
             "store_path": latest.store_path,
         },
     }
+
+
+def _is_file(path: str) -> bool:
+    """Whether a recorded store path is a file now; a path no system call takes (longer than
+    PATH_MAX, a component past NAME_MAX) is not, rather than an OSError."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
