@@ -32,8 +32,10 @@ CONTAIN = ("unshare", "--pid", "--fork", "--kill-child", "--mount-proc")
 SURVIVED = '            breaches.append(f"the canary\'s processes survived it ({len(killed)})")\n'
 CANARY_OFF: Patch = (ISOLATION, SURVIVED, SURVIVED + "        breaches = []  # canary off\n")
 DROP_OFF: list[Patch] = [
-    (ISOLATION, "        if self.user.separate:\n            spec |= {\"uid\"",
-     "        if False:\n            spec |= {\"uid\""),
+    (ISOLATION, "        if not self.user.separate:\n            return launcher_argv({\"mode\": \"drop\"})\n"
+                "        if self.probe.setpriv_path:",
+     "        if True:\n            return launcher_argv({\"mode\": \"drop\"})\n"
+     "        if self.probe.setpriv_path:"),
     (LAUNCHER, "    if uid is not None:\n        drop(", "    if False:\n        drop("),
 ]
 NAMESPACES = 'ROOT_NAMESPACES = ("mount", "pid", "net", "ipc", "uts")'

@@ -89,6 +89,7 @@ PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run", "/dev/shm", "/dev/mqueue")
 # the sandbox's own, world-writable and sticky as on any system (nothing of the host is in it).
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 PROTECTED_TIERS = ("bwrap", "landlock")
+SETPRIV_DROP = ("--clear-groups", "--no-new-privs", "--inh-caps", "-all", "--bounding-set", "-all")
 
 
 class SandboxSettings(Protocol):
@@ -275,12 +276,15 @@ class Confinement:
         return [sys.executable, "-I", "-S", "-c", FORWARDER_CODE, json.dumps(spec), "--"]
 
     def _drop(self) -> list[str]:
-        """Inside bwrap: become the sandbox uid for good (when bwrap started as root), with
-        no-new-privs and the launcher's keyring filter, which bwrap and setpriv do not give."""
-        spec: dict[str, Any] = {"mode": "drop"}
-        if self.user.separate:
-            spec |= {"uid": self.user.uid, "gid": self.user.gid}
-        return launcher_argv(spec)
+        """Inside bwrap: become the sandbox uid for good (bwrap started as root). The keyring
+        filter is already on (run_process installs it for a root harness); a harness that is
+        not root has the launcher set no-new-privs and install it here."""
+        if not self.user.separate:
+            return launcher_argv({"mode": "drop"})
+        if self.probe.setpriv_path:
+            return [self.probe.setpriv_path, "--reuid", str(self.user.uid), "--regid",
+                    str(self.user.gid), *SETPRIV_DROP, "--"]
+        return launcher_argv({"mode": "drop", "uid": self.user.uid, "gid": self.user.gid})
 
     def _launcher_spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"uid": self.user.uid, "gid": self.user.gid,
