@@ -57,6 +57,13 @@ def test_a_config_file_no_parser_step_can_take_is_one_usage_error(tmp_path: Path
     (tmp_path / "config.toml").write_text("runs_dir = " + "[" * 3000 + "]" * 3000 + "\n")
     with pytest.raises(UsageError, match=r"config\.toml is not a readable TOML file"):
         Settings.from_env({"CTO_HARNESS_HOME": str(tmp_path)})
+    # An empty runs_dir was the current folder (the environment's empty value means unset).
+    (tmp_path / "config.toml").write_text('runs_dir = ""\n')
+    with pytest.raises(UsageError, match=r"config\.toml: runs_dir is empty"):
+        Settings.from_env({"CTO_HARNESS_HOME": str(tmp_path)})
+    # A key the settings take from the file is a key the file may hold.
+    (tmp_path / "config.toml").write_text('sandbox_uids = "62000-62009"\n')
+    assert Settings.from_env({"CTO_HARNESS_HOME": str(tmp_path)}).sandbox_uids == (62000, 62009)
     (tmp_path / "config.toml").unlink()
     os.mkfifo(tmp_path / "config.toml")
     with pytest.raises(UsageError, match=r"config\.toml is not a readable TOML file"):

@@ -37,7 +37,7 @@ from cto_harness.fsutil import atomic_write_text, read_regular
 CONFIG_FILE = "config.toml"
 ENV_TARGETS = "CTO_HARNESS_TARGET_REPOSITORIES"
 KNOWN_KEYS = frozenset({"target_repositories", "runs_dir", "isolation", "workspace_limit_mb",
-                        "engine"})
+                        "sandbox_uids", "engine"})
 ENGINE_TABLE = "engine"
 
 
@@ -71,6 +71,10 @@ def read_config(home: Path) -> dict[str, object]:
         raise UsageError(f"{path} is not a readable TOML file: {exc}") from exc
     if unknown := sorted(set(data) - KNOWN_KEYS):
         raise UsageError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})")
+    if empty := sorted(k for k, v in data.items() if v == ""):
+        # An empty runs_dir was the current folder (where `runs clean` then worked); the
+        # environment's empty value means unset, and so does a line left out here.
+        raise UsageError(f"{path}: {empty[0]} is empty (leave the line out for the default)")
     targets = data.get("target_repositories", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise UsageError(f"{path}: target_repositories must be a list of path strings")
