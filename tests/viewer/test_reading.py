@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import CaseFactory
+from cto_harness.core.run import execute_run
 from cto_harness.evidence.summary import one_line_reason, provider_outcome
 from cto_harness.inert import inert, inert_tree
-from cto_harness.viewer.runview import safe_path
+from cto_harness.viewer.compare import compare_runs
+from cto_harness.viewer.runview import load_run, safe_path
 from cto_harness.viewer.testresults import FROM_LOG, STRUCTURED, collect
 
 UNITTEST_LOG = """\
@@ -150,3 +153,19 @@ def test_a_name_past_name_max_is_no_safe_path_and_no_crash(tmp_path: Path) -> No
     assert safe_path(tmp_path, "x" * 300) is None
     assert safe_path(tmp_path, "runs/" + "y" * 300 + "/report.json") is None
     assert safe_path(tmp_path, "runs/r001") == tmp_path / "runs" / "r001"  # need not exist
+
+
+def test_two_runs_that_changed_a_quoted_name_differently_are_not_called_the_same(
+        case_factory: CaseFactory, harness_home: Path) -> None:
+    # git quotes a name that is not plain ASCII in patch.diff's headers, so neither run's patch
+    # was found under the report's name, and two missing patches compared equal: "same".
+    allow = ('allowed_paths = ["slugkit/text.py"]', 'allowed_paths = ["**"]')
+    root = case_factory("accent-a", toml_edit=lambda t: t.replace(*allow),
+                        files={"fake/solution/slugkit/\u00e9.py": "A = 1\n"})
+    case_factory("accent-b", toml_edit=lambda t: t.replace(*allow),
+                 files={"fake/solution/slugkit/\u00e9.py": "B = 2\n"})
+    a = load_run(execute_run("accent-a", harness_root=root).run_dir)
+    b = load_run(execute_run("accent-b", harness_root=root).run_dir)
+    (accented,) = [f for f in compare_runs(a, b).files if f.path == "slugkit/\u00e9.py"]
+    assert accented.in_a and accented.in_b
+    assert accented.same_patch is not True

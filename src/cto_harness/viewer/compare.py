@@ -55,12 +55,19 @@ def _patches(diff: str) -> dict[str, str]:
     return parts
 
 
+def _same_patch(a: str | None, b: str | None) -> bool | None:
+    """Whether two runs changed a file the same way; None (unknown) when either patch could
+    not be found under that name (git quotes a name that is not plain ASCII in its headers):
+    two missing patches are no evidence of the same change."""
+    return None if a is None or b is None else a == b
+
+
 def compare_runs(a: RunView, b: RunView) -> RunComparison:
     pa, pb = _patches(a.diff), _patches(b.diff)
     paths_a, paths_b = set(a.changed_paths), set(b.changed_paths)
     files = [
-        FileChange(p, p in paths_a, p in paths_b,
-                   pa.get(p) == pb.get(p) if p in paths_a and p in paths_b else None)
+        FileChange(p, p in paths_a, p in paths_b, _same_patch(pa.get(p), pb.get(p))
+                   if p in paths_a and p in paths_b else None)
         for p in sorted(paths_a | paths_b)
     ]
     results_a = {t.name: t.outcome for t in a.tests.tests}
