@@ -132,3 +132,21 @@ def test_a_folder_flooded_with_files_is_listed_only_until_the_logs_are_open(
     tail._read_all()
     assert stats == []  # full: the folder is not listed again
     tail.stop()
+
+
+def test_the_live_line_fits_the_terminal_in_columns_not_characters() -> None:
+    # A phase in fullwidth letters made the line wider than the terminal: cut by characters,
+    # it wrapped, and each redraw (which moves up one row) left a stale row behind.
+    from cto_harness.inert import display_width
+
+    stream = Terminal()  # 100 columns (no size to ask: the default)
+    progress = RunProgress(stream, "c [case]", interval=3600)
+    progress.step("provider running")
+    progress.provider_event(ProviderEvent(ts="", type="provider.phase.started",
+                                          data={"phase": "\uff26" * 30, "agent": "\uff21" * 30}))
+    progress.provider_event(ProviderEvent(ts="", type="provider.tool.started",
+                                          data={"tool": "bash", "args": json.dumps(
+                                              {"command": "\uff23" * 60})}))
+    last = stream.getvalue().rsplit("\x1b[1F\x1b[J", 1)[-1].rstrip("\n").split("\n")[-1]
+    assert "\uff26" in last
+    assert sum(display_width(c) for c in last) <= 99

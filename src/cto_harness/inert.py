@@ -79,6 +79,34 @@ def inert_tree(value: Any, *, multiline: bool = False, _depth: int = 0) -> Any:
     return value
 
 
+# --- terminals ------------------------------------------------------------------------------
+
+
+def display_width(char: str) -> int:
+    """Columns `char` takes on a terminal: 2 for wide and fullwidth characters, 0 for combining
+    marks, 1 otherwise."""
+    import unicodedata
+
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def fit_width(text: str, columns: int) -> str:
+    """`text` cut to at most `columns` terminal columns (with `…` where it was cut): a line cut
+    by characters, not columns, wrapped on a terminal, and a live line that wraps leaves a stale
+    row behind at every redraw."""
+    widths = [display_width(c) for c in text]
+    if sum(widths) <= columns:
+        return text
+    used = 0
+    for index, width in enumerate(widths):
+        if used + width > columns - 1:  # room for the `…`
+            return text[:index] + "…"
+        used += width
+    return text
+
+
 # --- names --------------------------------------------------------------------------------------
 
 

@@ -139,7 +139,9 @@ class RunProgress:
 
     def _show(self) -> None:
         if self.out.tty:
-            self.out.live([self.status()[:max(_columns(self.out.stream) - 1, 20)]])
+            from cto_harness.inert import fit_width
+
+            self.out.live([fit_width(self.status(), max(_columns(self.out.stream) - 1, 20))])
 
     def _tick(self) -> None:
         while not self._stop.wait(self.interval):
