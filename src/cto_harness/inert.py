@@ -20,6 +20,7 @@ the same (a byte that is not UTF-8 is `⟨0xFF⟩`). Such a string is already in
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,27 @@ def read_text(path: Path, *, limit: int) -> tuple[str, bool]:
         data = handle.read(limit + 1)
     cut = len(data) > limit
     return inert(data[:limit].decode("utf-8", errors="replace"), multiline=True), cut
+
+
+def read_ends(path: Path, *, limit: int) -> tuple[str, bool]:
+    """Like `read_text`, but a file over `limit` bytes shows its first and its last half of
+    `limit`, with the bytes left out named between them: what comes last in a log (the
+    harness's own summary after the tested code's output) is never cut away by what came
+    first (a tested program that prints a forged summary, then 300 KiB of blank lines)."""
+    if path.is_symlink() or not path.is_file():
+        return "", False
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size <= limit:
+            data = handle.read(limit)
+            return inert(data.decode("utf-8", errors="replace"), multiline=True), False
+        head = handle.read(limit // 2)
+        handle.seek(size - limit // 2)
+        tail = handle.read(limit // 2)
+    text = (f"{head.decode('utf-8', errors='replace')}\n"
+            f"\u27e8{size - len(head) - len(tail)} bytes not shown\u27e9\n"
+            f"{tail.decode('utf-8', errors='replace')}")
+    return inert(text, multiline=True), True
 
 
 def read_json(path: Path, *, limit: int = 32 << 20, multiline: bool = False) -> Any:

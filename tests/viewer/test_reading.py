@@ -169,3 +169,18 @@ def test_two_runs_that_changed_a_quoted_name_differently_are_not_called_the_same
     (accented,) = [f for f in compare_runs(a, b).files if f.path == "slugkit/\u00e9.py"]
     assert accented.in_a and accented.in_b
     assert accented.same_patch is not True
+
+
+def test_a_long_test_log_shows_its_end_not_only_its_start(
+        case_factory: CaseFactory, harness_home: Path) -> None:
+    # The tested code writes to the same log before the harness's own lines: a program that
+    # printed a forged passing run and then 300 KiB of blank lines pushed the real results
+    # (and the harness's summary) past the part of the log the page showed.
+    noisy = ("import sys\nsys.stdout.write('Ran 5 tests\\\\nOK\\\\n' + '\\\\n' * 400_000)\n"
+             "def slugify(value):\n    return value\n")
+    root = case_factory("noisy", files={"fake/solution/slugkit/text.py": noisy})
+    result = execute_run("noisy", harness_root=root)
+    last = (result.run_dir / "test.log").read_text().rstrip("\n").rsplit("\n", 1)[-1]
+    view = load_run(result.run_dir)
+    assert view.test_log_cut and "bytes not shown" in view.test_log
+    assert view.test_log.rstrip("\n").endswith(inert(last))

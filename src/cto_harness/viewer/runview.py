@@ -28,7 +28,7 @@ from cto_harness.evidence.summary import (
     verdict_of,
 )
 from cto_harness.evidence.verify import TEXT_CAP
-from cto_harness.inert import inert, read_json, read_text
+from cto_harness.inert import inert, read_ends, read_json, read_text
 from cto_harness.viewer import testresults, timeline
 
 DIFF_LIMIT = 2 << 20
@@ -176,7 +176,7 @@ def load_run(root: Path, public_key: Path | None = None) -> RunView:
     report: dict[str, Any] = raw if isinstance(raw, dict) else {}
     verdict = verdict_of(report)
     diff, diff_cut = read_text(root / "patch.diff", limit=DIFF_LIMIT)
-    log, log_cut = read_text(root / "test.log", limit=LOG_LIMIT)
+    log, log_cut = read_ends(root / "test.log", limit=LOG_LIMIT)
     task, task_files = task_text(root)
     # Per-test details (tracebacks) keep their lines; everything else is one-line inert.
     with_lines = read_json(root / "report.json", limit=TEXT_CAP, multiline=True)
