@@ -14,11 +14,17 @@ set -eu
 [ "$#" -gt 0 ] || { echo "usage: $0 COMMAND [ARG...]" >&2; exit 64; }
 
 memory_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
-# A setting that names something under /tmp (a Case checkout, say) must stay visible.
+# A setting that names something under /tmp (a Case checkout, say) must stay visible, and so must
+# the checkout itself when it was cloned there.
 if env | grep -q '^CTO_HARNESS_[A-Z_]*=/tmp\(/\|$\)'; then
   echo "note: the tests' /tmp stays on disk (a CTO_HARNESS_ setting names a path under /tmp)" >&2
   exec "$@"
 fi
+case "$(pwd -P)/" in
+  /tmp/*)
+    echo "note: the tests' /tmp stays on disk (this checkout is under /tmp)" >&2
+    exec "$@" ;;
+esac
 if [ "${CTO_HARNESS_TEST_TMP:-}" = disk ] || [ "$(id -u)" != 0 ] \
    || [ "${memory_kib:-0}" -lt $((16 * 1024 * 1024)) ] || ! command -v unshare >/dev/null 2>&1 \
    || ! unshare --mount --propagation private true 2>/dev/null; then
