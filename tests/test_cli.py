@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -299,3 +300,33 @@ def test_no_message_in_the_code_cites_a_document_outside_the_repository() -> Non
                     and any(w in node.value for w in ("DESIGN", "../shared", "case-cli-facts")):
                 found.append(f"{path.name}:{node.lineno}")
     assert found == []
+
+
+def test_the_run_summary_never_wraps_on_a_terminal(case_factory: CaseFactory) -> None:
+    # A file name padded with spaces made the summary's `why:` line wrap, on an 80-column
+    # terminal, into lines that looked like the harness's own ("verdict PASS") under the real
+    # "verdict FAIL". On a terminal every line is cut to its width.
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from cto_harness.inert import display_width
+
+    fake = " " * 75 + "cto-harness: padded [fake] verdict PASS in 5 ms"
+    root = case_factory("padded", files={"fake/solution/" + fake: "x\n"})
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    with open(main, "rb", buffering=0) as reader:
+        proc = subprocess.run([sys.executable, "-m", "cto_harness", "run", "padded",
+                               "--harness-root", str(root)], stdout=subprocess.DEVNULL,
+                              stderr=side, env=dict(os.environ), cwd=REPO_ROOT)
+        os.close(side)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the side is closed and drained
+            while chunk := reader.read(65536):
+                shown += chunk
+    assert proc.returncode == 1
+    lines = shown.decode("utf-8", "replace").replace("\r", "").split("\n")
+    assert any("verdict FAIL" in line for line in lines)
+    assert all(sum(display_width(c) for c in line) <= 80 for line in lines), lines

@@ -108,6 +108,20 @@ def fit_width(text: str, columns: int) -> str:
     return text
 
 
+def for_terminal(lines: list[str], stream: object) -> list[str]:
+    """Lines of provider-derived text as a terminal shows them: each cut to the terminal's
+    width, so none wraps (a name padded with spaces could otherwise wrap into a line that looks
+    like the harness's own, `verdict PASS` under the real `verdict FAIL`). Unchanged where
+    `stream` is no terminal (a file or a pipe keeps every byte)."""
+    try:
+        if not stream.isatty():  # type: ignore[attr-defined]
+            return lines
+        columns = os.get_terminal_size(stream.fileno()).columns  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return lines
+    return [fit_width(line, max(columns, 20)) for line in lines]
+
+
 # --- names --------------------------------------------------------------------------------------
 
 

@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     from cto_harness.core.run import execute_run
     from cto_harness.engines import DEFAULT_ENGINE, get_engine
     from cto_harness.evidence.summary import one_line_reason
-    from cto_harness.inert import inert
+    from cto_harness.inert import for_terminal, inert
     from cto_harness.progress import RunProgress
 
     # A bad case id, engine, flag or setting is one usage line, before anything else.
@@ -84,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     if failed := [name for name, held in report.pass_conditions.items() if not held]:
         lines.append(f"  failed conditions: {', '.join(failed)}")
     lines += [f"  bundle: {result.run_dir}", f"  readable report: {result.run_dir / 'report.md'}"]
-    print("\n".join(lines), file=sys.stderr)
+    print("\n".join(for_terminal(lines, sys.stderr)), file=sys.stderr)
     return result.exit_code
 
 

@@ -19,7 +19,7 @@ from cto_harness.cli.parser import (
 )
 from cto_harness.cli.settings_flags import add_setting_flags
 from cto_harness.errors import UsageError
-from cto_harness.inert import inert
+from cto_harness.inert import for_terminal, inert
 
 if TYPE_CHECKING:
     from cto_harness.settings import Settings
@@ -137,7 +137,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"{entry.duration_ms if entry.duration_ms is not None else '?'} ms",
         f"  where:    {entry.location}",
     ]
-    print("\n".join(inert(line) for line in lines))
+    print("\n".join(for_terminal([inert(line) for line in lines], sys.stdout)))
     # Paths last and unmangled beyond inert: they are for copying.
     print(inert(f"  folder:   {entry.path}"))
     print(inert(f"  report:   {entry.path / 'report.md'}"))
