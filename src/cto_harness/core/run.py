@@ -609,7 +609,7 @@ def _seal(engine: Engine, ctx: RunContext, results: StageResults, started: datet
                              started=started, finished=finished)
     atomic_write_text(run_dir / "report.md", render_markdown(report))
     redact_files([run_dir / "report.md"], secrets_)
-    remove_tree(ctx.private)  # by descriptors: no link followed, no depth limit
+    _remove_private(ctx)
     report = write_report_and_seal(run_dir, report, secrets=secrets_)
     # Last: the signature over the manifest and freshness record (evidence.dsse.json).
     sign_bundle(run_dir, key, {
@@ -618,6 +618,22 @@ def _seal(engine: Engine, ctx: RunContext, results: StageResults, started: datet
         "challenge": report.freshness.challenge,
     })
     return report
+
+
+def _remove_private(ctx: RunContext) -> None:
+    """`private/` out of the bundle for good: first renamed beside the run folder (one step, so
+    whatever still writes there, such as a process of the run that a kill has not yet ended, no
+    longer writes into the bundle), then removed by descriptors (no link followed, no depth
+    limit); what cannot be removed stays in that hidden, temporary-named folder, never in the
+    bundle (`verify` refuses a bundle with `private/`)."""
+    aside = ctx.run_dir.parent / f".{ctx.run_dir.name}.private.{secrets.token_hex(4)}.tmp"
+    try:
+        os.rename(ctx.private, aside)
+    except FileNotFoundError:
+        return
+    except OSError:
+        aside = ctx.private
+    remove_tree(aside)
 
 
 def _write_placeholders(ctx: RunContext, results: StageResults) -> None:
