@@ -626,14 +626,15 @@ def _remove_private(ctx: RunContext) -> None:
     longer writes into the bundle), then removed by descriptors (no link followed, no depth
     limit); what cannot be removed stays in that hidden, temporary-named folder, never in the
     bundle (`verify` refuses a bundle with `private/`)."""
-    aside = ctx.run_dir.parent / f".{ctx.run_dir.name}.private.{secrets.token_hex(4)}.tmp"
-    try:
-        os.rename(ctx.private, aside)
-    except FileNotFoundError:
-        return
-    except OSError:
-        aside = ctx.private
-    remove_tree(aside)
+    for _ in range(3):  # again if something of the run made it anew meanwhile
+        aside = ctx.run_dir.parent / f".{ctx.run_dir.name}.private.{secrets.token_hex(4)}.tmp"
+        try:
+            os.rename(ctx.private, aside)
+        except FileNotFoundError:
+            return
+        except OSError:
+            aside = ctx.private
+        remove_tree(aside)
 
 
 def _write_placeholders(ctx: RunContext, results: StageResults) -> None:
