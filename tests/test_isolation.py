@@ -27,6 +27,13 @@ RUN_CASE = str(REPO_ROOT / "harness" / "evals" / "run-case.sh")
 REQUIRE_BWRAP = os.environ.get("CTO_HARNESS_REQUIRE_BWRAP") == "1"
 
 
+def _scripted_case(case_factory: CaseFactory, case_id: str, script: str) -> Path:
+    """A case whose fake provider applies the solution, then runs `script` in the workspace."""
+    return case_factory(case_id, toml_edit=lambda t: t.replace(
+        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "script.py"'),
+        files={"script.py": script})
+
+
 def _tiers() -> list[str]:
     found = isolation.probe()
     tiers = []
@@ -380,9 +387,7 @@ def test_no_sandboxed_process_reaches_the_kernel_keyring(
     sweep (a later run on that uid read it), its permissions opened it to other sandbox uids,
     and the session keyring the harness held stayed reachable. The launcher's seccomp filter
     answers every keyring call with ENOSYS, and the canary proves it before each start."""
-    root = case_factory("keyring", toml_edit=lambda t: t.replace(
-        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "probe.py"'),
-        files={"probe.py": KEYRING_PROBE})
+    root = _scripted_case(case_factory, "keyring", KEYRING_PROBE)
     monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
     result = execute_run("keyring", harness_root=root)
     text = (result.run_dir / "workspace" / "slugkit" / "text.py").read_text()
@@ -405,9 +410,7 @@ def test_the_workspace_taken_back_is_writable_by_nobody_else(
 ) -> None:
     """The provider made its workspace world-writable before it exited; taken back, it was a
     root-owned tree beside the bundle that any local user could write into."""
-    root = case_factory("world-writable", toml_edit=lambda t: t.replace(
-        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "chmod.py"'),
-        files={"chmod.py": WORLD_WRITABLE})
+    root = _scripted_case(case_factory, "world-writable", WORLD_WRITABLE)
     monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
     result = execute_run("world-writable", harness_root=root)
     workspace = result.run_dir / "workspace"
@@ -438,9 +441,7 @@ def test_the_provider_has_a_scratch_tmp_of_its_own_on_every_tier(
     """Programs write /tmp (an agent's `> /tmp/test.log`): the sandbox uid may, in a private
     tmpfs that is gone with the run; nothing reaches the host's /tmp or /var/tmp, and nothing
     another local user left there (code an admitted program might load) reaches the sandbox."""
-    root = case_factory("scratch-tmp", toml_edit=lambda t: t.replace(
-        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "probe.py"'),
-        files={"probe.py": SCRATCH_PROBE})
+    root = _scripted_case(case_factory, "scratch-tmp", SCRATCH_PROBE)
     monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
     host_probes = [Path(d) / "cto-scratch-probe" for d in ("/tmp", "/var/tmp")]
     existed = [p.exists() for p in host_probes]
@@ -462,9 +463,7 @@ def test_the_workspace_left_beside_the_bundle_runs_nothing_the_provider_configur
         "os.makedirs('.git/hooks', exist_ok=True)\n"
         f"open('.git/hooks/pre-commit', 'w').write('#!/bin/sh\\nid >> {marker}\\n')\n"
         "os.chmod('.git/hooks/pre-commit', 0o755)\n")
-    root = case_factory("git-trap", toml_edit=lambda t: t.replace(
-        'overlay = "fake/solution"', 'overlay = "fake/solution"\nscript = "trap.py"'),
-        files={"trap.py": script})
+    root = _scripted_case(case_factory, "git-trap", script)
     result = execute_run("git-trap", harness_root=root)
     assert result.report.verdict == "pass", result.report.blockers
     workspace = result.run_dir / "workspace"

@@ -17,6 +17,18 @@ def git(*args: str, cwd: Path | None = None) -> str:
     return done.stdout.strip()
 
 
+def committed(work: Path, files: dict[str, str]) -> str:
+    """A repository at `work` with one commit of `files`; returns its id."""
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    for name, text in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "c", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work)
+
+
 def pull_request(records: Path, number: int, commit: str) -> None:
     records.mkdir(parents=True, exist_ok=True)
     row = {"number": number, "url": f"https://pr.invalid/r/pull/{number}", "title": "t",
@@ -28,15 +40,10 @@ def pull_request(records: Path, number: int, commit: str) -> None:
 def test_a_remote_config_naming_a_command_runs_nothing_and_verifies_nothing(
         tmp_path: Path) -> None:
     work = tmp_path / "work"
-    work.mkdir()
-    git("init", "-q", "-b", "main", cwd=work)
-    (work / "a.txt").write_text("one\n")
-    git("add", "a.txt", cwd=work)
-    git("commit", "-q", "-m", "one", cwd=work)
+    pushed = committed(work, {"a.txt": "one\n"})
     remote = tmp_path / "remote.git"
     git("init", "-q", "--bare", str(remote))
     git("push", "-q", str(remote), "main", cwd=work)
-    pushed = git("rev-parse", "HEAD", cwd=work)
     (work / "a.txt").write_text("two\n")
     git("commit", "-q", "-am", "two", cwd=work)
     not_pushed = git("rev-parse", "HEAD", cwd=work)
@@ -68,16 +75,12 @@ def test_borrowed_objects_do_not_verify_a_pull_request(tmp_path: Path) -> None:
     # An alternates file makes another repository's objects the remote's: the commit exists
     # only in the workspace, never pushed.
     work = tmp_path / "work"
-    work.mkdir()
-    git("init", "-q", "-b", "main", cwd=work)
-    (work / "a.txt").write_text("x\n")
-    git("add", "a.txt", cwd=work)
-    git("commit", "-q", "-m", "x", cwd=work)
+    head = committed(work, {"a.txt": "x\n"})
     remote = tmp_path / "remote.git"
     git("init", "-q", "--bare", str(remote))
     (remote / "objects" / "info" / "alternates").write_text(f"{work / '.git' / 'objects'}\n")
     records = tmp_path / "records"
-    pull_request(records, 3, git("rev-parse", "HEAD", cwd=work))
+    pull_request(records, 3, head)
 
     pulls, _forbidden = collect_pull_requests(records, remote, real_git(), work)
 
@@ -88,18 +91,12 @@ def test_a_pull_request_of_code_the_harness_did_not_test_is_unverified(tmp_path:
     # The provider pushes a commit with other code than it leaves in the workspace (which is
     # what the harness diffs and tests): the pull request would ship untested code.
     work = tmp_path / "work"
-    work.mkdir()
-    git("init", "-q", "-b", "main", cwd=work)
-    (work / "a.txt").write_text("tested\n")
-    (work / ".case").mkdir()
-    (work / ".case" / "status").write_text("one\n")
-    git("add", "-A", cwd=work)
-    git("commit", "-q", "-m", "x", cwd=work)
+    head = committed(work, {"a.txt": "tested\n", ".case/status": "one\n"})
     remote = tmp_path / "remote.git"
     git("init", "-q", "--bare", str(remote))
     git("push", "-q", str(remote), "main", cwd=work)
     records = tmp_path / "records"
-    pull_request(records, 4, git("rev-parse", "HEAD", cwd=work))
+    pull_request(records, 4, head)
     (work / ".case" / "status").write_text("two\n")  # bookkeeping: not compared
 
     pulls, _ = collect_pull_requests(records, remote, real_git(), work, (".case",))
