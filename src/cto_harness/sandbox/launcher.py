@@ -126,13 +126,14 @@ def keyring_filter(machine: str) -> list[tuple[int, int, int, int]]:
             (code, jt, jf, k) for i, (code, jt, jf, k) in enumerate(program)]
 
 
-def deny_keyring() -> None:
-    """Install the keyring filter on this process and all it execs (no-new-privs is set)."""
+def keyring_program() -> Any:
+    """The keyring filter as the kernel takes it (a `struct sock_fprog`, which keeps its
+    instructions alive), or None on a machine with no table of its system calls."""
     import ctypes
 
     machine = os.uname().machine
     if machine not in _KEYRING_SYSCALLS:
-        raise SetupError(f"no keyring filter for {machine}: the kernel keyring would be shared")
+        return None
 
     class SockFilter(ctypes.Structure):
         _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
@@ -141,11 +142,25 @@ def deny_keyring() -> None:
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
 
-    program = keyring_filter(machine)
-    filters = (SockFilter * len(program))(*[SockFilter(*insn) for insn in program])
-    fprog = SockFprog(len(program), filters)
-    _check(_libc().prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0),
-           "seccomp")
+    insns = keyring_filter(machine)
+    return SockFprog(len(insns), (SockFilter * len(insns))(*[SockFilter(*i) for i in insns]))
+
+
+def install_keyring_filter(program: Any) -> int:
+    """prctl(PR_SET_SECCOMP) with `keyring_program()`; 0 when it took. Safe between fork and
+    exec: the program is built beforehand."""
+    import ctypes
+
+    return int(_libc().prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0))
+
+
+def deny_keyring() -> None:
+    """Install the keyring filter on this process and all it execs (no-new-privs is set)."""
+    program = keyring_program()
+    if program is None:
+        raise SetupError(f"no keyring filter for {os.uname().machine}: the kernel keyring "
+                         "would be shared")
+    _check(install_keyring_filter(program), "seccomp")
 
 
 def die_with_parent(parent: int, alive_fd: int | None = None) -> None:

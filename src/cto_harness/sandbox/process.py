@@ -26,8 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
-
 PR_SET_CHILD_SUBREAPER = 36
 DEFAULT_MAX_LOG_BYTES = 32 * 1024 * 1024
 _READ_CHUNK = 1 << 16
@@ -290,36 +288,25 @@ PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-class _SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
-                ("k", ctypes.c_uint32)]
+_KEYRING_PROGRAM: list[object] = []  # built once: [the program, or None]
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
-
-
-_KEYRING_PROGRAM: list[object] = []  # [program, its instructions], built once
-
-
-def _keyring_program() -> _SockFprog | None:
-    """The launcher's keyring filter (`launcher.keyring_filter`) as the kernel takes it, for a
-    harness running as root (which may install it without no-new-privs, so bwrap and setpriv
-    still work below it); None elsewhere (the launcher installs it after its own drop)."""
+def _keyring_program() -> object:
+    """The launcher's keyring filter (`launcher.keyring_program`) for a harness running as root,
+    which may install it without no-new-privs (so bwrap and setpriv still work below it); None
+    elsewhere (the launcher installs it after its own drop)."""
     from cto_harness.sandbox import launcher
 
-    if os.geteuid() != 0 or os.uname().machine not in launcher._KEYRING_SYSCALLS:
+    if os.geteuid() != 0:
         return None
     if not _KEYRING_PROGRAM:
-        insns = launcher.keyring_filter(os.uname().machine)
-        array = (_SockFilter * len(insns))(*[_SockFilter(*i) for i in insns])
-        _KEYRING_PROGRAM.extend([_SockFprog(len(insns), array), array])
-    program = _KEYRING_PROGRAM[0]
-    assert isinstance(program, _SockFprog)
-    return program
+        _KEYRING_PROGRAM.append(launcher.keyring_program())
+    return _KEYRING_PROGRAM[0]
 
 
 def _child_setup(file_size_limit: int | None) -> Callable[[], None]:
+    from cto_harness.sandbox.launcher import install_keyring_filter
+
     parent = os.getpid()
     keyring = _keyring_program()  # built here, in the harness, before the fork
 
@@ -335,7 +322,7 @@ def _child_setup(file_size_limit: int | None) -> Callable[[], None]:
         if keyring is not None:
             # No process the harness runs this way (a sandbox and all below it, a build step)
             # reaches the kernel keyring; a kernel without seccomp leaves it to the canary.
-            _LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(keyring), 0, 0)
+            install_keyring_filter(keyring)
 
     return apply
 
