@@ -475,3 +475,36 @@ def test_the_workspace_left_beside_the_bundle_runs_nothing_the_provider_configur
                     "commit", "-qam", "operator"], check=True)
     assert not marker.exists(), marker.read_text()
     verify_bundle(result.run_dir)
+
+
+def test_no_repository_of_the_providers_own_is_left_deeper_in_the_workspace(
+    case_factory: CaseFactory, tmp_path: Path
+) -> None:
+    """A nested `.git` (a folder with a config, a `gitdir:` file, a link to one) made `git
+    status` in that folder of the workspace run the provider's fsmonitor command as the
+    operator. Each is set aside whole; git there finds the workspace's own repository."""
+    marker = tmp_path / "ran.txt"
+    script = (
+        "import os, subprocess\n"
+        "for folder in ('deep/er', 'pointer', 'linked'):\n"
+        "    os.makedirs(folder, exist_ok=True)\n"
+        "subprocess.run(['git', 'init', '-q', 'deep/er'], check=True)\n"
+        "subprocess.run(['git', '-C', 'deep/er', 'config', 'core.fsmonitor',\n"
+        f"                \"sh -c 'id >> {marker}'; false\"], check=True)\n"
+        "open('pointer/.git', 'w').write('gitdir: ../deep/er/.git\\n')\n"
+        "os.symlink('../deep/er/.git', 'linked/.git')\n")
+    root = _scripted_case(case_factory, "nested-git", script)
+    result = execute_run("nested-git", harness_root=root)
+    workspace = result.run_dir / "workspace"
+    left = [p.relative_to(workspace).as_posix() for p in workspace.rglob(".git*")
+            if p.parent != workspace]
+    assert sorted(left) == ["deep/er/.git.provider-written", "linked/.git.provider-written",
+                            "pointer/.git.provider-written"]
+    for folder in ("deep/er", "pointer", "linked"):
+        top = subprocess.run(["git", "-C", str(workspace / folder), "rev-parse",
+                              "--show-toplevel"], capture_output=True, text=True, check=True)
+        assert Path(top.stdout.strip()) == workspace
+        subprocess.run(["git", "-C", str(workspace / folder), "status", "--porcelain"],
+                       capture_output=True, check=True)
+    assert not marker.exists(), marker.read_text()
+    verify_bundle(result.run_dir)

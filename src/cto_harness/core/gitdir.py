@@ -166,8 +166,11 @@ def disarm_git_dir(workspace: Path) -> list[str]:
     folder beside the bundle, and the provider wrote its config (`core.fsmonitor`, filter
     drivers, `core.pager`), its hooks and its worktree indirections. Each is set aside under
     `<name>.provider-written` (removed where that cannot be), and a plain config is written; a
-    `.git` that is no folder is set aside whole. Returns the names set aside; never raises."""
-    done: list[str] = []
+    `.git` that is no folder is set aside whole. A `.git` deeper in the tree (a repository of
+    the provider's own, where `git status` in that folder would read its config) is set aside
+    whole, so the workspace's own is the only repository in it. Returns the names set aside;
+    never raises."""
+    done = _disarm_nested(workspace)
     try:
         fd = _open_dir(workspace)
     except OSError:
@@ -195,6 +198,34 @@ def disarm_git_dir(workspace: Path) -> list[str]:
                 os.close(git_fd)
     finally:
         os.close(fd)
+    return done
+
+
+def _disarm_nested(workspace: Path) -> list[str]:
+    """Every `.git` below the top level set aside whole, reached without following a link."""
+    from cto_harness.tree import Cursor, TreeChanged, walk
+
+    found: list[bytes] = []
+
+    def prune(rel: bytes) -> bool:  # never walk into a `.git`; note the nested ones
+        if rel.rsplit(b"/", 1)[-1] != b".git":
+            return False
+        if rel != b".git":
+            found.append(rel)
+        return True
+
+    done: list[str] = []
+    try:
+        for _entry in walk(workspace, prune=prune):
+            pass
+        for rel in found:
+            parent, _, name = rel.rpartition(b"/")
+            with Cursor(workspace) as cursor:
+                cursor.goto(parent.split(b"/"))
+                _set_aside(workspace / os.fsdecode(parent), cursor.fd, os.fsdecode(name))
+            done.append(os.fsdecode(rel))
+    except (OSError, TreeChanged):
+        pass  # the provider has ended: nothing moves; a tree that cannot be walked stays as is
     return done
 
 
