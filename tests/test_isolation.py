@@ -434,6 +434,23 @@ with open("slugkit/text.py", "a") as handle:
 """
 
 
+def test_empty_names_are_charged_as_the_disk_holds_them(
+    case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each name costs the harness a create and a removal or two, whatever its size: 200,000
+    empty files (under the old 256 bytes a name) cost 204 s of harness time after the run. A
+    name is now charged one 4 KiB block: 400 empty files are over a 1 MiB workspace, and the run
+    stops at the walk, before any copy."""
+    script = ("import os\nos.makedirs('many')\n"
+              "for i in range(400):\n    open(f'many/{i}', 'w').close()\n")
+    root = _scripted_case(case_factory, "many-names", script)
+    monkeypatch.setenv("CTO_HARNESS_WORKSPACE_LIMIT_MB", "1")
+    result = execute_run("many-names", harness_root=root)
+    assert [b.code for b in result.report.blockers] == ["workspace_size_exceeded"]
+    assert result.report.verification.status == "not_run"
+    verify_bundle(result.run_dir)
+
+
 @pytest.mark.parametrize("tier", _tiers())
 def test_the_provider_has_a_scratch_tmp_of_its_own_on_every_tier(
     tier: str, case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch

@@ -161,7 +161,7 @@ NOTES = """## What each tier promises, in short
 - **One tree, seen once** (`tree.py`, `core/workspace.py`). After the provider, one walk
   by directory descriptors (never a path string, never a link followed; one descriptor at any
   depth, so PATH_MAX is no limit) lists every entry and charges it to
-  `CTO_HARNESS_WORKSPACE_LIMIT_MB` (every hard link at its full size, 256 bytes a name) before
+  `CTO_HARNESS_WORKSPACE_LIMIT_MB` (every hard link at its full size, one 4 KiB block a name) before
   anything is read, then reads each regular file once into a private object store. FIFOs,
   sockets and devices are listed, never opened (kind from lstat; every open is
   `O_NOFOLLOW|O_NONBLOCK` and fstat must show the same regular file). The change list,
