@@ -177,3 +177,30 @@ def test_events_and_trace_carry_the_run_identity() -> None:
     assert all(s["parent_span_id"] in ids for s in spans if s["parent_span_id"])
     assert {s["trace_id"] for s in spans} == {root[0]["trace_id"]}
     assert "provider.phase.implement" in {s["name"] for s in spans}
+
+
+@pytest.mark.parametrize("planted", ["config", "gitdir"])
+def test_a_fixture_repo_carrying_its_own_git_folder_is_refused(
+        case_factory: CaseFactory, tmp_path: Path, planted: str) -> None:
+    """The harness runs `git init/add/commit` in the copy of repo/ as itself, unconfined: a
+    `.git` in repo/ ran its `core.fsmonitor` command as the operator, and a `gitdir:` file had
+    the harness commit the fixture into another repository."""
+    root = case_factory("own-git")
+    repo = root / "evals/cases/own-git/repo"
+    marker = tmp_path / "fsmonitor-ran"
+    target = tmp_path / "target"
+    subprocess.run(["git", "init", "-q", str(target)], check=True)
+    if planted == "config":
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        subprocess.run(["git", "-C", str(repo), "config", "core.fsmonitor",
+                        f"sh -c 'id > {marker}'; false"], check=True)
+    else:
+        (repo / ".git").write_text(f"gitdir: {target / '.git'}\n")
+    result = execute_run("own-git", harness_root=root)
+    assert result.report.verdict == "blocked"
+    assert [b.code for b in result.report.blockers] == ["task_contract_invalid"]
+    assert "repo/.git" in result.report.blockers[0].message
+    assert not marker.exists(), "the fixture's git config ran a command as the harness"
+    refs = subprocess.run(["git", "-C", str(target), "for-each-ref"], capture_output=True,
+                          text=True, check=True)
+    assert refs.stdout == "", "the harness committed into another repository"

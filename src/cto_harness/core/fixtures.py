@@ -87,8 +87,17 @@ def load_case(directory: Path) -> FixtureCase:
             f"{source.name}: id {spec.id!r} does not match its folder {directory.name!r}",
         )
     case = FixtureCase(spec=spec, directory=directory)
-    if not case.repo.is_dir():
-        raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, f"case {spec.id} has no repo/ folder")
+    if case.repo.is_symlink() or not case.repo.is_dir():
+        # A link would have the harness copy (as the operator) whatever it names to the provider.
+        raise Blocked(BlockerCode.TASK_CONTRACT_INVALID,
+                      f"case {spec.id} has no repo/ folder (a link is not one)")
+    if os.path.lexists(case.repo / ".git"):
+        # The workspace is a copy of repo/, and the harness runs `git init/add/commit` in it
+        # unconfined: a `.git` there would be git's own, its config naming commands to run
+        # (core.fsmonitor) and a `gitdir:` file or a link another repository to commit into.
+        raise Blocked(BlockerCode.TASK_CONTRACT_INVALID,
+                      f"case {spec.id}: repo/.git must not exist (the harness gives the "
+                      f"workspace its own git history)")
     for relative in (spec.fake.overlay, spec.fake.script):
         if relative is not None:
             try:
