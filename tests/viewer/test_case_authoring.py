@@ -160,3 +160,16 @@ def test_case_toml_round_trips_through_the_model() -> None:
 def test_scaffold_refuses_a_missing_cases_folder(tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         scaffold_case(tmp_path, "x")
+
+
+def test_a_case_toml_that_is_not_utf8_fails_case_valid_without_a_traceback(
+        case_factory: CaseFactory) -> None:
+    root = case_factory("latin1")
+    toml = cases_root(root) / "latin1" / "case.toml"
+    toml.write_bytes(toml.read_bytes() + b"# caf\xe9\n")
+    proc = _cli(root, "check", "latin1", "--json")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["case_valid"]["passed"] is False
+    assert "utf-8" in checks["case_valid"]["detail"]
