@@ -4,6 +4,7 @@ and each named check failing on a case that breaks exactly what it checks (real 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -173,3 +174,18 @@ def test_a_case_toml_that_is_not_utf8_fails_case_valid_without_a_traceback(
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert checks["case_valid"]["passed"] is False
     assert "utf-8" in checks["case_valid"]["detail"]
+
+
+@pytest.mark.parametrize("where", ["repo/slugkit", "fake/solution/slugkit"])
+def test_a_fifo_in_the_case_fails_case_valid_without_a_traceback(
+        case_factory: CaseFactory, where: str) -> None:
+    """shutil's copy of repo/ (and of the overlay) refused the FIFO mid-copy: `case check`
+    ended with a traceback and exit 3."""
+    root = case_factory("piped")
+    os.mkfifo(cases_root(root) / "piped" / where / "pipe")
+    proc = _cli(root, "check", "piped", "--json")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["case_valid"]["passed"] is False
+    assert f"{where}/pipe" in checks["case_valid"]["detail"]

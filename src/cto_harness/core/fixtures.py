@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,28 @@ def load_case(directory: Path) -> FixtureCase:
                 resolve_within(directory, relative, what="fake solution path")
             except PathEscape as exc:
                 raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, str(exc)) from exc
+    for tree in (case.repo, case.overlay_dir()):
+        special = _special_entry(tree)
+        if special is not None:
+            raise Blocked(BlockerCode.TASK_CONTRACT_INVALID,
+                          f"case {spec.id}: {special.relative_to(directory).as_posix()!r} is "
+                          "neither a file, a folder nor a symlink (the harness copies only "
+                          "those)")
     return case
+
+
+def _special_entry(root: Path) -> Path | None:
+    """The first FIFO, socket or device under `root` (no link followed), if any. The harness
+    copies repo/ and the fake overlay with shutil, which refuses them mid-copy (a traceback in
+    `case check`, a half-made workspace in a run): refused before anything is copied."""
+    if root.is_symlink() or not root.is_dir():
+        return None
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            mode = os.lstat(os.path.join(folder, name)).st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                return Path(folder) / name
+    return None
 
 
 def case_summary(harness_root: Path, case_id: str) -> dict[str, object]:
