@@ -21,6 +21,7 @@ Guarantees by construction, not one check per trick:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -508,9 +509,10 @@ def _write_file(dir_fd: int, name: bytes, item: Planned, content: ContentSource)
     return written
 
 
-def remove_tree(root: Path) -> list[str]:
+def remove_tree(root: Path, *, make_writable: bool = False) -> list[str]:
     """Remove `root` and everything below it without following any link, at any depth; returns
-    the errors met (removal goes on past them)."""
+    the errors met (removal goes on past them). `make_writable`: each directory is made the
+    owner's to write first (a provider's read-only folders, for a harness that is not root)."""
     errors: list[str] = []
     try:
         st = os.stat(root, follow_symlinks=False)
@@ -520,7 +522,7 @@ def remove_tree(root: Path) -> list[str]:
         os.unlink(root)
         return errors
     with Cursor(root) as cursor:
-        frames: list[list[bytes]] = [_clear_level(cursor, errors)]
+        frames: list[list[bytes]] = [_clear_level(cursor, errors, make_writable)]
         while frames:
             if frames[-1]:
                 name = frames[-1].pop()
@@ -529,7 +531,7 @@ def remove_tree(root: Path) -> list[str]:
                 except TreeChanged as exc:
                     errors.append(str(exc))
                     continue
-                frames.append(_clear_level(cursor, errors))
+                frames.append(_clear_level(cursor, errors, make_writable))
                 continue
             frames.pop()
             if frames:
@@ -546,9 +548,12 @@ def remove_tree(root: Path) -> list[str]:
     return errors
 
 
-def _clear_level(cursor: Cursor, errors: list[str]) -> list[bytes]:
+def _clear_level(cursor: Cursor, errors: list[str], make_writable: bool = False) -> list[bytes]:
     """Unlink every non-directory here; return the subdirectories to clear next."""
     subdirs: list[bytes] = []
+    if make_writable:
+        with contextlib.suppress(OSError):  # by descriptor: the folder entered, never a link
+            os.fchmod(cursor.fd, stat.S_IRWXU)
     try:
         names = _names(cursor.fd)
     except OSError as exc:

@@ -202,3 +202,26 @@ def test_durations_and_dates() -> None:
     now = datetime(2026, 11, 23, tzinfo=UTC)
     assert parse_since("1d", now) == datetime(2026, 11, 22, tzinfo=UTC)
     assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_clean_removes_a_workspace_nested_past_the_recursion_limit(history: History) -> None:
+    """The provider's working copy stays in the bundle, and it may nest folders at any depth:
+    shutil.rmtree recursed once per level and ended `runs clean` with a RecursionError
+    traceback, the bundle already renamed out of the listing and left on disk."""
+    folder = history.passing / "workspace"
+    folder.mkdir(exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(sys.getrecursionlimit() + 200):
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    proc = history.cli("clean", "--older-than", "0s", "--json")
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert history.passing.name in json.loads(proc.stdout)["deleted"]
+    assert not [p.name for p in history.runs.iterdir() if p.name.startswith(".deleting-")]

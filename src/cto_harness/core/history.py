@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from cto_harness.evidence.summary import one_line_reason, verdict_of
 from cto_harness.evidence.verify import TEXT_CAP
 from cto_harness.inert import read_json
 from cto_harness.settings import Settings
+from cto_harness.tree import remove_tree
 
 BUNDLE_MARKERS = ("report.json", "artifacts.sha256", "freshness.json")
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -248,17 +248,6 @@ def plan_clean(settings: Settings, older_than: timedelta, *, keep_failed: bool,
     return items
 
 
-def _writable_again(function: Any, path: str, excinfo: Any) -> None:
-    """rmtree's error hook: a read-only folder (a provider's chmod) is made writable, once."""
-    parent = os.path.dirname(path)
-    if _is_real_dir(Path(parent)):
-        os.chmod(parent, 0o700)
-    if function in (os.unlink, os.rmdir) and not os.path.islink(parent):
-        function(path)
-    else:
-        raise excinfo[1]
-
-
 def delete_bundle(settings: Settings, path: Path) -> None:
     """Remove one bundle folder of the runs folder, refusing anything not proven to be one."""
     runs_dir = settings.runs_dir.resolve()
@@ -268,8 +257,13 @@ def delete_bundle(settings: Settings, path: Path) -> None:
         raise UsageError(f"refusing to delete {path}: not a bundle (or a link)")
     aside = runs_dir / f".deleting-{path.name}-{secrets.token_hex(4)}"
     # One rename takes it out of the listing; a link swapped in since the check would be renamed
-    # itself (rename never follows), and rmtree refuses to remove a link's target.
+    # itself (rename never follows), and remove_tree never enters a link.
     os.rename(runs_dir / path.name, aside)
     if not _is_real_dir(aside):
         raise UsageError(f"refusing to delete {path}: it changed into a link while checked")
-    shutil.rmtree(aside, onerror=_writable_again)
+    # Iterative and by descriptors: the provider's workspace in the bundle may nest folders
+    # past PATH_MAX and past Python's recursion limit (shutil.rmtree raised RecursionError).
+    errors = remove_tree(aside, make_writable=True)
+    if errors:
+        raise OSError(f"{len(errors)} entries of {aside} could not be removed "
+                      f"(first: {errors[0]})")
