@@ -204,6 +204,16 @@ def test_durations_and_dates() -> None:
     assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("args", [("list", "--since", "999999999d"),
+                                  ("clean", "--older-than", "99999999999w", "--dry-run")])
+def test_a_duration_out_of_range_is_a_usage_error(history: History, args: tuple[str, ...]
+                                                  ) -> None:
+    """timedelta and datetime arithmetic raised OverflowError: exit 3, a harness error."""
+    proc = history.cli(*args)
+    assert proc.returncode == 64, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_clean_removes_a_workspace_nested_past_the_recursion_limit(history: History) -> None:
     """The provider's working copy stays in the bundle, and it may nest folders at any depth:
     shutil.rmtree recursed once per level and ended `runs clean` with a RecursionError

@@ -39,13 +39,18 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip().lower())
     if not match:
         raise UsageError(f"not a duration: {text!r} (use a number and s, m, h, d or w: 7d)")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:  # past timedelta's range (about 2.7 million years)
+        raise UsageError(f"duration too long: {text!r}") from None
 
 
 def parse_since(text: str, now: datetime) -> datetime:
     """A duration back from now (`7d`) or a date/time (`2026-11-01`, ISO 8601, UTC if bare)."""
     try:
         return now - parse_duration(text)
+    except OverflowError:  # a valid duration reaching back before the year 1
+        raise UsageError(f"--since reaches back before the year 1: {text!r}") from None
     except UsageError:
         pass
     try:
