@@ -231,3 +231,16 @@ def test_the_sandbox_uid_range_is_read_and_checked(tmp_path: Path) -> None:
     for bad in ("0-5", "9-3", "root", "-1"):
         with pytest.raises(UsageError, match="CTO_HARNESS_SANDBOX_UIDS"):
             Settings.from_env({**env, "CTO_HARNESS_SANDBOX_UIDS": bad})
+
+
+@pytest.mark.parametrize("value", ["[-1, -1]", "[5, 1]", "[0, 0]", "[true, 5]", "[1.5, 2]"])
+def test_a_config_file_uid_list_is_held_to_the_variables_bounds(tmp_path: Path,
+                                                                value: str) -> None:
+    """TOML gives `[N, M]` as a list, which skipped the range check: [-1, -1] started a run
+    whose sandbox kept root's uid (the canary caught it) and [5, 1] one that ended in a
+    harness error, both after the run folder was made."""
+    (tmp_path / "config.toml").write_text(f"sandbox_uids = {value}\n")
+    with pytest.raises(UsageError, match=r"config\.toml: sandbox_uids"):
+        Settings.from_env({"CTO_HARNESS_HOME": str(tmp_path)})
+    (tmp_path / "config.toml").write_text("sandbox_uids = [62000, 62009]\n")
+    assert Settings.from_env({"CTO_HARNESS_HOME": str(tmp_path)}).sandbox_uids == (62000, 62009)

@@ -65,10 +65,17 @@ PositiveWhole = Annotated[int, BeforeValidator(_digits), Field(gt=0, le=MAX_WHOL
 
 
 def _uid_range(value: object) -> object:
-    if not isinstance(value, str):
-        return value
     from cto_harness.sandbox.users import parse_range  # the pool's own parser
 
+    if isinstance(value, list | tuple):
+        # config.toml's `[N, M]` (and the default): held to the same bounds as `N-M`. Passed
+        # through as they were, [-1, -1] started a run whose sandbox "uid" kept root's and
+        # [5, 1] one that ended in a harness error.
+        if len(value) != 2 or not all(type(v) is int for v in value):
+            raise ValueError("expected N-M or [N, M], two whole numbers")
+        value = f"{value[0]}-{value[1]}"
+    if not isinstance(value, str):
+        raise ValueError("expected N-M or [N, M], two whole numbers")
     return parse_range(value)
 
 
