@@ -4,10 +4,13 @@ from; every engine reads only its own prefix."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import REPO_ROOT
 from cto_harness.config import add_target
 from cto_harness.engines import BUILTIN_ENGINES, engine_class
 from cto_harness.engines.case.engine import CaseEngine, CaseSettings
@@ -244,3 +247,24 @@ def test_a_config_file_uid_list_is_held_to_the_variables_bounds(tmp_path: Path,
         Settings.from_env({"CTO_HARNESS_HOME": str(tmp_path)})
     (tmp_path / "config.toml").write_text("sandbox_uids = [62000, 62009]\n")
     assert Settings.from_env({"CTO_HARNESS_HOME": str(tmp_path)}).sandbox_uids == (62000, 62009)
+
+
+@pytest.mark.parametrize("where", ["CTO_HARNESS_HOME", "CTO_HARNESS_RUNS_DIR",
+                                   "CTO_HARNESS_TARGET_REPOSITORIES", "--runs-dir", "config"])
+def test_a_tilde_user_without_a_home_is_a_usage_error(tmp_path: Path, where: str) -> None:
+    """pathlib's expanduser raises RuntimeError for `~nosuchuser`: every command ended with
+    exit 3 (a harness error) instead of 64."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTO_HARNESS_")}
+    env |= {"CTO_HARNESS_HOME": str(tmp_path), "PYTHONPATH": str(REPO_ROOT / "src")}
+    args = ["config", "show"]
+    missing = "~cto-harness-no-such-user/x"
+    if where == "--runs-dir":
+        args += [where, missing]
+    elif where == "config":
+        (tmp_path / "config.toml").write_text(f'runs_dir = "{missing}"\n')
+    else:
+        env[where] = missing
+    proc = subprocess.run([sys.executable, "-m", "cto_harness", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 64, proc.stderr
+    assert "no such user" in proc.stderr

@@ -45,8 +45,17 @@ def config_path(home: Path) -> Path:
     return home / CONFIG_FILE
 
 
+def expand_user(raw: str | Path, where: str) -> Path:
+    """`raw` with `~` or `~user` expanded. A user without a home is a usage error naming where
+    the path came from (pathlib raises RuntimeError, which ended a command as exit 3)."""
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:
+        raise UsageError(f"{where}: cannot expand {str(raw)!r}: no such user or home") from None
+
+
 def check_target(raw: str, where: str) -> Path:
-    path = Path(raw).expanduser()
+    path = expand_user(raw, where)
     if not path.is_absolute():
         raise UsageError(f"{where}: target repository paths must be absolute, got {raw!r}")
     path = Path(os.path.normpath(path))
@@ -112,7 +121,7 @@ def target_repositories(home: Path, environ: Mapping[str, str]) -> tuple[Path, .
 
 def add_target(home: Path, raw: str) -> Path:
     """Append a path to config.toml's target_repositories (atomically); returns it."""
-    path = check_target(str(Path(raw).expanduser().absolute()), "add-target")
+    path = check_target(str(expand_user(raw, "add-target").absolute()), "add-target")
     data = read_config(home)
     targets = _targets(data)
     if str(path) not in targets:

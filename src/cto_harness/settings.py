@@ -29,7 +29,13 @@ from pydantic import (
     ValidationError,
 )
 
-from cto_harness.config import ENV_TARGETS, check_target, read_config, target_repositories
+from cto_harness.config import (
+    ENV_TARGETS,
+    check_target,
+    expand_user,
+    read_config,
+    target_repositories,
+)
 from cto_harness.errors import UsageError
 from cto_harness.setting_flags import Scope, flag_for
 
@@ -81,10 +87,10 @@ def _uid_range(value: object) -> object:
 
 def default_home(environ: Mapping[str, str]) -> Path:
     if environ.get("CTO_HARNESS_HOME"):
-        return Path(environ["CTO_HARNESS_HOME"]).expanduser()
+        return expand_user(environ["CTO_HARNESS_HOME"], "CTO_HARNESS_HOME")
     home = Path(environ.get("HOME", "~"))
     state = environ.get("XDG_STATE_HOME") or str(home / ".local" / "state")
-    return Path(state).expanduser() / "cto-harness"
+    return expand_user(state, "XDG_STATE_HOME or HOME") / "cto-harness"
 
 
 @contextlib.contextmanager
@@ -264,7 +270,8 @@ class Settings(SettingsBase):
         home = home.absolute()
         config = read_config(home)
         # Target repositories add up (file, then environment, then flags): never fewer hidden.
-        added = [check_target(str(Path(raw).expanduser().absolute()), "--target-repository")
+        added = [check_target(str(expand_user(raw, "--target-repository").absolute()),
+                              "--target-repository")
                  for raw in flags.pop("target_repositories", None) or ()]
         targets = tuple(dict.fromkeys([*target_repositories(home, env), *added]))
         settings = cls.load(
@@ -276,7 +283,9 @@ class Settings(SettingsBase):
                       "target_repositories": targets},
         )
         fixed = settings.model_copy(update={
-            "home": home, "runs_dir": settings.runs_dir.expanduser().absolute()})
+            "home": home, "runs_dir": expand_user(
+                settings.runs_dir,
+                settings.sources.get("runs_dir", "runs_dir").removeprefix("env ")).absolute()})
         fixed._sources = settings.sources | {"target_repositories": "config file + env "
                                              f"{ENV_TARGETS}" + (" + flag --target-repository"
                                                                  if added else "")}
@@ -287,7 +296,7 @@ class Settings(SettingsBase):
                       environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """As `SettingsBase.variables_for`; target repositories join the environment's list."""
         flags = dict(flags)
-        added = [str(Path(p).expanduser().absolute())
+        added = [str(expand_user(p, "--target-repository").absolute())
                  for p in flags.pop("target_repositories", None) or ()]
         variables = super().variables_for(flags)
         if added:

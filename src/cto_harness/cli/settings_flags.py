@@ -29,7 +29,9 @@ _PATH_METAVARS = frozenset({"DIR", "PATH", "FILE"})
 
 def _absolute(value: str) -> str:
     # Workers and nodes may run elsewhere: a path means what it means where it was typed.
-    return str(Path(value).expanduser().absolute())
+    from cto_harness.config import expand_user
+
+    return str(expand_user(value, "a path flag").absolute())
 
 
 def add_setting_flags(parser: argparse.ArgumentParser,
