@@ -11,11 +11,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from conftest import HARNESS_ROOT, REPO_ROOT
+from cto_harness.sandbox.isolation import Sandbox
 from cto_harness.sandbox.probe import probe
+from cto_harness.sandbox.users import SandboxUser
 
 UID = 61098  # outside the sandbox range a root harness allocates from
 SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / \
@@ -74,3 +77,24 @@ def test_a_harness_that_is_not_root_confines_with_its_own_uid(tier: str) -> None
     assert not iso["canary"]["breach"]
     assert iso["canary"]["observed"]["read_signing_key"] == "denied"
     assert str(home / "state") in iso["hidden_paths"]
+
+
+def test_tier_none_hides_home_fixtures_and_targets_from_a_provider_with_the_harness_uid(
+        tmp_path: Path) -> None:
+    """A harness that is not root runs its provider with its own uid: on tier none only its
+    state and runs folder were hidden, so the provider appended to the operator's ~/.bashrc
+    (and could rewrite the fixture cases) and the run passed."""
+    settings = SimpleNamespace(home=tmp_path / "state", runs_dir=tmp_path / "runs",
+                               target_repositories=(tmp_path / "target",))
+    ctx = SimpleNamespace(settings=settings, environ={"HOME": str(tmp_path / "home")},
+                          harness_root=tmp_path / "harness", private=tmp_path / "private")
+
+    def hidden(uid: int) -> set[Path]:
+        user = SandboxUser(uid=uid, gid=uid, source="harness")
+        sandbox = Sandbox(ctx=ctx, tier="none", reason="", found=None,  # type: ignore[arg-type]
+                          requested="none", user=user)
+        return set(sandbox.hidden_paths())
+
+    shared = hidden(os.geteuid())
+    assert {tmp_path / name for name in ("home", "state", "runs", "harness", "target")} <= shared
+    assert hidden(os.geteuid() + 1) == set()  # a uid of its own: permissions are the rule

@@ -104,8 +104,11 @@ worlds live in `/var/tmp` for the new attacks and in `/tmp` for the older ones; 
   directory sits behind a folder the sandbox uid cannot traverse, the run is blocked
   `isolation_unavailable` (no mount namespace can bridge it).
 - A harness that is not root: sandboxed processes keep its uid inside a user namespace
-  (`isolation.user_source: harness`); there is no uid sweep (PID namespace only) and the harness's
-  home and runs directory are hidden on every tier; without user namespaces the network is shared.
+  (`isolation.user_source: harness`); there is no uid sweep (PID namespace only) and, on every
+  tier, `none` included, HOME, the harness's home and runs directory, the fixture cases and the
+  target repositories are hidden (the provider has the operator's uid: a write there, to
+  `~/.bashrc` say, would run later outside any sandbox); elsewhere on `none` it may write what the
+  operator may; without user namespaces the network is shared.
 
 ### Showing that each guard holds
 

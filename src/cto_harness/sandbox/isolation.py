@@ -520,9 +520,11 @@ class Sandbox:
 
     def hidden_paths(self) -> list[Path]:
         settings = self.ctx.settings
-        if self.tier == "none":
-            # The harness's own state is hidden whenever the provider shares its uid.
-            return [] if self.user.separate else [settings.home, settings.runs_dir]
+        if self.tier == "none" and self.user.separate:
+            return []  # a sandbox uid of its own: its file permissions are the only rule
+        # Every other tier, and `none` for a harness that is not root: the provider then has
+        # the operator's uid, so without these mounts it wrote the operator's HOME (a line in
+        # ~/.bashrc runs outside any sandbox later), the fixture cases and the targets.
         home = self.ctx.environ.get("HOME") or str(Path.home())
         paths = [Path(home), settings.home, settings.runs_dir, self.ctx.harness_root.absolute(),
                  *settings.target_repositories, self.canary_dir]
