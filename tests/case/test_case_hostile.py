@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from case_helpers import assert_sound, base_env, run_case
+from case_helpers import assert_sound, base_env, files_containing, run_case
 
 pytestmark = pytest.mark.slow
 
@@ -130,3 +130,25 @@ def test_failed_pipeline_with_exit_zero_fails(hostile) -> None:  # type: ignore[
     assert claims["case_said_success"] is False
     assert claims["last_stdout_line"] == "[unattended] Pipeline failed at implementer phase."
     assert report["verification"]["status"] == "failed"
+
+
+# A key shaped like a real one: Markdown punctuation (`_`) in it, long enough to be cut.
+SHAPED_KEY = "sk-ant-api03-Zx_9kQ2_wLr8-TnY4_vB7mP1sD6fH3jK_a9Q"
+
+
+def test_key_reshaped_by_the_harness_is_still_redacted(hostile) -> None:  # type: ignore[no-untyped-def]
+    """The key in a pull request title (escaped in report.md: `_` becomes `\\_`) and in fields
+    the harness cuts to a length (the cut falls inside the key, leaving most of it): no bundle
+    file may hold the key, escaped or not, or any long piece of it."""
+    from cto_harness.inert import markdown
+
+    run = hostile("leak-key-shown", ANTHROPIC_API_KEY=SHAPED_KEY)
+    half = len(SHAPED_KEY) // 2
+    pieces = {SHAPED_KEY[:half], SHAPED_KEY[-half:], markdown(SHAPED_KEY[:half]),
+              markdown(SHAPED_KEY[-half:])}
+    found = {piece: files_containing(run.run_dir, piece) for piece in pieces}
+    assert {piece: where for piece, where in found.items() if where} == {}
+    # It was there to be shown: the pull request, the phase summary and the event.
+    assert run.report["pull_requests"] and "[REDACTED]" in run.report["pull_requests"][0]["title"]
+    assert any("[REDACTED]" in (p.get("summary") or "")
+               for p in run.report["provider_outcome"]["phases"])

@@ -71,6 +71,7 @@ from cto_harness.errors import (
 from cto_harness.evidence.bundle import (
     clean_bundle,
     redact_files,
+    redact_report,
     render_markdown,
     write_report_and_seal,
 )
@@ -605,8 +606,9 @@ def _seal(engine: Engine, ctx: RunContext, results: StageResults, started: datet
     text_files = [run_dir / rel for rel in bundle_files(run_dir)
                   if not rel.startswith("baseline/")]
     redact_files(text_files, secrets_)
-    report = assemble_report(who, results, verdict=verdict, conditions=conditions,
-                             started=started, finished=finished)
+    report = redact_report(assemble_report(who, results, verdict=verdict,
+                                           conditions=conditions, started=started,
+                                           finished=finished), secrets_)
     atomic_write_text(run_dir / "report.md", render_markdown(report))
     redact_files([run_dir / "report.md"], secrets_)
     _remove_private(ctx)

@@ -14,9 +14,12 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from cto_harness.contracts import Report
 from cto_harness.evidence.layout import WORK_DIRS, bundle_files, is_temporary_name
 from cto_harness.evidence.markdown import endpoint_banner, outcome_lines, pull_request_lines
+from cto_harness.evidence.redaction import Redactor
 from cto_harness.evidence.summary import failing_tests, one_line_reason, task_text
 from cto_harness.fsutil import (
     atomic_write_bytes,
@@ -96,22 +99,35 @@ def clean_bundle(root: Path) -> list[str]:
 
 
 def redact_files(paths: Iterable[Path], secrets: list[str]) -> list[str]:
-    """Replace every secret value in the given files; returns the files that held one."""
+    """Replace every secret value, and every long piece of one, in the given files; returns the
+    files that held one."""
     hits: list[str] = []
-    encoded = [s.encode() for s in secrets if s]
-    if not encoded:
+    redactor = Redactor(secrets)
+    if not redactor:
         return hits
     for path in paths:
         if not path.is_file() or path.is_symlink():
             continue
         data = path.read_bytes()
-        cleaned = data
-        for secret in encoded:
-            cleaned = cleaned.replace(secret, REDACTED)
+        cleaned = redactor.bytes(data)
         if cleaned != data:
             atomic_write_bytes(path, cleaned)
             hits.append(path.name)
     return hits
+
+
+def redact_report(report: Report, secrets: Sequence[str]) -> Report:
+    """The report with every secret (and long piece of one) out of each of its strings: before
+    report.md escapes or cuts them, which would hide a secret from a redaction of the file."""
+    redactor = Redactor(secrets)
+    if not redactor:
+        return report
+    try:
+        return Report.model_validate(redactor.value(report.model_dump(mode="json")))
+    except ValidationError:
+        # A value that broke a field of the harness's own (a secret equal to a verdict word):
+        # report.md and report.json are still redacted as files.
+        return report
 
 
 def artifact_digests(root: Path, *, exclude: frozenset[str]) -> dict[str, str]:
@@ -130,9 +146,7 @@ def write_manifest(root: Path) -> str:
 def write_report_and_seal(root: Path, report: Report, *, secrets: Sequence[str] = ()) -> Report:
     """report.json with the artifacts' digests, then the manifest, then freshness.json."""
     report.artifacts = artifact_digests(root, exclude=NOT_IN_REPORT)
-    text = report.model_dump_json(indent=2) + "\n"
-    for secret in secrets:
-        text = text.replace(secret, REDACTED.decode())
+    text = Redactor(secrets).text(report.model_dump_json(indent=2) + "\n")
     atomic_write_text(root / "report.json", text)
     manifest_digest = write_manifest(root)
     freshness = report.freshness.model_copy(update={"artifacts_manifest_sha256": manifest_digest})

@@ -319,7 +319,19 @@ export async function runCommand(args: string[], scenario: string): Promise<void
     await shell("close", "closer",
       "gh api repos/o/r/pulls/1/reviews --method POST -f body=findings 2>&1; echo GH_RC=$?");
   }
-  phaseEnd("close", "closer", "completed", result("completed", "PR step finished"));
+  if (scenario === "leak-key-shown") {
+    // The key where the harness itself reshapes the text before it is written: a pull request
+    // title (escaped in report.md), and fields the harness cuts to a length (a phase summary at
+    // 300 characters, an event field at 500), padded so that each cut falls inside the key.
+    const key = process.env.ANTHROPIC_API_KEY || "";
+    await shell("close", "closer",
+      'gh pr create --base main --head fix/slugify --title "fix: slugify $ANTHROPIC_API_KEY" ' +
+      '--body "implements slugify" 2>&1; echo GH_RC=$?');
+    events.emit("status_changed", { from: "closing", to: "closing", note: "y".repeat(460) + key });
+    phaseEnd("close", "closer", "completed", result("completed", "x".repeat(260) + key));
+  } else {
+    phaseEnd("close", "closer", "completed", result("completed", "PR step finished"));
+  }
   events.emit("phase_start", { phase: "retrospective", agent: "retrospective" });
   events.emit("phase_end", { phase: "retrospective", agent: "retrospective", outcome: "completed",
     durationMs: 1, result: result("completed", "Retrospective complete") });
