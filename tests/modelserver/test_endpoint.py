@@ -367,3 +367,26 @@ def test_record_never_sends_the_key_to_another_origin(  # type: ignore[no-untype
     assert status != 200, raw  # refused, or sent to the upstream's own origin (nobody there)
     other.stop()
     assert not other_log.exists() or other_log.read_text() == ""
+
+
+def test_a_malformed_request_is_a_logged_400_never_a_traceback(
+    serve, scripts, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """The provider shapes every request: nesting past the JSON parser's depth or a field of the
+    wrong type deep in a conversation is answered and logged like any bad request, and prints
+    nothing on the harness's stderr."""
+    log = tmp_path / "exchanges.jsonl"
+    endpoint = serve(mode="scripted", scripts=scripts, log_path=log)
+    wrong_input = anthropic_body(({"type": "tool_use", "id": "t", "name": "bash",
+                                   "input": "not an object"}, "out"), stream=False)
+    openai = {"model": "m", "messages": [{"role": "user", "content": "x"},
+                                         {"role": "assistant", "tool_calls": ["not a call"]}]}
+    for path, body in (("/v1/messages", b"[" * 100_000 + b"]" * 100_000),
+                       ("/v1/messages", wrong_input), ("/v1/chat/completions", openai)):
+        assert post(endpoint.url, path, body)[0] == 400
+    endpoint.stop()
+    assert "Traceback" not in capfd.readouterr().err
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["status"] for r in rows] == [400, 400, 400]
+    assert endpoint.stats.errors == 3
+

@@ -16,6 +16,7 @@ when the process that started it dies (`parent_pid`). Every exchange is one line
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -418,11 +419,28 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.fail(api_of(self.path), 404, f"no such endpoint: GET {self.route}")
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._responded = True
+        super().send_response(code, message)
+
     def do_POST(self) -> None:
         owner = self.owner
         owner.touch(+1)
+        self._responded = False
         try:
             self._post(owner)
+        except Exception as exc:
+            # Whatever a request holds (nesting past the parser's depth, a field of the wrong
+            # type deep in a conversation) is the provider's: a logged 400, never a traceback
+            # on the harness's stderr and an exchange missing from the log.
+            what = "the connection failed" if isinstance(exc, OSError) else "malformed request"
+            owner.log({"api": api_of(self.path), "path": self.path, "status": 400,
+                       "error": f"{what} ({type(exc).__name__})"})
+            self.close_connection = True
+            if not self._responded:
+                with contextlib.suppress(OSError):
+                    self.fail(api_of(self.path), 400, "the request is malformed "
+                                                      f"({type(exc).__name__})")
         finally:
             owner.touch(-1)
 
