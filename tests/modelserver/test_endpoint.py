@@ -390,3 +390,35 @@ def test_a_malformed_request_is_a_logged_400_never_a_traceback(
     assert [r["status"] for r in rows] == [400, 400, 400]
     assert endpoint.stats.errors == 3
 
+
+def test_the_exchange_log_is_bounded(serve, scripts, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Every error row would carry what the provider sent (a role of megabytes, a request's
+    whole view): rows are cut, and past the log's cap exchanges are counted, not written."""
+    from cto_harness.modelserver import server
+
+    monkeypatch.setattr(server, "MAX_LOG_BYTES", 200_000)
+    log = tmp_path / "exchanges.jsonl"
+    endpoint = serve(mode="scripted", scripts=scripts, log_path=log)
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"},
+                                       {"role": "r" * 1_000_000}]}
+    for _ in range(200):
+        assert post(endpoint.url, "/v1/messages", body)[0] == 400
+    endpoint.stop()
+    assert log.stat().st_size < 200_000
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    assert "log_cut" in rows[-1] and endpoint.stats.requests == 200
+
+
+def test_the_recorded_cassette_is_bounded(serve, scripts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from cto_harness.modelserver.cassette import CassetteError, CassetteWriter
+
+    writer = CassetteWriter(tmp_path / "c.jsonl", limit=10_000)
+    body = {"model": "m", "messages": [{"role": "user", "content": "x" * 4000}]}
+    for _ in range(2):
+        writer.write(path="/v1/messages", body=body, volatile={}, status=400,
+                     content_type="application/json", response="{}", message=None)
+    with pytest.raises(CassetteError, match="limit"):
+        writer.write(path="/v1/messages", body=body, volatile={}, status=400,
+                     content_type="application/json", response="{}", message=None)
+    assert (tmp_path / "c.jsonl").stat().st_size <= 10_000

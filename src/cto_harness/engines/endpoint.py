@@ -178,7 +178,10 @@ class RunEndpoint:
         if log.is_file():
             shutil.copyfile(log, ctx.backend / EXCHANGES)
             counts = summary(read_jsonl(log)[0])
-            fields |= {"log": f"backend/{EXCHANGES}", "requests": int(counts["requests"]),
+            # The endpoint's own count: its log stops growing at its cap, the requests do not.
+            requests = (self._endpoint.stats.requests if self._endpoint is not None
+                        else int(counts["requests"]))
+            fields |= {"log": f"backend/{EXCHANGES}", "requests": requests,
                        "errors": list(counts["errors"])}
         cassette = self.folder / CASSETTE
         if plan.mode == "record" and cassette.is_file():

@@ -34,6 +34,9 @@ from typing import Any
 SCHEMA = "cto-harness-cassette/1"
 TOOL_OUTPUT = "<tool output: not part of the digest>"
 REDACTED = "[REDACTED]"
+# Every request the provider sends through a recording proxy is written whole: a bound, so that
+# it cannot fill the disk with them (what is past it is not recorded, and the log says so).
+MAX_CASSETTE_BYTES = 256 * 1024 * 1024
 
 
 class CassetteError(ValueError):
@@ -132,9 +135,12 @@ class Recorded:
 class CassetteWriter:
     """Appends exchanges to a JSONL file (created fresh), one line each, thread-safe."""
 
-    def __init__(self, path: Path, secrets: Sequence[str] = ()) -> None:
+    def __init__(self, path: Path, secrets: Sequence[str] = (),
+                 limit: int = MAX_CASSETTE_BYTES) -> None:
         self.path = path
         self.secrets = list(secrets)
+        self.limit = limit
+        self._bytes = 0
         self._lock = threading.Lock()
         self._seq = 0
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +154,8 @@ class CassetteWriter:
     def write(self, *, path: str, body: Any, volatile: Mapping[str, str], status: int,
               content_type: str, response: str, message: dict[str, Any] | None) -> str:
         """One exchange; `message` is the assembled success message (None: keep the body).
-        The digest is taken of the redacted request: nothing written derives from a secret."""
+        The digest is taken of the redacted request: nothing written derives from a secret.
+        CassetteError when the cassette would grow past its limit (nothing is written)."""
         body = redact(body, self.secrets)
         digest = request_digest(path, body, volatile)
         answer: dict[str, Any] = {"status": status, "content_type": content_type,
@@ -164,9 +171,15 @@ class CassetteWriter:
                 "schema": SCHEMA, "seq": self._seq, "digest": digest, "path": path,
                 "request": normalize(body, volatile), "response": answer,
             }
-            line = redact_text(json.dumps(row, ensure_ascii=False), self.secrets)
+            line = redact_text(json.dumps(row, ensure_ascii=False), self.secrets) + "\n"
+            size = len(line.encode())
+            if self._bytes + size > self.limit:
+                self._seq -= 1
+                raise CassetteError(f"the cassette reached its limit of {self.limit} bytes: "
+                                    "this exchange was not recorded")
+            self._bytes += size
             with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+                handle.write(line)
         return digest
 
 

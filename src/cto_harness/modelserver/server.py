@@ -60,6 +60,12 @@ from cto_harness.modelserver.scripts import ScriptError, ScriptSet
 Mode = Literal["scripted", "replay", "record"]
 LOOPBACK = "127.0.0.1"
 MAX_BODY = 32 * 1024 * 1024
+# The exchange log is evidence the provider shapes (it chooses every request): bounded like the
+# provider's own logs, whatever it sends. A row's strings are cut, a view of a request that is
+# too large is left out, and past MAX_LOG_BYTES exchanges are counted, not written.
+MAX_LOG_BYTES = 32 * 1024 * 1024
+_MAX_LOG_TEXT = 2000
+_MAX_LOG_VIEW = 64 * 1024
 # Request headers a recording proxy passes upstream; everything else (cookies, hop-by-hop) stays.
 FORWARDED = ("content-type", "accept", "anthropic-version", "anthropic-beta", "x-api-key",
              "authorization", "openai-organization", "openai-project", "user-agent")
@@ -140,6 +146,7 @@ class ModelEndpoint:
                         if config.mode == "record" and config.record_to else None)
         self._log_lock = threading.Lock()
         self._seq = 0
+        self._log_bytes = 0
         self._active = 0
         self._idle = threading.Condition(self._log_lock)
         self._last = time.monotonic()
@@ -209,10 +216,17 @@ class ModelEndpoint:
             if row.get("error"):
                 self.stats.errors += 1
                 self.stats.last_error = str(row["error"])[:500]
-            if self.config.log_path is None:
+            if self.config.log_path is None or self._log_bytes >= MAX_LOG_BYTES:
                 return
-            line = json.dumps({"seq": self._seq, "ts": _now(), "mode": self.config.mode, **row},
-                              ensure_ascii=False)
+            line = json.dumps({"seq": self._seq, "ts": _now(), "mode": self.config.mode,
+                               **_bounded(row)}, ensure_ascii=False)
+            size = len(line.encode())
+            if self._log_bytes + size > MAX_LOG_BYTES - 512:  # room for the closing line
+                line = json.dumps({"seq": self._seq, "ts": _now(), "mode": self.config.mode,
+                                   "log_cut": f"the log reached {MAX_LOG_BYTES} bytes: later "
+                                   "exchanges are counted in the report, not written"})
+                size = MAX_LOG_BYTES  # closed: nothing more is written
+            self._log_bytes += size
             with open(self.config.log_path, "a", encoding="utf-8") as handle:
                 handle.write(redact_text(line, self.config.secrets) + "\n")
 
@@ -330,12 +344,17 @@ class ModelEndpoint:
                     message = assemble_openai_stream(text)
             except (ValueError, KeyError, TypeError, IndexError):
                 message = None  # kept as the raw body: replayed byte for byte
-        digest = self._writer.write(path=handler.route, body=body, volatile=self.config.volatile,
-                                    status=status, content_type=content_type, response=text,
-                                    message=message if isinstance(message, dict) else None)
+        try:
+            digest: str | None = self._writer.write(
+                path=handler.route, body=body, volatile=self.config.volatile, status=status,
+                content_type=content_type, response=text,
+                message=message if isinstance(message, dict) else None)
+            problem = f"upstream answered {status}" if status >= 400 else None
+        except CassetteError as exc:
+            digest, problem = None, str(exc)
         self.log({"api": api, "path": handler.path, "status": status, "digest": digest,
                   "ms": int((time.monotonic() - started) * 1000),
-                  **({"error": f"upstream answered {status}"} if status >= 400 else {})})
+                  **({"error": problem} if problem else {})})
 
     def touch(self, delta: int) -> None:
         with self._idle:
@@ -472,6 +491,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.fail(api, 400, "the request body is not a JSON object")
             return
         owner.answer(self, api, body)
+
+
+def _bounded(row: dict[str, Any]) -> dict[str, Any]:
+    """A log row with every string cut to _MAX_LOG_TEXT and a nested value (a request's view)
+    larger than _MAX_LOG_VIEW replaced by its size."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, str) and len(value) > _MAX_LOG_TEXT:
+            value = value[:_MAX_LOG_TEXT] + "…"
+        elif isinstance(value, dict | list):
+            size = len(json.dumps(value, ensure_ascii=False))
+            if size > _MAX_LOG_VIEW:
+                value = f"<{size} characters, left out of the log>"
+        out[key] = value
+    return out
 
 
 def _alive(pid: int) -> bool:
