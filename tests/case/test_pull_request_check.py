@@ -110,3 +110,26 @@ def test_a_pull_request_of_code_the_harness_did_not_test_is_unverified(tmp_path:
     (work / "a.txt").unlink()
     pulls, _ = collect_pull_requests(records, remote, real_git(), work, (".case",))
     assert pulls[0].problem == "its head commit holds a.txt, which the tested workspace does not"
+
+
+def test_a_pull_request_that_leaves_out_a_tested_file_is_unverified(tmp_path: Path) -> None:
+    # Every file the pull request holds is byte for byte a tested one, but it deletes the tests
+    # (or the solution): merged, it would not be the code the harness tested.
+    work = tmp_path / "work"
+    committed(work, {"a.txt": "tested\n", "tests/test_a.py": "pristine\n"})
+    git("rm", "-q", "tests/test_a.py", cwd=work)
+    git("commit", "-q", "-m", "drop the tests", cwd=work)
+    head = git("rev-parse", "HEAD", cwd=work)
+    git("checkout", "-q", "HEAD~1", "--", "tests/test_a.py", cwd=work)  # tested as it was
+    git("reset", "-q", cwd=work)
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote))
+    git("push", "-q", str(remote), "main", cwd=work)
+    records = tmp_path / "records"
+    pull_request(records, 5, head)
+
+    pulls, forbidden = collect_pull_requests(records, remote, real_git(), work, (".case",))
+    assert [(p.number, p.verified) for p in pulls] == [(5, False)]
+    assert pulls[0].problem == ("its head commit lacks tests/test_a.py, which the tested "
+                                "workspace holds")
+    assert [f.action for f in forbidden] == ["pull_request_unverified"]

@@ -36,7 +36,15 @@ from cto_harness.fsutil import MAX_JSON_DEPTH, nested_deeper_than, sha256_bytes
 from cto_harness.git import git_env
 from cto_harness.inert import path_text
 from cto_harness.sandbox.process import run_quiet
-from cto_harness.tree import Budget, BudgetExceeded, iter_files, read_file
+from cto_harness.tree import (
+    DIR,
+    Budget,
+    BudgetExceeded,
+    TreeChanged,
+    iter_files,
+    read_file,
+    walk,
+)
 
 # The most the local remote's objects may hold for the pull-request check (the fixture and
 # what the provider pushed): past it, no pull request is verified.
@@ -242,15 +250,18 @@ def _differs_from_tested(remote: Path, commit: str, workspace: Path, skip: tuple
                          git: str, env: dict[str, str]) -> str | None:
     """Why the head commit's files are not the files the harness tested (the workspace as the
     provider left it, which the verification copied), or None when each file it holds is there
-    byte for byte. The engine's bookkeeping folders are left out; a link or a submodule in the
-    commit is not compared, so it is a difference."""
+    byte for byte and it holds every file there. The engine's bookkeeping folders and the
+    workspace's own `.git` are left out; a link or a submodule in the commit is not compared,
+    so it is a difference."""
     listing = run_quiet([git, "--git-dir", str(remote), "ls-tree", "-r", "-z", "--full-tree",
                          f"{commit}^{{commit}}"], env=env, check=False)
     if listing.returncode != 0:
         return "its head commit's files cannot be listed"
+    held: set[bytes] = set()
     for entry in filter(None, listing.stdout.split("\0")):
         meta, _tab, name = entry.partition("\t")
         mode, kind, oid = [*meta.split(), "", "", ""][:3]
+        held.add(os.fsencode(name))
         if name.split("/", 1)[0] in skip:
             continue
         shown = path_text(os.fsencode(name))
@@ -263,6 +274,16 @@ def _differs_from_tested(remote: Path, commit: str, workspace: Path, skip: tuple
         ours = (hashlib.sha1(blob) if len(oid) == 40 else hashlib.sha256(blob)).hexdigest()
         if ours != oid:
             return f"its head commit's {shown} is not the file the harness tested"
+    # The other way too: a commit that leaves out (deletes) a file of the tested workspace, the
+    # solution or the tests themselves, is not the code the harness tested.
+    outside = {b".git", *(os.fsencode(d) for d in skip)}
+    try:
+        for node, _fd in walk(workspace, prune=lambda rel: rel in outside):
+            if node.kind != DIR and node.rel not in held:
+                return (f"its head commit lacks {path_text(node.rel)}, which the tested "
+                        "workspace holds")
+    except (OSError, TreeChanged):
+        return "the tested workspace could not be listed"
     return None
 
 
