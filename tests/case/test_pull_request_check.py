@@ -133,3 +133,19 @@ def test_a_pull_request_that_leaves_out_a_tested_file_is_unverified(tmp_path: Pa
     assert pulls[0].problem == ("its head commit lacks tests/test_a.py, which the tested "
                                 "workspace holds")
     assert [f.action for f in forbidden] == ["pull_request_unverified"]
+
+
+def test_a_record_holding_a_lone_surrogate_is_read_not_raised(tmp_path: Path) -> None:
+    # The records folder is the provider's to write: valid JSON that is not UTF-8 text.
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / PR_RECORD).write_text(
+        '{"number": 6, "url": "https://pr.invalid/r/pull/6", "title": "t\\udcff", "base": '
+        '"main", "head": "fix", "head_commit": "0", "body": "\\ud800"}\n')
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote))
+    (tmp_path / "work").mkdir()
+
+    pulls, forbidden = collect_pull_requests(records, remote, real_git(), tmp_path / "work")
+    assert [(p.number, p.verified) for p in pulls] == [(6, False)]
+    assert [f.action for f in forbidden] == ["pull_request_unverified"]

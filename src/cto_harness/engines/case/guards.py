@@ -326,7 +326,11 @@ def collect_pull_requests(
             pulls.append(LocalPullRequest(
                 number=number, url=url[:300], title=title[:300], base=base[:200],
                 head=head[:200], head_commit=commit[:64] or None,
-                body_excerpt=body[:_BODY_EXCERPT], body_sha256=sha256_bytes(body.encode()),
+                # A record is the provider's JSON: `"\ud800"` is a lone surrogate, which plain
+                # UTF-8 refuses (collect would stop, the run would end `error`, its forbidden
+                # actions unrecorded). Made inert later; hashed here as it came.
+                body_excerpt=body[:_BODY_EXCERPT],
+                body_sha256=sha256_bytes(body.encode("utf-8", "surrogatepass")),
                 verified=problem is None, problem=problem,
             ))
             if problem is not None:
