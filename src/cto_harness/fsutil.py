@@ -71,21 +71,26 @@ def nested_deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+def read_jsonl(path: Path, limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
     """The objects of a JSON-lines file, and how many non-blank lines were not one (a missing
     file has none; invalid UTF-8 is replaced): a line that does not parse (bad JSON, a number of
     more digits than Python converts, nesting past the parser's recursion), or nests past
     `MAX_JSON_DEPTH`, is counted, never raised. Provider-written text is read with limits
-    through `tree.read_file` first, or made inert by `inert.read_jsonl`."""
+    through `tree.read_file` first, or made inert by `inert.read_jsonl`. With `limit`, only
+    that many non-blank lines are looked at."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return [], 0
     rows: list[dict[str, Any]] = []
     bad = 0
+    seen = 0
     for line in text.splitlines():
         if not line.strip():
             continue
+        seen += 1
+        if limit is not None and seen > limit:
+            break
         try:
             row = json.loads(line)
         except (ValueError, RecursionError):

@@ -149,3 +149,50 @@ def test_a_record_holding_a_lone_surrogate_is_read_not_raised(tmp_path: Path) ->
     pulls, forbidden = collect_pull_requests(records, remote, real_git(), tmp_path / "work")
     assert [(p.number, p.verified) for p in pulls] == [(6, False)]
     assert [f.action for f in forbidden] == ["pull_request_unverified"]
+
+
+def test_a_flood_of_record_lines_is_bounded(tmp_path: Path) -> None:
+    # Three bytes a line (`{}`) would be millions of report entries, and every pull-request
+    # line that looks like one runs git: past the bound, one entry says what was not read.
+    from cto_harness.engines.case.guards import (
+        GH_RECORD,
+        MAX_RECORD_ROWS,
+        collect_guard_records,
+    )
+
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / GH_RECORD).write_text("{}\n" * 50_000)
+    row = json.dumps({"number": 1, "url": "https://pr.invalid/r/pull/1", "title": "t",
+                      "base": "main", "head": "fix", "head_commit": "0" * 40, "body": ""})
+    (records / PR_RECORD).write_text((row + "\n") * 5_000)
+    backend = tmp_path / "backend"
+    backend.mkdir()
+    forbidden = collect_guard_records(records, backend)
+    assert len(forbidden) == MAX_RECORD_ROWS + 1
+    assert "49000 more lines" in forbidden[0].detail
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote))
+    (tmp_path / "work").mkdir()
+    pulls, unverified = collect_pull_requests(records, remote, real_git(), tmp_path / "work")
+    assert len(pulls) == len(unverified) == MAX_RECORD_ROWS + 1
+
+
+def test_case_event_logs_are_read_within_one_budget(tmp_path: Path,
+                                                    monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Many event logs, each under the per-log size, are still one budget together.
+    from types import SimpleNamespace
+
+    from cto_harness.engines.case import engine
+
+    monkeypatch.setattr(engine, "_MAX_EVENT_LOG_BYTES", 10_000)
+    folder = tmp_path / ".case" / "t1" / "events"
+    folder.mkdir(parents=True)
+    for n in range(20):
+        (folder / f"run-{n:02d}.jsonl").write_bytes(b"{}\n" * 3000)
+    logs = engine.CaseEngine._event_logs(SimpleNamespace(workspace=tmp_path), "t1")  # type: ignore[arg-type]
+    assert sum(len(data) for _rel, data in logs) <= 10_000
+    from cto_harness.fsutil import read_jsonl
+
+    rows, bad = read_jsonl(folder / "run-00.jsonl", limit=engine.MAX_EVENT_ROWS // 1000)
+    assert (len(rows), bad) == (engine.MAX_EVENT_ROWS // 1000, 0)

@@ -76,7 +76,10 @@ from cto_harness.sandbox.process import ProcessResult, run_quiet
 from cto_harness.settings import PositiveWhole, SettingsConfigDict
 from cto_harness.tree import files_in, iter_files, read_file
 
+# Case's event logs, all files together (each line becomes an event of the bundle: a log of
+# `{}` lines would otherwise be millions of them, in memory and in events.normalized.jsonl).
 _MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
+MAX_EVENT_ROWS = 50_000
 _MAX_MARKER_BYTES = 4096
 _MAX_SCAN_BYTES = 8 * 1024 * 1024
 SUCCESS_LINE = "[unattended] Pipeline completed successfully."
@@ -343,7 +346,9 @@ class CaseEngine(AgentEngine):
             parts = [data for _rel, data in logs]
             raw = b"".join(part if part.endswith(b"\n") else part + b"\n" for part in parts)
             (ctx.backend / "case-events.jsonl").write_bytes(raw)
-            rows, bad = read_jsonl(ctx.backend / "case-events.jsonl")
+            rows, bad = read_jsonl(ctx.backend / "case-events.jsonl", limit=MAX_EVENT_ROWS)
+            claims["event_lines_not_mapped"] = max(
+                0, len([line for line in raw.splitlines() if line.strip()]) - len(rows) - bad)
             mapped = map_events(rows, fallback_ts=iso(utc_now()))
             events, spans = typed(mapped)
             pipeline_end = mapped.pipeline_end
@@ -375,12 +380,14 @@ class CaseEngine(AgentEngine):
             return []
         folder = f".case/{task_id}/events"
         logs = []
-        for name in files_in(ctx.workspace, folder):
-            if name.startswith(b"run-") and name.endswith(b".jsonl"):
+        left = _MAX_EVENT_LOG_BYTES
+        for name in sorted(files_in(ctx.workspace, folder)):
+            if name.startswith(b"run-") and name.endswith(b".jsonl") and left > 0:
                 rel = os.fsencode(folder) + b"/" + name
-                data = read_file(ctx.workspace, rel, _MAX_EVENT_LOG_BYTES)
+                data = read_file(ctx.workspace, rel, left)
                 if data is not None:
                     logs.append((rel, data))
+                    left -= len(data)
         return logs
 
     @staticmethod

@@ -170,11 +170,22 @@ def _read(path: Path) -> bytes | None:
     return read_file(path.parent.parent, f"{path.parent.name}/{path.name}", _MAX_RECORD_BYTES)
 
 
+# Each record line becomes a report entry (and a pull request, git runs): a few bytes a line
+# must not make millions of them. Past this many, one line says how many were not read, and
+# counts as forbidden like any line that is not a record (fail closed).
+MAX_RECORD_ROWS = 1000
+
+
 def _rows(data: bytes | None) -> list[dict[str, Any]]:
     if data is None:
         return []
-    rows = []
-    for line in data.decode("utf-8", "replace").splitlines():
+    rows: list[dict[str, Any]] = []
+    lines = data.decode("utf-8", "replace").splitlines()
+    if len(lines) > MAX_RECORD_ROWS:
+        rest = len(lines) - MAX_RECORD_ROWS
+        lines = lines[:MAX_RECORD_ROWS]
+        rows.append({"unreadable": f"{rest} more lines than the {MAX_RECORD_ROWS} read"})
+    for line in lines:
         try:
             row = json.loads(line)
         except (ValueError, RecursionError):  # bad JSON, a number past Python's digits, nesting
