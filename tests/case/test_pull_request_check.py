@@ -91,12 +91,13 @@ def test_a_pull_request_of_code_the_harness_did_not_test_is_unverified(tmp_path:
     # The provider pushes a commit with other code than it leaves in the workspace (which is
     # what the harness diffs and tests): the pull request would ship untested code.
     work = tmp_path / "work"
-    head = committed(work, {"a.txt": "tested\n", ".case/status": "one\n"})
+    head = committed(work, {"a.txt": "tested\n"})
     remote = tmp_path / "remote.git"
     git("init", "-q", "--bare", str(remote))
     git("push", "-q", str(remote), "main", cwd=work)
     records = tmp_path / "records"
     pull_request(records, 4, head)
+    (work / ".case").mkdir()
     (work / ".case" / "status").write_text("two\n")  # bookkeeping: not compared
 
     pulls, _ = collect_pull_requests(records, remote, real_git(), work, (".case",))
@@ -196,3 +197,22 @@ def test_case_event_logs_are_read_within_one_budget(tmp_path: Path,
 
     rows, bad = read_jsonl(folder / "run-00.jsonl", limit=engine.MAX_EVENT_ROWS // 1000)
     assert (len(rows), bad) == (engine.MAX_EVENT_ROWS // 1000, 0)
+
+
+def test_a_pull_request_carrying_bookkeeping_is_unverified(tmp_path: Path) -> None:
+    # The engine's bookkeeping is never tested (the verification leaves it out), so a pull
+    # request holding it would merge code no test ran; Case's agents leave `.case/` out of
+    # every commit.
+    work = tmp_path / "work"
+    head = committed(work, {"a.txt": "tested\n", ".case/run.py": "print('never tested')\n"})
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote))
+    git("push", "-q", str(remote), "main", cwd=work)
+    records = tmp_path / "records"
+    pull_request(records, 5, head)
+
+    pulls, forbidden = collect_pull_requests(records, remote, real_git(), work, (".case",))
+    assert [(p.number, p.verified) for p in pulls] == [(5, False)]
+    assert pulls[0].problem == ("its head commit holds .case/run.py, the engine's bookkeeping, "
+                                "which is not tested")
+    assert [f.action for f in forbidden] == ["pull_request_unverified"]

@@ -261,9 +261,9 @@ def _differs_from_tested(remote: Path, commit: str, workspace: Path, skip: tuple
                          git: str, env: dict[str, str]) -> str | None:
     """Why the head commit's files are not the files the harness tested (the workspace as the
     provider left it, which the verification copied), or None when each file it holds is there
-    byte for byte and it holds every file there. The engine's bookkeeping folders and the
-    workspace's own `.git` are left out; a link or a submodule in the commit is not compared,
-    so it is a difference."""
+    byte for byte and it holds every file there but the workspace's own `.git` and the
+    engine's bookkeeping folders `skip` (which it must not hold: they are never tested); a link
+    or a submodule in the commit is not compared, so it is a difference."""
     listing = run_quiet([git, "--git-dir", str(remote), "ls-tree", "-r", "-z", "--full-tree",
                          f"{commit}^{{commit}}"], env=env, check=False)
     if listing.returncode != 0:
@@ -273,9 +273,12 @@ def _differs_from_tested(remote: Path, commit: str, workspace: Path, skip: tuple
         meta, _tab, name = entry.partition("\t")
         mode, kind, oid = [*meta.split(), "", "", ""][:3]
         held.add(os.fsencode(name))
-        if name.split("/", 1)[0] in skip:
-            continue
         shown = path_text(os.fsencode(name))
+        if name.split("/", 1)[0] in skip:
+            # Never tested (the verification leaves bookkeeping out), so never shipped: a merge
+            # would carry whatever the provider put there. Case's own agents leave it out of
+            # every commit.
+            return f"its head commit holds {shown}, the engine's bookkeeping, which is not tested"
         if kind != "blob" or mode == "120000":
             return f"its head commit holds {shown}, a {'link' if kind == 'blob' else kind}"
         data = read_file(workspace, os.fsencode(name), _PR_FILE_CAP + 1)
@@ -303,8 +306,8 @@ def collect_pull_requests(
     skip: tuple[str, ...] = (),
 ) -> tuple[list[LocalPullRequest], list[ForbiddenAction]]:
     """The pull requests the sink recorded, each checked against the local remote (in the
-    harness's own copy of its objects, `objects_of`): its head commit must be there, and each
-    file it holds (but the bookkeeping folders `skip`) must be the tested one. One that fails
+    harness's own copy of its objects, `objects_of`): its head commit must be there and hold
+    exactly the tested files, none in the bookkeeping folders `skip`. One that fails
     (a forged or broken record, or a pull request of code the harness did not test) is a
     forbidden action."""
     pulls: list[LocalPullRequest] = []
