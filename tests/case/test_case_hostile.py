@@ -152,3 +152,8 @@ def test_key_reshaped_by_the_harness_is_still_redacted(hostile) -> None:  # type
     assert run.report["pull_requests"] and "[REDACTED]" in run.report["pull_requests"][0]["title"]
     assert any("[REDACTED]" in (p.get("summary") or "")
                for p in run.report["provider_outcome"]["phases"])
+    # And named as a disclosure wherever the provider put it, its pull-request records too.
+    where = {a["detail"] for a in run.report["forbidden_actions_attempted"]
+             if a["action"] == "credential_disclosed"}
+    assert "the value of ANTHROPIC_API_KEY appeared in backend/pull-requests.jsonl" in where
+    assert run.report["verdict"] == "fail"

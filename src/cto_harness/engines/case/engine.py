@@ -65,6 +65,7 @@ from cto_harness.engines.case.inputs import (
     write_json,
 )
 from cto_harness.engines.case.pipeline import pipeline_outcome
+from cto_harness.engines.disclosure import credential_disclosures
 from cto_harness.engines.model import AgentEngine, ModelAccess, ModelSettings, model_access
 from cto_harness.engines.provider import engine_policy, outside_policy, provider_environment
 from cto_harness.errors import Blocked, BlockerCode
@@ -74,14 +75,13 @@ from cto_harness.inert import path_text
 from cto_harness.providers import lookup_admission
 from cto_harness.sandbox.process import ProcessResult, run_quiet
 from cto_harness.settings import PositiveWhole, SettingsConfigDict
-from cto_harness.tree import files_in, iter_files, read_file
+from cto_harness.tree import files_in, read_file
 
 # Case's event logs, all files together (each line becomes an event of the bundle: a log of
 # `{}` lines would otherwise be millions of them, in memory and in events.normalized.jsonl).
 _MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
 MAX_EVENT_ROWS = 50_000
 _MAX_MARKER_BYTES = 4096
-_MAX_SCAN_BYTES = 8 * 1024 * 1024
 SUCCESS_LINE = "[unattended] Pipeline completed successfully."
 EVENT_LOG = "backend/case-events.jsonl"
 
@@ -398,28 +398,11 @@ class CaseEngine(AgentEngine):
         return None if data is None else data.decode("utf-8", "replace").strip()
 
     def _credential_leaks(self, ctx: RunContext, admission: Admission) -> list[ForbiddenAction]:
-        """A credential value in the provider's output or in the workspace is a disclosure,
-        whatever else happened. (Every value is also redacted from the bundle at seal time.)"""
-        values = {n: ctx.environ[n] for n in admission.credentials if len(ctx.environ[n]) >= 4}
-        if not values:
-            return []
-        candidates: list[tuple[str, bytes]] = []
-        for log in ("stdout.log", "stderr.log"):
-            data = read_file(ctx.backend, log, _MAX_SCAN_BYTES)
-            candidates.append((f"backend/{log}", data or b""))
-        # The workspace (event logs included) by the tree layer: no link followed, any depth.
-        candidates += [(f"workspace/{path_text(rel)}", data) for rel, data in iter_files(
-            ctx.workspace, cap=_MAX_SCAN_BYTES, count_only=frozenset({b".git"}))]
-        found = []
-        for where, data in candidates:
-            for name, value in values.items():
-                if value.encode() in data:
-                    found.append(ForbiddenAction(
-                        action="credential_disclosed",
-                        detail=f"the value of {name} appeared in {where}",
-                        source="harness credential scan",
-                    ))
-        return found
+        """A credential value in anything the provider wrote (its logs and records in
+        `backend/`, the workspace but its `.git`) is a disclosure, whatever else happened."""
+        return credential_disclosures(ctx.environ, list(admission.credentials), [
+            (ctx.backend, "backend", frozenset()),
+            (ctx.workspace, "workspace", frozenset({b".git"}))])
 
 
 def write_task_layout(workspace: Path, task: CaseTask, brief: str) -> tuple[Path, Path, Path]:
