@@ -79,3 +79,14 @@ def test_models_json_names_the_key_variable_never_a_value() -> None:
                                                   "apiKey": "ANTHROPIC_API_KEY",
                                                   "api": "anthropic-messages"}}}
     assert model_config("anthropic", None, "ANTHROPIC_API_KEY") is None
+
+
+def test_a_line_nested_past_the_parsers_limit_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    # pi echoes the model's tool-call arguments into its own lines (message_end,
+    # tool_execution_start, turn_end, agent_end): a hostile model nests them thousands deep.
+    deep = {"command": "true", "x": "@"}
+    line = json.dumps({"type": "tool_execution_start", "toolCallId": "t1", "toolName": "bash",
+                       "args": deep}).replace('"@"', "[" * 5000 + "]" * 5000)
+    log = _write(tmp_path / "out.log", [{"type": "agent_start"}], line.encode() + b"\n")
+    rows, bad = read_lines(log)
+    assert bad == 1 and [r["type"] for r in rows] == ["agent_start"]

@@ -43,7 +43,9 @@ def read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
             continue
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: pi prints the model's tool-call arguments as it got them, so a
+            # model can nest a line deeper than the parser's recursion limit.
             bad += 1
             continue
         if isinstance(row, dict) and isinstance(row.get("type"), str):
