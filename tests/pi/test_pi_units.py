@@ -90,3 +90,22 @@ def test_a_line_nested_past_the_parsers_limit_is_unreadable_not_a_crash(tmp_path
     log = _write(tmp_path / "out.log", [{"type": "agent_start"}], line.encode() + b"\n")
     rows, bad = read_lines(log)
     assert bad == 1 and [r["type"] for r in rows] == ["agent_start"]
+
+
+def test_every_field_of_any_json_kind_is_read_as_bounded_text() -> None:
+    # A line pi did not write (a forged one) may hold any JSON value in any field: a number
+    # where a list of parts belongs, an object or a megabyte where a short text belongs.
+    rows: list[dict[str, object]] = []
+    for value in (5, True, None, {"a": [1]}, [[["x"]]], "\u0085" * 10**6):
+        rows += [{"type": "session", "id": value, "version": value},
+                 {"type": "tool_execution_start", "toolCallId": value, "toolName": value},
+                 {"type": "tool_execution_end", "toolCallId": value, "toolName": value,
+                  "isError": value},
+                 {"type": "message_end", "message": {"role": "assistant", "content": value,
+                                                     "stopReason": value,
+                                                     "errorMessage": value}}]
+    rows.append({"type": "compaction" + "\u0085" * 10**6})  # a type pi never prints
+    told = account([*rows, {"type": "agent_end"}], TS, "x")
+    assert len(json.dumps([(e.type, dict(e.data)) for e in told.events])) < 20_000
+    assert len(json.dumps(dict(told.claims))) < 20_000
+    assert told.outcome.outcome == "failed"  # an error message was said, text or not

@@ -20,6 +20,8 @@ from cto_harness.engines.base import ProviderEvent, ProviderSpan
 MAX_LOG_BYTES = 32 * 1024 * 1024
 _TEXT_CAP = 2000
 _SKIPPED = {"message_update", "tool_execution_update", "queue_update"}
+_RETRY_AND_COMPACTION = {"auto_retry_start", "auto_retry_end", "compaction_start",
+                         "compaction_end"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,17 @@ def read_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
     return rows, bad
 
 
+def _scalar(value: Any, cap: int) -> str:
+    """A field pi prints as text, as bounded text: a string cut to `cap`, a number or boolean
+    written out. Anything else is "": a list or object is the provider's to size and nest (a
+    forged line may put one anywhere), and `str()` of it is unbounded work and text."""
+    if isinstance(value, str):
+        return value[:cap]
+    if isinstance(value, bool | int | float):
+        return str(value)[:cap]
+    return ""
+
+
 def _text_of(message: Any) -> str:
     """The text parts of an assistant message."""
     if not isinstance(message, dict):
@@ -62,7 +75,9 @@ def _text_of(message: Any) -> str:
     content = message.get("content")
     if isinstance(content, str):
         return content[:_TEXT_CAP]
-    parts = [part.get("text", "") for part in content or []
+    if not isinstance(content, list):  # a number or an object is no list of parts
+        return ""
+    parts = [part.get("text", "") for part in content
              if isinstance(part, dict) and part.get("type") == "text"]
     return "\n".join(p for p in parts if isinstance(p, str))[:_TEXT_CAP]
 
@@ -73,7 +88,7 @@ def live_event(row: Mapping[str, Any]) -> ProviderEvent | None:
     kind = row.get("type")
     if kind == "tool_execution_start":
         return ProviderEvent("", "provider.tool.started",
-                             {"tool": str(row.get("toolName", ""))[:80], "args": row.get("args")})
+                             {"tool": _scalar(row.get("toolName"), 80), "args": row.get("args")})
     if kind == "agent_end":
         return ProviderEvent("", "provider.pipeline.ended", {"outcome": "ended"})
     return None
@@ -94,8 +109,8 @@ def account(rows: Iterable[dict[str, Any]], ts: str, source: str) -> PiAccount:
             continue
         if kind == "session":
             events.append(ProviderEvent(ts, "provider.session.started",
-                                        {"id": str(row.get("id", ""))[:80],
-                                         "version": row.get("version")}))
+                                        {"id": _scalar(row.get("id"), 80),
+                                         "version": _scalar(row.get("version"), 40) or None}))
         elif kind == "agent_start":
             events.append(ProviderEvent(ts, "provider.pipeline.started", {}))
         elif kind == "turn_start":
@@ -103,11 +118,12 @@ def account(rows: Iterable[dict[str, Any]], ts: str, source: str) -> PiAccount:
             events.append(ProviderEvent(ts, "provider.turn.started", {"turn": turns}))
         elif kind == "tool_execution_start":
             tools += 1
-            name = str(row.get("toolName", ""))[:80]
-            open_tools[str(row.get("toolCallId", tools))] = name
+            name = _scalar(row.get("toolName"), 80)
+            open_tools[_scalar(row.get("toolCallId", tools), 200)] = name
             events.append(ProviderEvent(ts, "provider.tool.started", {"tool": name}))
         elif kind == "tool_execution_end":
-            name = open_tools.pop(str(row.get("toolCallId", "")), str(row.get("toolName", "")))
+            name = open_tools.pop(_scalar(row.get("toolCallId"), 200),
+                                  _scalar(row.get("toolName"), 80))
             failed = bool(row.get("isError"))
             tool_errors += failed
             events.append(ProviderEvent(ts, "provider.tool.ended",
@@ -119,9 +135,9 @@ def account(rows: Iterable[dict[str, Any]], ts: str, source: str) -> PiAccount:
         elif kind == "message_end":
             message = row.get("message")
             if isinstance(message, dict) and message.get("role") == "assistant":
-                stop_reason = str(message.get("stopReason", ""))[:40] or None
+                stop_reason = _scalar(message.get("stopReason"), 40) or None
                 if message.get("errorMessage"):
-                    error = str(message["errorMessage"])[:500]
+                    error = _scalar(message["errorMessage"], 500) or "(not text)"
                 final_text = _text_of(message) or final_text
         elif kind == "turn_end":
             events.append(ProviderEvent(ts, "provider.turn.ended", {"turn": turns}))
@@ -129,7 +145,7 @@ def account(rows: Iterable[dict[str, Any]], ts: str, source: str) -> PiAccount:
                                       attributes={"turn": turns}))
         elif kind == "agent_end":
             ended = True
-        elif kind.startswith("auto_retry") or kind.startswith("compaction"):
+        elif kind in _RETRY_AND_COMPACTION:  # named from a fixed list: the type is pi's text
             events.append(ProviderEvent(ts, f"provider.{kind.replace('_', '.')}", {}))
     failed = stop_reason in ("error", "aborted") or error is not None
     outcome = None
