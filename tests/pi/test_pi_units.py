@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from cto_harness.core.fixtures import case_directory, load_case
-from cto_harness.engines.pi.events import account, read_lines
+from cto_harness.engines.pi.events import MAX_EVENTS, MAX_SPANS, account, read_lines
 from cto_harness.engines.pi.prompt import model_config, render_prompt
 from pi_helpers import REPO_ROOT
 
@@ -109,3 +109,14 @@ def test_every_field_of_any_json_kind_is_read_as_bounded_text() -> None:
     assert len(json.dumps([(e.type, dict(e.data)) for e in told.events])) < 20_000
     assert len(json.dumps(dict(told.claims))) < 20_000
     assert told.outcome.outcome == "failed"  # an error message was said, text or not
+
+
+def test_a_flood_of_tiny_lines_keeps_a_bounded_account(tmp_path: Path) -> None:
+    # 20-byte lines, each a turn's end: an event and a span apiece, a few bytes of log each.
+    flood = MAX_EVENTS + MAX_SPANS
+    log = _write(tmp_path / "out.log", [{"type": "turn_end"}] * flood + [{"type": "agent_end"}])
+    told = account(read_lines(log)[0], TS, "x")
+    assert len(told.events) == MAX_EVENTS + 1 and len(told.spans) == MAX_SPANS
+    assert told.events[-1].type == "provider.pipeline.ended"  # the end is always kept
+    assert told.claims["turns"] == 0 and told.outcome.outcome == "completed"
+    assert told.claims["provider_records_left_out"] == flood - MAX_EVENTS + flood - MAX_SPANS

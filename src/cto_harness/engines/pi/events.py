@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from cto_harness.contracts import ProviderOutcome
 from cto_harness.engines.base import ProviderEvent, ProviderSpan
@@ -20,6 +20,10 @@ from cto_harness.engines.base import ProviderEvent, ProviderSpan
 MAX_LOG_BYTES = 32 * 1024 * 1024
 _TEXT_CAP = 2000
 _SKIPPED = {"message_update", "tool_execution_update", "queue_update"}
+# What of pi's account is kept: far more than a 900-second run makes, far less than the 32 MiB
+# log holds in 20-byte lines (each an event and a span: gigabytes in memory, and a trace past
+# what `verify` reads). The rest is counted (`provider_records_left_out`).
+MAX_EVENTS, MAX_SPANS = 20_000, 10_000
 _RETRY_AND_COMPACTION = {"auto_retry_start", "auto_retry_end", "compaction_start",
                          "compaction_end"}
 
@@ -94,9 +98,27 @@ def live_event(row: Mapping[str, Any]) -> ProviderEvent | None:
     return None
 
 
+T = TypeVar("T")
+
+
+@dataclass
+class _Capped(Generic[T]):
+    """A list that keeps its first `cap` items and counts the others."""
+
+    cap: int
+    items: list[T] = field(default_factory=list)
+    left_out: int = 0
+
+    def append(self, item: T) -> None:
+        if len(self.items) < self.cap:
+            self.items.append(item)
+        else:
+            self.left_out += 1
+
+
 def account(rows: Iterable[dict[str, Any]], ts: str, source: str) -> PiAccount:
-    events: list[ProviderEvent] = []
-    spans: list[ProviderSpan] = []
+    events: _Capped[ProviderEvent] = _Capped(MAX_EVENTS)
+    spans: _Capped[ProviderSpan] = _Capped(MAX_SPANS)
     turns = tools = tool_errors = 0
     open_tools: dict[str, str] = {}
     stop_reason: str | None = None
@@ -151,11 +173,12 @@ def account(rows: Iterable[dict[str, Any]], ts: str, source: str) -> PiAccount:
     outcome = None
     if ended:
         outcome = "failed" if failed else "completed"
-        events.append(ProviderEvent(ts, "provider.pipeline.ended",
-                                    {"outcome": outcome, "turns": turns, "tools": tools}))
-    claims = {"event_log": source if ended or events else None, "turns": turns,
+        events.items.append(ProviderEvent(ts, "provider.pipeline.ended",  # always kept
+                                          {"outcome": outcome, "turns": turns, "tools": tools}))
+    claims = {"event_log": source if ended or events.items else None, "turns": turns,
               "tool_calls": tools, "tool_errors": tool_errors, "stop_reason": stop_reason,
-              "error": error, "final_text": final_text, "agent_ended": ended}
-    return PiAccount(events=tuple(events), spans=tuple(spans),
+              "error": error, "final_text": final_text, "agent_ended": ended,
+              "provider_records_left_out": events.left_out + spans.left_out}
+    return PiAccount(events=tuple(events.items), spans=tuple(spans.items),
                      outcome=ProviderOutcome(outcome=outcome, source=source if ended else None),
                      claims=claims)
