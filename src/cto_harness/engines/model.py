@@ -14,7 +14,7 @@ every engine whose provider asks a model (Case, pi).
 - `AgentEngine`: the base of such an engine: paired with a fake baseline, on the network, its
   policy (`policy`), the `--help` probe of the copy that will run (`_identity`), its model gates
   in order (`model_gates`), its endpoint stopped in `collect` (`model_endpoint`) and again in
-  `release`.
+  `release`, and the scan for a credential it was given in what it wrote (`credential_leaks`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from cto_harness.contracts import ModelEndpointInfo, ModelInfo
+from cto_harness.contracts import ForbiddenAction, ModelEndpointInfo, ModelInfo
 from cto_harness.engines.base import Admission, Engine, EngineSettings, Gate, RunContext
+from cto_harness.engines.disclosure import credential_disclosures
 from cto_harness.engines.endpoint import (
     EndpointMode,
     EndpointPlan,
@@ -203,6 +204,14 @@ class AgentEngine(Engine):
 
     def release(self, ctx: RunContext) -> None:
         finish_endpoint(ctx)
+
+    @staticmethod
+    def credential_leaks(ctx: RunContext, admission: Admission) -> list[ForbiddenAction]:
+        """A credential it was given, in anything it wrote (its logs and records in `backend/`,
+        the workspace but its `.git`): a disclosure, whatever else happened."""
+        return credential_disclosures(ctx.environ, list(admission.credentials), [
+            (ctx.backend, "backend", frozenset()),
+            (ctx.workspace, "workspace", frozenset({b".git"}))])
 
 
 __all__ = [

@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from cto_harness.clock import iso, utc_now
-from cto_harness.contracts import ForbiddenAction, ProviderInfo
+from cto_harness.contracts import ProviderInfo
 from cto_harness.core.taskscan import outside_paths
 from cto_harness.engines.base import (
     Admission,
@@ -65,7 +65,6 @@ from cto_harness.engines.case.inputs import (
     write_json,
 )
 from cto_harness.engines.case.pipeline import pipeline_outcome
-from cto_harness.engines.disclosure import credential_disclosures
 from cto_harness.engines.model import AgentEngine, ModelAccess, ModelSettings, model_access
 from cto_harness.engines.provider import engine_policy, outside_policy, provider_environment
 from cto_harness.errors import Blocked, BlockerCode
@@ -365,7 +364,7 @@ class CaseEngine(AgentEngine):
             pipeline_end and pipeline_end.get("outcome") == "completed" and last == SUCCESS_LINE
         )
         claims["task_status_after_run"] = _task_status(ctx.backend / "task-after-run.json")
-        forbidden += self._credential_leaks(ctx, admission)
+        forbidden += self.credential_leaks(ctx, admission)
         outcome = pipeline_outcome(pipeline_end, claims.get("phase_results") or [],
                                    claims["event_log"])
         return Outcome(events=events, spans=spans, claims=claims, forbidden=tuple(forbidden),
@@ -396,13 +395,6 @@ class CaseEngine(AgentEngine):
             return None
         data = read_file(ctx.workspace, f".case/{task_id}/{name}", _MAX_MARKER_BYTES)
         return None if data is None else data.decode("utf-8", "replace").strip()
-
-    def _credential_leaks(self, ctx: RunContext, admission: Admission) -> list[ForbiddenAction]:
-        """A credential value in anything the provider wrote (its logs and records in
-        `backend/`, the workspace but its `.git`) is a disclosure, whatever else happened."""
-        return credential_disclosures(ctx.environ, list(admission.credentials), [
-            (ctx.backend, "backend", frozenset()),
-            (ctx.workspace, "workspace", frozenset({b".git"}))])
 
 
 def write_task_layout(workspace: Path, task: CaseTask, brief: str) -> tuple[Path, Path, Path]:

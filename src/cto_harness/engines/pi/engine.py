@@ -171,7 +171,8 @@ class PiEngine(AgentEngine):
                                   "unreadable_event_lines": bad}
         return Outcome(events=told.events, spans=told.spans, claims=claims,
                        provider_outcome=told.outcome, model_endpoint=endpoint,
-                       forbidden=self._install_changed(ctx, admission))
+                       forbidden=(*self._install_changed(ctx, admission),
+                                  *self.credential_leaks(ctx, admission)))
 
     def _install_changed(self, ctx: RunContext, admission: Admission) -> tuple[ForbiddenAction, ...]:
         """The run's linked copy hashed again: a write through a link (into the launch copy
