@@ -50,5 +50,7 @@ def test_a_write_through_a_link_is_caught_and_the_copy_made_again(
     # The next run: its copy no longer hashes right, the store does: made again from the store.
     again = place(record, policy, settings, tmp_path / "next")
     assert not changed_parts(again, record)
+    # And says so (the run that wrote may have stopped before its own re-hash named it).
+    assert run.remade == () and again.remade == ("installed tree",)
     assert (again.tree / PACKAGE_JSON).stat().st_ino != target.stat().st_ino
     assert changed_parts(hashed(run.root, run.entry), record)  # the first run's copy stays bad

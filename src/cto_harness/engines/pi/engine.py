@@ -95,6 +95,11 @@ class PiEngine(AgentEngine):
         admission = admission.with_provider(path=record.store_path, pin=record.pin,
                                             source_url=record.source_url)
         copy = place(record, policy, ctx.settings, ctx.private / DIST)
+        if copy.remade:
+            ctx.events.emit("provider.launch_copy_remade", changed=list(copy.remade),
+                            why="the shared launch copy no longer hashed to the admitted "
+                                "digests (an earlier run wrote through its links); made again "
+                                "from the store")
         ctx.events.emit("gate.checked", gate="provider_digest", sha256=copy.tree_sha256,
                         entry_sha256=copy.entry_sha256, runtime_sha256=copy.runtime_sha256)
         ctx.events.emit("gate.checked", gate="provider_admitted", passed=True,

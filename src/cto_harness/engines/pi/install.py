@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cto_harness.engines.provider import outside_policy
@@ -48,6 +48,10 @@ class RunCopy:
     tree_sha256: str
     entry_sha256: str
     runtime_sha256: str
+    # What of the shared launch copy no longer hashed right when this run linked it, so it was
+    # made again from the store: a write through an earlier run's links that no run named
+    # (that run stopped before its own re-hash).
+    remade: tuple[str, ...] = ()
 
 
 def choose_admission(settings: Settings, policy: ProviderPolicy, wanted: str | None
@@ -180,10 +184,11 @@ def place(record: AdmissionRecord, policy: ProviderPolicy, settings: Settings,
     spec = policy.distribution
     assert isinstance(spec, NpmDistribution)
     found = _link_copy(launch_copy(record, settings), root, record, spec)
-    if changed_parts(found, record) and \
+    if (wrong := changed_parts(found, record)) and \
             tree_digest(Path(record.store_path)) == record.sha256:  # only the copy is wrong
         drop_launch_copy(record, settings)
-        found = _link_copy(launch_copy(record, settings), root, record, spec)
+        found = replace(_link_copy(launch_copy(record, settings), root, record, spec),
+                        remade=tuple(wrong))
     if wrong := changed_parts(found, record):
         raise Blocked(BlockerCode.PROVIDER_NOT_ADMITTED,
                       f"the {' and '.join(wrong)} of {spec.spec} no longer hash to the admitted "
