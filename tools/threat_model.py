@@ -71,6 +71,9 @@ Out of scope, or known gaps:
   scripts confined like the identity probe (a sandbox uid, the harness's home and HOME hidden,
   only the build folder writable), but with the host's network: they can reach the package
   registry and anything else the machine can. npm admission (pi) runs `npm` unconfined.
+- A case is the operator's own code: the harness collects the pristine fixture's test ids by
+  running its verification command unconfined, as the harness's user, in the case's `repo/`
+  (which no provider sees or changes). Take a case from elsewhere as you would any program.
 - An https endpoint reached in forward mode is not possible (https always uses CONNECT); an http
   gateway on another host sees `Host: 127.0.0.1:<port>`.
 
