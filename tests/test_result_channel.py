@@ -271,3 +271,96 @@ def test_a_channel_dropped_before_it_is_finished_closes_and_its_thread_ends() ->
     thread.join(timeout=60)  # the event: the thread's end (EOF once the write end is closed)
     assert not thread.is_alive(), "the draining thread still waits on its pipe"
     assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+EQUAL_TO_ANYTHING = {
+    # A str whose equality is str's inequality: a C method, so only its owner gives it away.
+    "str_subclass": "class Slug(str):\n    __eq__ = str.__ne__\n    __hash__ = str.__hash__\n\n"
+                    "def slugify(value):\n    return Slug('~')\n",
+    "any_object": "class Anything:\n    def __eq__(self, other):\n        return True\n\n"
+                  "def slugify(value):\n    return Anything()\n",
+    # Claims to be the interpreter's own: the driver never asks the class where it is from.
+    "claims_builtins": "class Slug(str):\n    __module__ = 'builtins'\n"
+                       "    def __eq__(self, other):\n        return True\n"
+                       "    __hash__ = str.__hash__\n\n"
+                       "def slugify(value):\n    return Slug('~')\n",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(EQUAL_TO_ANYTHING))
+def test_a_value_equal_to_anything_fails_the_test_that_compares_it(
+    case_factory: CaseFactory, shape: str
+) -> None:
+    """The best-known way to pass tests without the work: return an object whose own `__eq__`
+    says yes to whatever the test expects. Every test then passed."""
+    case_id = f"equal-{shape.replace('_', '-')}"
+    v = _failed_verification(case_factory, case_id, EQUAL_TO_ANYTHING[shape])
+    assert v.tests_failed == 5 and v.tests_ran == 5
+    assert all("cto-harness:" in t["detail"] and "the tested code's own" in t["detail"]
+               for t in v.tests)
+
+
+def test_the_fixtures_own_comparisons_still_pass(case_factory: CaseFactory) -> None:
+    """Values of the interpreter's own types that compare across types (numbers, a namedtuple
+    and a tuple, a str enum and a str, an OrderedDict and a dict) are left to their equality."""
+    tests = (
+        "import collections, decimal, enum, unittest\n"
+        "from slugkit import slugify\n\n"
+        "class Colour(str, enum.Enum):\n    RED = 'red'\n\n"
+        "Point = collections.namedtuple('Point', 'x y')\n\n"
+        "class MixedTest(unittest.TestCase):\n"
+        "    def test_numbers(self):\n"
+        "        self.assertEqual(decimal.Decimal('2'), 2)\n        self.assertEqual(1, 1.0)\n"
+        "    def test_containers(self):\n"
+        "        self.assertEqual(Point(1, 2), (1, 2))\n"
+        "        self.assertEqual(collections.OrderedDict(a=[1]), {'a': [1.0]})\n"
+        "    def test_enum_and_truth(self):\n"
+        "        self.assertEqual(Colour.RED, 'red')\n        self.assertTrue([1])\n"
+        "        self.assertIn(slugify('A b'), ['a-b', 'c'])\n"
+        "    def test_slugify(self):\n        self.assertEqual(slugify('Hello, World!'), "
+        "'hello-world')\n")
+    root = case_factory("mixed-types", files={"fake/solution/slugkit/text.py": SOLUTION,
+                                              "repo/tests/test_mixed.py": tests})
+    report = execute_run("mixed-types", harness_root=root).report
+    assert report.verdict == "pass", [t for t in report.verification.tests
+                                      if t["outcome"] != "passed"]
+    assert report.verification.tests_ran == 9
+
+
+def test_the_judge_looks_inside_containers_and_objects_and_past_disguises() -> None:
+    import dataclasses
+
+    from cto_harness.core.testdriver import _Judge
+
+    class Slug(str):
+        __eq__ = str.__ne__  # type: ignore[assignment]
+        __hash__ = str.__hash__
+
+    class Lying(type):
+        __mro__ = (str, object)  # type: ignore[assignment]
+
+    class Disguised(str, metaclass=Lying):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        __hash__ = str.__hash__
+
+    class Truthy:
+        def __bool__(self) -> bool:
+            return True
+
+    @dataclasses.dataclass
+    class Item:  # a fixture's own class: compared with its own kind, its fields are judged
+        name: object
+
+    judge = _Judge()
+    for suspect in ([["a", Slug("~")]], {"k": (1, Slug("~"))}, Item(Slug("~"))):
+        expected = ([["a", "b"]] if isinstance(suspect, list) else
+                    {"k": (1, "b")} if isinstance(suspect, dict) else Item("b"))
+        assert "Slug.__eq__" in (judge.compared(suspect, expected) or ""), suspect
+    assert "Disguised.__eq__" in (judge.compared(Disguised("~"), "b") or "")
+    assert judge.compared(Item("b"), Item("b")) is None
+    assert judge.compared([1, {"a": 2.0}], (1, {"a": 2})) is None
+    assert "Truthy.__bool__" in (judge.truth(Truthy()) or "")
+    assert judge.truth([0]) is None and judge.truth(Item("x")) is None
+    assert judge.member(Slug("~"), ["a", "b"]) and judge.member("a", ["a"]) is None

@@ -190,6 +190,15 @@ NOTES = """## What each tier promises, in short
   verification file changed during the run and no framework function was replaced. Each failed
   condition is named in `verification.failures`. The text of test.log is parsed only as a
   cross-check for people (`verification.log_counts`).
+- **Values that answer for themselves** (row `equal_to_anything`). A solution can return an
+  object equal to anything: its own `__eq__` answers the test's comparison. Under unittest the
+  driver checks what `assertEqual` and its kin, `assertTrue`/`assertFalse` and `assertIn` are
+  about to compare: where two values are of different types (numbers apart), each type's
+  `__eq__`/`__ne__` (or `__bool__`/`__len__`) must be the interpreter's own, and so inside
+  lists, tuples, dicts and two objects' attributes; else the test fails, naming the method.
+  Types are read with descriptors the driver holds from before the tested code was imported.
+  Not covered: pytest's plain `assert a == b` (compiled into the test module), and code that
+  patches the fixture's own classes or reads its caller's frame to return the expected value.
 - **Inherent, and what the harness does about it** (row `memory_forgery`, missed on every
   tier): the tests and the code under test share one interpreter, so code that has read the
   harness can find the driver's reporting function (or the pipe and the token) in memory,

@@ -78,6 +78,136 @@ def _tampered(before: dict[tuple[str, str], int], owners: dict[str, object]) -> 
     return sorted(f"{o}.{a}" for (o, a), ident in before.items() if after.get((o, a)) != ident)
 
 
+class _Judge:
+    """What an assertion is about to compare, checked first: the tested code can return an
+    object that equals anything (a `str` subclass whose `__eq__` is `str.__ne__`, an object
+    whose `__eq__` returns True), and compared with the test's expected value its own method
+    answers. Where two compared values are of different types (the standard library's numbers
+    apart), each type's `__eq__` and `__ne__` must be the interpreter's own (builtins,
+    `collections`, `decimal`, `fractions`), and so inside lists, tuples, dicts and the
+    attributes of two objects of one type; a truth test's `__bool__` and `__len__` too.
+
+    Types and class dicts are read with what the driver holds from before any tested module
+    was imported, so a replaced `type`, a `__class__` property, a metaclass's `__mro__` or a
+    class claiming `__module__ = "builtins"` changes nothing. Code that patches the fixture's
+    own classes or reads its caller's frame is not caught (docs/security.md: in-process)."""
+
+    def __init__(self) -> None:
+        import collections
+        import decimal
+        import fractions
+
+        self.kind = type
+        self.mro = type.__dict__["__mro__"].__get__
+        self.class_dict = type.__dict__["__dict__"].__get__
+        self.instance_attr = object.__getattribute__
+        self.subclass, self.items = issubclass, dict.items
+        self.list_iter, self.tuple_iter = list.__iter__, tuple.__iter__
+        self.trusted = frozenset({
+            object, int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set,
+            frozenset, type(None), range, decimal.Decimal, fractions.Fraction,
+            collections.OrderedDict, collections.defaultdict, collections.Counter,
+            collections.deque})
+        self.numbers = frozenset({int, float, complex, bool, decimal.Decimal, fractions.Fraction})
+        self.budget = 0
+
+    def foreign(self, cls: type, names: tuple[str, ...] = ("__eq__", "__ne__")) -> str | None:
+        """`Class.method` when the class that defines one of `names` for `cls` is not trusted."""
+        for name in names:
+            for klass in self.mro(cls):
+                if name in self.class_dict(klass):
+                    if klass not in self.trusted:
+                        return f"{klass.__name__!s:.80}.{name}"
+                    break
+        return None
+
+    def _inside(self, a, b):  # type: ignore[no-untyped-def]
+        """The pairs to compare inside `a` and `b`, read with the base classes' own methods."""
+        ta, tb = self.kind(a), self.kind(b)
+        seq = (list, tuple)
+        if self.subclass(ta, seq) and self.subclass(tb, seq):
+            left = [*(self.list_iter(a) if self.subclass(ta, list) else self.tuple_iter(a))]
+            right = [*(self.list_iter(b) if self.subclass(tb, list) else self.tuple_iter(b))]
+            return list(zip(left, right))  # noqa: B905  (unequal lengths: the framework says)
+        if self.subclass(ta, dict) and self.subclass(tb, dict):
+            right_items = dict(self.items(b))
+            return [(v, right_items[k]) for k, v in self.items(a)
+                    if self.kind(k) in self.trusted and k in right_items]
+        if ta is tb and ta not in self.trusted:
+            try:
+                left_d, right_d = (self.instance_attr(x, "__dict__") for x in (a, b))
+            except AttributeError:
+                return []
+            if self.kind(left_d) is dict and self.kind(right_d) is dict:
+                return [(v, right_d[k]) for k, v in self.items(left_d)
+                        if self.kind(k) is str and k in right_d]
+        return []
+
+    def compared(self, a: object, b: object) -> str | None:
+        """Why comparing `a` with `b` would be the tested code's answer, or None."""
+        self.budget = 0
+        return self._check(a, b, 0)
+
+    def _check(self, a: object, b: object, depth: int) -> str | None:
+        self.budget += 1
+        if a is b or depth > 32 or self.budget > 10_000:
+            return None
+        ta, tb = self.kind(a), self.kind(b)
+        if ta is not tb and not (ta in self.numbers and tb in self.numbers):
+            for cls, other in ((ta, tb), (tb, ta)):
+                if why := self.foreign(cls):
+                    return (f"a {cls.__name__!s:.80} was compared with a "
+                            f"{other.__name__!s:.80}, and {why} is the tested code's own, "
+                            "not the interpreter's: an object equal to anything would pass")
+        for x, y in self._inside(a, b):  # type: ignore[no-untyped-call]
+            if why := self._check(x, y, depth + 1):
+                return why
+        return None
+
+    def truth(self, value: object) -> str | None:
+        if why := self.foreign(self.kind(value), ("__bool__", "__len__")):
+            return (f"the truth of a {self.kind(value).__name__!s:.80} comes from {why}, "
+                    "the tested code's own")
+        return None
+
+    def member(self, member: object, container: object) -> str | None:
+        """`member in container` for a builtin container: a member of a type found nowhere in
+        it is compared by its own `__eq__`."""
+        if self.kind(container) not in (list, tuple, set, frozenset, dict):
+            return None
+        cls = self.kind(member)
+        if self.foreign(cls) and not any(self.kind(i) is cls for i in container):  # type: ignore[attr-defined]
+            return (f"a {cls.__name__!s:.80} was looked up in a "
+                    f"{self.kind(container).__name__}, and {self.foreign(cls)} is the "
+                    "tested code's own, not the interpreter's")
+        return None
+
+
+def _strict_asserts(case, judge):  # type: ignore[no-untyped-def]
+    """TestCase's equality, truth and membership assertions, each judged first (`_Judge`): an
+    answer the tested code would give fails the test, named. (`assertCountEqual` pairs values
+    in any order and is left as it is; so are the negative assertions, where values of
+    different types are the usual case.)"""
+
+    def wrap(method, why_not, values):  # type: ignore[no-untyped-def]
+        def assertion(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if len(args) >= values and (why := why_not(*args[:values])):
+                raise self.failureException(f"cto-harness: {why}")
+            return method(self, *args, **kwargs)
+
+        assertion.__name__ = method.__name__
+        assertion.__doc__ = method.__doc__
+        return assertion
+
+    for name in ("assertEqual", "assertListEqual", "assertTupleEqual", "assertDictEqual",
+                 "assertSequenceEqual", "assertSetEqual", "assertMultiLineEqual",
+                 "assertAlmostEqual"):
+        setattr(case, name, wrap(getattr(case, name), judge.compared, 2))  # type: ignore[no-untyped-call]
+    for name in ("assertTrue", "assertFalse"):
+        setattr(case, name, wrap(getattr(case, name), judge.truth, 1))  # type: ignore[no-untyped-call]
+    case.assertIn = wrap(case.assertIn, judge.member, 2)  # type: ignore[no-untyped-call]
+
+
 def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
     import unittest
     import unittest.case
@@ -170,6 +300,8 @@ def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
                     emit("collected", id=str(item.id()), may_skip=may_skip(item))
             return result
 
+    if mode == "run":
+        _strict_asserts(unittest.TestCase, _Judge())  # type: ignore[no-untyped-call]
     owners = {"TestCase": unittest.TestCase, "TestSuite": unittest.TestSuite,
               "BaseTestSuite": unittest.suite.BaseTestSuite, "TestResult": unittest.TestResult,
               "TextTestResult": unittest.TextTestResult, "TestLoader": unittest.TestLoader,
