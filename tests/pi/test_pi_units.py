@@ -6,11 +6,17 @@ import json
 from pathlib import Path
 
 from cto_harness.core.fixtures import case_directory, load_case
-from cto_harness.engines.pi.events import MAX_EVENTS, MAX_SPANS, account, read_lines
+from cto_harness.engines.pi.events import MAX_EVENTS, MAX_SPANS, LogRows, account
 from cto_harness.engines.pi.prompt import model_config, render_prompt
 from pi_helpers import REPO_ROOT
 
 TS = "2026-01-01T00:00:00Z"
+
+
+def read_lines(path: Path) -> tuple[list[dict[str, object]], int]:
+    """Every row of the log, and how many lines were not one."""
+    rows = LogRows(path)
+    return list(rows), rows.bad
 
 
 def _write(path: Path, rows: list[object], extra: bytes = b"") -> Path:
@@ -120,3 +126,15 @@ def test_a_flood_of_tiny_lines_keeps_a_bounded_account(tmp_path: Path) -> None:
     assert told.events[-1].type == "provider.pipeline.ended"  # the end is always kept
     assert told.claims["turns"] == 0 and told.outcome.outcome == "completed"
     assert told.claims["provider_records_left_out"] == flood - MAX_EVENTS + flood - MAX_SPANS
+
+
+def test_the_log_is_read_as_it_is_iterated_never_held_whole(tmp_path: Path) -> None:
+    # A 32 MiB log of tiny lines held whole, then parsed whole, cost ~700 MiB: the rows are
+    # read a line at a time (here: a line added after the first row was taken is still read).
+    log = _write(tmp_path / "out.log", [{"type": "agent_start"}], b"[1]\n")
+    rows = LogRows(log)
+    lines = iter(rows)
+    assert next(lines) == {"type": "agent_start"}
+    with open(log, "ab") as handle:
+        handle.write(b'{"type": "agent_end"}\n')
+    assert list(lines) == [{"type": "agent_end"}] and rows.bad == 1

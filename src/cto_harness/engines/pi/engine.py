@@ -37,7 +37,7 @@ from cto_harness.engines.base import (
     run_gates,
 )
 from cto_harness.engines.model import AgentEngine, ModelAccess, ModelSettings, model_access
-from cto_harness.engines.pi.events import account, live_event, read_lines
+from cto_harness.engines.pi.events import LogRows, account, live_event
 from cto_harness.engines.pi.install import (
     changed_parts,
     choose_admission,
@@ -170,10 +170,10 @@ class PiEngine(AgentEngine):
 
     def collect(self, ctx: RunContext, admission: Admission, result: ProcessResult) -> Outcome:
         endpoint = self.model_endpoint(ctx, admission)
-        rows, bad = read_lines(ctx.backend / "stdout.log")
+        rows = LogRows(ctx.backend / "stdout.log")
         told = account(rows, iso(utc_now()), EVENT_LOG)
         claims: dict[str, Any] = {"recorded_not_trusted": True, **told.claims,
-                                  "unreadable_event_lines": bad}
+                                  "unreadable_event_lines": rows.bad}
         return Outcome(events=told.events, spans=told.spans, claims=claims,
                        provider_outcome=told.outcome, model_endpoint=endpoint,
                        forbidden=(*self._install_changed(ctx, admission),
