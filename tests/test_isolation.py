@@ -468,6 +468,43 @@ def test_the_provider_has_a_scratch_tmp_of_its_own_on_every_tier(
     assert [p.exists() for p in host_probes] == existed
 
 
+SCRATCH_FILL = """
+import json, os
+wrote = {}
+for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+    total = 0
+    try:
+        for i in range(8):  # 4 MiB in files of 512 KiB, each under RLIMIT_FSIZE
+            with open(os.path.join(folder, "fill-%d" % i), "wb") as handle:
+                handle.write(b"x" * (512 << 10))
+            total += 512 << 10
+    except OSError:
+        pass
+    wrote[folder] = total >> 10
+with open("slugkit/text.py", "a") as handle:
+    handle.write("# scratch KiB: " + json.dumps(wrote) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("tier", _tiers())
+def test_the_scratch_tmpfs_holds_no_more_than_the_workspace_limit(
+    tier: str, case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/tmp, /var/tmp and /dev/shm are tmpfs the harness mounts: RAM, charged to no limit and
+    to no process (the OOM killer cannot free them by killing the provider). Unbounded, each
+    took half the machine's memory in files under RLIMIT_FSIZE; now each stops at the
+    workspace limit."""
+    root = _scripted_case(case_factory, "scratch-fill", SCRATCH_FILL)
+    monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+    monkeypatch.setenv("CTO_HARNESS_WORKSPACE_LIMIT_MB", "2")
+    result = execute_run("scratch-fill", harness_root=root)
+    text = (result.run_dir / "workspace" / "slugkit" / "text.py").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("# scratch KiB: "))
+    wrote = json.loads(line.removeprefix("# scratch KiB: "))
+    assert set(wrote) == {"/tmp", "/var/tmp", "/dev/shm"}, line
+    assert all(0 < kib <= 2048 for kib in wrote.values()), line
+
+
 def test_the_workspace_left_beside_the_bundle_runs_nothing_the_provider_configured(
     case_factory: CaseFactory, tmp_path: Path
 ) -> None:

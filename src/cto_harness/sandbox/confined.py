@@ -58,7 +58,7 @@ def run_confined(
         conf = Confinement(
             tier=tier, hidden=list(dict.fromkeys(Path(os.path.abspath(p)) for p in hidden)),
             readonly=[*_interpreter_paths(), *readable], writable=[work], cwd=cwd, probe=found,
-            user=user, share_network=network,
+            user=user, share_network=network, scratch_bytes=settings.workspace_limit_bytes,
         )
         result = run_process(
             [*conf.prefix(), *argv], cwd=cwd, env=env, stdout_path=stdout_path,

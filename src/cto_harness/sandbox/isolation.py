@@ -88,6 +88,11 @@ PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run", "/dev/shm", "/dev/mqueue")
 # Of those, the scratch space every program expects to write (`/tmp/test.log`): a fresh tmpfs of
 # the sandbox's own, world-writable and sticky as on any system (nothing of the host is in it).
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+# Every tmpfs is bounded: its pages are RAM (no disk limit or RLIMIT_FSIZE holds them, and no
+# process's memory is charged for them, so the OOM killer cannot free them by killing the
+# provider). A scratch folder holds at most the workspace limit (`Confinement.scratch_bytes`);
+# a hidden path's tmpfs holds only the mount points of what is bound back into it.
+HIDDEN_TMPFS_BYTES = 1 << 20
 PROTECTED_TIERS = ("bwrap", "landlock")
 SETPRIV_DROP = ("--clear-groups", "--no-new-privs", "--inh-caps", "-all", "--bounding-set", "-all")
 
@@ -107,6 +112,8 @@ class SandboxSettings(Protocol):
     def keys_dir(self) -> Path: ...
     @property
     def sandbox_uids(self) -> tuple[int, int]: ...
+    @property
+    def workspace_limit_bytes(self) -> int: ...
 
 
 class SandboxRun(Protocol):
@@ -220,6 +227,11 @@ class Confinement:
     # The host's network, for a build step that fetches from a package registry; a provider,
     # the canary and the identity probe never get it.
     share_network: bool = False
+    # The size of each scratch tmpfs (/tmp, /var/tmp, /dev/shm): the run's workspace limit.
+    scratch_bytes: int = 2048 << 20
+
+    def tmpfs_bytes(self, folder: Path) -> int:
+        return self.scratch_bytes if str(folder) in SCRATCH_DIRS else HIDDEN_TMPFS_BYTES
 
     @property
     def namespaced(self) -> bool:
@@ -303,6 +315,7 @@ class Confinement:
             hidden_files = [p for p in _existing(self.hidden) if not p.is_dir()]
             spec |= {"namespaces": self.namespaces, "tmpfs": [str(p) for p in tmpfs],
                      "scratch": [str(p) for p in tmpfs if str(p) in SCRATCH_DIRS],
+                     "tmpfs_bytes": {str(p): self.tmpfs_bytes(p) for p in tmpfs},
                      "binds": [[str(p), str(p), w] for p, w in binds]
                      + [["/dev/null", str(p), False] for p in hidden_files]}
         if self.status_path is not None:
@@ -327,10 +340,11 @@ class Confinement:
         args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         tmpfs, binds = self.mount_plan()
         for folder in tmpfs:
+            size = ["--size", str(self.tmpfs_bytes(folder))]
             if str(folder) in SCRATCH_DIRS:
-                args += ["--perms", "1777", "--tmpfs", str(folder)]
+                args += ["--perms", "1777", *size, "--tmpfs", str(folder)]
             elif folder.parts[:2] != ("/", "dev"):  # --dev made a fresh /dev already
-                args += ["--perms", "0755", "--tmpfs", str(folder)]
+                args += ["--perms", "0755", *size, "--tmpfs", str(folder)]
         for path in _existing(self.hidden):
             if not path.is_dir() or path.is_symlink():
                 args += ["--ro-bind", "/dev/null", str(path)]
@@ -546,7 +560,8 @@ class Sandbox:
                            cwd=cwd,
                            probe=self.found, user=self.user, endpoint=endpoint,
                            proxy_socket=self.proxy.socket_path if self.proxy else None,
-                           own=own or [], status_path=status)
+                           own=own or [], status_path=status,
+                           scratch_bytes=self.ctx.settings.workspace_limit_bytes)
 
     # --- the provider --------------------------------------------------------------------
 

@@ -9,14 +9,14 @@ missing). SPEC is JSON; every key is optional:
   exec) or `sandbox` (the default; below).
 - `sandbox` mode, the landlock and none tiers: new mount, PID, network, IPC and UTS namespaces
   (`namespaces`; with `user` too when the harness is not root), the mount plan (`tmpfs` folders
-  first, `scratch` ones among them world-writable and sticky, then `binds` `[source, target,
-  writable]` re-exposing what the sandbox may use), then a fork: the child is PID 1 of the new
-  namespace, mounts a fresh /proc, brings loopback up and forks the payload, which drops to
-  `uid:gid` (no supplementary group), sets no-new-privs and the parent-death signal, applies
-  Landlock (`landlock`: read, write, tcp_ports) and execs argv. PID 1 reaps every orphan; when the
-  payload exits it lists what is still running (`status`: a file it writes that report to), kills it
-  (`kill(-1)` from PID 1 reaches only its namespace) and reaps until `wait` reports no child. Its
-  exit then ends the namespace.
+  first, each of its `tmpfs_bytes` size, `scratch` ones among them world-writable and sticky, then
+  `binds` `[source, target, writable]` re-exposing what the sandbox may use), then a fork: the
+  child is PID 1 of the new namespace, mounts a fresh /proc, brings loopback up and forks the
+  payload, which drops to `uid:gid` (no supplementary group), sets no-new-privs and the
+  parent-death signal, applies Landlock (`landlock`: read, write, tcp_ports) and execs argv. PID 1
+  reaps every orphan; when the payload exits it lists what is still running (`status`: a file it
+  writes that report to), kills it (`kill(-1)` from PID 1 reaches only its namespace) and reaps
+  until `wait` reports no child. Its exit then ends the namespace.
 
 Every process of the chain dies with its parent (PR_SET_PDEATHSIG): a SIGKILLed harness takes the
 launcher, the launcher PID 1, PID 1 the whole namespace. Exit codes: the payload's; 125 when the
@@ -283,10 +283,13 @@ def apply_mounts(spec: dict[str, Any]) -> None:
         sources.append((fd, target, writable, stat.S_ISDIR(os.fstat(fd).st_mode)))
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     scratch = set(spec.get("scratch", []))  # world-writable and sticky, like any /tmp
+    sizes = spec.get("tmpfs_bytes", {})  # bounded: a tmpfs is RAM no limit of the run charges
     for folder in tmpfs:
         if os.path.isdir(folder) and not os.path.islink(folder):
-            mode = "mode=1777" if folder in scratch else "mode=0755"
-            _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, mode)
+            data = "mode=1777" if folder in scratch else "mode=0755"
+            if folder in sizes:
+                data += f",size={int(sizes[folder])}"
+            _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, data)
     for fd, target, writable, is_dir in sources:
         _make_target(target, is_dir)
         _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
