@@ -505,6 +505,33 @@ def test_the_scratch_tmpfs_holds_no_more_than_the_workspace_limit(
     assert all(0 < kib <= 2048 for kib in wrote.values()), line
 
 
+DISK_FILL = """
+import os, time
+for i in range(200):  # 200 MiB in files of 1 MiB, each under RLIMIT_FSIZE
+    with open("fill-%03d" % i, "wb") as handle:
+        handle.write(os.urandom(1 << 20))
+        handle.flush()
+        os.fsync(handle.fileno())
+    time.sleep(0.04)
+"""
+
+
+def test_a_provider_writing_file_after_file_is_stopped_at_the_workspace_limit(
+    case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RLIMIT_FSIZE bounds one file, not how many: the total was charged only after the run,
+    so a provider filled the host's disk with files under the limit while it ran, and the
+    blocked run left them there. The harness now stops it once its folders pass the limit."""
+    root = _scripted_case(case_factory, "disk-fill", DISK_FILL)
+    monkeypatch.setenv("CTO_HARNESS_WORKSPACE_LIMIT_MB", "2")
+    result = execute_run("disk-fill", harness_root=root)
+    assert [b.code for b in result.report.blockers] == ["workspace_size_exceeded"]
+    assert "the provider was stopped" in result.report.blockers[0].message
+    left = list((result.run_dir / "workspace").glob("fill-*"))
+    assert len(left) < 50, len(left)  # 1 MiB each, stopped within a second or so
+    verify_bundle(result.run_dir)
+
+
 def test_the_workspace_left_beside_the_bundle_runs_nothing_the_provider_configured(
     case_factory: CaseFactory, tmp_path: Path
 ) -> None:

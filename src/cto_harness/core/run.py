@@ -80,7 +80,7 @@ from cto_harness.evidence.layout import bundle_files
 from cto_harness.evidence.signing import PUBLIC_KEY, sign_bundle
 from cto_harness.fsutil import atomic_write_bytes, atomic_write_jsonl, atomic_write_text, tree_digest
 from cto_harness.inert import inert, inert_tree, path_text
-from cto_harness.sandbox.guard import Watch
+from cto_harness.sandbox.guard import DiskWatch, Watch
 from cto_harness.sandbox.isolation import Sandbox
 from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.probe import probe
@@ -286,7 +286,9 @@ def _run_stages(engine: Engine, ctx: RunContext, results: StageResults,
                                       ctx.settings.home],
                         preflight.self_written_dirs(ctx.settings, ctx.run_dir))
     with tailing(_live_log(engine, ctx), observer_of(ctx.events)):
-        results.process, process_span = launch_provider(ctx, launch, confined)
+        results.process, process_span = launch_provider(
+            ctx, launch, confined,
+            DiskWatch(sandbox.provider_writable(), ctx.settings.workspace_limit_bytes))
     # Nothing of the provider may run on, and its files are the harness's again, before the
     # harness reads anything it wrote.
     not_contained = sandbox.release(results.process)
@@ -380,9 +382,10 @@ def confine(ctx: RunContext, sandbox: Sandbox, launch: Launch) -> Launch:
     return confined
 
 
-def launch_provider(ctx: RunContext, launch: Launch, confined: Launch
-                    ) -> tuple[ProcessResult, str]:
-    """Run the one launch with its time limit; returns what happened and its span's id."""
+def launch_provider(ctx: RunContext, launch: Launch, confined: Launch,
+                    disk: DiskWatch | None = None) -> tuple[ProcessResult, str]:
+    """Run the one launch with its time limit (and `disk`, the limit on what it writes, watched
+    while it runs); returns what happened and its span's id."""
     ctx.events.emit("provider.process.starting", argv=list(launch.argv))
     start = iso(utc_now())
     try:
@@ -391,12 +394,13 @@ def launch_provider(ctx: RunContext, launch: Launch, confined: Launch
             stdout_path=ctx.backend / "stdout.log", stderr_path=ctx.backend / "stderr.log",
             timeout_seconds=launch.timeout_seconds, file_size_limit=launch.file_size_limit,
             on_start=lambda pid: ctx.events.emit("provider.process.started", pid=pid),
+            watch=disk,
         )
     finally:
         span = ctx.events.add_span("provider.process", start, iso(utc_now()),
                                    attributes={"argv": " ".join(launch.argv)})
     ctx.events.emit("provider.process.exited", exit_code=process.exit_code,
-                    timed_out=process.timed_out,
+                    timed_out=process.timed_out, stopped_by_guard=process.stopped_by_guard,
                     leftover_processes=len(process.leftover_processes))
     return process, span
 
@@ -413,6 +417,9 @@ def check_guards(ctx: RunContext, sandbox: Sandbox, watch: Watch, launch: Launch
                 raise not_contained
             # Before the harness writes anything more into the bundle folder.
             watch.check()
+            if process.stopped_by_guard:  # nothing past the limit is read or copied
+                raise Blocked(BlockerCode.WORKSPACE_SIZE_EXCEEDED,
+                              f"the provider was stopped: {process.stopped_by_guard}")
         finally:
             if process.timed_out:
                 message = (f"the provider ran past its {launch.timeout_seconds:g}s limit; its "

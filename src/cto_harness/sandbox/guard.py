@@ -12,7 +12,10 @@
   provider (one runaway file stops there instead of filling the disk); the total is charged by
   the one walk of the workspace after the run (`tree.py` Budget, every hard link at full
   size, sparse files at their apparent size, before any content is read): over it blocks
-  `workspace_size_exceeded`.
+  `workspace_size_exceeded`. While the provider runs, `DiskWatch` stops it once its folders
+  hold more than the limit: RLIMIT_FSIZE bounds one file, not how many, and a provider that wrote
+  file after file under it filled the host's disk during the run (and the blocked run left it
+  full).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cto_harness.errors import Blocked, BlockerCode
+from cto_harness.tree import ENTRY_COST, Budget, BudgetExceeded, TreeChanged, walk
 
 MAX_ENTRIES = 200_000
 Entry = tuple[int, int, int, int, int, int]
@@ -112,3 +116,45 @@ class Watch:
 def _diff(before: dict[str, Entry], after: dict[str, Entry]) -> list[str]:
     changed = [p for p in before.keys() | after.keys() if before.get(p) != after.get(p)]
     return sorted(changed)
+
+
+@dataclass
+class DiskWatch:
+    """Polled while the provider runs (`run_process(watch=...)`): a reason to stop it once the
+    folders it may write hold more than `limit` bytes (charged as the walk after the run
+    charges them). Cheap by construction: the folders are walked only when their file system
+    has lost, since the last walk, as many blocks or inodes as the provider may still use."""
+
+    folders: list[Path]
+    limit: int
+    _used: tuple[int, int] = (0, 0)  # (bytes, inodes) in use on the file system at the last look
+    _held: int = 0  # what the folders held then, as charged
+
+    def __post_init__(self) -> None:
+        self._used = self._fs_used()
+
+    def _fs_used(self) -> tuple[int, int]:
+        try:
+            st = os.statvfs(self.folders[0])
+        except OSError:
+            return self._used
+        return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_files - st.f_ffree
+
+    def __call__(self) -> str | None:
+        used = self._fs_used()
+        room = self.limit - self._held
+        grown = max(used[0] - self._used[0], (used[1] - self._used[1]) * ENTRY_COST)
+        if grown <= room:
+            return None
+        budget = Budget(self.limit)
+        try:
+            for folder in self.folders:
+                for _ in walk(folder, budget=budget):
+                    pass
+        except BudgetExceeded:
+            return (f"its folders held more than the {self.limit // (1024 * 1024)} MiB limit "
+                    f"(CTO_HARNESS_WORKSPACE_LIMIT_MB) while it ran")
+        except (TreeChanged, OSError):  # changing under the walk: look again next time
+            return None
+        self._used, self._held = used, budget.used  # someone else's writes: look again later
+        return None

@@ -73,6 +73,8 @@ class ProcessResult:
     leftover_processes: list[ProcessInfo] = field(default_factory=list)
     # True when, at the end, no process of this launch was left alive.
     tree_clean: bool = True
+    # Why a guard polled while it ran (`watch`) stopped the whole tree early, if one did.
+    stopped_by_guard: str | None = None
 
     @property
     def duration_ms(self) -> int:
@@ -339,9 +341,11 @@ def run_process(
     file_size_limit: int | None = None,
     on_start: Callable[[int], None] | None = None,
     pass_fds: Sequence[int] = (),
+    watch: Callable[[], str | None] | None = None,
 ) -> ProcessResult:
     """Run `argv` (never through a shell) and return what happened; leaves no process behind.
-    `pass_fds`: descriptors the process inherits (the harness's test-result channel)."""
+    `pass_fds`: descriptors the process inherits (the harness's test-result channel). `watch`:
+    polled every WATCH_SECONDS while it runs; a reason it returns kills the whole tree."""
     ensure_subreaper()
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
@@ -364,6 +368,7 @@ def run_process(
     killed: list[ProcessInfo] = []
     leftovers: list[ProcessInfo] = []
     clean = True
+    stopped: str | None = None
     try:  # from the first step after the start: an interrupt anywhere still kills the tree
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
@@ -375,9 +380,10 @@ def run_process(
         if on_start is not None:
             on_start(proc.pid)
         try:
-            _wait_exit(proc, timeout_seconds)
+            stopped = _wait_exit(proc, timeout_seconds, watch)
         except subprocess.TimeoutExpired:
             timed_out = True
+        if timed_out or stopped:
             killed, clean = kill_tree(proc.pid, before)
             proc.wait()
             more, clean = kill_tree(proc.pid, before, prove=True)
@@ -411,27 +417,46 @@ def run_process(
         killed_on_timeout=killed,
         leftover_processes=leftovers,
         tree_clean=clean,
+        stopped_by_guard=stopped,
     )
 
 
-def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """Wait for `proc` with a time limit, waking the moment it exits.
+WATCH_SECONDS = 0.5
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], timeout: float,
+               watch: Callable[[], str | None] | None = None) -> str | None:
+    """Wait for `proc` with a time limit, waking the moment it exits; returns the reason `watch`
+    gave to stop it early (the caller kills the tree), else None once it exited.
 
     `Popen.wait(timeout)` polls with sleeps of up to 50 ms, which every run pays several times
     (canary, provider, verification); a pidfd becomes readable exactly when the process exits.
     """
+    deadline = time.monotonic() + timeout
     try:
-        pidfd = os.pidfd_open(proc.pid)
+        pidfd: int | None = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):  # an old kernel, or the process is already reaped
-        proc.wait(timeout=timeout)
-        return
+        pidfd = None
     try:
-        # select() resumes after a signal handler returns (PEP 475) and re-raises what it raises.
-        if not select.select([pidfd], [], [], timeout)[0]:
-            raise subprocess.TimeoutExpired(proc.args, timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(proc.args, timeout)
+            wait = left if watch is None else min(left, WATCH_SECONDS)
+            if pidfd is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=wait)
+                    return None
+            # select() resumes after a signal handler returns (PEP 475), re-raises what it raises.
+            elif select.select([pidfd], [], [], wait)[0]:
+                break
+            if watch is not None and (reason := watch()):
+                return reason
     finally:
-        os.close(pidfd)
+        if pidfd is not None:
+            os.close(pidfd)
     proc.wait()
+    return None
 
 
 def _children_of_self() -> list[int]:
