@@ -532,6 +532,45 @@ def test_a_provider_writing_file_after_file_is_stopped_at_the_workspace_limit(
     verify_bundle(result.run_dir)
 
 
+VERIFICATION_FILL = """
+code = '''
+import os as _os, sys as _sys, time as _time
+try:
+    with open("big.bin", "wb") as _h:
+        for _ in range(6):
+            _h.write(b"x" * (1 << 20))
+except OSError:
+    pass
+print("# big.bin: %d" % _os.path.getsize("big.bin"), file=_sys.stderr, flush=True)
+for _i in range(200):
+    with open("fill-%03d" % _i, "wb") as _h:
+        _h.write(_os.urandom(1 << 20))
+        _h.flush()
+        _os.fsync(_h.fileno())
+    _time.sleep(0.04)
+'''
+with open("slugkit/text.py", "a") as handle:
+    handle.write(code)
+"""
+
+
+def test_the_tests_running_the_providers_code_are_held_to_the_disk_limit_too(
+    case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verification imports the provider's code: it ran with no RLIMIT_FSIZE and no
+    watch on its total, so the solution filled the disk from inside the harness's own test
+    run. One file now stops at the limit and the run is stopped past twice the limit."""
+    root = _scripted_case(case_factory, "verification-fill", VERIFICATION_FILL)
+    monkeypatch.setenv("CTO_HARNESS_WORKSPACE_LIMIT_MB", "2")
+    result = execute_run("verification-fill", harness_root=root)
+    assert result.report.verdict == "fail", result.report.blockers
+    assert "verification_stopped" in result.report.verification.failures
+    log = (result.run_dir / "test.log").read_text()
+    sizes = [int(x.split()[-1]) for x in log.splitlines() if x.startswith("# big.bin: ")]
+    assert sizes and max(sizes) <= 2 << 20, sizes
+    verify_bundle(result.run_dir)
+
+
 def test_the_workspace_left_beside_the_bundle_runs_nothing_the_provider_configured(
     case_factory: CaseFactory, tmp_path: Path
 ) -> None:

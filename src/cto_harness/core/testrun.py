@@ -30,6 +30,7 @@ from cto_harness.core.testchannel import Channel, Expected, UnsupportedCommand, 
 from cto_harness.core.workspace import Entry, Snapshot, link_leaves_tree
 from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.inert import path_text
+from cto_harness.sandbox.guard import DiskWatch
 from cto_harness.sandbox.process import run_process
 from cto_harness.tree import DIR, FILE, LINK, Planned, TreeChanged, materialize, read_file
 
@@ -166,15 +167,21 @@ def run_verification(
                                                channel.out_fd, channel.token_fd)]
         except UnsupportedCommand as exc:
             raise Blocked(BlockerCode.TASK_CONTRACT_INVALID, str(exc)) from exc
+        # The tests run the provider's code: what they write is bounded like the provider's
+        # own run (one file at the limit; the copy and all they add at twice the limit).
         result = run_process(
             argv, cwd=copy_dir, env=verification_env(home), stdout_path=log_path,
             stderr_path=stderr_path, timeout_seconds=spec.timeout_seconds,
-            pass_fds=channel.pass_fds,
+            pass_fds=channel.pass_fds, file_size_limit=byte_limit,
+            watch=DiskWatch([copy_dir, home], 2 * byte_limit),
         )
     finally:
         records = channel.finish(timeout=10)
     judgement = judge_run(records, expected, exit_code=result.exit_code,
                           timed_out=result.timed_out, min_tests=case.spec.evidence.min_tests)
+    if result.stopped_by_guard:
+        judgement.fail("verification_stopped", f"the test run was stopped: "
+                       f"{result.stopped_by_guard}")
     changed = _changed_verification_files(copy_dir, snapshot, plan, spec.files)
     if changed:
         judgement.fail("verification_files_changed",
