@@ -419,6 +419,32 @@ def test_the_workspace_taken_back_is_writable_by_nobody_else(
     assert result.report.verdict == "pass", result.report.blockers
 
 
+def test_the_take_back_leaves_a_hard_linked_file_of_someone_else_alone(
+    case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On tier none the provider hard-linked another user's world-writable file (elsewhere on
+    the runs folder's file system) into its workspace; the take-back then made that file
+    root's and stripped its write bits: the harness itself changed a file outside the
+    workspace, and nothing blocked the run. Only what the sandbox uid owns is taken back."""
+    world = world_dir("take-back-")
+    try:
+        theirs = world / "shared.txt"
+        theirs.write_text("someone else's\n")
+        os.chown(theirs, 65534, 65534)
+        theirs.chmod(0o666)
+        root = _scripted_case(case_factory, "take-back-link",
+                              f"import os\nos.link({str(theirs)!r}, 'slugkit/linked.txt')\n")
+        monkeypatch.setenv("CTO_HARNESS_ISOLATION", "none")
+        monkeypatch.setenv("CTO_HARNESS_RUNS_DIR", str(world / "runs"))  # the same mount
+        result = execute_run("take-back-link", harness_root=root)
+        assert (result.run_dir / "workspace" / "slugkit" / "linked.txt").exists()
+        st = theirs.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o666)
+        assert result.report.verdict == "fail"  # the hard link is a disallowed change
+    finally:
+        shutil.rmtree(world)
+
+
 SCRATCH_PROBE = """
 import os
 wrote = []

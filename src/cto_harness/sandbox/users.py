@@ -202,27 +202,35 @@ def _unshare_inode(name: bytes, dir_fd: int, st: os.stat_result) -> None:
 
 
 def _walk_chown(root: Path, uid: int, gid: int, *, unshare_links: bool = False,
-                strip_write: bool = False) -> int:
+                strip_write: bool = False, owned_by: tuple[int, int] | None = None) -> int:
     """lchown `root` and everything below it (never following a symlink); returns the count.
     By directory descriptor and name (tree.walk), so a tree deeper than PATH_MAX is no limit.
     `unshare_links`: a regular file with other hard links gets an inode of its own first.
     `strip_write`: no group or other write bit is left on a file or folder (a provider's
-    `chmod 0777` would leave a root-owned tree any local user may write)."""
+    `chmod 0777` would leave a root-owned tree any local user may write).
+    `owned_by` (uid, gid): only entries of that uid or gid change. In a tree the sandbox uid
+    held, an entry of anyone else is a hard link to an inode outside it (a world-writable file
+    elsewhere on the file system): its owner and mode are not the harness's to change."""
+    def foreign(st: os.stat_result) -> bool:
+        return owned_by is not None and st.st_uid != owned_by[0] and st.st_gid != owned_by[1]
+
     try:
         st = os.lstat(root)
     except FileNotFoundError:
         return 0
     count = 0
-    if (st.st_uid, st.st_gid) != (uid, gid):
+    if (st.st_uid, st.st_gid) != (uid, gid) and not foreign(st):
         os.lchown(root, uid, gid)
         count += 1
-    if strip_write and not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o022:
+    if strip_write and not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o022 and not foreign(st):
         os.chmod(root, stat.S_IMODE(st.st_mode) & ~0o022, follow_symlinks=False)
     if not stat.S_ISDIR(st.st_mode):
         return count
     for node, dir_fd in walk(root):
         name = node.name
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if foreign(st):
+            continue
         if (st.st_uid, st.st_gid) != (uid, gid):
             if unshare_links and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                 _unshare_inode(name, dir_fd, st)
@@ -255,7 +263,8 @@ def take_back(paths: Iterable[Path], user: SandboxUser) -> int:
     if not user.separate:
         return 0
     uid, gid = os.geteuid(), os.getegid()
-    return sum(_walk_chown(p, uid, gid, strip_write=True) for p in paths if os.path.lexists(p))
+    return sum(_walk_chown(p, uid, gid, strip_write=True, owned_by=(user.uid, user.gid))
+               for p in paths if os.path.lexists(p))
 
 
 # --- processes ------------------------------------------------------------------------------
