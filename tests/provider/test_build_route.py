@@ -16,6 +16,7 @@ import pytest
 
 from conftest import AdmittedStandin
 from cto_harness.fsutil import tree_digest
+from cto_harness.providers.build import build_logs
 from cto_harness.providers.registry import (
     list_admissions,
     lookup_admission,
@@ -120,8 +121,8 @@ def test_standin_is_built_and_admitted(admitted_standin: AdmittedStandin) -> Non
     assert report["source_identity"]["bin"] == {"ca": "dist/ca"}
     assert report["binary_identity"]["markers_found"] == ["Usage: ca <command>"]
     assert report["checkout"]["unchanged"] is True
-    for name, digest in report["log_digests"].items():
-        log = Path(report["build_dir"]) / name
+    for name, digest in report["log_digests"].items():  # `logs/<file>`: the build's logs
+        log = build_logs(Path(report["build_dir"])) / Path(name).name
         assert hashlib.sha256(log.read_bytes()).hexdigest() == digest
     assert "# Provider build report" in (entry / "build-report.md").read_text()
 
@@ -281,7 +282,7 @@ def test_npm_case_impostor_is_refused_before_building(seeded_home: Path, tmp_pat
     blocked_build(tmp_path, seeded_home, "source_identity_mismatch", mutate=_npm_case_impostor)
     # Refused before any build step: no log was written.
     (commit_dir,) = (seeded_home / "builds" / "case").glob("[0-9a-f]*[0-9a-f]")
-    assert not (commit_dir / "logs").exists()
+    assert not commit_dir.with_name(f"{commit_dir.name}.logs").exists()
 
 
 @pytest.mark.parametrize("field, value", [("private", None), ("bin", None), ("bin", "dist/ca")])
@@ -463,3 +464,44 @@ def test_explicit_source_url_stands_for_a_checkout_without_origin(
     assert_blocked(claimed, "dist_missing", seeded_home, before)
     wrong = build_cli(seeded_home, repo, "--source-url", "https://github.com/someone/case")
     assert_blocked(wrong, "source_origin_mismatch", seeded_home, before)
+
+
+def test_a_step_cannot_aim_the_next_steps_logs_outside_the_build(seeded_home: Path,
+                                                                  tmp_path: Path) -> None:
+    # `bun install` runs the source's `preinstall`, confined to the build folder. It swaps the
+    # logs folder for one of its own and plants the next step's log names there as links to
+    # files the sandbox cannot write (the harness would truncate them and write the step's
+    # output into them, as itself). It also tries the same beside the build folder.
+    victim = tmp_path / "root-only" / "victim.conf"
+    victim.parent.mkdir(mode=0o700)
+    victim.write_text("the operator's file\n")
+    created = tmp_path / "root-only" / "created.conf"
+
+    def mutate(repo: Path) -> None:
+        (repo / "scripts" / "plant.ts").write_text(
+            'import { mkdirSync, readdirSync, renameSync, symlinkSync } from "node:fs";\n'
+            'const attempt = (f: () => void) => { try { f(); } catch (e) { console.log(`${e}`); } };\n'
+            'const plant = (logs: string) => {\n'
+            '  attempt(() => mkdirSync(logs));\n'
+            '  attempt(() => readdirSync("../logs-of-step-1").forEach((name) => symlinkSync(\n'
+            '    `${process.cwd()}/../logs-of-step-1/${name}`, `${logs}/${name}`)));\n'
+            f'  attempt(() => symlinkSync({json.dumps(str(victim))},\n'
+            '                            `${logs}/02-bun-run-build-binary.stdout.log`));\n'
+            f'  attempt(() => symlinkSync({json.dumps(str(created))},\n'
+            '                            `${logs}/02-bun-run-build-binary.stderr.log`));\n'
+            '};\n'
+            'const here = process.cwd().split("/").slice(-2)[0];\n'
+            'attempt(() => renameSync("../logs", "../logs-of-step-1"));\n'
+            'attempt(() => renameSync(`../../${here}.logs`, "../logs-of-step-1"));\n'
+            'plant("../logs");\n'
+            'plant(`../../${here}.logs`);\n'
+        )
+        set_script(repo, "preinstall", "bun scripts/plant.ts")
+        set_script(repo, "build:binary", "echo 'ATTACKER TEXT' && echo 'MORE' >&2 && false")
+
+    repo = make_standin_repo(tmp_path, mutate=mutate)
+    result = build_cli(seeded_home, repo)
+    assert result.returncode == 2, result.stderr
+    assert "blocked: build_failed: `bun run build:binary` exited 1" in result.stderr
+    assert victim.read_text() == "the operator's file\n"
+    assert not created.exists()

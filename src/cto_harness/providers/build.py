@@ -102,6 +102,13 @@ def build_root(settings: Settings, policy: ProviderPolicy, commit: str) -> Path:
     return settings.home / "builds" / policy.name / commit
 
 
+def build_logs(root: Path) -> Path:
+    """Where the steps of the build at `root` log: beside the build folder, never in it. The
+    build folder is the confined steps' to write; logs in it would be opened by the harness, as
+    itself, through whatever links an earlier step planted at their names."""
+    return root.with_name(f"{root.name}.logs")
+
+
 @dataclass
 class _Tool:
     path: str
@@ -310,12 +317,13 @@ def build_artifact(
     with exclusive_lock(root.parent / f"{root.name}.lock"):
         with show.step(f"clone {info.location} at {pin[:12]}"):
             remove_tree(root)
+            remove_tree(build_logs(root))
             root.mkdir(parents=True)
             clone = root / "src"
             _clone_at_pin(info, source, clone, pin)
         with show.step("source identity"):
             source_identity = check_source_identity(clone, spec.identity, policy.name)
-        logs = root / "logs"
+        logs = build_logs(root)
         env = _build_env(root, bun, env_in)
         # Bun's own files (the PATH entry and the binary it leads to) are all a step may read
         # outside the system; the build root is all it may write.
