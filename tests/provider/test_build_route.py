@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -505,3 +506,42 @@ def test_a_step_cannot_aim_the_next_steps_logs_outside_the_build(seeded_home: Pa
     assert "blocked: build_failed: `bun run build:binary` exited 1" in result.stderr
     assert victim.read_text() == "the operator's file\n"
     assert not created.exists()
+
+
+def _linking_build(target: Path) -> Callable[[Path], None]:
+    """A source whose build makes its artifact a link to `target` (and builds nothing)."""
+    def mutate(repo: Path) -> None:
+        (repo / "scripts" / "link.ts").write_text(
+            'import { mkdirSync, symlinkSync } from "node:fs";\n'
+            'mkdirSync("dist", { recursive: true });\n'
+            f'symlinkSync({json.dumps(str(target))}, "dist/ca");\n'
+        )
+        set_script(repo, "build:binary", "bun scripts/link.ts")
+    return mutate
+
+
+def test_a_built_artifact_that_is_a_link_is_not_read_through(seeded_home: Path,
+                                                             tmp_path: Path) -> None:
+    # The build's scripts make dist/ca a link: to a program they could not read themselves
+    # (the harness would copy it, as itself, and admit it as built from the pin), or, for
+    # `provider verify`, to the very store copy it compares the rebuild with.
+    hidden = write_script_binary(tmp_path / "root-only" / "ca", tag="not built here")
+    hidden.parent.chmod(0o700)
+    repo = make_standin_repo(tmp_path, mutate=_linking_build(hidden))
+    before = registry_path(settings_for(seeded_home)).read_bytes()
+    assert_blocked(build_cli(seeded_home, repo), "dist_missing", seeded_home, before)
+
+    prebuilt = write_script_binary(tmp_path / "prebuilt" / "ca", tag="asserted")
+    sha = hashlib.sha256(prebuilt.read_bytes()).hexdigest()
+    store = seeded_home / "providers" / "case" / sha / "ca"
+    repo = make_standin_repo(tmp_path, mutate=_linking_build(store))
+    policy = str(write_policy_accepting(tmp_path / "policy.toml", head_commit(repo)))
+    admitted = run_provider_cli(seeded_home, "admit", "--binary", str(prebuilt), "--source-url",
+                                POLICY_SOURCE_URL, "--commit", head_commit(repo),
+                                "--policy", policy)
+    assert admitted.returncode == 0, admitted.stderr
+    verified = run_provider_cli(seeded_home, "verify", sha, "--source", str(repo),
+                                "--policy", policy)
+    assert verified.returncode == 2, verified.stdout
+    assert "blocked: dist_missing: " in verified.stderr
+    assert "digests match" not in verified.stdout

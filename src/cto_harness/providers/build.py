@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import sys
 import time
 import uuid
@@ -331,8 +332,7 @@ def build_artifact(
         steps, digests = _run_steps(policy, clone, logs, env, show,
                                     StepConfinement(work=root, settings=settings,
                                                     readable=tools))
-        artifact = clone / spec.artifact
-        check_executable(artifact)
+        artifact = _artifact(root, Path(clone.name) / spec.artifact)
         built = BuiltArtifact(
             path=artifact,
             relative_path=spec.artifact,
@@ -347,6 +347,25 @@ def build_artifact(
         if on_built is not None:
             on_built(built)
     return built
+
+
+def _artifact(root: Path, relative: Path) -> Path:
+    """The built executable at `root/relative`, no component of it a link: the build's own
+    scripts wrote that tree, and a link would have the harness copy, as itself, a file they
+    chose (one they cannot read, or the store's copy a `verify` compares the rebuild with).
+    No step runs any more (its uid was swept), so what is checked here stays so."""
+    path = root
+    for part in relative.parts:
+        path = path / part
+        try:
+            linked = stat.S_ISLNK(os.lstat(path).st_mode)
+        except OSError:
+            break  # check_executable names what is missing
+        if linked:
+            raise Blocked(BlockerCode.DIST_MISSING,
+                          f"{path} is a link: the build must leave the executable itself")
+    check_executable(root / relative)
+    return root / relative
 
 
 def check_commit_arg(commit: str) -> str:
@@ -521,9 +540,12 @@ def verify_provider(record: AdmissionRecord, policy: ProviderPolicy, settings: S
     location = options.get("source") or record.source_location or record.source_url
     store = Path(record.store_path)
     store_sha = sha256_file(store) if store.is_file() else None
+    rebuilt: list[str] = []
+    # Hashed under the build lock: another build of the commit may replace it afterwards.
     built = build_artifact(
         location, record.pin, policy, settings, progress=options.get("progress", sys.stderr),
         source_url=record.source_url, environ=options.get("environ"),
+        on_built=lambda artifact: rebuilt.append(sha256_file(artifact.path)),
     )
     if built.checkout_before is not None:
         check_unchanged(built.checkout_before)
@@ -531,6 +553,6 @@ def verify_provider(record: AdmissionRecord, policy: ProviderPolicy, settings: S
         sha256=record.sha256,
         store_path=record.store_path,
         store_sha256=store_sha,
-        rebuilt_sha256=sha256_file(built.path),
+        rebuilt_sha256=rebuilt[0],
         build_dir=str(built.build_dir),
     )
