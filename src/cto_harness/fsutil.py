@@ -165,7 +165,10 @@ def resolve_within(root: Path, relative: str | Path, *, what: str = "path") -> P
     if rel.is_absolute():
         raise PathEscape(f"{what} must be relative, got an absolute path: {relative}")
     root_resolved = root.resolve()
-    candidate = (root_resolved / rel).resolve()
+    try:
+        candidate = (root_resolved / rel).resolve()
+    except RuntimeError:  # a link loop (Python < 3.13): whoever planted it gets a refusal
+        raise PathEscape(f"{what} is a loop of links: {relative}") from None
     if candidate != root_resolved and root_resolved not in candidate.parents:
         raise PathEscape(f"{what} escapes its root {root_resolved}: {relative}")
     return candidate

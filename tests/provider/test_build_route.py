@@ -545,3 +545,13 @@ def test_a_built_artifact_that_is_a_link_is_not_read_through(seeded_home: Path,
     assert verified.returncode == 2, verified.stdout
     assert "blocked: dist_missing: " in verified.stderr
     assert "digests match" not in verified.stdout
+
+
+def test_a_manifest_that_is_a_link_loop_is_refused_not_a_crash(seeded_home: Path,
+                                                               tmp_path: Path) -> None:
+    # The source commits package.json as a link to itself: resolving it loops.
+    def mutate(repo: Path) -> None:
+        (repo / "package.json").unlink()
+        (repo / "package.json").symlink_to("package.json")
+
+    blocked_build(tmp_path, seeded_home, "source_identity_mismatch", mutate=mutate)
