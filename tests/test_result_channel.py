@@ -231,6 +231,20 @@ def test_the_text_cross_check_still_reads_the_runner_summary() -> None:
     assert parse_counts("unittest", "Ran 3 tests in 0.1s\n\nFAILED (failures=1)\n") == (3, 2, 1)
 
 
+def test_a_printed_summary_that_is_no_number_never_stops_the_run(
+        case_factory: CaseFactory) -> None:
+    """The cross-check reads text the tested code can print: a count that is not a number, or
+    one too long for `int`, is 0 there, never a harness error that spoils the verdict."""
+    noisy = SOLUTION + (
+        "import sys\n"
+        "sys.stderr.write('Ran ' + '9' * 5000 + ' tests in 1s\\nFAILED (failures=x)\\n')\n")
+    root = _solved_with(case_factory, "unreadable-summary", noisy)
+    report = execute_run("unreadable-summary", harness_root=root).report
+    assert report.verdict == "pass", (report.blockers, report.verification.reason)
+    assert parse_counts("pytest", "9" * 5000 + " passed\n") == (0, 0, 0)
+    assert parse_counts("unittest", "Ran 2 tests in 1s\n\nFAILED (errors=٣)\n") == (2, 2, 0)
+
+
 def test_byte_code_in_the_tested_tree_never_runs(case_factory: CaseFactory) -> None:
     """An unchecked-hash .pyc (used without looking at the source) of a wrong slugify beside the
     right source: the harness's driver runs the source, the one the diff shows."""

@@ -253,29 +253,36 @@ _UNITTEST_SKIPPED = re.compile(r"skipped=(\d+)")
 _PYTEST_COUNTS = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 
 
+def _count(text: str) -> int:
+    """A count the tested code may have printed: anything but a plain number of at most 12
+    digits is 0, never an exception (`int` refuses letters and 4,300 digits or more)."""
+    text = text.strip()
+    return int(text) if text.isdigit() and text.isascii() and len(text) <= 12 else 0
+
+
 def parse_counts(framework: str, output: str) -> tuple[int, int, int]:
     """(ran, passed, failed) as the runner's text says: a cross-check for people only. The tested
     code can print this text itself; the verdict never comes from it."""
     if framework == "unittest":
         ran_matches = _UNITTEST_RAN.findall(output)
-        ran = int(ran_matches[-1]) if ran_matches else 0
+        ran = _count(ran_matches[-1]) if ran_matches else 0
         failed = skipped = 0
         if failed_match := _UNITTEST_FAILED.findall(output):
             for part in failed_match[-1].split(","):
                 key, _, value = part.strip().partition("=")
                 if key in ("failures", "errors", "unexpected successes"):
-                    failed += int(value or 0)
+                    failed += _count(value)
                 elif key == "skipped":
-                    skipped += int(value or 0)
+                    skipped += _count(value)
         elif ok_lines := re.findall(r"^OK(?: \(([^)]*)\))?\s*$", output, re.MULTILINE):
-            skipped = sum(int(n) for n in _UNITTEST_SKIPPED.findall(ok_lines[-1] or ""))
+            skipped = sum(_count(n) for n in _UNITTEST_SKIPPED.findall(ok_lines[-1] or ""))
         return ran, max(ran - failed - skipped, 0), failed
     counts: dict[str, int] = {}
     summary_lines = [line for line in output.splitlines() if _PYTEST_COUNTS.search(line)]
     if summary_lines:
         for number, word in _PYTEST_COUNTS.findall(summary_lines[-1]):
             key = "error" if word.startswith("error") else word
-            counts[key] = counts.get(key, 0) + int(number)
+            counts[key] = counts.get(key, 0) + _count(number)
     passed = counts.get("passed", 0) + counts.get("xfailed", 0)
     failed = counts.get("failed", 0) + counts.get("error", 0) + counts.get("xpassed", 0)
     return passed + failed, passed, failed
