@@ -146,17 +146,19 @@ def test_a_command_the_driver_cannot_run_is_an_invalid_contract(case_factory: Ca
     assert report.case_process_started is False  # refused before the provider ran
 
 
+def _via_pytest(text: str) -> str:
+    """case.toml of r1, verified with pytest instead of unittest."""
+    return (text.replace('command = ["python3", "-I", "-m", "unittest", "discover", '
+                         '"-s", "tests", "-t", ".", "-v"]',
+                         'command = ["python", "-m", "pytest", "-q", "tests"]')
+            .replace('framework = "unittest"', 'framework = "pytest"'))
+
+
 def test_the_pytest_plugin_reports_every_test(case_factory: CaseFactory,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     # The project's own interpreter (it has pytest) first on the PATH verification gets.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-
-    def edit(text: str) -> str:
-        return (text.replace('command = ["python3", "-I", "-m", "unittest", "discover", '
-                             '"-s", "tests", "-t", ".", "-v"]',
-                             'command = ["python", "-m", "pytest", "-q", "tests"]')
-                .replace('framework = "unittest"', 'framework = "pytest"'))
-
+    edit = _via_pytest
     root = case_factory("via-pytest", toml_edit=edit)
     report = execute_run("via-pytest", harness_root=root).report
     assert report.verdict == "pass", report.verification.reason
@@ -166,6 +168,31 @@ def test_the_pytest_plugin_reports_every_test(case_factory: CaseFactory,
     v = execute_run("via-pytest-broken", harness_root=broken).report.verification
     assert v.status == "failed" and v.failures == ["tests_failed"] and v.tests_failed == 5
     assert all(t["outcome"] == "failed" and "AssertionError" in t["detail"] for t in v.tests)
+
+
+def test_failures_the_tested_code_calls_expected_fail(case_factory: CaseFactory,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An expected failure passes: the tested code marks every test as one (unittest reads the
+    mark from the test's class, so one attribute on TestCase does it; pytest has `xfail()`)
+    and fails them all. Only the pristine file's own marks count."""
+    marked = ("import unittest\nunittest.TestCase.__unittest_expecting_failure__ = True\n\n\n"
+              "def slugify(value):\n    raise NotImplementedError\n")
+    v = _failed_verification(case_factory, "forged-xfail", marked)
+    assert "failure_not_expected" in v.failures and v.tests_failed == 5
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    root = _solved_with(case_factory, "forged-xfail-pytest",
+                        "import pytest\n\n\ndef slugify(value):\n    pytest.xfail('later')\n",
+                        toml_edit=_via_pytest)
+    v = execute_run("forged-xfail-pytest", harness_root=root).report.verification
+    assert "failure_not_expected" in v.failures and v.tests_failed == 5
+    known = ("import unittest\n\n\nclass Known(unittest.TestCase):\n"
+             "    @unittest.expectedFailure\n    def test_known_bug(self):\n"
+             "        self.assertEqual(1, 2)\n")
+    root = case_factory("pristine-xfail", files={"fake/solution/slugkit/text.py": SOLUTION,
+                                                 "repo/tests/test_known.py": known})
+    report = execute_run("pristine-xfail", harness_root=root).report
+    assert report.verdict == "pass", report.verification.reason
+    assert report.verification.tests_passed == 6
 
 
 # --- the judgement itself, on records built by hand --------------------------------------------

@@ -204,7 +204,7 @@ class Expected:
     """The tests the pristine verification files define, as the harness collected them."""
 
     ids: tuple[str, ...]
-    may_skip: frozenset[str]
+    may_skip: frozenset[str]  # marked skip, skipif, expectedFailure or xfail: may not pass
 
     @property
     def counts(self) -> Counter[str]:
@@ -280,7 +280,13 @@ def judge_run(records: Records, expected: Expected, *, exit_code: int | None, ti
                f"(e.g. {j.unexpected[0]})")
     for ident, outcome in records.tests:
         j.ran += 1
-        if outcome in PASSING:
+        if outcome == "expected_failure" and ident not in expected.may_skip:
+            # A failure counts as expected only where the pristine file says so: the tested
+            # code can mark every test (`TestCase.__unittest_expecting_failure__`, `pytest.xfail`).
+            j.failed += 1
+            j.fail("failure_not_expected", f"{inert(ident)[:200]} failed and was reported as an "
+                   "expected failure; the pristine file does not mark it so")
+        elif outcome in PASSING:
             j.passed += 1
         elif outcome == "skipped":
             j.skipped += 1

@@ -226,9 +226,10 @@ def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
                 yield test
 
     def may_skip(test) -> bool:  # type: ignore[no-untyped-def]
+        """Marked to be skipped or expected to fail (then a failure passes)."""
         method = getattr(test, getattr(test, "_testMethodName", ""), None)
-        return bool(getattr(type(test), "__unittest_skip__", False)
-                    or getattr(method, "__unittest_skip__", False))
+        return any(getattr(holder, mark, False) for holder in (type(test), method)
+                   for mark in ("__unittest_skip__", "__unittest_expecting_failure__"))
 
     class Result(unittest.TextTestResult):
         def startTest(self, test):  # type: ignore[no-untyped-def]
