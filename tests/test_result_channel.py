@@ -405,3 +405,35 @@ def test_the_judge_looks_inside_containers_and_objects_and_past_disguises() -> N
     assert "Truthy.__bool__" in (judge.truth(Truthy()) or "")
     assert judge.truth([0]) is None and judge.truth(Item("x")) is None
     assert judge.member(Slug("~"), ["a", "b"]) and judge.member("a", ["a"]) is None
+
+
+def test_dict_keys_and_set_members_are_judged_too(case_factory: CaseFactory) -> None:
+    """r3 compares dicts. Keys of a `str` subclass (the interpreter's equality, so rightly
+    found) made the judge skip their values, which could then equal anything; a key whose own
+    `__eq__` answers is found in any dict, and a set member likewise."""
+    anything = "class Anything:\n    def __eq__(self, other):\n        return True\n\n\n"
+    merge = anything + ("class Key(str):\n    pass\n\n\n"
+                        "def deep_merge(base, override):\n"
+                        "    return {Key(k): Anything() for k in {**base, **override}}\n")
+    root = case_factory("str-keys", base="r3-config-merge",
+                        files={"fake/solution/confmerge/merge.py": merge})
+    v = execute_run("str-keys", harness_root=root).report.verification
+    assert v.status == "failed" and v.tests_failed == 3, v.reason  # 4th: inputs unchanged
+    assert all("Anything.__eq__" in t["detail"] for t in v.tests if t["outcome"] == "failed")
+
+    from cto_harness.core.testdriver import _Judge
+
+    class Any:
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __hash__(self) -> int:
+            return hash("a")
+
+    judge = _Judge()
+    assert "Any.__eq__" in (judge.compared({Any(): 1}, {"a": 1}) or "")
+    assert "Any.__eq__" in (judge.compared({"x": [{"a"}]}, {"x": [{Any()}]}) or "")
+    assert "Any.__eq__" in (judge.compared(frozenset({Any()}), {"a"}) or "")
+    assert judge.compared({"a": {1, 2.0}}, {"a": frozenset({1, 2})}) is None
+    same = Any()
+    assert judge.compared({same: 1}, {same: 1}) is None

@@ -103,6 +103,7 @@ class _Judge:
         self.instance_attr = object.__getattribute__
         self.subclass, self.items = issubclass, dict.items
         self.list_iter, self.tuple_iter = list.__iter__, tuple.__iter__
+        self.set_iter, self.frozenset_iter = set.__iter__, frozenset.__iter__
         self.trusted = frozenset({
             object, int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set,
             frozenset, type(None), range, decimal.Decimal, fractions.Fraction,
@@ -130,9 +131,9 @@ class _Judge:
             right = [*(self.list_iter(b) if self.subclass(tb, list) else self.tuple_iter(b))]
             return list(zip(left, right))  # noqa: B905  (unequal lengths: the framework says)
         if self.subclass(ta, dict) and self.subclass(tb, dict):
+            # Looked up as `==` does; a key whose own `__eq__` would answer was `_unmatched`.
             right_items = dict(self.items(b))
-            return [(v, right_items[k]) for k, v in self.items(a)
-                    if self.kind(k) in self.trusted and k in right_items]
+            return [(v, right_items[k]) for k, v in self.items(a) if k in right_items]
         if ta is tb and ta not in self.trusted:
             try:
                 left_d, right_d = (self.instance_attr(x, "__dict__") for x in (a, b))
@@ -142,6 +143,31 @@ class _Judge:
                 return [(v, right_d[k]) for k, v in self.items(left_d)
                         if self.kind(k) is str and k in right_d]
         return []
+
+    def _keys(self, x: object) -> list[object] | None:
+        """A dict's keys or a set's members (read with the base class's own methods), or None."""
+        kind = self.kind(x)
+        if self.subclass(kind, dict):
+            return [k for k, _ in self.items(x)]  # type: ignore[arg-type,var-annotated]
+        if self.subclass(kind, (set, frozenset)):
+            return [*(self.set_iter(x) if self.subclass(kind, set)  # type: ignore[arg-type]
+                      else self.frozenset_iter(x))]  # type: ignore[arg-type]
+        return None
+
+    def _unmatched(self, a: object, b: object) -> str | None:
+        """A key of `a` is found in `b` by its own `__eq__` (dicts, sets): one whose type's
+        equality is the tested code's own, where `b` has no key of that very type."""
+        left, right = self._keys(a), self._keys(b)
+        if left is None or right is None:
+            return None
+        kinds = {id(self.kind(y)) for y in right}  # by identity: no metaclass answers
+        for key in left:
+            cls = self.kind(key)
+            if id(cls) not in kinds and (why := self.foreign(cls)):
+                return (f"a {cls.__name__!s:.80} was looked up among the keys of a "
+                        f"{self.kind(b).__name__!s:.80}, and {why} is the tested code's own, "
+                        "not the interpreter's: a key equal to anything would be found")
+        return None
 
     def compared(self, a: object, b: object) -> str | None:
         """Why comparing `a` with `b` would be the tested code's answer, or None."""
@@ -159,6 +185,8 @@ class _Judge:
                     return (f"a {cls.__name__!s:.80} was compared with a "
                             f"{other.__name__!s:.80}, and {why} is the tested code's own, "
                             "not the interpreter's: an object equal to anything would pass")
+        if why := self._unmatched(a, b) or self._unmatched(b, a):
+            return why
         for x, y in self._inside(a, b):  # type: ignore[no-untyped-call]
             if why := self._check(x, y, depth + 1):
                 return why
