@@ -437,3 +437,43 @@ def test_dict_keys_and_set_members_are_judged_too(case_factory: CaseFactory) -> 
     assert judge.compared({"a": {1, 2.0}}, {"a": frozenset({1, 2})}) is None
     same = Any()
     assert judge.compared({same: 1}, {same: 1}) is None
+
+
+
+PARSER_HEAD = ("from inventory.model import Item\n\n\n"
+               "class Anything:\n    def __eq__(self, other):\n        return True\n\n\n"
+               "class Attributes(dict):\n    pass\n\n\n"
+               "def parse_line(line):\n"
+               "    if len(line.split(',')) != 3 or '-' in line:\n"
+               "        raise ValueError(line)\n")
+ITEM_SHAPES = {
+    "dict_subclass": ({}, PARSER_HEAD + (
+        "    item = Item('', 0, 0)\n"
+        "    object.__setattr__(item, '__dict__', Attributes(\n"
+        "        name=Anything(), quantity=Anything(), price=Anything()))\n"
+        "    return item\n")),
+    "slots": ({"repo/inventory/model.py": (
+        "from dataclasses import dataclass\nfrom decimal import Decimal\n\n\n"
+        "@dataclass(frozen=True, slots=True)\nclass Item:\n    name: str\n"
+        "    quantity: int\n    price: Decimal\n")},
+        PARSER_HEAD + "    return Item(Anything(), Anything(), Anything())\n"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(ITEM_SHAPES))
+def test_the_fields_of_a_fixture_object_are_judged_however_held(
+    case_factory: CaseFactory, shape: str
+) -> None:
+    """r2 compares the parsed `Item` (the fixture's dataclass, whose `__eq__` compares the
+    fields) with an expected one. The judge read fields only from a `__dict__` of exactly
+    `dict`: one replaced by a dict subclass, or a slotted dataclass, let fields equal to
+    anything through."""
+    files, parser = ITEM_SHAPES[shape]
+    case_id = f"item-{shape.replace('_', '-')}"
+    root = case_factory(case_id, base="r2-inventory-report",
+                        files={**files, "fake/solution/inventory/parser.py": parser})
+    v = execute_run(case_id, harness_root=root).report.verification
+    assert v.status == "failed" and v.failures == ["tests_failed"], v.reason
+    [failed] = [t for t in v.tests if t["outcome"] == "failed"]
+    assert "test_fields_are_stripped_and_typed" in failed["id"]
+    assert "Anything.__eq__" in failed["detail"]

@@ -84,8 +84,9 @@ class _Judge:
     whose `__eq__` returns True), and compared with the test's expected value its own method
     answers. Where two compared values are of different types (the standard library's numbers
     apart), each type's `__eq__` and `__ne__` must be the interpreter's own (builtins,
-    `collections`, `decimal`, `fractions`), and so inside lists, tuples, dicts and the
-    attributes of two objects of one type; a truth test's `__bool__` and `__len__` too.
+    `collections`, `decimal`, `fractions`), and so inside lists, tuples, dicts (keys too),
+    sets and the fields of two objects of one type (`__dict__` and slots); a truth test's
+    `__bool__` and `__len__` too.
 
     Types and class dicts are read with what the driver holds from before any tested module
     was imported, so a replaced `type`, a `__class__` property, a metaclass's `__mro__` or a
@@ -96,6 +97,7 @@ class _Judge:
         import collections
         import decimal
         import fractions
+        import types
 
         self.kind = type
         self.mro = type.__dict__["__mro__"].__get__
@@ -104,6 +106,8 @@ class _Judge:
         self.subclass, self.items = issubclass, dict.items
         self.list_iter, self.tuple_iter = list.__iter__, tuple.__iter__
         self.set_iter, self.frozenset_iter = set.__iter__, frozenset.__iter__
+        self.slot_kind = types.MemberDescriptorType
+        self.slot_get = types.MemberDescriptorType.__get__
         self.trusted = frozenset({
             object, int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set,
             frozenset, type(None), range, decimal.Decimal, fractions.Fraction,
@@ -135,13 +139,23 @@ class _Judge:
             right_items = dict(self.items(b))
             return [(v, right_items[k]) for k, v in self.items(a) if k in right_items]
         if ta is tb and ta not in self.trusted:
+            # Two objects of one type: their fields, wherever attribute lookup finds them (a
+            # `__dict__` may be a dict subclass; slots hold fields outside it).
+            pairs = []
             try:
-                left_d, right_d = (self.instance_attr(x, "__dict__") for x in (a, b))
+                left_d, right_d = self.instance_attr(a, "__dict__"), self.instance_attr(b, "__dict__")
+                if self.subclass(self.kind(left_d), dict) and self.subclass(self.kind(right_d), dict):
+                    pairs.append((left_d, right_d))  # judged as two dicts: keys and values
             except AttributeError:
-                return []
-            if self.kind(left_d) is dict and self.kind(right_d) is dict:
-                return [(v, right_d[k]) for k, v in self.items(left_d)
-                        if self.kind(k) is str and k in right_d]
+                pass
+            for klass in self.mro(ta):
+                for slot in self.class_dict(klass).values():
+                    if self.kind(slot) is self.slot_kind:
+                        try:  # syntax, not contextlib: nothing the tested code can patch
+                            pairs.append((self.slot_get(slot, a), self.slot_get(slot, b)))
+                        except (AttributeError, TypeError):  # an unset slot: no field
+                            continue
+            return pairs
         return []
 
     def _keys(self, x: object) -> list[object] | None:
