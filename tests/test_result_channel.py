@@ -325,6 +325,15 @@ EQUAL_TO_ANYTHING = {
                        "    def __eq__(self, other):\n        return True\n"
                        "    __hash__ = str.__hash__\n\n"
                        "def slugify(value):\n    return Slug('~')\n",
+    # Its metaclass says the class is `str` to hashing and `==`: a set of trusted types, asked
+    # with `in`, would agree.
+    "metaclass_equal_to_str": "class Like(type):\n    def __eq__(cls, other):\n        return True\n\n"
+                              "    def __hash__(cls):\n        return hash(str)\n\n"
+                              "class Slug(str, metaclass=Like):\n"
+                              "    def __eq__(self, other):\n        return True\n\n"
+                              "    def __ne__(self, other):\n        return False\n\n"
+                              "    __hash__ = str.__hash__\n\n"
+                              "def slugify(value):\n    return Slug('~')\n",
 }
 
 

@@ -108,12 +108,17 @@ class _Judge:
         self.set_iter, self.frozenset_iter = set.__iter__, frozenset.__iter__
         self.slot_kind = types.MemberDescriptorType
         self.slot_get = types.MemberDescriptorType.__get__
-        self.trusted = frozenset({
+        # Held by identity (`id`): a set's `in` would hash a class and compare it with `==`,
+        # both answered by its metaclass, which the tested code writes.
+        self.id = id
+        self.trusted = frozenset(map(id, {
             object, int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set,
             frozenset, type(None), range, decimal.Decimal, fractions.Fraction,
             collections.OrderedDict, collections.defaultdict, collections.Counter,
-            collections.deque})
-        self.numbers = frozenset({int, float, complex, bool, decimal.Decimal, fractions.Fraction})
+            collections.deque}))
+        self.numbers = frozenset(map(id, {int, float, complex, bool, decimal.Decimal,
+                                          fractions.Fraction}))
+        self.containers = frozenset(map(id, {list, tuple, set, frozenset, dict}))
         self.budget = 0
 
     def foreign(self, cls: type, names: tuple[str, ...] = ("__eq__", "__ne__")) -> str | None:
@@ -121,7 +126,7 @@ class _Judge:
         for name in names:
             for klass in self.mro(cls):
                 if name in self.class_dict(klass):
-                    if klass not in self.trusted:
+                    if self.id(klass) not in self.trusted:
                         return f"{klass.__name__!s:.80}.{name}"
                     break
         return None
@@ -138,7 +143,7 @@ class _Judge:
             # Looked up as `==` does; a key whose own `__eq__` would answer was `_unmatched`.
             right_items = dict(self.items(b))
             return [(v, right_items[k]) for k, v in self.items(a) if k in right_items]
-        if ta is tb and ta not in self.trusted:
+        if ta is tb and self.id(ta) not in self.trusted:
             # Two objects of one type: their fields, wherever attribute lookup finds them (a
             # `__dict__` may be a dict subclass; slots hold fields outside it).
             pairs = []
@@ -174,10 +179,10 @@ class _Judge:
         left, right = self._keys(a), self._keys(b)
         if left is None or right is None:
             return None
-        kinds = {id(self.kind(y)) for y in right}  # by identity: no metaclass answers
+        kinds = {self.id(self.kind(y)) for y in right}
         for key in left:
             cls = self.kind(key)
-            if id(cls) not in kinds and (why := self.foreign(cls)):
+            if self.id(cls) not in kinds and (why := self.foreign(cls)):
                 return (f"a {cls.__name__!s:.80} was looked up among the keys of a "
                         f"{self.kind(b).__name__!s:.80}, and {why} is the tested code's own, "
                         "not the interpreter's: a key equal to anything would be found")
@@ -193,7 +198,7 @@ class _Judge:
         if a is b or depth > 32 or self.budget > 10_000:
             return None
         ta, tb = self.kind(a), self.kind(b)
-        if ta is not tb and not (ta in self.numbers and tb in self.numbers):
+        if ta is not tb and not (self.id(ta) in self.numbers and self.id(tb) in self.numbers):
             for cls, other in ((ta, tb), (tb, ta)):
                 if why := self.foreign(cls):
                     return (f"a {cls.__name__!s:.80} was compared with a "
@@ -215,7 +220,7 @@ class _Judge:
     def member(self, member: object, container: object) -> str | None:
         """`member in container` for a builtin container: a member of a type found nowhere in
         it is compared by its own `__eq__`."""
-        if self.kind(container) not in (list, tuple, set, frozenset, dict):
+        if self.id(self.kind(container)) not in self.containers:
             return None
         cls = self.kind(member)
         if self.foreign(cls) and not any(self.kind(i) is cls for i in container):  # type: ignore[attr-defined]
