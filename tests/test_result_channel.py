@@ -486,3 +486,24 @@ def test_the_fields_of_a_fixture_object_are_judged_however_held(
     [failed] = [t for t in v.tests if t["outcome"] == "failed"]
     assert "test_fields_are_stripped_and_typed" in failed["id"]
     assert "Anything.__eq__" in failed["detail"]
+
+
+def test_builtins_the_tested_code_replaced_never_blind_the_judge(
+        case_factory: CaseFactory) -> None:
+    """The tested code replaces `builtins.dict` by a class that every dict is an instance of
+    (unittest's own checks still pass) and no type a subclass of: a judge that looked `dict`
+    up when asked no longer saw any dict, so values equal to anything passed inside them."""
+    merge = ("import builtins\n\n_dict = dict\n\n\n"
+             "class Anything:\n    def __eq__(self, other):\n        return True\n\n\n"
+             "class Lying(type):\n"
+             "    def __instancecheck__(cls, obj):\n        return isinstance(obj, _dict)\n\n"
+             "    def __subclasscheck__(cls, sub):\n        return False\n\n\n"
+             "class FakeDict(_dict, metaclass=Lying):\n    pass\n\n\n"
+             "builtins.dict = FakeDict\n\n\n"
+             "def deep_merge(base, override):\n"
+             "    return {k: Anything() for k in {**base, **override}}\n")
+    root = case_factory("lying-builtins", base="r3-config-merge",
+                        files={"fake/solution/confmerge/merge.py": merge})
+    v = execute_run("lying-builtins", harness_root=root).report.verification
+    assert v.status == "failed" and v.tests_failed == 3, v.reason  # 4th: inputs unchanged
+    assert all("Anything.__eq__" in t["detail"] for t in v.tests if t["outcome"] == "failed")

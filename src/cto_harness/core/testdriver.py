@@ -99,7 +99,11 @@ class _Judge:
         import fractions
         import types
 
-        self.kind = type
+        # Every builtin used below is held here, before any tested module is imported: one that
+        # replaced `builtins.dict` (by a class no type is a subclass of) or `builtins.zip` would
+        # hide what a comparison holds.
+        self.kind, self.dict, self.list, self.tuple = type, dict, list, tuple
+        self.sets, self.zip, self.any = (set, frozenset), zip, any
         self.mro = type.__dict__["__mro__"].__get__
         self.class_dict = type.__dict__["__dict__"].__get__
         self.instance_attr = object.__getattribute__
@@ -134,14 +138,14 @@ class _Judge:
     def _inside(self, a, b):  # type: ignore[no-untyped-def]
         """The pairs to compare inside `a` and `b`, read with the base classes' own methods."""
         ta, tb = self.kind(a), self.kind(b)
-        seq = (list, tuple)
+        seq = (self.list, self.tuple)
         if self.subclass(ta, seq) and self.subclass(tb, seq):
-            left = [*(self.list_iter(a) if self.subclass(ta, list) else self.tuple_iter(a))]
-            right = [*(self.list_iter(b) if self.subclass(tb, list) else self.tuple_iter(b))]
-            return list(zip(left, right))  # noqa: B905  (unequal lengths: the framework says)
-        if self.subclass(ta, dict) and self.subclass(tb, dict):
+            left = [*(self.list_iter(a) if self.subclass(ta, self.list) else self.tuple_iter(a))]
+            right = [*(self.list_iter(b) if self.subclass(tb, self.list) else self.tuple_iter(b))]
+            return [*self.zip(left, right)]  # unequal lengths: the framework says
+        if self.subclass(ta, self.dict) and self.subclass(tb, self.dict):
             # Looked up as `==` does; a key whose own `__eq__` would answer was `_unmatched`.
-            right_items = dict(self.items(b))
+            right_items = self.dict(self.items(b))
             return [(v, right_items[k]) for k, v in self.items(a) if k in right_items]
         if ta is tb and self.id(ta) not in self.trusted:
             # Two objects of one type: their fields, wherever attribute lookup finds them (a
@@ -149,7 +153,8 @@ class _Judge:
             pairs = []
             try:
                 left_d, right_d = self.instance_attr(a, "__dict__"), self.instance_attr(b, "__dict__")
-                if self.subclass(self.kind(left_d), dict) and self.subclass(self.kind(right_d), dict):
+                if (self.subclass(self.kind(left_d), self.dict)
+                        and self.subclass(self.kind(right_d), self.dict)):
                     pairs.append((left_d, right_d))  # judged as two dicts: keys and values
             except AttributeError:
                 pass
@@ -166,10 +171,10 @@ class _Judge:
     def _keys(self, x: object) -> list[object] | None:
         """A dict's keys or a set's members (read with the base class's own methods), or None."""
         kind = self.kind(x)
-        if self.subclass(kind, dict):
+        if self.subclass(kind, self.dict):
             return [k for k, _ in self.items(x)]  # type: ignore[arg-type,var-annotated]
-        if self.subclass(kind, (set, frozenset)):
-            return [*(self.set_iter(x) if self.subclass(kind, set)  # type: ignore[arg-type]
+        if self.subclass(kind, self.sets):
+            return [*(self.set_iter(x) if self.subclass(kind, self.sets[0])  # type: ignore[arg-type]
                       else self.frozenset_iter(x))]  # type: ignore[arg-type]
         return None
 
@@ -223,7 +228,7 @@ class _Judge:
         if self.id(self.kind(container)) not in self.containers:
             return None
         cls = self.kind(member)
-        if self.foreign(cls) and not any(self.kind(i) is cls for i in container):  # type: ignore[attr-defined]
+        if self.foreign(cls) and not self.any(self.kind(i) is cls for i in container):  # type: ignore[attr-defined]
             return (f"a {cls.__name__!s:.80} was looked up in a "
                     f"{self.kind(container).__name__}, and {self.foreign(cls)} is the "
                     "tested code's own, not the interpreter's")
@@ -236,9 +241,9 @@ def _strict_asserts(case, judge):  # type: ignore[no-untyped-def]
     in any order and is left as it is; so are the negative assertions, where values of
     different types are the usual case.)"""
 
-    def wrap(method, why_not, values):  # type: ignore[no-untyped-def]
+    def wrap(method, why_not, values, count=len):  # type: ignore[no-untyped-def]
         def assertion(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            if len(args) >= values and (why := why_not(*args[:values])):
+            if count(args) >= values and (why := why_not(*args[:values])):
                 raise self.failureException(f"cto-harness: {why}")
             return method(self, *args, **kwargs)
 
