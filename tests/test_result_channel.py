@@ -507,3 +507,17 @@ def test_builtins_the_tested_code_replaced_never_blind_the_judge(
     v = execute_run("lying-builtins", harness_root=root).report.verification
     assert v.status == "failed" and v.tests_failed == 3, v.reason  # 4th: inputs unchanged
     assert all("Anything.__eq__" in t["detail"] for t in v.tests if t["outcome"] == "failed")
+
+
+def test_a_framework_function_added_is_named_as_one_replaced(case_factory: CaseFactory) -> None:
+    """The identity check compared the functions the framework had; one added beside them (a
+    `TestCase.__getattribute__` that hands every test a do-nothing `assertEqual`) went unseen
+    and a wrong slugify passed."""
+    added = ("import unittest\n\n\ndef _noop(self, *args, **kwargs):\n    return None\n\n\n"
+             "def _attribute(self, name, _get=object.__getattribute__):\n"
+             "    return _noop.__get__(self) if name == 'assertEqual' else _get(self, name)\n\n\n"
+             "unittest.TestCase.__getattribute__ = _attribute\n\n\n"
+             "def slugify(value):\n    return 'wrong'\n")
+    v = _failed_verification(case_factory, "added-getattribute", added)
+    assert v.failures == ["framework_tampered"]
+    assert v.framework_tampered == ["TestCase.__getattribute__"]
