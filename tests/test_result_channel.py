@@ -521,3 +521,26 @@ def test_a_framework_function_added_is_named_as_one_replaced(case_factory: CaseF
     v = _failed_verification(case_factory, "added-getattribute", added)
     assert v.failures == ["framework_tampered"]
     assert v.framework_tampered == ["TestCase.__getattribute__"]
+
+
+def test_a_searched_container_and_an_almost_equal_difference_are_judged_too() -> None:
+    from cto_harness.core.testdriver import _Judge
+
+    class Anything:
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        __hash__ = object.__hash__
+
+    class Close(float):  # its difference from anything is nothing
+        def __sub__(self, other: object) -> float:
+            return 0.0
+
+        __rsub__ = __sub__
+
+    judge = _Judge()
+    # `"a" in [Anything()]` asks the element first: the list's own content answers.
+    assert "Anything.__eq__" in (judge.member("a", ["b", Anything()]) or "")
+    assert judge.member("a", ["b", "a"]) is None and judge.member(2, (1, 2.0)) is None
+    assert "Close.__sub__" in (judge.almost(Close(9.0), 1.5) or "")
+    assert judge.almost(1.0000001, 1) is None

@@ -226,15 +226,39 @@ class _Judge:
         return None
 
     def member(self, member: object, container: object) -> str | None:
-        """`member in container` for a builtin container: a member of a type found nowhere in
-        it is compared by its own `__eq__`."""
+        """`member in container` for a builtin container: each element is compared with the
+        member by the element's own `__eq__` first, then the member's. Either, where the two
+        types differ, must be the interpreter's own."""
         if self.id(self.kind(container)) not in self.containers:
             return None
         cls = self.kind(member)
-        if self.foreign(cls) and not self.any(self.kind(i) is cls for i in container):  # type: ignore[attr-defined]
+        elements = self._keys(container)
+        if elements is None:  # a list or tuple (exactly: read with their own iterators)
+            elements = [*(self.list_iter(container)  # type: ignore[arg-type]
+                          if self.kind(container) is self.list
+                          else self.tuple_iter(container))]  # type: ignore[arg-type]
+        if self.foreign(cls) and not self.any(self.kind(i) is cls for i in elements):
             return (f"a {cls.__name__!s:.80} was looked up in a "
                     f"{self.kind(container).__name__}, and {self.foreign(cls)} is the "
                     "tested code's own, not the interpreter's")
+        for element in elements:
+            if self.kind(element) is not cls and (why := self.foreign(self.kind(element))):
+                return (f"a {self.kind(container).__name__} holding a "
+                        f"{self.kind(element).__name__!s:.80} was searched, and {why} is the "
+                        "tested code's own, not the interpreter's: an element equal to "
+                        "anything would be found")
+        return None
+
+    def almost(self, a: object, b: object) -> str | None:
+        """`assertAlmostEqual`: compared as by `==`, then by the difference's arithmetic."""
+        if why := self.compared(a, b):
+            return why
+        ta, tb = self.kind(a), self.kind(b)
+        if ta is not tb:
+            for cls in (ta, tb):
+                if why := self.foreign(cls, ("__sub__", "__rsub__", "__abs__", "__round__")):
+                    return (f"the difference of a {ta.__name__!s:.80} and a "
+                            f"{tb.__name__!s:.80} comes from {why}, the tested code's own")
         return None
 
 
@@ -255,9 +279,9 @@ def _strict_asserts(case, judge):  # type: ignore[no-untyped-def]
         return assertion
 
     for name in ("assertEqual", "assertListEqual", "assertTupleEqual", "assertDictEqual",
-                 "assertSequenceEqual", "assertSetEqual", "assertMultiLineEqual",
-                 "assertAlmostEqual"):
+                 "assertSequenceEqual", "assertSetEqual", "assertMultiLineEqual"):
         setattr(case, name, wrap(getattr(case, name), judge.compared, 2))  # type: ignore[no-untyped-call]
+    case.assertAlmostEqual = wrap(case.assertAlmostEqual, judge.almost, 2)  # type: ignore[no-untyped-call]
     for name in ("assertTrue", "assertFalse"):
         setattr(case, name, wrap(getattr(case, name), judge.truth, 1))  # type: ignore[no-untyped-call]
     case.assertIn = wrap(case.assertIn, judge.member, 2)  # type: ignore[no-untyped-call]
