@@ -24,6 +24,7 @@ from cto_harness.providers.registry import (
     record_admission,
     registry_path,
 )
+from cto_harness.providers.store import MAX_BINARY_BYTES
 from standin_helpers import (
     POLICY_SOURCE_URL,
     STANDIN_PIN_REASON,
@@ -241,6 +242,8 @@ def test_admit_prebuilt_records_asserted_provenance(
         ("no-markers", "identity_mismatch"),
         ("wrong-url", "source_origin_mismatch"),
         ("bad-commit", None),
+        # A sparse file past the size a binary may be: refused before a byte is copied.
+        ("too-big", "provider_not_admitted"),
     ],
 )
 def test_admit_blocks(seeded_home: Path, tmp_path: Path, case: str, code: str | None) -> None:
@@ -256,6 +259,8 @@ def test_admit_blocks(seeded_home: Path, tmp_path: Path, case: str, code: str | 
         url = "https://github.com/someone/case.git"
     elif case == "bad-commit":
         commit = "HEAD"
+    elif case == "too-big":
+        os.truncate(binary, MAX_BINARY_BYTES + 1)
     before = registry_path(settings_for(seeded_home)).read_bytes()
     result = run_provider_cli(
         seeded_home, "admit", "--binary", str(binary), "--source-url", url, "--commit", commit

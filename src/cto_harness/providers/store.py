@@ -17,8 +17,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from cto_harness.errors import HarnessFault
+from cto_harness.errors import Blocked, BlockerCode, HarnessFault
 from cto_harness.fsutil import exclusive_lock, sha256_file
 from cto_harness.providers.registry import provider_store_dir
 from cto_harness.settings import Settings
@@ -35,12 +36,45 @@ class StagedBinary:
     size_bytes: int
 
 
+# A provider binary past this is refused before a byte is copied: a build step has no file-size
+# limit (it writes the binary), so it could leave a sparse file of any apparent size for the
+# harness to copy into the store. Bun's single-file binaries are ~100 MiB.
+MAX_BINARY_BYTES = 1 << 30
+
+
 def _copy_synced(source: Path, target: Path) -> None:
-    with open(source, "rb") as src, open(target, "xb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-        dst.flush()
-        os.fsync(dst.fileno())
+    # O_NONBLOCK: a FIFO put where the binary was named never blocks the open.
+    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as src:
+        st = os.fstat(src.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise Blocked(BlockerCode.PROVIDER_NOT_ADMITTED, f"{source} is not a regular file")
+        if st.st_size > MAX_BINARY_BYTES:
+            raise Blocked(BlockerCode.PROVIDER_NOT_ADMITTED,
+                          f"{source} is {st.st_size} bytes, past the {MAX_BINARY_BYTES >> 20} "
+                          "MiB a provider binary may be: not copied, not admitted")
+        with open(target, "xb") as dst:
+            # One byte past the limit read at most: a file that grows while copied is refused.
+            shutil.copyfileobj(_Bounded(src, MAX_BINARY_BYTES + 1), dst, 1 << 20)
+            if dst.tell() > MAX_BINARY_BYTES:
+                raise Blocked(BlockerCode.PROVIDER_NOT_ADMITTED,
+                              f"{source} grew past {MAX_BINARY_BYTES >> 20} MiB while copied")
+            dst.flush()
+            os.fsync(dst.fileno())
     os.chmod(target, READ_ONLY_FILE)
+
+
+class _Bounded:
+    """A reader that gives at most `left` bytes of `source`."""
+
+    def __init__(self, source: BinaryIO, left: int) -> None:
+        self.source, self.left = source, left
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.source.read(size) if size > 0 else b""
+        self.left -= len(data)
+        return data
 
 
 @contextlib.contextmanager
