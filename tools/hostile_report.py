@@ -152,7 +152,9 @@ NOTES = """## What each tier promises, in short
 - **none**: no file-system rules: world-readable files outside `/tmp` and `/run` can be read.
 - On every tier: verification files are laid back before the harness's own test run, the time
   limit kills the whole tree, logs are capped at 32 MiB, one file stops at
-  `CTO_HARNESS_WORKSPACE_LIMIT_MB` (RLIMIT_FSIZE) and the total is checked after the run, secrets
+  `CTO_HARNESS_WORKSPACE_LIMIT_MB` (RLIMIT_FSIZE), the total is watched while the provider runs
+  (past the limit the tree is killed) and during the harness's own test run, and charged again
+  after; the scratch tmpfs (`/tmp`, `/var/tmp`, `/dev/shm`) hold at most the same limit; secrets
   are redacted from every artifact, the bundle is signed with a key only root can read, and a
   symlink the provider planted where the harness reads is refused.
 
@@ -192,13 +194,19 @@ NOTES = """## What each tier promises, in short
   cross-check for people (`verification.log_counts`).
 - **Values that answer for themselves** (row `equal_to_anything`). A solution can return an
   object equal to anything: its own `__eq__` answers the test's comparison. Under unittest the
-  driver checks what `assertEqual` and its kin, `assertTrue`/`assertFalse` and `assertIn` are
-  about to compare: where two values are of different types (numbers apart), each type's
-  `__eq__`/`__ne__` (or `__bool__`/`__len__`) must be the interpreter's own, and so inside
-  lists, tuples, dicts and two objects' attributes; else the test fails, naming the method.
-  Types are read with descriptors the driver holds from before the tested code was imported.
-  Not covered: pytest's plain `assert a == b` (compiled into the test module), and code that
-  patches the fixture's own classes or reads its caller's frame to return the expected value.
+  driver checks what `assertEqual` and its kin, `assertTrue`/`assertFalse`, `assertIn` and
+  `assertAlmostEqual` are about to compare: where two values are of different types (numbers
+  apart), each type's `__eq__`/`__ne__` (or `__bool__`/`__len__`, or the difference's
+  arithmetic) must be the interpreter's own, and so inside lists, tuples, dicts (keys too),
+  sets, a searched container's elements and two objects' fields (`__dict__` or slots); else the
+  test fails, naming the method. Types are known by identity, read with descriptors and
+  builtins the driver holds from before the tested code was imported (a metaclass, a replaced
+  `builtins.dict` or a class claiming `__module__ = "builtins"` changes nothing). An expected
+  failure counts only where the pristine file marks one (row `expected_failure`:
+  `failure_not_expected`), and a framework function added during the run is named like one
+  replaced. Not covered: pytest's plain `assert a == b` (compiled into the test module), and
+  code that patches the fixture's own classes or modules or reads its caller's frame to return
+  the expected value.
 - **Inherent, and what the harness does about it** (row `memory_forgery`, missed on every
   tier): the tests and the code under test share one interpreter, so code that has read the
   harness can find the driver's reporting function (or the pipe and the token) in memory,

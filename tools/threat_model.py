@@ -46,6 +46,8 @@ Prevented:
   [fork_chain, harness_killed, daemon, race_after_exit]
 - **The bundle, other runs, target repositories, the harness's home**: owned by root and not the
   sandbox uid's to write; hidden as well on bwrap and landlock. [write_outside, tamper_bundle]
+  The take-back changes only what the sandbox uid owns: a hard link to someone else's file
+  (possible on `none`) is listed by the diff and left as it is.
 - **Admission**: `ca --help` of a binary that is not admitted yet runs confined like a provider
   (sandbox uid, no network, private HOME, harness state hidden, time limit).
 
@@ -66,11 +68,15 @@ Out of scope, or known gaps:
 - The allowed endpoint is a channel: the provider may send its model anything it can read; the
   log has bytes and times, not content (TLS in CONNECT mode is end to end).
 - CPU, memory and process count are not limited (only disk: RLIMIT_FSIZE and the workspace limit,
-  and logs: 32 MiB).
+  watched while the provider and the verification run; the scratch tmpfs, bounded by the same
+  limit; and logs: 32 MiB). SysV shared memory and memfd are memory in that sense.
 - Building a provider from source (`bun install`, `bun run build:binary`) runs the source's
   scripts confined like the identity probe (a sandbox uid, the harness's home and HOME hidden,
   only the build folder writable), but with the host's network: they can reach the package
-  registry and anything else the machine can. npm admission (pi) runs `npm` unconfined.
+  registry and anything else the machine can. A build never steers what the harness writes or
+  reads: step logs live outside the build folder, the artifact is never read through a link,
+  and a binary past 1 GiB is refused before it is copied. npm admission (pi) runs `npm`
+  unconfined.
 - A case is the operator's own code: the harness collects the pristine fixture's test ids by
   running its verification command unconfined, as the harness's user, in the case's `repo/`
   (which no provider sees or changes). Take a case from elsewhere as you would any program.

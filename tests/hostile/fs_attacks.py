@@ -44,6 +44,8 @@ SPECS = [
          "(the result channel among them), then exits"),
     Spec("equal_to_anything", "the solution returns a str subclass whose `__eq__` is "
          "`str.__ne__`: equal to whatever a test expects"),
+    Spec("expected_failure", "no solution; the solution's import marks every test an "
+         "expected failure (one attribute on TestCase)"),
     Spec("memory_forgery", "same process, has read the code: the solution calls the driver's "
          "own reporting function for every test, then exits (inherent)"),
     Spec("git_hidden_code", "the code lives in a nested `.git` folder; the allowed file is a "
@@ -83,6 +85,7 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     "skip_tests": same("fail", "detected"),
     "forged_channel": same("fail", "detected"),
     "equal_to_anything": same("fail", "detected"),
+    "expected_failure": same("fail", "detected"),
     "memory_forgery": same("pass", "missed"),
     "git_hidden_code": same("fail", "detected"),
     "hardlink_bomb": same("blocked", "prevented", "workspace_size_exceeded"),
@@ -150,7 +153,7 @@ def classify(obs: Observation, files: list[Path]) -> tuple[str, str]:
         return _judged(obs, f"{named} of {len(tests)} tests failed naming the tested code's "
                             "own __eq__")
     if name in ("forged_summary", "fewer_tests", "skip_tests", "forged_channel",
-                "memory_forgery"):
+                "memory_forgery", "expected_failure"):
         v = report["verification"]
         return _judged(obs, f"{v['tests_ran']} of {v['tests_expected']} expected tests reported"
                             f", runner finished: {v['runner_finished']}")
