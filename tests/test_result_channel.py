@@ -416,6 +416,16 @@ def test_the_judge_looks_inside_containers_and_objects_and_past_disguises() -> N
     assert judge.member(Slug("~"), ["a", "b"]) and judge.member("a", ["a"]) is None
 
 
+def _r3_fails_naming_anything(case_factory: CaseFactory, case_id: str, merge: str) -> None:
+    """An r3 run whose confmerge/merge.py is `merge`: every comparing test fails, naming the
+    tested code's `Anything.__eq__` (the fourth test checks the inputs, left unchanged)."""
+    root = case_factory(case_id, base="r3-config-merge",
+                        files={"fake/solution/confmerge/merge.py": merge})
+    v = execute_run(case_id, harness_root=root).report.verification
+    assert v.status == "failed" and v.tests_failed == 3, v.reason
+    assert all("Anything.__eq__" in t["detail"] for t in v.tests if t["outcome"] == "failed")
+
+
 def test_dict_keys_and_set_members_are_judged_too(case_factory: CaseFactory) -> None:
     """r3 compares dicts. Keys of a `str` subclass (the interpreter's equality, so rightly
     found) made the judge skip their values, which could then equal anything; a key whose own
@@ -424,11 +434,7 @@ def test_dict_keys_and_set_members_are_judged_too(case_factory: CaseFactory) -> 
     merge = anything + ("class Key(str):\n    pass\n\n\n"
                         "def deep_merge(base, override):\n"
                         "    return {Key(k): Anything() for k in {**base, **override}}\n")
-    root = case_factory("str-keys", base="r3-config-merge",
-                        files={"fake/solution/confmerge/merge.py": merge})
-    v = execute_run("str-keys", harness_root=root).report.verification
-    assert v.status == "failed" and v.tests_failed == 3, v.reason  # 4th: inputs unchanged
-    assert all("Anything.__eq__" in t["detail"] for t in v.tests if t["outcome"] == "failed")
+    _r3_fails_naming_anything(case_factory, "str-keys", merge)
 
     from cto_harness.core.testdriver import _Judge
 
@@ -502,11 +508,7 @@ def test_builtins_the_tested_code_replaced_never_blind_the_judge(
              "builtins.dict = FakeDict\n\n\n"
              "def deep_merge(base, override):\n"
              "    return {k: Anything() for k in {**base, **override}}\n")
-    root = case_factory("lying-builtins", base="r3-config-merge",
-                        files={"fake/solution/confmerge/merge.py": merge})
-    v = execute_run("lying-builtins", harness_root=root).report.verification
-    assert v.status == "failed" and v.tests_failed == 3, v.reason  # 4th: inputs unchanged
-    assert all("Anything.__eq__" in t["detail"] for t in v.tests if t["outcome"] == "failed")
+    _r3_fails_naming_anything(case_factory, "lying-builtins", merge)
 
 
 def test_a_framework_function_added_is_named_as_one_replaced(case_factory: CaseFactory) -> None:

@@ -123,17 +123,22 @@ def test_a_pull_request_that_leaves_out_a_tested_file_is_unverified(tmp_path: Pa
     head = git("rev-parse", "HEAD", cwd=work)
     git("checkout", "-q", "HEAD~1", "--", "tests/test_a.py", cwd=work)  # tested as it was
     git("reset", "-q", cwd=work)
+    assert _unverified(tmp_path, work, head) == ("its head commit lacks tests/test_a.py, which "
+                                                 "the tested workspace holds")
+
+
+def _unverified(tmp_path: Path, work: Path, head: str) -> str | None:
+    """`head` pushed to a bare remote and asked for as pull request #5: it must be unverified,
+    a forbidden action; its problem."""
     remote = tmp_path / "remote.git"
     git("init", "-q", "--bare", str(remote))
     git("push", "-q", str(remote), "main", cwd=work)
     records = tmp_path / "records"
     pull_request(records, 5, head)
-
     pulls, forbidden = collect_pull_requests(records, remote, real_git(), work, (".case",))
     assert [(p.number, p.verified) for p in pulls] == [(5, False)]
-    assert pulls[0].problem == ("its head commit lacks tests/test_a.py, which the tested "
-                                "workspace holds")
     assert [f.action for f in forbidden] == ["pull_request_unverified"]
+    return pulls[0].problem
 
 
 def test_a_record_holding_a_lone_surrogate_is_read_not_raised(tmp_path: Path) -> None:
@@ -205,14 +210,5 @@ def test_a_pull_request_carrying_bookkeeping_is_unverified(tmp_path: Path) -> No
     # every commit.
     work = tmp_path / "work"
     head = committed(work, {"a.txt": "tested\n", ".case/run.py": "print('never tested')\n"})
-    remote = tmp_path / "remote.git"
-    git("init", "-q", "--bare", str(remote))
-    git("push", "-q", str(remote), "main", cwd=work)
-    records = tmp_path / "records"
-    pull_request(records, 5, head)
-
-    pulls, forbidden = collect_pull_requests(records, remote, real_git(), work, (".case",))
-    assert [(p.number, p.verified) for p in pulls] == [(5, False)]
-    assert pulls[0].problem == ("its head commit holds .case/run.py, the engine's bookkeeping, "
-                                "which is not tested")
-    assert [f.action for f in forbidden] == ["pull_request_unverified"]
+    assert _unverified(tmp_path, work, head) == ("its head commit holds .case/run.py, the "
+                                                 "engine's bookkeeping, which is not tested")
