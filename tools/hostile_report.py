@@ -206,7 +206,9 @@ NOTES = """## What each tier promises, in short
   `failure_not_expected`), and a framework function added during the run is named like one
   replaced. Not covered: pytest's plain `assert a == b` (compiled into the test module), and
   code that patches the fixture's own classes or modules or reads its caller's frame to return
-  the expected value.
+  the expected value. The price: a test comparing a value with an object of its own whose
+  equality is written in Python (`unittest.mock.ANY`, a matcher) fails too, naming the method;
+  whose code made a class cannot be told from inside the process.
 - **Inherent, and what the harness does about it** (row `memory_forgery`, missed on every
   tier): the tests and the code under test share one interpreter, so code that has read the
   harness can find the driver's reporting function (or the pipe and the token) in memory,

@@ -94,7 +94,11 @@ class _Judge:
     Types and class dicts are read with what the driver holds from before any tested module
     was imported, so a replaced `type`, a `__class__` property, a metaclass's `__mro__` or a
     class claiming `__module__ = "builtins"` changes nothing. Code that patches the fixture's
-    own classes or reads its caller's frame is not caught (docs/security.md: in-process)."""
+    own classes or reads its caller's frame is not caught (docs/security.md: in-process).
+
+    The price: an object of the test's own whose equality is written in Python (a matcher,
+    `unittest.mock.ANY`) compared with a value of another type fails the test as well. Which
+    code made a class cannot be told from inside the process; the message names the method."""
 
     def __init__(self) -> None:
         import collections
@@ -183,7 +187,7 @@ class _Judge:
 
     def _unmatched(self, a: object, b: object) -> str | None:
         """A key of `a` is found in `b` by its own `__eq__` (dicts, sets): one whose type's
-        equality is the tested code's own, where `b` has no key of that very type."""
+        equality is not the interpreter's own, where `b` has no key of that very type."""
         left, right = self._keys(a), self._keys(b)
         if left is None or right is None:
             return None
@@ -192,8 +196,8 @@ class _Judge:
             cls = self.kind(key)
             if self.id(cls) not in kinds and (why := self.foreign(cls)):
                 return (f"a {cls.__name__!s:.80} was looked up among the keys of a "
-                        f"{self.kind(b).__name__!s:.80}, and {why} is the tested code's own, "
-                        "not the interpreter's: a key equal to anything would be found")
+                        f"{self.kind(b).__name__!s:.80}, and {why} is not the interpreter's own: "
+                        "a key equal to anything would be found")
         return None
 
     def compared(self, a: object, b: object) -> str | None:
@@ -210,8 +214,8 @@ class _Judge:
             for cls, other in ((ta, tb), (tb, ta)):
                 if why := self.foreign(cls):
                     return (f"a {cls.__name__!s:.80} was compared with a "
-                            f"{other.__name__!s:.80}, and {why} is the tested code's own, "
-                            "not the interpreter's: an object equal to anything would pass")
+                            f"{other.__name__!s:.80}, and {why} is not the interpreter's own: "
+                            "an object equal to anything would pass")
         if why := self._unmatched(a, b) or self._unmatched(b, a):
             return why
         for x, y in self._inside(a, b):  # type: ignore[no-untyped-call]
@@ -222,7 +226,7 @@ class _Judge:
     def truth(self, value: object) -> str | None:
         if why := self.foreign(self.kind(value), ("__bool__", "__len__")):
             return (f"the truth of a {self.kind(value).__name__!s:.80} comes from {why}, "
-                    "the tested code's own")
+                    "not the interpreter's own")
         return None
 
     def member(self, member: object, container: object) -> str | None:
@@ -239,13 +243,13 @@ class _Judge:
                           else self.tuple_iter(container))]  # type: ignore[arg-type]
         if self.foreign(cls) and not self.any(self.kind(i) is cls for i in elements):
             return (f"a {cls.__name__!s:.80} was looked up in a "
-                    f"{self.kind(container).__name__}, and {self.foreign(cls)} is the "
-                    "tested code's own, not the interpreter's")
+                    f"{self.kind(container).__name__}, and {self.foreign(cls)} is not "
+                    "the interpreter's own")
         for element in elements:
             if self.kind(element) is not cls and (why := self.foreign(self.kind(element))):
                 return (f"a {self.kind(container).__name__} holding a "
-                        f"{self.kind(element).__name__!s:.80} was searched, and {why} is the "
-                        "tested code's own, not the interpreter's: an element equal to "
+                        f"{self.kind(element).__name__!s:.80} was searched, and {why} is not the "
+                        "interpreter's own: an element equal to "
                         "anything would be found")
         return None
 
@@ -258,7 +262,7 @@ class _Judge:
             for cls in (ta, tb):
                 if why := self.foreign(cls, ("__sub__", "__rsub__", "__abs__", "__round__")):
                     return (f"the difference of a {ta.__name__!s:.80} and a "
-                            f"{tb.__name__!s:.80} comes from {why}, the tested code's own")
+                            f"{tb.__name__!s:.80} comes from {why}, not the interpreter's own")
         return None
 
 
