@@ -20,6 +20,7 @@ from cto_harness.evidence.signing import PRIVATE_KEY, PUBLIC_KEY, load_or_create
 from cto_harness.evidence.verify import BundleInvalid, verify_bundle
 from cto_harness.sandbox import isolation
 from cto_harness.sandbox.probe import Probe
+from cto_harness.sandbox.process import SANDBOX_TASK_LIMIT
 from cto_harness.settings import Settings
 from world_helpers import world_dir
 
@@ -458,6 +459,28 @@ for folder in ("/tmp", "/var/tmp", "/dev/shm"):
 with open("slugkit/text.py", "a") as handle:
     handle.write("# scratch written: " + " ".join(wrote) + "\\n")
 """
+
+
+@pytest.mark.parametrize("tier", _tiers())
+def test_the_provider_and_the_tests_run_under_the_task_limit_on_every_tier(
+    tier: str, case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fork bomb stops at RLIMIT_NPROC (counted per sandbox uid): the provider and the
+    harness's own test run, which imports the provider's code, both run under it."""
+    script = ("import resource\n"
+              "with open('slugkit/text.py', 'a') as handle:\n"
+              "    handle.write('\\nimport resource\\n'\n"
+              "                 'assert resource.getrlimit(resource.RLIMIT_NPROC)[0] == %d\\n'\n"
+              "                 '# provider limit: %d\\n' % (SANDBOX_TASK_LIMIT,\n"
+              "                 resource.getrlimit(resource.RLIMIT_NPROC)[0]))\n"
+              ).replace("SANDBOX_TASK_LIMIT", str(SANDBOX_TASK_LIMIT))
+    root = _scripted_case(case_factory, "task-limit", script)
+    monkeypatch.setenv("CTO_HARNESS_ISOLATION", tier)
+    result = execute_run("task-limit", harness_root=root)
+    text = (result.run_dir / "workspace" / "slugkit" / "text.py").read_text()
+    assert f"# provider limit: {SANDBOX_TASK_LIMIT}\n" in text
+    # The verification imported the module: its assertion held there too.
+    assert result.report.verdict == "pass", result.report.verification.reason
 
 
 def test_empty_names_are_charged_as_the_disk_holds_them(

@@ -95,3 +95,46 @@ def test_stdin_is_dev_null(tmp_path: Path) -> None:
     result = _run(tmp_path, "import sys; print(repr(sys.stdin.read()))", timeout=5)
     assert not result.timed_out
     assert (tmp_path / "out.log").read_text() == "''\n"
+
+
+FORK_UNTIL_REFUSED = textwrap.dedent(
+    """
+    import os, sys, time
+    os.setgroups([])
+    os.setgid(int(sys.argv[1]))
+    os.setuid(int(sys.argv[1]))      # a sandbox uid, as the confined process will be
+    made = 0
+    for _ in range(200):
+        try:
+            pid = os.fork()
+        except BlockingIOError:      # EAGAIN: RLIMIT_NPROC
+            break
+        if pid == 0:
+            time.sleep(600)
+            os._exit(0)
+        made += 1
+    print(made, flush=True)
+    """
+)
+
+
+def test_a_confined_process_cannot_fork_past_its_task_limit(tmp_path: Path) -> None:
+    """RLIMIT_NPROC, set before the drop, bounds what the sandbox uid can start (a fork bomb
+    stops there); the whole tree is still killed at the end."""
+    import pytest
+
+    from cto_harness.sandbox import users
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to a sandbox uid")
+    user = users.acquire((61100, 61163))
+    try:
+        result = _run(tmp_path, FORK_UNTIL_REFUSED, str(user.uid), task_limit=20)
+        made = int((tmp_path / "out.log").read_text())
+        # The script itself is one task; its children are refused past the limit.
+        assert 0 < made < 20, made
+        assert result.tree_clean
+        _, clean = users.sweep(user.uid)
+        assert clean
+    finally:
+        user.release()

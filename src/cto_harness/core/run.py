@@ -84,7 +84,7 @@ from cto_harness.sandbox.guard import DiskWatch, Watch
 from cto_harness.sandbox.isolation import Sandbox
 from cto_harness.sandbox.launch import Launch
 from cto_harness.sandbox.probe import probe
-from cto_harness.sandbox.process import ProcessResult, run_process
+from cto_harness.sandbox.process import SANDBOX_TASK_LIMIT, ProcessResult, run_process
 from cto_harness.settings import Settings, secret_values
 from cto_harness.tree import Budget, BudgetExceeded, TreeChanged, identity, remove_tree, walk
 
@@ -394,7 +394,7 @@ def launch_provider(ctx: RunContext, launch: Launch, confined: Launch,
             stdout_path=ctx.backend / "stdout.log", stderr_path=ctx.backend / "stderr.log",
             timeout_seconds=launch.timeout_seconds, file_size_limit=launch.file_size_limit,
             on_start=lambda pid: ctx.events.emit("provider.process.started", pid=pid),
-            watch=disk,
+            watch=disk, task_limit=SANDBOX_TASK_LIMIT,
         )
     finally:
         span = ctx.events.add_span("provider.process", start, iso(utc_now()),

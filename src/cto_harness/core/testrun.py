@@ -31,7 +31,7 @@ from cto_harness.core.workspace import Entry, Snapshot, link_leaves_tree
 from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.inert import path_text
 from cto_harness.sandbox.guard import DiskWatch
-from cto_harness.sandbox.process import run_process
+from cto_harness.sandbox.process import SANDBOX_TASK_LIMIT, run_process
 from cto_harness.tree import DIR, FILE, LINK, Planned, TreeChanged, materialize, read_file
 
 
@@ -173,7 +173,7 @@ def run_verification(
             argv, cwd=copy_dir, env=verification_env(home), stdout_path=log_path,
             stderr_path=stderr_path, timeout_seconds=spec.timeout_seconds,
             pass_fds=channel.pass_fds, file_size_limit=byte_limit,
-            watch=DiskWatch([copy_dir, home], 2 * byte_limit),
+            watch=DiskWatch([copy_dir, home], 2 * byte_limit), task_limit=SANDBOX_TASK_LIMIT,
         )
     finally:
         records = channel.finish(timeout=10)

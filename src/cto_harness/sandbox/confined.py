@@ -22,7 +22,7 @@ from typing import Any
 from cto_harness.sandbox import users
 from cto_harness.sandbox.isolation import Confinement, _interpreter_paths, choose_tier
 from cto_harness.sandbox.probe import probe
-from cto_harness.sandbox.process import ProcessResult, run_process
+from cto_harness.sandbox.process import SANDBOX_TASK_LIMIT, ProcessResult, run_process
 from cto_harness.settings import Settings
 
 # No file the probe writes may grow past this (EFBIG): `--help` writes nothing it needs to.
@@ -64,6 +64,7 @@ def run_confined(
             [*conf.prefix(), *argv], cwd=cwd, env=env, stdout_path=stdout_path,
             stderr_path=stderr_path, timeout_seconds=timeout_seconds,
             max_log_bytes=max_log_bytes, file_size_limit=file_size_limit,
+            task_limit=SANDBOX_TASK_LIMIT,
         )
         killed, clean = users.sweep(user.uid) if user.separate else ([], True)
         result.leftover_processes += killed

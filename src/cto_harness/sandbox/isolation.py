@@ -71,7 +71,12 @@ from cto_harness.sandbox.probe import (
     launcher_namespaces,
     probe,
 )
-from cto_harness.sandbox.process import ProcessInfo, ProcessResult, run_process
+from cto_harness.sandbox.process import (
+    SANDBOX_TASK_LIMIT,
+    ProcessInfo,
+    ProcessResult,
+    run_process,
+)
 from cto_harness.sandbox.users import SandboxUser
 
 LANDLOCK_LAUNCHER = Path(landlock.__file__)
@@ -692,7 +697,8 @@ class Sandbox:
         try:
             result = run_process(argv, cwd=launch.cwd, env=launch.env,
                                  stdout_path=work / "canary.out", stderr_path=work / "canary.err",
-                                 timeout_seconds=30, file_size_limit=launch.file_size_limit)
+                                 timeout_seconds=30, file_size_limit=launch.file_size_limit,
+                                 task_limit=SANDBOX_TASK_LIMIT)
             accepted = 0
             with contextlib.suppress(BlockingIOError, OSError):
                 while True:

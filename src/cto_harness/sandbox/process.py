@@ -306,7 +306,15 @@ def _keyring_program() -> object:
     return _KEYRING_PROGRAM[0]
 
 
-def _child_setup(file_size_limit: int | None) -> Callable[[], None]:
+# The tasks (processes and threads) a sandbox uid may have at once, set as RLIMIT_NPROC on what
+# the harness starts confined. The kernel counts it per real uid, and each run has a uid of its
+# own, so a fork bomb stops there instead of taking the machine's pid space and memory. An agent
+# with its runtime's threads, git and a test run uses a few hundred at the most.
+SANDBOX_TASK_LIMIT = 2048
+
+
+def _child_setup(file_size_limit: int | None,
+                 task_limit: int | None = None) -> Callable[[], None]:
     from cto_harness.sandbox.launcher import install_keyring_filter
 
     parent = os.getpid()
@@ -321,6 +329,10 @@ def _child_setup(file_size_limit: int | None) -> Callable[[], None]:
         if file_size_limit is not None:
             # Makes one runaway file stop at the limit (EFBIG) instead of filling the disk.
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+        if task_limit is not None and os.geteuid() == 0:
+            # Bites once the sandbox drops to its uid (root is exempt); a harness that is not
+            # root shares its uid with the sandbox, where the count would include its own.
+            resource.setrlimit(resource.RLIMIT_NPROC, (task_limit, task_limit))
         if keyring is not None:
             # No process the harness runs this way (a sandbox and all below it, a build step)
             # reaches the kernel keyring; a kernel without seccomp leaves it to the canary.
@@ -342,10 +354,12 @@ def run_process(
     on_start: Callable[[int], None] | None = None,
     pass_fds: Sequence[int] = (),
     watch: Callable[[], str | None] | None = None,
+    task_limit: int | None = None,
 ) -> ProcessResult:
     """Run `argv` (never through a shell) and return what happened; leaves no process behind.
     `pass_fds`: descriptors the process inherits (the harness's test-result channel). `watch`:
-    polled every WATCH_SECONDS while it runs; a reason it returns kills the whole tree."""
+    polled every WATCH_SECONDS while it runs; a reason it returns kills the whole tree.
+    `task_limit`: RLIMIT_NPROC for a confined process (`SANDBOX_TASK_LIMIT`)."""
     ensure_subreaper()
     stdout_path.parent.mkdir(parents=True, exist_ok=True)
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
@@ -361,7 +375,7 @@ def run_process(
         start_new_session=True,
         close_fds=True,
         pass_fds=tuple(pass_fds),
-        preexec_fn=_child_setup(file_size_limit),
+        preexec_fn=_child_setup(file_size_limit, task_limit),
     )
     pumps: list[_CappedPump] = []
     timed_out = False
