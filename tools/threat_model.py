@@ -67,9 +67,11 @@ Out of scope, or known gaps:
   kernel exploit escapes.
 - The allowed endpoint is a channel: the provider may send its model anything it can read; the
   log has bytes and times, not content (TLS in CONNECT mode is end to end).
-- CPU, memory and process count are not limited (only disk: RLIMIT_FSIZE and the workspace limit,
-  watched while the provider and the verification run; the scratch tmpfs, bounded by the same
-  limit; and logs: 32 MiB). SysV shared memory and memfd are memory in that sense.
+- CPU and memory are not limited (SysV shared memory and memfd are memory in that sense).
+  Limited: tasks (RLIMIT_NPROC, 2048 per sandbox uid, so a fork bomb stops there; a harness
+  that is not root sets none), disk (RLIMIT_FSIZE and the workspace limit, watched while the
+  provider and the verification run; the scratch tmpfs, bounded by the same limit) and logs
+  (32 MiB).
 - Building a provider from source (`bun install`, `bun run build:binary`) runs the source's
   scripts confined like the identity probe (a sandbox uid, the harness's home and HOME hidden,
   only the build folder writable), but with the host's network: they can reach the package
