@@ -546,3 +546,32 @@ def test_a_searched_container_and_an_almost_equal_difference_are_judged_too() ->
     assert judge.member("a", ["b", "a"]) is None and judge.member(2, (1, 2.0)) is None
     assert "Close.__sub__" in (judge.almost(Close(9.0), 1.5) or "")
     assert judge.almost(1.0000001, 1) is None
+
+
+PLAIN_ASSERTS = (
+    "import pytest\n\nfrom slugkit import slugify\n\n\n"
+    "def test_plain_equality():\n    assert slugify('Hello, World!') == 'hello-world'\n\n\n"
+    "def test_plain_membership():\n    assert slugify('A b') in ['a-b', 'c']\n\n\n"
+    "def test_approx_is_pytests_own():\n    assert 0.1 + 0.2 == pytest.approx(0.3)\n")
+
+
+def test_under_pytest_plain_asserts_and_testcase_asserts_are_judged_too(
+    case_factory: CaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest compiles `assert a == b` into the test module itself: its assertion rewriter now
+    judges each `==` and `in` first, and the TestCase assertions pytest runs are judged as under
+    unittest. `pytest.approx` is pytest's own comparison and still passes."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    files = {"repo/tests/test_plain.py": PLAIN_ASSERTS}
+    honest = case_factory("plain-honest", toml_edit=_via_pytest,
+                          files={**files, "fake/solution/slugkit/text.py": SOLUTION})
+    report = execute_run("plain-honest", harness_root=honest).report
+    assert report.verdict == "pass", report.verification.reason
+    assert report.verification.tests_passed == 8
+    hostile = case_factory("plain-hostile", toml_edit=_via_pytest, files={
+        **files, "fake/solution/slugkit/text.py": EQUAL_TO_ANYTHING["str_subclass"]})
+    v = execute_run("plain-hostile", harness_root=hostile).report.verification
+    outcomes = {t["id"].rsplit("::", 1)[-1]: t["outcome"] for t in v.tests}
+    assert outcomes.pop("test_approx_is_pytests_own") == "passed"
+    assert set(outcomes.values()) == {"failed"} and len(outcomes) == 7
+    assert all("cto-harness:" in t["detail"] for t in v.tests if t["outcome"] == "failed")

@@ -100,7 +100,7 @@ class _Judge:
     `unittest.mock.ANY`) compared with a value of another type fails the test as well. Which
     code made a class cannot be told from inside the process; the message names the method."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_trusted: tuple[type, ...] = ()) -> None:
         import collections
         import decimal
         import fractions
@@ -126,7 +126,7 @@ class _Judge:
             object, int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set,
             frozenset, type(None), range, decimal.Decimal, fractions.Fraction,
             collections.OrderedDict, collections.defaultdict, collections.Counter,
-            collections.deque}))
+            collections.deque, *extra_trusted}))
         self.numbers = frozenset(map(id, {int, float, complex, bool, decimal.Decimal,
                                           fractions.Fraction}))
         self.containers = frozenset(map(id, {list, tuple, set, frozenset, dict}))
@@ -291,6 +291,58 @@ def _strict_asserts(case, judge):  # type: ignore[no-untyped-def]
     case.assertIn = wrap(case.assertIn, judge.member, 2)  # type: ignore[no-untyped-call]
 
 
+def _judged_pytest_asserts(pytest, judge_class):  # type: ignore[no-untyped-def]
+    """pytest's plain `assert a == b` and `assert a in b`, judged as unittest's assertions are
+    (`_Judge`): the assertion rewriter, which compiles every test module's asserts, first turns
+    each single `==` or `in` into a call that judges its two values, then compares them. The
+    comparison a test makes with `pytest.approx` is pytest's own and trusted. Returns the
+    rewriter's module, for the tamper check."""
+    import ast
+    import sys
+
+    from _pytest.assertion import rewrite
+
+    approx = sys.modules[type(pytest.approx(0.0)).__module__]
+    judge = judge_class(tuple(
+        value for name, value in vars(approx).items()
+        if name.startswith("Approx") and isinstance(value, type)))
+
+    def judged_eq(a, b):  # type: ignore[no-untyped-def]
+        if why := judge.compared(a, b):
+            raise AssertionError(f"cto-harness: {why}")
+        return a == b
+
+    def judged_in(a, b):  # type: ignore[no-untyped-def]
+        if why := judge.member(a, b):
+            raise AssertionError(f"cto-harness: {why}")
+        return a in b
+
+    setattr(rewrite, "_cto_judged_eq", judged_eq)  # noqa: B010  (a module of pytest's)
+    setattr(rewrite, "_cto_judged_in", judged_in)  # noqa: B010
+
+    class Judged(ast.NodeTransformer):
+        def visit_Compare(self, node):  # type: ignore[no-untyped-def]
+            self.generic_visit(node)
+            if len(node.ops) != 1 or type(node.ops[0]) not in (ast.Eq, ast.In):
+                return node
+            name = "_cto_judged_eq" if type(node.ops[0]) is ast.Eq else "_cto_judged_in"
+            # `@pytest_ar` is the rewriter's own module, imported by every module it rewrites.
+            call = ast.Call(func=ast.Attribute(value=ast.Name("@pytest_ar", ast.Load()),
+                                               attr=name, ctx=ast.Load()),
+                            args=[node.left, node.comparators[0]], keywords=[])
+            return ast.copy_location(call, node)
+
+    original = rewrite.AssertionRewriter.visit_Assert
+
+    def visit_Assert(self, assert_):  # type: ignore[no-untyped-def]
+        assert_.test = Judged().visit(assert_.test)
+        ast.fix_missing_locations(assert_)
+        return original(self, assert_)
+
+    setattr(rewrite.AssertionRewriter, "visit_Assert", visit_Assert)  # noqa: B010
+    return rewrite
+
+
 def _unittest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
     import unittest
     import unittest.case
@@ -449,6 +501,13 @@ def _pytest(mode: str, args: list[str], emit):  # type: ignore[no-untyped-def]
 
     owners = {"runner": _pytest.runner, "TestReport": _pytest.reports.TestReport,
               "Plugin": Plugin}
+    if mode == "run":
+        import unittest
+
+        rewrite = _judged_pytest_asserts(pytest, _Judge)  # type: ignore[no-untyped-call]
+        _strict_asserts(unittest.TestCase, _Judge())  # type: ignore[no-untyped-call]  # pytest runs those
+        owners |= {"rewrite": rewrite, "AssertionRewriter": rewrite.AssertionRewriter,
+                   "TestCase": unittest.TestCase}
     before = _guard(owners)
     extra = ["-p", "no:cacheprovider"] + (["--collect-only", "-q"] if mode == "collect" else [])
     status = int(pytest.main([*args, *extra], plugins=[plugin]))
