@@ -340,6 +340,9 @@ def _judged_pytest_asserts(pytest, judge_class):  # type: ignore[no-untyped-def]
         return original(self, assert_)
 
     setattr(rewrite.AssertionRewriter, "visit_Assert", visit_Assert)  # noqa: B010
+    # pytest reads a cached rewritten module even where it writes none: every test module is
+    # rewritten here, judged, from the source the diff shows.
+    setattr(rewrite, "_read_pyc", lambda *args, **kwargs: None)  # noqa: B010
     return rewrite
 
 
