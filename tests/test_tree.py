@@ -28,6 +28,7 @@ from cto_harness.tree import (
     open_regular,
     read_file,
     remove_tree,
+    tree_order,
     walk,
 )
 
@@ -116,6 +117,27 @@ def test_the_budget_counts_every_hard_link_before_reading_anything(tmp_path: Pat
         handle.truncate(1 << 40)  # a terabyte of holes: charged by size, never read
     with pytest.raises(BudgetExceeded):
         list(walk(tmp_path, budget=Budget(1 << 30)))
+
+
+def test_the_budget_charges_the_paths_a_deep_tree_makes_the_harness_hold(tmp_path: Path) -> None:
+    # Each level's path is longer than the last: 300 folders of 200-byte names hold 9 MB of
+    # paths for 300 names (quadratic in the depth). Charged by names alone, a 1 GiB limit let
+    # 131,072 one-byte levels through: 16 GiB of paths, for 1 GiB of folders.
+    root = tmp_path / "deep"
+    root.mkdir()
+    _deep(root, 300, b"d" * 200)
+    budget = Budget(1 << 30)
+    paths = sum(len(node.rel) for node, _fd in walk(root, budget=budget))
+    assert paths > 2 * 300 * (ENTRY_COST + 4096)  # more than the names (and folder sizes) cost
+    assert budget.used >= paths
+    with pytest.raises(BudgetExceeded):
+        list(walk(root, budget=Budget(paths // 2)))
+    assert remove_tree(root) == []
+
+
+def test_tree_order_is_the_order_of_path_components() -> None:
+    rels = [b"a", b"a/b", b"a-b", b"a/b/c", b"ab", b"a\xff", b"a.b/c", b"a/\x01", b"b", b"a/b-c"]
+    assert sorted(rels, key=tree_order) == sorted(rels, key=lambda r: r.split(b"/"))
 
 
 def test_cursor_up_refuses_a_folder_moved_meanwhile(tmp_path: Path) -> None:

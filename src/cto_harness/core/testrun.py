@@ -32,7 +32,16 @@ from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.inert import path_text
 from cto_harness.sandbox.guard import DiskWatch
 from cto_harness.sandbox.process import SANDBOX_TASK_LIMIT, run_process
-from cto_harness.tree import DIR, FILE, LINK, Planned, TreeChanged, materialize, read_file
+from cto_harness.tree import (
+    DIR,
+    FILE,
+    LINK,
+    Planned,
+    TreeChanged,
+    materialize,
+    read_file,
+    tree_order,
+)
 
 
 def _parent(rel: bytes) -> bytes:
@@ -82,7 +91,7 @@ def plan_copy(snapshot: Snapshot, globs: list[str], bookkeeping_dirs: Sequence[s
     restored: set[bytes] = {rel for rel in needed if after.get(rel) is None
                             or after[rel].kind != DIR}
     shadowed: set[bytes] = set()  # provider folders at or below a pristine file's place
-    for rel in sorted(after, key=lambda r: r.split(b"/")):
+    for rel in sorted(after, key=tree_order):
         entry = after[rel]
         parent = _parent(rel)
         if parent in shadowed or parent in pristine:

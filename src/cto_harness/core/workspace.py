@@ -49,6 +49,7 @@ from cto_harness.tree import (
     TreeChanged,
     open_regular,
     read_exact,
+    tree_order,
     walk,
 )
 
@@ -282,7 +283,7 @@ class Snapshot:
         assert self.before, "take a snapshot first"
         digest = hashlib.sha256()
         entries = self._latest
-        for rel in sorted(entries, key=lambda r: r.split(b"/")):
+        for rel in sorted(entries, key=tree_order):
             entry = entries[rel]
             node = entry.node
             name = rel.decode("utf-8", "surrogateescape")
@@ -303,7 +304,7 @@ class Snapshot:
         before, after = self.before_entries, self.after_entries
         changes: list[ChangedFile] = []
         root_length = len(os.fsencode(self.workspace.absolute())) + 1
-        for rel in sorted(before.keys() | after.keys(), key=lambda r: r.split(b"/")):
+        for rel in sorted(before.keys() | after.keys(), key=tree_order):
             old, new = before.get(rel), after.get(rel)
             change = _compare(old, new)
             if change is None:
