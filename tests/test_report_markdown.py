@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -245,6 +246,20 @@ def test_diff_stats_count_only_hunk_lines_as_git_does() -> None:
     tricky = ("diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1,4 @@\n-a\n"
               "+# note:\u2028x\n+b\x0cc\n+d\n+e\n").encode()
     assert diff_stats(tricky) == DiffStats(files=1, additions=4, deletions=1)
+
+
+def test_diff_stats_hold_one_line_at_a_time_whatever_the_patch() -> None:
+    # A provider's file of two-byte lines: 3 MB of patch, a million lines. A list of the lines
+    # cost ~25 bytes a patch byte (75 MB here; 37 GiB for the patch of one 1 GiB file).
+    patch = b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -0,0 +1 @@\n" + b"+a\n" * 1_000_000
+    tracemalloc.start()
+    try:
+        stats = diff_stats(patch)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stats == DiffStats(files=1, additions=1_000_000)
+    assert peak < len(patch) // 10
 
 
 def test_paths_inside_the_run_folder_are_shown_relative_to_it() -> None:
