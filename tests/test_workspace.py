@@ -7,6 +7,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
+import cto_harness.core.workspace as workspace_module
 from cto_harness.core.workspace import (
     LINK_OUT_NOTE,
     Snapshot,
@@ -193,3 +196,33 @@ def test_a_link_that_leads_out_of_the_workspace_is_never_allowed(tmp_path: Path)
                          "pkg/loop1", "pkg/loop2", "pkg/maze0"}
     assert all(not c.allowed for c in source if c.path in leads_out)
     assert all(c.allowed for c in source if c.path not in leads_out)
+
+
+def test_a_file_past_the_text_limit_is_a_binary_patch_named_by_its_path_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # To diff text git holds ~43 bytes a line: one 512 MiB file of two-byte lines, ~11 GiB.
+    monkeypatch.setattr(workspace_module, "TEXT_DIFF_MAX", 1000)
+    pristine = tmp_path / "pristine"
+    pristine.mkdir()
+    (pristine / "grow.txt").write_text("old\n")
+    workspace = tmp_path / "ws"
+    copy_tree(pristine, workspace)
+    snap = Snapshot(workspace, tmp_path / "snap.git", tmp_path / "home")
+    snap.take_before()
+    big = [b"grow.txt", b"b*", b'a "q" [x] \\ \xff?.txt', b"sub dir/long"]
+    small = [b"bx.txt", b'a "q" x \\ \xffz.txt', b"sub dir/short"]
+    os.mkdir(workspace / "sub dir")
+    for name in big:
+        (workspace / os.fsdecode(name)).write_bytes(b"a\n" * 1000)
+    for name in small:
+        (workspace / os.fsdecode(name)).write_bytes(b"small\n")
+    snap.take_after()
+    patch = snap.patch()
+    assert patch.count(b"GIT binary patch") == len(big)
+    assert patch.count(b"+small\n") == len(small)
+    applied = tmp_path / "applied"
+    copy_tree(pristine, applied)
+    subprocess.run(["git", "apply", "--binary", "-"], cwd=applied, input=patch, check=True)
+    for name in big + small:
+        assert (applied / os.fsdecode(name)).read_bytes() == \
+            (workspace / os.fsdecode(name)).read_bytes()

@@ -77,6 +77,10 @@ def init_workspace_repo(workspace: Path, remote: Path, home: Path) -> None:
 
 # A file is read whole below this size and streamed above it.
 _WHOLE_READ = 16 << 20
+# A file larger than this is in patch.diff as a binary patch: to diff text, git holds ~43 bytes
+# a line of both sides (a 20 MB file of two-byte lines took it 434 MB; one 512 MiB file, under
+# git's own binary threshold and the workspace limit, ~11 GiB). No source file is this large.
+TEXT_DIFF_MAX = 8 << 20
 _CHUNK = 1 << 20
 _GIT_MODE_EXEC = 0o100
 _SPECIAL_BITS = 0o7000
@@ -331,6 +335,7 @@ class Snapshot:
         first diff)."""
         assert self.before and self.after
         excludes = [f":(exclude){d}" for d in bookkeeping_dirs]
+        self._binary_attributes()
         diff = subprocess.run(
             ["git", "diff", "--binary", "--full-index", "--no-renames", "--no-color",
              self.before, self.after, "--", ".", *excludes],
@@ -343,6 +348,19 @@ class Snapshot:
             f"# cto-harness: {path_text(e.node.rel)} is a {e.kind} ({e.git_mode}): not in this "
             f"patch, never copied or tested\n".encode() for e in unstorable)
         return header + diff
+
+    def _binary_attributes(self) -> None:
+        """The store's own attributes file: every file past TEXT_DIFF_MAX on either side is
+        `-diff` (git's binary patch), each named by an anchored pattern with its glob
+        characters escaped, C-quoted (any byte, space or quote in a name)."""
+        big = sorted({rel for entries in (self.before_entries, self.after_entries)
+                      for rel, entry in entries.items()
+                      if entry.kind == FILE and entry.node.size > TEXT_DIFF_MAX})
+        self._check_store()
+        info = self.state_dir / "info"
+        info.mkdir(exist_ok=True)
+        (info / "attributes").write_bytes(b"".join(_attribute_pattern(rel) + b" -diff\n"
+                                                   for rel in big))
 
     @contextlib.contextmanager
     def blobs(self) -> Iterator[ContentSource]:
@@ -376,6 +394,15 @@ class Snapshot:
                 stdin.close()
             proc.kill()
             proc.wait()
+
+
+def _attribute_pattern(rel: bytes) -> bytes:
+    """A gitattributes pattern matching the path `rel` alone: anchored, its glob characters
+    escaped, then C-quoted (a space, quote, control or non-ASCII byte cannot end or bend it)."""
+    glob = b"/" + b"".join(b"\\" + bytes([c]) if c in b"*?[\\" else bytes([c]) for c in rel)
+    quoted = b"".join(b"\\" + bytes([c]) if c in b'"\\' else
+                      b"\\%03o" % c if c < 0x20 or c >= 0x7F else bytes([c]) for c in glob)
+    return b'"' + quoted + b'"'
 
 
 def _compare(old: Entry | None, new: Entry | None) -> str | None:
