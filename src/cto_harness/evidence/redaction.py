@@ -12,6 +12,8 @@ shorter than half the value may remain; no cut can leave more.
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any, AnyStr
 
@@ -28,6 +30,8 @@ def _spans(data: AnyStr, secret: AnyStr) -> Iterator[tuple[int, int]]:
     at = data.find(head)
     while at >= 0:
         end = at + anchor
+        if data.startswith(secret, at):  # the whole value: no character-by-character walk
+            end = at + len(secret)
         while end < len(data) and end - at < len(secret) and data[end] == secret[end - at]:
             end += 1
         yield at, end
@@ -35,27 +39,45 @@ def _spans(data: AnyStr, secret: AnyStr) -> Iterator[tuple[int, int]]:
     at = data.find(tail)
     while at >= 0:
         start, matched = at, len(secret) - anchor
+        if at >= matched and data.startswith(secret, at - matched):
+            start, matched = at - matched, 0
         while start > 0 and matched > 0 and data[start - 1] == secret[matched - 1]:
             start, matched = start - 1, matched - 1
         yield start, at + anchor
         at = data.find(tail, at + 1)
 
 
+_COVERED = re.compile(b"\x01+")
+
+
 def _redact(data: AnyStr, secrets: Iterable[AnyStr], marker: AnyStr) -> AnyStr:
-    merged: list[list[int]] = []  # overlapping or touching pieces are one
-    for start, end in sorted(span for secret in secrets for span in _spans(data, secret)):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    if not merged:
+    # The pieces are marked in a map of one byte a character (overlapping or touching pieces
+    # are one run), and the result is written as it is made: a list of every piece, sorted,
+    # then of every kept slice, cost ~33 bytes a byte of a log or patch full of an 8-character
+    # secret (32 GiB for a 1 GiB patch.diff).
+    covered = bytearray(len(data))
+    for secret in secrets:
+        for start, end in _spans(data, secret):
+            covered[start:end] = b"\x01" * (end - start)
+    if covered.find(1) < 0:
         return data
-    pieces, last = [], 0
-    for start, end in merged:
-        pieces += [data[last:start], marker]
-        last = end
-    pieces.append(data[last:])
-    return data[:0].join(pieces)
+    last = 0
+    if isinstance(data, bytes):
+        assert isinstance(marker, bytes)
+        out = bytearray()
+        for run in _COVERED.finditer(covered):
+            out += data[last:run.start()]
+            out += marker
+            last = run.end()
+        out += data[last:]
+        return bytes(out)
+    text = io.StringIO()
+    for run in _COVERED.finditer(covered):
+        text.write(data[last:run.start()])
+        text.write(marker)
+        last = run.end()
+    text.write(data[last:])
+    return text.getvalue()
 
 
 class Redactor:
