@@ -27,7 +27,7 @@ from cto_harness.contracts import VerificationResult
 from cto_harness.core.fixtures import FixtureCase
 from cto_harness.core.globs import matches_any
 from cto_harness.core.testchannel import Channel, Expected, UnsupportedCommand, instrument, judge_run
-from cto_harness.core.workspace import Entry, Snapshot, link_leaves_tree
+from cto_harness.core.workspace import Entry, LinkMap, Snapshot
 from cto_harness.errors import Blocked, BlockerCode
 from cto_harness.inert import path_text
 from cto_harness.sandbox.guard import DiskWatch
@@ -72,7 +72,7 @@ def plan_copy(snapshot: Snapshot, globs: list[str], bookkeeping_dirs: Sequence[s
     pristine inventory; everything else from the provider's result. A pristine file wins over
     whatever the provider put at its place, at one of its parent folders or below it. The
     provider's bookkeeping folders are left out, and so is a link that leads out of the tree
-    (`link_leaves_tree`) unless the fixture itself had it: the tests run only what the bundle
+    (`LinkMap.leaves`) unless the fixture itself had it: the tests run only what the bundle
     holds."""
     before, after = snapshot.before_entries, snapshot.after_entries
     bookkeeping = frozenset(os.fsencode(d) for d in bookkeeping_dirs)
@@ -91,6 +91,7 @@ def plan_copy(snapshot: Snapshot, globs: list[str], bookkeeping_dirs: Sequence[s
     restored: set[bytes] = {rel for rel in needed if after.get(rel) is None
                             or after[rel].kind != DIR}
     shadowed: set[bytes] = set()  # provider folders at or below a pristine file's place
+    after_links, before_links = LinkMap(after), LinkMap(before)
     for rel in sorted(after, key=tree_order):
         entry = after[rel]
         parent = _parent(rel)
@@ -109,9 +110,9 @@ def plan_copy(snapshot: Snapshot, globs: list[str], bookkeeping_dirs: Sequence[s
             if rel not in pristine or _differs(entry, pristine[rel]):
                 restored.add(rel)
             continue
-        if entry.kind == LINK and link_leaves_tree(after, rel) and not (
+        if entry.kind == LINK and after_links.leaves(rel) and not (
                 rel in before and not _differs(entry, before[rel])
-                and link_leaves_tree(before, rel)):
+                and before_links.leaves(rel)):
             # Never tested through: what it leads to is in no bundle (the fixture's own links
             # that lead out are kept as they were).
             continue
