@@ -334,6 +334,10 @@ EQUAL_TO_ANYTHING = {
                               "    def __ne__(self, other):\n        return False\n\n"
                               "    __hash__ = str.__hash__\n\n"
                               "def slugify(value):\n    return Slug('~')\n",
+    # Fraction's equality is Python: its module's globals answer it, and they are the tested
+    # code's to set (a Fraction compared with a str returned `NotImplemented`, now True).
+    "fraction_module_patched": "import fractions\nfractions.NotImplemented = True\n\n\n"
+                               "def slugify(value):\n    return fractions.Fraction(0)\n",
 }
 
 
@@ -575,3 +579,44 @@ def test_under_pytest_plain_asserts_and_testcase_asserts_are_judged_too(
     assert outcomes.pop("test_approx_is_pytests_own") == "passed"
     assert set(outcomes.values()) == {"failed"} and len(outcomes) == 7
     assert all("cto-harness:" in t["detail"] for t in v.tests if t["outcome"] == "failed")
+
+
+def test_equality_written_in_python_answers_only_as_it_was(case_factory: CaseFactory) -> None:
+    """`Counter.__eq__` is Python: `collections.NotImplemented = True` made an empty Counter
+    equal to every dict r3 expects. A Counter is still judged as the dict it is, and passes
+    where it equals one; a Fraction is judged by its fields, against its own kind."""
+    import collections
+    import fractions
+
+    merge = ("import collections\ncollections.NotImplemented = True\n\n\n"
+             "def deep_merge(base, override):\n    return collections.Counter()\n")
+    root = case_factory("counter-patched", base="r3-config-merge",
+                        files={"fake/solution/confmerge/merge.py": merge})
+    v = execute_run("counter-patched", harness_root=root).report.verification
+    assert v.status == "failed" and v.tests_failed == 3, v.reason
+    assert all("NotImplemented, which Counter's equality looks up" in t["detail"]
+               for t in v.tests if t["outcome"] == "failed")
+
+    from cto_harness.core.testdriver import _Judge
+
+    class Anything:
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    class Tally(collections.Counter):  # type: ignore[type-arg]
+        pass
+
+    forged = object.__new__(fractions.Fraction)
+    forged._numerator = forged._denominator = Anything()  # type: ignore[attr-defined]
+    judge = _Judge()
+    assert judge.compared(collections.Counter("aab"), {"a": 2, "b": 1}) is None
+    assert judge.compared({"n": collections.Counter("a")}, {"n": collections.Counter("a")}) is None
+    assert "Counter subclass" in (judge.compared(Tally("a"), {"a": 1}) or "")
+    assert "Anything.__eq__" in (judge.compared(forged, fractions.Fraction(1, 2)) or "")
+    assert "Fraction.__eq__" in (judge.compared(forged, 3) or "")
+    assert judge.compared(fractions.Fraction(1, 2), fractions.Fraction(2, 4)) is None
+    collections.Counter.__getitem__ = lambda self, key: Anything()  # type: ignore[method-assign]
+    try:
+        assert "Counter.__getitem__" in (judge.compared(collections.Counter(), {}) or "")
+    finally:
+        del collections.Counter.__getitem__  # type: ignore[attr-defined]

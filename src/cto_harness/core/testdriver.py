@@ -87,7 +87,7 @@ class _Judge:
     whose `__eq__` returns True), and compared with the test's expected value its own method
     answers. Where two compared values are of different types (the standard library's numbers
     apart), each type's `__eq__` and `__ne__` must be the interpreter's own (builtins,
-    `collections`, `decimal`, `fractions`), and so inside lists, tuples, dicts (keys too),
+    `collections`, `decimal`; see `_counter`), and so inside lists, tuples, dicts (keys too),
     sets and the fields of two objects of one type (`__dict__` and slots); a truth test's
     `__bool__` and `__len__` too.
 
@@ -103,7 +103,6 @@ class _Judge:
     def __init__(self, extra_trusted: tuple[type, ...] = ()) -> None:
         import collections
         import decimal
-        import fractions
         import types
 
         # Every builtin used below is held here, before any tested module is imported: one that
@@ -122,13 +121,30 @@ class _Judge:
         # Held by identity (`id`): a set's `in` would hash a class and compare it with `==`,
         # both answered by its metaclass, which the tested code writes.
         self.id = id
+        # Equality written in C only: `Fraction.__eq__` is Python, which reads its fields (any
+        # object), the other value's attributes and its module's globals, all the tested code's
+        # to set (`fractions.NotImplemented = True` made a Fraction equal to any str). A
+        # Fraction is judged like the fixture's classes: by its fields, against its own kind.
         self.trusted = frozenset(map(id, {
             object, int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set,
-            frozenset, type(None), range, decimal.Decimal, fractions.Fraction,
-            collections.OrderedDict, collections.defaultdict, collections.Counter,
-            collections.deque, *extra_trusted}))
-        self.numbers = frozenset(map(id, {int, float, complex, bool, decimal.Decimal,
-                                          fractions.Fraction}))
+            frozenset, type(None), range, decimal.Decimal, collections.OrderedDict,
+            collections.defaultdict, collections.Counter, collections.deque, *extra_trusted}))
+        self.numbers = frozenset(map(id, {int, float, complex, bool, decimal.Decimal}))
+        # `Counter.__eq__` is Python too, kept for a solution that returns a Counter where a
+        # dict is expected: it answers for the interpreter only for an exact Counter (a
+        # subclass overrides what it reads) facing a dict of the interpreter's own (it reads
+        # the other's `__class__` and items), while its class, and the globals and builtins
+        # its methods look up (`collections.NotImplemented`), are as they were here.
+        counter = collections.Counter
+        self.counter, self.counter_dict = counter, dict(self.class_dict(counter))
+        self.counter_faces = frozenset(map(id, {
+            dict, collections.OrderedDict, collections.defaultdict, counter}))
+        self.get, self.missing = dict.get, object()
+        self.counter_reads = [
+            (scope, name, self.get(scope, name, self.missing))
+            for method in (self.counter_dict["__eq__"], self.counter_dict["__ne__"])
+            for scope in (method.__globals__, method.__builtins__)
+            for name in method.__code__.co_names]
         self.containers = frozenset(map(id, {list, tuple, set, frozenset, dict}))
         self.budget = 0
 
@@ -140,6 +156,24 @@ class _Judge:
                     if self.id(klass) not in self.trusted:
                         return f"{klass.__name__!s:.80}.{name}"
                     break
+        return None
+
+    def _counter(self, cls: type, other: type) -> str | None:
+        """Why a Counter's own equality would not answer for the interpreter, or None."""
+        if not self.subclass(cls, self.counter):
+            return None
+        if cls is not self.counter:
+            return f"{cls.__name__!s:.80} is a Counter subclass (Counter's equality is Python)"
+        if self.id(other) not in self.counter_faces:
+            return (f"a Counter was compared with a {other.__name__!s:.80} (Counter's "
+                    "equality is Python: it reads the other value)")
+        live, was = self.dict(self.class_dict(cls)), self.counter_dict
+        for name in [*live, *was]:
+            if self.get(live, name, self.missing) is not self.get(was, name, self.missing):
+                return f"Counter.{name!s:.80} was changed during the run"
+        for scope, name, value in self.counter_reads:
+            if self.get(scope, name, self.missing) is not value:
+                return f"{name!s:.80}, which Counter's equality looks up, was replaced"
         return None
 
     def _inside(self, a, b):  # type: ignore[no-untyped-def]
@@ -210,6 +244,9 @@ class _Judge:
         if a is b or depth > 32 or self.budget > 10_000:
             return None
         ta, tb = self.kind(a), self.kind(b)
+        for cls, other in ((ta, tb), (tb, ta)):
+            if why := self._counter(cls, other):
+                return f"{why}, so it is not the interpreter's own"
         if ta is not tb and not (self.id(ta) in self.numbers and self.id(tb) in self.numbers):
             for cls, other in ((ta, tb), (tb, ta)):
                 if why := self.foreign(cls):
