@@ -620,3 +620,49 @@ def test_equality_written_in_python_answers_only_as_it_was(case_factory: CaseFac
         assert "Counter.__getitem__" in (judge.compared(collections.Counter(), {}) or "")
     finally:
         del collections.Counter.__getitem__  # type: ignore[attr-defined]
+
+
+def test_pytest_approx_is_judged_by_what_it_holds(case_factory: CaseFactory,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pytest.approx` was trusted as pytest's own, but the tested code can return one too:
+    `approx(Anything())` compares its content with `==` unjudged, so every plain assert of a
+    slugify passed; `approx(0, abs=math.inf)` equals every number."""
+    import math
+
+    from cto_harness.core.testdriver import _Judge
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    hostile = ("import pytest\n\n\nclass Anything:\n    def __eq__(self, other):\n"
+               "        return True\n\n\ndef slugify(value):\n"
+               "    return pytest.approx(Anything())\n")
+    root = case_factory("approx-hostile", toml_edit=_via_pytest, files={
+        "repo/tests/test_plain.py": PLAIN_ASSERTS, "fake/solution/slugkit/text.py": hostile})
+    v = execute_run("approx-hostile", harness_root=root).report.verification
+    outcomes = {t["id"].rsplit("::", 1)[-1]: t["outcome"] for t in v.tests}
+    assert outcomes.pop("test_approx_is_pytests_own") == "passed"
+    assert set(outcomes.values()) == {"failed"}, v.tests
+
+    class Anything:
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    class Close(float):  # its difference from anything is nothing
+        def __rsub__(self, other: object) -> float:
+            return 0.0
+
+    class Items(list):  # type: ignore[type-arg]
+        def __getitem__(self, index: object) -> object:
+            return Anything()
+
+    kinds = sys.modules[type(pytest.approx(0.0)).__module__]
+    judge = _Judge(tuple(v for n, v in vars(kinds).items() if n.startswith("Approx")))
+    assert "Anything.__eq__" in (judge.compared("a-b", pytest.approx(Anything())) or "")
+    assert "Anything.__eq__" in (judge.compared(pytest.approx(Anything()), "a-b") or "")
+    assert "tolerance" in (judge.compared(pytest.approx(0, abs=math.inf), 3) or "")
+    assert "Close.__rsub__" in (judge.compared([Close(9.0)], pytest.approx([1.5])) or "")
+    assert "Items.__getitem__" in (judge.compared(Items([0.0]), pytest.approx([1.0])) or "")
+    for value, approx in ((0.1 + 0.2, pytest.approx(0.3)), ([0.1 + 0.2], pytest.approx([0.3])),
+                          ({"a": 0.1 + 0.2}, pytest.approx({"a": 0.3})),
+                          (3, pytest.approx(3.0, abs=1e-3))):
+        assert judge.compared(value, approx) is None and value == approx
+    assert judge.compared(pytest.approx(0.3), 0.1 + 0.2) is None

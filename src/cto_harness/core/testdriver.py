@@ -100,7 +100,7 @@ class _Judge:
     `unittest.mock.ANY`) compared with a value of another type fails the test as well. Which
     code made a class cannot be told from inside the process; the message names the method."""
 
-    def __init__(self, extra_trusted: tuple[type, ...] = ()) -> None:
+    def __init__(self, approx: tuple[type, ...] = ()) -> None:
         import collections
         import decimal
         import types
@@ -128,8 +128,11 @@ class _Judge:
         self.trusted = frozenset(map(id, {
             object, int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set,
             frozenset, type(None), range, decimal.Decimal, collections.OrderedDict,
-            collections.defaultdict, collections.Counter, collections.deque, *extra_trusted}))
+            collections.defaultdict, collections.Counter, collections.deque}))
         self.numbers = frozenset(map(id, {int, float, complex, bool, decimal.Decimal}))
+        # pytest's approx classes (`_approx`): Python whose every field the maker chose.
+        self.approx = frozenset(map(id, approx))
+        self.arithmetic = ("__eq__", "__ne__", "__sub__", "__rsub__", "__abs__")
         # `Counter.__eq__` is Python too, kept for a solution that returns a Counter where a
         # dict is expected: it answers for the interpreter only for an exact Counter (a
         # subclass overrides what it reads) facing a dict of the interpreter's own (it reads
@@ -239,24 +242,48 @@ class _Judge:
         self.budget = 0
         return self._check(a, b, 0)
 
-    def _check(self, a: object, b: object, depth: int) -> str | None:
+    def _approx(self, a: object, b: object, depth: int, right: bool) -> str | None:
+        """`a == approx` (`right`) or `approx == b`: pytest's approx compares what it holds
+        with the other value, by `==`, then by the difference (`abs(expected - actual)`), and
+        reads that value's keys, items and length: all judged, as the parts they are. A value
+        of the tested code's own can be an approx too, and `approx(0, abs=math.inf)` equals
+        every number: one with a tolerance of its own counts only on the right of `==`, where
+        pytest's convention puts the test's expected value."""
+        fields = self.instance_attr(b if right else a, "__dict__")
+        if not right and (self.get(fields, "abs") is not None
+                          or self.get(fields, "rel") is not None):
+            return ("a pytest.approx with a tolerance of its own was on the left of ==, where "
+                    "the value under test stands: one equal to every number would pass")
+        expected, actual = self.get(fields, "expected"), a if right else b
+        read = (*self.arithmetic, "keys", "__getitem__", "__iter__", "__len__")
+        if why := self.foreign(self.kind(actual), read):
+            return (f"a {self.kind(actual).__name__!s:.80} was compared with a pytest.approx, "
+                    f"and {why} is not the interpreter's own")
+        if right:
+            return self._check(actual, expected, depth + 1, self.arithmetic)
+        return self._check(expected, actual, depth + 1, self.arithmetic)
+
+    def _check(self, a: object, b: object, depth: int,
+               names: tuple[str, ...] = ("__eq__", "__ne__")) -> str | None:
         self.budget += 1
         if a is b or depth > 32 or self.budget > 10_000:
             return None
         ta, tb = self.kind(a), self.kind(b)
+        if self.id(tb) in self.approx or self.id(ta) in self.approx:
+            return self._approx(a, b, depth, right=self.id(tb) in self.approx)
         for cls, other in ((ta, tb), (tb, ta)):
             if why := self._counter(cls, other):
                 return f"{why}, so it is not the interpreter's own"
         if ta is not tb and not (self.id(ta) in self.numbers and self.id(tb) in self.numbers):
             for cls, other in ((ta, tb), (tb, ta)):
-                if why := self.foreign(cls):
+                if why := self.foreign(cls, names):
                     return (f"a {cls.__name__!s:.80} was compared with a "
                             f"{other.__name__!s:.80}, and {why} is not the interpreter's own: "
                             "an object equal to anything would pass")
         if why := self._unmatched(a, b) or self._unmatched(b, a):
             return why
         for x, y in self._inside(a, b):  # type: ignore[no-untyped-call]
-            if why := self._check(x, y, depth + 1):
+            if why := self._check(x, y, depth + 1, names):
                 return why
         return None
 
@@ -332,8 +359,8 @@ def _judged_pytest_asserts(pytest, judge_class):  # type: ignore[no-untyped-def]
     """pytest's plain `assert a == b` and `assert a in b`, judged as unittest's assertions are
     (`_Judge`): the assertion rewriter, which compiles every test module's asserts, first turns
     each single `==` or `in` into a call that judges its two values, then compares them. The
-    comparison a test makes with `pytest.approx` is pytest's own and trusted. Returns the
-    rewriter's module, for the tamper check."""
+    comparison a test makes with `pytest.approx` is judged by what it holds (`_Judge._approx`).
+    Returns the rewriter's module, for the tamper check."""
     import ast
     import sys
 
@@ -342,7 +369,7 @@ def _judged_pytest_asserts(pytest, judge_class):  # type: ignore[no-untyped-def]
     approx = sys.modules[type(pytest.approx(0.0)).__module__]
     judge = judge_class(tuple(
         value for name, value in vars(approx).items()
-        if name.startswith("Approx") and isinstance(value, type)))
+        if name.startswith("Approx") and isinstance(value, type)))  # pytest's own approx types
 
     def judged_eq(a, b):  # type: ignore[no-untyped-def]
         if why := judge.compared(a, b):
