@@ -666,3 +666,31 @@ def test_pytest_approx_is_judged_by_what_it_holds(case_factory: CaseFactory,
                           (3, pytest.approx(3.0, abs=1e-3))):
         assert judge.compared(value, approx) is None and value == approx
     assert judge.compared(pytest.approx(0.3), 0.1 + 0.2) is None
+
+
+def test_assert_sequence_equal_judges_the_items_it_reads() -> None:
+    """`assertSequenceEqual` compares item by item through `len` and `[i]` once `==` says no,
+    and passes two sequences of different types whose items are equal: a list subclass whose
+    `__getitem__` returns an object equal to anything passed as any list of its length."""
+    import unittest
+
+    from cto_harness.core.testdriver import _Judge, _strict_asserts
+
+    class Anything:
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    class Items(list):  # type: ignore[type-arg]
+        def __getitem__(self, index: object) -> object:
+            return Anything()
+
+    class Case(unittest.TestCase):
+        def runTest(self) -> None:
+            pass
+
+    _strict_asserts(Case, _Judge())
+    case = Case()
+    with pytest.raises(AssertionError, match=r"Items\.__getitem__"):
+        case.assertSequenceEqual(Items([None, None]), ["a", "b"])
+    case.assertSequenceEqual(("a", "b"), ["a", "b"])  # different types, equal items: passes
+    case.assertListEqual(["a"], ["a"])

@@ -317,6 +317,19 @@ class _Judge:
                         "anything would be found")
         return None
 
+    def sequences(self, a: object, b: object) -> str | None:
+        """`assertSequenceEqual`: where `==` says no, it compares the items it gets with `len`
+        and `[i]`, and two sequences of different types with equal items pass: those methods
+        are judged too (a list subclass whose `__getitem__` returns an object equal to
+        anything passed as any list of its length)."""
+        if why := self.compared(a, b):
+            return why
+        for value in (a, b):
+            if why := self.foreign(self.kind(value), ("__len__", "__getitem__")):
+                return (f"the items of a {self.kind(value).__name__!s:.80} come from {why}, "
+                        "not the interpreter's own")
+        return None
+
     def almost(self, a: object, b: object) -> str | None:
         """`assertAlmostEqual`: compared as by `==`, then by the difference's arithmetic."""
         if why := self.compared(a, b):
@@ -347,8 +360,9 @@ def _strict_asserts(case, judge):  # type: ignore[no-untyped-def]
         return assertion
 
     for name in ("assertEqual", "assertListEqual", "assertTupleEqual", "assertDictEqual",
-                 "assertSequenceEqual", "assertSetEqual", "assertMultiLineEqual"):
+                 "assertSetEqual", "assertMultiLineEqual"):
         setattr(case, name, wrap(getattr(case, name), judge.compared, 2))  # type: ignore[no-untyped-call]
+    case.assertSequenceEqual = wrap(case.assertSequenceEqual, judge.sequences, 2)  # type: ignore[no-untyped-call]
     case.assertAlmostEqual = wrap(case.assertAlmostEqual, judge.almost, 2)  # type: ignore[no-untyped-call]
     for name in ("assertTrue", "assertFalse"):
         setattr(case, name, wrap(getattr(case, name), judge.truth, 1))  # type: ignore[no-untyped-call]
