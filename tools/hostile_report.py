@@ -196,22 +196,28 @@ NOTES = """## What each tier promises, in short
   object equal to anything: its own `__eq__` answers the test's comparison. Under unittest the
   driver checks what `assertEqual` and its kin, `assertTrue`/`assertFalse`, `assertIn` and
   `assertAlmostEqual` are about to compare: where two values are of different types (numbers
-  apart), each type's `__eq__`/`__ne__` (or `__bool__`/`__len__`, or the difference's
-  arithmetic) must be the interpreter's own, and so inside lists, tuples, dicts (keys too),
-  sets, a searched container's elements and two objects' fields (`__dict__` or slots); else the
-  test fails, naming the method. Under pytest the same holds for the TestCase assertions it runs
-  and for a plain `assert a == b` or `assert a in b`: the assertion rewriter judges each single
-  `==` and `in` first (`pytest.approx` is pytest's own and trusted). Types are known by
-  identity, read with descriptors and builtins the driver holds from before the tested code was
-  imported (a metaclass, a replaced `builtins.dict` or a class claiming `__module__ =
+  apart), each type's `__eq__`/`__ne__` (or `__bool__`/`__len__`, the arithmetic of a
+  difference, the `len` and `[i]` that `assertSequenceEqual` reads) must be the interpreter's
+  own, and so inside lists, tuples, dicts (keys too), sets, a searched container's elements and
+  two objects' fields (`__dict__` or slots); else the test fails, naming the method. The
+  interpreter's own: the builtins, `decimal`, and `collections`' C classes; `Counter`, whose
+  equality is Python, only as an exact `Counter` against a dict and while what its `__eq__`
+  looks up is as it was at start; `Fraction` is judged by its fields. Under pytest the same
+  holds for the TestCase assertions it runs and for a plain `assert a == b` or `assert a in b`:
+  the assertion rewriter judges each single `==` and `in` first, and a `pytest.approx` is judged
+  by what it holds (one with its own tolerance counts only on the right of `==`). Types are
+  known by identity, read with descriptors and builtins the driver holds from before the tested
+  code was imported (a metaclass, a replaced `builtins.dict` or a class claiming `__module__ =
   "builtins"` changes nothing). An expected failure counts only where the pristine file marks
   one (row `expected_failure`: `failure_not_expected`), and a framework function added during
   the run is named like one replaced. Not covered: other assertion forms (`assert result`,
-  chained comparisons, a test's own comparisons outside an assert), and code that patches the
-  fixture's own classes or modules or reads its caller's frame to return the expected value. The
-  price: a test comparing a value with an object of its own whose equality is written in Python
-  (`unittest.mock.ANY`, a matcher) fails too, naming the method; whose code made a class cannot
-  be told from inside the process.
+  chained comparisons, `assert 3 == result` with an approx the solution made, a test's own
+  comparisons outside an assert), same-type comparisons of standard-library classes written in
+  Python, comparisons past 10,000 checks or 32 levels deep, and code that patches the fixture's
+  own classes or modules or reads its caller's frame to return the expected value. The price: a
+  test comparing a value with an object of its own whose equality is written in Python
+  (`unittest.mock.ANY`, a matcher), a `Fraction` with an int, or a `Counter` subclass, fails
+  too, naming the method; whose code made a class cannot be told from inside the process.
 - **Inherent, and what the harness does about it** (row `memory_forgery`, missed on every
   tier): the tests and the code under test share one interpreter, so code that has read the
   harness can find the driver's reporting function (or the pipe and the token) in memory,
