@@ -249,3 +249,38 @@ def test_a_link_planted_in_the_store_carries_nothing_out(tmp_path: Path, planted
             pass
     assert list(elsewhere.iterdir()) == []
     assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o700
+
+
+def test_a_confined_build_step_whose_processes_outlived_the_sweep_stops_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step's sandbox uid is swept when it ends; if the sweep cannot prove its processes gone
+    (fault injected here: no sweep has been made to fail for real), the build stops there, with
+    the folder never taken back, instead of going on to hash what they could still change."""
+    from cto_harness.errors import Blocked
+    from cto_harness.providers.steps import StepConfinement, run_step
+    from cto_harness.sandbox import confined
+
+    if os.geteuid() != 0:
+        pytest.skip("the sweep runs for a root harness only")
+    real_sweep, real_run = confined.users.sweep, confined.run_process
+    ran: list[bool] = []
+
+    def run_then_note(*args: object, **kwargs: object) -> object:
+        ran.append(True)
+        return real_run(*args, **kwargs)  # type: ignore[arg-type]
+
+    def failing_after_the_step(uid: int, **kwargs: object) -> object:
+        # The uid's allocation sweeps too: only the sweep after the step fails.
+        return ([], False) if ran else real_sweep(uid, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(confined, "run_process", run_then_note)
+    monkeypatch.setattr(confined.users, "sweep", failing_after_the_step)
+    work = tmp_path / "build"
+    (work / "logs").mkdir(parents=True)
+    settings = settings_for(tmp_path / "home")
+    with pytest.raises(Blocked) as blocked:
+        run_step(["/bin/true"], shown=["true"], index=1, cwd=work, env={"PATH": "/usr/bin:/bin"},
+                 logs=work / "logs", timeout=60,
+                 confine=StepConfinement(work=work, settings=settings))
+    assert "sweep did not end" in blocked.value.message

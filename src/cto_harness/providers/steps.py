@@ -47,6 +47,11 @@ def run_step(argv: Sequence[str], *, shown: Sequence[str], index: int, cwd: Path
                               timeout_seconds=timeout, max_log_bytes=DEFAULT_MAX_LOG_BYTES,
                               settings=confine.settings, network=True,
                               file_size_limit=None).process
+    if confine is not None and not result.tree_clean:
+        # A process of the step outlived it and its uid's sweep: the build folder is not taken
+        # back, and what is still running could change it after any check.
+        raise Blocked(code, f"`{' '.join(shown)}` left processes running that the sandbox uid's "
+                            f"sweep did not end (logs in {logs})")
     if result.timed_out or result.exit_code != 0:
         tail = err.read_text("utf-8", "replace").strip().splitlines()[-3:]
         why = f"exceeded {timeout}s" if result.timed_out else f"exited {result.exit_code}"
