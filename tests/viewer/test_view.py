@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,7 +22,7 @@ from cto_harness.errors import UsageError
 from cto_harness.viewer import render
 from cto_harness.viewer.serve import serving
 from cto_harness.viewer.site import build_site, mounts_for
-from cto_harness.viewer.suiteview import load_suite
+from cto_harness.viewer.suiteview import MAX_ROWS, load_suite
 from viewer.conftest import Evidence, copy_bundle
 
 
@@ -221,6 +222,24 @@ def test_suite_json_cannot_blow_the_grid_up(evidence: Evidence, tmp_path: Path) 
     view = load_suite(suite, evidence.public_key)
     assert view.cases == listed and view.k == max(r["repeat"] for r in data["runs"])
     assert any("20002 cases" in n for n in view.notes) and not view.all_verified
+
+
+def test_suite_json_rows_cost_linear_time(evidence: Evidence, tmp_path: Path) -> None:
+    # 40,000 rows of distinct made-up cases (1.4 MB, no bundle at all): every case was looked up
+    # in a list and every case's row scanned over every run, so the page took minutes and an
+    # unsigned 32 MB suite.json hours. Rows past the grid's size are not read, and the rest in
+    # one pass.
+    suite = copy_bundle(evidence.suite, tmp_path / "suite")
+    data = json.loads((suite / "suite.json").read_text())
+    data["runs"] += [{"case_id": f"made-up-{i}", "repeat": 1} for i in range(40_000)]
+    (suite / "suite.json").write_text(json.dumps(data))
+    started = time.monotonic()
+    site = build_site([suite], tmp_path / "s.html", public_key=evidence.public_key)
+    assert time.monotonic() - started < 20
+    view = load_suite(suite, evidence.public_key)
+    assert len(view.runs) == MAX_ROWS and not view.all_verified
+    assert any(f"lists {40_000 + 4} runs" in n for n in view.notes)
+    assert not site.verified
 
 
 def test_suite_json_cannot_point_the_viewer_outside_the_suite(

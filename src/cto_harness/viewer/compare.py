@@ -113,7 +113,7 @@ class SuiteComparison:
 
 
 def _files(suite: SuiteView, case_id: str) -> list[str]:
-    found = {p for r in suite.runs if r.case_id == case_id and r.verified and r.run
+    found = {p for r in suite.by_case.get(case_id, []) if r.verified and r.run
              for p in r.run.changed_paths}
     return sorted(found)
 
@@ -128,8 +128,8 @@ def compare_suites(a: SuiteView, b: SuiteView) -> SuiteComparison:
     rows = [
         CaseDelta(
             case_id=c, a=_side(a, c), b=_side(b, c), files_a=_files(a, c), files_b=_files(b, c),
-            unverified_a=sum(1 for r in a.runs if r.case_id == c and not r.verified),
-            unverified_b=sum(1 for r in b.runs if r.case_id == c and not r.verified),
+            unverified_a=sum(1 for r in a.by_case.get(c, []) if not r.verified),
+            unverified_b=sum(1 for r in b.by_case.get(c, []) if not r.verified),
         )
         for c in cases
     ]

@@ -210,7 +210,7 @@ def render_suite(env: Environment, suite: SuiteView, out: Path, links: Links, si
         case_id: [
             {"x": round(5 + (r.run.duration_ms or 0) / longest * (plot_width - 10), 1),
              "status": r.status, "repeat": r.repeat, "ms": r.run.duration_ms}
-            for r in suite.runs if r.case_id == case_id and r.verified and r.run is not None
+            for r in suite.by_case.get(case_id, []) if r.verified and r.run is not None
         ]
         for case_id in suite.aggregates
     }

@@ -10,6 +10,7 @@ disputed and counts nowhere."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from cto_harness.viewer.runview import RunView, load_run, safe_path
 
 MAX_REPEATS = 500
 MAX_GRID_CELLS = 20_000
+# Rows of suite.json read: as many as the grid has cells. Each row costs a lookup (and a bundle
+# check); past this the unsigned index is not a suite this harness wrote.
+MAX_ROWS = MAX_GRID_CELLS
 
 
 @dataclass(frozen=True)
@@ -63,11 +67,20 @@ class SuiteView:
     def all_verified(self) -> bool:
         return bool(self.runs) and self.verified_count == len(self.runs) and not self.notes
 
+    @cached_property
+    def by_case(self) -> dict[str, list[SuiteRun]]:
+        """Each case's runs, in suite.json's order: found in one pass, never by scanning every
+        run for every case (quadratic in the rows of an unsigned suite.json)."""
+        found: dict[str, list[SuiteRun]] = {}
+        for run in self.runs:
+            found.setdefault(run.case_id, []).append(run)
+        return found
+
     def grid(self) -> list[tuple[str, list[SuiteRun | None]]]:
         """Per case, its runs by repeat (None where no run is listed)."""
         rows = []
         for case_id in self.cases:
-            by_repeat = {r.repeat: r for r in self.runs if r.case_id == case_id}
+            by_repeat = {r.repeat: r for r in self.by_case.get(case_id, [])}
             rows.append((case_id, [by_repeat.get(i) for i in range(1, self.k + 1)]))
         return rows
 
@@ -127,6 +140,9 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
     notes = [] if data else ["suite.json is missing or does not parse"]
     listed = [r for r in data.get("runs", []) if isinstance(r, dict)] \
         if isinstance(data.get("runs"), list) else []
+    if len(listed) > MAX_ROWS:
+        notes.append(f"suite.json lists {len(listed)} runs; only the first {MAX_ROWS} are read")
+        listed = listed[:MAX_ROWS]
     runs: list[SuiteRun] = []
     seen: dict[str, int] = {}  # run id -> the row that first listed its bundle
     endorsed, endorsement_notes = _endorsed(root, public_key)
@@ -172,11 +188,12 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
         runs.append(SuiteRun(index, case_id, repeat, listed_verdict, run, note, disputed))
 
     notes += endorsement_notes or _unlisted_endorsed_runs(endorsed, listed)
-    cases = [str(c) for c in data.get("cases", []) if isinstance(c, str)] \
-        if isinstance(data.get("cases"), list) else []
-    for listed_run in runs:
-        if listed_run.case_id not in cases:
-            cases.append(listed_run.case_id)
+    # In order, each once (a dict, not `in` on a list: quadratic in suite.json's rows).
+    cases = list(dict.fromkeys(
+        [str(c) for c in data.get("cases", []) if isinstance(c, str)]
+        if isinstance(data.get("cases"), list) else []))
+    declared_cases = set(cases)
+    cases += [c for c in dict.fromkeys(r.case_id for r in runs) if c not in declared_cases]
     raw_declared = data.get("repeat")
     declared = raw_declared if isinstance(raw_declared, int) else 1
     # Columns of the grid: bounded, whatever suite.json claims.
