@@ -242,6 +242,33 @@ def test_suite_json_rows_cost_linear_time(evidence: Evidence, tmp_path: Path) ->
     assert not site.verified
 
 
+def test_suite_json_naming_one_bundle_often_checks_and_renders_it_once(
+        evidence: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each row re-verified and re-rendered its bundle: 20,000 rows of one bundle with a large
+    # diff and logs were hours and gigabytes of pages from a few hundred kB of suite.json.
+    from cto_harness.viewer import suiteview
+
+    suite = copy_bundle(evidence.suite, tmp_path / "suite")
+    data = json.loads((suite / "suite.json").read_text())
+    row = data["runs"][0]
+    data["runs"] += [{**row, "run_dir": variant} for variant in
+                     [row["run_dir"], row["run_dir"] + "/", "./" + row["run_dir"]] * 100]
+    (suite / "suite.json").write_text(json.dumps(data))
+    calls: list[Path] = []
+    real = suiteview.load_run
+
+    def counting(path: Path, public_key: Path | None = None) -> suiteview.RunView:
+        calls.append(path)
+        return real(path, public_key)
+
+    monkeypatch.setattr(suiteview, "load_run", counting)
+    site = build_site([suite], tmp_path / "s.html", public_key=evidence.public_key)
+    assert len(calls) == len(set(calls)) == 4
+    assert len(site.pages) == 4 + 1 and not site.verified
+    view = load_suite(suite, evidence.public_key)
+    assert sum(r.disputed for r in view.runs) == 300
+
+
 def test_suite_json_cannot_point_the_viewer_outside_the_suite(
         evidence: Evidence, tmp_path: Path) -> None:
     suite = copy_bundle(evidence.suite, tmp_path / "suite")

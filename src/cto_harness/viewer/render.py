@@ -197,13 +197,18 @@ def render_suite(env: Environment, suite: SuiteView, out: Path, links: Links, si
     crumbs = crumbs or []
     folder = run_pages_dir(out)
     run_pages: dict[int, str] = {}
+    # One page per bundle folder, however many rows of suite.json name it (each row would
+    # otherwise write a page as large as the bundle's diff and logs).
+    pages_of: dict[Path, str] = {}
     for entry in suite.runs:
         if entry.run is None:
             continue
-        page = folder / f"run-{entry.index + 1:04d}.html"
-        render_run(env, entry.run, page, links, site, load_baseline=load_baseline,
-                   crumbs=[*crumbs, ("suite", out)])
-        run_pages[entry.index] = Links.page(out, page)
+        if entry.run.root not in pages_of:
+            page = folder / f"run-{entry.index + 1:04d}.html"
+            render_run(env, entry.run, page, links, site, load_baseline=load_baseline,
+                       crumbs=[*crumbs, ("suite", out)])
+            pages_of[entry.run.root] = Links.page(out, page)
+        run_pages[entry.index] = pages_of[entry.run.root]
     plot_width = 220
     longest = max(suite.max_duration(), 1)
     plots = {

@@ -145,6 +145,9 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
         listed = listed[:MAX_ROWS]
     runs: list[SuiteRun] = []
     seen: dict[str, int] = {}  # run id -> the row that first listed its bundle
+    # Each bundle folder checked and read once, however often suite.json names it: a row costs
+    # a lookup, never another verification (20,000 rows of one large bundle took hours).
+    loaded: dict[Path, RunView] = {}
     endorsed, endorsement_notes = _endorsed(root, public_key)
     engine = data.get("engine")
     for index, row in enumerate(listed):
@@ -159,8 +162,10 @@ def load_suite(root: Path, public_key: Path | None = None) -> SuiteView:
             path = safe_path(root, rel)
             if path is None:
                 note = "suite.json names a bundle path outside the suite folder: not read"
+            elif path in loaded:
+                run = loaded[path]
             elif path.is_dir():
-                run = load_run(path, public_key)
+                run = loaded[path] = load_run(path, public_key)
             else:
                 note = "suite.json names a bundle that is not there"
         else:
