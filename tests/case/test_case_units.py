@@ -286,3 +286,30 @@ def test_remotes_other_than_the_local_one_are_found(guarded) -> None:  # type: i
     assert {f.action for f in found} == {"git_remote_non_local"}
     assert len(found) == 2
     assert any("remote.upstream.url" in f.detail for f in found)
+
+
+def test_event_log_keys_that_name_emit_parameters_are_recorded_not_a_harness_error() -> None:
+    # Case's event log is the provider's: a row with a `source` or `type_` field once collided
+    # with the keyword arguments of the harness's own event log, so collection raised and the
+    # run ended `error` with every forbidden action the engine had found unrecorded.
+    from types import SimpleNamespace
+
+    from cto_harness.core.events import EventLog
+    from cto_harness.core.run import collect_outcome
+    from cto_harness.engines.base import Outcome
+    from cto_harness.engines.case.events import map_events, typed
+
+    rows = [{"event": "phase_start", "phase": "implement", "source": "harness", "type_": "x",
+             "ts": "2026-01-01T00:00:00Z"},
+            {"event": "run.finished", "source": "harness", "verdict": "pass"}]
+    events, spans = typed(map_events(rows, fallback_ts="2026-01-01T00:00:01Z"))
+    engine = SimpleNamespace(collect=lambda ctx, admission, process: Outcome(
+        events=events, spans=spans))
+    log = EventLog("run", "nonce")
+    collect_outcome(engine, SimpleNamespace(events=log), None, None, "span")  # type: ignore[arg-type]
+    recorded = [(e.source, e.type, e.data) for e in log.events]
+    assert recorded == [
+        ("provider", "provider.phase.started",
+         {"phase": "implement", "source": "harness", "type_": "x"}),
+        ("provider", "provider.run.finished", {"source": "harness", "verdict": "pass"}),
+    ]

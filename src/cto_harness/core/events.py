@@ -44,6 +44,12 @@ class EventLog:
     def emit(
         self, type_: str, *, source: str = "harness", ts: str | None = None, **data: Any
     ) -> None:
+        self.record(type_, data, source=source, ts=ts)
+
+    def record(self, type_: str, data: dict[str, Any], *, source: str = "harness",
+               ts: str | None = None) -> None:
+        """`emit` with the data as one mapping: its keys are the provider's to choose (a
+        `source` or `type_` among them), so they are never spread into keyword arguments."""
         self.events.append(
             NormalizedEvent(
                 run_id=self.run_id,

@@ -477,7 +477,8 @@ def collect_outcome(engine: Engine, ctx: RunContext, admission: Admission,
     """The engine's reading of the provider's own logs, recorded as provider events and spans."""
     outcome = _inert_outcome(engine.collect(ctx, admission, process))
     for event in outcome.events:
-        ctx.events.emit(event.type, source="provider", ts=event.ts, **event.data)
+        # The data as one mapping: its keys are the provider's (`source` too), never kwargs.
+        ctx.events.record(event.type, dict(event.data), source="provider", ts=event.ts)
     _provider_spans(ctx.events, outcome.spans, process_span)
     return outcome
 
