@@ -313,3 +313,55 @@ def test_event_log_keys_that_name_emit_parameters_are_recorded_not_a_harness_err
          {"phase": "implement", "source": "harness", "type_": "x"}),
         ("provider", "provider.run.finished", {"source": "harness", "verdict": "pass"}),
     ]
+
+
+def _pull_rows(commits: list[str]) -> str:
+    return "".join(json.dumps({
+        "number": n, "url": f"https://pr.invalid/w/pull/{n}", "title": "t", "body": "b",
+        "base": "main", "head": f"h{n}", "head_commit": c}) + "\n"
+        for n, c in enumerate(commits, 1))
+
+
+def test_pull_request_records_cost_one_comparison_per_commit_and_are_bounded(
+        guarded, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    # The records are the provider's: a thousand of them naming the commit of a large workspace
+    # were each compared with the whole tested tree (hours, after the provider's time limit).
+    from cto_harness.engines.case import guards
+
+    workspace, remote, _other, records, env = guarded
+    head = _branch_with_commit(workspace, env)
+    assert _git("push", "-q", "origin", "fix/x", cwd=workspace, env=env).returncode == 0
+    listings: list[list[str]] = []
+    real_run = guards.run_quiet
+
+    def counting(argv, **kwargs):  # type: ignore[no-untyped-def]
+        if "ls-tree" in argv:
+            listings.append(list(argv))
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(guards, "run_quiet", counting)
+    # The same commit a thousand times, then spelled differently past the bound.
+    spellings = [head[:n] for n in range(7, 7 + guards.MAX_COMMITS_CHECKED + 2)]
+    (records / "pull-requests.jsonl").write_text(_pull_rows([head] * 900 + spellings))
+    pulls, unverified = collect_pull_requests(records, remote, real_git(), workspace)
+    assert len(listings) == guards.MAX_COMMITS_CHECKED
+    assert all(p.verified for p in pulls[:900 + guards.MAX_COMMITS_CHECKED - 1])
+    assert not any(p.verified for p in pulls[900 + guards.MAX_COMMITS_CHECKED - 1:])
+    assert len(unverified) == 3
+    assert all("distinct head commits" in f.detail for f in unverified)
+
+
+def test_a_pull_request_whose_file_modes_differ_from_the_tested_files_is_unverified(
+        guarded) -> None:  # type: ignore[no-untyped-def]
+    workspace, remote, _other, records, env = guarded
+    _branch_with_commit(workspace, env)
+    # The commit marks a.txt executable; the tested file is not.
+    _git("update-index", "--chmod=+x", "a.txt", cwd=workspace, env=env)
+    _git("commit", "-qm", "mode", cwd=workspace, env=env)
+    assert _git("push", "-q", "origin", "fix/x", cwd=workspace, env=env).returncode == 0
+    head = _git("rev-parse", "HEAD", cwd=workspace, env=env).stdout.strip()
+    assert not os.access(workspace / "a.txt", os.X_OK)
+    (records / "pull-requests.jsonl").write_text(_pull_rows([head]))
+    pulls, unverified = collect_pull_requests(records, remote, real_git(), workspace)
+    assert [p.verified for p in pulls] == [False]
+    assert "mode 100755" in unverified[0].detail

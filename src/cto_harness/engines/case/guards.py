@@ -257,47 +257,85 @@ def objects_of(local_remote: Path, git: str) -> Iterator[Path | None]:
         yield copy
 
 
-def _differs_from_tested(remote: Path, commit: str, workspace: Path, skip: tuple[str, ...],
-                         git: str, env: dict[str, str]) -> str | None:
-    """Why the head commit's files are not the files the harness tested (the workspace as the
-    provider left it, which the verification copied), or None when each file it holds is there
-    byte for byte and it holds every file there but the workspace's own `.git` and the
-    engine's bookkeeping folders `skip` (which it must not hold: they are never tested); a link
-    or a submodule in the commit is not compared, so it is a difference."""
+# Distinct head commits compared with the tested files in one run. Each comparison lists a
+# whole tree; the records are the provider's to write (up to MAX_RECORD_ROWS of them), so without
+# a bound a thousand records of a commit holding a large workspace kept the harness busy for
+# hours after the provider's own time limit. Past it a pull request is not verified.
+MAX_COMMITS_CHECKED = 16
+_EXEC = 0o100  # git's executable bit, as the snapshot reads it
+
+
+class _Tested:
+    """The files the harness tested (the workspace as the provider left it, which the
+    verification copied) by path: (git mode, blob ids by hash length), or why they cannot be
+    compared. Read once, on first use, for every pull request of the run."""
+
+    def __init__(self, workspace: Path, skip: tuple[str, ...]) -> None:
+        self.workspace, self.skip = workspace, skip
+        self._files: dict[bytes, tuple[str, dict[int, str]] | None] | None = None
+        self.problem: str | None = None
+
+    def files(self) -> dict[bytes, tuple[str, dict[int, str]] | None]:
+        if self._files is None:
+            self._files = {}
+            outside = {b".git", *(os.fsencode(d) for d in self.skip)}
+            try:
+                for node, _fd in walk(self.workspace, prune=lambda rel: rel in outside):
+                    if node.kind == DIR:
+                        continue
+                    data = read_file(self.workspace, node.rel, _PR_FILE_CAP + 1)
+                    if data is None or len(data) > _PR_FILE_CAP:
+                        self._files[node.rel] = None  # a link, special or too large: no blob
+                        continue
+                    blob = b"blob %d\0" % len(data) + data
+                    self._files[node.rel] = (
+                        "100755" if node.mode & _EXEC else "100644",
+                        {40: hashlib.sha1(blob).hexdigest(), 64: hashlib.sha256(blob).hexdigest()})
+            except (OSError, TreeChanged):
+                self.problem = "the tested workspace could not be listed"
+        return self._files
+
+
+def _differs_from_tested(remote: Path, commit: str, tested: _Tested, git: str,
+                         env: dict[str, str]) -> str | None:
+    """Why the head commit's files are not the files the harness tested, or None when each file
+    it holds is there byte for byte, with the same mode, and it holds every file there but the
+    workspace's own `.git` and the engine's bookkeeping folders (which it must not hold: they
+    are never tested); a link or a submodule in the commit is not compared, so it is a
+    difference."""
     listing = run_quiet([git, "--git-dir", str(remote), "ls-tree", "-r", "-z", "--full-tree",
                          f"{commit}^{{commit}}"], env=env, check=False)
     if listing.returncode != 0:
         return "its head commit's files cannot be listed"
+    files = tested.files()
+    if tested.problem is not None:
+        return tested.problem
     held: set[bytes] = set()
     for entry in filter(None, listing.stdout.split("\0")):
         meta, _tab, name = entry.partition("\t")
         mode, kind, oid = [*meta.split(), "", "", ""][:3]
-        held.add(os.fsencode(name))
-        shown = path_text(os.fsencode(name))
-        if name.split("/", 1)[0] in skip:
+        rel = os.fsencode(name)
+        held.add(rel)
+        shown = path_text(rel)
+        if name.split("/", 1)[0] in tested.skip:
             # Never tested (the verification leaves bookkeeping out), so never shipped: a merge
             # would carry whatever the provider put there. Case's own agents leave it out of
             # every commit.
             return f"its head commit holds {shown}, the engine's bookkeeping, which is not tested"
         if kind != "blob" or mode == "120000":
             return f"its head commit holds {shown}, a {'link' if kind == 'blob' else kind}"
-        data = read_file(workspace, os.fsencode(name), _PR_FILE_CAP + 1)
-        if data is None or len(data) > _PR_FILE_CAP:
+        ours = files.get(rel)
+        if ours is None:
             return f"its head commit holds {shown}, which the tested workspace does not"
-        blob = b"blob %d\0" % len(data) + data
-        ours = (hashlib.sha1(blob) if len(oid) == 40 else hashlib.sha256(blob)).hexdigest()
-        if ours != oid:
+        if ours[1].get(len(oid)) != oid:
             return f"its head commit's {shown} is not the file the harness tested"
+        if ours[0] != mode:
+            return f"its head commit's {shown} has mode {mode}, the tested file {ours[0]}"
     # The other way too: a commit that leaves out (deletes) a file of the tested workspace, the
     # solution or the tests themselves, is not the code the harness tested.
-    outside = {b".git", *(os.fsencode(d) for d in skip)}
-    try:
-        for node, _fd in walk(workspace, prune=lambda rel: rel in outside):
-            if node.kind != DIR and node.rel not in held:
-                return (f"its head commit lacks {path_text(node.rel)}, which the tested "
-                        "workspace holds")
-    except (OSError, TreeChanged):
-        return "the tested workspace could not be listed"
+    for rel in sorted(files):
+        if rel not in held:
+            return f"its head commit lacks {path_text(rel)}, which the tested workspace holds"
     return None
 
 
@@ -313,6 +351,8 @@ def collect_pull_requests(
     pulls: list[LocalPullRequest] = []
     forbidden: list[ForbiddenAction] = []
     rows = _rows(_read(records / PR_RECORD))
+    tested = _Tested(workspace, skip)
+    checked: dict[str, str | None] = {}  # head commit -> its problem, each compared once
     with objects_of(local_remote, git) if rows else contextlib.nullcontext() as remote:
         env = git_env(local_remote.parent, path=os.defpath)
         for row in rows:
@@ -335,8 +375,14 @@ def collect_pull_requests(
                         [git, "--git-dir", str(remote), "cat-file", "-e",
                          f"{commit}^{{commit}}"], env=env, check=False).returncode != 0:
                     problem = "its head commit is not on the local remote"
+                elif commit in checked:
+                    problem = checked[commit]
+                elif len(checked) >= MAX_COMMITS_CHECKED:
+                    problem = (f"not compared: more than {MAX_COMMITS_CHECKED} distinct head "
+                               "commits")
                 else:
-                    problem = _differs_from_tested(remote, commit, workspace, skip, git, env)
+                    problem = checked[commit] = _differs_from_tested(remote, commit, tested,
+                                                                      git, env)
             pulls.append(LocalPullRequest(
                 number=number, url=url[:300], title=title[:300], base=base[:200],
                 head=head[:200], head_commit=commit[:64] or None,
