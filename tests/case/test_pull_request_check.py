@@ -196,8 +196,13 @@ def test_case_event_logs_are_read_within_one_budget(tmp_path: Path,
     folder.mkdir(parents=True)
     for n in range(20):
         (folder / f"run-{n:02d}.jsonl").write_bytes(b"{}\n" * 3000)
-    logs = engine.CaseEngine._event_logs(SimpleNamespace(workspace=tmp_path), "t1")  # type: ignore[arg-type]
-    assert sum(len(data) for _rel, data in logs) <= 10_000
+    logs, not_read = engine.CaseEngine._event_logs(SimpleNamespace(workspace=tmp_path), "t1")  # type: ignore[arg-type]
+    assert sum(len(data) for _rel, data in logs) <= 10_000 and not_read == 0
+    # And in number: ~260,000 empty logs fit the workspace limit, each read and named in
+    # report.json; past the cap they are counted, not read.
+    monkeypatch.setattr(engine, "_MAX_EVENT_LOG_FILES", 5)
+    logs, not_read = engine.CaseEngine._event_logs(SimpleNamespace(workspace=tmp_path), "t1")  # type: ignore[arg-type]
+    assert len(logs) <= 5 and not_read == 15
     from cto_harness.fsutil import read_jsonl
 
     rows, bad = read_jsonl(folder / "run-00.jsonl", limit=engine.MAX_EVENT_ROWS // 1000)

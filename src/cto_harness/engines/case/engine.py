@@ -79,6 +79,9 @@ from cto_harness.tree import files_in, read_file
 # Case's event logs, all files together (each line becomes an event of the bundle: a log of
 # `{}` lines would otherwise be millions of them, in memory and in events.normalized.jsonl).
 _MAX_EVENT_LOG_BYTES = 32 * 1024 * 1024
+# Case writes one event log a pipeline run; the provider can leave ~260,000 empty ones under the
+# workspace limit, each read and named in report.json. Past this many, they are only counted.
+_MAX_EVENT_LOG_FILES = 64
 MAX_EVENT_ROWS = 50_000
 _MAX_MARKER_BYTES = 4096
 SUCCESS_LINE = "[unattended] Pipeline completed successfully."
@@ -335,9 +338,11 @@ class CaseEngine(AgentEngine):
             (ctx.backend / "task-after-run.json").write_bytes(after)
         task = task_id(ctx.case.spec.id, ctx.run_id)
         claims: dict[str, Any] = {"recorded_not_trusted": True, "task_id": task}
-        logs = self._event_logs(ctx, task)
+        logs, not_read = self._event_logs(ctx, task)
         claims["event_log"] = None
         claims["event_log_files"] = [path_text(rel) for rel, _data in logs]
+        if not_read:
+            claims["event_log_files_not_read"] = not_read
         pipeline_end = None
         events: tuple[ProviderEvent, ...] = ()
         spans: tuple[ProviderSpan, ...] = ()
@@ -372,22 +377,27 @@ class CaseEngine(AgentEngine):
                        model_endpoint=endpoint)
 
     @staticmethod
-    def _event_logs(ctx: RunContext, task_id: str | None) -> list[tuple[bytes, bytes]]:
+    def _event_logs(ctx: RunContext, task_id: str | None
+                    ) -> tuple[list[tuple[bytes, bytes]], int]:
         """(path in the workspace, first bytes) of each event log, read without following any
-        link the provider made (the workspace is its to shape), never a FIFO or device."""
+        link the provider made (the workspace is its to shape), never a FIFO or device; and
+        how many more there were than `_MAX_EVENT_LOG_FILES`, not read."""
         if task_id is None:
-            return []
+            return [], 0
         folder = f".case/{task_id}/events"
         logs = []
         left = _MAX_EVENT_LOG_BYTES
-        for name in sorted(files_in(ctx.workspace, folder)):
-            if name.startswith(b"run-") and name.endswith(b".jsonl") and left > 0:
-                rel = os.fsencode(folder) + b"/" + name
-                data = read_file(ctx.workspace, rel, left)
-                if data is not None:
-                    logs.append((rel, data))
-                    left -= len(data)
-        return logs
+        names = sorted(n for n in files_in(ctx.workspace, folder)
+                       if n.startswith(b"run-") and n.endswith(b".jsonl"))
+        for name in names[:_MAX_EVENT_LOG_FILES]:
+            if left <= 0:
+                break
+            rel = os.fsencode(folder) + b"/" + name
+            data = read_file(ctx.workspace, rel, left)
+            if data is not None:
+                logs.append((rel, data))
+                left -= len(data)
+        return logs, max(0, len(names) - _MAX_EVENT_LOG_FILES)
 
     @staticmethod
     def _marker(ctx: RunContext, task_id: str | None, name: str) -> str | None:
