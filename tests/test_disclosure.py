@@ -47,3 +47,13 @@ def test_each_disclosure_is_a_named_forbidden_action(tmp_path: Path) -> None:
     assert [(a.action, a.detail) for a in actions] == [
         ("credential_disclosed",
          "the value of ANTHROPIC_API_KEY appeared in backend/pull-requests.jsonl")]
+
+
+def test_a_key_written_everywhere_is_named_in_a_bounded_list(tmp_path: Path) -> None:
+    from cto_harness.engines.disclosure import MAX_NAMED
+
+    for i in range(MAX_NAMED + 30):
+        (tmp_path / f"f{i}").write_text(KEY)
+    actions = credential_disclosures({"K": KEY}, ["K"], [(tmp_path, "workspace", frozenset())])
+    assert len(actions) == MAX_NAMED + 1
+    assert actions[-1].detail == "and in 30 more places"

@@ -22,6 +22,9 @@ from cto_harness.tree import FILE, TreeChanged, open_regular, walk
 _CHUNK = 1 << 20
 # Shorter values would match by chance.
 MIN_VALUE_LENGTH = 4
+# Places named one by one; a provider that writes the key into every file it may make (~260,000)
+# gets these and one action counting the rest, not a report of tens of megabytes.
+MAX_NAMED = 50
 
 
 def _found_in(fd: int, values: Mapping[str, bytes]) -> set[str]:
@@ -69,12 +72,15 @@ def credential_disclosures(environ: Mapping[str, str], names: list[str],
     a name or a file of `trees` ((root, how the report shows it, top-level names left out))."""
     values = {n: environ[n].encode() for n in names
               if len(environ.get(n) or "") >= MIN_VALUE_LENGTH}
-    found: list[ForbiddenAction] = []
-    for root, shown_as, skip in trees:
-        for name, where in scan_tree(root, shown_as, values, skip):
-            found.append(ForbiddenAction(action="credential_disclosed",
-                                         detail=f"the value of {name} appeared in {where}",
-                                         source="harness credential scan"))
+    hits = [hit for root, shown_as, skip in trees
+            for hit in scan_tree(root, shown_as, values, skip)]
+    found = [ForbiddenAction(action="credential_disclosed",
+                             detail=f"the value of {name} appeared in {where}",
+                             source="harness credential scan") for name, where in hits[:MAX_NAMED]]
+    if len(hits) > MAX_NAMED:
+        found.append(ForbiddenAction(action="credential_disclosed",
+                                     detail=f"and in {len(hits) - MAX_NAMED} more places",
+                                     source="harness credential scan"))
     return found
 
 
