@@ -63,12 +63,16 @@ def test_exit_code_precedence() -> None:
     assert suite_exit_code(rows("pass"), False) == 3
 
 
+def _mixed(case_factory: CaseFactory, tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A harness with a failing case beside r1: its root, a suite folder, the two cases."""
+    return (case_factory("wrong-slugify", files=WRONG), tmp_path / "suite",
+            ["r1-string-slugify", "wrong-slugify"])
+
+
 def test_a_mixed_suite_in_parallel_then_resume_then_fresh(
     case_factory: CaseFactory, tmp_path: Path
 ) -> None:
-    root = case_factory("wrong-slugify", files=WRONG)
-    suite_dir = tmp_path / "suite"
-    cases = ["r1-string-slugify", "wrong-slugify"]
+    root, suite_dir, cases = _mixed(case_factory, tmp_path)
     outcome = run_suite(cases, harness_root=root, repeat=2, jobs=2, suite_dir=suite_dir,
                         progress=None)
     assert outcome.exit_code == 1 and not outcome.interrupted
@@ -120,9 +124,7 @@ def test_resume_counts_only_what_each_rows_own_bundle_proves(
     # suite.json is unsigned. Edited so that the failing case's row names the passing case's
     # bundle (inside the suite, and by an absolute path), with rows that no bundle backs and
     # rows of no run's shape, a resume counted 2/2 passes for a failing case and signed that.
-    root = case_factory("wrong-slugify", files=WRONG)
-    suite_dir = tmp_path / "suite"
-    cases = ["r1-string-slugify", "wrong-slugify"]
+    root, suite_dir, cases = _mixed(case_factory, tmp_path)
     first = run_suite(cases, harness_root=root, repeat=1, jobs=1, suite_dir=suite_dir,
                       progress=None)
     data = json.loads((suite_dir / "suite.json").read_text())
