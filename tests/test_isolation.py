@@ -677,3 +677,23 @@ def test_no_repository_of_the_providers_own_is_left_deeper_in_the_workspace(
                        capture_output=True, check=True)
     assert not marker.exists(), marker.read_text()
     verify_bundle(result.run_dir)
+
+
+def test_a_nested_git_whose_set_aside_name_is_taken_is_removed_and_the_others_still_go(
+    tmp_path: Path
+) -> None:
+    """A folder planted at `.git.provider-written` keeps a nested `.git` from being renamed:
+    that one is removed instead (reached from the workspace by descriptors), and the next one
+    is still set aside."""
+    from cto_harness.core.gitdir import disarm_git_dir
+
+    workspace = tmp_path / "ws"
+    (workspace / "a" / ".git").mkdir(parents=True)
+    (workspace / "a" / ".git" / "config").write_text("[core]\n\tfsmonitor = evil\n")
+    (workspace / "a" / ".git.provider-written" / "planted").mkdir(parents=True)
+    (workspace / "b" / ".git").mkdir(parents=True)
+    done = disarm_git_dir(workspace)
+    assert {"a/.git", "b/.git"} <= set(done)
+    assert not (workspace / "a" / ".git").exists()
+    assert (workspace / "a" / ".git.provider-written" / "planted").is_dir()
+    assert (workspace / "b" / ".git.provider-written").is_dir()

@@ -179,14 +179,14 @@ def disarm_git_dir(workspace: Path) -> list[str]:
         with contextlib.suppress(OSError):
             mode = os.stat(".git", dir_fd=fd, follow_symlinks=False).st_mode
             if not stat.S_ISDIR(mode):
-                _set_aside(workspace, fd, ".git")
+                _set_aside(workspace, fd, b".git")
                 return [".git"]
             git_fd = os.open(".git", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                              dir_fd=fd)
             try:
                 for name in ("config", "hooks", "commondir", "gitdir"):
                     if _lexists(name, git_fd):
-                        _set_aside(workspace / ".git", git_fd, name)
+                        _set_aside(workspace, git_fd, b".git/" + name.encode())
                         done.append(f".git/{name}")
                 config = os.open("config", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                                  | os.O_CLOEXEC, 0o644, dir_fd=git_fd)
@@ -218,14 +218,16 @@ def _disarm_nested(workspace: Path) -> list[str]:
     try:
         for _entry in walk(workspace, prune=prune):
             pass
-        for rel in found:
-            parent, _, name = rel.rpartition(b"/")
-            with Cursor(workspace) as cursor:
-                cursor.goto(parent.split(b"/"))
-                _set_aside(workspace / os.fsdecode(parent), cursor.fd, os.fsdecode(name))
-            done.append(os.fsdecode(rel))
     except (OSError, TreeChanged):
-        pass  # the provider has ended: nothing moves; a tree that cannot be walked stays as is
+        pass  # the provider has ended: nothing moves; what was listed is still set aside
+    for rel in found:
+        try:  # one that cannot be set aside does not keep the others
+            with Cursor(workspace) as cursor:
+                cursor.goto(rel.rpartition(b"/")[0].split(b"/"))
+                _set_aside(workspace, cursor.fd, rel)
+        except (OSError, TreeChanged):
+            continue
+        done.append(os.fsdecode(rel))
     return done
 
 
@@ -237,13 +239,15 @@ def _lexists(name: str, dir_fd: int) -> bool:
     return True
 
 
-def _set_aside(folder: Path, dir_fd: int, name: str) -> None:
-    """`name` in `folder` (open as `dir_fd`) renamed to `name.provider-written`, or removed when
-    that name is taken by something that cannot be replaced (a folder planted there). The
-    provider has ended: nothing races the path."""
+def _set_aside(workspace: Path, dir_fd: int, rel: bytes) -> None:
+    """The entry `rel` of the workspace (its folder open as `dir_fd`) renamed to
+    `<name>.provider-written`, or removed when that name is taken by something that cannot be
+    replaced (a folder planted there), reached from the workspace by descriptors. The provider
+    has ended: nothing races the path."""
     from cto_harness.tree import remove_at
 
+    name = os.fsdecode(rel.rpartition(b"/")[2])
     try:
         os.rename(name, name + SET_ASIDE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError:
-        remove_at(folder, name.encode())
+        remove_at(workspace, rel)
